@@ -1,0 +1,79 @@
+"""Benchmark: sync N demo tickets (with their messages, ratings and people) into SQLite.
+
+    python benchmarks/sync_demo.py --tickets 1000000
+
+Target (issue 3): ≥ 20,000 tickets/s end to end, peak RSS < 200 MB, and memory that does
+not grow with the number of tickets (RSS sampled along the way is printed).
+Run by hand; the figures go into the closing note. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cskpi.connectors.demo import DemoConnector, DemoSettings
+from cskpi.core.db import open_engine
+from cskpi.core.sync import Source, StreamResult, run_sync
+
+
+def rss_mb() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+class Sampler:
+    """Prints RSS every `every` tickets, to show memory stays flat."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.next = every
+        self.samples: list[tuple[int, float]] = []
+
+    def stream_started(self, connector: str, stream: str) -> None:
+        pass
+
+    def page_stored(self, result: StreamResult) -> None:
+        if result.stream == "tickets" and result.pages * 1000 >= self.next:
+            self.samples.append((self.next, rss_mb()))
+            self.next += self.every
+
+    def stream_finished(self, result: StreamResult) -> None:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, default=None, help="default: a temporary file")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="cskpi-bench-"))
+    db = args.db or folder / "bench.db"
+    settings = DemoSettings(
+        type="demo", tickets=args.tickets, days=365, seed=7, end=datetime(2026, 11, 1, tzinfo=UTC)
+    )
+    engine = open_engine(f"sqlite:///{db}")
+    sampler = Sampler(max(args.tickets // 10, 1000))
+    started = time.perf_counter()
+    report = run_sync(engine, [Source("bench", DemoConnector("bench", settings))], observer=sampler)
+    elapsed = time.perf_counter() - started
+    assert report.ok, report
+    rows = sum(s.rows for s in report.streams)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"tickets:        {args.tickets:,}")
+    print(f"rows stored:    {rows:,} (tickets, messages, ratings, people, groups, orgs)")
+    print(f"elapsed:        {elapsed:.1f} s")
+    print(f"tickets/s:      {args.tickets / elapsed:,.0f}")
+    print(f"rows/s:         {rows / elapsed:,.0f}")
+    print(f"peak RSS:       {peak:.0f} MB")
+    print("RSS along the way (tickets stored → MB): "
+          + ", ".join(f"{n:,}→{mb:.0f}" for n, mb in sampler.samples))  # fmt: skip
+    print(f"database:       {db.stat().st_size / 2**20:.0f} MB at {db}")
+
+
+if __name__ == "__main__":
+    main()

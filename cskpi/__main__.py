@@ -1,0 +1,3 @@
+from cskpi.cli import main
+
+main()

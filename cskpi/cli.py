@@ -1,0 +1,228 @@
+"""The `cskpi` command: parse, call one core function, render. No business logic here.
+
+Heavy modules (SQLAlchemy, pydantic models, rich tables) are imported inside commands so
+that `cskpi --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from cskpi.connectors.base import ConnectorFactory
+    from cskpi.core.config import Config
+    from cskpi.core.quickstart import Summary
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Customer-service KPIs from Zendesk, Freshdesk, Intercom and a support mailbox.",
+)
+connectors_app = typer.Typer(no_args_is_help=True, help="Installed connector types.")
+secrets_app = typer.Typer(no_args_is_help=True, help="Secrets kept in the OS keyring.")
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(secrets_app, name="secrets")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file. Default: $CSKPI_CONFIG, then ./cskpi.toml.",
+        show_default=False,
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    from cskpi.console import err
+
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _types() -> dict[str, ConnectorFactory]:
+    from cskpi.connectors.registry import installed
+
+    return installed()
+
+
+def _config(path: Path | None, verbose: bool = False) -> Config:
+    from cskpi.console import setup_logging
+    from cskpi.core.config import ConfigError, find_config_path, load_config
+
+    setup_logging(verbose)
+    try:
+        return load_config(find_config_path(path), _types())
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+@app.command()
+def init(
+    path: Annotated[Path | None, typer.Argument(help="Where to write it.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Write a commented config file (default ./cskpi.toml); never overwrites."""
+    from cskpi.console import out
+    from cskpi.core.quickstart import example_config_text
+
+    target = path or config or Path("cskpi.toml")
+    if target.exists():
+        fail(f"{target} already exists; not overwriting it")
+    target.write_text(example_config_text(), encoding="utf-8")
+    out.print(f"wrote {target}; edit it, then run `cskpi check -c {target}`", highlight=False)
+
+
+@app.command()
+def check(config: ConfigOption = None, verbose: Verbose = False) -> None:
+    """Validate the config and make one cheap authenticated call per connector."""
+    from cskpi.console import check_table, out
+    from cskpi.core import app as core
+
+    cfg = _config(config, verbose)
+    results = core.check(cfg, _types())
+    out.print(f"{cfg.path}: config ok", highlight=False)
+    out.print(check_table(results))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def sync(
+    config: ConfigOption = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Backfill from this date, datetime or span (2025-01-01, 30d)."),
+    ] = None,
+    connector: Annotated[
+        list[str] | None, typer.Option("--connector", help="Only this connector (repeatable).")
+    ] = None,
+    full: Annotated[bool, typer.Option(help="Re-read everything; stored cursors stay.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Pull new and changed records from every (or the named) connector."""
+    from cskpi.console import BarProgress, LogProgress, sync_report
+    from cskpi.core import app as core
+    from cskpi.core.periods import parse_instant
+
+    cfg = _config(config, verbose)
+    try:
+        start = parse_instant(since, cfg.timezone) if since else None
+        if sys.stderr.isatty():
+            with BarProgress() as bar:
+                report = core.sync(
+                    cfg, _types(), only=connector or (), since=start, full=full, observer=bar
+                )
+        else:
+            report = core.sync(
+                cfg, _types(), only=connector or (), since=start, full=full, observer=LogProgress()
+            )
+    except (ValueError, core.UsageError) as exc:
+        fail(str(exc))
+    sync_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Per connector and stream: last success, cursor, rows stored, last error."""
+    from cskpi.console import out, status_table, stored_table
+    from cskpi.core import app as core
+
+    report = core.status(_config(config))
+    if not report.streams:
+        out.print("nothing synced yet; run `cskpi sync`")
+        return
+    out.print(status_table(report))
+    out.print(stored_table(report))
+
+
+@app.command()
+def demo(
+    folder: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Scratch folder. Default: $CSKPI_HOME/demo (~/.cskpi/demo)."),
+    ] = None,
+    tickets: Annotated[int, typer.Option(min=1, help="Tickets to generate.")] = 5000,
+    days: Annotated[int, typer.Option(min=1, help="Days they span, up to today.")] = 90,
+    seed: int = 1,
+    config: ConfigOption = None,
+) -> None:
+    """Run the whole pipeline on the built-in demo helpdesk, in a scratch folder."""
+    from cskpi.console import out, summary_table
+    from cskpi.core import quickstart
+
+    where = folder or quickstart.home() / "demo"
+    path = quickstart.prepare(where, tickets, days, seed)
+    out.print(f"demo helpdesk: {tickets:,} tickets over {days} days → {where}", highlight=False)
+    sync(config=path)
+    summary = _demo_summary(path)
+    out.print(summary_table(summary))
+    out.print(f"\nNext: cskpi status -c {path}", highlight=False)
+
+
+def _demo_summary(path: Path) -> Summary:
+    from cskpi.core import quickstart
+    from cskpi.core.db import open_engine
+
+    engine = open_engine(_config(path).database)
+    try:
+        return quickstart.summarize(engine)
+    finally:
+        engine.dispose()
+
+
+@connectors_app.command("list")
+def connectors_list(config: ConfigOption = None) -> None:
+    """Installed connector types, built-in and plugins, with their config keys."""
+    from cskpi.console import connector_types_table, out
+
+    out.print(connector_types_table(_types()))
+
+
+@secrets_app.command("set")
+def secrets_set(name: str, config: ConfigOption = None) -> None:
+    """Store a secret in the OS keyring (prompted, never echoed); use it as keyring:NAME."""
+    from cskpi.core.secrets import SecretError, set_secret
+
+    value = typer.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
+    try:
+        set_secret(name, value)
+    except SecretError as exc:
+        fail(str(exc))
+    typer.echo(f'stored {name}; refer to it as "keyring:{name}"')
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: str, config: ConfigOption = None) -> None:
+    """Remove a secret from the OS keyring."""
+    from cskpi.core.secrets import SecretError, delete_secret
+
+    try:
+        delete_secret(name)
+    except SecretError as exc:
+        fail(str(exc))
+    typer.echo(f"deleted {name}")
+
+
+@secrets_app.command("list")
+def secrets_list(config: ConfigOption = None) -> None:
+    """Names of the secrets cskpi stored (never their values)."""
+    from cskpi.core.secrets import SecretError, list_secrets
+
+    try:
+        names = list_secrets()
+    except SecretError as exc:
+        fail(str(exc))
+    typer.echo("\n".join(names) if names else "no secrets stored")
+
+
+def main() -> None:
+    app(prog_name="cskpi")

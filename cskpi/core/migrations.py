@@ -1,0 +1,147 @@
+"""Schema migrations: named functions, each applied once and recorded in ``_migrations``.
+
+A migration is frozen once released: it describes the schema as it was, so a database made
+by any older version upgrades in place by running the ones it lacks, in order. Never edit a
+released migration; add the next one. ``tests/core/test_migrations.py`` checks that the
+migrated schema equals the tables declared in ``schema.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.types import TypeEngine
+
+Migration = Callable[[Connection], None]
+
+
+def _req(name: str, kind: type[TypeEngine[Any]] | TypeEngine[Any]) -> Column[Any]:
+    return Column(name, kind, nullable=False)
+
+
+def _opt(name: str, kind: type[TypeEngine[Any]] | TypeEngine[Any] = String) -> Column[Any]:
+    return Column(name, kind, nullable=True)
+
+
+def _pk(name: str, kind: type[TypeEngine[Any]] | TypeEngine[Any] = String) -> Column[Any]:
+    return Column(name, kind, primary_key=True)
+
+
+def _entity(md: MetaData, name: str, *extra: Column[Any]) -> Table:
+    return Table(
+        name, md, _pk("id"), _req("connector", String), _req("external_id", String),
+        _opt("name"), *extra,
+    )  # fmt: skip
+
+
+def m001_tables(conn: Connection) -> None:
+    md = MetaData()
+    Table(
+        "ticket", md, _pk("id"), _req("connector", String), _req("external_id", String),
+        _opt("subject"), _req("status", String), _opt("raw_status"), _opt("priority"),
+        _opt("channel"), _opt("type"), _req("tags", JSON), _opt("requester_id"),
+        _opt("organization_id"), _opt("assignee_id"), _opt("group_id"),
+        _req("created_at", BigInteger), _req("updated_at", BigInteger),
+        _opt("first_reply_at", BigInteger), _opt("first_solved_at", BigInteger),
+        _opt("solved_at", BigInteger), _opt("closed_at", BigInteger),
+        _req("agent_replies", Integer), _req("reopens", Integer),
+        _req("group_changes", Integer), _req("assignee_changes", Integer),
+        _req("deleted", Boolean),
+    )  # fmt: skip
+    Table(
+        "message", md, _pk("id"), _req("ticket_id", String), _opt("author_id"),
+        _req("author_role", String), _req("public", Boolean), _req("created_at", BigInteger),
+    )  # fmt: skip
+    Table(
+        "rating", md, _pk("id"), _opt("ticket_id"), _req("connector", String),
+        _req("kind", String), _req("score", Float), _req("scale_min", Float),
+        _req("scale_max", Float), _opt("comment"), _opt("agent_id"),
+        _req("rated_at", BigInteger),
+    )  # fmt: skip
+    _entity(md, "person", _opt("email"), _req("role", String))
+    _entity(md, "grp")
+    _entity(
+        md, "organization", _opt("mrr", Float), _opt("created_at", BigInteger),
+        _opt("churned_at", BigInteger),
+    )  # fmt: skip
+    Table(
+        "sync_state", md, _pk("connector"), _pk("stream"), _opt("cursor"),
+        _opt("position", BigInteger), _opt("last_success_at", BigInteger),
+        _opt("last_error"), _req("rows", BigInteger),
+    )  # fmt: skip
+    Table(
+        "sync_run", md, _pk("id", Integer), _req("connector", String),
+        _req("started_at", BigInteger), _opt("finished_at", BigInteger),
+        _req("status", String), _req("rows", Integer), _req("skipped", Integer), _opt("error"),
+    )  # fmt: skip
+    Table(
+        "digest_run", md, _pk("digest"), _pk("window_from", BigInteger),
+        _pk("window_to", BigInteger), _pk("target"), _opt("sent_at", BigInteger),
+        _req("status", String), _opt("error"),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+def m002_indexes(conn: Connection) -> None:
+    """Indexes for the KPI windows and a ticket's messages; no more, each one slows writes."""
+    md = MetaData()
+    md.reflect(conn)
+    wanted = {
+        "ticket": ["created_at", "solved_at"],
+        "message": ["ticket_id"],
+        "rating": ["rated_at"],
+    }
+    for table, columns in wanted.items():
+        for column in columns:
+            Index(f"ix_{table}_{column}", md.tables[table].c[column]).create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_tables, m002_indexes)
+
+_LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"
+
+
+def applied(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        conn.execute(text(_LEDGER))
+        conn.commit()
+        return list(conn.execute(text("SELECT name FROM _migrations ORDER BY name")).scalars())
+
+
+def migrate(engine: Engine, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply the migrations this database lacks, each in its own transaction."""
+    done = set(applied(engine))
+    ran: list[str] = []
+    for migration in migrations:
+        if migration.__name__ in done:
+            continue
+        with engine.connect().execution_options(cskpi_write=True) as conn, conn.begin():
+            # Re-check under the write lock: another process may have migrated meanwhile.
+            again = conn.execute(
+                text("SELECT 1 FROM _migrations WHERE name = :n"), {"n": migration.__name__}
+            ).first()
+            if again is None:
+                migration(conn)
+                conn.execute(
+                    text("INSERT INTO _migrations (name, applied_at) VALUES (:n, :t)"),
+                    {"n": migration.__name__, "t": int(datetime.now(UTC).timestamp())},
+                )
+                ran.append(migration.__name__)
+    return ran

@@ -1,0 +1,213 @@
+"""Secret references (``env:VAR``, ``keyring:NAME``, literals), the keyring store, and redaction.
+
+Every value resolved or stored here is remembered for the life of the process so that
+:func:`redact` and :class:`RedactingFilter` can scrub it from anything that is printed or
+logged, whatever path it took to get there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+from urllib.parse import quote
+
+import keyring
+import keyring.errors
+from keyring.backends import fail, null
+from pydantic import BeforeValidator, SecretStr, ValidationInfo
+
+SERVICE = "cskpi"
+INDEX_ENTRY = "__cskpi_index__"  # keyring cannot enumerate, so the names live in one entry
+MASK = "***"
+_MIN_REDACTED = 4  # shorter values would mask ordinary words and digits
+
+NO_BACKEND = "no keyring backend is available on this machine; use env:VAR instead"
+
+_log = logging.getLogger("cskpi")
+_registered: set[str] = set()
+
+
+class SecretError(ValueError):
+    """A secret reference that cannot be resolved, or a keyring operation that failed."""
+
+
+def resolve_reference(ref: object, what: str | None = None) -> SecretStr:
+    """Turn ``env:VAR``, ``keyring:NAME`` or a literal into the secret, and register it."""
+    if isinstance(ref, SecretStr):  # already resolved (settings built in code, or re-validated)
+        register_secret(ref.get_secret_value())
+        return ref
+    if not isinstance(ref, str):
+        raise SecretError("must be a string: env:VAR, keyring:NAME or the secret itself")
+    if not ref:
+        raise SecretError("the secret is empty")
+    scheme, _, name = ref.partition(":")
+    if scheme == "env":
+        value = _from_env(name)
+    elif scheme == "keyring":
+        value = get_secret(name)
+    else:
+        # Says that a literal is used, never what it is.
+        _log.warning(
+            "%s is written into the config as a literal secret; prefer env:VAR or keyring:NAME",
+            what or "a secret",
+        )
+        value = ref
+    if not value:
+        raise SecretError("the secret is empty")
+    register_secret(value)
+    return SecretStr(value)
+
+
+def _validate_secret(value: object, info: ValidationInfo) -> SecretStr:
+    return resolve_reference(value, what=info.field_name)
+
+
+Secret = Annotated[SecretStr, BeforeValidator(_validate_secret)]
+"""A settings field holding a secret: give it a reference, get the resolved ``SecretStr``."""
+
+
+def _from_env(var: str) -> str:
+    if not var:
+        raise SecretError("env: needs a variable name, e.g. env:ZENDESK_TOKEN")
+    value = os.environ.get(var)
+    if value is None:
+        raise SecretError(f"environment variable {var} is not set")
+    return value
+
+
+def get_secret(name: str) -> str:
+    """The secret stored in the keyring under ``name``."""
+    _check_name(name)
+    with _keyring_errors():
+        value = keyring.get_password(SERVICE, name)
+    if value is None:
+        raise SecretError(f"keyring has no secret {name}; run `cskpi secrets set {name}`")
+    register_secret(value)
+    return value
+
+
+def set_secret(name: str, value: str) -> None:
+    """Store ``value`` under ``name`` in the OS keyring (replacing any previous value)."""
+    _check_name(name)
+    if not value:
+        raise SecretError("the secret is empty")
+    register_secret(value)
+    with _keyring_errors():
+        keyring.set_password(SERVICE, name, value)
+        _write_index(_read_index() | {name})
+
+
+def delete_secret(name: str) -> None:
+    """Remove ``name`` from the keyring; a clear error if there is no such secret."""
+    _check_name(name)
+    with _keyring_errors():
+        present = keyring.get_password(SERVICE, name) is not None
+        if present:
+            keyring.delete_password(SERVICE, name)
+        _write_index(_read_index() - {name})
+    if not present:
+        raise SecretError(f"keyring has no secret {name}")
+
+
+def list_secrets() -> list[str]:
+    """Names of the secrets stored through cskpi, sorted."""
+    with _keyring_errors():
+        return sorted(_read_index())
+
+
+def _check_name(name: str) -> None:
+    if not name or name != name.strip() or name == INDEX_ENTRY:
+        raise SecretError(
+            f"a secret name must be non-empty, without surrounding spaces, and not {INDEX_ENTRY}"
+        )
+
+
+def _read_index() -> set[str]:
+    raw = keyring.get_password(SERVICE, INDEX_ENTRY)
+    try:
+        names = json.loads(raw) if raw else []
+    except ValueError:
+        names = []  # a damaged index only loses the listing, never a secret
+    return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+
+
+def _write_index(names: set[str]) -> None:
+    keyring.set_password(SERVICE, INDEX_ENTRY, json.dumps(sorted(names)))
+
+
+@contextmanager
+def _keyring_errors() -> Iterator[None]:
+    if _no_backend():
+        raise SecretError(NO_BACKEND)
+    try:
+        yield
+    except keyring.errors.NoKeyringError:
+        raise SecretError(NO_BACKEND) from None
+    except keyring.errors.KeyringLocked:
+        raise SecretError("the keyring is locked; unlock it and try again") from None
+    except keyring.errors.KeyringError as exc:
+        raise SecretError(f"the keyring failed ({type(exc).__name__}): {exc}") from None
+
+
+def _no_backend() -> bool:
+    return isinstance(keyring.get_keyring(), fail.Keyring | null.Keyring)
+
+
+def register_secret(value: str) -> None:
+    """Remember ``value`` (and its URL-encoded form) so that :func:`redact` hides it."""
+    for form in (value, quote(value, safe="")):
+        if len(form) >= _MIN_REDACTED:
+            _registered.add(form)
+
+
+def forget_secrets() -> None:
+    """Empty the redaction registry (tests; a process otherwise keeps it for its lifetime)."""
+    _registered.clear()
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``."""
+    for value in sorted(_registered, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs registered secrets from a record's message, exception and stack text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _registered:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the handler's to report, not ours
+            return True
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+REDACTING_FILTER = RedactingFilter()
+
+
+def install_redaction(logger: logging.Logger | None = None) -> None:
+    """Attach :data:`REDACTING_FILTER` to ``logger`` (default: root) and its current handlers.
+
+    Filters on a logger only see records logged on that very logger; handler filters see
+    everything that propagates, so handlers added later need ``addFilter(REDACTING_FILTER)``.
+    """
+    target = logger if logger is not None else logging.getLogger()
+    for filterer in (target, *target.handlers):
+        if REDACTING_FILTER not in filterer.filters:
+            filterer.addFilter(REDACTING_FILTER)

@@ -1,0 +1,53 @@
+"""Isolation for every test: no real home folder, config, OS keyring or leftover secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import keyring
+import keyring.backend
+import pytest
+
+from cskpi.core import secrets
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A keyring backend holding passwords in a dict, so no test touches the OS keyring."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.passwords: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.passwords.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.passwords[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self.passwords.pop((service, username), None) is None:
+            raise keyring.errors.PasswordDeleteError(username)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MemoryKeyring]:
+    """``CSKPI_HOME`` and the working directory in ``tmp_path``; an empty in-memory keyring.
+
+    The working directory moves so that no ``./cskpi.toml`` of the checkout is picked up:
+    find test data from ``Path(__file__)``, not from a relative path.
+    """
+    home = tmp_path / "cskpi-home"
+    home.mkdir()
+    monkeypatch.setenv("CSKPI_HOME", str(home))
+    monkeypatch.delenv("CSKPI_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    previous = keyring.get_keyring()
+    memory = MemoryKeyring()
+    keyring.set_keyring(memory)
+    secrets.forget_secrets()
+    yield memory
+    keyring.set_keyring(previous)
+    secrets.forget_secrets()

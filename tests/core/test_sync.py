@@ -1,0 +1,135 @@
+import logging
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+
+from cskpi.core.db import open_engine
+from cskpi.core.state import StreamState, all_states
+from cskpi.core.sync import Source, plan, run_sync
+from tests.fakes import T0, FakeConnector, FakeStream, ticket
+
+TEN = [ticket(i) for i in range(10)]  # updated at T0 + i h 30 min
+
+
+@pytest.fixture
+def engine(tmp_path) -> Engine:
+    return open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+
+
+def tickets(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text("SELECT * FROM ticket ORDER BY id"))]
+
+
+def cursor_of(engine: Engine, connector: str = "zd") -> str | None:
+    return {s.connector: s.cursor for s in all_states(engine)}.get(connector)
+
+
+def sync(engine: Engine, stream: FakeStream, **kw: object):
+    return run_sync(engine, [Source("zd", FakeConnector(stream))], **kw)  # type: ignore[arg-type]
+
+
+def test_a_crash_after_page_k_resumes_from_page_k(engine: Engine, tmp_path) -> None:
+    crashing = FakeStream(TEN, fail_after_pages=3)
+    report = sync(engine, crashing)
+    assert not report.ok
+    assert "server went away after 3 pages" in (report.streams[0].error or "")
+    assert len(tickets(engine)) == 6
+    assert cursor_of(engine) == "6"
+
+    healthy = FakeStream(TEN)
+    assert sync(engine, healthy).ok
+    assert healthy.calls == [("6", None)]
+
+    clean = open_engine(f"sqlite:///{tmp_path / 'clean.db'}")
+    sync(clean, FakeStream(TEN))
+    assert tickets(engine) == tickets(clean)
+    assert [s.rows for s in all_states(engine)] == [10]
+
+
+def test_an_incremental_sync_starts_at_start_date_then_follows_the_cursor(engine: Engine) -> None:
+    stream = FakeStream(TEN)
+    run_sync(engine, [Source("zd", FakeConnector(stream), start_date=T0 + timedelta(hours=5))])
+    run_sync(engine, [Source("zd", FakeConnector(stream), start_date=T0 + timedelta(hours=5))])
+    assert stream.calls == [(None, T0 + timedelta(hours=5)), ("10", None)]
+    assert len(tickets(engine)) == 5
+
+
+def test_since_backfills_without_moving_the_cursor_back(engine: Engine) -> None:
+    sync(engine, FakeStream(TEN[6:]))  # a first sync that only saw recent data
+    assert cursor_of(engine) == "4"
+    # the backfill source now has all ten; it crashes half way through
+    backfill = FakeStream(TEN, fail_after_pages=2)
+    sync(engine, backfill, since=T0)
+    assert backfill.calls == [(None, T0)]
+    assert cursor_of(engine) == "4", (
+        "a backfill page behind the stored position must not move the cursor"
+    )
+    done = FakeStream(TEN)
+    assert sync(engine, done, since=T0).ok
+    assert cursor_of(engine) == "10"
+    assert len(tickets(engine)) == 10
+
+
+def test_since_after_the_stored_position_just_continues(engine: Engine) -> None:
+    sync(engine, FakeStream(TEN[:4]))
+    stream = FakeStream(TEN)
+    sync(engine, stream, since=T0 + timedelta(hours=9))
+    assert stream.calls == [("4", None)]
+    assert len(tickets(engine)) == 10
+
+
+def test_plan_rules() -> None:
+    stored = StreamState("zd", "tickets", "c", T0 + timedelta(days=5), None, None, 0)
+    assert plan(None, None, False, T0).since == T0
+    assert plan(stored, None, False, T0).cursor == "c"
+    full = plan(stored, None, True, None)
+    assert (full.cursor, full.since, full.backfill) == (None, None, True)
+    early = plan(stored, T0, False, None)
+    assert (early.cursor, early.since, early.backfill) == (None, T0, True)
+
+
+def test_one_failing_connector_does_not_stop_the_others(engine: Engine) -> None:
+    broken = Source("broken", FakeConnector(FakeStream(TEN, fail_after_pages=0)))
+    good = Source("good", FakeConnector(FakeStream(TEN)))
+    report = run_sync(engine, [broken, good])
+    assert not report.ok
+    assert [(s.connector, s.error is None, s.rows) for s in report.streams] == [
+        ("broken", False, 0),
+        ("good", True, 10),
+    ]
+    with engine.connect() as conn:
+        runs = conn.execute(
+            text("SELECT connector, status, rows, error FROM sync_run ORDER BY id")
+        ).all()
+    assert [tuple(r)[:3] for r in runs] == [("broken", "failed", 0), ("good", "ok", 10)]
+    assert "BoomError" in runs[0][3]
+    states = {s.connector: s for s in all_states(engine)}
+    assert states["broken"].last_error
+    assert states["broken"].last_success_at is None
+    assert states["good"].last_error is None
+    assert states["good"].last_success_at is not None
+
+
+def test_bad_records_are_skipped_counted_and_logged(engine: Engine, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="cskpi")
+    report = sync(engine, FakeStream(TEN, bad_ids=["3"]))
+    assert report.ok
+    assert report.streams[0].skipped == 1
+    assert len(tickets(engine)) == 9
+    assert cursor_of(engine) == "10"
+    assert "zd/tickets: skipped record 3: no created_at" in caplog.text
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT skipped FROM sync_run")).scalar_one() == 1
+
+
+def test_a_later_error_keeps_the_last_success_time(engine: Engine) -> None:
+    sync(engine, FakeStream(TEN))
+    first = all_states(engine)[0].last_success_at
+    sync(engine, FakeStream([*TEN, ticket(10)], fail_after_pages=0))
+    state = all_states(engine)[0]
+    assert state.last_success_at == first
+    assert state.last_error
+    sync(engine, FakeStream(TEN))
+    assert all_states(engine)[0].last_error is None
