@@ -40,9 +40,8 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    from cskpi.console import err
-
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    # Plain echo: one unwrapped line, and no markup parsing of "[connectors.x]".
+    typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 

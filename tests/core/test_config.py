@@ -722,12 +722,12 @@ def test_find_nothing_says_what_was_tried() -> None:
 
 
 def test_example_config_loads() -> None:
-    # FakeDemo stands in for cskpi.connectors.demo.DemoConnector and takes the same keys.
-    demo_type: dict[str, Any] = {"demo": FakeDemo}
-    config = load_config(ROOT / "config.example.toml", demo_type)
+    from cskpi.connectors.demo import DemoConnector, DemoSettings
+
+    config = load_config(ROOT / "config.example.toml", {"demo": DemoConnector})
     assert list(config.connectors) == ["try-it"]
     demo = config.connectors["try-it"]
-    assert isinstance(demo, FakeDemoSettings)
+    assert isinstance(demo, DemoSettings)
     assert (demo.type, demo.tickets, demo.days, demo.seed) == ("demo", 5000, 90, 1)
     assert config.database == f"sqlite:///{ROOT / 'cskpi.db'}"
     assert config.business_hours is not None

@@ -1,0 +1,208 @@
+"""The command line, end to end through typer's CliRunner."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from typer.testing import CliRunner
+
+from cskpi.cli import app
+from cskpi.connectors import registry
+from cskpi.connectors.base import ConnectorSettings, Page, Stream
+from cskpi.connectors.demo import DemoConnector
+from cskpi.core.secrets import Secret
+
+runner = CliRunner()
+TOKEN = "s3cr3t-token-value"
+
+DEMO_CONFIG = """\
+database = "sqlite:///data/kpi.db"
+[connectors.shop]
+type = "demo"
+tickets = 300
+days = 20
+seed = 3
+end = 2026-11-01T00:00:00Z
+"""
+
+
+class LeakySettings(ConnectorSettings):
+    api_token: Secret
+
+
+class LeakyConnector:
+    """A connector whose failures quote its token, as careless HTTP errors do."""
+
+    type: ClassVar[str] = "leaky"
+    Settings: ClassVar[type[ConnectorSettings]] = LeakySettings
+
+    def __init__(self, name: str, settings: ConnectorSettings) -> None:
+        assert isinstance(settings, LeakySettings)
+        self.token = settings.api_token.get_secret_value()
+
+    def check(self) -> None:
+        raise PermissionError(f"401 for Authorization: Bearer {self.token}")
+
+    def streams(self) -> Sequence[Stream]:
+        return [self]  # type: ignore[list-item]
+
+    name = "tickets"
+
+    def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+        raise ConnectionError(f"GET https://x.example/api?token={self.token} refused")
+
+
+@pytest.fixture
+def types(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        registry, "installed", lambda: {"demo": DemoConnector, "leaky": LeakyConnector}
+    )
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_help_lists_the_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("init", "check", "sync", "status", "demo", "connectors", "secrets"):
+        assert command in result.output
+
+
+def test_init_writes_the_example_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    first = runner.invoke(app, ["init"])
+    assert first.exit_code == 0
+    written = (tmp_path / "cskpi.toml").read_text()
+    assert written == (Path(__file__).parents[1] / "config.example.toml").read_text()
+    again = runner.invoke(app, ["init"])
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+
+
+def test_sync_then_status_with_a_relative_database(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cskpi.toml", DEMO_CONFIG)
+    (tmp_path / "data").mkdir()
+    result = runner.invoke(app, ["sync", "-c", str(cfg)])
+    assert result.exit_code == 0, result.output
+    db = sqlite3.connect(tmp_path / "data" / "kpi.db")
+    assert db.execute("SELECT COUNT(*) FROM ticket").fetchone() == (300,)
+    assert db.execute("SELECT status FROM sync_run").fetchall() == [("ok",)]
+    status = runner.invoke(app, ["status"])  # ./cskpi.toml found by the lookup order
+    assert status.exit_code == 0
+    assert "shop" in status.output
+    assert "tickets" in status.output
+
+
+def test_config_found_through_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = write(tmp_path / "elsewhere.toml", DEMO_CONFIG.replace("data/", ""))
+    monkeypatch.setenv("CSKPI_CONFIG", str(cfg))
+    assert runner.invoke(app, ["check"]).exit_code == 0
+
+
+def test_an_invalid_config_exits_2_naming_file_table_and_key(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "bad.toml", DEMO_CONFIG + "colour = 'blue'\n")
+    result = runner.invoke(app, ["sync", "-c", str(cfg)])
+    assert result.exit_code == 2
+    assert "bad.toml" in result.output
+    assert "[connectors.shop] colour" in result.output
+    assert not (tmp_path / "data").exists()
+
+
+def test_an_unknown_connector_type_lists_the_installed_ones(tmp_path: Path, types: None) -> None:
+    cfg = write(tmp_path / "c.toml", "[connectors.x]\ntype = 'zendsk'\n")
+    result = runner.invoke(app, ["check", "-c", str(cfg)])
+    assert result.exit_code == 2
+    assert "unknown connector type 'zendsk'; installed: demo, leaky" in result.output
+
+
+def test_unknown_connector_name_on_the_command_line(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cskpi.toml", DEMO_CONFIG)
+    result = runner.invoke(app, ["sync", "-c", str(cfg), "--connector", "nope"])
+    assert result.exit_code == 2
+    assert "no connector named 'nope'" in result.output
+
+
+def test_bad_since_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "cskpi.toml", DEMO_CONFIG)
+    result = runner.invoke(app, ["sync", "-c", str(cfg), "--since", "last tuesday"])
+    assert result.exit_code == 2
+    assert "not a date" in result.output
+
+
+def test_a_failing_connector_exits_1_and_never_leaks_its_secret(
+    tmp_path: Path, types: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEAKY_TOKEN", TOKEN)
+    cfg = write(
+        tmp_path / "cskpi.toml",
+        DEMO_CONFIG.replace("data/", "")
+        + '[connectors.leak]\ntype = "leaky"\napi_token = "env:LEAKY_TOKEN"\n',
+    )
+    result = runner.invoke(app, ["sync", "-c", str(cfg), "-v"])
+    assert result.exit_code == 1
+    assert "ConnectionError" in result.output
+    assert TOKEN not in result.output
+    check = runner.invoke(app, ["check", "-c", str(cfg)])
+    assert check.exit_code == 1
+    assert "401" in check.output
+    assert TOKEN not in check.output
+    dump = "\n".join(sqlite3.connect(tmp_path / "kpi.db").iterdump())
+    assert "ConnectionError" in dump
+    assert TOKEN not in dump
+    # the good connector was synced all the same
+    assert 'INSERT INTO "ticket"' in dump
+
+
+def test_connectors_list_shows_types_and_keys(types: None) -> None:
+    result = runner.invoke(app, ["connectors", "list"])
+    assert result.exit_code == 0
+    assert "demo" in result.output
+    assert "api_token" in result.output
+
+
+def test_secrets_set_list_delete(isolated) -> None:  # type: ignore[no-untyped-def]
+    result = runner.invoke(app, ["secrets", "set", "zd"], input=f"{TOKEN}\n{TOKEN}\n")
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    assert isolated.passwords[("cskpi", "zd")] == TOKEN
+    listed = runner.invoke(app, ["secrets", "list"])
+    assert listed.output.split() == ["zd"]
+    assert runner.invoke(app, ["secrets", "delete", "zd"]).exit_code == 0
+    assert runner.invoke(app, ["secrets", "list"]).output.strip() == "no secrets stored"
+    assert runner.invoke(app, ["secrets", "delete", "zd"]).exit_code == 2
+
+
+def test_demo_runs_the_pipeline_in_a_scratch_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "scratch"
+    result = runner.invoke(app, ["demo", "--dir", str(folder), "--tickets", "400", "--days", "30"])
+    assert result.exit_code == 0, result.output
+    db = sqlite3.connect(folder / "cskpi.db")
+    assert db.execute("SELECT COUNT(*) FROM ticket").fetchone() == (400,)
+    assert "400" in result.output
+    assert "by status" in result.output
+    # a second run starts from scratch again, with the same data
+    again = runner.invoke(app, ["demo", "--dir", str(folder), "--tickets", "400", "--days", "30"])
+    assert again.exit_code == 0
+    assert sqlite3.connect(folder / "cskpi.db").execute(
+        "SELECT COUNT(*) FROM ticket"
+    ).fetchone() == (400,)
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cskpi", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0
+    assert "sync" in done.stdout
