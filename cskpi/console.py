@@ -117,7 +117,13 @@ def sync_report(report: SyncReport) -> None:
 
 def status_table(status: Status) -> Table:
     table = Table(
-        "connector", "stream", "last success", "synced up to", "rows", "cursor", "last error"
+        "connector",
+        "stream",
+        "last success",
+        "synced up to",
+        "rows written",
+        "cursor",
+        "last error",
     )
     for s in status.streams:
         cursor = (s.cursor[:24] + "…") if s.cursor and len(s.cursor) > 25 else (s.cursor or "-")

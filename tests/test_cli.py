@@ -206,3 +206,16 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert done.returncode == 0
     assert "sync" in done.stdout
+
+
+def test_help_does_not_import_the_heavy_modules() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from cskpi.cli import app; "
+        "heavy = ('sqlalchemy', 'sqlmodel', 'pydantic', 'keyring'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

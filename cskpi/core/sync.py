@@ -109,7 +109,8 @@ def plan(
 
 
 def _ahead(position: datetime | None, stored: datetime | None) -> bool:
-    return stored is None or (position is not None and position >= stored)
+    """Known to be at or past the stored position (a backfill always has a stored cursor)."""
+    return position is not None and stored is not None and position >= stored
 
 
 def run_sync(
@@ -201,7 +202,7 @@ def _pull(
 
 def _may_end_at(last: Checkpoint, how: _Plan) -> bool:
     # A completed backfill reached the source's present; only a known older position stops it.
-    return last[1] is None or _ahead(last[1], how.stored_position)
+    return last[1] is None or how.stored_position is None or last[1] >= how.stored_position
 
 
 def _checkpoint(page: Page, how: _Plan) -> Checkpoint | None:

@@ -133,3 +133,20 @@ def test_a_later_error_keeps_the_last_success_time(engine: Engine) -> None:
     assert state.last_error
     sync(engine, FakeStream(TEN))
     assert all_states(engine)[0].last_error is None
+
+
+class Unpositioned(FakeStream):
+    """A stream whose pages carry cursors but no positions."""
+
+    def read(self, cursor, since):  # type: ignore[no-untyped-def]
+        for page in super().read(cursor, since):
+            yield type(page)(page.records, page.cursor, None, page.skipped)
+
+
+def test_a_backfill_without_positions_stores_the_cursor_only_at_the_end(engine: Engine) -> None:
+    sync(engine, Unpositioned(TEN[:6]))
+    assert cursor_of(engine) == "6"
+    sync(engine, Unpositioned(TEN, fail_after_pages=2), since=T0)
+    assert cursor_of(engine) == "6", "unknown positions: a backfill page must not move the cursor"
+    sync(engine, Unpositioned(TEN), since=T0)
+    assert cursor_of(engine) == "10"

@@ -1,0 +1,68 @@
+"""kill -9 in the middle of a sync, then sync again: the database equals a clean run's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CONFIG = """\
+database = "sqlite:///cskpi.db"
+[connectors.shop]
+type = "demo"
+tickets = 12000
+days = 60
+seed = 5
+page_size = 500
+end = 2026-11-01T00:00:00Z
+"""
+
+TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
+
+
+def sync(folder: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cskpi", "sync", "-c", str(folder / "cskpi.toml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def content(db: Path) -> dict[str, list[tuple[object, ...]]]:
+    with sqlite3.connect(db) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in TABLES}
+
+
+def stored_tickets(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM ticket").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet
+        return 0
+
+
+def test_kill_9_mid_sync_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    for folder in (killed, clean):
+        folder.mkdir()
+        (folder / "cskpi.toml").write_text(CONFIG)
+
+    victim = sync(killed)
+    deadline = time.monotonic() + 60
+    while stored_tickets(killed / "cskpi.db") < 1500 and time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            victim.wait(timeout=0.02)  # polls the subprocess's progress
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    partial = stored_tickets(killed / "cskpi.db")
+    assert 1500 <= partial < 12000, "the kill must land mid-sync"
+
+    assert sync(killed).wait() == 0
+    assert sync(clean).wait() == 0
+    assert content(killed / "cskpi.db") == content(clean / "cskpi.db")
+    assert stored_tickets(killed / "cskpi.db") == 12000
