@@ -15,6 +15,7 @@ import typer
 if TYPE_CHECKING:
     from cskpi.connectors.base import ConnectorFactory
     from cskpi.core.config import Config
+    from cskpi.core.kpis import Report
     from cskpi.core.quickstart import Summary
 
 app = typer.Typer(
@@ -26,6 +27,10 @@ connectors_app = typer.Typer(no_args_is_help=True, help="Installed connector typ
 secrets_app = typer.Typer(no_args_is_help=True, help="Secrets kept in the OS keyring.")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(secrets_app, name="secrets")
+import_app = typer.Typer(
+    no_args_is_help=True, help="Load survey answers and account data from CSV files."
+)
+app.add_typer(import_app, name="import")
 
 ConfigOption = Annotated[
     Path | None,
@@ -129,6 +134,66 @@ def sync(
         raise typer.Exit(1)
 
 
+Format = Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")]
+
+
+@app.command()
+def kpis(
+    config: ConfigOption = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            "--period",
+            "-p",
+            help="today, yesterday, last-7d (default), last-30d, Nd, this-week, last-week, "
+            "this-month, last-month.",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Window start: date or datetime.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Window end (exclusive); default now.")
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(help="agent, group, channel, type, priority, tag, connector or organization."),
+    ] = None,
+    connector: Annotated[
+        list[str] | None, typer.Option("--connector", help="Only this connector (repeatable).")
+    ] = None,
+    now: Annotated[
+        str | None, typer.Option(help="Evaluate as of this instant (reproducible reports).")
+    ] = None,
+    output: Format = "table",
+) -> None:
+    """Compute every KPI for a window, optionally per agent, group, channel, …"""
+    from cskpi.core import app as core
+    from cskpi.core.kpi_output import csv_text, json_text
+
+    if output not in ("table", "json", "csv"):
+        fail(f"--format {output!r}: use table, json or csv")
+    cfg = _config(config)
+    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
+    try:
+        report = core.kpis(cfg, request)
+    except (ValueError, core.UsageError) as exc:
+        fail(str(exc))
+    if output == "json":
+        typer.echo(json_text(report))
+    elif output == "csv":
+        typer.echo(csv_text(report), nl=False)
+    else:
+        _print_kpis(report)
+
+
+def _print_kpis(report: Report) -> None:
+    from cskpi.console import kpi_tables, out
+
+    for table in kpi_tables(report):
+        out.print(table)
+
+
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Per connector and stream: last success, cursor, rows stored, last error."""
@@ -159,12 +224,16 @@ def demo(
     from cskpi.core import quickstart
 
     where = folder or quickstart.home() / "demo"
-    path = quickstart.prepare(where, tickets, days, seed)
+    path, end = quickstart.prepare(where, tickets, days, seed)
     out.print(f"demo helpdesk: {tickets:,} tickets over {days} days → {where}", highlight=False)
     sync(config=path)
-    summary = _demo_summary(path)
-    out.print(summary_table(summary))
-    out.print(f"\nNext: cskpi status -c {path}", highlight=False)
+    out.print(summary_table(_demo_summary(path)))
+    now = end.isoformat()
+    kpis(config=path, period="last-7d", now=now)
+    out.print(
+        f"\nNext: cskpi kpis -c {path} --now {now} --by agent\n      cskpi status -c {path}",
+        highlight=False,
+    )
 
 
 def _demo_summary(path: Path) -> Summary:
@@ -176,6 +245,40 @@ def _demo_summary(path: Path) -> Summary:
         return quickstart.summarize(engine)
     finally:
         engine.dispose()
+
+
+CsvFile = Annotated[Path, typer.Argument(help="CSV file with a header row.")]
+
+
+@import_app.command("ratings")
+def import_ratings(file: CsvFile, config: ConfigOption = None) -> None:
+    """Survey answers (CSAT, NPS, CES, eSAT): kind, score, rated_at, optional scale, id,
+    ticket, agent, comment. All rows or none."""
+    _import(file, config, "ratings")
+
+
+@import_app.command("accounts")
+def import_accounts(file: CsvFile, config: ConfigOption = None) -> None:
+    """Account data: organization (id or name), mrr, created_at, churned_at. All rows or none."""
+    _import(file, config, "accounts")
+
+
+def _import(file: Path, config: Path | None, what: str) -> None:
+    from cskpi.core import importer
+    from cskpi.core.db import open_engine
+
+    cfg = _config(config)
+    engine = open_engine(cfg.database)
+    try:
+        load = importer.import_ratings if what == "ratings" else importer.import_accounts
+        result = load(engine, file, cfg.timezone)
+    except importer.ImportFileError as exc:
+        fail(str(exc), code=1)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"{file}: {result.rows:,} {what} rows, {result.created:,} new, {result.updated:,} updated"
+    )
 
 
 @connectors_app.command("list")

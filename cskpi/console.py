@@ -9,11 +9,14 @@ from datetime import datetime
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import CheckResult, Status
+from cskpi.core.kpi_output import detail_text, value_text
+from cskpi.core.kpis import Report
 from cskpi.core.quickstart import Summary
 from cskpi.core.secrets import RedactingFilter
 from cskpi.core.sync import StreamResult, SyncReport
@@ -184,3 +187,29 @@ def connector_types_table(types: Mapping[str, ConnectorFactory]) -> Table:
         ]
         table.add_row(name, factory.__module__.split(".")[0], ", ".join(keys))
     return table
+
+
+def kpi_tables(report: Report) -> list[Table]:
+    """The window's KPIs, then, with --by, one row per group of the headline KPIs."""
+    w = report.window
+    span = f"{w.start.astimezone(w.tz):%Y-%m-%d %H:%M} → {w.end.astimezone(w.tz):%Y-%m-%d %H:%M}"
+    title = f"KPIs {span} ({w.tz}) · {', '.join(report.connectors) or 'no connectors'}"
+    table = Table("KPI", "value", "detail", title=title, title_justify="left")
+    for key, entry in report.kpis.items():
+        table.add_row(key, escape(value_text(key, entry)), escape(detail_text(key, entry)))
+    tables = [table]
+    if report.by is not None:
+        board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
+                      title=f"by {report.by.dimension}")  # fmt: skip
+        for g in report.by.groups:
+            board.add_row(escape(g.label), *(value_text(k, g.kpis[k]) for k in _BOARD))
+        tables.append(board)
+    return tables
+
+
+_SHORT = {
+    "tickets_created": "created", "tickets_solved": "solved", "backlog": "backlog",
+    "first_response_time": "first response", "resolution_time": "resolution",
+    "fcr_rate": "FCR", "csat": "CSAT",
+}  # fmt: skip
+_BOARD = tuple(_SHORT)

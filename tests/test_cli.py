@@ -219,3 +219,89 @@ def test_help_does_not_import_the_heavy_modules() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def synced(tmp_path: Path) -> Path:
+    cfg = write(tmp_path / "cskpi.toml", DEMO_CONFIG.replace("data/", ""))
+    assert runner.invoke(app, ["sync", "-c", str(cfg)]).exit_code == 0
+    return cfg
+
+
+def test_kpis_json_has_every_kpi_of_the_contract(tmp_path: Path) -> None:
+    import json
+
+    from cskpi.core.config import KPI_KEYS
+
+    cfg = synced(tmp_path)
+    args = ["kpis", "-c", str(cfg), "--from", "2026-10-01", "--to", "2026-11-01"]
+    result = runner.invoke(app, [*args, "--now", "2026-11-01", "--format", "json", "--by", "agent"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["window"] == {
+        "from": "2026-10-01T00:00:00+00:00",
+        "to": "2026-11-01T00:00:00+00:00",
+        "timezone": "UTC",
+    }
+    assert doc["connectors"] == ["shop"]
+    assert tuple(doc["kpis"]) == KPI_KEYS
+    created = doc["kpis"]["tickets_created"]["value"]
+    db = sqlite3.connect(tmp_path / "kpi.db")
+    lo, hi = 1790812800, 1793491200  # 2026-10-01 and 2026-11-01 UTC
+    query = "SELECT COUNT(*) FROM ticket WHERE created_at >= ? AND created_at < ? AND deleted = 0"
+    assert created == db.execute(query, (lo, hi)).fetchone()[0]
+    groups = doc["by"]["groups"]
+    assert doc["by"]["dimension"] == "agent"
+    assert (
+        sum(g["kpis"]["tickets_solved"]["value"] for g in groups)
+        == doc["kpis"]["tickets_solved"]["value"]
+    )
+    names = dict(db.execute("SELECT id, name FROM person WHERE role = 'agent'").fetchall())
+    assert all(g["label"] == names[g["key"]] for g in groups if g["key"] is not None)
+
+
+def test_kpis_csv_is_one_row_per_group_and_kpi(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    cfg = synced(tmp_path)
+    result = runner.invoke(app, ["kpis", "-c", str(cfg), "-p", "last-30d", "--now", "2026-11-01",
+                                 "--by", "channel", "-f", "csv"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    channels = {r["key"] for r in rows if r["dimension"] == "channel"}
+    assert len(rows) == 23 * (1 + len(channels))
+    assert {r["kpi"] for r in rows} >= {"fcr_rate", "csat", "churn_rate"}
+
+
+def test_kpis_rejects_a_bad_dimension_and_a_bad_period(tmp_path: Path) -> None:
+    cfg = synced(tmp_path)
+    bad_by = runner.invoke(app, ["kpis", "-c", str(cfg), "--by", "colour"])
+    assert bad_by.exit_code == 2
+    assert "--by 'colour'" in bad_by.output
+    bad_period = runner.invoke(app, ["kpis", "-c", str(cfg), "-p", "fortnight"])
+    assert bad_period.exit_code == 2
+    assert "unknown period 'fortnight'" in bad_period.output
+
+
+def test_import_ratings_then_nps_counts_them(tmp_path: Path) -> None:
+    import json
+
+    cfg = synced(tmp_path)
+    answers = write(
+        tmp_path / "nps.csv", "kind,score,rated_at\nnps,10,2026-10-05\nnps,3,2026-10-06\n"
+    )
+    done = runner.invoke(app, ["import", "ratings", str(answers), "-c", str(cfg)])
+    assert done.exit_code == 0, done.output
+    assert "2 ratings rows, 2 new" in done.output
+    args = ["kpis", "-c", str(cfg), "--from", "2026-10-05", "--to", "2026-10-07", "-f", "json"]
+    nps = json.loads(runner.invoke(app, args).output)["kpis"]["nps"]
+    db = sqlite3.connect(tmp_path / "kpi.db")
+    synced_nps = db.execute(
+        "SELECT score FROM rating WHERE kind = 'nps' AND connector = 'shop' "
+        "AND rated_at >= 1791158400 AND rated_at < 1791331200"
+    ).fetchall()
+    assert nps["n"] == len(synced_nps) + 2
+    bad = write(tmp_path / "bad.csv", "kind,score,rated_at\nnps,10,2026-10-05\nnps,11,2026-10-06\n")
+    failed = runner.invoke(app, ["import", "ratings", str(bad), "-c", str(cfg)])
+    assert failed.exit_code == 1
+    assert "bad.csv: line 3" in failed.output

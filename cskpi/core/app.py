@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
 
 from cskpi.connectors.base import ConnectorFactory
-from cskpi.core.config import Config
+from cskpi.core.config import DIMENSIONS, Config
 from cskpi.core.db import open_engine
+from cskpi.core.kpis import KpiContext, Report, compute
+from cskpi.core.periods import Window, explicit_window, parse_instant, period_window
 from cskpi.core.secrets import redact
 from cskpi.core.state import StreamState, all_states
 from cskpi.core.sync import Source, SyncObserver, SyncReport, run_sync
@@ -105,5 +107,51 @@ def status(config: Config) -> Status:
     engine = open_engine(config.database)
     try:
         return Status(all_states(engine), stored_counts(engine))
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class KpiRequest:
+    period: str | None = None
+    start: str | None = None
+    end: str | None = None
+    now: str | None = None
+    by: str | None = None
+    connectors: Sequence[str] = ()
+
+
+DEFAULT_PERIOD = "last-7d"
+
+
+def kpi_window(config: Config, request: KpiRequest) -> Window:
+    tz = config.timezone
+    now = (
+        parse_instant(request.now, tz) if request.now else datetime.now(UTC).replace(microsecond=0)
+    )
+    if request.start is None and request.end is None:
+        return period_window(request.period or DEFAULT_PERIOD, tz, now)
+    if request.period is not None:
+        raise UsageError("give either --period or --from/--to, not both")
+    if request.start is None:
+        raise UsageError("--to needs --from")
+    end = request.end or now.isoformat()
+    return explicit_window(request.start, end, tz, now)
+
+
+def kpis(config: Config, request: KpiRequest) -> Report:
+    """The KPI report for a period or explicit window (SPEC §1 `cskpi kpis`)."""
+    if request.by is not None and request.by not in DIMENSIONS:
+        raise UsageError(f"--by {request.by!r}: use one of {', '.join(DIMENSIONS)}")
+    unknown = [n for n in request.connectors if n not in config.connectors]
+    if unknown:
+        raise UsageError(f"no connector named {unknown[0]!r} in {config.path.name}")
+    window = kpi_window(config, request)
+    engine = open_engine(config.database)
+    try:
+        return compute(
+            engine, window, KpiContext.from_config(config),
+            connectors=request.connectors, by=request.by,
+        )  # fmt: skip
     finally:
         engine.dispose()

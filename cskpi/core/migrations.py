@@ -113,7 +113,12 @@ def m002_indexes(conn: Connection) -> None:
             Index(f"ix_{table}_{column}", md.tables[table].c[column]).create(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_tables, m002_indexes)
+def m003_backlog_index(conn: Connection) -> None:
+    """The backlog is read by status; without this it scans every ticket ever stored."""
+    conn.execute(text("CREATE INDEX ix_ticket_status_created_at ON ticket (status, created_at)"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (m001_tables, m002_indexes, m003_backlog_index)
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"
 

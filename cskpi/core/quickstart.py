@@ -27,6 +27,22 @@ tickets = {tickets}
 days = {days}
 seed = {seed}
 end = {end}   # fixed, so the same data comes back on every run
+
+[business_hours]
+mon = "08:00-18:00"
+tue = "08:00-18:00"
+wed = "08:00-18:00"
+thu = "08:00-18:00"
+fri = "08:00-18:00"
+
+[sla]
+first_response = {{ urgent = "1h", high = "4h", normal = "8h", low = "24h" }}
+resolution = {{ urgent = "8h", high = "24h", normal = "72h", low = "168h" }}
+business_hours = true
+
+[costs]
+monthly_support_cost = 42000
+monthly_revenue = 900000
 """
 
 
@@ -42,8 +58,11 @@ def home() -> Path:
     return Path(os.environ.get("CSKPI_HOME") or Path.home() / ".cskpi")
 
 
-def prepare(folder: Path, tickets: int, days: int, seed: int, end: datetime | None = None) -> Path:
-    """Write a fresh demo config (and drop an old demo database) in ``folder``."""
+def prepare(
+    folder: Path, tickets: int, days: int, seed: int, end: datetime | None = None
+) -> tuple[Path, datetime]:
+    """Write a fresh demo config (and drop an old demo database) in ``folder``; returns the
+    config's path and the instant the demo data ends at (its "now")."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("cskpi.db*"):
         old.unlink()
@@ -59,7 +78,7 @@ def prepare(folder: Path, tickets: int, days: int, seed: int, end: datetime | No
         ),
         encoding="utf-8",
     )
-    return config
+    return config, end
 
 
 @dataclass(frozen=True)

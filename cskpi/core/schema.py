@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Integer, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -47,6 +47,7 @@ def _ts(*, index: bool = False) -> Any:
 
 
 class Ticket(SQLModel, table=True):
+    __table_args__ = (Index("ix_ticket_status_created_at", "status", "created_at"),)
     id: str = Field(primary_key=True)
     connector: str
     external_id: str

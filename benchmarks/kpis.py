@@ -1,0 +1,90 @@
+"""Benchmark: the full KPI set over a large store.
+
+    python benchmarks/kpis.py --db /tmp/kpi-bench.db          # builds it first if missing
+
+The store is the demo helpdesk with 1,000,000 tickets over a year (about 4.3 million
+messages and 330,000 ratings), synced once and reused. Targets (issue 4): every KPI for a
+30-day window in < 1 s, `--by agent` in < 2 s, peak RSS < 300 MB. Run by hand; the figures
+go into the closing note. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+
+from cskpi.connectors.demo import DemoConnector, DemoSettings
+from cskpi.core.business_hours import BusinessCalendar
+from cskpi.core.config import PriorityTargets, Sla
+from cskpi.core.db import open_engine
+from cskpi.core.kpis import KpiContext, compute
+from cskpi.core.periods import Window
+from cskpi.core.sync import Source, run_sync
+
+END = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def build(db: Path, tickets: int) -> None:
+    settings = DemoSettings(type="demo", tickets=tickets, days=365, seed=7, end=END)
+    engine = open_engine(f"sqlite:///{db}")
+    started = time.perf_counter()
+    run_sync(engine, [Source("bench", DemoConnector("bench", settings))])
+    print(f"built {db} in {time.perf_counter() - started:.0f} s")
+
+
+def context() -> KpiContext:
+    tz = ZoneInfo("Europe/Berlin")
+    nine_to_six = [(timedelta(hours=9), timedelta(hours=18))]
+    calendar = BusinessCalendar(tz, [nine_to_six] * 5 + [[], []])
+    hours = {"urgent": timedelta(hours=1), "high": timedelta(hours=4),
+             "normal": timedelta(hours=8), "low": timedelta(hours=24)}  # fmt: skip
+    sla = Sla(
+        first_response=PriorityTargets(**hours),
+        resolution=PriorityTargets(**{p: t * 6 for p, t in hours.items()}),
+        business_hours=True,
+    )
+    return KpiContext(timezone=tz, business=calendar, sla=sla)
+
+
+def timed(label: str, run: object, repeat: int = 3) -> None:
+    assert callable(run)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    print(f"{label:32s} median {statistics.median(times):.3f} s  (runs: "
+          + ", ".join(f"{t:.3f}" for t in times) + ")")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--db", type=Path, default=Path("/tmp/cskpi-kpi-bench.db"))
+    parser.add_argument("--tickets", type=int, default=1_000_000)
+    args = parser.parse_args()
+    if not args.db.exists():
+        build(args.db, args.tickets)
+    engine = open_engine(f"sqlite:///{args.db}")
+    with engine.connect() as conn:
+        sizes = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one()
+                 for t in ("ticket", "message", "rating")}  # fmt: skip
+    print("store: " + ", ".join(f"{n:,} {t}s" for t, n in sizes.items()))
+    ctx = context()
+    window = Window(END - timedelta(days=30), END, ctx.timezone, END)
+    compute(engine, window, ctx)  # warm the page cache: the targets are for a running service
+    timed("all KPIs, 30-day window", lambda: compute(engine, window, ctx))
+    timed("all KPIs, 30 days, --by agent", lambda: compute(engine, window, ctx, by="agent"))
+    timed("all KPIs, 30 days, --by tag", lambda: compute(engine, window, ctx, by="tag"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Loading the KPI populations of a window as numpy columns.
+
+Each population is read with one indexed range query that returns only the columns its KPIs
+need (never whole tickets), into numpy arrays; the formulas in ``kpis.py`` are then array
+operations. With ``--by``, each row carries its group key (a ticket with several tags comes
+once per tag).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Connection, Engine, text
+
+from cskpi.core.periods import Window
+from cskpi.core.schema import to_epoch
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+Obj = NDArray[np.object_]
+
+UNSOLVED = ("new", "open", "pending", "on_hold")
+
+# Group key of a ticket row (alias t) and of a rating row (alias r) for each dimension.
+_TICKET_KEY = {
+    "agent": "t.assignee_id",
+    "group": "t.group_id",
+    "channel": "t.channel",
+    "type": "t.type",
+    "priority": "t.priority",
+    "organization": "t.organization_id",
+    "connector": "t.connector",
+    "tag": "j.value",
+}
+_RATING_KEY = {**_TICKET_KEY, "agent": "r.agent_id", "connector": "r.connector"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Columns of one population; ``key`` is None when not grouping."""
+
+    cols: dict[str, NDArray[Any]]
+    key: Obj | None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.cols.values()))) if self.cols else 0
+
+    def __getitem__(self, name: str) -> NDArray[Any]:
+        return self.cols[name]
+
+    def where(self, mask: NDArray[np.bool_]) -> Frame:
+        return Frame({k: v[mask] for k, v in self.cols.items()}, None)
+
+
+@dataclass(frozen=True)
+class Populations:
+    created: Frame  # tickets created in W
+    solved: Frame  # tickets solved in W
+    backlog: Frame  # tickets in the backlog at the window's end
+    ratings: Frame  # ratings given in W
+    replies: Frame  # per answered customer message of a ticket created in W: ticket, seconds
+    has_messages: bool  # whether the tickets created in W have any message at all
+    organizations: Frame  # mrr, created_at, churned_at (no key: never grouped)
+
+
+@dataclass(frozen=True)
+class _Query:
+    window: Window
+    connectors: Sequence[str]
+    dimension: str | None
+    escalation_tags: Sequence[str]
+
+    @property
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"s": to_epoch(self.window.start), "e": to_epoch(self.window.end)}
+        params.update({f"c{i}": name for i, name in enumerate(self.connectors)})
+        params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
+        return params
+
+    def escalation_marks(self) -> str:
+        # IN (NULL) matches nothing, where an empty IN () is not valid everywhere.
+        return ", ".join(f":x{i}" for i in range(len(self.escalation_tags))) or "NULL"
+
+    def connector_filter(self, alias: str) -> str:
+        if not self.connectors:
+            return ""
+        names = ", ".join(f":c{i}" for i in range(len(self.connectors)))
+        return f" AND {alias}.connector IN ({names})"
+
+    def ticket_key(self) -> tuple[str, str]:
+        """(select expression, extra FROM clause) for a ticket row's group key."""
+        if self.dimension is None:
+            return "NULL", ""
+        tags = " LEFT JOIN json_each(t.tags) j" if self.dimension == "tag" else ""
+        return _TICKET_KEY[self.dimension], tags
+
+
+def load(
+    engine: Engine,
+    window: Window,
+    connectors: Sequence[str],
+    dimension: str | None,
+    escalation_tags: Sequence[str] = (),
+) -> Populations:
+    query = _Query(window, connectors, dimension, escalation_tags)
+    with engine.connect() as conn:
+        created = _tickets(conn, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
+        return Populations(
+            created=created,
+            solved=_tickets(conn, query, _SOLVED_IN_W, _SOLVED),
+            backlog=_tickets(conn, query, _backlog_condition(window), _t("created_at")),
+            ratings=_ratings(conn, query),
+            replies=_replies(conn, query),
+            has_messages=_has_messages(conn, query),
+            organizations=_organizations(conn, query),
+        )
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql: str
+    text: bool = False
+
+
+def _t(*names: str) -> tuple[Column, ...]:
+    return tuple(Column(n, f"t.{n}", text=n in ("priority", "status")) for n in names)
+
+
+_CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "solved_at")
+_SOLVED = (
+    *_t("created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
+    # 1 when a tag is one of the escalation tags (bound as :x0, :x1, …)
+    Column("escalated", "t.group_changes > 0 OR EXISTS (SELECT 1 FROM json_each(t.tags) x "
+                        "WHERE x.value IN ({escalation}))"),
+)  # fmt: skip
+_SOLVED_IN_W = "t.status IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
+
+
+def _backlog_condition(window: Window) -> str:
+    if window.end >= window.now:  # the current state is the state at the window's end
+        return "t.created_at < :e AND t.status IN ('new', 'open', 'pending', 'on_hold')"
+    return (
+        "t.created_at < :e AND (COALESCE(t.first_solved_at, t.solved_at) IS NULL "
+        "OR COALESCE(t.first_solved_at, t.solved_at) >= :e)"
+    )
+
+
+def _fetch(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Rows straight from the DB-API cursor: SQLAlchemy's per-row objects would cost more
+    than the query on a few hundred thousand rows."""
+    compiled = text(sql).compile(dialect=conn.dialect)
+    bound = compiled.construct_params(params)
+    args: Any = [bound[name] for name in compiled.positiontup] if compiled.positiontup else bound
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), args)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _frame(rows: list[tuple[Any, ...]], columns: Sequence[Column], keyed: bool) -> Frame:
+    """Rows (the group key last) into columns: numbers as float64 with NaN for NULL (epoch
+    seconds and counts are exact in a double), text as objects."""
+    values = list(zip(*rows, strict=True)) if rows else [()] * (len(columns) + 1)
+    cols = {
+        c.name: np.array(v, dtype=object if c.text else np.float64)  # None → NaN
+        for c, v in zip(columns, values, strict=False)
+    }
+    return Frame(cols, np.array(values[-1], dtype=object) if keyed else None)
+
+
+def _tickets(conn: Connection, q: _Query, condition: str, columns: Sequence[Column]) -> Frame:
+    key, joins = q.ticket_key()
+    cols = ", ".join(c.sql for c in columns).replace("{escalation}", q.escalation_marks())
+    sql = (
+        f"SELECT {cols}, {key} FROM ticket t{joins} "  # noqa: S608 (constants only)
+        f"WHERE t.deleted = 0 AND {condition}{q.connector_filter('t')}"
+    )
+    return _frame(_fetch(conn, sql, q.params), columns, q.dimension is not None)
+
+
+_RATING_COLS = (Column("kind", "r.kind", text=True), Column("score", "r.score"),
+                Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"))  # fmt: skip
+
+
+def _ratings(conn: Connection, q: _Query) -> Frame:
+    key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
+    joins = " LEFT JOIN json_each(t.tags) j" if q.dimension == "tag" else ""
+    sql = (
+        f"SELECT r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
+        f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{joins} "
+        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, 0) = 0"
+        f"{q.connector_filter('r')}"
+    )
+    return _frame(_fetch(conn, sql, q.params), _RATING_COLS, q.dimension is not None)
+
+
+def _replies(conn: Connection, q: _Query) -> Frame:
+    """Seconds from each public customer message to the next public agent message at or
+    after it in the same ticket, for the tickets created in W (one sorted pass)."""
+    sql = (
+        "SELECT t.rowid, m.created_at, m.author_role = 'agent' "  # noqa: S608
+        "FROM ticket t JOIN message m ON m.ticket_id = t.id "
+        "WHERE t.deleted = 0 AND t.created_at >= :s AND t.created_at < :e "
+        f"AND m.public = 1 AND m.author_role IN ('customer', 'agent'){q.connector_filter('t')}"
+    )
+    rows = _fetch(conn, sql, q.params)
+    if not rows:
+        return Frame({"ticket": np.zeros(0, np.int64), "seconds": np.zeros(0, np.int64)}, None)
+    ticket, at, agent = np.array(rows, dtype=np.int64).T
+    return Frame(answered(ticket, at, agent.astype(bool)), None)
+
+
+def answered(ticket: I64, at: I64, agent: NDArray[np.bool_]) -> dict[str, I64]:
+    """Per customer message, seconds to the first agent message at or after it."""
+    order = np.lexsort((agent, at, ticket))  # by ticket, time; customer before agent on ties
+    ticket, at, agent = ticket[order], at[order], agent[order]
+    ordinal = np.cumsum(np.r_[True, ticket[1:] != ticket[:-1]]).astype(np.int64)
+    # Encode (ticket, time) in one number so a reversed running minimum never crosses tickets.
+    span = np.int64(1) << 40
+    coded = np.where(agent, ordinal * span + (at - at.min()), np.iinfo(np.int64).max)
+    after = np.minimum.accumulate(coded[::-1])[::-1]
+    hit = ~agent & (after // span == ordinal)
+    reply_at = after[hit] % span + at.min()
+    return {"ticket": ticket[hit], "seconds": reply_at - at[hit]}
+
+
+def _has_messages(conn: Connection, q: _Query) -> bool:
+    sql = (
+        "SELECT EXISTS (SELECT 1 FROM ticket t JOIN message m ON m.ticket_id = t.id "  # noqa: S608
+        "WHERE t.deleted = 0 AND t.created_at >= :s AND t.created_at < :e"
+        f"{q.connector_filter('t')})"
+    )
+    return bool(conn.execute(text(sql), q.params).scalar())
+
+
+def _organizations(conn: Connection, q: _Query) -> Frame:
+    sql = (
+        "SELECT o.mrr, o.created_at, o.churned_at, NULL FROM organization o "  # noqa: S608
+        f"WHERE o.mrr > 0{q.connector_filter('o')}"
+    )
+    return _frame(_fetch(conn, sql, q.params), _ORGANIZATION_COLS, False)
+
+
+_ORGANIZATION_COLS = (Column("mrr", "o.mrr"), Column("created_at", "o.created_at"),
+                      Column("churned_at", "o.churned_at"))  # fmt: skip

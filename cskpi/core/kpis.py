@@ -1,0 +1,439 @@
+"""The KPIs of SPEC §4 over the store, for a window, a connector subset and an optional grouping.
+
+Every choice SPEC leaves open is written down in docs/kpis.md; ``tests/core/kpi_reference.py``
+is an independent implementation of that page that the tests compare this one with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Engine, text
+
+from cskpi.core.business_hours import BusinessCalendar
+from cskpi.core.config import KPI_KEYS, Config, Costs, PriorityTargets, Sla
+from cskpi.core.kpi_data import F64, Frame, Populations, load
+from cskpi.core.periods import Window, midnight, month_start
+from cskpi.core.schema import to_epoch
+
+Entry = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class KpiContext:
+    """What the KPIs need from the config besides the data."""
+
+    timezone: ZoneInfo
+    business: BusinessCalendar | None = None
+    sla: Sla | None = None
+    escalation_tags: tuple[str, ...] = ("escalated",)
+    costs: Costs | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> KpiContext:
+        bh = config.business_hours
+        return cls(
+            timezone=config.timezone,
+            business=BusinessCalendar.from_config(bh) if bh else None,
+            sla=config.sla,
+            escalation_tags=config.kpis.escalation_tags,
+            costs=config.costs,
+        )
+
+
+@dataclass(frozen=True)
+class Group:
+    key: str | None
+    label: str
+    kpis: dict[str, Entry]
+
+
+@dataclass(frozen=True)
+class Grouping:
+    dimension: str
+    groups: list[Group]
+
+
+@dataclass(frozen=True)
+class Report:
+    window: Window
+    connectors: list[str]
+    kpis: dict[str, Entry]
+    by: Grouping | None = None
+
+
+def compute(
+    engine: Engine,
+    window: Window,
+    ctx: KpiContext,
+    *,
+    connectors: Sequence[str] = (),
+    by: str | None = None,
+) -> Report:
+    """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension."""
+    totals = load(engine, window, connectors, None, ctx.escalation_tags)
+    report = Report(window, _connectors(engine, connectors), kpi_set(totals, window, ctx))
+    if by is None:
+        return report
+    keyed = load(engine, window, connectors, by, ctx.escalation_tags)
+    keys = _keys(keyed)
+    labels = _labels(engine, by, [k for k in keys if k is not None])
+    groups = [
+        Group(k, labels.get(k, k) if k is not None else "(none)",
+              kpi_set(_restrict(keyed, k), window, ctx, split=by))
+        for k in keys
+    ]  # fmt: skip
+    return Report(report.window, report.connectors, report.kpis, Grouping(by, groups))
+
+
+def _connectors(engine: Engine, chosen: Sequence[str]) -> list[str]:
+    if chosen:
+        return list(chosen)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT DISTINCT connector FROM sync_state ORDER BY connector"))
+        return [str(r[0]) for r in rows]
+
+
+def _keys(p: Populations) -> list[str | None]:
+    found: set[str | None] = set()
+    for frame in (p.created, p.solved, p.backlog, p.ratings):
+        assert frame.key is not None
+        found.update(frame.key.tolist())
+    return sorted((k for k in found if k is not None), key=str) + ([None] if None in found else [])
+
+
+def _restrict(p: Populations, key: str | None) -> Populations:
+    def pick(frame: Frame) -> Frame:
+        assert frame.key is not None
+        return frame.where(np.array([k == key for k in frame.key], dtype=bool))
+
+    created = pick(p.created)
+    replies = p.replies.where(np.isin(p.replies["ticket"], created["rowid"]))
+    return Populations(
+        created, pick(p.solved), pick(p.backlog), pick(p.ratings), replies,
+        p.has_messages, p.organizations,
+    )  # fmt: skip
+
+
+_LABEL_TABLES = {"agent": "person", "group": "grp", "organization": "organization"}
+
+
+def _labels(engine: Engine, dimension: str, keys: list[str]) -> dict[str, str]:
+    table = _LABEL_TABLES.get(dimension)
+    if table is None or not keys:
+        return {}
+    labels: dict[str, str] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ", ".join(f":k{n}" for n in range(len(chunk)))
+            sql = f"SELECT id, name FROM {table} WHERE id IN ({marks}) AND name IS NOT NULL"  # noqa: S608
+            rows = conn.execute(text(sql), {f"k{n}": k for n, k in enumerate(chunk)})
+            labels.update({str(r[0]): str(r[1]) for r in rows})
+    return labels
+
+
+# --- the KPI set ------------------------------------------------------------------------
+
+
+def kpi_set(
+    p: Populations, w: Window, ctx: KpiContext, split: str | None = None
+) -> dict[str, Entry]:
+    """Every KPI, in SPEC order, from one set of populations."""
+    solved = len(p.solved)
+    created = len(p.created)
+    entries: dict[str, Entry] = {
+        "tickets_created": _count(created),
+        "tickets_solved": _count(solved),
+        "backlog": _count(len(p.backlog)),
+        "backlog_change": _count(created - solved),
+        "backlog_age": _backlog_age(p.backlog, w),
+        **_first_response(p.created, ctx),
+        "response_time": _response_time(p),
+        **_resolution(p.solved, ctx),
+        **_solved_rates(p.solved),
+        "sla_first_response": _sla(p.created, w, ctx, "first_response"),
+        "sla_resolution": _sla(p.created, w, ctx, "resolution"),
+        **_surveys(p.ratings),
+        "agent_replies_per_solved": _replies_per_solved(p.solved),
+        "submissions_by_hour": _by_hour(p.created["created_at"], ctx.timezone),
+        **_money(p, w, ctx, split),
+    }
+    assert tuple(entries) == KPI_KEYS, "kpi_set must follow SPEC order"
+    return entries
+
+
+def _count(n: int) -> Entry:
+    return {"value": int(n), "unit": "count"}
+
+
+def _null(reason: str, unit: str) -> Entry:
+    return {"value": None, "reason": reason, "unit": unit}
+
+
+def percentile(ordered: F64, q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), on a sorted array."""
+    h = (len(ordered) - 1) * q
+    lo = math.floor(h)
+    if lo + 1 >= len(ordered):
+        return float(ordered[lo])
+    return float(ordered[lo] + (h - lo) * (ordered[lo + 1] - ordered[lo]))
+
+
+def durations(seconds: F64, empty: str) -> Entry:
+    if len(seconds) == 0:
+        return _null(empty, "s")
+    ordered = np.sort(seconds.astype(np.float64))
+    median = percentile(ordered, 0.5)
+    mean = float(ordered.sum()) / len(ordered)
+    return {"value": median, "median": median, "p90": percentile(ordered, 0.9),
+            "mean": mean, "n": len(ordered), "unit": "s"}  # fmt: skip
+
+
+def rate(numerator: int, denominator: int, empty: str) -> Entry:
+    if denominator == 0:
+        return _null(empty, "%")
+    return {"value": 100 * numerator / denominator, "numerator": int(numerator),
+            "denominator": int(denominator), "unit": "%"}  # fmt: skip
+
+
+_AGE_BUCKETS = (("<1d", 1), ("1-3d", 3), ("3-7d", 7))
+
+
+def _backlog_age(backlog: Frame, w: Window) -> Entry:
+    age = float(to_epoch(w.at) or 0) - backlog["created_at"]
+    counts, below = {}, 0
+    for label, days in _AGE_BUCKETS:
+        under = int(np.count_nonzero(age < days * 86400))
+        counts[label], below = under - below, under
+    counts[">7d"] = len(age) - below
+    return {"value": counts, "unit": "count"}
+
+
+def _business(ctx: KpiContext, start: F64, end: F64) -> Callable[[], F64] | None:
+    if ctx.business is None:
+        return None
+    calendar = ctx.business
+    return lambda: calendar.seconds_many(start.astype(np.int64), end.astype(np.int64)).astype(
+        np.float64
+    )
+
+
+_NO_CALENDAR = "no [business_hours] in the config"
+
+
+def _first_response(created: Frame, ctx: KpiContext) -> dict[str, Entry]:
+    replied = ~np.isnan(created["first_reply_at"])
+    start, end = created["created_at"][replied], created["first_reply_at"][replied]
+    empty = "no ticket created in the window has a first reply"
+    business = _business(ctx, start, end)
+    return {
+        "first_response_time": durations(end - start, empty),
+        "first_response_time_business": durations(business(), empty)
+        if business
+        else _null(_NO_CALENDAR, "s"),
+    }
+
+
+def _response_time(p: Populations) -> Entry:
+    if not p.has_messages:
+        return _null("no message events for the tickets created in the window", "s")
+    return durations(p.replies["seconds"], "no customer message in the window was answered")
+
+
+def _resolution(solved: Frame, ctx: KpiContext) -> dict[str, Entry]:
+    start, end = solved["created_at"], solved["solved_at"]
+    empty = "no ticket solved in the window"
+    business = _business(ctx, start, end)
+    return {
+        "resolution_time": durations(end - start, empty),
+        "resolution_time_business": durations(business(), empty)
+        if business
+        else _null(_NO_CALENDAR, "s"),
+    }
+
+
+def _solved_rates(solved: Frame) -> dict[str, Entry]:
+    replies, reopens = solved["agent_replies"], solved["reopens"]
+    touched = replies >= 1
+    empty = "no ticket solved in the window"
+    return {
+        "fcr_rate": rate(
+            int(np.count_nonzero(touched & (replies == 1) & (reopens == 0))),
+            int(np.count_nonzero(touched)),
+            "no ticket solved in the window had an agent reply",
+        ),
+        "reopen_rate": rate(int(np.count_nonzero(reopens >= 1)), len(solved), empty),
+        "escalation_rate": rate(int(np.count_nonzero(solved["escalated"] > 0)), len(solved), empty),
+    }
+
+
+def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
+    if ctx.sla is None:
+        return _null("no [sla] in the config", "%")
+    targets: PriorityTargets = getattr(ctx.sla, kind)
+    seconds = {p: t.total_seconds() for p in ("urgent", "high", "normal", "low")
+               if (t := targets.target(p)) is not None}  # fmt: skip
+    target = _lookup(created["priority"], seconds)
+    if kind == "first_response":
+        done = created["first_reply_at"]
+    else:
+        solved = np.isin(created["status"], ("solved", "closed"))
+        done = np.where(solved, created["solved_at"], np.nan)
+    at = np.where(np.isnan(done), float(to_epoch(w.at) or 0), done)
+    elapsed = _elapsed(ctx, created["created_at"], at)
+    counted = ~np.isnan(target)
+    met = counted & ~np.isnan(done) & (elapsed <= target)
+    breached = counted & (elapsed > target)
+    return rate(int(np.count_nonzero(met)), int(np.count_nonzero(met | breached)),
+                "no ticket created in the window has a due " + kind.replace("_", " "))  # fmt: skip
+
+
+def _lookup(values: NDArray[np.object_], table: dict[str, float]) -> F64:
+    """``table[value]`` per row, NaN where absent: one dict lookup per distinct value."""
+    distinct, index = np.unique(values.astype(str), return_inverse=True)
+    return np.array([table.get(v, np.nan) for v in distinct], dtype=np.float64)[index]
+
+
+def _elapsed(ctx: KpiContext, start: F64, end: F64) -> F64:
+    if ctx.sla is not None and ctx.sla.business_hours and ctx.business is not None:
+        return ctx.business.seconds_many(start.astype(np.int64), end.astype(np.int64)).astype(
+            np.float64
+        )
+    return end - start
+
+
+def _positive(score: F64, low: F64, high: F64) -> NDArray[np.bool_]:
+    """Top two boxes on scales of 4 points or more, the top box on 2- and 3-point scales."""
+    points = np.round(high - low) + 1
+    top: F64 = np.where(points >= 4, high - 1, high)
+    return score >= top
+
+
+def _surveys(ratings: Frame) -> dict[str, Entry]:
+    kind, score = ratings["kind"], ratings["score"]
+    low, high = ratings["scale_min"], ratings["scale_max"]
+    csat, nps, ces = (kind == "csat"), (kind == "nps"), (kind == "ces")
+    return {
+        "csat": _csat(score[csat], low[csat], high[csat]),
+        "nps": _nps(score[nps]),
+        "ces": _ces(score[ces], low[ces], high[ces]),
+    }
+
+
+def _csat(score: F64, low: F64, high: F64) -> Entry:
+    if len(score) == 0:
+        return _null("no csat rating in the window", "%")
+    positive = int(np.count_nonzero(_positive(score, low, high)))
+    mean = float(((score - low) / (high - low)).sum()) / len(score)
+    return {"value": 100 * positive / len(score), "numerator": positive, "n": len(score),
+            "mean": mean, "unit": "%"}  # fmt: skip
+
+
+def _nps(score: F64) -> Entry:
+    if len(score) == 0:
+        return _null("no nps rating in the window", "score")
+    promoters = int(np.count_nonzero(score >= 9))
+    detractors = int(np.count_nonzero(score <= 6))
+    n = len(score)
+    return {"value": 100 * (promoters - detractors) / n, "n": n, "promoters": promoters,
+            "passives": n - promoters - detractors, "detractors": detractors,
+            "unit": "score"}  # fmt: skip
+
+
+def _ces(score: F64, low: F64, high: F64) -> Entry:
+    if len(score) == 0:
+        return _null("no ces rating in the window", "score")
+    top = int(np.count_nonzero(_positive(score, low, high)))
+    return {"value": float(score.sum()) / len(score), "n": len(score),
+            "top2": 100 * top / len(score), "unit": "score"}  # fmt: skip
+
+
+def _replies_per_solved(solved: Frame) -> Entry:
+    if len(solved) == 0:
+        return _null("no ticket solved in the window", "ratio")
+    total = int(solved["agent_replies"].sum())
+    return {"value": total / len(solved), "numerator": total, "denominator": len(solved),
+            "unit": "ratio"}  # fmt: skip
+
+
+def _by_hour(created_at: F64, tz: ZoneInfo) -> Entry:
+    """Weekday (0 = Monday) x local hour. Offsets change at most every quarter hour, so each
+    distinct quarter hour is converted once instead of each ticket."""
+    seconds = created_at.astype(np.int64)
+    quarters, index = np.unique(seconds // 900, return_inverse=True)
+    offsets = np.array(
+        [datetime.fromtimestamp(int(q) * 900, tz).utcoffset() or timedelta() for q in quarters],
+        dtype="timedelta64[s]",
+    ).astype(np.int64)
+    local = seconds + offsets[index] if len(seconds) else seconds
+    weekday = (local // 86400 + 3) % 7  # 1970-01-01 was a Thursday
+    hour = local % 86400 // 3600
+    matrix = np.zeros((7, 24), dtype=np.int64)
+    np.add.at(matrix, (weekday, hour), 1)
+    return {"value": matrix.tolist(), "unit": "count"}
+
+
+# --- money and accounts -----------------------------------------------------------------
+
+
+def prorated(monthly: float, w: Window) -> float:
+    """``monthly`` spread over each local calendar month the window touches, by seconds."""
+    total = 0.0
+    month = month_start(w.start.astimezone(w.tz).date())
+    while (begin := midnight(month, w.tz)) < w.end:
+        following = month_start(month, -1)
+        end = midnight(following, w.tz)
+        overlap = (min(end, w.end) - max(begin, w.start)).total_seconds()
+        total += monthly * max(overlap, 0.0) / (end - begin).total_seconds()
+        month = following
+    return total
+
+
+def _money(p: Populations, w: Window, ctx: KpiContext, split: str | None) -> dict[str, Entry]:
+    currency = ctx.costs.currency if ctx.costs else "USD"
+    if split is not None:
+        reason = f"not split by {split}"
+        return {
+            "cost_per_ticket": _null(reason, currency),
+            "cost_revenue_ratio": _null(reason, "%"),
+            "churn_rate": _null(reason, "%"),
+        }
+    orgs = p.organizations
+    start = float(to_epoch(w.start) or 0)
+    active = (np.isnan(orgs["created_at"]) | (orgs["created_at"] < start)) & (
+        np.isnan(orgs["churned_at"]) | (orgs["churned_at"] >= start)
+    )
+    churned = active & (orgs["churned_at"] < float(to_epoch(w.end) or 0))
+    return {
+        **_costs(len(p.solved), float(orgs["mrr"][active].sum()), w, ctx),
+        "churn_rate": rate(int(np.count_nonzero(churned)), int(np.count_nonzero(active)),
+                           "no organization with mrr was active at the window's start"),
+    }  # fmt: skip
+
+
+def _costs(solved: int, mrr: float, w: Window, ctx: KpiContext) -> dict[str, Entry]:
+    costs = ctx.costs
+    if costs is None:
+        reason = "no [costs] in the config"
+        return {"cost_per_ticket": _null(reason, "USD"), "cost_revenue_ratio": _null(reason, "%")}
+    cost = prorated(costs.monthly_support_cost, w)
+    revenue = prorated(costs.monthly_revenue if costs.monthly_revenue else mrr, w)
+    per_ticket = (
+        {"value": cost / solved, "cost": cost, "tickets_solved": solved, "unit": costs.currency}
+        if solved
+        else _null("no ticket solved in the window", costs.currency)
+    )
+    ratio = (
+        {"value": 100 * cost / revenue, "cost": cost, "revenue": revenue, "unit": "%"}
+        if revenue > 0
+        else _null("no revenue: set monthly_revenue or import accounts with mrr", "%")
+    )
+    return {"cost_per_ticket": per_ticket, "cost_revenue_ratio": ratio}
