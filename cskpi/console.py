@@ -194,7 +194,10 @@ def kpi_tables(report: Report) -> list[Table]:
     w = report.window
     span = f"{w.start.astimezone(w.tz):%Y-%m-%d %H:%M} → {w.end.astimezone(w.tz):%Y-%m-%d %H:%M}"
     title = f"KPIs {span} ({w.tz}) · {', '.join(report.connectors) or 'no connectors'}"
-    table = Table("KPI", "value", "detail", title=title, title_justify="left")
+    table = Table(title=title, title_justify="left")
+    table.add_column("KPI", no_wrap=True)
+    table.add_column("value", no_wrap=True)
+    table.add_column("detail")
     for key, entry in report.kpis.items():
         table.add_row(key, escape(value_text(key, entry)), escape(detail_text(key, entry)))
     tables = [table]

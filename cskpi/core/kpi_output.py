@@ -108,7 +108,7 @@ def value_text(key: str, entry: Entry) -> str:
     if unit == "%":
         return f"{value:.1f}%"
     if key == "backlog_age":
-        return "  ".join(f"{k} {v:,}" for k, v in value.items())
+        return " / ".join(f"{v:,}" for v in value.values())
     if key == "submissions_by_hour":
         return _busiest(value)
     if unit == "count":
@@ -130,6 +130,8 @@ def detail_text(key: str, entry: Entry) -> str:
     """The supporting numbers: p90 and n, numerator/denominator, or the reason for null."""
     if entry["value"] is None:
         return str(entry.get("reason", ""))
+    if key == "backlog_age":
+        return "age " + " / ".join(entry["value"])
     if entry["unit"] == "s":
         p90, mean = duration_text(entry["p90"]), duration_text(entry["mean"])
         return f"p90 {p90}, mean {mean}, n {entry['n']:,}"

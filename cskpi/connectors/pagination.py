@@ -1,0 +1,236 @@
+"""Paginators, one per mechanism, each refusing to loop.
+
+A paginator says what the first request adds (:meth:`Paginator.first_params`) and, from a
+page's JSON body and response, what the next request needs (:meth:`Paginator.next`), or
+``None`` when the stream is exhausted. It remembers every token it has handed out: a vendor
+that returns the same cursor (or URL, or page content) twice gets a :class:`PaginationError`,
+never an endless loop. A paginator holds state, so every read builds a fresh one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import requests
+
+from cskpi.core.http import FatalAPIError
+
+log = logging.getLogger("cskpi.pagination")
+
+_SHOWN = 60  # characters of a token quoted in an error
+
+
+class PaginationError(FatalAPIError):
+    """The vendor's paging cannot be followed safely (a repeated cursor, a malformed page)."""
+
+
+@dataclass(frozen=True)
+class PageParams:
+    """What a request adds: query parameters, a JSON body to merge, or a whole next URL.
+
+    ``url`` (a vendor's next-page link) already carries its own query string, so the fetch
+    loop sends it as it is. ``body`` keys replace the stream's body keys of the same name.
+    """
+
+    query: Mapping[str, Any] = field(default_factory=dict)
+    body: Mapping[str, Any] | None = None
+    url: str | None = None
+
+
+def dig(body: Any, path: str) -> Any:
+    """``body["a"]["b"]`` for ``path="a.b"``; ``None`` where a step is missing."""
+    for key in path.split("."):
+        if not isinstance(body, Mapping):
+            return None
+        body = body.get(key)
+    return body
+
+
+class Paginator(ABC):
+    """Base: end detection from the body and loop detection over the tokens handed out.
+
+    ``end_key`` names a body flag that is true on the last page (Zendesk ``end_of_stream``);
+    ``more_key`` one that is false there (``meta.has_more``). ``keeps_start`` says whether the
+    stream's start parameters (``start_time``, ``updated_since``, a resumed cursor) stay on
+    every page (page numbers, ``starting_after``) or only on the first (a cursor replaces them).
+    """
+
+    keeps_start: ClassVar[bool] = True
+
+    def __init__(self, *, end_key: str | None = None, more_key: str | None = None) -> None:
+        self.end_key, self.more_key = end_key, more_key
+        self._seen: set[str] = set()
+
+    def first_params(self) -> PageParams:
+        """What the first request adds (a page size, ``page=1``)."""
+        return PageParams()
+
+    @abstractmethod
+    def next(self, body: Any, response: requests.Response) -> PageParams | None:
+        """What the request after this page needs, or ``None`` when this was the last page."""
+
+    def resume_token(self, body: Any) -> str | None:
+        """A token stored to resume a later run from after this page, if the mechanism has one."""
+        return None
+
+    def resume_from(self, token: str) -> None:
+        """Note the stored token a run starts from, so a vendor echoing it back is caught."""
+        self._seen.add(token)
+
+    def _ended(self, body: Any) -> bool:
+        if self.end_key is not None and dig(body, self.end_key) is True:
+            return True
+        return self.more_key is not None and dig(body, self.more_key) is False
+
+    def _once(self, token: str, what: str) -> str:
+        if token in self._seen:
+            shown = token if len(token) <= _SHOWN else token[:_SHOWN] + "..."
+            raise PaginationError(
+                f"the API returned the same {what} twice ({shown}); stopping instead of looping"
+            )
+        self._seen.add(token)
+        return token
+
+
+class CursorPaginator(Paginator):
+    """A next-cursor value in the JSON body, sent back as a query parameter.
+
+    Zendesk's cursor export (https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api/#cursor-based-incremental-exports):
+    ``after_cursor`` + ``end_of_stream``, resumed with ``cursor=`` and without ``start_time``.
+    ``after_cursor`` is still present at ``end_of_stream`` and is the cursor to store. An
+    empty page with ``end_of_stream: false`` is not the end. Zendesk's cursor pagination
+    elsewhere: ``CursorPaginator("meta.after_cursor", "page[after]", more_key="meta.has_more")``.
+    """
+
+    keeps_start = False
+
+    def __init__(
+        self,
+        cursor_key: str = "after_cursor",
+        param: str = "cursor",
+        *,
+        end_key: str | None = "end_of_stream",
+        more_key: str | None = None,
+    ) -> None:
+        super().__init__(end_key=end_key, more_key=more_key)
+        self.cursor_key, self.param = cursor_key, param
+
+    def next(self, body: Any, response: requests.Response) -> PageParams | None:
+        token = self.resume_token(body)
+        if token is None or self._ended(body):
+            return None
+        return PageParams(query={self.param: self._once(token, self.cursor_key)})
+
+    def resume_token(self, body: Any) -> str | None:
+        value = dig(body, self.cursor_key)
+        return str(value) if value not in (None, "") else None
+
+
+class NextUrlPaginator(Paginator):
+    """A next-page URL: in the body at ``url_key`` (Zendesk ``next_page``, ``links.next``) or,
+    with ``url_key=None``, in the ``Link: <...>; rel="next"`` header (Freshdesk,
+    https://developers.freshdesk.com/api/#pagination). The URL carries the whole query.
+    """
+
+    def __init__(
+        self,
+        url_key: str | None = None,
+        *,
+        end_key: str | None = None,
+        more_key: str | None = None,
+    ) -> None:
+        super().__init__(end_key=end_key, more_key=more_key)
+        self.url_key = url_key
+
+    def next(self, body: Any, response: requests.Response) -> PageParams | None:
+        if self._ended(body):
+            return None
+        if self.url_key is None:
+            url = response.links.get("next", {}).get("url")
+        else:
+            url = dig(body, self.url_key)
+        if not url:
+            return None
+        return PageParams(url=self._once(str(url), "next-page URL"))
+
+
+class PageNumberPaginator(Paginator):
+    """``page=N`` until an empty or short page, or the vendor's page cap.
+
+    Freshdesk lists 100 per page at most and refuses pages past 300
+    (https://developers.freshdesk.com/api/#list_all_tickets); at the cap this paginator stops
+    with a warning, and the caller continues with ``updated_since`` set to the last record's
+    ``updated_at`` (records sorted ascending). The same page content twice means the API
+    ignores ``page``: an error, not a loop.
+    """
+
+    def __init__(
+        self,
+        param: str = "page",
+        *,
+        page_size: int | None = None,
+        size_param: str = "per_page",
+        max_page: int | None = None,
+        records_key: str | None = None,
+        start: int = 1,
+    ) -> None:
+        super().__init__()
+        self.param, self.page_size, self.size_param = param, page_size, size_param
+        self.max_page, self.records_key, self.page = max_page, records_key, start
+
+    def first_params(self) -> PageParams:
+        return PageParams(query=self._query())
+
+    def next(self, body: Any, response: requests.Response) -> PageParams | None:
+        records = body if self.records_key is None else dig(body, self.records_key)
+        count = len(records) if isinstance(records, list) else 0
+        if count == 0 or (self.page_size is not None and count < self.page_size):
+            return None
+        self._once(hashlib.sha256(response.content).hexdigest(), "page content")
+        if self.max_page is not None and self.page >= self.max_page:
+            log.warning(
+                "stopping at page %d, the API's last page; continue from its records", self.page
+            )
+            return None
+        self.page += 1
+        return PageParams(query=self._query())
+
+    def _query(self) -> dict[str, Any]:
+        size = {} if self.page_size is None else {self.size_param: self.page_size}
+        return {self.param: self.page, **size}
+
+
+class StartingAfterPaginator(Paginator):
+    """Intercom's ``pages.next.starting_after``: in the JSON body's ``pagination`` for a
+    ``POST .../search``, in the query for a ``GET`` list (``in_body=False``).
+    https://developers.intercom.com/docs/build-an-integration/learn-more/rest-apis/pagination-cursor
+    The token is bound to its query, so it is not a cursor to store between runs.
+    """
+
+    def __init__(
+        self,
+        per_page: int = 150,
+        *,
+        in_body: bool = True,
+        next_key: str = "pages.next.starting_after",
+    ) -> None:
+        super().__init__()
+        self.per_page, self.in_body, self.next_key = per_page, in_body, next_key
+
+    def first_params(self) -> PageParams:
+        return self._params({"per_page": self.per_page})
+
+    def next(self, body: Any, response: requests.Response) -> PageParams | None:
+        token = dig(body, self.next_key)
+        if not token:
+            return None
+        token = self._once(str(token), "starting_after")
+        return self._params({"per_page": self.per_page, "starting_after": token})
+
+    def _params(self, paging: dict[str, Any]) -> PageParams:
+        return PageParams(body={"pagination": paging}) if self.in_body else PageParams(query=paging)
