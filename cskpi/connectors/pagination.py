@@ -207,8 +207,9 @@ class PageNumberPaginator(Paginator):
 
 class StartingAfterPaginator(Paginator):
     """Intercom's ``pages.next.starting_after``: in the JSON body's ``pagination`` for a
-    ``POST .../search``, in the query for a ``GET`` list (``in_body=False``).
-    https://developers.intercom.com/docs/build-an-integration/learn-more/rest-apis/pagination-cursor
+    ``POST .../search`` (in the query there, Intercom silently serves page 1 again), in the
+    query for a ``GET`` list (``in_body=False``).
+    https://developers.intercom.com/docs/build-an-integration/learn-more/rest-apis/pagination/
     The token is bound to its query, so it is not a cursor to store between runs.
     """
 

@@ -165,8 +165,8 @@ ZENDESK_HEADERS = RateLimitHeaders(
 FRESHDESK_HEADERS = RateLimitHeaders(
     remaining=("x-ratelimit-remaining",), limit=("x-ratelimit-total",)
 )
-# https://developers.intercom.com/docs/references/rest-api/errors/rate-limiting: windows of
-# 10 s, reset as a unix timestamp.
+# https://developers.intercom.com/docs/references/2.17/rest-api/errors/rate-limiting: the
+# per-minute limit is enforced in 10 s windows; reset is a unix timestamp.
 INTERCOM_HEADERS = RateLimitHeaders(
     remaining=("x-ratelimit-remaining",),
     limit=("x-ratelimit-limit",),
@@ -200,7 +200,7 @@ def _structured(value: str) -> Quota | None:
     )
 
 
-class _Slot:
+class Slot:
     """A request's place in the budget window: its planned send time, then its completion."""
 
     __slots__ = ("at",)
@@ -215,8 +215,9 @@ class RateLimiter:
     Before each request it waits until the request fits in the budget (no more than
     ``budget.requests`` in any ``budget.per_seconds``, counted from each response's arrival,
     which the server saw later than the send) and until any header-derived time: when the
-    headers say nothing is left it waits for the reset; otherwise it spreads what remains
-    evenly until the reset. One limiter may be shared by the streams of one account.
+    headers say nothing is left it waits for the reset (plus ``reset_granularity``, as a
+    count of whole seconds may be rounded down); otherwise it spreads what remains evenly
+    before the reset. One limiter may be shared by the streams (and threads) of one account.
     """
 
     def __init__(
@@ -229,21 +230,21 @@ class RateLimiter:
     ) -> None:
         self.budget, self.headers, self.margin = budget, headers, margin
         self.clock: Clock = clock or SystemClock()
-        self._slots: list[_Slot] = []
+        self._slots: list[Slot] = []
         self._not_before = -math.inf
         self._lock = threading.Lock()
 
-    def acquire(self) -> _Slot:
+    def acquire(self) -> Slot:
         """Wait until one more request fits; return its slot for :meth:`release`."""
         with self._lock:
             now = self.clock.now()
-            slot = _Slot(max(now, self._not_before, self._budget_opens(now)))
+            slot = Slot(max(now, self._not_before, self._budget_opens(now)))
             self._slots.append(slot)
         if slot.at > now:
             self.clock.sleep(slot.at - now)
         return slot
 
-    def release(self, slot: _Slot, response: requests.Response | None) -> None:
+    def release(self, slot: Slot, response: requests.Response | None) -> None:
         """Record that the request finished and learn from the response's quota headers."""
         with self._lock:
             now = self.clock.now()
@@ -491,13 +492,8 @@ class HttpClient:
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning(
-            "%s; retrying in %.1f s (attempt %d of %d)",
-            exc,
-            wait,
-            state.attempt_number + 1,
-            self.max_attempts,
-        )
+        attempt = f"attempt {state.attempt_number + 1} of {self.max_attempts}"
+        log.warning("%s; retrying in %.1f s (%s)", exc, wait, attempt)
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:
