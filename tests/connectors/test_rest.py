@@ -21,7 +21,8 @@ from cskpi.connectors.pagination import (
     StartingAfterPaginator,
 )
 from cskpi.connectors.rest import StreamSpec, fetch_pages, iso_utc, unix_seconds
-from cskpi.core.http import FakeClock, FatalAPIError, HttpClient
+from cskpi.core.clock import FakeClock
+from cskpi.core.http import FatalAPIError, HttpClient
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 ZENDESK = "https://z3n-jteitelbaum.zendesk.com/api/v2"

@@ -16,20 +16,22 @@ from requests.auth import HTTPBasicAuth
 from responses.registries import OrderedRegistry
 
 from cskpi.core import http
+from cskpi.core.clock import FakeClock
 from cskpi.core.http import (
-    FRESHDESK_HEADERS,
-    INTERCOM_HEADERS,
-    ZENDESK_HEADERS,
     AuthError,
-    Budget,
-    FakeClock,
     FatalAPIError,
     HttpClient,
-    Quota,
-    RateLimiter,
     RetriableAPIError,
     retry_after_seconds,
     safe_url,
+)
+from cskpi.core.ratelimit import (
+    FRESHDESK_HEADERS,
+    INTERCOM_HEADERS,
+    ZENDESK_HEADERS,
+    Budget,
+    Quota,
+    RateLimiter,
 )
 
 BASE = "https://acme.zendesk.com/api/v2"
