@@ -128,7 +128,8 @@ class UpsertSpec:
 
 
 def _tags(tags: Sequence[str]) -> str:
-    return json.dumps(list(tags)) if tags else "[]"
+    # A tag set: a source that repeats a tag must not count a ticket twice under it.
+    return json.dumps(list(dict.fromkeys(tags))) if tags else "[]"
 
 
 def _ticket_row(t: base.Ticket) -> Row:

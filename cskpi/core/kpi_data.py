@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,6 +57,9 @@ class Frame:
     def where(self, mask: NDArray[np.bool_]) -> Frame:
         return Frame({k: v[mask] for k, v in self.cols.items()}, None)
 
+    def take(self, rows: NDArray[np.intp]) -> Frame:
+        return Frame({k: v[rows] for k, v in self.cols.items()}, None)
+
 
 @dataclass(frozen=True)
 class Populations:
@@ -65,6 +70,37 @@ class Populations:
     replies: Frame  # per answered customer message of a ticket created in W: ticket, seconds
     has_messages: bool  # whether the tickets created in W have any message at all
     organizations: Frame  # mrr, created_at, churned_at (no key: never grouped)
+
+
+def hour_of_week(created_at: F64, tz: ZoneInfo) -> I64:
+    """Local weekday x 24 + hour (0 = Monday 00:00). Offsets change at most every quarter
+    hour, so each distinct quarter hour is converted once instead of each ticket."""
+    seconds = created_at.astype(np.int64)
+    if len(seconds) == 0:
+        return seconds
+    quarters, index = np.unique(seconds // 900, return_inverse=True)
+    offsets = np.array(
+        [datetime.fromtimestamp(int(q) * 900, tz).utcoffset() or timedelta() for q in quarters],
+        dtype="timedelta64[s]",
+    ).astype(np.int64)
+    local = seconds + offsets[index]
+    weekday = (local // 86400 + 3) % 7  # 1970-01-01 was a Thursday
+    hours: I64 = weekday * 24 + local % 86400 // 3600
+    return hours
+
+
+def totals(p: Populations) -> Populations:
+    """The window's populations without the grouping: with tags, a ticket (or a rating of a
+    ticket) that came once per tag is counted once."""
+
+    def once(frame: Frame) -> Frame:
+        _, first = np.unique(frame["rowid"], return_index=True)
+        return frame.take(np.sort(first))
+
+    return Populations(
+        once(p.created), once(p.solved), once(p.backlog), once(p.ratings),
+        p.replies, p.has_messages, p.organizations,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -109,10 +145,11 @@ def load(
     query = _Query(window, connectors, dimension, escalation_tags)
     with engine.connect() as conn:
         created = _tickets(conn, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
+        created.cols["hour_of_week"] = hour_of_week(created["created_at"], window.tz)
         return Populations(
             created=created,
             solved=_tickets(conn, query, _SOLVED_IN_W, _SOLVED),
-            backlog=_tickets(conn, query, _backlog_condition(window), _t("created_at")),
+            backlog=_tickets(conn, query, _backlog_condition(window), _t("rowid", "created_at")),
             ratings=_ratings(conn, query),
             replies=_replies(conn, query),
             has_messages=_has_messages(conn, query),
@@ -133,12 +170,14 @@ def _t(*names: str) -> tuple[Column, ...]:
 
 _CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "solved_at")
 _SOLVED = (
-    *_t("created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
+    *_t("rowid", "created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
     # 1 when a tag is one of the escalation tags (bound as :x0, :x1, …)
     Column("escalated", "t.group_changes > 0 OR EXISTS (SELECT 1 FROM json_each(t.tags) x "
                         "WHERE x.value IN ({escalation}))"),
 )  # fmt: skip
-_SOLVED_IN_W = "t.status IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
+# The unary + keeps SQLite off the (status, created_at) backlog index, which would walk
+# every solved ticket ever stored instead of the window's range of solved_at.
+_SOLVED_IN_W = "+t.status IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
 
 
 def _backlog_condition(window: Window) -> str:
@@ -185,7 +224,8 @@ def _tickets(conn: Connection, q: _Query, condition: str, columns: Sequence[Colu
     return _frame(_fetch(conn, sql, q.params), columns, q.dimension is not None)
 
 
-_RATING_COLS = (Column("kind", "r.kind", text=True), Column("score", "r.score"),
+_RATING_COLS = (Column("rowid", "r.rowid"), Column("kind", "r.kind", text=True),
+                Column("score", "r.score"),
                 Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"))  # fmt: skip
 
 
@@ -193,9 +233,10 @@ def _ratings(conn: Connection, q: _Query) -> Frame:
     key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
     joins = " LEFT JOIN json_each(t.tags) j" if q.dimension == "tag" else ""
     sql = (
-        f"SELECT r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
+        f"SELECT r.rowid, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
         f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{joins} "
-        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, 0) = 0"
+        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, 0) = 0 "
+        "AND r.kind IN ('csat', 'nps', 'ces')"  # esat has no KPI, so it makes no group
         f"{q.connector_filter('r')}"
     )
     return _frame(_fetch(conn, sql, q.params), _RATING_COLS, q.dimension is not None)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from cskpi.core.business_hours import BusinessCalendar
 from cskpi.core.config import KPI_KEYS, Config, Costs, PriorityTargets, Sla
-from cskpi.core.kpi_data import F64, Frame, Populations, load
+from cskpi.core.kpi_data import F64, Frame, Populations, load, totals
 from cskpi.core.periods import Window, midnight, month_start
 from cskpi.core.schema import to_epoch
 
@@ -78,16 +77,17 @@ def compute(
     by: str | None = None,
 ) -> Report:
     """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension."""
-    totals = load(engine, window, connectors, None, ctx.escalation_tags)
-    report = Report(window, _connectors(engine, connectors), kpi_set(totals, window, ctx))
+    keyed = load(engine, window, connectors, by, ctx.escalation_tags)
+    whole = totals(keyed) if by == "tag" else keyed  # one read serves both
+    report = Report(window, _connectors(engine, connectors), kpi_set(whole, window, ctx))
     if by is None:
         return report
-    keyed = load(engine, window, connectors, by, ctx.escalation_tags)
     keys = _keys(keyed)
     labels = _labels(engine, by, [k for k in keys if k is not None])
+    restrict = _split(keyed)
     groups = [
         Group(k, labels.get(k, k) if k is not None else "(none)",
-              kpi_set(_restrict(keyed, k), window, ctx, split=by))
+              kpi_set(restrict(k), window, ctx, split=by))
         for k in keys
     ]  # fmt: skip
     return Report(report.window, report.connectors, report.kpis, Grouping(by, groups))
@@ -109,17 +109,37 @@ def _keys(p: Populations) -> list[str | None]:
     return sorted((k for k in found if k is not None), key=str) + ([None] if None in found else [])
 
 
-def _restrict(p: Populations, key: str | None) -> Populations:
-    def pick(frame: Frame) -> Frame:
-        assert frame.key is not None
-        return frame.where(np.array([k == key for k in frame.key], dtype=bool))
+def _partition(frame: Frame) -> dict[str | None, NDArray[np.intp]]:
+    """Row positions of each group key, found in one sort instead of one scan per key."""
+    assert frame.key is not None
+    codes = np.array(["\0" if k is None else str(k) for k in frame.key], dtype=object)
+    if len(codes) == 0:
+        return {}
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return {
+        (None if ordered[a] == "\0" else ordered[a]): order[a:b]
+        for a, b in zip(starts, np.r_[starts[1:], len(ordered)], strict=True)
+    }
 
-    created = pick(p.created)
-    replies = p.replies.where(np.isin(p.replies["ticket"], created["rowid"]))
-    return Populations(
-        created, pick(p.solved), pick(p.backlog), pick(p.ratings), replies,
-        p.has_messages, p.organizations,
-    )  # fmt: skip
+
+def _split(p: Populations) -> Callable[[str | None], Populations]:
+    """A function giving the populations of one group key."""
+    parts = [_partition(f) for f in (p.created, p.solved, p.backlog, p.ratings)]
+    empty = np.zeros(0, dtype=np.intp)
+
+    def restrict(key: str | None) -> Populations:
+        created, solved, backlog, ratings = (
+            frame.take(part.get(key, empty))
+            for frame, part in zip((p.created, p.solved, p.backlog, p.ratings), parts, strict=True)
+        )
+        replies = p.replies.where(np.isin(p.replies["ticket"], created["rowid"]))
+        return Populations(
+            created, solved, backlog, ratings, replies, p.has_messages, p.organizations
+        )
+
+    return restrict
 
 
 _LABEL_TABLES = {"agent": "person", "group": "grp", "organization": "organization"}
@@ -163,7 +183,7 @@ def kpi_set(
         "sla_resolution": _sla(p.created, w, ctx, "resolution"),
         **_surveys(p.ratings),
         "agent_replies_per_solved": _replies_per_solved(p.solved),
-        "submissions_by_hour": _by_hour(p.created["created_at"], ctx.timezone),
+        "submissions_by_hour": _by_hour(p.created["hour_of_week"]),
         **_money(p, w, ctx, split),
     }
     assert tuple(entries) == KPI_KEYS, "kpi_set must follow SPEC order"
@@ -218,12 +238,17 @@ def _backlog_age(backlog: Frame, w: Window) -> Entry:
 
 
 def _business(ctx: KpiContext, start: F64, end: F64) -> Callable[[], F64] | None:
-    if ctx.business is None:
-        return None
     calendar = ctx.business
-    return lambda: calendar.seconds_many(start.astype(np.int64), end.astype(np.int64)).astype(
-        np.float64
-    )
+    if calendar is None:
+        return None
+    return lambda: business_seconds(calendar, start, end)
+
+
+def business_seconds(calendar: BusinessCalendar, start: F64, end: F64) -> F64:
+    """Signed like calendar durations: an end stamped before its start counts negative."""
+    lo, hi = np.minimum(start, end).astype(np.int64), np.maximum(start, end).astype(np.int64)
+    seconds = calendar.seconds_many(lo, hi).astype(np.float64)
+    return np.where(end < start, -seconds, seconds)
 
 
 _NO_CALENDAR = "no [business_hours] in the config"
@@ -304,9 +329,7 @@ def _lookup(values: NDArray[np.object_], table: dict[str, float]) -> F64:
 
 def _elapsed(ctx: KpiContext, start: F64, end: F64) -> F64:
     if ctx.sla is not None and ctx.sla.business_hours and ctx.business is not None:
-        return ctx.business.seconds_many(start.astype(np.int64), end.astype(np.int64)).astype(
-            np.float64
-        )
+        return business_seconds(ctx.business, start, end)
     return end - start
 
 
@@ -364,21 +387,10 @@ def _replies_per_solved(solved: Frame) -> Entry:
             "unit": "ratio"}  # fmt: skip
 
 
-def _by_hour(created_at: F64, tz: ZoneInfo) -> Entry:
-    """Weekday (0 = Monday) x local hour. Offsets change at most every quarter hour, so each
-    distinct quarter hour is converted once instead of each ticket."""
-    seconds = created_at.astype(np.int64)
-    quarters, index = np.unique(seconds // 900, return_inverse=True)
-    offsets = np.array(
-        [datetime.fromtimestamp(int(q) * 900, tz).utcoffset() or timedelta() for q in quarters],
-        dtype="timedelta64[s]",
-    ).astype(np.int64)
-    local = seconds + offsets[index] if len(seconds) else seconds
-    weekday = (local // 86400 + 3) % 7  # 1970-01-01 was a Thursday
-    hour = local % 86400 // 3600
-    matrix = np.zeros((7, 24), dtype=np.int64)
-    np.add.at(matrix, (weekday, hour), 1)
-    return {"value": matrix.tolist(), "unit": "count"}
+def _by_hour(hour_of_week: NDArray[np.int64]) -> Entry:
+    """Tickets created by local weekday (0 = Monday) x hour."""
+    counts = np.bincount(hour_of_week.astype(np.int64), minlength=168).reshape(7, 24)
+    return {"value": counts.tolist(), "unit": "count"}
 
 
 # --- money and accounts -----------------------------------------------------------------

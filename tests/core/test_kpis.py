@@ -443,6 +443,23 @@ BUSINESS_CASES = [
         window=Window(at(3, 2), at(3, 16), BERLIN, at(3, 16)),
         context=ctx(business=WITH_HOLIDAY),
     ),
+    Case(
+        # docs/kpis.md: "Durations are not clamped: a reply stamped before creation counts
+        # negative". Read as: business time of [reply, created) with a minus sign.
+        "business durations of a reply or solve stamped before creation are negative",
+        zd(
+            tickets=[
+                tk("x", at(3, 2, 11), first_reply_at=at(3, 2, 10)),  # Mon 10:00 < 11:00
+                tk("y", at(3, 3, 9, 30), "solved", solved_at=at(3, 2, 16, 30)),  # -30m - 30m
+            ]
+        ),
+        {
+            "first_response_time": dur(-3600, -3600, -3600, 1),
+            "first_response_time_business": dur(-3600, -3600, -3600, 1),
+            "resolution_time_business": dur(-3600, -3600, -3600, 1),
+        },
+        context=ctx(business=NINE_TO_FIVE),
+    ),
 ]
 
 # --- ratings -----------------------------------------------------------------------------
@@ -795,6 +812,25 @@ GROUP_CASES = [
             ("zd:a3", "Bea", {"tickets_created": count(0), "csat": CSAT_ALL}),
             (None, "(none)", {"tickets_created": count(1), "csat": CSAT_NONE}),
         ],
+    ),
+    Case(
+        "by agent: esat ratings are in no population, so they make no group",
+        zd(
+            ratings=[
+                rating("r1", "csat", 5, (1, 5), agent_id="a1"),
+                rating("r2", "esat", 5, (1, 5), agent_id="a9"),
+            ]
+        ),
+        {},
+        by="agent",
+        groups=[("zd:a1", "zd:a1", {"csat": CSAT_ALL})],
+    ),
+    Case(
+        "by tag: a tag repeated on a ticket still counts the ticket once",
+        zd(tickets=[tk("1", at(3, 3), tags=["vip", "vip"])]),
+        {"tickets_created": count(1)},
+        by="tag",
+        groups=[("vip", "vip", {"tickets_created": count(1), "backlog": count(1)})],
     ),
     Case(
         "by tag: a ticket under each of its tags, untagged under (none)",
