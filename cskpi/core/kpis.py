@@ -237,13 +237,6 @@ def _backlog_age(backlog: Frame, w: Window) -> Entry:
     return {"value": counts, "unit": "count"}
 
 
-def _business(ctx: KpiContext, start: F64, end: F64) -> Callable[[], F64] | None:
-    calendar = ctx.business
-    if calendar is None:
-        return None
-    return lambda: business_seconds(calendar, start, end)
-
-
 def business_seconds(calendar: BusinessCalendar, start: F64, end: F64) -> F64:
     """Signed like calendar durations: an end stamped before its start counts negative."""
     lo, hi = np.minimum(start, end).astype(np.int64), np.maximum(start, end).astype(np.int64)
@@ -251,20 +244,23 @@ def business_seconds(calendar: BusinessCalendar, start: F64, end: F64) -> F64:
     return np.where(end < start, -seconds, seconds)
 
 
-_NO_CALENDAR = "no [business_hours] in the config"
+def _calendar_and_business(
+    name: str, start: F64, end: F64, ctx: KpiContext, empty: str
+) -> dict[str, Entry]:
+    """A duration KPI in calendar time and its ``_business`` twin over the same population."""
+    business = (
+        durations(business_seconds(ctx.business, start, end), empty)
+        if ctx.business is not None
+        else _null("no [business_hours] in the config", "s")
+    )
+    return {name: durations(end - start, empty), f"{name}_business": business}
 
 
 def _first_response(created: Frame, ctx: KpiContext) -> dict[str, Entry]:
     replied = ~np.isnan(created["first_reply_at"])
     start, end = created["created_at"][replied], created["first_reply_at"][replied]
     empty = "no ticket created in the window has a first reply"
-    business = _business(ctx, start, end)
-    return {
-        "first_response_time": durations(end - start, empty),
-        "first_response_time_business": durations(business(), empty)
-        if business
-        else _null(_NO_CALENDAR, "s"),
-    }
+    return _calendar_and_business("first_response_time", start, end, ctx, empty)
 
 
 def _response_time(p: Populations) -> Entry:
@@ -276,13 +272,7 @@ def _response_time(p: Populations) -> Entry:
 def _resolution(solved: Frame, ctx: KpiContext) -> dict[str, Entry]:
     start, end = solved["created_at"], solved["solved_at"]
     empty = "no ticket solved in the window"
-    business = _business(ctx, start, end)
-    return {
-        "resolution_time": durations(end - start, empty),
-        "resolution_time_business": durations(business(), empty)
-        if business
-        else _null(_NO_CALENDAR, "s"),
-    }
+    return _calendar_and_business("resolution_time", start, end, ctx, empty)
 
 
 def _solved_rates(solved: Frame) -> dict[str, Entry]:
