@@ -141,11 +141,14 @@ def load(
     connectors: Sequence[str],
     dimension: str | None,
     escalation_tags: Sequence[str] = (),
+    tz: ZoneInfo | None = None,
 ) -> Populations:
+    """The window's populations; ``tz`` (default the window's) places submissions by hour."""
+    tz = tz or window.tz
     query = _Query(window, connectors, dimension, escalation_tags)
     with engine.connect() as conn:
         created = _tickets(conn, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
-        created.cols["hour_of_week"] = hour_of_week(created["created_at"], window.tz)
+        created.cols["hour_of_week"] = hour_of_week(created["created_at"], tz)
         return Populations(
             created=created,
             solved=_tickets(conn, query, _SOLVED_IN_W, _SOLVED),
@@ -236,7 +239,8 @@ def _ratings(conn: Connection, q: _Query) -> Frame:
         f"SELECT r.rowid, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
         f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{joins} "
         "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, 0) = 0 "
-        "AND r.kind IN ('csat', 'nps', 'ces')"  # esat has no KPI, so it makes no group
+        # esat has no KPI, so it makes no group; a scale without a span is no scale
+        "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
         f"{q.connector_filter('r')}"
     )
     return _frame(_fetch(conn, sql, q.params), _RATING_COLS, q.dimension is not None)

@@ -77,7 +77,7 @@ def compute(
     by: str | None = None,
 ) -> Report:
     """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension."""
-    keyed = load(engine, window, connectors, by, ctx.escalation_tags)
+    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone)
     whole = totals(keyed) if by == "tag" else keyed  # one read serves both
     report = Report(window, _connectors(engine, connectors), kpi_set(whole, window, ctx))
     if by is None:
@@ -386,13 +386,13 @@ def _by_hour(hour_of_week: NDArray[np.int64]) -> Entry:
 # --- money and accounts -----------------------------------------------------------------
 
 
-def prorated(monthly: float, w: Window) -> float:
-    """``monthly`` spread over each local calendar month the window touches, by seconds."""
+def prorated(monthly: float, w: Window, tz: ZoneInfo) -> float:
+    """``monthly`` spread over each calendar month in ``tz`` the window touches, by seconds."""
     total = 0.0
-    month = month_start(w.start.astimezone(w.tz).date())
-    while (begin := midnight(month, w.tz)) < w.end:
+    month = month_start(w.start.astimezone(tz).date())
+    while (begin := midnight(month, tz)) < w.end:
         following = month_start(month, -1)
-        end = midnight(following, w.tz)
+        end = midnight(following, tz)
         overlap = (min(end, w.end) - max(begin, w.start)).total_seconds()
         total += monthly * max(overlap, 0.0) / (end - begin).total_seconds()
         month = following
@@ -426,8 +426,8 @@ def _costs(solved: int, mrr: float, w: Window, ctx: KpiContext) -> dict[str, Ent
     if costs is None:
         reason = "no [costs] in the config"
         return {"cost_per_ticket": _null(reason, "USD"), "cost_revenue_ratio": _null(reason, "%")}
-    cost = prorated(costs.monthly_support_cost, w)
-    revenue = prorated(costs.monthly_revenue if costs.monthly_revenue else mrr, w)
+    cost = prorated(costs.monthly_support_cost, w, ctx.timezone)
+    revenue = prorated(costs.monthly_revenue if costs.monthly_revenue else mrr, w, ctx.timezone)
     per_ticket = (
         {"value": cost / solved, "cost": cost, "tickets_solved": solved, "unit": costs.currency}
         if solved

@@ -314,8 +314,8 @@ def _counts(tickets: list[_Ticket], s: _Scope) -> dict[str, Entry]:
 def _durations(tickets: list[_Ticket], s: _Scope) -> dict[str, Entry]:
     replied = [t for t in _created(tickets, s) if t.first_reply is not None]
     solved = _solved(tickets, s)
-    first = [(t.created, t.first_reply) for t in replied]
-    resolution = [(t.created, t.solved) for t in solved]
+    first = [(t.created, t.first_reply) for t in replied if t.first_reply is not None]
+    resolution = [(t.created, t.solved) for t in solved if t.solved is not None]
     out = {
         "first_response_time": _duration(b - a for a, b in first),
         "resolution_time": _duration(b - a for a, b in resolution),
@@ -328,7 +328,7 @@ def _durations(tickets: list[_Ticket], s: _Scope) -> dict[str, Entry]:
         if cal is None:
             out[key] = _null("s", "no [business_hours] configured")
         else:
-            out[key] = _duration(business_seconds(cal, a, b) for a, b in pairs)  # type: ignore[arg-type]
+            out[key] = _duration(business_seconds(cal, a, b) for a, b in pairs)
     return out
 
 
@@ -397,8 +397,8 @@ def _sla(tickets: list[_Ticket], s: _Scope) -> dict[str, Entry]:
         _sla_one(s, s.ctx.sla.resolution.target(t.priority), t.created, solved, resolution)
     reason = "no ticket with a target"
     return {
-        "sla_first_response": _rate(*first, reason),
-        "sla_resolution": _rate(*resolution, reason),
+        "sla_first_response": _rate(first[0], first[1], reason),
+        "sla_resolution": _rate(resolution[0], resolution[1], reason),
     }
 
 
@@ -425,7 +425,8 @@ def is_positive(score: float, scale_min: float, scale_max: float) -> bool:
 
 
 def _ratings(ratings: list[_Rating], s: _Scope) -> dict[str, Entry]:
-    rated = [r for r in ratings if s.in_w(r.at)]
+    # A scale without a span (scale_min >= scale_max) is no scale: such ratings count nowhere.
+    rated = [r for r in ratings if s.in_w(r.at) and r.scale_max > r.scale_min]
     csat = [r for r in rated if r.kind == "csat"]
     nps = [r.score for r in rated if r.kind == "nps"]
     ces = [r for r in rated if r.kind == "ces"]
@@ -600,7 +601,7 @@ def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -
     for t in _created(data.tickets, s) + _solved(data.tickets, s) + _backlog(data.tickets, s):
         keys.update(ticket_keys[t.id])
     for r, rk in zip(data.ratings, rating_keys, strict=True):
-        if r.kind in RATED_KINDS and s.in_w(r.at):
+        if r.kind in RATED_KINDS and s.in_w(r.at) and r.scale_max > r.scale_min:
             keys.update(rk)
     inner = _Scope(s.start, s.end, s.now, s.ctx, dimension)
     groups = []

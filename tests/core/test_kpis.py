@@ -69,8 +69,8 @@ NINE_TO_FIVE = BusinessCalendar(
 )
 WITH_HOLIDAY = BusinessCalendar(BERLIN, NINE_TO_FIVE.week, holidays=[at(3, 4).date()])
 SLA = Sla(
-    first_response=PriorityTargets(urgent="1h", high="4h"),  # type: ignore[arg-type]
-    resolution=PriorityTargets(urgent="4h", high="8h"),  # type: ignore[arg-type]
+    first_response=PriorityTargets(urgent="1h", high="4h"),
+    resolution=PriorityTargets(urgent="4h", high="8h"),
 )
 
 

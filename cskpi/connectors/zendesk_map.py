@@ -1,0 +1,358 @@
+"""Zendesk JSON to cskpi records: pure functions, no I/O.
+
+Each ``map_*`` function takes one object as the API returns it and gives one record (or
+``None`` for an object that is not a record, such as an unanswered survey), raising
+:class:`BadRecordError` when a required field is missing or a date cannot be parsed.
+:func:`map_each` turns those errors into :class:`~cskpi.connectors.base.Skipped` entries, so
+one bad record never costs its page.
+
+Field references:
+tickets https://developer.zendesk.com/api-reference/ticketing/tickets/tickets/,
+ticket metrics https://developer.zendesk.com/api-reference/ticketing/tickets/ticket_metrics/,
+ticket events https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/#incremental-ticket-event-export,
+via types https://developer.zendesk.com/documentation/ticketing/reference-guides/via-types/,
+satisfaction ratings https://developer.zendesk.com/api-reference/ticketing/ticket-management/satisfaction_ratings/,
+users https://developer.zendesk.com/api-reference/ticketing/users/users/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cskpi.connectors import base
+from cskpi.connectors.base import (
+    Group,
+    Message,
+    Organization,
+    Person,
+    Rating,
+    Skipped,
+    Ticket,
+)
+
+Raw = Mapping[str, Any]
+Mapped = tuple[list[base.Record], list[Skipped]]
+
+MERGED_TAG = "closed_by_merge"  # Zendesk tags the source tickets a merge closes
+SYSTEM_AUTHOR = "-1"  # comments by Zendesk itself carry author_id -1
+
+_STATUS: dict[str, base.TicketStatus] = {
+    "new": "new", "open": "open", "pending": "pending", "hold": "on_hold",
+    "solved": "solved", "closed": "closed",
+}  # fmt: skip
+_PRIORITY: dict[str, base.Priority] = {
+    "urgent": "urgent", "high": "high", "normal": "normal", "low": "low",
+}  # fmt: skip
+# `via.channel` of a ticket: the "Ticket created by" column of the via types reference.
+_CHANNEL: dict[str, base.Channel] = {
+    "email": "email", "web": "web", "forum": "web", "api": "api", "chat": "chat",
+    "voice": "phone", "twitter": "social", "facebook": "social", "native_messaging": "messaging",
+}  # fmt: skip
+_PERSON_ROLE: dict[str, base.PersonRole] = {
+    "end-user": "customer", "agent": "agent", "admin": "agent",
+}  # fmt: skip
+_CSAT = {"good": 1.0, "bad": 0.0}  # legacy CSAT: two boxes, good is the top one
+_UNANSWERED = frozenset({"offered", "unoffered"})  # a survey sent (or not), no answer yet
+
+
+_FROM_ISO = datetime.fromisoformat  # parses "...Z" as UTC since Python 3.11
+
+
+class BadRecordError(ValueError):
+    """A record that cannot be mapped; the message names the field and the reason."""
+
+
+# --- fields -----------------------------------------------------------------------------
+
+
+def when(raw: Raw, key: str) -> datetime:
+    """The required date ``raw[key]``: ISO 8601 with a zone, or unix seconds."""
+    value = raw.get(key)
+    if value is None:
+        raise BadRecordError(f"missing {key}")
+    return _moment(value, key)
+
+
+def maybe_when(raw: Raw, key: str) -> datetime | None:
+    """The optional date ``raw[key]``; present but unparseable is still an error."""
+    value = raw.get(key)
+    return None if value is None else _moment(value, key)
+
+
+def from_unix(value: object) -> datetime | None:
+    """Unix seconds (int or numeric string) as aware UTC; ``None`` when not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _moment(value: object, key: str) -> datetime:
+    if type(value) is str:
+        try:
+            moment = _FROM_ISO(value)
+        except ValueError:
+            raise BadRecordError(f"{key}: unparseable date {value!r}") from None
+        zone = moment.tzinfo
+        if zone is UTC:  # Zendesk writes ...Z: the common case, first
+            return moment
+        if zone is None:
+            raise BadRecordError(f"{key}: date without a time zone {value!r}")
+        return moment.astimezone(UTC)
+    moment_or_none = from_unix(value) if type(value) is int else None
+    if moment_or_none is None:
+        raise BadRecordError(f"{key}: unparseable date {value!r}")
+    return moment_or_none
+
+
+def ref(value: object) -> str | None:
+    """An id as text (Zendesk ids are integers); ``None`` stays ``None``."""
+    if type(value) is int or type(value) is str:  # exact types: bool is no id; hot path
+        return str(value)
+    if value is None:
+        return None
+    raise BadRecordError(f"not an id: {value!r}")
+
+
+def _id(raw: Raw) -> str:
+    found = ref(raw.get("id"))
+    if not found:
+        raise BadRecordError("missing id")
+    return found
+
+
+def _count(raw: Raw, key: str) -> int:
+    value = raw.get(key)
+    if type(value) is int:
+        return value
+    if value is None:
+        return 0
+    raise BadRecordError(f"{key}: not a count {value!r}")
+
+
+def _calendar(metrics: Raw, key: str) -> float | None:
+    """The calendar half of a ``{calendar, business}`` pair; null while unfulfilled."""
+    pair = metrics.get(key)
+    value = pair.get("calendar") if type(pair) is dict else None
+    return float(value) if type(value) is int or type(value) is float else None
+
+
+def via_channel(via: object) -> str | None:
+    """``via.channel`` (an object on tickets and comments; a bare string on some events)."""
+    if isinstance(via, dict):
+        via = via.get("channel")
+    return via if isinstance(via, str) else None
+
+
+# --- tickets ----------------------------------------------------------------------------
+
+
+def map_ticket(raw: Raw, metrics: Raw | None = None) -> Ticket:
+    """A ticket from the incremental export, with its metric set (side-loaded with
+    ``include=metric_sets``, nested as ``metric_set`` or passed in from ``metric_sets``).
+
+    Deleted tickets (``status: deleted``) and merged ones (tag ``closed_by_merge``) are kept
+    with ``deleted`` set, so the store never resurrects them and KPIs leave them out.
+    """
+    raw_status = raw.get("status")
+    deleted = raw_status == "deleted"
+    status: base.TicketStatus | None = "closed" if deleted else _STATUS.get(str(raw_status))
+    if status is None:
+        raise BadRecordError(f"status: unknown value {raw_status!r}")
+    tags = _tags(raw.get("tags"))
+    ticket = Ticket(
+        external_id=_id(raw), created_at=when(raw, "created_at"),
+        updated_at=when(raw, "updated_at"), status=status, raw_status=str(raw_status),
+        subject=_text(raw.get("subject")), priority=_PRIORITY.get(str(raw.get("priority"))),
+        channel=_channel(raw), type=_text(raw.get("type")), tags=tags,
+        requester_id=ref(raw.get("requester_id")), organization_id=ref(raw.get("organization_id")),
+        assignee_id=ref(raw.get("assignee_id")), group_id=ref(raw.get("group_id")),
+        deleted=deleted or MERGED_TAG in tags,
+    )  # fmt: skip
+    metric_set = metrics if metrics is not None else raw.get("metric_set")
+    if isinstance(metric_set, dict):
+        apply_metrics(ticket, metric_set)
+    return ticket
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    if type(value) is list:
+        for tag in value:
+            if type(tag) is not str:
+                raise BadRecordError(f"tags: not a list of strings {value!r}")
+        return tuple(value)
+    if value is None:
+        return ()
+    raise BadRecordError(f"tags: not a list of strings {value!r}")
+
+
+def _text(value: object) -> str | None:
+    return value if type(value) is str else None
+
+
+def _channel(raw: Raw) -> base.Channel:
+    if raw.get("from_messaging_channel") is True:  # documented ticket flag, whatever the via
+        return "messaging"
+    return _CHANNEL.get(via_channel(raw.get("via")) or "", "other")
+
+
+def apply_metrics(ticket: Ticket, metrics: Raw) -> None:
+    """Fill the ticket's reply, solve and routing fields from its metric set.
+
+    ``replies`` counts public agent replies; ``group_stations``/``assignee_stations`` count
+    the groups/assignees a ticket passed through, so changes are one fewer. Solve times are
+    exact (``solved_at``); the first reply and a first solve before a reopen are known only
+    as durations from creation, in whole minutes unless ``reply_time_in_seconds`` is there
+    (messaging tickets only).
+    """
+    ticket.agent_replies = replies = _count(metrics, "replies")
+    ticket.reopens = _count(metrics, "reopens")
+    groups, assignees = _count(metrics, "group_stations"), _count(metrics, "assignee_stations")
+    ticket.group_changes = groups - 1 if groups > 1 else 0
+    ticket.assignee_changes = assignees - 1 if assignees > 1 else 0
+    ticket.solved_at = maybe_when(metrics, "solved_at")
+    ticket.first_reply_at = _first_reply(ticket.created_at, metrics) if replies else None
+    ticket.first_solved_at = _first_solve(ticket, metrics)
+    if ticket.status == "closed" and not ticket.deleted:
+        ticket.closed_at = maybe_when(metrics, "status_updated_at")  # its last status change
+
+
+def _first_reply(created: datetime, metrics: Raw) -> datetime | None:
+    """Only asked once a reply counts: some accounts report 0 minutes for "no reply yet"."""
+    seconds = _calendar(metrics, "reply_time_in_seconds")
+    if seconds is None:
+        minutes = _calendar(metrics, "reply_time_in_minutes")
+        seconds = None if minutes is None else minutes * 60
+    return None if seconds is None else created + timedelta(seconds=seconds)
+
+
+def _first_solve(ticket: Ticket, metrics: Raw) -> datetime | None:
+    if ticket.reopens == 0:  # never reopened: the only solve is the latest one
+        return ticket.solved_at
+    minutes = _calendar(metrics, "first_resolution_time_in_minutes")
+    if minutes is None:
+        return ticket.solved_at
+    first = ticket.created_at + timedelta(minutes=minutes)
+    return first if ticket.solved_at is None else min(first, ticket.solved_at)
+
+
+def newest_position(raws: Iterable[object]) -> datetime | None:
+    """Where a page of an export stands: its newest ``generated_timestamp`` (moved by system
+    updates too, and what the ticket export filters on), else its newest ``updated_at``."""
+    objects = [raw for raw in raws if isinstance(raw, dict)]
+    stamps = [g for raw in objects if type(g := raw.get("generated_timestamp")) is int]
+    if stamps:
+        return from_unix(max(stamps))
+    updated = (_position(raw) for raw in objects)
+    return max((moment for moment in updated if moment is not None), default=None)
+
+
+def _position(raw: Raw) -> datetime | None:
+    try:
+        return maybe_when(raw, "updated_at")
+    except BadRecordError:
+        return None
+
+
+# --- comment events ---------------------------------------------------------------------
+
+
+def map_comments(event: Raw, agents: Container[str]) -> Mapped:
+    """The comments in one ticket event of ``incremental/ticket_events`` with
+    ``include=comment_events``: every child event of type ``Comment`` becomes a message."""
+    messages: list[base.Record] = []
+    skipped: list[Skipped] = []
+    children = event.get("child_events") or ()
+    for child in children if isinstance(children, list) else ():
+        if not isinstance(child, dict) or child.get("event_type") != "Comment":
+            continue
+        try:
+            messages.append(_comment(child, event, agents))
+        except BadRecordError as exc:
+            skipped.append(Skipped(str(child.get("id")), f"comment: {exc}"))
+    return messages, skipped
+
+
+def _comment(child: Raw, event: Raw, agents: Container[str]) -> Message:
+    ticket_id = ref(event.get("ticket_id"))
+    author = ref(child.get("author_id"))
+    public = child.get("public")
+    if ticket_id is None or author is None or not isinstance(public, bool):
+        missing = "ticket_id" if ticket_id is None else "author_id" if author is None else "public"
+        raise BadRecordError(f"missing {missing}")
+    created = maybe_when(child, "created_at") or maybe_when(event, "created_at")
+    return Message(
+        external_id=_id(child),
+        ticket_id=ticket_id,
+        created_at=created or when(event, "timestamp"),
+        author_role=author_role(author, via_channel(child.get("via")), agents),
+        public=public,
+        author_id=author,
+    )
+
+
+def author_role(author: str, channel: str | None, agents: Container[str]) -> base.AuthorRole:
+    """``system`` for Zendesk itself, ``bot`` for a business rule (trigger or automation,
+    via type ``rule``), ``agent`` for agents and admins, ``customer`` for everyone else."""
+    if author == SYSTEM_AUTHOR:
+        return "system"
+    if channel == "rule":
+        return "bot"
+    return "agent" if author in agents else "customer"
+
+
+# --- ratings, people, groups, organizations ---------------------------------------------
+
+
+def map_rating(raw: Raw) -> Rating | None:
+    """A legacy CSAT rating: good 1, bad 0 on a 0..1 scale, rated on its last update (the
+    answer), for the ticket's assignee. Offered or unoffered surveys are not ratings."""
+    score = raw.get("score")
+    if score in _UNANSWERED:
+        return None
+    value = _CSAT.get(str(score))
+    if value is None:
+        raise BadRecordError(f"score: unknown value {score!r}")
+    return Rating(
+        external_id=_id(raw), kind="csat", score=value, scale_min=0.0, scale_max=1.0,
+        rated_at=maybe_when(raw, "updated_at") or when(raw, "created_at"),
+        ticket_id=ref(raw.get("ticket_id")), comment=_text(raw.get("comment")) or None,
+        agent_id=ref(raw.get("assignee_id")),
+    )  # fmt: skip
+
+
+def map_user(raw: Raw) -> Person:
+    role = _PERSON_ROLE.get(str(raw.get("role")))
+    if role is None:
+        raise BadRecordError(f"role: unknown value {raw.get('role')!r}")
+    return Person(_id(raw), role, _text(raw.get("name")), _text(raw.get("email")))
+
+
+def map_group(raw: Raw) -> Group:
+    return Group(_id(raw), _text(raw.get("name")))
+
+
+def map_organization(raw: Raw) -> Organization:
+    return Organization(_id(raw), _text(raw.get("name")), maybe_when(raw, "created_at"))
+
+
+def map_each(raws: Iterable[object], mapper: Callable[[Raw], base.Record | None]) -> Mapped:
+    """Map every object; one that fails becomes a ``Skipped`` with its id and the reason."""
+    records: list[base.Record] = []
+    skipped: list[Skipped] = []
+    for raw in raws:
+        try:
+            if not isinstance(raw, dict):  # JSON objects decode to dicts
+                raise BadRecordError(f"not an object: {type(raw).__name__}")
+            record = mapper(raw)
+        except (BadRecordError, TypeError, ValueError, AttributeError) as exc:
+            found = raw.get("id") if isinstance(raw, dict) else None
+            skipped.append(Skipped(str(found), str(exc) or type(exc).__name__))
+            continue
+        if record is not None:
+            records.append(record)
+    return records, skipped
