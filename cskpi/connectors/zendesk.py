@@ -66,7 +66,7 @@ from cskpi.connectors.zendesk_map import (
     ref,
 )
 from cskpi.core.clock import Clock, SystemClock
-from cskpi.core.http import AuthError, HttpClient
+from cskpi.core.http import AuthError, FatalAPIError, HttpClient
 from cskpi.core.ratelimit import ZENDESK_HEADERS, Budget, RateLimiter
 from cskpi.core.secrets import Secret
 
@@ -202,12 +202,19 @@ class ZendeskConnector:
         self._users = _export("people", "incremental/users/cursor.json", "users", per_page=per_page)
 
     def check(self) -> None:
-        """``GET /api/v2/users/me.json``: a 401/403 says the token is rejected."""
+        """``GET /api/v2/users/me.json``: a 401/403 says the token is rejected; a user who
+        is not an admin is refused too, as only admins may use the incremental exports."""
         user = self.http.get_json("users/me.json").get("user")
         if not isinstance(user, Mapping) or user.get("id") is None:
             raise AuthError(
                 f"the token for connector {self.name} is rejected: users/me.json names no "
                 f"signed-in user; check {self.http.secret_hint}"
+            )
+        role = user.get("role")
+        if role is not None and role != "admin":
+            raise FatalAPIError(
+                f"connector {self.name} signs in as a Zendesk {role}; the incremental exports "
+                "are allowed for admins only: use an admin's token"
             )
 
     def streams(self) -> Sequence[base.Stream]:

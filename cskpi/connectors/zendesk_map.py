@@ -36,7 +36,9 @@ Raw = Mapping[str, Any]
 Mapped = tuple[list[base.Record], list[Skipped]]
 
 MERGED_TAG = "closed_by_merge"  # Zendesk tags the source tickets a merge closes
-SYSTEM_AUTHOR = "-1"  # comments by Zendesk itself carry author_id -1
+# Comments Zendesk writes itself carry author_id -1, no user's id (seen in the wild:
+# https://github.com/lukeburden/django-zengo/pull/7).
+SYSTEM_AUTHOR = "-1"
 
 _STATUS: dict[str, base.TicketStatus] = {
     "new": "new", "open": "open", "pending": "pending", "hold": "on_hold",
@@ -55,8 +57,6 @@ _PERSON_ROLE: dict[str, base.PersonRole] = {
 }  # fmt: skip
 _CSAT = {"good": 1.0, "bad": 0.0}  # legacy CSAT: two boxes, good is the top one
 _UNANSWERED = frozenset({"offered", "unoffered"})  # a survey sent (or not), no answer yet
-
-
 _FROM_ISO = datetime.fromisoformat  # parses "...Z" as UTC since Python 3.11
 
 

@@ -1,0 +1,275 @@
+"""End to end: the zendesk connector syncs the local Zendesk imitation into SQLite.
+
+The imitation (tests/connectors/zendesk_server.py) enforces the incremental exports' 10
+requests per minute on the same fake clock the connector paces on, so these tests also prove
+that a sync stays under the limit, and they never sleep.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
+from cskpi.core.clock import FakeClock
+from cskpi.core.db import open_engine
+from cskpi.core.http import AuthError
+from cskpi.core.state import all_states
+from cskpi.core.sync import Source, SyncReport, run_sync
+from tests.connectors.zendesk_server import (
+    _ID_SHIFT,
+    AGENTS,
+    ZendeskImitation,
+    export_cursor,
+)
+
+TICKETS = 3000
+TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
+TICKET_EXPORT = "/api/v2/incremental/tickets/cursor.json"
+Content = dict[str, list[tuple[object, ...]]]
+
+
+@pytest.fixture(autouse=True)
+def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(seconds: float) -> None:
+        raise AssertionError(f"a test slept {seconds} s in real time")
+
+    monkeypatch.setattr("time.sleep", refuse)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def server(clock: FakeClock) -> Iterator[ZendeskImitation]:
+    imitation = ZendeskImitation(TICKETS, seed=3, clock=clock, export_limit=10)
+    imitation.start()
+    yield imitation
+    imitation.stop()
+
+
+@pytest.fixture
+def token(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("ZD_E2E_TOKEN", "zd-test-token-1234")
+    return "env:ZD_E2E_TOKEN"
+
+
+def zendesk(server: ZendeskImitation, clock: FakeClock, token: str) -> ZendeskConnector:
+    settings = ZendeskSettings(
+        type="zendesk", subdomain="acme", email="ops@acme.test", api_token=token,
+        base_url=server.url, per_page=500,
+    )  # fmt: skip
+    return ZendeskConnector("zd", settings, clock=clock)
+
+
+def database(folder: Path, name: str = "zd.db") -> Engine:
+    return open_engine(f"sqlite:///{folder / name}")
+
+
+def sync(engine: Engine, connector: ZendeskConnector) -> SyncReport:
+    report = run_sync(engine, [Source("zd", connector)])
+    connector.clock.sleep(15 * 60)  # the next scheduled run comes a quarter of an hour later
+    return report
+
+
+def content(engine: Engine) -> Content:
+    path = engine.url.database
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in TABLES}
+
+
+def rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
+    path = engine.url.database
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def cursors(engine: Engine) -> dict[str, str | None]:
+    return {s.stream: s.cursor for s in all_states(engine)}
+
+
+def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
+    server: ZendeskImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    server.script(TICKET_EXPORT, "ok", 429, "drop")  # the 2nd page: a 429, then a dropped line
+    server.script("/api/v2/incremental/ticket_events.json", "ok", "ok", 503)
+    engine = database(tmp_path)
+
+    report = sync(engine, zendesk(server, clock, token))
+
+    assert report.ok, [s.error for s in report.streams]
+    desk = server.desk
+    counts = {t: len(r) for t, r in content(engine).items()}
+    answered = [r for r in desk.ratings if r.score in ("good", "bad")]
+    assert counts == {
+        "ticket": TICKETS - 1, "message": desk.comment_count(), "rating": len(answered),
+        "person": 1 + AGENTS + desk.customers, "grp": 4, "organization": desk.orgs,
+    }  # fmt: skip
+    assert rows(engine, "SELECT skipped, status FROM sync_run") == [(1, "ok")]  # ticket 17
+    flagged = rows(engine, "SELECT external_id, raw_status FROM ticket WHERE deleted ORDER BY id")
+    assert flagged == [("5", "deleted"), ("9", "closed")]  # deleted, and merged
+    # the faults happened, were retried (Retry-After honoured), and the limit never tripped
+    assert [e.status for e in server.log].count(429) == 1
+    assert [e.status for e in server.log].count(503) == 1
+    assert server.throttled == 0
+    assert 7.0 in clock.sleeps
+    exports = [e.at for e in server.requests_to("/api/v2/incremental/") if e.status < 400]
+    assert all(later - first > 60 for first, later in zip(exports, exports[10:], strict=False))
+    # pages after the first carry only the cursor, and the last cursor is kept
+    ticket_requests = [e.query for e in server.requests_to(TICKET_EXPORT) if e.status == 200]
+    assert "start_time" in ticket_requests[0]
+    assert all("cursor" in q and "start_time" not in q for q in ticket_requests[1:])
+    last = desk.ticket_keys[-1]
+    assert cursors(engine)["tickets"] == export_cursor(last >> _ID_SHIFT, last & 0xFFFFFFFF)
+
+
+def test_a_resync_changes_nothing_and_server_changes_change_exactly_those_tickets(
+    server: ZendeskImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    assert sync(engine, zendesk(server, clock, token)).ok
+    before = content(engine)
+    stored = cursors(engine)
+
+    assert sync(engine, zendesk(server, clock, token)).ok
+    assert content(engine) == before
+    resumed = [e.query for e in server.requests_to(TICKET_EXPORT)][-1]
+    assert resumed["cursor"] == [stored["tickets"]]
+    assert "start_time" not in resumed
+
+    changed = [11, 222, 1500, 2999]
+    columns = "external_id, priority, tags, deleted"
+    [doomed] = rows(engine, f"SELECT {columns} FROM ticket WHERE external_id = '1234'")
+    server.desk.change_tickets(changed, priority="urgent", tags=["changed"])
+    server.desk.delete_ticket(1234)
+    assert sync(engine, zendesk(server, clock, token)).ok
+    after = content(engine)
+
+    assert [t for t in TABLES if after[t] != before[t]] == ["ticket"]
+    old, new = dict(_by_id(before["ticket"])), dict(_by_id(after["ticket"]))
+    assert old.keys() == new.keys()
+    assert sorted(k for k in old if old[k] != new[k]) == sorted(f"zd:{i}" for i in [*changed, 1234])
+    assert rows(engine, f"SELECT {columns} FROM ticket WHERE external_id IN ('11', '1234')") == [
+        ("11", "urgent", '["changed"]', 0),
+        (*doomed[:3], 1),  # deleted: flagged, everything else as it was
+    ]
+
+
+def _by_id(table: list[tuple[object, ...]]) -> list[tuple[str, tuple[object, ...]]]:
+    return [(str(row[0]), row) for row in table]
+
+
+def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
+    server: ZendeskImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    # pages 1-3 arrive, then the line drops on every attempt at page 4: the stream gives up
+    server.script(TICKET_EXPORT, "ok", "ok", "ok", *["drop"] * 8)
+    engine = database(tmp_path)
+
+    crashed = sync(engine, zendesk(server, clock, token))
+
+    [failed] = [s for s in crashed.streams if s.error]
+    assert failed.stream == "tickets"
+    assert "gave up after 8 attempts" in str(failed.error)
+    committed = server.desk.ticket_keys[1499]  # the last ticket of page 3 (500 a page)
+    page_3 = export_cursor(committed >> _ID_SHIFT, committed & 0xFFFFFFFF)
+    assert cursors(engine)["tickets"] == page_3
+    skipped = rows(engine, "SELECT skipped FROM sync_run")[0][0]
+    assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(1500 - int(str(skipped)),)]
+
+    assert sync(engine, zendesk(server, clock, token)).ok
+    resumed = [e for e in server.requests_to(TICKET_EXPORT) if e.status == 200][3]
+    assert resumed.query == {
+        "cursor": [page_3], "include": ["metric_sets"], "per_page": ["500"],
+    }  # fmt: skip
+
+    clean = database(tmp_path, "clean.db")
+    assert sync(clean, zendesk(server, clock, token)).ok
+    assert content(engine) == content(clean)
+
+
+Thread = list[tuple[int, str, bool]]  # (unix time, author role, public) in time order
+
+
+def threads(engine: Engine) -> dict[object, Thread]:
+    found: dict[object, Thread] = {}
+    sql = "SELECT ticket_id, created_at, author_role, public FROM message ORDER BY created_at"
+    for ticket_id, at, role, public in rows(engine, sql):
+        found.setdefault(ticket_id, []).append((int(str(at)), str(role), bool(public)))
+    return found
+
+
+def agree(ticket: tuple[object, ...], thread: Thread) -> bool:
+    """The ticket's metric-derived fields against its comment events; True when the first
+    reply was checked to the second (messaging tickets carry reply_time_in_seconds)."""
+    _, channel, first_reply, replies, reopens, first_solved, solved = ticket
+    agent = [at for at, role, public in thread if role == "agent" and public]
+    assert replies == len(agent)
+    if not agent:
+        assert first_reply is None
+    else:  # whole minutes from creation (reply_time_in_minutes), exact for messaging
+        assert 0 <= agent[0] - int(str(first_reply)) < (1 if channel == "messaging" else 60)
+    if solved is not None:
+        # first_solved_at comes from whole minutes too: a reopen is a customer message
+        # after the first solve's minute and up to the last solve
+        span = range(int(str(first_solved)) + 60, int(str(solved)) + 1)
+        assert reopens == sum(1 for at, role, _ in thread if role == "customer" and at in span)
+    return bool(agent) and channel == "messaging"
+
+
+def test_metric_derived_fields_agree_with_the_comment_events(
+    server: ZendeskImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    assert sync(engine, zendesk(server, clock, token)).ok
+    tickets = rows(
+        engine,
+        "SELECT id, channel, first_reply_at, agent_replies, reopens, first_solved_at, solved_at "
+        "FROM ticket WHERE NOT deleted",
+    )
+    by_ticket = threads(engine)
+
+    exact = [agree(ticket, by_ticket[ticket[0]]) for ticket in tickets]
+
+    assert len(exact) == TICKETS - 3  # all but the deleted, the merged and the unparseable one
+    assert sum(exact) > 100  # plenty of messaging tickets were checked to the second
+    assert sum(t[4] for t in tickets) > 50  # type: ignore[misc]  # and plenty of reopens
+    assert any(role == "bot" for thread in by_ticket.values() for _, role, _ in thread)
+
+
+def test_check_passes_with_the_token_and_names_the_connector_when_rejected(
+    server: ZendeskImitation, clock: FakeClock, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    zendesk(server, clock, token).check()
+    monkeypatch.setenv("ZD_E2E_TOKEN", "a-wrong-token")
+    with pytest.raises(AuthError, match="the token for connector zd is rejected"):
+        zendesk(server, clock, token).check()
+
+
+def test_since_backfills_history_without_moving_the_cursor_back(
+    server: ZendeskImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    late = datetime(2026, 4, 1, tzinfo=UTC)
+    run_sync(engine, [Source("zd", zendesk(server, clock, token), start_date=late)])
+    first = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    partial = rows(engine, "SELECT COUNT(*) FROM ticket")[0][0]
+    assert 0 < int(str(partial)) < TICKETS - 1
+
+    report = run_sync(
+        engine, [Source("zd", zendesk(server, clock, token))], since=late - timedelta(days=200)
+    )
+
+    assert report.ok
+    assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(TICKETS - 1,)]
+    after = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    assert after["tickets"] == first["tickets"]  # the backfill ended where the cursor stood
