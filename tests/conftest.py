@@ -51,3 +51,13 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Memory
     yield memory
     keyring.set_keyring(previous)
     secrets.forget_secrets()
+
+
+@pytest.fixture
+def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests of code that waits: it must wait on an injected clock, never in real time."""
+
+    def refuse(seconds: float) -> None:
+        raise AssertionError(f"a test slept {seconds} s in real time")
+
+    monkeypatch.setattr("time.sleep", refuse)

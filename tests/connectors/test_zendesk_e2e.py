@@ -34,12 +34,8 @@ TICKET_EXPORT = "/api/v2/incremental/tickets/cursor.json"
 Content = dict[str, list[tuple[object, ...]]]
 
 
-@pytest.fixture(autouse=True)
-def no_real_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(seconds: float) -> None:
-        raise AssertionError(f"a test slept {seconds} s in real time")
-
-    monkeypatch.setattr("time.sleep", refuse)
+# Rate limits and retries wait on a FakeClock: any real sleep fails the test.
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 
 @pytest.fixture
