@@ -6,6 +6,7 @@ that `cskpi --help` answers at once.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -42,6 +43,9 @@ ConfigOption = Annotated[
     ),
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+ConnectorsOption = Annotated[
+    list[str] | None, typer.Option("--connector", help="Only this connector (repeatable).")
+]
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -104,9 +108,7 @@ def sync(
         str | None,
         typer.Option(help="Backfill from this date, datetime or span (2025-01-01, 30d)."),
     ] = None,
-    connector: Annotated[
-        list[str] | None, typer.Option("--connector", help="Only this connector (repeatable).")
-    ] = None,
+    connector: ConnectorsOption = None,
     full: Annotated[bool, typer.Option(help="Re-read everything; stored cursors stay.")] = False,
     verbose: Verbose = False,
 ) -> None:
@@ -116,16 +118,13 @@ def sync(
     from cskpi.core.periods import parse_instant
 
     cfg = _config(config, verbose)
+    # A live bar on a terminal; plain log lines for cron, CI and files.
+    observer = BarProgress() if sys.stderr.isatty() else LogProgress()
     try:
         start = parse_instant(since, cfg.timezone) if since else None
-        if sys.stderr.isatty():
-            with BarProgress() as bar:
-                report = core.sync(
-                    cfg, _types(), only=connector or (), since=start, full=full, observer=bar
-                )
-        else:
+        with observer if isinstance(observer, BarProgress) else contextlib.nullcontext():
             report = core.sync(
-                cfg, _types(), only=connector or (), since=start, full=full, observer=LogProgress()
+                cfg, _types(), only=connector or (), since=start, full=full, observer=observer
             )
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
@@ -159,9 +158,7 @@ def kpis(
         str | None,
         typer.Option(help="agent, group, channel, type, priority, tag, connector or organization."),
     ] = None,
-    connector: Annotated[
-        list[str] | None, typer.Option("--connector", help="Only this connector (repeatable).")
-    ] = None,
+    connector: ConnectorsOption = None,
     now: Annotated[
         str | None, typer.Option(help="Evaluate as of this instant (reproducible reports).")
     ] = None,
