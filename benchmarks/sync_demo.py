@@ -29,8 +29,9 @@ def rss_mb() -> float:
 class Sampler:
     """Prints RSS every `every` tickets, to show memory stays flat."""
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every: int, page_size: int) -> None:
         self.every = every
+        self.page_size = page_size
         self.next = every
         self.samples: list[tuple[int, float]] = []
 
@@ -38,7 +39,7 @@ class Sampler:
         pass
 
     def page_stored(self, result: StreamResult) -> None:
-        if result.stream == "tickets" and result.pages * 1000 >= self.next:
+        if result.stream == "tickets" and result.pages * self.page_size >= self.next:
             self.samples.append((self.next, rss_mb()))
             self.next += self.every
 
@@ -57,7 +58,7 @@ def main() -> None:
         type="demo", tickets=args.tickets, days=365, seed=7, end=datetime(2026, 11, 1, tzinfo=UTC)
     )
     engine = open_engine(f"sqlite:///{db}")
-    sampler = Sampler(max(args.tickets // 10, 1000))
+    sampler = Sampler(max(args.tickets // 10, settings.page_size), settings.page_size)
     started = time.perf_counter()
     report = run_sync(engine, [Source("bench", DemoConnector("bench", settings))], observer=sampler)
     elapsed = time.perf_counter() - started
