@@ -118,7 +118,22 @@ def m003_backlog_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_ticket_status_created_at ON ticket (status, created_at)"))
 
 
-MIGRATIONS: tuple[Migration, ...] = (m001_tables, m002_indexes, m003_backlog_index)
+def m004_daemon(conn: Connection) -> None:
+    """Who runs `cskpi run` on this database, and its heartbeat (see core/daemon.py)."""
+    md = MetaData()
+    Table(
+        "daemon", md, _pk("id", Integer), _req("pid", Integer), _req("host", String),
+        _req("started_at", BigInteger), _req("heartbeat_at", BigInteger), _req("jobs", String),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    m001_tables,
+    m002_indexes,
+    m003_backlog_index,
+    m004_daemon,
+)
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"
 

@@ -156,3 +156,16 @@ class DigestRun(SQLModel, table=True):
     sent_at: datetime | None = _ts()
     status: str
     error: str | None = None
+
+
+class Daemon(SQLModel, table=True):
+    """The running `cskpi run`: one row per database, so a second daemon is refused and
+    `cskpi status` can tell whether it is alive (heartbeat) and when each job runs next."""
+
+    __tablename__ = "daemon"
+    id: int = Field(default=1, sa_column=Column(Integer, primary_key=True))
+    pid: int
+    host: str
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    heartbeat_at: datetime = Field(sa_type=UTCDateTime)
+    jobs: str = "{}"  # JSON: job name -> next run time (ISO 8601), for `cskpi status`
