@@ -194,15 +194,47 @@ def _print_kpis(report: Report) -> None:
 @app.command()
 def status(config: ConfigOption = None) -> None:
     """Per connector and stream: last success, cursor, rows stored, last error."""
-    from cskpi.console import out, status_table, stored_table
+    from datetime import UTC, datetime
+
+    from cskpi.console import daemon_text, out, status_table, stored_table
     from cskpi.core import app as core
 
     report = core.status(_config(config))
+    typer.echo(daemon_text(report.daemon, datetime.now(UTC)))
     if not report.streams:
         out.print("nothing synced yet; run `cskpi sync`")
         return
     out.print(status_table(report))
     out.print(stored_table(report))
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text, or json: one object per line.")
+    ] = "text",
+    verbose: Verbose = False,
+) -> None:
+    """Long-running scheduler: each connector's sync and each digest on its schedule."""
+    import logging
+    import os
+
+    from cskpi.console import setup_logging
+    from cskpi.core.daemon import DaemonRunningError
+    from cskpi.scheduler.service import Daemon
+
+    if log_format not in ("text", "json"):
+        fail(f"--log-format {log_format!r}: use text or json")
+    cfg = _config(config, verbose)
+    setup_logging(verbose, json_lines=log_format == "json")
+    try:
+        clean = Daemon(cfg, _types()).run()
+    except DaemonRunningError as exc:
+        fail(str(exc), code=1)
+    if not clean:  # a job is stuck in a network call: its open transaction rolls back
+        logging.shutdown()
+        os._exit(0)
 
 
 @app.command()

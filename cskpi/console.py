@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import CheckResult, Status
+from cskpi.core.daemon import DaemonInfo
 from cskpi.core.kpi_output import detail_text, value_text
 from cskpi.core.kpis import Report
 from cskpi.core.quickstart import Summary
@@ -25,10 +27,33 @@ out = Console()
 err = Console(stderr=True)
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Plain log lines on stderr, secrets redacted; INFO when no terminal shows progress."""
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line for log shippers: time, level, logger, message, and the
+    fields a job run adds (job, seconds, rows, status, error)."""
+
+    FIELDS = ("job", "seconds", "rows", "status", "error")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def setup_logging(verbose: bool = False, json_lines: bool = False) -> None:
+    """Log lines on stderr, secrets redacted; INFO when no terminal shows progress."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     handler.addFilter(RedactingFilter())
     root = logging.getLogger("cskpi")
     root.handlers[:] = [handler]
@@ -135,6 +160,22 @@ def status_table(status: Status) -> Table:
             f"{s.rows:,}", cursor, s.last_error or "",
         )  # fmt: skip
     return table
+
+
+def daemon_text(info: DaemonInfo | None, now: datetime) -> str:
+    """Whether `cskpi run` is alive on this database, and when each of its jobs runs next."""
+    if info is None:
+        return "daemon: not running (start it with `cskpi run`)"
+    age = int((now - info.heartbeat_at).total_seconds())
+    state = "running" if info.alive(now) else "NOT RESPONDING"
+    lines = [
+        f"daemon: {state}, pid {info.pid} on {info.host}, since {when(info.started_at)}, "
+        f"last heartbeat {age}s ago"
+    ]
+    lines += [
+        f"  next {job}: {when(at and at.astimezone(UTC))}" for job, at in sorted(info.jobs.items())
+    ]
+    return "\n".join(lines)
 
 
 def stored_table(status: Status) -> Table:

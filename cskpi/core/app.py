@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from cskpi.connectors.base import ConnectorFactory
+from cskpi.core import daemon
 from cskpi.core.config import DIMENSIONS, Config
+from cskpi.core.daemon import DaemonInfo
 from cskpi.core.db import open_engine
 from cskpi.core.kpis import KpiContext, Report, compute
 from cskpi.core.periods import Window, explicit_window, parse_instant, period_window
@@ -79,6 +81,7 @@ def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckRe
 class Status:
     streams: list[StreamState]
     stored: dict[str, dict[str, int]]  # connector -> table -> rows
+    daemon: DaemonInfo | None = None  # the `cskpi run` holding this database, if any
 
 
 _COUNTED = ("ticket", "message", "rating", "person", "grp", "organization")
@@ -106,7 +109,7 @@ def stored_counts(engine: Engine) -> dict[str, dict[str, int]]:
 def status(config: Config) -> Status:
     engine = open_engine(config.database)
     try:
-        return Status(all_states(engine), stored_counts(engine))
+        return Status(all_states(engine), stored_counts(engine), daemon.load(engine))
     finally:
         engine.dispose()
 

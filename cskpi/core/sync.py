@@ -17,7 +17,7 @@ Cursor semantics, per (connector, stream):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -81,6 +81,18 @@ class _Quiet:
         pass
 
 
+def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class _Options:
+    since: datetime | None
+    full: bool
+    observer: SyncObserver
+    stop: Callable[[], bool]
+
+
 @dataclass(frozen=True)
 class _Plan:
     cursor: str | None
@@ -120,23 +132,31 @@ def run_sync(
     since: datetime | None = None,
     full: bool = False,
     observer: SyncObserver | None = None,
+    stop: Callable[[], bool] = _never,
 ) -> SyncReport:
-    """Sync every stream of every source; one failing source does not stop the others."""
+    """Sync every stream of every source; one failing source does not stop the others.
+
+    ``stop`` is asked after every stored page: once it says True (the daemon was told to
+    shut down) the sync ends there, with that page and its cursor committed.
+    """
     report = SyncReport()
+    options = _Options(since, full, observer or _Quiet(), stop)
     for source in sources:
-        report.streams.extend(_sync_source(engine, source, since, full, observer or _Quiet()))
+        if stop():
+            break
+        report.streams.extend(_sync_source(engine, source, options))
     return report
 
 
-def _sync_source(
-    engine: Engine, source: Source, since: datetime | None, full: bool, observer: SyncObserver
-) -> list[StreamResult]:
+def _sync_source(engine: Engine, source: Source, options: _Options) -> list[StreamResult]:
     with write_transaction(engine) as conn:
         run_id = state.start_run(conn, source.name)
     results: list[StreamResult] = []
     try:
         for stream in source.connector.streams():
-            results.append(_sync_stream(engine, source, stream, since, full, observer))
+            if options.stop():
+                break
+            results.append(_sync_stream(engine, source, stream, options))
     except Exception as exc:  # streams() itself failed: a broken connector, not a bad page
         results.append(StreamResult(source.name, "*", error=_describe(exc)))
     errors = [f"{r.stream}: {r.error}" for r in results if r.error]
@@ -151,27 +171,20 @@ def _sync_source(
     return results
 
 
-def _sync_stream(
-    engine: Engine,
-    source: Source,
-    stream: Stream,
-    since: datetime | None,
-    full: bool,
-    observer: SyncObserver,
-) -> StreamResult:
+def _sync_stream(engine: Engine, source: Source, stream: Stream, options: _Options) -> StreamResult:
     result = StreamResult(source.name, stream.name)
-    observer.stream_started(source.name, stream.name)
+    options.observer.stream_started(source.name, stream.name)
     with engine.connect() as conn:
         stored = state.load_state(conn, source.name, stream.name)
-    how = plan(stored, since, full, source.start_date)
+    how = plan(stored, options.since, options.full, source.start_date)
     try:
-        _pull(engine, source.name, stream, how, result, observer)
+        _pull(engine, source.name, stream, how, result, options)
     except Exception as exc:
         result.error = _describe(exc)
         log.error("%s/%s failed: %s", source.name, stream.name, result.error)
     with write_transaction(engine) as conn:
         state.finish_stream(conn, source.name, stream.name, result.error)
-    observer.stream_finished(result)
+    options.observer.stream_finished(result)
     return result
 
 
@@ -181,7 +194,7 @@ def _pull(
     stream: Stream,
     how: _Plan,
     result: StreamResult,
-    observer: SyncObserver,
+    options: _Options,
 ) -> None:
     last: Checkpoint | None = None
     stored: Checkpoint | None = None
@@ -194,7 +207,9 @@ def _pull(
         if page.cursor is not None:
             last = (page.cursor, page.position)
         stored = checkpoint or stored
-        observer.page_stored(result)
+        options.observer.page_stored(result)
+        if options.stop():
+            return  # interrupted: a backfill's end is not reached, so its cursor stays put
     if how.backfill and last is not None and last != stored and _may_end_at(last, how):
         with write_transaction(engine) as conn:
             state.save_progress(conn, name, stream.name, 0, last)

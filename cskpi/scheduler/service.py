@@ -1,0 +1,198 @@
+"""`cskpi run`: the jobs of ``jobs.py`` on APScheduler 3, one lease per database.
+
+* Every job has ``max_instances=1`` and ``coalesce=True``: a sync never overlaps itself,
+  and runs missed while it was busy collapse into one. The pool has a thread per job, so a
+  slow sync delays only its own next run.
+* On start, digests whose time passed within their grace period are sent (``digest_run``
+  decides whether one already went out, so a restart never sends twice).
+* SIGTERM/SIGINT: no new jobs start; a running sync stops after the page it is storing is
+  committed; the lease is released; exit within ``STOP_TIMEOUT``.
+* SIGHUP: the config file is read again; jobs are rebuilt from it. An invalid file is
+  logged and the old jobs keep running.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sqlalchemy import Engine
+
+from cskpi.connectors.base import ConnectorFactory
+from cskpi.core import daemon
+from cskpi.core.config import Config, ConfigError, load_config
+from cskpi.core.db import open_engine
+from cskpi.scheduler.jobs import (
+    DigestSender,
+    JobSpec,
+    job_specs,
+    latest_fire_time,
+    owed_digests,
+    run_digest_job,
+    run_sync_job,
+)
+
+log = logging.getLogger("cskpi.run")
+
+STOP_TIMEOUT = 8.0  # seconds to let running jobs commit their page; the issue allows 10
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _send_digest(config: Config, name: str, at: datetime) -> Any:
+    from cskpi.core.digest import run_digest
+
+    return run_digest(config, name, at)
+
+
+class Daemon:
+    """One `cskpi run`. ``clock`` and ``send_digest`` are injectable for tests."""
+
+    def __init__(
+        self,
+        config: Config,
+        types: Mapping[str, ConnectorFactory],
+        *,
+        clock: Callable[[], datetime] = _now,
+        send_digest: DigestSender = _send_digest,
+        me: daemon.Me | None = None,
+    ) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        self.config = config
+        self.types = types
+        self.clock = clock
+        self.send_digest = send_digest
+        self.me = me or daemon.Me()
+        self.stopping = threading.Event()
+        self.reload_wanted = threading.Event()
+        self._busy = 0
+        self._lock = threading.Lock()
+        self.engine: Engine = open_engine(config.database)
+        workers = len(config.connectors) + len(config.digests) + 2
+        self.scheduler = BackgroundScheduler(
+            timezone=config.timezone, executors={"default": ThreadPoolExecutor(workers)}
+        )
+
+    # --- jobs -----------------------------------------------------------------------------
+
+    def schedule(self) -> list[str]:
+        """(Re)build the jobs from ``self.config``; returns their ids."""
+        self.scheduler.remove_all_jobs()
+        for spec in job_specs(self.config):
+            self._add(spec)
+        self.scheduler.add_job(
+            self.heartbeat, "interval", id="heartbeat",
+            seconds=daemon.HEARTBEAT_EVERY.total_seconds(), coalesce=True, max_instances=1,
+        )  # fmt: skip
+        return [job.id for job in self.scheduler.get_jobs()]
+
+    def _add(self, spec: JobSpec) -> None:
+        grace = spec.misfire_grace
+        self.scheduler.add_job(
+            self._job, spec.trigger, args=[spec.id], id=spec.id, name=spec.id,
+            max_instances=1, coalesce=True,
+            misfire_grace_time=None if grace is None else int(grace.total_seconds()),
+        )  # fmt: skip
+
+    def _job(self, job_id: str) -> None:
+        if self.stopping.is_set():
+            return
+        with self._lock:
+            self._busy += 1
+        try:
+            self.run_job(job_id)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    def run_job(self, job_id: str, at: datetime | None = None) -> bool:
+        kind, name = job_id.split(":", 1)
+        config = self.config
+        if kind == "sync":
+            return run_sync_job(self.engine, config, self.types, name, self.stopping.is_set)
+        settings = config.digests[name]
+        if at is None:
+            trigger = next(s.trigger for s in job_specs(config) if s.id == job_id)
+            at = latest_fire_time(trigger, self.clock(), settings.grace) or self.clock()
+        return run_digest_job(self.send_digest, config, settings, name, at)
+
+    def catch_up(self) -> list[tuple[str, datetime]]:
+        """Send the digests owed from while the daemon was down (see ``owed_digests``)."""
+        owed = owed_digests(self.config, self.clock())
+        for name, at in owed:
+            log.info("digest:%s was due at %s; sending it now", name, at.isoformat())
+            self.run_job(f"digest:{name}", at)
+        return owed
+
+    def heartbeat(self) -> None:
+        jobs = {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+        jobs.pop("heartbeat", None)
+        if not daemon.beat(self.engine, self.me, self.clock(), jobs):
+            log.error("another daemon took over this database; stopping")
+            self.stopping.set()
+
+    # --- life cycle -----------------------------------------------------------------------
+
+    def reload(self, path: Path) -> None:
+        try:
+            config = load_config(path, self.types)
+        except ConfigError as exc:
+            log.error("config not reloaded, keeping the running one: %s", exc)
+            return
+        if config.database != self.config.database:
+            log.error("config not reloaded: `database` changed; restart `cskpi run` for that")
+            return
+        self.config = config
+        log.info("config reloaded: %s", ", ".join(self.schedule()))
+
+    def run(self, install_signals: bool = True) -> bool:
+        """Serve until SIGTERM/SIGINT; True when every running job finished in time."""
+        daemon.claim(self.engine, self.me, self.clock())
+        try:
+            if install_signals:
+                self._signals()
+            log.info("cskpi run started (pid %d): %s", self.me.pid, ", ".join(self.schedule()))
+            self.scheduler.start()
+            self.heartbeat()
+            self.catch_up()
+            while not self.stopping.wait(timeout=0.2):
+                if self.reload_wanted.is_set():
+                    self.reload_wanted.clear()
+                    self.reload(self.config.path)
+            return self._stop()
+        finally:
+            daemon.release(self.engine, self.me)
+            self.engine.dispose()
+
+    def _stop(self) -> bool:
+        log.info("stopping: letting running jobs commit their page")
+        self.scheduler.shutdown(wait=False)
+        deadline = threading.Event()
+        waited = 0.0
+        while self._busy and waited < STOP_TIMEOUT:
+            deadline.wait(0.05)
+            waited += 0.05
+        clean = not self._busy
+        log.info("stopped" if clean else "stopped with a job still running; its page rolls back")
+        return clean
+
+    def _signals(self) -> None:
+        def stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping.set()
+
+        def hup(signum: int, frame: FrameType | None) -> None:
+            self.reload_wanted.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)

@@ -1,0 +1,178 @@
+"""The daemon in-process: its lease, stopping between pages, catch-up and reload, on an
+injected clock and a recording digest sender (no waiting on real schedules)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from cskpi.connectors.registry import installed
+from cskpi.console import LogProgress
+from cskpi.core import daemon
+from cskpi.core.config import Config, load_config
+from cskpi.core.db import open_engine
+from cskpi.core.sync import Source, StreamResult, run_sync
+from cskpi.scheduler.service import Daemon
+from tests.fakes import FakeConnector, FakeStream, ticket
+
+NOW = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)  # a Monday; 11:30 in Berlin
+
+
+@pytest.fixture(autouse=True)
+def logs_reach_caplog(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CLI test earlier in the session may have pointed the cskpi logger at its stderr."""
+    root = logging.getLogger("cskpi")
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "propagate", True)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    return open_engine(f"sqlite:///{tmp_path / 'cskpi.db'}")
+
+
+def test_a_second_daemon_is_refused_naming_the_first(engine: Engine) -> None:
+    first, second = daemon.Me(4242, "box-a"), daemon.Me(777, "box-b")
+    daemon.claim(engine, first, NOW)
+    with pytest.raises(daemon.DaemonRunningError, match=r"pid 4242 on box-a, running since 2026"):
+        daemon.claim(engine, second, NOW + timedelta(seconds=30))
+    daemon.release(engine, second)  # not its lease: nothing happens
+    assert daemon.load(engine) is not None
+
+
+def test_a_stale_lease_is_taken_over_and_the_old_daemon_notices(engine: Engine) -> None:
+    first, second = daemon.Me(4242, "box-a"), daemon.Me(777, "box-b")
+    daemon.claim(engine, first, NOW)
+    later = NOW + daemon.STALE_AFTER
+    daemon.claim(engine, second, later)
+    info = daemon.load(engine)
+    assert info is not None
+    assert (info.pid, info.host, info.started_at) == (777, "box-b", later)
+    assert daemon.beat(engine, first, later, {}) is False
+    assert daemon.beat(engine, second, later, {"sync:a": NOW}) is True
+    info = daemon.load(engine)
+    assert info is not None
+    assert info.jobs == {"sync:a": NOW}
+
+
+def test_a_dead_pid_on_this_host_is_taken_over_at_once(engine: Engine) -> None:
+    here = daemon.Me()
+    dead = daemon.Me(2**22 + 12345, here.host)  # above pid_max: never a live process
+    daemon.claim(engine, dead, NOW)
+    daemon.claim(engine, here, NOW)
+    info = daemon.load(engine)
+    assert info is not None
+    assert info.pid == here.pid
+    daemon.release(engine, here)
+    assert daemon.load(engine) is None
+
+
+def test_stop_ends_a_sync_after_the_page_it_stored(tmp_path: Path, engine: Engine) -> None:
+    ten = [ticket(i) for i in range(10)]
+    told = threading.Event()
+
+    class StopAfterTwoPages(LogProgress):
+        def page_stored(self, result: StreamResult) -> None:
+            if result.pages == 2:
+                told.set()  # SIGTERM arrives while the second page is being stored
+
+    source = Source("zd", FakeConnector(FakeStream(ten)))  # type: ignore[arg-type]
+    run_sync(engine, [source], observer=StopAfterTwoPages(), stop=told.is_set)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM ticket")).scalar() == 4
+        assert conn.execute(text("SELECT cursor FROM sync_state")).scalar() == "4"
+    resumed = FakeStream(ten)
+    run_sync(engine, [Source("zd", FakeConnector(resumed))])  # type: ignore[arg-type]
+    assert resumed.calls == [("4", None)]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM ticket")).scalar() == 10
+
+
+def write_config(tmp_path: Path, digests: str = "") -> Config:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(
+        'timezone = "Europe/Berlin"\ndatabase = "sqlite:///cskpi.db"\n'
+        '[connectors.demo]\ntype = "demo"\ntickets = 300\ndays = 10\nend = 2026-11-23\n'
+        'every = "5m"\n' + digests
+    )
+    return load_config(path, installed())
+
+
+DIGESTS = """
+[digests.morning]
+schedule = "0 9 * * mon-fri"
+grace = "6h"
+[digests.evening]
+schedule = "0 18 * * *"
+"""
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, datetime]] = []
+
+    def __call__(self, config: Config, name: str, at: datetime) -> Any:
+        self.sent.append((name, at))
+        return None
+
+
+def test_catch_up_sends_only_the_digests_still_within_grace(tmp_path: Path) -> None:
+    recorder = Recorder()
+    d = Daemon(
+        write_config(tmp_path, DIGESTS), installed(), clock=lambda: NOW, send_digest=recorder
+    )
+    assert d.catch_up() == [("morning", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))]
+    assert recorder.sent == [("morning", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))]
+    d.engine.dispose()
+
+
+def test_jobs_never_overlap_and_coalesce(tmp_path: Path) -> None:
+    d = Daemon(write_config(tmp_path, DIGESTS), installed(), clock=lambda: NOW)
+    assert sorted(d.schedule()) == ["digest:evening", "digest:morning", "heartbeat", "sync:demo"]
+    jobs = {job.id: job for job in d.scheduler.get_jobs()}
+    assert {(j.max_instances, j.coalesce) for j in jobs.values()} == {(1, True)}
+    assert jobs["digest:morning"].misfire_grace_time == 6 * 3600
+    assert jobs["sync:demo"].misfire_grace_time is None  # late is better than never
+    d.engine.dispose()
+
+
+def test_a_sync_job_stores_rows_and_a_digest_job_gets_its_scheduled_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    clock = NOW.replace(hour=8, minute=0, second=3)  # the job runs 3 s after 09:00 Berlin
+    d = Daemon(write_config(tmp_path, DIGESTS), installed(), clock=lambda: clock,
+               send_digest=recorder)  # fmt: skip
+    caplog.set_level("INFO", logger="cskpi.run")
+    assert d.run_job("sync:demo") is True
+    with d.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM ticket")).scalar() == 300
+    line = next(r for r in caplog.records if getattr(r, "job", None) == "sync:demo")
+    assert line.status == "ok"  # type: ignore[attr-defined]
+    assert line.rows >= 300  # type: ignore[attr-defined]
+    assert d.run_job("digest:morning") is True
+    assert recorder.sent == [("morning", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))]
+    d.engine.dispose()
+
+
+def test_reload_keeps_the_old_jobs_when_the_new_file_is_invalid(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = Daemon(write_config(tmp_path), installed(), clock=lambda: NOW)
+    d.schedule()
+    d.config.path.write_text(d.config.path.read_text() + "\n[digests.x]\nschedule = 'nope'\n")
+    d.reload(d.config.path)
+    assert "config not reloaded" in caplog.text
+    assert sorted(j.id for j in d.scheduler.get_jobs()) == ["heartbeat", "sync:demo"]
+    write_config(tmp_path, DIGESTS)
+    d.reload(d.config.path)
+    assert sorted(j.id for j in d.scheduler.get_jobs()) == [
+        "digest:evening", "digest:morning", "heartbeat", "sync:demo",
+    ]  # fmt: skip
+    d.engine.dispose()
