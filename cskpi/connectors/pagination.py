@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
@@ -235,3 +236,63 @@ class StartingAfterPaginator(Paginator):
 
     def _params(self, paging: dict[str, Any]) -> PageParams:
         return PageParams(body={"pagination": paging}) if self.in_body else PageParams(query=paging)
+
+
+class SlidingWindowPaginator(Paginator):
+    """A list sorted ascending by a time, read in windows that each start at the time of the
+    last record read (``since_param``, an inclusive filter), page links only within a window.
+
+    Freshdesk's ticket list (https://developers.freshdesk.com/api/#list_all_tickets,
+    ``order_by=updated_at&order_type=asc``) pages by offset and refuses pages past 300 (page
+    301 answers 400). Offset pages over a sort key that moves are unsafe: a ticket updated
+    while the list is read leaves its place for the end, everything behind it moves up one,
+    and the record that crosses the page boundary is skipped. So by default every page starts
+    a new window at its last record's time (``slide_every=1``): the boundary's records come
+    again and the caller drops the ones it has (:class:`~cskpi.connectors.rest.TimeBoundary`).
+    The ``Link: rel="next"`` header says whether anything follows; its page is followed (by
+    its query, on the stream's own path, so a proxy ``base_url`` keeps working) only while a
+    window cannot move, i.e. while more records share one instant than a page holds, and at
+    most up to ``max_page``. ``slide_every=max_page`` follows the links up to the cap instead.
+    """
+
+    keeps_start = False
+
+    def __init__(
+        self,
+        since_param: str,
+        time_key: str,
+        *,
+        max_page: int = 300,
+        slide_every: int = 1,
+        page_param: str = "page",
+        records_key: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.since_param, self.time_key, self.page_param = since_param, time_key, page_param
+        self.max_page, self.slide_every, self.records_key = max_page, slide_every, records_key
+        self.page = 1
+
+    def next(self, body: Any, response: requests.Response) -> PageParams | None:
+        link = response.links.get("next", {}).get("url")
+        records = body if self.records_key is None else dig(body, self.records_key)
+        if not link or not isinstance(records, list) or not records:
+            return None
+        last = dig(records[-1], self.time_key)
+        if not isinstance(last, str) or not last:
+            raise PaginationError(f"the last record of a page has no {self.time_key}")
+        window = _query(response.request.url).get(self.since_param)
+        if last != window and (self.page >= self.slide_every or self.page >= self.max_page):
+            self.page = 1
+            moved = self._once(f"{self.since_param}={last}", "window start")
+            return PageParams(query={self.since_param: moved.partition("=")[2]})
+        if self.page >= self.max_page:
+            raise PaginationError(
+                f"more than {self.max_page} pages of records at {last}: the window cannot move"
+            )
+        self.page += 1
+        query = _query(self._once(str(link), "next-page URL"))
+        return PageParams(query={**query, self.page_param: query.get(self.page_param, self.page)})
+
+
+def _query(url: str | None) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url or "").query, keep_blank_values=True))
