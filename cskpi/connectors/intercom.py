@@ -1,0 +1,291 @@
+"""The ``intercom`` connector: Intercom conversations as tickets, with their parts, ratings,
+teammates, teams and companies, resumable page by page and paced to the API's rate limit.
+
+Streams, in sync order (mapping in :mod:`cskpi.connectors.intercom_map`):
+
+``groups``, ``people``, ``organizations``
+    Teams, admins (teammates) and companies (the scroll API), re-read in full every run.
+``tickets``
+    ``POST /conversations/search`` on ``updated_at``, ascending, 150 a page. Each conversation
+    the search returns (so: changed since the last run) is then retrieved with ``GET
+    /conversations/{id}`` for its parts, and one page stores the page's conversations with
+    their messages, ratings and the contacts who wrote, together with the cursor. Parts exist
+    only on a retrieved conversation, so this is the one request per changed conversation
+    that cannot be avoided; unchanged conversations are never fetched again.
+
+Cursor semantics of ``tickets``. Intercom's ``>`` and ``<`` on dates mean "greater (or
+equal)" and "lower (or equal)" (the search reference, "Accepted Operators"), on whole
+seconds. So a run searches ``updated_at >= lo`` (as ``> lo OR = lo``, right whichever way
+``>`` behaves) up to ``hi`` = now minus ``settle_seconds``: a second older than that is
+complete, nothing can still be updated within it. The stored cursor is ``"<second>:<ids>"``:
+the newest ``updated_at`` stored and the ids already stored at that second. The next page or
+run starts at that second again and drops those ids, so a boundary second shared by many
+conversations (across a page boundary, or a crash between pages) is neither lost nor read
+twice. Search's ``starting_after`` token is bound to its query: it pages within a run but is
+never stored. ``Page.position`` is the cursor's second.
+
+A conversation deleted between the search and the retrieval (404) is stored from its search
+result with ``deleted`` set, without parts: not a failure. A conversation with more than 500
+parts (the API returns the 500 most recent) is logged, and its first reply and close times
+come from its ``statistics``.
+
+https://developers.intercom.com/docs/references/rest-api/api.intercom.io/conversations/searchconversations
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from cskpi.connectors import base
+from cskpi.connectors.base import ConnectorSettings, Page, Skipped
+from cskpi.connectors.intercom_map import (
+    map_admin,
+    map_company,
+    map_conversation,
+    map_team,
+    map_ticket,
+    unix_of,
+)
+from cskpi.connectors.pagination import PageParams, Paginator, StartingAfterPaginator, dig
+from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, unix_seconds
+from cskpi.connectors.zendesk_map import BadRecordError, Raw, from_unix, map_each
+from cskpi.core.clock import Clock, SystemClock
+from cskpi.core.http import AuthError, FatalAPIError, HttpClient
+from cskpi.core.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter
+from cskpi.core.secrets import Secret
+
+log = logging.getLogger("cskpi.intercom")
+
+# https://developers.intercom.com/docs/build-an-integration/learn-more/rest-apis/ (regional hosts)
+HOSTS = {
+    "us": "https://api.intercom.io",
+    "eu": "https://api.eu.intercom.io",
+    "au": "https://api.au.intercom.io",
+}
+# The newest version in intercom/Intercom-OpenAPI (descriptions/2.16); pinned, because
+# versions change shapes (2.10's search answered 404 "User Not Found": airbyte PR #36277).
+DEFAULT_VERSION = "2.16"
+# https://developers.intercom.com/docs/references/rest-api/errors/rate-limiting: 10,000 calls
+# a minute per app by default, enforced in 10-second windows; the headers pace below it.
+WINDOW = 10.0
+_SEARCH_PAGE = 150  # search's maximum
+
+
+class IntercomSettings(ConnectorSettings):
+    """Settings of a ``[connectors.NAME]`` table with ``type = "intercom"``."""
+
+    type: str = "intercom"
+    access_token: Secret = Field(description="Access token of the Intercom app (Bearer).")
+    region: Literal["us", "eu", "au"] = Field(
+        default="us", description="Where the workspace is hosted: sets the API host."
+    )
+    base_url: str | None = Field(default=None, description="Instead of the region's host.")
+    ca_bundle: str | None = Field(default=None, description="CA bundle to verify base_url with.")
+    intercom_version: str = Field(
+        default=DEFAULT_VERSION, pattern=r"^2\.\d+$", description="Intercom-Version header."
+    )
+    per_page: int = Field(default=_SEARCH_PAGE, ge=1, le=_SEARCH_PAGE, description="Per page.")
+    rate_limit: int = Field(
+        default=10_000, ge=6, description="The app's calls per minute (Intercom: 10,000)."
+    )
+    settle_seconds: int = Field(
+        default=60, ge=1, description="Conversations updated this recently wait a run."
+    )
+
+    def root(self) -> str:
+        return (self.base_url or HOSTS[self.region]).rstrip("/") + "/"
+
+
+class ScrollPaginator(Paginator):
+    """Intercom's scroll API (``GET /companies/scroll``): ``scroll_param`` from the body sent
+    back until a page comes back empty. The same ``scroll_param`` may come back on every page
+    (it names the scroll, not the position), so the loop guard is the page's content.
+    https://developers.intercom.com/docs/references/rest-api/api.intercom.io/companies/scrolloverallcompanies
+    """
+
+    def next(self, body: Any, response: Any) -> PageParams | None:
+        token, records = dig(body, "scroll_param"), dig(body, "data")
+        if not token or not isinstance(records, list) or not records:
+            return None
+        ids = ",".join(str(r.get("id")) for r in records if isinstance(r, dict))
+        self._once(f"{token}/{ids}", "page of companies")
+        return PageParams(query={"scroll_param": token})
+
+
+GROUPS = StreamSpec("groups", "teams", "teams", lambda: _OnePage())
+ADMINS = StreamSpec("people", "admins", "admins", lambda: _OnePage())
+COMPANIES = StreamSpec("organizations", "companies/scroll", "data", ScrollPaginator)
+
+
+class _OnePage(Paginator):
+    """Lists Intercom returns whole (admins, teams)."""
+
+    def next(self, body: Any, response: Any) -> PageParams | None:
+        return None
+
+
+@dataclass
+class Boundary:
+    """The newest ``updated_at`` second stored, and the ids stored at that second."""
+
+    second: int = 0
+    ids: set[str] = field(default_factory=set)
+
+    @classmethod
+    def parse(cls, cursor: str) -> Boundary:
+        second, _, ids = cursor.partition(":")
+        if not second.isdigit():
+            raise ValueError(f"not an intercom tickets cursor: {cursor[:40]!r}")
+        return cls(int(second), set(filter(None, ids.split(","))))
+
+    def __str__(self) -> str:
+        return f"{self.second}:{','.join(sorted(self.ids))}"
+
+    def admit(self, raw: RawRecord) -> bool:
+        """True for a conversation not yet stored in this window; moves the boundary on."""
+        second, ident = unix_of(raw), str(raw.get("id"))
+        if second is None or second < self.second:
+            return True  # out of order or malformed: stored (or skipped) but never a boundary
+        if second > self.second:
+            self.second, self.ids = second, {ident}
+            return True
+        if ident in self.ids:
+            return False
+        self.ids.add(ident)
+        return True
+
+
+@dataclass
+class _Stream:
+    name: str
+    pages: Callable[[str | None, datetime | None], Iterator[Page]]
+
+    def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+        return self.pages(cursor, since)
+
+
+class IntercomConnector:
+    """Intercom (``type = "intercom"``): see the module docstring for the streams and the
+    ``tickets`` cursor. ``clock`` paces and retries; tests pass a fake one and never sleep."""
+
+    type: ClassVar[str] = "intercom"
+    Settings: ClassVar[builtins.type[ConnectorSettings]] = IntercomSettings
+
+    def __init__(self, name: str, settings: ConnectorSettings, *, clock: Clock | None = None):
+        self.name = name
+        self.settings = (
+            settings
+            if isinstance(settings, IntercomSettings)
+            else IntercomSettings.model_validate(settings.model_dump())
+        )
+        self.clock: Clock = clock or SystemClock()
+        s = self.settings
+        budget = Budget(s.rate_limit // 6, WINDOW)
+        self.http = HttpClient(
+            name, s.root(), ca_bundle=s.ca_bundle, clock=self.clock,
+            secret_hint="access_token",  # noqa: S106 - the setting's name, not a secret
+            limiter=RateLimiter(budget, INTERCOM_HEADERS, clock=self.clock, margin=0.01),
+            headers={
+                "Authorization": f"Bearer {s.access_token.get_secret_value()}",
+                "Intercom-Version": s.intercom_version, "Accept": "application/json",
+            },
+        )  # fmt: skip
+
+    def check(self) -> None:
+        """``GET /me``: the admin the token belongs to; a 401 names ``access_token``."""
+        me = self.http.get_json("me")
+        if me.get("id") is None:
+            raise AuthError(
+                f"the token for connector {self.name} is rejected: /me names no admin; "
+                f"check {self.http.secret_hint}"
+            )
+
+    def streams(self) -> Sequence[base.Stream]:
+        """groups, people, organizations, tickets (with messages and ratings)."""
+        return [
+            _Stream("groups", lambda c, s: self._listed(GROUPS, map_team)),
+            _Stream("people", lambda c, s: self._listed(ADMINS, map_admin)),
+            _Stream("organizations", lambda c, s: self._listed(COMPANIES, map_company)),
+            _Stream("tickets", self._tickets),
+        ]
+
+    def _listed(self, spec: StreamSpec, mapper: Callable[[Raw], base.Record]) -> Iterator[Page]:
+        for raws, _, _ in fetch_pages(self.http, spec, None, None):
+            records, skipped = map_each(raws, mapper)
+            yield Page(records, skipped=skipped)
+
+    def search(self, lo: int, hi: int) -> StreamSpec:
+        """Conversations with ``lo <= updated_at <= hi``, oldest first (see module doc).
+        ``sort`` is accepted though the reference leaves it out (Intercom-OpenAPI issue #114)."""
+        at = [
+            {"field": "updated_at", "operator": ">", "value": lo},
+            {"field": "updated_at", "operator": "=", "value": lo},
+        ]
+        query = {
+            "operator": "AND",
+            "value": [{"operator": "OR", "value": at},
+                      {"field": "updated_at", "operator": "<", "value": hi}],
+        }  # fmt: skip
+        return StreamSpec(
+            "tickets", "conversations/search", "conversations",
+            lambda: StartingAfterPaginator(self.settings.per_page), method="POST",
+            body={"query": query, "sort": {"field": "updated_at", "order": "ascending"}},
+        )  # fmt: skip
+
+    def _tickets(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+        boundary = Boundary.parse(cursor) if cursor else Boundary()
+        if since is not None:
+            boundary = Boundary(unix_seconds(since))
+        hi = int(self.clock.wall()) - self.settings.settle_seconds
+        spec = self.search(boundary.second, hi)
+        for raws, _, _ in fetch_pages(self.http, spec, None, None):
+            records: list[base.Record] = []
+            skipped: list[Skipped] = []
+            for raw in raws:
+                if boundary.admit(raw):
+                    self._conversation(raw, records, skipped)
+            mark = str(boundary) if boundary.second or boundary.ids else None
+            yield Page(records, mark, from_unix(boundary.second) if mark else None, skipped)
+
+    def _conversation(
+        self, found: RawRecord, records: list[base.Record], skipped: list[Skipped]
+    ) -> None:
+        """Retrieve one conversation for its parts; map it, or note why it was skipped."""
+        ident = str(found.get("id"))
+        try:
+            raw = self.http.get_json(f"conversations/{ident}")
+        except FatalAPIError as exc:
+            if exc.status != 404:
+                raise
+            self._deleted(found, records, skipped)
+            return
+        try:
+            conversation = map_conversation(raw)
+        except (BadRecordError, TypeError, ValueError, AttributeError) as exc:
+            skipped.append(Skipped(ident, str(exc) or type(exc).__name__))
+            return
+        if conversation.truncated:
+            log.warning(
+                "%s: conversation %s has more parts than the API returns (the 500 most recent); "
+                "its first reply and close times come from its statistics", self.name, ident,
+            )  # fmt: skip
+        records += conversation.records()
+
+    def _deleted(
+        self, found: RawRecord, records: list[base.Record], skipped: list[Skipped]
+    ) -> None:
+        """Gone between search and retrieval (404 "Conversation not found"): kept as deleted."""
+        log.info("%s: conversation %s was deleted during the sync", self.name, found.get("id"))
+        mapped, bad = map_each([found], map_ticket)
+        for ticket in mapped:
+            if isinstance(ticket, base.Ticket):
+                ticket.deleted = True
+                records.append(ticket)
+        skipped += bad
