@@ -3,11 +3,15 @@ injected clock and a recording digest sender (no waiting on real schedules)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import Engine, text
@@ -176,3 +180,53 @@ def test_reload_keeps_the_old_jobs_when_the_new_file_is_invalid(
         "digest:evening", "digest:morning", "heartbeat", "sync:demo",
     ]  # fmt: skip
     d.engine.dispose()
+
+
+class Hooks(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hooks.received.append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[str]:
+    Hooks.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hooks)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+
+
+def test_a_restart_never_sends_a_digest_twice(tmp_path: Path, webhook: str) -> None:
+    digest = (
+        '[digests.morning]\nschedule = "0 9 * * mon-fri"\nperiod = "yesterday"\n'
+        f'slack = {{ webhook_url = "{webhook}" }}\n'
+    )
+    cfg = write_config(tmp_path, digest)
+    first = Daemon(cfg, installed(), clock=lambda: NOW)  # started 10:30, after 09:00
+    first.run_job("sync:demo")
+    assert first.catch_up() == [("morning", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))]
+    first.engine.dispose()
+    assert len(Hooks.received) == 1
+    assert "blocks" in Hooks.received[0]
+
+    later = NOW + timedelta(hours=1)  # restarted an hour later: still within grace
+    second = Daemon(cfg, installed(), clock=lambda: later)
+    second.catch_up()
+    assert second.run_job("digest:morning") is True  # as if the cron fired again: skipped
+    second.engine.dispose()
+    assert len(Hooks.received) == 1
+    with sqlite3.connect(tmp_path / "cskpi.db") as conn:
+        rows = conn.execute("SELECT digest, target, status, window_from FROM digest_run").fetchall()
+    yesterday = int(datetime(2026, 11, 21, 23, 0, tzinfo=UTC).timestamp())  # 22 Nov, Berlin
+    assert rows == [("morning", "slack", "sent", yesterday)]
