@@ -209,6 +209,55 @@ def status(config: ConfigOption = None) -> None:
 
 
 @app.command()
+def digest(
+    name: Annotated[str | None, typer.Argument(help="Digest name. Default: every digest.")] = None,
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plain-text digest; send nothing.")
+    ] = False,
+    date: Annotated[
+        str | None, typer.Option(help="Evaluate at this date or datetime (default now).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Send again a window already sent.")] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Also write Block Kit JSON, HTML and PNG here.")
+    ] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Render and send a digest for the window its period gives at --date; each window
+    goes to each target once (see docs/digest.md)."""
+    from datetime import UTC, datetime
+
+    from cskpi.core import digest as digests
+    from cskpi.core.periods import parse_instant
+
+    cfg = _config(config, verbose)
+    try:
+        names = [name] if name else list(cfg.digests)
+        for n in names:
+            digests.settings_of(cfg, n)
+        at = parse_instant(date, cfg.timezone) if date else datetime.now(UTC)
+    except (ValueError, digests.UnknownDigestError) as exc:
+        fail(str(exc))
+    if not names:
+        fail(f"{cfg.path.name} has no [digests.NAME] table")
+    ok = True
+    for n in names:
+        if dry_run or out_dir:
+            rendered = digests.preview(cfg, n, at)
+            if dry_run:
+                typer.echo(rendered.text)
+            if out_dir:
+                typer.echo("\n".join(f"wrote {p}" for p in digests.write_files(rendered, out_dir)))
+        if not dry_run:
+            result = digests.run_digest(cfg, n, at, force=force)
+            typer.echo(result.summary())
+            ok = ok and result.ok
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def run(
     config: ConfigOption = None,
     log_format: Annotated[
@@ -259,8 +308,12 @@ def demo(
     out.print(summary_table(_demo_summary(path)))
     now = end.isoformat()
     kpis(config=path, period="last-7d", now=now)
+    at = f"{quickstart.digest_instant(end):%Y-%m-%dT%H:%M}"
+    out.print("\nDigest preview (what Slack and email would receive):", highlight=False)
+    digest(config=path, dry_run=True, date=at)
     out.print(
-        f"\nNext: cskpi kpis -c {path} --now {now} --by agent\n      cskpi status -c {path}",
+        f"Next: cskpi kpis -c {path} --now {now} --by agent\n      cskpi status -c {path}"
+        f"\n      cskpi digest -c {path} --date {at} --dry-run --out digest/",
         highlight=False,
     )
 

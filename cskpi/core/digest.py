@@ -14,12 +14,14 @@ disposes of it before returning.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Engine, text
@@ -29,7 +31,7 @@ from cskpi.core.clock import Clock
 from cskpi.core.config import Config, DigestSettings, EmailTarget, SlackTarget
 from cskpi.core.db import open_engine, write_transaction
 from cskpi.core.digest_chart import chart_png
-from cskpi.core.digest_data import Digest, build
+from cskpi.core.digest_data import Digest, build, window_label
 from cskpi.core.periods import Window, period_window
 from cskpi.core.schema import to_epoch
 from cskpi.core.secrets import redact
@@ -61,6 +63,18 @@ class DigestResult:
     @property
     def ok(self) -> bool:
         return all(t.status != "failed" for t in self.targets)
+
+    def summary(self) -> str:
+        """One line per target, for the command line."""
+        head = f"digest {self.digest} ({window_label(self.window)})"
+        if not self.targets:
+            return f"{head}: no slack or email target configured; nothing sent (try --dry-run)"
+        notes = {"skipped": "already sent for this window; --force sends it again"}
+        return "\n".join(
+            f"{head}: {t.target} {t.status}"
+            + (f": {t.error}" if t.error else f" ({notes[t.status]})" if t.status in notes else "")
+            for t in self.targets
+        )
 
 
 @dataclass(frozen=True)
@@ -261,3 +275,25 @@ class _Runs:
         params = {**self.key, "target": target, "status": status, "at": at, "error": error}
         with write_transaction(self.engine) as conn:
             conn.execute(text(sql), params)
+
+
+def write_files(rendered: Rendered, folder: Path) -> list[Path]:
+    """The digest for inspection: Block Kit JSON (as posted with a token and with a webhook),
+    the email's HTML (its image beside it), the PNG and the plain text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"digest-{rendered.digest.name}"
+    png = folder / f"{stem}.png"
+    files = {
+        folder / f"{stem}.slack.json": json.dumps(
+            rendered.api_message, indent=2, ensure_ascii=False
+        ),
+        folder / f"{stem}.webhook.json": json.dumps(
+            rendered.webhook_message, indent=2, ensure_ascii=False
+        ),
+        folder / f"{stem}.html": rendered.html(png.name),
+        folder / f"{stem}.txt": rendered.text,
+    }
+    for path, content in files.items():
+        path.write_text(content + ("" if content.endswith("\n") else "\n"), encoding="utf-8")
+    png.write_bytes(rendered.png)
+    return [*files, png]

@@ -40,8 +40,10 @@ def chart_png(series: Series, title: str = "Last 14 days") -> bytes:
     x = list(range(len(series.days)))
     ax.bar([i - 0.2 for i in x], series.created, width=0.4, color=CREATED, label="created")
     ax.bar([i + 0.2 for i in x], series.solved, width=0.4, color=SOLVED, label="solved")
+    # Every other day labelled, counted back from the last so the latest day always is.
+    last = len(x) - 1
     ax.set_xticks(
-        x, [f"{d:%d}\n{d:%a}"[:6] if i % 2 == 0 else "" for i, d in enumerate(series.days)]
+        x, [f"{d:%a}\n{d.day}" if (last - i) % 2 == 0 else "" for i, d in enumerate(series.days)]
     )
     ax.tick_params(labelsize=7)
     ax.set_ylabel("tickets per day", fontsize=8)

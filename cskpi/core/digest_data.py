@@ -251,7 +251,7 @@ def _leaderboard(report: Report) -> Leaderboard | None:
     )
     rows = [
         LeaderRow(
-            label=g.label,
+            label="(unassigned)" if g.key is None and report.by.dimension == "agent" else g.label,
             solved=value_text("tickets_solved", g.kpis["tickets_solved"]),
             frt=value_text("first_response_time", g.kpis["first_response_time"]),
             csat=value_text("csat", g.kpis["csat"]),

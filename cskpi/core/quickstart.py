@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -43,6 +43,14 @@ business_hours = true
 [costs]
 monthly_support_cost = 42000
 monthly_revenue = 900000
+
+[digests.daily]
+schedule = "0 9 * * mon-fri"
+period = "yesterday"
+by = "agent"
+# slack = {{ webhook_url = "env:SLACK_WEBHOOK_URL" }}
+# email = {{ to = ["lead@example.com"], smtp_url = "smtp://mail.example.com:587",
+#           from = "kpi@example.com", password = "env:SMTP_PASSWORD" }}
 """
 
 
@@ -79,6 +87,16 @@ def prepare(
         encoding="utf-8",
     )
     return config, end
+
+
+def digest_instant(end: datetime) -> datetime:
+    """When the demo's digest preview is evaluated: 09:00 on the latest day up to ``end``
+    whose "yesterday" is a weekday (the demo's agents work Monday to Friday). After
+    midnight, so yesterday's backlog is judged as of its end, not from the state at ``end``."""
+    at = end
+    while (at - timedelta(days=1)).weekday() >= 5:
+        at -= timedelta(days=1)
+    return at + timedelta(hours=9)
 
 
 @dataclass(frozen=True)
