@@ -1,0 +1,230 @@
+"""End to end: the intercom connector syncs the local Intercom imitation into SQLite.
+
+The imitation (tests/connectors/intercom_server.py) enforces a rate limit per 10-second window
+on the same fake clock the connector paces on, so these tests also prove that a sync stays
+under the limit from the headers alone, and they never sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from cskpi.connectors.intercom import IntercomConnector, IntercomSettings
+from cskpi.core.clock import FakeClock
+from cskpi.core.db import open_engine
+from cskpi.core.http import AuthError
+from cskpi.core.state import all_states
+from cskpi.core.sync import Source, SyncReport, run_sync
+from tests.connectors.intercom_server import (
+    ADMINS,
+    COMPANIES,
+    MANY_PARTS,
+    SAME_SECOND,
+    TEAMS,
+    TOKEN,
+    IntercomImitation,
+)
+
+CONVERSATIONS = 400
+LIMIT = 40  # requests per 10-second window
+TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
+SEARCH = "/conversations/search"
+Content = dict[str, list[tuple[object, ...]]]
+
+pytestmark = pytest.mark.usefixtures("no_real_sleep")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()  # wall time 1.7e9: the imitation's data lies before it
+
+
+@pytest.fixture
+def server(clock: FakeClock) -> Iterator[IntercomImitation]:
+    imitation = IntercomImitation(CONVERSATIONS, seed=3, clock=clock, limit=LIMIT)
+    imitation.start()
+    yield imitation
+    imitation.stop()
+
+
+@pytest.fixture
+def token(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("IC_E2E_TOKEN", TOKEN)
+    return "env:IC_E2E_TOKEN"
+
+
+def intercom(server: IntercomImitation, clock: FakeClock, token: str) -> IntercomConnector:
+    settings = IntercomSettings(type="intercom", access_token=token, base_url=server.url)
+    return IntercomConnector("ic", settings, clock=clock)
+
+
+def database(folder: Path, name: str = "ic.db") -> Engine:
+    return open_engine(f"sqlite:///{folder / name}")
+
+
+def sync(engine: Engine, connector: IntercomConnector) -> SyncReport:
+    report = run_sync(engine, [Source("ic", connector)])
+    connector.clock.sleep(15 * 60)  # the next scheduled run comes a quarter of an hour later
+    return report
+
+
+def content(engine: Engine) -> Content:
+    return {t: rows(engine, f"SELECT * FROM {t} ORDER BY id") for t in TABLES}
+
+
+def rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
+    path = engine.url.database
+    assert path is not None
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def cursors(engine: Engine) -> dict[str, str | None]:
+    return {s.stream: s.cursor for s in all_states(engine)}
+
+
+def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
+    server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    server.script(SEARCH, "ok", 429, "drop")  # the 2nd page: a 429, then a dropped line
+    server.script("/conversations/7", 503)
+    server.delete_on_fetch(300)
+    engine = database(tmp_path)
+
+    with caplog.at_level(logging.WARNING, "cskpi.intercom"):
+        report = sync(engine, intercom(server, clock, token))
+
+    assert report.ok, [s.error for s in report.streams]
+    ws = server.ws
+    counts = {t: len(r) for t, r in content(engine).items()}
+    rated = sum(1 for c in ws.convs.values() if c.rating)
+    assert counts == {
+        "ticket": CONVERSATIONS, "message": ws.part_count() + 0, "rating": rated,
+        "person": ADMINS + 1 + len({c.contact for c in ws.convs.values()}), "grp": TEAMS,
+        "organization": COMPANIES,
+    }  # fmt: skip
+    assert rows(engine, "SELECT external_id FROM ticket WHERE deleted") == [("300",)]
+    assert rows(engine, "SELECT COUNT(*) FROM message WHERE ticket_id = 'ic:300'") == [(0,)]
+    assert "conversation 42 has more parts than the API returns" in caplog.text
+    # every conversation of the shared second, across the first page boundary, once each
+    same = ",".join(f"'{i}'" for i in SAME_SECOND)
+    assert rows(engine, f"SELECT COUNT(*) FROM ticket WHERE external_id IN ({same})") == [(6,)]
+    assert sorted(server.fetched()) == sorted({*range(1, CONVERSATIONS + 1)} - {300})
+    # the faults happened and were retried; the limit itself never answered 429
+    statuses = [e.status for e in server.log]
+    assert (statuses.count(429), statuses.count(503), server.throttled) == (1, 1, 0)
+    served = [int(e.at) // 10 for e in server.log if 0 < e.status < 400]
+    assert max(served.count(w) for w in set(served)) <= LIMIT
+    newest = max(c.updated for c in ws.convs.values())
+    last = [str(c.id) for c in ws.convs.values() if c.updated == newest]
+    assert cursors(engine)["tickets"] == f"{newest}:{','.join(sorted(last))}"
+
+
+def test_ticket_fields_agree_with_the_conversation_timelines(
+    server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    assert sync(engine, intercom(server, clock, token)).ok
+    found = rows(
+        engine,
+        "SELECT external_id, status, first_reply_at, first_solved_at, solved_at, reopens, "
+        "agent_replies, group_id, assignee_id FROM ticket ORDER BY CAST(external_id AS INT)",
+    )
+    expected = []
+    for c in sorted(server.ws.convs.values(), key=lambda c: c.id):
+        s = c.stats()
+        replies = sum(1 for p in c.parts[-500:] if p.kind == "comment" and p.author[0] == "admin")
+        solved = s["last_close_at"] if c.state == "closed" else None
+        status = {"open": "open", "snoozed": "pending", "closed": "solved"}[c.state]
+        expected.append((
+            str(c.id), status, s["first_admin_reply_at"], s["first_close_at"], solved,
+            s["count_reopens"], replies, f"ic:{c.team}" if c.team else None,
+            f"ic:{c.admin}" if c.admin else None,
+        ))  # fmt: skip
+    assert found == expected
+    assert sum(1 for f in found if f[5]) > 10  # plenty of reopens
+    roles = dict(rows(engine, "SELECT author_role, COUNT(*) FROM message GROUP BY author_role"))
+    assert set(roles) == {"customer", "agent", "bot"}
+
+
+def test_a_resync_fetches_nothing_and_changes_refetch_exactly_those(
+    server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    assert sync(engine, intercom(server, clock, token)).ok
+    before, fetched = content(engine), len(server.fetched())
+
+    assert sync(engine, intercom(server, clock, token)).ok
+    assert content(engine) == before
+    assert server.fetched()[fetched:] == []  # the boundary second's ids were dropped
+
+    changed = [5, 150, 151, 399]
+    server.ws.touch(changed, priority="urgent")
+    assert sync(engine, intercom(server, clock, token)).ok
+    after = content(engine)
+
+    assert sorted(server.fetched()[fetched:]) == changed
+    old, new = _by_id(before["ticket"]), _by_id(after["ticket"])
+    assert sorted(k for k in old if old[k] != new[k]) == sorted(f"ic:{i}" for i in changed)
+    assert len(after["message"]) == len(before["message"]) + 4  # a note each
+    assert rows(engine, "SELECT priority FROM ticket WHERE external_id = '150'") == [("urgent",)]
+
+
+def _by_id(table: list[tuple[object, ...]]) -> dict[str, tuple[object, ...]]:
+    return {str(row[0]): row for row in table}
+
+
+def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
+    server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    # pages 1-2 arrive, then the line drops on every attempt at page 3: the stream gives up
+    server.script(SEARCH, "ok", "ok", *["drop"] * 8)
+    engine = database(tmp_path)
+
+    crashed = sync(engine, intercom(server, clock, token))
+
+    [failed] = [s for s in crashed.streams if s.error]
+    assert failed.stream == "tickets"
+    assert "gave up after 8 attempts" in str(failed.error)
+    order = server.ws.order
+    second = order[299][0]  # the last conversation of page 2 (150 a page)
+    at_second = sorted(str(i) for t, i in order[:300] if t == second)
+    assert cursors(engine)["tickets"] == f"{second}:{','.join(at_second)}"
+    assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(300,)]
+    fetched = len(server.fetched())
+
+    assert sync(engine, intercom(server, clock, token)).ok
+    resumed = server.fetched()[fetched:]
+    assert sorted(resumed) == sorted(i for _, i in order[300:])  # none twice, none lost
+
+    clean = database(tmp_path, "clean.db")
+    assert sync(clean, intercom(server, clock, token)).ok
+    assert content(engine) == content(clean)
+
+
+def test_check_passes_with_the_token_and_names_the_secret_when_rejected(
+    server: IntercomImitation, clock: FakeClock, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intercom(server, clock, token).check()
+    monkeypatch.setenv("IC_E2E_TOKEN", "a-wrong-token")
+    with pytest.raises(AuthError, match=r"connector ic is rejected.*check access_token"):
+        intercom(server, clock, token).check()
+
+
+def test_the_many_parts_conversation_keeps_its_500_most_recent_parts(
+    server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    assert sync(engine, intercom(server, clock, token)).ok
+    c = server.ws.convs[MANY_PARTS]
+    assert len(c.parts) > 600
+    shown = [p for p in c.parts[-500:] if p.kind in ("comment", "note")]
+    sql = f"SELECT COUNT(*) FROM message WHERE ticket_id = 'ic:{MANY_PARTS}'"
+    assert rows(engine, sql) == [(len(shown) + 1,)]  # and the opening message
