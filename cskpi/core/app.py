@@ -65,7 +65,9 @@ class CheckResult:
 
 
 def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckResult]:
-    """One cheap authenticated call per connector."""
+    """One cheap authenticated call per connector and per digest target."""
+    from cskpi.core.digest import check_targets
+
     results = []
     for source in build_sources(config, types):
         try:
@@ -74,7 +76,7 @@ def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckRe
             results.append(CheckResult(source.name, False, redact(f"{type(exc).__name__}: {exc}")))
         else:
             results.append(CheckResult(source.name, True, "ok"))
-    return results
+    return results + [CheckResult(*target) for target in check_targets(config)]
 
 
 @dataclass(frozen=True)

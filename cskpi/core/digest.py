@@ -186,13 +186,17 @@ def _deliver(
     try:
         warning = _send(where, target, rendered, clock)
     except Exception as exc:  # one target failing must not stop the other
-        error = redact(str(exc) if type(exc).__name__ == "DeliveryError" else
-                       f"{where}: {type(exc).__name__}: {exc}")  # fmt: skip
-        log.error("%s", error)
+        # Stored and returned without the digest and target: the row and result carry them.
+        shown = (
+            str(exc) if type(exc).__name__ == "DeliveryError" else f"{type(exc).__name__}: {exc}"
+        )
+        error = redact(shown.removeprefix(f"{where}: "))
+        log.error("%s: %s", where, error)
         runs.finish(t, "failed", error)
         return TargetResult(t, "failed", error)
     if warning:
-        log.warning("%s", warning)
+        warning = warning.removeprefix(f"{where}: ")
+        log.warning("%s: %s", where, warning)
     runs.finish(t, "sent", warning)
     log.info("%s: sent for %s", where, rendered.digest.window.start.isoformat())
     return TargetResult(t, "sent", warning)

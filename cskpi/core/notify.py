@@ -85,8 +85,8 @@ def post_webhook(
     client, url = _webhook_client(where, target.webhook_url.get_secret_value(), clock)
     try:
         client.post(url, json=message)
-    except APIError as exc:
-        raise DeliveryError(f"{where}: {exc}") from None
+    except APIError as exc:  # its message starts with the client's name: `where`
+        raise DeliveryError(str(exc)) from None
     finally:
         client.close()
 
@@ -100,9 +100,9 @@ def check_webhook(where: str, target: SlackTarget) -> str:
     except FatalAPIError as exc:
         if exc.status == 400 and any(code in str(exc) for code in _HOOK_ALIVE):
             return "webhook accepted (empty test payload refused as expected; nothing posted)"
-        raise DeliveryError(f"{where}: {exc}") from None
+        raise DeliveryError(str(exc)) from None
     except APIError as exc:
-        raise DeliveryError(f"{where}: {exc}") from None
+        raise DeliveryError(str(exc)) from None
     finally:
         client.close()
     return "webhook accepted an empty payload"
