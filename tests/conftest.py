@@ -11,6 +11,9 @@ import pytest
 
 from cskpi.core import secrets
 
+# The throwaway PostgreSQL server and the `store_url` fixture (SQLite and PostgreSQL).
+pytest_plugins = ["tests.postgres"]
+
 
 class MemoryKeyring(keyring.backend.KeyringBackend):
     """A keyring backend holding passwords in a dict, so no test touches the OS keyring."""

@@ -1,8 +1,8 @@
 """Engine, transactions and the bulk, idempotent upserts that store connector pages.
 
-Pages are written with one ``executemany`` per table of a hand-built
-``INSERT … ON CONFLICT (id) DO UPDATE`` (the same text works on SQLite ≥ 3.24 and
-PostgreSQL): building ORM objects per row would cost more than the whole sync.
+Pages are written per table with one hand-built ``INSERT … ON CONFLICT (id) DO UPDATE``
+(SQLite ≥ 3.24 and PostgreSQL both take it; how the rows are bound is the dialect's, see
+``dialect.py``): building ORM objects per row would cost more than the whole sync.
 The row builders below are the bulk path's bind processors and must agree with the
 column types in ``schema.py`` (integer Unix seconds, JSON text for tags).
 """
@@ -16,46 +16,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Connection, Engine
+from sqlalchemy.dialects import postgresql
+from sqlmodel import SQLModel
 
 from cskpi.connectors import base
+from cskpi.core.dialect import SQLITE, Row, Sql, sql_for
+from cskpi.core.dialect import make_engine as make_engine  # re-exported: the engine alone
 from cskpi.core.migrations import migrate
 from cskpi.core.schema import to_epoch
-
-Row = tuple[Any, ...]
-
-
-def make_engine(url: str) -> Engine:
-    """An engine with SQLite set up for one writer and many readers (WAL, busy timeout)."""
-    if not url.startswith("sqlite"):
-        return create_engine(url)
-    memory = url in ("sqlite://", "sqlite:///:memory:")
-    engine = create_engine(
-        url,
-        connect_args={"timeout": 30, "check_same_thread": False},
-        poolclass=StaticPool if memory else None,
-    )
-    event.listen(engine, "connect", _sqlite_connect)
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
-
-
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself, so DDL is transactional too.
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash in WAL mode
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # Writers take the lock up front: a deferred transaction that reads and then writes can
-    # fail with SQLITE_BUSY at once when another writer holds it, without waiting.
-    immediate = conn.get_execution_options().get("cskpi_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def open_engine(url: str) -> Engine:
@@ -103,13 +72,18 @@ class UpsertSpec:
             targets[field_name] = prefix + value
         return targets
 
-    def sql(self, connector: str, numbered: bool) -> str:
-        """The statement rows are sent to with executemany. Numbered (SQLite's ``?1``) lets
-        the id reuse the external id; otherwise each row must carry it twice (`repeat_id`)."""
-        if numbered:
-            values = ["?1"] + [f"?{i + 1}" for i in range(len(self.fields.split()))]
-        else:
-            values = ["%s"] * (len(self.fields.split()) + 1)
+    def column_types(self) -> list[str]:
+        """The SQL type of each field (PostgreSQL's bulk path casts its arrays to them)."""
+        table = SQLModel.metadata.tables[self.table]
+        pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+        return [
+            str(table.c[f].type.compile(dialect=pg)) if f in table.c else "TEXT"
+            for f in self.fields.split()
+        ]
+
+    def sql(self, connector: str, dialect: Sql = SQLITE) -> str:
+        """The statement a page's rows are sent to (row source and binds: ``dialect``)."""
+        values, source = dialect.row_source(self.column_types())
         targets = self._targets(connector, values)
         sets = ", ".join(
             f"{c} = ({self.table}.{c} OR excluded.{c})"
@@ -121,8 +95,8 @@ class UpsertSpec:
         where = f" WHERE excluded.updated_at >= {self.table}.updated_at" if self.keep_newer else ""
         # Table and column names are this module's constants; the connector name is quoted.
         return (
-            f"INSERT INTO {self.table} ({', '.join(targets)}) "  # noqa: S608
-            f"VALUES ({', '.join(targets.values())}) "
+            f"INSERT INTO {self.table} ({', '.join(targets)}) "
+            f"{source.format(', '.join(targets.values()))} "
             f"ON CONFLICT (id) DO UPDATE SET {sets}{where}"
         )
 
@@ -202,12 +176,18 @@ UPSERTS: dict[type, UpsertSpec] = {
 
 
 @lru_cache(maxsize=256)
-def _statement(kind: type, connector: str, numbered: bool) -> str:
-    return UPSERTS[kind].sql(connector, numbered)
+def _statement(kind: type, connector: str, dialect: Sql) -> str:
+    return UPSERTS[kind].sql(connector, dialect)
 
 
 def upsert_records(conn: Connection, connector: str, records: Iterable[base.Record]) -> int:
-    """Upsert records of any mix of types; returns how many were written."""
+    """Upsert records of any mix of types; returns how many were written.
+
+    Tables are written in one fixed order and rows sorted by id, so two processes storing
+    overlapping pages at once (the daemon and a backfill, on PostgreSQL) take their row
+    locks in the same order and cannot deadlock; a stable sort keeps a page's repeats of
+    one id in their order.
+    """
     by_type: dict[type, list[Row]] = {}
     for record in records:
         kind: type = type(record)
@@ -215,9 +195,15 @@ def upsert_records(conn: Connection, connector: str, records: Iterable[base.Reco
         if rows is None:
             rows = by_type[kind] = []
         rows.append(UPSERTS[kind].build(record))
-    numbered = conn.dialect.paramstyle == "qmark"
-    for kind, rows in by_type.items():
-        sql = _statement(kind, connector, numbered)
-        params = rows if numbered else [(r[0], *r) for r in rows]
-        conn.exec_driver_sql(sql, params)
+    dialect = sql_for(conn)
+    for kind in UPSERTS:
+        rows = by_type.get(kind)
+        if not rows:
+            continue
+        rows.sort(key=_first)
+        dialect.write_rows(conn, _statement(kind, connector, dialect), rows)
     return sum(len(rows) for rows in by_type.values())
+
+
+def _first(row: Row) -> Any:
+    return row[0]

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, text
 
+from cskpi.core.dialect import SQLITE, Sql, sql_for
 from cskpi.core.periods import Window
 from cskpi.core.schema import to_epoch
 
@@ -109,6 +110,7 @@ class _Query:
     connectors: Sequence[str]
     dimension: str | None
     escalation_tags: Sequence[str]
+    dialect: Sql = SQLITE
 
     @property
     def params(self) -> dict[str, Any]:
@@ -131,8 +133,23 @@ class _Query:
         """(select expression, extra FROM clause) for a ticket row's group key."""
         if self.dimension is None:
             return "NULL", ""
-        tags = " LEFT JOIN json_each(t.tags) j" if self.dimension == "tag" else ""
-        return _TICKET_KEY[self.dimension], tags
+        return _TICKET_KEY[self.dimension], self.tag_join()
+
+    def tag_join(self) -> str:
+        """One row per tag of the ticket ``t`` (and one, with a NULL tag, for none)."""
+        if self.dimension != "tag":
+            return ""
+        return f" LEFT JOIN {self.dialect.tag_table('t.tags', 'j')} ON TRUE"
+
+    def render(self, sql: str) -> str:
+        """Fill in the dialect's spelling of the fragments named in braces."""
+        return (
+            sql.replace("{escalation}", self.escalation_marks())
+            .replace("{tags}", self.dialect.tag_table("t.tags", "x"))
+            .replace("{t.rowid}", self.dialect.row_key("t"))
+            .replace("{r.rowid}", self.dialect.row_key("r"))
+            .replace("{+t.status}", self.dialect.unindexed("t.status"))
+        )
 
 
 def load(
@@ -145,8 +162,9 @@ def load(
 ) -> Populations:
     """The window's populations; ``tz`` (default the window's) places submissions by hour."""
     tz = tz or window.tz
-    query = _Query(window, connectors, dimension, escalation_tags)
+    query = _Query(window, connectors, dimension, escalation_tags, sql_for(engine))
     with engine.connect() as conn:
+        query.dialect.begin_snapshot(conn)
         created = _tickets(conn, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
         created.cols["hour_of_week"] = hour_of_week(created["created_at"], tz)
         return Populations(
@@ -168,19 +186,22 @@ class Column:
 
 
 def _t(*names: str) -> tuple[Column, ...]:
-    return tuple(Column(n, f"t.{n}", text=n in ("priority", "status")) for n in names)
+    return tuple(
+        Column(n, "{t.rowid}" if n == "rowid" else f"t.{n}", text=n in ("priority", "status"))
+        for n in names
+    )
 
 
 _CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "solved_at")
 _SOLVED = (
     *_t("rowid", "created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
     # 1 when a tag is one of the escalation tags (bound as :x0, :x1, …)
-    Column("escalated", "t.group_changes > 0 OR EXISTS (SELECT 1 FROM json_each(t.tags) x "
+    Column("escalated", "t.group_changes > 0 OR EXISTS (SELECT 1 FROM {tags} "
                         "WHERE x.value IN ({escalation}))"),
 )  # fmt: skip
-# The unary + keeps SQLite off the (status, created_at) backlog index, which would walk
-# every solved ticket ever stored instead of the window's range of solved_at.
-_SOLVED_IN_W = "+t.status IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
+# SQLite is kept off the (status, created_at) backlog index, which would walk every
+# solved ticket ever stored instead of the window's range of solved_at.
+_SOLVED_IN_W = "{+t.status} IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
 
 
 def _backlog_condition(window: Window) -> str:
@@ -219,43 +240,42 @@ def _frame(rows: list[tuple[Any, ...]], columns: Sequence[Column], keyed: bool) 
 
 def _tickets(conn: Connection, q: _Query, condition: str, columns: Sequence[Column]) -> Frame:
     key, joins = q.ticket_key()
-    cols = ", ".join(c.sql for c in columns).replace("{escalation}", q.escalation_marks())
+    cols = ", ".join(c.sql for c in columns)
     sql = (
         f"SELECT {cols}, {key} FROM ticket t{joins} "  # noqa: S608 (constants only)
-        f"WHERE t.deleted = 0 AND {condition}{q.connector_filter('t')}"
+        f"WHERE t.deleted = FALSE AND {condition}{q.connector_filter('t')}"
     )
-    return _frame(_fetch(conn, sql, q.params), columns, q.dimension is not None)
+    return _frame(_fetch(conn, q.render(sql), q.params), columns, q.dimension is not None)
 
 
-_RATING_COLS = (Column("rowid", "r.rowid"), Column("kind", "r.kind", text=True),
+_RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True),
                 Column("score", "r.score"),
                 Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"))  # fmt: skip
 
 
 def _ratings(conn: Connection, q: _Query) -> Frame:
     key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
-    joins = " LEFT JOIN json_each(t.tags) j" if q.dimension == "tag" else ""
     sql = (
-        f"SELECT r.rowid, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
-        f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{joins} "
-        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, 0) = 0 "
+        f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
+        f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{q.tag_join()} "
+        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, FALSE) = FALSE "
         # esat has no KPI, so it makes no group; a scale without a span is no scale
         "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
         f"{q.connector_filter('r')}"
     )
-    return _frame(_fetch(conn, sql, q.params), _RATING_COLS, q.dimension is not None)
+    return _frame(_fetch(conn, q.render(sql), q.params), _RATING_COLS, q.dimension is not None)
 
 
 def _replies(conn: Connection, q: _Query) -> Frame:
     """Seconds from each public customer message to the next public agent message at or
     after it in the same ticket, for the tickets created in W (one sorted pass)."""
     sql = (
-        "SELECT t.rowid, m.created_at, m.author_role = 'agent' "  # noqa: S608
+        "SELECT {t.rowid}, m.created_at, m.author_role = 'agent' "  # noqa: S608
         "FROM ticket t JOIN message m ON m.ticket_id = t.id "
-        "WHERE t.deleted = 0 AND t.created_at >= :s AND t.created_at < :e "
-        f"AND m.public = 1 AND m.author_role IN ('customer', 'agent'){q.connector_filter('t')}"
+        "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :e AND m.public = TRUE "
+        f"AND m.author_role IN ('customer', 'agent'){q.connector_filter('t')}"
     )
-    rows = _fetch(conn, sql, q.params)
+    rows = _fetch(conn, q.render(sql), q.params)
     if not rows:
         return Frame({"ticket": np.zeros(0, np.int64), "seconds": np.zeros(0, np.int64)}, None)
     ticket, at, agent = np.array(rows, dtype=np.int64).T
@@ -279,7 +299,7 @@ def answered(ticket: I64, at: I64, agent: NDArray[np.bool_]) -> dict[str, I64]:
 def _has_messages(conn: Connection, q: _Query) -> bool:
     sql = (
         "SELECT EXISTS (SELECT 1 FROM ticket t JOIN message m ON m.ticket_id = t.id "  # noqa: S608
-        "WHERE t.deleted = 0 AND t.created_at >= :s AND t.created_at < :e"
+        "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :e"
         f"{q.connector_filter('t')})"
     )
     return bool(conn.execute(text(sql), q.params).scalar())

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from cskpi.core.dialect import sql_for
+
 Migration = Callable[[Connection], None]
 
 
@@ -138,10 +140,16 @@ MIGRATIONS: tuple[Migration, ...] = (
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"
 
 
+# Two processes starting on a new PostgreSQL database at once would both create the ledger
+# and run m001; an advisory lock makes the second wait and then find the work done.
+# (SQLite writers already queue: the migrations run in BEGIN IMMEDIATE transactions.)
+_LOCK = "cskpi.migrations"
+
+
 def applied(engine: Engine) -> list[str]:
-    with engine.connect() as conn:
+    with engine.connect() as conn, conn.begin():
+        sql_for(conn).lock(conn, _LOCK)
         conn.execute(text(_LEDGER))
-        conn.commit()
         return list(conn.execute(text("SELECT name FROM _migrations ORDER BY name")).scalars())
 
 
@@ -154,6 +162,7 @@ def migrate(engine: Engine, migrations: tuple[Migration, ...] = MIGRATIONS) -> l
             continue
         with engine.connect().execution_options(cskpi_write=True) as conn, conn.begin():
             # Re-check under the write lock: another process may have migrated meanwhile.
+            sql_for(conn).lock(conn, _LOCK)
             again = conn.execute(
                 text("SELECT 1 FROM _migrations WHERE name = :n"), {"n": migration.__name__}
             ).first()

@@ -53,10 +53,21 @@ def all_states(engine: Engine) -> list[StreamState]:
     ]
 
 
+# The stored cursor never moves back, even when two processes sync one stream at once (the
+# daemon, and `cskpi sync --since` backfilling): a cursor is kept only when its position is
+# at or past the stored one, or either is unknown (then the sync engine's own rules apply).
+# The test reads the row as last committed: PostgreSQL's ON CONFLICT DO UPDATE locks the
+# conflicting row and evaluates SET on its newest version, and SQLite has one writer.
+# https://www.postgresql.org/docs/15/sql-insert.html#SQL-ON-CONFLICT
+_FORWARD = (
+    "excluded.position IS NULL OR sync_state.position IS NULL "
+    "OR excluded.position >= sync_state.position"
+)
 _UPSERT_STATE = (
-    "INSERT INTO sync_state (connector, stream, cursor, position, rows) "
+    "INSERT INTO sync_state (connector, stream, cursor, position, rows) "  # noqa: S608
     "VALUES (:c, :s, :cursor, :position, :rows) ON CONFLICT (connector, stream) DO UPDATE SET "
-    "cursor = excluded.cursor, position = excluded.position, "
+    f"cursor = CASE WHEN {_FORWARD} THEN excluded.cursor ELSE sync_state.cursor END, "
+    f"position = CASE WHEN {_FORWARD} THEN excluded.position ELSE sync_state.position END, "
     "rows = sync_state.rows + excluded.rows"
 )
 _ADD_ROWS = (

@@ -1,3 +1,4 @@
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,8 +12,11 @@ from tests.fakes import T0, ticket
 
 
 @pytest.fixture
-def engine(tmp_path) -> Engine:
-    return open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def engine(store_url: str) -> Iterator[Engine]:
+    """The store on SQLite and on PostgreSQL (``store_url`` is parametrised)."""
+    engine = open_engine(store_url)
+    yield engine
+    engine.dispose()
 
 
 def dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:

@@ -31,6 +31,7 @@ from tests.core.kpi_reference import (
     differences,
     report_as_data,
 )
+from tests.postgres import DIALECTS, new_store
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = 3600
@@ -909,10 +910,12 @@ CASES = (
 Evaluate = Callable[[Case], Report]
 
 
-@pytest.fixture(params=["engine", "reference"])
+@pytest.fixture(params=[*DIALECTS, "reference"])
 def evaluate(request: pytest.FixtureRequest, tmp_path: Path) -> Evaluate:
+    """The engine on each store dialect, and the reference: every value asserted on all."""
+
     def through_engine(case: Case) -> Report:
-        engine = open_engine(f"sqlite:///{tmp_path / 'kpis.db'}")
+        engine = open_engine(new_store(request, request.param, tmp_path))
         try:
             case.data.store(engine)
             report = compute(
@@ -925,7 +928,7 @@ def evaluate(request: pytest.FixtureRequest, tmp_path: Path) -> Evaluate:
     def through_reference(case: Case) -> Report:
         return case.data.reference(case.window, case.context, case.connectors, case.by)
 
-    return through_engine if request.param == "engine" else through_reference
+    return through_reference if request.param == "reference" else through_engine
 
 
 def expect(kpis: dict[str, Entry], expected: dict[str, Entry], where: str) -> list[str]:
@@ -978,11 +981,14 @@ def test_every_kpi_is_reported_with_its_unit(evaluate: Evaluate) -> None:
             assert entry["reason"], key
 
 
-def test_the_engine_agrees_with_the_reference_on_every_case(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_the_engine_agrees_with_the_reference_on_every_case(
+    request: pytest.FixtureRequest, dialect: str, tmp_path: Path
+) -> None:
     """Beyond the hand-picked entries: the whole report, every KPI and group."""
     problems = []
-    for i, case in enumerate(CASES):
-        engine = open_engine(f"sqlite:///{tmp_path / f'{i}.db'}")
+    for case in CASES:
+        engine = open_engine(new_store(request, dialect, tmp_path))
         case.data.store(engine)
         report = compute(engine, case.window, case.context, connectors=case.connectors, by=case.by)
         engine.dispose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from cskpi.core.db import open_engine
 from cskpi.core.kpis import KpiContext, compute
 from cskpi.core.periods import Window
 from tests.core.kpi_reference import Account, Dataset, differences, report_as_data
+from tests.postgres import PgServer
 
 BASE = datetime(2026, 3, 20, tzinfo=UTC)
 CONNECTORS = ("zd", "fd", "ic")
@@ -236,6 +238,28 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def check(url: str, scenario: dict[str, Any]) -> None:
+    """Store the scenario's data at ``url``, compute, and compare with the reference."""
+    data: Dataset = scenario["data"]
+    engine = open_engine(url)
+    try:
+        data.store(engine)
+        report = compute(
+            engine,
+            scenario["window"],
+            scenario["context"],
+            connectors=scenario["connectors"],
+            by=scenario["by"],
+        )
+    finally:
+        engine.dispose()
+    expected = data.reference(
+        scenario["window"], scenario["context"], scenario["connectors"], scenario["by"]
+    )
+    problems = differences(report_as_data(report), expected)
+    assert not problems, "\n".join(problems[:20])
+
+
 @settings(
     max_examples=100,
     deadline=None,
@@ -243,23 +267,25 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 )
 @given(scenario=scenarios())
 def test_engine_equals_reference(migrated: Path, scenario: dict[str, Any]) -> None:
-    data: Dataset = scenario["data"]
     with tempfile.TemporaryDirectory() as folder:
-        path = shutil.copy(migrated, Path(folder) / "kpis.db")
-        engine = open_engine(f"sqlite:///{path}")
-        try:
-            data.store(engine)
-            report = compute(
-                engine,
-                scenario["window"],
-                scenario["context"],
-                connectors=scenario["connectors"],
-                by=scenario["by"],
-            )
-        finally:
-            engine.dispose()
-    expected = data.reference(
-        scenario["window"], scenario["context"], scenario["connectors"], scenario["by"]
-    )
-    problems = differences(report_as_data(report), expected)
-    assert not problems, "\n".join(problems[:20])
+        check(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}", scenario)
+
+
+@pytest.fixture(scope="module")
+def pg_store(pg_server: PgServer) -> Iterator[str]:
+    url = pg_server.fresh()
+    yield url
+    pg_server.drop(url)
+
+
+@settings(
+    max_examples=40,  # the same engine code as on SQLite: fewer examples find a dialect gap
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=scenarios())
+def test_engine_equals_reference_on_postgresql(
+    pg_server: PgServer, pg_store: str, scenario: dict[str, Any]
+) -> None:
+    pg_server.clear(pg_store)
+    check(pg_store, scenario)

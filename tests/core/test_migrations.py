@@ -1,9 +1,13 @@
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import cskpi.core.schema  # noqa: F401  (registers the tables)
 from cskpi.core.db import make_engine
 from cskpi.core.migrations import MIGRATIONS, applied, m001_tables, migrate
+from tests.postgres import DIALECTS, empty_store
 
 
 def shape(engine):
@@ -21,23 +25,30 @@ def shape(engine):
     return tables
 
 
-def test_migrations_build_exactly_the_declared_schema(tmp_path):
-    migrated = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_migrations_build_exactly_the_declared_schema(request, dialect, tmp_path):
+    migrated = make_engine(empty_store(request, dialect, tmp_path))
     migrate(migrated)
-    declared = create_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    declared = create_engine(empty_store(request, dialect, tmp_path))
     SQLModel.metadata.create_all(declared)
     assert shape(migrated) == shape(declared)
+    migrated.dispose()
+    declared.dispose()
 
 
-def test_an_older_database_upgrades_in_place(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_an_older_database_upgrades_in_place(request, dialect, tmp_path):
+    engine = make_engine(empty_store(request, dialect, tmp_path))
     assert migrate(engine, (m001_tables,)) == ["m001_tables"]
     with engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO ticket (id, connector, external_id, status, tags, created_at, "
                 "updated_at, agent_replies, reopens, group_changes, assignee_changes, deleted) "
-                "VALUES ('zd:1', 'zd', '1', 'open', '[]', 1, 2, 0, 0, 0, 0, 0)"
+                "VALUES ('zd:1', 'zd', '1', 'open', '[]', 1, 2, 0, 0, 0, 0, FALSE)"
             )
         )
     assert migrate(engine) == [m.__name__ for m in MIGRATIONS[1:]]
@@ -46,6 +57,20 @@ def test_an_older_database_upgrades_in_place(tmp_path):
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id FROM ticket")).scalar_one() == "zd:1"
     assert "ix_ticket_created_at" in {i["name"] for i in inspect(engine).get_indexes("ticket")}
+    engine.dispose()
+
+
+def test_processes_migrating_at_once_each_find_it_done_once(request, dialect, tmp_path):
+    """Two processes starting on a new database together (the daemon and a manual sync):
+    every migration runs once, neither fails."""
+    url = empty_store(request, dialect, tmp_path)
+    engines = [make_engine(url) for _ in range(3)]
+    with ThreadPoolExecutor(len(engines)) as pool:
+        ran = list(pool.map(migrate, engines))
+    assert sorted(name for names in ran for name in names) == sorted(m.__name__ for m in MIGRATIONS)
+    assert applied(engines[0]) == [m.__name__ for m in MIGRATIONS]
+    for engine in engines:
+        engine.dispose()
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path):

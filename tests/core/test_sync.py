@@ -1,4 +1,5 @@
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -8,13 +9,17 @@ from cskpi.core.db import open_engine
 from cskpi.core.state import StreamState, all_states
 from cskpi.core.sync import Source, plan, run_sync
 from tests.fakes import T0, FakeConnector, FakeStream, ticket
+from tests.postgres import new_store
 
 TEN = [ticket(i) for i in range(10)]  # updated at T0 + i h 30 min
 
 
 @pytest.fixture
-def engine(tmp_path) -> Engine:
-    return open_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+def engine(store_url: str) -> Iterator[Engine]:
+    """The store on SQLite and on PostgreSQL (``store_url`` is parametrised)."""
+    engine = open_engine(store_url)
+    yield engine
+    engine.dispose()
 
 
 def tickets(engine: Engine) -> list[tuple[object, ...]]:
@@ -30,7 +35,7 @@ def sync(engine: Engine, stream: FakeStream, **kw: object):
     return run_sync(engine, [Source("zd", FakeConnector(stream))], **kw)  # type: ignore[arg-type]
 
 
-def test_a_crash_after_page_k_resumes_from_page_k(engine: Engine, tmp_path) -> None:
+def test_a_crash_after_page_k_resumes_from_page_k(engine: Engine, tmp_path, request) -> None:
     crashing = FakeStream(TEN, fail_after_pages=3)
     report = sync(engine, crashing)
     assert not report.ok
@@ -42,7 +47,7 @@ def test_a_crash_after_page_k_resumes_from_page_k(engine: Engine, tmp_path) -> N
     assert sync(engine, healthy).ok
     assert healthy.calls == [("6", None)]
 
-    clean = open_engine(f"sqlite:///{tmp_path / 'clean.db'}")
+    clean = open_engine(new_store(request, engine.dialect.name, tmp_path))
     sync(clean, FakeStream(TEN))
     assert tickets(engine) == tickets(clean)
     assert [s.rows for s in all_states(engine)] == [10]

@@ -1,0 +1,182 @@
+"""Everything that differs between SQLite and PostgreSQL, in one place.
+
+The rest of the store writes one SQL text for both: timestamps are integer Unix seconds
+(no time zone arithmetic in SQL: local time is placed in numpy), percentiles are computed
+in numpy (no ``percentile_cont``), booleans are compared with ``TRUE``/``FALSE`` (SQLite
+≥ 3.23 reads them as 1/0) and upserts use ``INSERT … ON CONFLICT … DO UPDATE``, which both
+accept. What remains is below: engine setup, bind placeholders of the bulk upsert, the
+integer row key the KPI engine groups by, iterating a ticket's JSON tags, planner hints,
+read snapshots and the lock that serialises migrations.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+Row = tuple[Any, ...]
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3, the driver the extra installs
+    (SQLAlchemy would otherwise look for psycopg2)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url.removeprefix(prefix)
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine set up for its dialect: SQLite for one writer and many readers (WAL, busy
+    timeout, writers take the lock at BEGIN); PostgreSQL as it comes (row locks suffice)."""
+    url = normalise_url(url)
+    if make_url(url).get_backend_name() == "postgresql":
+        return create_engine(url, connect_args={"application_name": "cskpi"})
+    if not url.startswith("sqlite"):
+        return create_engine(url)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        poolclass=StaticPool if memory else None,
+    )
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself, so DDL is transactional too.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash in WAL mode
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers take the lock up front: a deferred transaction that reads and then writes can
+    # fail with SQLITE_BUSY at once when another writer holds it, without waiting.
+    immediate = conn.get_execution_options().get("cskpi_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@dataclass(frozen=True)
+class Sql:
+    """SQLite's spelling of the fragments that differ; ``Postgres`` overrides them."""
+
+    name: str = "sqlite"
+
+    def row_source(self, types: Sequence[str]) -> tuple[list[str], str]:
+        """For the bulk upsert of rows with these column types: the SQL naming each value
+        (the first value twice: it is the external id and the id's source) and the clause
+        that supplies them, ``{}`` standing for the values.
+
+        SQLite: one ``VALUES`` per row, ``executemany``; ``?1`` lets a value be used twice.
+        """
+        return ["?1"] + [f"?{i + 1}" for i in range(len(types))], "VALUES ({})"
+
+    def write_rows(self, conn: Connection, sql: str, rows: list[Row]) -> None:
+        conn.exec_driver_sql(sql, rows)
+
+    def row_key(self, alias: str) -> str:
+        """An integer naming a row, stable for the length of one read snapshot."""
+        return f"{alias}.rowid"
+
+    def tag_table(self, column: str, alias: str) -> str:
+        """The elements of a JSON list as a table ``alias`` with one text column ``value``."""
+        return f"json_each({column}) AS {alias}"
+
+    def unindexed(self, expression: str) -> str:
+        # SQLite's documented way to keep the planner off an index on this column.
+        # https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_
+        return f"+{expression}"
+
+    def begin_snapshot(self, conn: Connection) -> None:
+        """Make the reads that follow see one snapshot. SQLite already does: SQLAlchemy's
+        first statement opens a read transaction, and WAL readers see a fixed snapshot."""
+
+    def lock(self, conn: Connection, name: str) -> None:
+        """Serialise writers of ``name`` until the transaction ends. SQLite writers run
+        one at a time anyway (``BEGIN IMMEDIATE``)."""
+
+
+@dataclass(frozen=True)
+class Postgres(Sql):
+    name: str = "postgresql"
+
+    def row_source(self, types: Sequence[str]) -> tuple[list[str], str]:
+        # One statement per page: the rows go as one array per column and `unnest` turns
+        # them back into rows; an INSERT per row costs ten times as much in round trips.
+        # https://www.postgresql.org/docs/15/functions-array.html (unnest, several arrays)
+        names = [f"c{i}" for i in range(len(types))]
+        arrays = ", ".join(f"%b::{t}[]" for t in types)
+        return (
+            ["u.c0"] + [f"u.{n}" for n in names],
+            f"SELECT {{}} FROM unnest({arrays}) AS u({', '.join(names)})",  # noqa: S608
+        )
+
+    def write_rows(self, conn: Connection, sql: str, rows: list[Row]) -> None:
+        # One statement cannot update a row twice ("ON CONFLICT DO UPDATE command cannot
+        # affect row a second time"), so a page that repeats an id is written in layers:
+        # every id's first row, then every second row, … which is the same as row by row.
+        for layer in _layers(rows):
+            conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*layer, strict=True)))
+
+    def row_key(self, alias: str) -> str:
+        # PostgreSQL tables have no integer rowid; the tuple id (block, offset) is unique
+        # and fixed within one snapshot, which `begin_snapshot` provides. Offsets < 2**16.
+        # https://www.postgresql.org/docs/15/ddl-system-columns.html
+        point = f"({alias}.ctid::text::point)"
+        return f"({point}[0]::bigint * 65536 + {point}[1]::bigint)"
+
+    def tag_table(self, column: str, alias: str) -> str:
+        # https://www.postgresql.org/docs/15/functions-json.html (json_array_elements_text)
+        return f"json_array_elements_text({column}) AS {alias}(value)"
+
+    def unindexed(self, expression: str) -> str:
+        return expression  # the cost-based planner picks the solved_at range itself
+
+    def begin_snapshot(self, conn: Connection) -> None:
+        # The KPI populations are several queries; one REPEATABLE READ snapshot keeps them
+        # consistent (and ctid row keys comparable) while a sync commits pages meanwhile.
+        # https://www.postgresql.org/docs/15/transaction-iso.html#XACT-REPEATABLE-READ
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def lock(self, conn: Connection, name: str) -> None:
+        # A transaction-scoped advisory lock: released at COMMIT/ROLLBACK, even on a crash.
+        # https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
+
+
+def _layers(rows: list[Row]) -> list[list[Row]]:
+    """Rows split so that no layer holds an id (first value) twice, order kept within ids."""
+    layers: list[list[Row]] = [[]]
+    seen: dict[Any, int] = {}
+    for row in rows:
+        depth = seen.get(row[0], -1) + 1
+        seen[row[0]] = depth
+        if depth == len(layers):
+            layers.append([])
+        layers[depth].append(row)
+    return layers
+
+
+def lock_key(name: str) -> int:
+    """A stable 64-bit advisory-lock key for a name, in cskpi's own key space."""
+    return (0x63736B70 << 32) | zlib.crc32(name.encode())  # 'cskp' + CRC-32: < 2**63
+
+
+SQLITE = Sql()
+POSTGRES = Postgres()
+
+
+def sql_for(bind: Connection | Engine) -> Sql:
+    return POSTGRES if bind.dialect.name == "postgresql" else SQLITE
