@@ -334,7 +334,7 @@ class _TicketPage:
             return  # stored already: the window's first second, read again
         self.boundary = (self.boundary or TimeBoundary(at)).advance(at, ident)
         self.tickets.append((ticket, raw))
-        if person is not None and person.external_id not in agents:
+        if person is not None and not self.deleted and person.external_id not in agents:
             self.people[person.external_id] = person
 
     def messages(self, read: Callable[[str], list[Raw]], agents: Container[str], on: bool) -> None:
