@@ -129,7 +129,8 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
     report = compute(engine, window, ctx, by=settings.by)
     compare = compare_window(settings, config.timezone, at)
     before = compute(engine, compare, ctx).kpis if compare is not None else None
-    shown, total = unanswered(engine, config, window.at)
+    # Waiting now, when the digest is read: at ``at``, not at the window's end.
+    shown, total = unanswered(engine, config, at)
     return Digest(
         name=name,
         title=f"{name} digest · {window_label(window)}",
