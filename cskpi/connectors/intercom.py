@@ -37,10 +37,12 @@ from __future__ import annotations
 import builtins
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
+import requests
 from pydantic import Field
 
 from cskpi.connectors import base
@@ -58,7 +60,7 @@ from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, unix_secon
 from cskpi.connectors.zendesk_map import BadRecordError, Raw, from_unix, map_each
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.http import AuthError, FatalAPIError, HttpClient
-from cskpi.core.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter
+from cskpi.core.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter, Slot, header_number
 from cskpi.core.secrets import Secret
 
 log = logging.getLogger("cskpi.intercom")
@@ -98,9 +100,32 @@ class IntercomSettings(ConnectorSettings):
     settle_seconds: int = Field(
         default=60, ge=1, description="Conversations updated this recently wait a run."
     )
+    concurrency: int = Field(
+        default=4, ge=1, le=10, description="Conversations retrieved at once (pool of 10)."
+    )
 
     def root(self) -> str:
         return (self.base_url or HOSTS[self.region]).rstrip("/") + "/"
+
+
+class WindowLimiter(RateLimiter):
+    """A limiter whose budget follows ``X-RateLimit-Limit``: Intercom states each window's
+    allowance there. Requests in flight together (``concurrency``) are all sent before any
+    of their answers reports what remains, so the remaining count alone, read after the fact,
+    would overrun a window; a budget of the stated allowance per window cannot. A lower
+    configured ``rate_limit`` (an app sharing its quota) still wins."""
+
+    def __init__(self, ceiling: Budget, *, clock: Clock) -> None:
+        super().__init__(ceiling, INTERCOM_HEADERS, clock=clock, margin=0.01)
+        self.ceiling = ceiling
+
+    def release(self, slot: Slot, response: requests.Response | None) -> None:
+        super().release(slot, response)
+        stated = header_number(response.headers.get("X-RateLimit-Limit")) if response else None
+        if stated is not None and stated >= 1:
+            allowance = min(int(stated), self.ceiling.requests)
+            if self.budget is None or self.budget.requests != allowance:
+                self.budget = Budget(allowance, WINDOW)
 
 
 class ScrollPaginator(Paginator):
@@ -191,7 +216,7 @@ class IntercomConnector:
         self.http = HttpClient(
             name, s.root(), ca_bundle=s.ca_bundle, clock=self.clock,
             secret_hint="access_token",  # noqa: S106 - the setting's name, not a secret
-            limiter=RateLimiter(budget, INTERCOM_HEADERS, clock=self.clock, margin=0.01),
+            limiter=WindowLimiter(budget, clock=self.clock),
             headers={
                 "Authorization": f"Bearer {s.access_token.get_secret_value()}",
                 "Intercom-Version": s.intercom_version, "Accept": "application/json",
@@ -245,37 +270,49 @@ class IntercomConnector:
             boundary = Boundary(unix_seconds(since))
         hi = int(self.clock.wall()) - self.settings.settle_seconds
         spec = self.search(boundary.second, hi)
-        for raws, _, _ in fetch_pages(self.http, spec, None, None):
-            records: list[base.Record] = []
-            skipped: list[Skipped] = []
-            for raw in raws:
-                if boundary.admit(raw):
-                    self._conversation(raw, records, skipped)
-            mark = str(boundary) if boundary.second or boundary.ids else None
-            yield Page(records, mark, from_unix(boundary.second) if mark else None, skipped)
+        with ThreadPoolExecutor(self.settings.concurrency, "cskpi-intercom") as pool:
+            retrieve = pool.map if self.settings.concurrency > 1 else map
+            for raws, _, _ in fetch_pages(self.http, spec, None, None):
+                admitted = [raw for raw in raws if boundary.admit(raw)]
+                records: list[base.Record] = []
+                skipped: list[Skipped] = []
+                for found, raw in zip(admitted, retrieve(self._retrieve, admitted), strict=True):
+                    self._store(found, raw, records, skipped)
+                mark = str(boundary) if boundary.second or boundary.ids else None
+                yield Page(records, mark, from_unix(boundary.second) if mark else None, skipped)
 
-    def _conversation(
-        self, found: RawRecord, records: list[base.Record], skipped: list[Skipped]
-    ) -> None:
-        """Retrieve one conversation for its parts; map it, or note why it was skipped."""
-        ident = str(found.get("id"))
+    def _retrieve(self, found: RawRecord) -> dict[str, Any] | None:
+        """The conversation with its parts; ``None`` when it was deleted after the search."""
         try:
-            raw = self.http.get_json(f"conversations/{ident}")
+            return self.http.get_json(f"conversations/{found.get('id')}")
         except FatalAPIError as exc:
-            if exc.status != 404:
-                raise
+            if exc.status == 404:
+                return None
+            raise
+
+    def _store(
+        self,
+        found: RawRecord,
+        raw: dict[str, Any] | None,
+        records: list[base.Record],
+        skipped: list[Skipped],
+    ) -> None:
+        """Map one retrieved conversation, or keep a deleted one as deleted."""
+        if raw is None:
             self._deleted(found, records, skipped)
             return
         try:
             conversation = map_conversation(raw)
         except (BadRecordError, TypeError, ValueError, AttributeError) as exc:
-            skipped.append(Skipped(ident, str(exc) or type(exc).__name__))
+            skipped.append(Skipped(str(found.get("id")), str(exc) or type(exc).__name__))
             return
         if conversation.truncated:
             log.warning(
                 "%s: conversation %s has more parts than the API returns (the 500 most recent); "
-                "its first reply and close times come from its statistics", self.name, ident,
-            )  # fmt: skip
+                "its first reply and close times come from its statistics",
+                self.name,
+                conversation.ticket.external_id,
+            )
         records += conversation.records()
 
     def _deleted(
