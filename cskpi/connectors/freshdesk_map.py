@@ -209,10 +209,11 @@ def map_rating(raw: Raw, scales: Mapping[str, Sequence[int]]) -> Rating | None:
     scale = scales.get(str(raw.get("survey_id"))) or (
         CLASSIC_SCALE if code in CLASSIC_SCALE else SEVEN_POINT_SCALE
     )
+    rated = when(raw, "created_at")
     maybe_when(raw, "updated_at")  # a malformed one makes the record suspect: skipped
     return Rating(
         external_id=_id(raw), kind="csat", score=float(scale_point(code, scale)),
-        scale_min=1.0, scale_max=float(len(scale)), rated_at=when(raw, "created_at"),
+        scale_min=1.0, scale_max=float(len(scale)), rated_at=rated,
         ticket_id=ref(raw.get("ticket_id")), comment=_text(raw.get("feedback")) or None,
         agent_id=ref(raw.get("agent_id")),
     )  # fmt: skip
