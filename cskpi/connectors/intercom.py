@@ -121,7 +121,9 @@ class WindowLimiter(RateLimiter):
 
     def release(self, slot: Slot, response: requests.Response | None) -> None:
         super().release(slot, response)
-        stated = header_number(response.headers.get("X-RateLimit-Limit")) if response else None
+        if response is None:  # not `if response`: a 429 Response is falsy
+            return
+        stated = header_number(response.headers.get("X-RateLimit-Limit"))
         if stated is not None and stated >= 1:
             allowance = min(int(stated), self.ceiling.requests)
             if self.budget is None or self.budget.requests != allowance:

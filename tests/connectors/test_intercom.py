@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import responses
 from pydantic import ValidationError
 from responses import matchers
@@ -345,3 +346,47 @@ def test_a_boundary_cursor_round_trips() -> None:
     assert Boundary.parse("5:") == Boundary(5, set())
     with pytest.raises(ValueError, match="not an intercom tickets cursor"):
         Boundary.parse("WzE3MTk0OTM3NTcuMCwgIjEyMyJd")
+
+
+def test_a_bad_conversation_is_skipped_and_the_cursor_still_moves(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    api.post(SEARCH, json=listing([in_search("1", 400), in_search("2", 401)]))
+    api.get(f"{API}/conversations/1", json=retrieved("1", 400, state="archived"))
+    api.get(f"{API}/conversations/2", json=retrieved("2", 401))
+
+    [page] = read(connector(clock, concurrency=1), "tickets")
+
+    assert [(s.record_id, s.reason) for s in page.skipped] == [
+        ("1", "state: unknown value 'archived'")
+    ]
+    assert [r.external_id for r in page.records if isinstance(r, Ticket)] == ["2"]
+    assert page.cursor == "401:2"
+
+
+def test_since_starts_the_search_there_whatever_the_stored_cursor(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    api.post(SEARCH, json=listing([]), match=[matchers.json_params_matcher(search_body(86400))])
+    stream = next(s for s in connector(clock).streams() if s.name == "tickets")
+
+    [page] = list(stream.read("1700000000:9", at(86400)))
+
+    assert (page.records, page.cursor, page.position) == ([], "86400:", at(86400))
+
+
+def test_the_budget_follows_the_stated_window_allowance_below_the_configured_ceiling(
+    clock: FakeClock,
+) -> None:
+    limiter = connector(clock, rate_limit=600).http.limiter
+    assert limiter is not None
+    assert limiter.budget is not None
+    assert (limiter.budget.requests, limiter.budget.per_seconds) == (100, 10.0)
+    answered = requests.Response()
+    answered.status_code = 429  # falsy as a Response: its headers count all the same
+    answered.headers.update({"X-RateLimit-Limit": "40", "X-RateLimit-Remaining": "39"})
+    limiter.release(limiter.acquire(), answered)
+    assert limiter.budget.requests == 40  # the window's stated allowance
+    answered.headers["X-RateLimit-Limit"] = "1667"
+    limiter.release(limiter.acquire(), answered)
+    assert limiter.budget.requests == 100  # never above the configured rate_limit
