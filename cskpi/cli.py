@@ -208,6 +208,28 @@ def status(config: ConfigOption = None) -> None:
     out.print(stored_table(report))
 
 
+@app.command("migrate-store")
+def migrate_store(
+    to: Annotated[str, typer.Option("--to", help="URL of the (empty) target database.")],
+    config: ConfigOption = None,
+) -> None:
+    """Copy the configured store into another database (e.g. postgresql+psycopg://…) and
+    verify the row counts. See docs/postgres.md."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cskpi.core.store_copy import StoreCopyError, copy_store
+
+    source = _config(config).database
+    try:
+        report = copy_store(source, to)
+    except (StoreCopyError, SQLAlchemyError, ModuleNotFoundError) as exc:
+        fail(str(exc).splitlines()[0], 1)
+    for table in report.tables:
+        typer.echo(f"{table.table:14s} {table.rows:>12,} rows")
+    typer.echo(f"copied {report.rows:,} rows from {report.source} to {report.target}; "
+               "counts verified. Point `database` in the config at the target.")  # fmt: skip
+
+
 @app.command()
 def digest(
     name: Annotated[str | None, typer.Argument(help="Digest name. Default: every digest.")] = None,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
@@ -107,6 +107,10 @@ class Sql:
         """Serialise writers of ``name`` until the transaction ends. SQLite writers run
         one at a time anyway (``BEGIN IMMEDIATE``)."""
 
+    def continue_sequences(self, conn: Connection, table: Table) -> None:
+        """After rows were inserted with their own integer ids (a store copy), make the
+        next generated id follow them. SQLite takes the largest rowid plus one anyway."""
+
 
 @dataclass(frozen=True)
 class Postgres(Sql):
@@ -154,6 +158,18 @@ class Postgres(Sql):
         # A transaction-scoped advisory lock: released at COMMIT/ROLLBACK, even on a crash.
         # https://www.postgresql.org/docs/15/explicit-locking.html#ADVISORY-LOCKS
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(name)})
+
+    def continue_sequences(self, conn: Connection, table: Table) -> None:
+        # A SERIAL column's sequence does not see explicit ids: sync_run would collide.
+        # https://www.postgresql.org/docs/15/functions-sequence.html
+        column = table.autoincrement_column
+        if column is None:
+            return
+        sql = (
+            "SELECT setval(pg_get_serial_sequence(:t, :c), "  # noqa: S608 (schema names)
+            f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
+        )
+        conn.execute(text(sql), {"t": table.name, "c": column.name})
 
 
 def _layers(rows: list[Row]) -> list[list[Row]]:

@@ -138,3 +138,19 @@ def test_naive_datetimes_are_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         write(engine, [ticket(1, created_at=datetime(2026, 1, 1))])
     assert dump(engine)["ticket"] == []
+
+
+def test_a_page_that_repeats_a_ticket_is_stored_as_if_row_by_row(engine: Engine) -> None:
+    """A page may hold one ticket twice (updated between two API pages): the newer wins,
+    an older repeat is ignored, a deletion stays, whatever the dialect's bulk path."""
+    page = [
+        ticket(1, status="solved", deleted=True, updated_at=T0 + timedelta(days=2)),
+        ticket(2, status="open"),
+        ticket(1, status="open", updated_at=T0 + timedelta(days=1)),
+        ticket(1, status="pending", updated_at=T0 + timedelta(days=2)),
+        ticket(2, status="new"),
+    ]
+    assert write(engine, page) == 5
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, status, deleted FROM ticket ORDER BY id")).all()
+    assert [tuple(r) for r in rows] == [("zd:1", "pending", True), ("zd:2", "new", False)]

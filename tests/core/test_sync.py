@@ -1,5 +1,6 @@
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -155,3 +156,59 @@ def test_a_backfill_without_positions_stores_the_cursor_only_at_the_end(engine: 
     assert cursor_of(engine) == "6", "unknown positions: a backfill page must not move the cursor"
     sync(engine, Unpositioned(TEN), since=T0)
     assert cursor_of(engine) == "10"
+
+
+class DaemonInterleaved:
+    """Observer of a backfill: after its first stored page, "the daemon" (another engine,
+    as another process would have) syncs the stream to its end; every page's stored
+    cursor is recorded."""
+
+    def __init__(self, daemon: Engine, backfill: Engine) -> None:
+        self.daemon, self.backfill = daemon, backfill
+        self.cursors: list[int] = []
+
+    def stream_started(self, connector: str, stream: str) -> None:
+        pass
+
+    def page_stored(self, result: object) -> None:
+        if not self.cursors:
+            assert sync(self.daemon, FakeStream(TEN)).ok
+        self.cursors.append(int(cursor_of(self.backfill) or 0))
+
+    def stream_finished(self, result: object) -> None:
+        pass
+
+
+def test_a_backfill_racing_the_daemon_never_moves_the_cursor_back(
+    engine: Engine, store_url: str
+) -> None:
+    sync(engine, FakeStream(TEN[:4]))
+    daemon = open_engine(store_url)
+    watch = DaemonInterleaved(daemon, engine)
+    # The backfill planned with the stored position of ticket 3; the daemon then reached 10,
+    # so its pages for tickets 2-9 are behind the cursor although ahead of its plan.
+    assert sync(engine, FakeStream(TEN), since=T0, observer=watch).ok
+    daemon.dispose()
+    assert watch.cursors == [10, 10, 10, 10, 10]
+    assert len(tickets(engine)) == 10
+
+
+def test_two_processes_syncing_one_stream_at_once_store_each_row_once(
+    engine: Engine, store_url: str
+) -> None:
+    """Overlapping pages written in opposite orders by two engines: no deadlock, no row
+    twice (on PostgreSQL both really run at once; SQLite queues the writers)."""
+    many = [ticket(i) for i in range(300)]
+    engines = [open_engine(store_url) for _ in range(2)]
+    streams = [FakeStream(many, page_size=7), FakeStream(many[::-1], page_size=5)]
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(sync, engines, streams))
+    assert all(r.ok for r in reports), reports
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*), COUNT(DISTINCT id) FROM ticket")).one() == (
+            300,
+            300,
+        )
+    assert cursor_of(engine) == "300"
+    for e in engines:
+        e.dispose()
