@@ -89,7 +89,7 @@ def init(
 
 @app.command()
 def check(config: ConfigOption = None, verbose: Verbose = False) -> None:
-    """Validate the config and make one cheap authenticated call per connector."""
+    """Validate the config; one cheap authenticated call per connector and digest target."""
     from cskpi.console import check_table, out
     from cskpi.core import app as core
 

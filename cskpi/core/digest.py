@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine, text
 
@@ -35,6 +35,9 @@ from cskpi.core.digest_data import Digest, build, window_label
 from cskpi.core.periods import Window, period_window
 from cskpi.core.schema import to_epoch
 from cskpi.core.secrets import redact
+
+if TYPE_CHECKING:
+    from cskpi.core.notify import Chart  # slack_sdk and smtplib load only when sending
 
 log = logging.getLogger("cskpi.digest")
 STALE_CLAIM = timedelta(minutes=15)
@@ -91,7 +94,7 @@ class Rendered:
         return render.html(self.digest, image_src)
 
     @property
-    def chart(self) -> Any:
+    def chart(self) -> Chart:
         from cskpi.core.notify import Chart
 
         name = f"cskpi-{self.digest.name}-{self.digest.window.start:%Y%m%d}.png"
