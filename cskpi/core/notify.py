@@ -16,6 +16,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
@@ -56,8 +57,18 @@ class Chart:
 
 
 class _WebhookClient(HttpClient):
-    """Retries a webhook post only on 429 (and on a refused connection): a 5xx may come
-    after Slack posted the message, and a retry would post it twice."""
+    """Retries a webhook post only on 429 and when no connection was made: a 5xx or a read
+    timeout may come after Slack posted the message, and a retry would post it twice."""
+
+    def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
+        try:
+            return super()._send(prepared)
+        except RetriableAPIError as exc:
+            if isinstance(
+                exc.__cause__, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError
+            ):
+                raise FatalAPIError(f"{exc} (not retried: it may have been posted)") from None
+            raise
 
     def _check(self, response: Any) -> None:
         try:

@@ -11,6 +11,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
+import responses
+from responses.registries import OrderedRegistry
 
 from cskpi.connectors.base import Person, Record, Ticket
 from cskpi.connectors.registry import installed
@@ -284,3 +287,30 @@ def test_a_header_too_long_is_clipped(tmp_path: Path) -> None:
     header = rendered.api_message["blocks"][0]["text"]["text"]
     assert len(header) == MAX_HEADER
     assert header.endswith("…")
+
+
+# --- webhook retries: only where a retry cannot post twice ------------------------------
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_a_webhook_read_timeout_is_not_retried_but_a_refused_connection_is(
+    no_real_sleep: None,
+) -> None:
+    from cskpi.core.clock import FakeClock
+    from cskpi.core.config import SlackTarget
+    from cskpi.core.notify import DeliveryError, post_webhook
+
+    hook = "https://hooks.slack.example/services/T1/B1/abcdefsecret"
+    target = SlackTarget.model_validate({"webhook_url": hook})
+    responses.post(hook, body=requests.ConnectionError("refused"))
+    responses.post(hook, body="ok")
+    clock = FakeClock()
+    post_webhook("digest d, slack", target, {"text": "x"}, clock)
+    assert len(responses.calls) == 2
+    assert len(clock.sleeps) == 1
+
+    responses.post(hook, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(DeliveryError, match="not retried: it may have been posted") as caught:
+        post_webhook("digest d, slack", target, {"text": "x"}, clock)
+    assert len(responses.calls) == 3
+    assert "abcdefsecret" not in str(caught.value)
