@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
@@ -390,3 +392,11 @@ def test_the_budget_follows_the_stated_window_allowance_below_the_configured_cei
     answered.headers["X-RateLimit-Limit"] = "1667"
     limiter.release(limiter.acquire(), answered)
     assert limiter.budget.requests == 100  # never above the configured rate_limit
+
+
+def test_pyproject_registers_the_connector_under_its_type() -> None:
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"]["entry-points"]["cskpi.connectors"]
+    loaded = EntryPoint("intercom", declared["intercom"], "cskpi.connectors").load()
+    assert loaded is IntercomConnector
+    assert IntercomConnector.type == "intercom"
