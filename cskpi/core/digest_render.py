@@ -48,7 +48,7 @@ def text(d: Digest) -> str:
         out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}".rstrip())
     out += ["", sla_text(d), *unanswered_lines(d)]
     if d.leaderboard is not None:
-        out += ["", *leaderboard_lines(d, len(d.leaderboard.rows))]
+        out += ["", *leaderboard_lines(d, EMAIL_LEADERBOARD_ROWS)]
     out += ["", "Last 14 days"]
     out += [f"  {label:<8} {spark}  {ends}" for label, spark, ends in sparklines(d.series)]
     return "\n".join(out) + "\n"

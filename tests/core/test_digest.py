@@ -277,6 +277,9 @@ def test_200_agents_stay_within_every_block_kit_limit(tmp_path: Path) -> None:
     assert len(board.splitlines()) == 13  # title, fence+head, 10 agents, the "more" line
     kpi_text = "\n".join(texts)
     assert "*Tickets solved*  `200`" in kpi_text
+    rendered = preview(cfg, "daily", AT)  # the email shows the top 25 in text and HTML
+    assert "… and 176 more (cskpi kpis --by agent)" in rendered.text
+    assert "… and 176 more (cskpi kpis --by agent)" in rendered.html(None)
     assert "*Tickets created*  `400`" in kpi_text
 
 
