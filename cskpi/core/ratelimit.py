@@ -43,6 +43,10 @@ class RateLimitHeaders:
     structured_prefix: str | None = None  # headers like "total=100; remaining=99; resets=41"
     unknown_reset: float = 60.0  # the window to assume when no header says when it resets
     reset_granularity: float = 1.0  # a reset in whole seconds may be read up to 1 s early
+    # With no reset header, "nothing left" says nothing of when room returns, but a budget
+    # of the same size knows when its own requests leave the window: while the headers show
+    # no more use than the budget counts (no other app on the account), the budget paces.
+    defer_to_budget: bool = False
 
     def read(self, headers: Mapping[str, str], wall_now: float) -> list[Quota]:
         """Every quota reading present in ``headers`` (case-insensitive names)."""
@@ -70,9 +74,9 @@ ZENDESK_HEADERS = RateLimitHeaders(
     reset=("ratelimit-reset", "rate-limit-reset"),
     structured_prefix="zendesk-ratelimit-",
 )
-# https://developers.freshdesk.com/api/#ratelimit: per-minute quota, no reset header.
+# https://developers.freshdesk.com/api/#ratelimit: per-minute quota (in credits), no reset header.
 FRESHDESK_HEADERS = RateLimitHeaders(
-    remaining=("x-ratelimit-remaining",), limit=("x-ratelimit-total",)
+    remaining=("x-ratelimit-remaining",), limit=("x-ratelimit-total",), defer_to_budget=True
 )
 # https://developers.intercom.com/docs/references/2.17/rest-api/errors/rate-limiting: the
 # per-minute limit is enforced in 10 s windows; reset is a unix timestamp.
@@ -175,8 +179,20 @@ class RateLimiter:
             if response is None or self.headers is None:
                 return
             for quota in self.headers.read(response.headers, self.clock.wall()):
+                if self._budget_knows(quota, now):
+                    continue
                 wait = min(self._quota_wait(quota), MAX_RETRY_AFTER)
                 self._not_before = max(self._not_before, now + wait)
+
+    def _budget_knows(self, quota: Quota, now: float) -> bool:
+        """The headers report this budget's own quota and no use beyond what it counts."""
+        budget, headers = self.budget, self.headers
+        if budget is None or headers is None or not headers.defer_to_budget:
+            return False
+        if quota.reset_in is not None or quota.limit != budget.requests:
+            return False
+        used = sum(s.cost for s in self._slots if s.at + budget.per_seconds > now)
+        return quota.remaining >= budget.requests - used
 
     def _budget_opens(self, now: float, cost: int = 1) -> float:
         if self.budget is None:
