@@ -520,12 +520,16 @@ class FreshdeskImitation:
         keys = self.desk.keys[_one(query, "filter") or ""]
         lo = bisect_left(keys, _unix(since) << _SHIFT) if since else 0
         include = frozenset((_one(query, "include") or "").split(","))
-        picked = [self.desk.tickets[k & 0xFFFFFFFF] for k in keys[lo:]]
-        if not since:  # without updated_since: tickets created in the last 30 days only
-            picked = [t for t in picked if t.created >= self.desk.now - 30 * 86400]
         start = (page - 1) * per_page
-        texts = [self._ticket_text(t, include) for t in picked[start : start + per_page]]
-        more = start + per_page < len(picked)
+        if since:
+            chosen = keys[lo + start : lo + start + per_page + 1]  # one more: is there a next?
+            picked = [self.desk.tickets[k & 0xFFFFFFFF] for k in chosen]
+        else:  # without updated_since: tickets created in the last 30 days only
+            recent = [self.desk.tickets[k & 0xFFFFFFFF] for k in keys]
+            recent = [t for t in recent if t.created >= self.desk.now - 30 * 86400]
+            picked = recent[start : start + per_page + 1]
+        texts = [self._ticket_text(t, include) for t in picked[:per_page]]
+        more = len(picked) > per_page
         return _Answer(200, f"[{', '.join(texts)}]", self._link(TICKET_LIST, query, more))
 
     def _ticket_text(self, t: TicketData, include: frozenset[str]) -> str:
