@@ -63,7 +63,8 @@ def settings(**overrides: object) -> IntercomSettings:
 
 
 def connector(clock: FakeClock, **overrides: object) -> IntercomConnector:
-    return IntercomConnector("acme", settings(**overrides), clock=clock)
+    """One retrieval at a time: the scripted responses are consumed in order."""
+    return IntercomConnector("acme", settings(**{"concurrency": 1, **overrides}), clock=clock)
 
 
 def read(ic: IntercomConnector, name: str, cursor: str | None = None) -> list[Page]:
@@ -357,7 +358,7 @@ def test_a_bad_conversation_is_skipped_and_the_cursor_still_moves(
     api.get(f"{API}/conversations/1", json=retrieved("1", 400, state="archived"))
     api.get(f"{API}/conversations/2", json=retrieved("2", 401))
 
-    [page] = read(connector(clock, concurrency=1), "tickets")
+    [page] = read(connector(clock), "tickets")
 
     assert [(s.record_id, s.reason) for s in page.skipped] == [
         ("1", "state: unknown value 'archived'")
