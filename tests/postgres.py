@@ -111,8 +111,9 @@ def _run(argv: list[str], owner: str | None) -> None:
     subprocess.run(argv, check=True, capture_output=True, timeout=120)
 
 
-def start(folder: Path) -> PgServer:
-    """initdb + pg_ctl start; raises RuntimeError with the reason when that is impossible."""
+def start(folder: Path, durable: bool = False) -> PgServer:
+    """initdb + pg_ctl start; raises RuntimeError with the reason when that is impossible.
+    ``durable`` keeps PostgreSQL's default fsync settings (for benchmarks)."""
     bindir = _bindir()
     if bindir is None:
         raise RuntimeError("no initdb found: install Debian's postgresql package")
@@ -120,10 +121,9 @@ def start(folder: Path) -> PgServer:
     if owner is not None:
         shutil.chown(folder, owner)
     data, port = folder / "data", _free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     try:
         _run([str(bindir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
               "-E", "UTF8", "--locale=C", "--no-sync"], owner)  # fmt: skip

@@ -25,6 +25,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    inspect,
     text,
 )
 from sqlalchemy.types import TypeEngine
@@ -147,9 +148,14 @@ _LOCK = "cskpi.migrations"
 
 
 def applied(engine: Engine) -> list[str]:
-    with engine.connect() as conn, conn.begin():
-        sql_for(conn).lock(conn, _LOCK)
-        conn.execute(text(_LEDGER))
+    with engine.connect() as conn:
+        # Asked first: a role without the CREATE privilege may use an up-to-date store.
+        exists = inspect(conn).has_table("_migrations")
+    if not exists:
+        with engine.connect().execution_options(cskpi_write=True) as conn, conn.begin():
+            sql_for(conn).lock(conn, _LOCK)
+            conn.execute(text(_LEDGER))
+    with engine.connect() as conn:
         return list(conn.execute(text("SELECT name FROM _migrations ORDER BY name")).scalars())
 
 

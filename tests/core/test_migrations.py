@@ -1,3 +1,4 @@
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -7,6 +8,7 @@ from sqlmodel import SQLModel
 import cskpi.core.schema  # noqa: F401  (registers the tables)
 from cskpi.core.db import make_engine
 from cskpi.core.migrations import MIGRATIONS, applied, m001_tables, migrate
+from cskpi.core.state import start_run
 from tests.postgres import DIALECTS, empty_store
 
 
@@ -78,3 +80,28 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_a_role_without_create_privilege_uses_an_up_to_date_store(pg_server, tmp_path):
+    """docs/postgres.md: the daemon may run as a role with only SELECT, INSERT, UPDATE and
+    DELETE once the owner has migrated the store."""
+    role = f"app_{os.getpid()}"
+    url = pg_server.fresh()
+    pg_server.admin(f"DROP ROLE IF EXISTS {role}")
+    pg_server.admin(f"CREATE ROLE {role} LOGIN")
+    owner = make_engine(url)
+    with owner.begin() as conn:
+        conn.execute(text(f"REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"))
+        conn.execute(text(f"GRANT USAGE ON SCHEMA public TO {role}"))
+        conn.execute(
+            text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
+        )
+        conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}"))
+    owner.dispose()
+    app = make_engine(url.replace("//cskpi@", f"//{role}@"))
+    assert migrate(app) == []
+    with app.begin() as conn:
+        assert start_run(conn, "zd") == 1
+    app.dispose()
+    pg_server.drop(url)
+    pg_server.admin(f"DROP ROLE {role}")
