@@ -57,18 +57,19 @@ class PgServer:
 
     host: str
     port: int
+    user: str = USER
     folder: Path | None = None
     owner: str | None = None  # the unprivileged user running it, when we are root
     _names: Iterator[int] = field(default_factory=itertools.count)
 
     def url(self, database: str) -> str:
-        return f"postgresql+psycopg://{USER}@{self.host}:{self.port}/{database}"
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
 
     def admin(self, sql: str) -> None:
         import psycopg
 
         with psycopg.connect(
-            host=self.host, port=self.port, user=USER, dbname="postgres", autocommit=True
+            host=self.host, port=self.port, user=self.user, dbname="postgres", autocommit=True
         ) as conn:
             conn.execute(sql)  # type: ignore[arg-type]
 
@@ -90,7 +91,7 @@ class PgServer:
         import psycopg
 
         with psycopg.connect(
-            host=self.host, port=self.port, user=USER, dbname=url.rsplit("/", 1)[1]
+            host=self.host, port=self.port, user=self.user, dbname=url.rsplit("/", 1)[1]
         ) as conn:
             names = [
                 row[0]
@@ -134,7 +135,7 @@ def start(folder: Path, durable: bool = False) -> PgServer:
         tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
         detail = getattr(exc, "stderr", b"") or b""
         raise RuntimeError(f"{exc}: {detail.decode(errors='replace')[-800:]} {tail}") from exc
-    return PgServer("127.0.0.1", port, folder, owner)
+    return PgServer("127.0.0.1", port, USER, folder, owner)
 
 
 def stop(server: PgServer) -> None:
@@ -148,11 +149,12 @@ def stop(server: PgServer) -> None:
 
 
 def _external(url: str) -> PgServer:
-    """A server given by URL (``postgresql://user@host:port``) instead of a throwaway one."""
+    """A server given by URL (``postgresql://user@host:port``) instead of a throwaway one;
+    the user must be allowed to create databases and roles. Its password: ``PGPASSWORD``."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    return PgServer(parsed.host or "127.0.0.1", parsed.port or 5432)
+    return PgServer(parsed.host or "127.0.0.1", parsed.port or 5432, parsed.username or USER)
 
 
 @pytest.fixture(scope="session")

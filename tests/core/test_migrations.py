@@ -98,7 +98,7 @@ def test_a_role_without_create_privilege_uses_an_up_to_date_store(pg_server, tmp
         )
         conn.execute(text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}"))
     owner.dispose()
-    app = make_engine(url.replace("//cskpi@", f"//{role}@"))
+    app = make_engine(url.replace(f"//{pg_server.user}@", f"//{role}@"))
     assert migrate(app) == []
     with app.begin() as conn:
         assert start_run(conn, "zd") == 1
