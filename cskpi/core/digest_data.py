@@ -269,7 +269,7 @@ def unanswered(engine: Engine, config: Config, at: datetime) -> tuple[list[Unans
     """The oldest tickets with no first reply at ``at`` (and not solved by then), and how
     many there are; judged from the stored timestamps, so a past ``at`` is reproducible."""
     where = (
-        "FROM ticket WHERE deleted = 0 AND created_at < :at "
+        "FROM ticket WHERE NOT deleted AND created_at < :at "
         "AND (first_reply_at IS NULL OR first_reply_at >= :at) "
         "AND (COALESCE(first_solved_at, solved_at) IS NULL OR "
         "COALESCE(first_solved_at, solved_at) >= :at)"
@@ -322,9 +322,9 @@ def series(engine: Engine, window: Window) -> Series:
     bounds[-1] = min(bounds[-1], window.end)
     edges = np.array([to_epoch(b) for b in bounds], dtype=np.float64)
     with engine.connect() as conn:
-        created = _column(conn, "SELECT created_at FROM ticket WHERE deleted = 0 "
+        created = _column(conn, "SELECT created_at FROM ticket WHERE NOT deleted "
                           "AND created_at >= :s AND created_at < :e", edges)  # fmt: skip
-        solved = _column(conn, "SELECT solved_at FROM ticket WHERE deleted = 0 AND "
+        solved = _column(conn, "SELECT solved_at FROM ticket WHERE NOT deleted AND "
                          "status IN ('solved', 'closed') AND solved_at >= :s AND solved_at < :e",
                          edges)  # fmt: skip
         backlog = [_backlog_at(conn, b, window) for b in bounds[1:]]
@@ -348,5 +348,5 @@ def _backlog_at(conn: Any, end: datetime, window: Window) -> int:
     else:
         sql = ("(COALESCE(t.first_solved_at, t.solved_at) IS NULL "
                "OR COALESCE(t.first_solved_at, t.solved_at) >= :e)")  # fmt: skip
-    query = f"SELECT COUNT(*) FROM ticket t WHERE t.deleted = 0 AND t.created_at < :e AND {sql}"  # noqa: S608
+    query = f"SELECT COUNT(*) FROM ticket t WHERE NOT t.deleted AND t.created_at < :e AND {sql}"  # noqa: S608
     return int(conn.execute(text(query), {"e": to_epoch(end)}).scalar_one())

@@ -317,3 +317,20 @@ def test_a_webhook_read_timeout_is_not_retried_but_a_refused_connection_is(
         post_webhook("digest d, slack", target, {"text": "x"}, clock)
     assert len(responses.calls) == 3
     assert "abcdefsecret" not in str(caught.value)
+
+
+def test_same_digest_and_exactly_once_on_sqlite_and_postgresql(
+    store_url: str, tmp_path: Path
+) -> None:
+    with slack_server() as slack:
+        config = CONFIG.replace('"sqlite:///kpi.db"', json.dumps(store_url))
+        hook = f'slack = {{ webhook_url = "{slack.base}/hooks/T/B/y" }}\n'
+        cfg = helpdesk(tmp_path, HELPDESK, config + hook)
+        assert preview(cfg, "daily", AT).text == EXPECTED_TEXT
+        first = run_digest(cfg, "daily", AT)
+        again = run_digest(cfg, "daily", AT + timedelta(hours=3))
+        forced = run_digest(cfg, "daily", AT, force=True)
+        assert [t.status for t in (*first.targets, *again.targets, *forced.targets)] == [
+            "sent", "skipped", "sent"
+        ]  # fmt: skip
+        assert len(slack.calls) == 2
