@@ -176,15 +176,17 @@ class EmailConnector:
         return datetime.fromtimestamp(self.clock.wall(), UTC)
 
     def folders(self, client: IMAPClient) -> list[tuple[str, bool]]:
-        """(folder, is a resolved folder): the sent folder first, so agents' replies are
-        known when customers answer them, then the mail folders, then the resolved ones."""
+        """(folder, is a resolved folder), oldest mail first so that a thread's first mail
+        usually comes before its replies: the sent folder, the resolved folders (filed,
+        older threads), then the mail folders."""
         sent = self.settings.sent_folder or find_sent_folder(client)
         if sent is None:
             log.warning("%s: no sent folder found (no \\Sent flag): set sent_folder", self.name)
-        names = [*([sent] if sent else []), *self.settings.folders]
-        resolved = list(self.settings.resolved_folders)
-        plain = [(n, False) for n in dict.fromkeys(names) if n not in resolved]
-        return plain + [(n, True) for n in dict.fromkeys(resolved)]
+        resolved = list(dict.fromkeys(self.settings.resolved_folders))
+        plain = list(dict.fromkeys([*([sent] if sent else []), *self.settings.folders]))
+        first = [(n, False) for n in plain[:1] if sent and n not in resolved]
+        rest = [(n, False) for n in plain[len(first) :] if n not in resolved]
+        return first + [(n, True) for n in resolved] + rest
 
     def _read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
         state = MailState.load(cursor) if cursor and since is None else MailState()
@@ -228,11 +230,16 @@ class EmailConnector:
         people: dict[str, base.Person] = {}
         for mail in mails:
             arrival = self._arrival(mail, resolved)
-            state.add(arrival, self.settings.thread_window)
+            known = mail.sender in state.authors
+            if not state.add(arrival, self.settings.thread_window):
+                continue  # read before (a rescan, or a copy in another folder)
             role = arrival.entry.role
-            if mail.sender and role != BOT:
+            # A mail without a display name must not blank the name stored from another.
+            if mail.sender and role != BOT and (mail.sender_name or not known):
                 kind: base.PersonRole = "customer" if role == CUSTOMER else "agent"
-                people[mail.sender] = base.Person(mail.sender, kind, mail.sender_name, mail.sender)
+                person = base.Person(mail.sender, kind, mail.sender_name, mail.sender)
+                if mail.sender_name or mail.sender not in people:
+                    people[mail.sender] = person
         return list(people.values())
 
     def _arrival(self, mail: Mail, resolved: bool) -> Arrival:

@@ -13,7 +13,8 @@ Joining, in this order (https://www.jwz.org/doc/threading.html, simplified):
    thread. Referenced ids that have not arrived yet are indexed too ("phantoms"), so order of
    arrival does not matter. A message that links two threads merges them.
 2. Otherwise a reply (``Re:``/``Fwd:``/``AW:``/``SV:``... prefix) joins the latest thread with
-   the same normalised subject and the same customer within ``thread_window``.
+   the same normalised subject and the same customer within ``thread_window`` (a mail without
+   a prefix joins only a thread of replies whose original had not been read yet).
 3. Otherwise it starts a thread.
 """
 
@@ -119,6 +120,7 @@ class MailState:
     next_no: int = 1
     index: dict[str, int] = field(default_factory=dict)  # message key -> thread no
     by_subject: dict[tuple[str, str], set[int]] = field(default_factory=dict)
+    authors: set[str] = field(default_factory=set)  # every sender seen
     touched: set[int] = field(default_factory=set)
     retired: list[tuple[str, int]] = field(default_factory=list)  # (ticket id, thread no)
 
@@ -144,6 +146,7 @@ class MailState:
         self.threads[thread.no] = thread
         for k in (*thread.entries, *thread.phantoms):
             self.index[k] = thread.no
+        self.authors.update(e.author for e in thread.entries.values() if e.author)
         self._index_subject(thread)
 
     def _index_subject(self, thread: Thread) -> None:
@@ -169,19 +172,21 @@ class MailState:
             self.touched.add(thread.no)
         return True
 
-    def add(self, arrival: Arrival, window: timedelta) -> None:
-        """Thread one message (a known id only updates its resolved flag)."""
+    def add(self, arrival: Arrival, window: timedelta) -> bool:
+        """Thread one message; False if it was known (then only its resolved flag counts)."""
         if arrival.entry.resolved and self.mark_resolved(arrival.id):
-            return
+            return False
         known = self.threads.get(self.index.get(arrival.id, 0))
         if known is not None and arrival.id in known.entries:
-            return
+            return False
         linked = {self.index[k] for k in (arrival.id, *arrival.parents) if k in self.index}
         if linked:
             thread = self._merge(sorted(linked))
         else:
             thread = self._by_subject(arrival, window) or self._new(arrival)
         thread.entries[arrival.id] = arrival.entry
+        if arrival.entry.author:
+            self.authors.add(arrival.entry.author)
         thread.take_subject(arrival)
         self._index_subject(thread)
         thread.phantoms.discard(arrival.id)
@@ -194,6 +199,7 @@ class MailState:
             thread.customer = arrival.customer
             self._index_subject(thread)
         self.touched.add(thread.no)
+        return True
 
     def _new(self, arrival: Arrival) -> Thread:
         thread = Thread(self.next_no, arrival.subject[:300], arrival.customer)
@@ -202,14 +208,21 @@ class MailState:
         return thread
 
     def _by_subject(self, arrival: Arrival, window: timedelta) -> Thread | None:
+        """A reply joins the latest thread on its subject and customer within the window; a
+        first mail also joins a thread that so far holds only replies (their original was
+        read later, e.g. the sent folder before the inbox)."""
         subject, is_reply = normalise_subject(arrival.subject)
         customer = arrival.customer
-        if not (is_reply and subject and customer):
+        if not (subject and customer):
             return None
         span = int(window.total_seconds())
         at = arrival.entry.at
         candidates = (self.threads.get(no) for no in self.by_subject.get((subject, customer), ()))
-        near = [t for t in candidates if t and t.first_at - span <= at <= t.last_at + span]
+        near = [
+            t for t in candidates
+            if t and t.first_at - span <= at <= t.last_at + span
+            and (is_reply or normalise_subject(t.subject)[1])
+        ]  # fmt: skip
         return max(near, key=lambda t: (t.last_at, t.no), default=None)
 
     def _merge(self, numbers: list[int]) -> Thread:
