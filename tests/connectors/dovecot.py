@@ -18,7 +18,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from imapclient import IMAPClient
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER, PASSWORD = "support@acme.test", "dovecot-test-password"
+SPARE_USERS = 32
 
 _CONFIG = """\
 base_dir = {root}/run
@@ -105,13 +106,15 @@ class Dovecot:
     host: str = "127.0.0.1"
     user: str = USER
     password: str = PASSWORD
+    handed_out: int = 0
 
     def start(self) -> None:
         internal, login, uid, gid = _accounts()
         self.root.chmod(0o755)  # login processes (dovenull) must reach base_dir
         (self.root / "mail").mkdir()
         os.chown(self.root / "mail", uid, gid)
-        (self.root / "users").write_text(f"{self.user}:{{PLAIN}}{self.password}\n")
+        users = [self.user] + [f"box{n}@acme.test" for n in range(1, SPARE_USERS + 1)]
+        (self.root / "users").write_text("".join(f"{u}:{{PLAIN}}{self.password}\n" for u in users))
         config = self.root / "dovecot.conf"
         values = {"root": self.root, "port": self.port, "uid": uid, "gid": gid}
         config.write_text(_CONFIG.format(internal=internal, login=login, **values))
@@ -119,6 +122,15 @@ class Dovecot:
         # Its output goes to a file: a pipe would stay open in the daemon and block run().
         with (self.root / "start.log").open("wb") as out:
             subprocess.run([DOVECOT, "-c", str(config)], check=True, stdout=out, stderr=out)
+
+    def mailbox(self) -> Dovecot:
+        """Another empty mailbox on this server, so that tests can share one server; the
+        users are written before start (Dovecot caches the passwd-file by its mtime, which
+        a quick second write may not change). Do not stop() the copy."""
+        self.handed_out += 1
+        if self.handed_out > SPARE_USERS:
+            raise RuntimeError(f"only {SPARE_USERS} spare mailboxes; start another Dovecot")
+        return replace(self, user=f"box{self.handed_out}@acme.test")
 
     def stop(self) -> None:
         config = self.root / "dovecot.conf"

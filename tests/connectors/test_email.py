@@ -120,12 +120,18 @@ RESOLVED = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def server() -> Iterator[Dovecot]:
+    running = Dovecot()
+    running.start()
+    yield running
+    running.stop()
+
+
 @pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    server = Dovecot()
-    server.start()
-    yield server
-    server.stop()
+def dovecot(server: Dovecot) -> Dovecot:
+    """An empty mailbox of its own for each test."""
+    return server.mailbox()
 
 
 @pytest.fixture
