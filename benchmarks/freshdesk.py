@@ -21,6 +21,7 @@ Run by hand from the repository root; the figures go into the closing note. Not 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -45,17 +46,20 @@ class Timer:
     """Wall time per stream, from the engine's observer calls."""
 
     def __init__(self) -> None:
-        self.started: dict[str, float] = {}
+        self.started: dict[str, tuple[float, float]] = {}
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}  # CPU seconds of this process (all its threads)
 
     def stream_started(self, connector: str, stream: str) -> None:
-        self.started[stream] = time.perf_counter()
+        self.started[stream] = (time.perf_counter(), time.process_time())
 
     def page_stored(self, result: StreamResult) -> None:
         pass
 
     def stream_finished(self, result: StreamResult) -> None:
-        self.seconds[result.stream] = time.perf_counter() - self.started[result.stream]
+        wall, cpu = self.started[result.stream]
+        self.seconds[result.stream] = time.perf_counter() - wall
+        self.cpu[result.stream] = time.process_time() - cpu
 
 
 def connector(url: str, clock: FakeClock, conversations: bool, workers: int) -> FreshdeskConnector:
@@ -97,8 +101,12 @@ def unlimited(tickets: int) -> None:
             seconds = timer.seconds["tickets"]
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             label = "with conversations" if conversations else "without conversations"
+            cpu = timer.cpu["tickets"]
             print(f"   {label}: tickets stream {rows['tickets']:,} rows in {seconds:.1f} s = "
                   f"{tickets / seconds:,.0f} tickets/s; peak RSS so far {peak:.0f} MB")  # fmt: skip
+            load = os.getloadavg()[0]
+            print(f"      ({cpu:.1f} CPU s in this process: {tickets / cpu:,.0f} tickets per CPU "
+                  f"second; load average {load:.1f} on {os.cpu_count()} cores)")  # fmt: skip
     finally:
         server.terminate()
         server.wait()

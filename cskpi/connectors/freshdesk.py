@@ -243,10 +243,11 @@ class FreshdeskConnector:
         agents = self._agent_ids() if plain else frozenset()
         start = None if boundary is None else boundary.at
         threads = plain and self.settings.conversations
+        known: dict[str, base.Person] = {}  # requesters stored by this read: each once
         # One request a ticket: a few at once, so the budget, not the latency, sets the pace.
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="cskpi-fd") as pool:
             for raws, _, _ in fetch_pages(self.listing, spec, None, start):
-                page = _TicketPage(self.settings.status_map, not plain, boundary)
+                page = _TicketPage(self.settings.status_map, not plain, boundary, known)
                 for raw in raws:
                     page.add(raw, agents)
                 if threads:
@@ -317,9 +318,14 @@ class _TicketPage:
     requesters, then their messages; records that cannot be mapped are skipped."""
 
     def __init__(
-        self, status_map: dict[int, base.TicketStatus], deleted: bool, boundary: TimeBoundary | None
+        self,
+        status_map: dict[int, base.TicketStatus],
+        deleted: bool,
+        boundary: TimeBoundary | None,
+        known: dict[str, base.Person],
     ) -> None:
         self.status_map, self.deleted, self.boundary = status_map, deleted, boundary
+        self.known = known
         self.tickets: list[tuple[base.Ticket, Raw]] = []
         self.people: dict[str, base.Person] = {}
         self.thread: list[base.Record] = []
@@ -342,8 +348,10 @@ class _TicketPage:
             return  # stored already: the window's first second, read again
         self.boundary = (self.boundary or TimeBoundary(at)).advance(at, ident)
         self.tickets.append((ticket, raw))
-        if person is not None and not self.deleted and person.external_id not in agents:
-            self.people[person.external_id] = person
+        if person is None or self.deleted or person.external_id in agents:
+            return
+        if self.known.get(person.external_id) != person:
+            self.known[person.external_id] = self.people[person.external_id] = person
 
     def messages(self, threads: list[list[Raw]], agents: Container[str]) -> None:
         """Each ticket's conversations (in the order of ``tickets``) as its messages."""
