@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,24 @@ def test_check_passes_with_the_key_and_names_it_when_rejected(
     monkeypatch.setenv("FD_E2E_KEY", "a-wrong-key")
     with pytest.raises(AuthError, match=r"connector fd is rejected.*check api_key"):
         freshdesk(server, clock, key).check()
+
+
+def test_since_backfills_history_without_moving_the_cursor_back(
+    server: FreshdeskImitation, clock: FakeClock, key: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    late = datetime(2026, 4, 1, tzinfo=UTC)
+    assert run_sync(engine, [Source("fd", freshdesk(server, clock, key), start_date=late)]).ok
+    first = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    [(partial,)] = rows(engine, "SELECT COUNT(*) FROM ticket")
+    assert 0 < int(str(partial)) < TICKETS - len(DELETED) - len(SPAM)
+    assert first["tickets_deleted"] == ("2026-04-01T00:00:00Z|", late)  # nothing that late
+
+    report = run_sync(
+        engine, [Source("fd", freshdesk(server, clock, key))], since=late - timedelta(days=200)
+    )
+
+    assert report.ok
+    assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(TICKETS,)]
+    after = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    assert after["tickets"] == first["tickets"]  # the backfill ended where the cursor stood
