@@ -20,7 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,3 +205,18 @@ def new_store(request: pytest.FixtureRequest, dialect: str, folder: Path) -> str
     url = server.fresh()
     request.addfinalizer(lambda: server.drop(url))
     return url
+
+
+def store_maker(request: pytest.FixtureRequest, dialect: str, folder: Path) -> Callable[[], str]:
+    """For a test that needs many empty stores in turn: on PostgreSQL one database,
+    emptied each time (faster than a new database each)."""
+    if dialect == "sqlite":
+        return lambda: new_store(request, dialect, folder)
+    server: PgServer = request.getfixturevalue("pg_server")
+    url = new_store(request, dialect, folder)
+
+    def emptied() -> str:
+        server.clear(url)
+        return url
+
+    return emptied

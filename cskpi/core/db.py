@@ -17,11 +17,10 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.dialects import postgresql
 from sqlmodel import SQLModel
 
 from cskpi.connectors import base
-from cskpi.core.dialect import SQLITE, Row, Sql, sql_for
+from cskpi.core.dialect import SQLITE, Row, Sql, pg_type, sql_for
 from cskpi.core.dialect import make_engine as make_engine  # re-exported: the engine alone
 from cskpi.core.migrations import migrate
 from cskpi.core.schema import to_epoch
@@ -75,11 +74,7 @@ class UpsertSpec:
     def column_types(self) -> list[str]:
         """The SQL type of each field (PostgreSQL's bulk path casts its arrays to them)."""
         table = SQLModel.metadata.tables[self.table]
-        pg = postgresql.dialect()  # type: ignore[no-untyped-call]
-        return [
-            str(table.c[f].type.compile(dialect=pg)) if f in table.c else "TEXT"
-            for f in self.fields.split()
-        ]
+        return [pg_type(table.c[f].type) if f in table.c else "TEXT" for f in self.fields.split()]
 
     def sql(self, connector: str, dialect: Sql = SQLITE) -> str:
         """The statement a page's rows are sent to (row source and binds: ``dialect``)."""

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeEngine
 
 Row = tuple[Any, ...]
 
@@ -37,7 +39,12 @@ def make_engine(url: str) -> Engine:
     timeout, writers take the lock at BEGIN); PostgreSQL as it comes (row locks suffice)."""
     url = normalise_url(url)
     if make_url(url).get_backend_name() == "postgresql":
-        return create_engine(url, connect_args={"application_name": "cskpi"})
+        try:
+            return create_engine(url, connect_args={"application_name": "cskpi"})
+        except ModuleNotFoundError as exc:
+            raise ModuleNotFoundError(
+                f"{exc}: a PostgreSQL store needs psycopg 3: pip install 'cskpi[postgres]'"
+            ) from exc
     if not url.startswith("sqlite"):
         return create_engine(url)
     memory = url in ("sqlite://", "sqlite:///:memory:")
@@ -85,6 +92,12 @@ class Sql:
 
     def write_rows(self, conn: Connection, sql: str, rows: list[Row]) -> None:
         conn.exec_driver_sql(sql, rows)
+
+    def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
+        """Plain bulk INSERT of whole rows, in the table's column order (a store copy)."""
+        names = ", ".join(c.name for c in table.columns)
+        marks = ", ".join("?" for _ in table.columns)
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)  # noqa: S608
 
     def row_key(self, alias: str) -> str:
         """An integer naming a row, stable for the length of one read snapshot."""
@@ -135,6 +148,14 @@ class Postgres(Sql):
         for layer in _layers(rows):
             conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*layer, strict=True)))
 
+    def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
+        if not rows:
+            return
+        names = ", ".join(c.name for c in table.columns)
+        arrays = ", ".join(f"%b::{pg_type(c.type)}[]" for c in table.columns)
+        sql = f"INSERT INTO {table.name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+        conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*rows, strict=True)))
+
     def row_key(self, alias: str) -> str:
         # PostgreSQL tables have no integer rowid; the tuple id (block, offset) is unique
         # and fixed within one snapshot, which `begin_snapshot` provides. Offsets < 2**16.
@@ -154,6 +175,12 @@ class Postgres(Sql):
         # consistent (and ctid row keys comparable) while a sync commits pages meanwhile.
         # https://www.postgresql.org/docs/15/transaction-iso.html#XACT-REPEATABLE-READ
         conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        # The reads fetch a window's rows by index (a ticket's messages by ticket_id); with
+        # the default random_page_cost of 4 (spinning disks) the planner scans every message
+        # instead: 2.2 s against 1.1 s for 1M tickets. For this transaction only, the value
+        # the docs suggest when the data is mostly cached or on SSD.
+        # https://www.postgresql.org/docs/15/runtime-config-query.html#GUC-RANDOM-PAGE-COST
+        conn.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
 
     def lock(self, conn: Connection, name: str) -> None:
         # A transaction-scoped advisory lock: released at COMMIT/ROLLBACK, even on a crash.
@@ -171,6 +198,11 @@ class Postgres(Sql):
             f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
         )
         conn.execute(text(sql), {"t": table.name, "c": column.name})
+
+
+def pg_type(kind: TypeEngine[Any]) -> str:
+    """The PostgreSQL name of a column type (the bulk paths cast their arrays to it)."""
+    return str(kind.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
 
 
 def _layers(rows: list[Row]) -> list[list[Row]]:

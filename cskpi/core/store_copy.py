@@ -6,17 +6,19 @@ before the commit, so a failed or incomplete copy leaves the target as empty as 
 The source is read in one transaction too (one consistent snapshot); stop the daemon
 first, or what it writes after that snapshot stays behind.
 
-Rows go through the SQLModel tables, so the values are converted exactly as the ORM does
-(epoch seconds, JSON tags, booleans) whichever two dialects are involved. The ``daemon``
+Rows are read and written in bulk as stored (epoch seconds, JSON text), by the target
+dialect's bulk insert; only booleans and JSON need a conversion between the drivers. The ``daemon``
 table is not copied: it names the process running on the old store, not on the new one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select
+from sqlalchemy import JSON, Boolean, Connection, Engine, Table, func, select
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
@@ -98,14 +100,38 @@ def _refuse_rows(dst: Connection, where: str) -> None:
 
 
 def _copy_table(src: Connection, dst: Connection, table: Table, progress: Progress) -> int:
+    names = [c.name for c in table.columns]
+    fix = _fixers(table)
+    result = src.execution_options(stream_results=True, yield_per=BATCH).exec_driver_sql(
+        f"SELECT {', '.join(names)} FROM {table.name}"  # noqa: S608 (schema names)
+    )
     rows = 0
-    result = src.execution_options(yield_per=BATCH).execute(select(table))
-    for batch in result.mappings().partitions():
-        dst.execute(insert(table), [dict(row) for row in batch])
+    for batch in result.partitions():
+        sql_for(dst).insert_rows(dst, table, [fix(tuple(row)) for row in batch])
         rows += len(batch)
         progress(table.name, rows)
     sql_for(dst).continue_sequences(dst, table)
     return rows
+
+
+def _fixers(table: Table) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """The stored forms are the same in both dialects (epoch seconds, JSON text) but for
+    two: SQLite hands booleans back as 0/1, psycopg hands JSON back parsed."""
+    kinds = [
+        bool if isinstance(c.type, Boolean) else _json_text if isinstance(c.type, JSON) else None
+        for c in table.columns
+    ]
+    if not any(kinds):
+        return lambda row: row
+
+    def fix(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(v if k is None or v is None else k(v) for k, v in zip(kinds, row, strict=True))
+
+    return fix
+
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _verify(src: Connection, dst: Connection, copied: list[CopiedTable]) -> None:

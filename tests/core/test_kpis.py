@@ -31,7 +31,7 @@ from tests.core.kpi_reference import (
     differences,
     report_as_data,
 )
-from tests.postgres import DIALECTS, new_store
+from tests.postgres import DIALECTS, new_store, store_maker
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = 3600
@@ -987,8 +987,9 @@ def test_the_engine_agrees_with_the_reference_on_every_case(
 ) -> None:
     """Beyond the hand-picked entries: the whole report, every KPI and group."""
     problems = []
+    empty_store = store_maker(request, dialect, tmp_path)
     for case in CASES:
-        engine = open_engine(new_store(request, dialect, tmp_path))
+        engine = open_engine(empty_store())
         case.data.store(engine)
         report = compute(engine, case.window, case.context, connectors=case.connectors, by=case.by)
         engine.dispose()

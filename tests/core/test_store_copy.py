@@ -86,6 +86,12 @@ def test_a_copied_store_is_the_same_store(
         assert dump(new, table) == dump(old, table), table
     assert kpis(new) == kpis(old)
     assert kpis(new, by="tag") == kpis(old, by="tag")
+    back = f"sqlite:///{tmp_path / 'back.db'}"  # and from that dialect back to SQLite
+    assert copy_store(target, back).tables == report.tables
+    again = open_engine(back)
+    for table in TABLES:
+        assert dump(again, table) == dump(old, table), table
+    again.dispose()
     with write_transaction(new) as conn:  # the next run's id follows the copied ones
         assert state.start_run(conn, "shop") == counts["sync_run"] + 1
     old.dispose()
