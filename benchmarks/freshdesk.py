@@ -1,6 +1,6 @@
 """Benchmark: the freshdesk connector against the local Freshdesk imitation.
 
-    python benchmarks/freshdesk.py --tickets 100000
+    python -m benchmarks.freshdesk --tickets 100000  # -m: benchmarks/email.py shadows stdlib
 
 1. No rate limit: the imitation runs in its own process (records rendered up front, so its
    own JSON encoding is not what is measured) with the real 300-page cap, and the connector
