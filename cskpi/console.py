@@ -192,7 +192,7 @@ def stored_table(status: Status) -> Table:
 
 
 def check_table(results: list[CheckResult]) -> Table:
-    table = Table("connector", "", "detail")
+    table = Table("connector or digest target", "", "detail")
     for r in results:
         table.add_row(r.connector, "[green]✓" if r.ok else "[red]✗", r.detail)
     return table
