@@ -270,12 +270,12 @@ class EmailConnector:
         self, state: MailState, people: list[base.Person], since: datetime | None, now: datetime
     ) -> Page:
         """The records of every thread that changed, and the state as the page's cursor."""
-        touched, retired = state.take_changes()
+        touched, retired, fresh = state.take_changes()
         records: list[base.Record] = list(people)
         floor = int(since.timestamp()) if since else None
         for thread in touched:
             if floor is None or thread.last_at >= floor or thread.ticket is not None:
-                records += self._emit(thread, now)
+                records += self._emit(thread, fresh, now)
         for ticket_id, number in retired:
             survivor = ticket_of(state.threads[number], self.rules, now)
             if survivor is not None and survivor.external_id != ticket_id:
@@ -284,11 +284,14 @@ class EmailConnector:
         at = datetime.fromtimestamp(position, UTC) if position is not None else None
         return Page(records, state.dump(), at)
 
-    def _emit(self, thread: Thread, now: datetime) -> list[base.Record]:
-        ticket, records = records_of(thread, self.rules, now)
+    def _emit(self, thread: Thread, fresh: set[str], now: datetime) -> list[base.Record]:
+        """The thread's ticket and new messages; every message when the ticket is new."""
+        ticket = ticket_of(thread, self.rules, now)
         if ticket is None:
             return []
-        if thread.ticket is not None and thread.ticket != ticket.external_id:
+        renamed = thread.ticket != ticket.external_id
+        records = records_of(thread, ticket, self.rules, None if renamed else fresh)
+        if renamed and thread.ticket is not None:
             records.append(retired_ticket(thread.ticket, ticket))  # an earlier mail arrived
         thread.ticket, thread.status = ticket.external_id, ticket.status
         return records

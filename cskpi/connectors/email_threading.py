@@ -122,6 +122,7 @@ class MailState:
     by_subject: dict[tuple[str, str], set[int]] = field(default_factory=dict)
     authors: set[str] = field(default_factory=set)  # every sender seen
     touched: set[int] = field(default_factory=set)
+    fresh: set[str] = field(default_factory=set)  # ids of messages added or moved
     retired: list[tuple[str, int]] = field(default_factory=list)  # (ticket id, thread no)
 
     # --- cursor ------------------------------------------------------------------------
@@ -129,7 +130,7 @@ class MailState:
     def dump(self) -> str:
         body = {"f": self.folders, "n": self.next_no,
                 "t": [t.dump() for t in self.threads.values()]}  # fmt: skip
-        packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 6)
+        packed = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 1)  # speed
         return CURSOR_PREFIX + base64.b64encode(packed).decode("ascii")
 
     @classmethod
@@ -185,6 +186,7 @@ class MailState:
         else:
             thread = self._by_subject(arrival, window) or self._new(arrival)
         thread.entries[arrival.id] = arrival.entry
+        self.fresh.add(arrival.id)
         if arrival.entry.author:
             self.authors.add(arrival.entry.author)
         thread.take_subject(arrival)
@@ -232,6 +234,7 @@ class MailState:
         keep = threads[0]
         for other in threads[1:]:
             keep.entries.update(other.entries)
+            self.fresh.update(other.entries)  # their messages move to the kept ticket
             keep.phantoms |= other.phantoms
             for k in (*other.entries, *other.phantoms):
                 self.index[k] = keep.no
@@ -252,12 +255,13 @@ class MailState:
         if thread.customer:
             self.by_subject.get((subject, thread.customer), set()).discard(thread.no)
 
-    def take_changes(self) -> tuple[list[Thread], list[tuple[str, int]]]:
-        """The threads touched and the tickets retired since the last call, then forget them."""
+    def take_changes(self) -> tuple[list[Thread], list[tuple[str, int]], set[str]]:
+        """The threads touched, the tickets retired and the messages added or moved since the
+        last call; then forget them."""
         touched = [self.threads[n] for n in sorted(self.touched) if n in self.threads]
-        retired = self.retired
-        self.touched, self.retired = set(), []
-        return touched, retired
+        changes = touched, self.retired, self.fresh
+        self.touched, self.retired, self.fresh = set(), [], set()
+        return changes
 
 
 def open_threads(state: MailState) -> Iterable[Thread]:

@@ -14,6 +14,7 @@ reopen. Bot mail, internal agent mail and survey replies take no part in rounds.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -122,25 +123,25 @@ def _raw_status(rounds: list[_Round], solved: bool) -> str:
 
 
 def records_of(
-    thread: Thread, rules: Rules, now: datetime
-) -> tuple[base.Ticket | None, list[base.Record]]:
-    """The ticket (None while the thread has no customer) and its messages and ratings."""
-    ticket = ticket_of(thread, rules, now)
-    if ticket is None:
-        return None, []
+    thread: Thread, ticket: base.Ticket, rules: Rules, only: Container[str] | None = None
+) -> list[base.Record]:
+    """The ticket with its messages and ratings (those in ``only`` when given: a message
+    already stored under this ticket need not be written again)."""
     records: list[base.Record] = [ticket]
     low, high = rules.rating_scale
+    tid = ticket.external_id
     for e in sorted(thread.entries.values(), key=lambda e: (e.at, e.id)):
-        public = e.role != INTERNAL
-        tid, at = ticket.external_id, when(e.at)
-        records.append(base.Message(e.id, tid, at, _ROLES[e.role], public, e.author))
+        if only is not None and e.id not in only:
+            continue
+        at = when(e.at)
+        records.append(base.Message(e.id, tid, at, _ROLES[e.role], e.role != INTERNAL, e.author))
         if e.score is not None:
             kind = rules.rating_kind
             rating = base.Rating(e.id, kind, e.score, low, high, at, tid, None, ticket.assignee_id)
             records.append(rating)
-    if ticket.organization_id:
+    if ticket.organization_id and only is None:
         records.append(base.Organization(ticket.organization_id, ticket.organization_id))
-    return ticket, records
+    return records
 
 
 def retired_ticket(ticket_id: str, survivor: base.Ticket) -> base.Ticket:

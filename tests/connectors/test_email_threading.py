@@ -67,7 +67,7 @@ def test_a_message_linking_two_threads_merges_them_and_retires_the_later_ticket(
 
     state.add(arrival("a1", T0 + H, AGENT, parents=("c1",)), WEEK)
 
-    touched, retired = state.take_changes()
+    touched, retired, _ = state.take_changes()
     assert [t.no for t in touched] == [2]  # the thread with an emitted ticket stays
     assert sorted(touched[0].entries) == ["a1", "c1", "c2"]
     assert retired == []  # thread 1 had emitted no ticket
