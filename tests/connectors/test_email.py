@@ -376,3 +376,35 @@ def test_a_wrong_password_names_the_secret_to_fix(
         connector(dovecot).check()
     assert "connectors.box.password" in str(caught.value)
     assert "not-the-password" not in str(caught.value)
+
+
+def test_a_sync_stopped_between_pages_resumes_to_the_same_result(
+    mailbox: Dovecot, tmp_path: Path
+) -> None:
+    clean = open_engine(f"sqlite:///{tmp_path / 'clean.db'}")
+    sync(clean, connector(mailbox))
+    engine = open_engine(f"sqlite:///{tmp_path / 'resumed.db'}")
+    stored: list[int] = []
+
+    def after_two_pages() -> bool:
+        stored.append(1)
+        return len(stored) > 3  # asked before the source, the stream and after every page
+
+    first = run_sync(engine, [Source("box", connector(mailbox))], stop=after_two_pages)
+    assert first.streams[0].pages == 2
+    sync(engine, connector(mailbox))
+
+    assert content(engine) == content(clean)
+
+
+def test_a_start_date_reads_every_thread_but_stores_those_active_since(
+    mailbox: Dovecot, tmp_path: Path
+) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'mail.db'}")
+    start = datetime(2026, 11, 15, tzinfo=UTC)
+    report = run_sync(engine, [Source("box", connector(mailbox), start_date=start)])
+    assert report.ok
+
+    stored = tickets(engine)
+    assert set(stored) == set(EXPECTED_TICKETS) - {k("h1@hooli.test"), k("i1@wayne.test")}
+    assert stored[k("c1@customer.test")] == EXPECTED_TICKETS[k("c1@customer.test")]
