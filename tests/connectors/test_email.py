@@ -408,3 +408,20 @@ def test_a_start_date_reads_every_thread_but_stores_those_active_since(
     stored = tickets(engine)
     assert set(stored) == set(EXPECTED_TICKETS) - {k("h1@hooli.test"), k("i1@wayne.test")}
     assert stored[k("c1@customer.test")] == EXPECTED_TICKETS[k("c1@customer.test")]
+
+
+def test_filing_a_thread_into_the_resolved_folder_solves_it_on_the_next_sync(
+    mailbox: Dovecot, tmp_path: Path
+) -> None:
+    engine = open_engine(f"sqlite:///{tmp_path / 'mail.db'}")
+    sync(engine, connector(mailbox))
+    with mailbox.client() as imap:
+        imap.select_folder("INBOX")
+        imap.move(imap.search(["HEADER", "Message-ID", "d2@mail.gmail.com"]), "Resolved")
+
+    report = sync(engine, connector(mailbox))
+
+    dave = tickets(engine)[k("d1@mail.gmail.com")]
+    assert dave[1:3] == ("solved", "resolved_folder")
+    assert dave[8:12] == (ts("2026-11-17 10:00"), ts("2026-11-17 10:00"), 1, 0)
+    assert report.streams[0].rows == 1  # the ticket; the moved mail is known
