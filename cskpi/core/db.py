@@ -76,8 +76,21 @@ class UpsertSpec:
         table = SQLModel.metadata.tables[self.table]
         return [pg_type(table.c[f].type) if f in table.c else "TEXT" for f in self.fields.split()]
 
-    def sql(self, connector: str, dialect: Sql = SQLITE) -> str:
-        """The statement a page's rows are sent to (row source and binds: ``dialect``)."""
+    def write(self, conn: Connection, connector: str, rows: list[Row]) -> None:
+        """Upsert rows built by ``build`` in the dialect's bulk way (sorted by id in place:
+        see ``upsert_records``)."""
+        if rows:
+            rows.sort(key=_first)
+            dialect = sql_for(conn)
+            dialect.write_rows(conn, self.sql(connector, dialect), rows)
+
+    def sql(self, connector: str, dialect: Sql | bool = SQLITE) -> str:
+        """The statement a page's rows are sent to (row source and binds: ``dialect``).
+        ``True`` is the older spelling of SQLite's numbered binds; use ``write``."""
+        if isinstance(dialect, bool):
+            if not dialect:
+                raise ValueError("unnumbered binds are the dialect's: use UpsertSpec.write")
+            dialect = SQLITE
         values, source = dialect.row_source(self.column_types())
         targets = self._targets(connector, values)
         sets = ", ".join(
@@ -193,10 +206,9 @@ def upsert_records(conn: Connection, connector: str, records: Iterable[base.Reco
     dialect = sql_for(conn)
     for kind in UPSERTS:
         rows = by_type.get(kind)
-        if not rows:
-            continue
-        rows.sort(key=_first)
-        dialect.write_rows(conn, _statement(kind, connector, dialect), rows)
+        if rows:
+            rows.sort(key=_first)
+            dialect.write_rows(conn, _statement(kind, connector, dialect), rows)
     return sum(len(rows) for rows in by_type.values())
 
 
