@@ -185,12 +185,17 @@ class MailState:
             thread = self._merge(sorted(linked))
         else:
             thread = self._by_subject(arrival, window) or self._new(arrival)
+        self._attach(thread, arrival)
+        self.touched.add(thread.no)
+        return True
+
+    def _attach(self, thread: Thread, arrival: Arrival) -> None:
+        """Put the message in ``thread`` and index its id, its parents and its customer."""
         thread.entries[arrival.id] = arrival.entry
         self.fresh.add(arrival.id)
         if arrival.entry.author:
             self.authors.add(arrival.entry.author)
         thread.take_subject(arrival)
-        self._index_subject(thread)
         thread.phantoms.discard(arrival.id)
         self.index[arrival.id] = thread.no
         for parent in arrival.parents:
@@ -199,9 +204,7 @@ class MailState:
                 self.index[parent] = thread.no
         if thread.customer is None and arrival.customer:
             thread.customer = arrival.customer
-            self._index_subject(thread)
-        self.touched.add(thread.no)
-        return True
+        self._index_subject(thread)
 
     def _new(self, arrival: Arrival) -> Thread:
         thread = Thread(self.next_no, arrival.subject[:300], arrival.customer)

@@ -191,3 +191,10 @@ def test_settings_refuse_what_cannot_work(changes: dict[str, object], message: s
     table.update(changes)
     with pytest.raises(ValidationError, match=message):
         EmailSettings.model_validate(table)
+
+
+def test_the_email_type_comes_through_the_entry_point_group() -> None:
+    from cskpi.connectors import registry
+    from cskpi.connectors.email import EmailConnector
+
+    assert registry.installed()["email"] is EmailConnector
