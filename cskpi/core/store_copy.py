@@ -106,7 +106,7 @@ def _copy_table(src: Connection, dst: Connection, table: Table, progress: Progre
         f"SELECT {', '.join(names)} FROM {table.name}"  # noqa: S608 (schema names)
     )
     rows = 0
-    for batch in result.partitions():
+    for batch in result.partitions(BATCH):
         sql_for(dst).insert_rows(dst, table, [fix(tuple(row)) for row in batch])
         rows += len(batch)
         progress(table.name, rows)

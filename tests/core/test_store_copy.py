@@ -8,6 +8,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +19,7 @@ from cskpi.cli import app
 from cskpi.connectors.demo import DemoConnector, DemoSettings
 from cskpi.core import state, store_copy
 from cskpi.core.db import open_engine, write_transaction
+from cskpi.core.dialect import SQLITE
 from cskpi.core.kpis import KpiContext, compute
 from cskpi.core.periods import Window
 from cskpi.core.store_copy import StoreCopyError, copy_store
@@ -153,3 +155,20 @@ def test_cli_copies_the_configured_store(
     again = CliRunner().invoke(app, ["migrate-store", "--to", target, "-c", str(config)])
     assert again.exit_code == 1
     assert "already holds data" in again.output
+
+
+def test_rows_are_copied_in_batches(
+    source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One bulk insert per BATCH rows, not per row (5M rows one by one take hours)."""
+    calls: list[tuple[str, int]] = []
+    real = SQLITE.insert_rows
+
+    def counting(conn: Any, table: Any, rows: Any) -> None:
+        calls.append((table.name, len(rows)))
+        real(conn, table, rows)
+
+    monkeypatch.setattr(store_copy, "BATCH", 150)
+    monkeypatch.setattr(type(SQLITE), "insert_rows", lambda self, *a: counting(*a))
+    copy_store(source, f"sqlite:///{tmp_path / 'copy.db'}")
+    assert [n for table, n in calls if table == "ticket"] == [150, 150, 100]
