@@ -1,6 +1,6 @@
 """Benchmark: the intercom connector against the local Intercom imitation.
 
-    python benchmarks/intercom.py --conversations 50000
+    python -m benchmarks.intercom --conversations 50000
 
 1. No rate limit: the imitation runs in its own process (every conversation rendered up
    front, so its own JSON encoding is not what is measured) and the connector paces on a fake

@@ -1,6 +1,6 @@
 """Benchmark: the zendesk connector against the local Zendesk imitation.
 
-    python benchmarks/zendesk.py --tickets 200000
+    python -m benchmarks.zendesk --tickets 200000   # -m: benchmarks/email.py shadows the stdlib
 
 1. No rate limit: the imitation runs in its own process (records rendered up front, so its
    own JSON encoding is not what is measured) and the connector paces on a fake clock, so
