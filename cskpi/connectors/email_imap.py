@@ -58,9 +58,15 @@ class Fetched:
 def session(login: Login) -> Iterator[IMAPClient]:
     """A logged-in client; a refused login raises AuthError naming the secret to fix."""
     context = ssl.create_default_context(cafile=login.ca_bundle)
-    client = IMAPClient(
-        login.host, port=login.port, ssl=login.tls == "ssl", ssl_context=context, timeout=TIMEOUT
-    )
+    try:
+        client = IMAPClient(
+            login.host, port=login.port, ssl=login.tls == "ssl", ssl_context=context,
+            timeout=TIMEOUT,
+        )  # fmt: skip
+    except OSError as exc:  # refused, unresolvable, timed out, or a TLS failure
+        raise ConnectionError(
+            f"cannot reach the IMAP server {login.host}:{login.port} (tls = {login.tls}): {exc}"
+        ) from exc
     try:
         if login.tls == "starttls":
             client.starttls(context)

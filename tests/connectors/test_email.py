@@ -9,6 +9,7 @@ resolved folder. Every ticket, message and derived field is asserted exactly.
 from __future__ import annotations
 
 import logging
+import socket
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -145,8 +146,9 @@ def mailbox(dovecot: Dovecot) -> Dovecot:
 
 
 def connector(server: Dovecot, now: datetime = NOW, **extra: Any) -> EmailConnector:
+    extra.setdefault("port", server.port)
     settings = EmailSettings(
-        type="email", host="127.0.0.1", port=server.port, tls="none", username=server.user,
+        type="email", host="127.0.0.1", tls="none", username=server.user,
         password="env:MAILBOX_PASSWORD", agent_addresses=["support@acme.test", "*@acme.test"],
         resolved_folders=["Resolved"], rating_pattern=r"Rating: (\d)/5", page_size=4, **extra,
     )  # fmt: skip
@@ -297,3 +299,12 @@ def test_a_wrong_password_names_the_secret_to_fix(
         connector(dovecot).check()
     assert "connectors.box.password" in str(caught.value)
     assert "not-the-password" not in str(caught.value)
+
+
+def test_an_unreachable_server_is_named(dovecot: Dovecot) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        box = connector(dovecot, port=port)
+    with pytest.raises(ConnectionError, match=rf"cannot reach the IMAP server 127.0.0.1:{port}"):
+        box.check()
