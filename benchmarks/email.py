@@ -1,6 +1,7 @@
 """Benchmark: the email connector against a local Dovecot holding 20,000 messages.
 
-    python benchmarks/email.py --messages 20000
+    python -m benchmarks.email --messages 20000    # as the other benchmarks; or
+    python benchmarks/email.py --messages 20000     # works too: see the sys.path line below
 
 Starts a throwaway Dovecot (tests/connectors/dovecot.py) on 127.0.0.1, fills it over IMAP
 MULTIAPPEND with seeded support threads (a customer mail in INBOX, agent replies in Sent,
