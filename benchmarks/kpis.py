@@ -1,7 +1,7 @@
 """Benchmark: the full KPI set over a large store.
 
-    python benchmarks/kpis.py --db /tmp/kpi-bench.db          # builds it first if missing
-    python benchmarks/kpis.py --database postgresql+psycopg://cskpi@127.0.0.1:5432/bench
+    python -m benchmarks.kpis --db /tmp/kpi-bench.db          # builds it first if missing
+    python -m benchmarks.kpis --database postgresql+psycopg://cskpi@127.0.0.1:5432/bench
 
 The store is the demo helpdesk with 1,000,000 tickets over a year (about 4.3 million
 messages and 330,000 ratings), synced once and reused. Targets (issue 4): every KPI for a

@@ -1,7 +1,7 @@
 """Benchmark: sync N demo tickets (with their messages, ratings and people) into a store.
 
-    python benchmarks/sync_demo.py --tickets 1000000
-    python benchmarks/sync_demo.py --database postgresql+psycopg://cskpi@127.0.0.1:5432/bench
+    python -m benchmarks.sync_demo --tickets 1000000
+    python -m benchmarks.sync_demo --database postgresql+psycopg://cskpi@127.0.0.1:5432/bench
 
 Target (issue 3): ≥ 20,000 tickets/s end to end, peak RSS < 200 MB, and memory that does
 not grow with the number of tickets (RSS sampled along the way is printed).
