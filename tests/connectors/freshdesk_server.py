@@ -22,24 +22,30 @@ and answers 429 beyond them.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import math
 import random
 import re
-import socket
 import threading
 from array import array
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from cskpi.core.clock import Clock, SystemClock
+from tests.connectors.imitation import (
+    Answer,
+    Fault,
+    Faults,
+    HttpImitation,
+    Query,
+    one,
+    serve_main,
+)
 from tests.connectors.zendesk_server import iso
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: the first ticket
@@ -111,7 +117,7 @@ class TicketData:
 class Logged:
     at: float
     path: str
-    query: dict[str, list[str]]
+    query: Query
     status: int
 
 
@@ -349,18 +355,10 @@ def _iso(ts: int | None) -> str | None:
     return None if ts is None else iso(ts)
 
 
-Fault = int | str  # an HTTP status to answer with, "drop" the connection, or "ok" (serve it)
 TICKET_LIST = "/api/v2/tickets"
 
 
-@dataclass
-class _Answer:
-    status: int
-    body: Any = None  # JSON, or str for ready-made JSON text; status 0: drop the connection
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class FreshdeskImitation:
+class FreshdeskImitation(HttpImitation):
     """The server: :meth:`start` it, use :attr:`url` as ``base_url``, :meth:`stop` it.
 
     ``limits`` = (account credits per minute, ticket-list calls per minute), enforced on
@@ -386,31 +384,17 @@ class FreshdeskImitation:
         self.throttled = 0  # 429s the limits gave (scripted ones not counted)
         self.on_list: Callable[[int], None] | None = None
         self._lists = 0
-        self._faults: list[tuple[str, Fault]] = []
+        self._faults = Faults(exact=True)
         self._credits: list[tuple[float, int]] = []  # (time, credits) of answered requests
         self._listings: list[float] = []  # times of answered ticket-list requests
         self._texts: dict[tuple[int, frozenset[str]], tuple[tuple[int, str], str]] = {}
         self._threads: dict[int, list[str]] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     def script(self, path: str, *faults: Fault) -> None:
         """The next requests to ``path`` get these faults, in
         order (``"ok"`` lets one through, to place a fault mid-stream)."""
         with self.desk.lock:
-            self._faults += [(path, f) for f in faults]
+            self._faults.add(path, *faults)
 
     def requests_to(self, path: str) -> list[Logged]:
         with self.desk.lock:
@@ -425,7 +409,10 @@ class FreshdeskImitation:
 
     # --- request handling ---------------------------------------------------------------
 
-    def answer(self, path: str, query: dict[str, list[str]], auth: str | None) -> _Answer:
+    def respond(self, method: str, path: str, query: Query, body: Any, auth: str | None) -> Answer:
+        return self.answer(path, query, auth)
+
+    def answer(self, path: str, query: Query, auth: str | None) -> Answer:
         with self.desk.lock:
             now = self.clock.now()
             answer, cost = self._route(path, query, auth, now)
@@ -437,16 +424,12 @@ class FreshdeskImitation:
             answer.headers.update(self._quota_headers(now, cost))
             return answer
 
-    def _route(
-        self, path: str, query: dict[str, list[str]], auth: str | None, now: float
-    ) -> tuple[_Answer, int]:
-        fault = next((f for f in self._faults if path == f[0]), None)
+    def _route(self, path: str, query: Query, auth: str | None, now: float) -> tuple[Answer, int]:
+        fault = self._faults.take(path)
         if fault is not None:
-            self._faults.remove(fault)
-            if fault[1] != "ok":
-                return _fault(fault[1], self.retry_after), 0
+            return _fault(fault, self.retry_after), 0
         if auth != self.accepted:
-            return _Answer(
+            return Answer(
                 401, {"code": "invalid_credentials", "message": "You have to be logged in"}
             ), 0
         cost = _cost(path, query)
@@ -463,7 +446,7 @@ class FreshdeskImitation:
             return self.conversations(int(found[1]), query), cost
         route = _ROUTES.get(path)
         if route is None:
-            return _Answer(404, {"code": "not_found", "message": "Not found"}), 0
+            return Answer(404, {"code": "not_found", "message": "Not found"}), 0
         return route(self, query), cost
 
     def _limit_wait(self, now: float, cost: int, listing: bool) -> int:
@@ -494,13 +477,13 @@ class FreshdeskImitation:
 
     # --- endpoints ----------------------------------------------------------------------
 
-    def me(self, query: dict[str, list[str]]) -> _Answer:
-        return _Answer(200, {"id": FIRST_AGENT, "contact": {"name": "Agent 1001"}})
+    def me(self, query: Query) -> Answer:
+        return Answer(200, {"id": FIRST_AGENT, "contact": {"name": "Agent 1001"}})
 
-    def ticket_list(self, query: dict[str, list[str]]) -> _Answer:
-        per_page, page = int(_one(query, "per_page") or 30), int(_one(query, "page") or 1)
+    def ticket_list(self, query: Query) -> Answer:
+        per_page, page = int(one(query, "per_page") or 30), int(one(query, "page") or 1)
         if per_page > 100 or page > self.page_cap:
-            return _Answer(
+            return Answer(
                 400,
                 {
                     "description": "Validation failed",
@@ -514,12 +497,12 @@ class FreshdeskImitation:
                     ],
                 },
             )
-        if _one(query, "order_by") != "updated_at" or _one(query, "order_type") != "asc":
-            return _Answer(400, {"description": "this imitation sorts by updated_at asc only"})
-        since = _one(query, "updated_since")
-        keys = self.desk.keys[_one(query, "filter") or ""]
+        if one(query, "order_by") != "updated_at" or one(query, "order_type") != "asc":
+            return Answer(400, {"description": "this imitation sorts by updated_at asc only"})
+        since = one(query, "updated_since")
+        keys = self.desk.keys[one(query, "filter") or ""]
         lo = bisect_left(keys, _unix(since) << _SHIFT) if since else 0
-        include = frozenset((_one(query, "include") or "").split(","))
+        include = frozenset((one(query, "include") or "").split(","))
         start = (page - 1) * per_page
         if since:
             chosen = keys[lo + start : lo + start + per_page + 1]  # one more: is there a next?
@@ -530,7 +513,7 @@ class FreshdeskImitation:
             picked = recent[start : start + per_page + 1]
         texts = [self._ticket_text(t, include) for t in picked[:per_page]]
         more = len(picked) > per_page
-        return _Answer(200, f"[{', '.join(texts)}]", self._link(TICKET_LIST, query, more))
+        return Answer(200, f"[{', '.join(texts)}]", self._link(TICKET_LIST, query, more))
 
     def _ticket_text(self, t: TicketData, include: frozenset[str]) -> str:
         """A ticket's JSON, cached until it changes (rendering would dominate a benchmark)."""
@@ -541,10 +524,10 @@ class FreshdeskImitation:
             cached = self._texts[key] = ((t.updated, t.where), text)
         return cached[1]
 
-    def conversations(self, ident: int, query: dict[str, list[str]]) -> _Answer:
+    def conversations(self, ident: int, query: Query) -> Answer:
         t = self.desk.tickets.get(ident)
         if t is None or t.where:
-            return _Answer(404, {"code": "not_found"})
+            return Answer(404, {"code": "not_found"})
         return self._paged(f"/api/v2/tickets/{ident}/conversations", query, self._thread_text(t))
 
     def _thread_text(self, t: TicketData) -> list[str]:
@@ -555,7 +538,7 @@ class FreshdeskImitation:
             ]
         return found
 
-    def agents(self, query: dict[str, list[str]]) -> _Answer:
+    def agents(self, query: Query) -> Answer:
         found = [
             {
                 "id": FIRST_AGENT + a,
@@ -570,18 +553,18 @@ class FreshdeskImitation:
         ]
         return self._paged("/api/v2/agents", query, found)
 
-    def groups(self, query: dict[str, list[str]]) -> _Answer:
+    def groups(self, query: Query) -> Answer:
         found = [{"id": FIRST_GROUP + g, "name": f"Group {g + 1}"} for g in range(GROUPS)]
         return self._paged("/api/v2/groups", query, found)
 
-    def companies(self, query: dict[str, list[str]]) -> _Answer:
+    def companies(self, query: Query) -> Answer:
         found = [
             {"id": FIRST_COMPANY + c, "name": f"Company {c + 1}", "created_at": iso(T0 - c * 86400)}
             for c in range(self.desk.companies)
         ]
         return self._paged("/api/v2/companies", query, found)
 
-    def surveys(self, query: dict[str, list[str]]) -> _Answer:
+    def surveys(self, query: Query) -> Answer:
         found = [
             {
                 "id": survey,
@@ -602,15 +585,15 @@ class FreshdeskImitation:
         ]
         return self._paged("/api/v2/surveys", query, found)
 
-    def satisfaction_ratings(self, query: dict[str, list[str]]) -> _Answer:
-        since = _one(query, "created_since")
+    def satisfaction_ratings(self, query: Query) -> Answer:
+        since = one(query, "created_since")
         start = _unix(since) if since else 0
         found = [self.desk.rating_json(r) for r in self.desk.ratings if r.created >= start]
         return self._paged("/api/v2/surveys/satisfaction_ratings", query, found)
 
-    def _paged(self, path: str, query: dict[str, list[str]], items: list[Any]) -> _Answer:
+    def _paged(self, path: str, query: Query, items: list[Any]) -> Answer:
         """``page``/``per_page`` (at most 100) over objects, or over JSON texts."""
-        per_page, page = min(int(_one(query, "per_page") or 30), 100), int(_one(query, "page") or 1)
+        per_page, page = min(int(one(query, "per_page") or 30), 100), int(one(query, "page") or 1)
         start = (page - 1) * per_page
         more = start + per_page < len(items)
         chosen = items[start : start + per_page]
@@ -619,22 +602,22 @@ class FreshdeskImitation:
             if not chosen or not isinstance(chosen[0], str)
             else (f"[{', '.join(chosen)}]")
         )
-        return _Answer(200, body, self._link(path, query, more))
+        return Answer(200, body, self._link(path, query, more))
 
-    def _link(self, path: str, query: dict[str, list[str]], more: bool) -> dict[str, str]:
+    def _link(self, path: str, query: Query, more: bool) -> dict[str, str]:
         if not more:
             return {}
         following = {k: v[0] for k, v in query.items()} | {
-            "page": str(int(_one(query, "page") or 1) + 1)
+            "page": str(int(one(query, "page") or 1) + 1)
         }
         return {"Link": f'<{self.url}{path}?{urlencode(following)}>; rel="next"'}
 
 
-def _cost(path: str, query: dict[str, list[str]]) -> int:
+def _cost(path: str, query: Query) -> int:
     """Credits: 1 a call; the ticket list 2 more for each ``include``."""
     if path != TICKET_LIST:
         return 1
-    include = [part for part in (_one(query, "include") or "").split(",") if part]
+    include = [part for part in (one(query, "include") or "").split(",") if part]
     return 1 + 2 * len(include)
 
 
@@ -642,25 +625,20 @@ def _unix(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp())
 
 
-def _fault(fault: Fault, retry_after: int) -> _Answer:
+def _fault(fault: Fault, retry_after: int) -> Answer:
     if fault == "drop":
-        return _Answer(0)
+        return Answer(0)
     status = int(fault)
     if status == 429:
-        return _Answer(
+        return Answer(
             429,
             {"code": "rate_limited", "message": "Call limit reached for this minute"},
             {"Retry-After": str(retry_after)},
         )
-    return _Answer(status, {"code": "service_unavailable" if status >= 500 else "bad_request"})
+    return Answer(status, {"code": "service_unavailable" if status >= 500 else "bad_request"})
 
 
-def _one(query: dict[str, list[str]], key: str) -> str | None:
-    values = query.get(key)
-    return values[0] if values else None
-
-
-_ROUTES: dict[str, Callable[[FreshdeskImitation, dict[str, list[str]]], _Answer]] = {
+_ROUTES: dict[str, Callable[[FreshdeskImitation, Query], Answer]] = {
     "/api/v2/agents/me": FreshdeskImitation.me,
     "/api/v2/agents": FreshdeskImitation.agents,
     "/api/v2/groups": FreshdeskImitation.groups,
@@ -670,49 +648,8 @@ _ROUTES: dict[str, Callable[[FreshdeskImitation, dict[str, list[str]]], _Answer]
 }
 
 
-def _handler(imitation: FreshdeskImitation) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the real API
-
-        def setup(self) -> None:
-            super().setup()
-            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def do_GET(self) -> None:  # http.server calls do_<METHOD>
-            parts = urlsplit(self.path)
-            query = parse_qs(parts.query, keep_blank_values=True)
-            answer = imitation.answer(parts.path, query, self.headers.get("Authorization"))
-            if answer.status == 0:
-                self.close_connection = True
-                return
-            text = answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
-            payload = text.encode()
-            self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for key, value in answer.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 def main() -> None:
-    """Serve an imitation until killed; the first line printed is its URL."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tickets", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--warm", action="store_true", help="render every record up front")
-    args = parser.parse_args()
-    server = FreshdeskImitation(args.tickets, args.seed)
-    if args.warm:
-        server.warm()
-    print(server.start(), flush=True)  # the parent reads the URL from this line
-    threading.Event().wait()
+    serve_main(__doc__, FreshdeskImitation, "tickets", 3000)
 
 
 if __name__ == "__main__":

@@ -21,20 +21,17 @@ conversation vanish between a search and its retrieval.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import random
-import socket
 import threading
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, ClassVar
 
 from cskpi.core.clock import Clock, SystemClock
+from tests.connectors.imitation import Answer, Fault, Faults, HttpImitation, Query, serve_main
 
 T0 = 1_690_000_000  # the first conversation (2023-07-22); the data ends well before 1.7e9
 SPAN = 90 * 86400
@@ -338,19 +335,11 @@ class Logged:
     status: int
 
 
-@dataclass
-class _Answer:
-    status: int
-    body: Any = None  # JSON, or a ready JSON text; status 0: drop the connection
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-Fault = int | str  # an HTTP status to answer with, "drop" the connection, or "ok"
-
-
-class IntercomImitation:
+class IntercomImitation(HttpImitation):
     """The server: :meth:`start` it, use :attr:`url` as ``base_url``, :meth:`stop` it.
     ``limit`` is the requests per 10-second window (Intercom's 1,000/min is 167)."""
+
+    methods: ClassVar[frozenset[str]] = frozenset({"GET", "POST"})
 
     def __init__(
         self,
@@ -366,30 +355,16 @@ class IntercomImitation:
         self.limit, self.token = limit, token
         self.log: list[Logged] = []
         self.throttled = 0  # 429s the limit gave (scripted ones not counted)
-        self._faults: list[tuple[str, Fault]] = []
+        self._faults = Faults()
         self._vanishing: set[int] = set()
         self._window: tuple[int, int] = (0, 0)  # (window start, requests served in it)
         self._texts: dict[int, tuple[int, str]] = {}
         self._found: tuple[tuple[str, int], list[tuple[int, int]]] = (("", -1), [])
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     def script(self, path_prefix: str, *faults: Fault) -> None:
         """The next requests whose path starts with ``path_prefix`` get these faults."""
         with self.ws.lock:
-            self._faults += [(path_prefix, f) for f in faults]
+            self._faults.add(path_prefix, *faults)
 
     def delete_on_fetch(self, ident: int) -> None:
         """Search still lists the conversation; its retrieval finds it deleted."""
@@ -412,9 +387,7 @@ class IntercomImitation:
 
     # --- request handling ---------------------------------------------------------------
 
-    def answer(
-        self, method: str, path: str, query: dict[str, list[str]], body: Any, auth: str | None
-    ) -> _Answer:
+    def respond(self, method: str, path: str, query: Query, body: Any, auth: str | None) -> Answer:
         with self.ws.lock:
             wall = self.clock.wall()
             answer = self._route(method, path, query, body, auth, wall)
@@ -425,30 +398,28 @@ class IntercomImitation:
         self,
         method: str,
         path: str,
-        query: dict[str, list[str]],
+        query: Query,
         body: Any,
         auth: str | None,
         wall: float,
-    ) -> _Answer:
-        fault = next((f for f in self._faults if path.startswith(f[0])), None)
+    ) -> Answer:
+        fault = self._faults.take(path)
+        if fault == "drop":
+            return Answer(0)
         if fault is not None:
-            self._faults.remove(fault)
-            if fault[1] == "drop":
-                return _Answer(0)
-            if fault[1] != "ok":
-                return self._limited(_Answer(int(fault[1]), _error(int(fault[1]))), wall, False)
+            return self._limited(Answer(int(fault), _error(int(fault))), wall, False)
         if auth != f"Bearer {self.token}":
-            return _Answer(401, _error(401))
+            return Answer(401, _error(401))
         start, used = self._window
         window = int(wall) // 10 * 10
         used = used if window == start else 0
         if self.limit is not None and used >= self.limit:
             self.throttled += 1
-            return self._limited(_Answer(429, _error(429)), wall, False)
+            return self._limited(Answer(429, _error(429)), wall, False)
         self._window = (window, used + 1)
         return self._limited(self._dispatch(method, path, query, body), wall, True)
 
-    def _limited(self, answer: _Answer, wall: float, counted: bool) -> _Answer:
+    def _limited(self, answer: Answer, wall: float, counted: bool) -> Answer:
         limit = self.limit or 1667
         window, used = self._window
         if int(wall) // 10 * 10 != window:
@@ -462,23 +433,23 @@ class IntercomImitation:
         )
         return answer
 
-    def _dispatch(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> _Answer:
+    def _dispatch(self, method: str, path: str, query: Query, body: Any) -> Answer:
         if method == "POST" and path == "/conversations/search":
             return self.search(body)
         if method == "GET" and path.startswith("/conversations/"):
             return self.conversation(path.rsplit("/", 1)[1])
         route = _ROUTES.get(path) if method == "GET" else None
         if route is None:
-            return _Answer(404, _error(404))
+            return Answer(404, _error(404))
         return route(self, query)
 
     # --- endpoints ----------------------------------------------------------------------
 
-    def search(self, body: Any) -> _Answer:
+    def search(self, body: Any) -> Answer:
         paging = body.get("pagination") or {}
         per_page = int(paging.get("per_page") or 20)
         if per_page > 150 or body.get("sort") != {"field": "updated_at", "order": "ascending"}:
-            return _Answer(400, _error(400))
+            return Answer(400, _error(400))
         found = self._matching(body["query"])
         after = paging.get("starting_after")
         lo = 0
@@ -495,7 +466,7 @@ class IntercomImitation:
         if rest > per_page:
             pages["next"] = {"page": 2, "starting_after": starting_after(*page[-1])}
         items = [conversation_json(self.ws.convs[k[1]], False) for k in page]
-        return _Answer(
+        return Answer(
             200,
             {
                 "type": "conversation.list",
@@ -514,13 +485,13 @@ class IntercomImitation:
             self._found = (key, found)
         return self._found[1]
 
-    def conversation(self, ident: str) -> _Answer:
+    def conversation(self, ident: str) -> Answer:
         c = self.ws.convs.get(int(ident)) if ident.isdigit() else None
         if c is not None and c.id in self._vanishing:
             self.ws.delete(c.id)
             c = None
         if c is None:
-            return _Answer(
+            return Answer(
                 404,
                 {
                     "type": "error.list",
@@ -529,7 +500,7 @@ class IntercomImitation:
                     ],
                 },
             )
-        return _Answer(200, self._text(c))
+        return Answer(200, self._text(c))
 
     def _text(self, c: Conv) -> str:
         cached = self._texts.get(c.id)
@@ -537,10 +508,10 @@ class IntercomImitation:
             cached = self._texts[c.id] = (c.updated, json.dumps(conversation_json(c, True)))
         return cached[1]
 
-    def me(self, query: dict[str, list[str]]) -> _Answer:
-        return _Answer(200, {"type": "admin", "id": str(FIRST_ADMIN), "email": "ops@acme.test"})
+    def me(self, query: Query) -> Answer:
+        return Answer(200, {"type": "admin", "id": str(FIRST_ADMIN), "email": "ops@acme.test"})
 
-    def admins(self, query: dict[str, list[str]]) -> _Answer:
+    def admins(self, query: Query) -> Answer:
         staff = [
             {
                 "type": "admin",
@@ -558,16 +529,16 @@ class IntercomImitation:
             "email": "operator+acme@intercom.io",
             "team_ids": [],
         }
-        return _Answer(200, {"type": "admin.list", "admins": [*staff, bot]})
+        return Answer(200, {"type": "admin.list", "admins": [*staff, bot]})
 
-    def teams(self, query: dict[str, list[str]]) -> _Answer:
+    def teams(self, query: Query) -> Answer:
         found = [
             {"type": "team", "id": str(FIRST_TEAM + t), "name": f"Team {t}", "admin_ids": []}
             for t in range(TEAMS)
         ]
-        return _Answer(200, {"type": "team.list", "teams": found})
+        return Answer(200, {"type": "team.list", "teams": found})
 
-    def companies(self, query: dict[str, list[str]]) -> _Answer:
+    def companies(self, query: Query) -> Answer:
         """10 a page; the same scroll_param throughout, then an empty page."""
         param = (query.get("scroll_param") or [""])[0]
         lo = 0 if not param else int(param.split("-")[1])
@@ -581,7 +552,7 @@ class IntercomImitation:
             for k in range(lo, min(lo + 10, COMPANIES))
         ]
         # the real scroll_param stays the same; here the offset rides along to stay stateless
-        return _Answer(
+        return Answer(
             200,
             {
                 "type": "list",
@@ -598,7 +569,7 @@ def _error(status: int) -> dict[str, Any]:
     return {"type": "error.list", "errors": [{"code": code or "server_error", "message": "x"}]}
 
 
-_ROUTES: dict[str, Callable[[IntercomImitation, dict[str, list[str]]], _Answer]] = {
+_ROUTES: dict[str, Callable[[IntercomImitation, Query], Answer]] = {
     "/me": IntercomImitation.me,
     "/admins": IntercomImitation.admins,
     "/teams": IntercomImitation.teams,
@@ -606,57 +577,8 @@ _ROUTES: dict[str, Callable[[IntercomImitation, dict[str, list[str]]], _Answer]]
 }
 
 
-def _handler(imitation: IntercomImitation) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the real API
-
-        def setup(self) -> None:
-            super().setup()
-            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def do_GET(self) -> None:  # http.server calls do_<METHOD>
-            self._serve("GET", None)
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            self._serve("POST", json.loads(self.rfile.read(length) or b"{}"))
-
-        def _serve(self, method: str, body: Any) -> None:
-            parts = urlsplit(self.path)
-            query = parse_qs(parts.query, keep_blank_values=True)
-            auth = self.headers.get("Authorization")
-            answer = imitation.answer(method, parts.path, query, body, auth)
-            if answer.status == 0:
-                self.close_connection = True
-                return
-            text = answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
-            payload = text.encode()
-            self.send_response(answer.status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            for key, value in answer.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 def main() -> None:
-    """Serve an imitation until killed; the first line printed is its URL."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--conversations", type=int, default=600)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--warm", action="store_true", help="render every conversation up front")
-    args = parser.parse_args()
-    server = IntercomImitation(args.conversations, args.seed)
-    if args.warm:
-        server.warm()
-    print(server.start(), flush=True)  # the parent reads the URL from this line
-    threading.Event().wait()
+    serve_main(__doc__, IntercomImitation, "conversations", 600)
 
 
 if __name__ == "__main__":

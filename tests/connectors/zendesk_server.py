@@ -18,12 +18,10 @@ bearer auth, and scripted faults (429 with ``Retry-After``, 5xx, a dropped conne
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import math
 import random
-import socket
 import threading
 from array import array
 from bisect import bisect_left, bisect_right
@@ -31,11 +29,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from cskpi.core.clock import Clock, SystemClock
+from tests.connectors.imitation import (
+    Answer,
+    Fault,
+    Faults,
+    HttpImitation,
+    Query,
+    one,
+    serve_main,
+)
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: the first ticket
 SPAN = 120 * 86400  # tickets are created over 120 days
@@ -138,7 +143,7 @@ class TicketData:
 class Logged:
     at: float
     path: str
-    query: dict[str, list[str]]
+    query: Query
     status: int
 
 
@@ -403,10 +408,7 @@ def _user(ident: int, role: str, updated: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-Fault = int | str  # an HTTP status to answer with, "drop" the connection, or "ok" (serve it)
-
-
-class ZendeskImitation:
+class ZendeskImitation(HttpImitation):
     """The server: :meth:`start` it, use :attr:`url` as ``base_url``, :meth:`stop` it."""
 
     def __init__(
@@ -430,30 +432,16 @@ class ZendeskImitation:
         }
         self.log: list[Logged] = []
         self.throttled = 0  # 429s the export limit gave (scripted ones not counted)
-        self._faults: list[tuple[str, Fault]] = []
+        self._faults = Faults()
         self._served: list[tuple[float, bool]] = []  # (time, an export?) of answered requests
         self._texts: dict[tuple[int, bool], tuple[int, str]] = {}
         self._rated: dict[tuple[int, bool], list[Rating]] = {}  # ratings never change
-        self._server: ThreadingHTTPServer | None = None
-        self.url = ""
-
-    def start(self) -> str:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self.url
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
     def script(self, path_prefix: str, *faults: Fault) -> None:
         """The next requests whose path starts with ``path_prefix`` get these faults, in
         order (``"ok"`` lets one through, to place a fault mid-stream)."""
         with self.desk.lock:
-            self._faults += [(path_prefix, f) for f in faults]
+            self._faults.add(path_prefix, *faults)
 
     def requests_to(self, prefix: str) -> list[Logged]:
         with self.desk.lock:
@@ -461,7 +449,10 @@ class ZendeskImitation:
 
     # --- request handling ---------------------------------------------------------------
 
-    def answer(self, path: str, query: dict[str, list[str]], auth: str | None) -> _Answer:
+    def respond(self, method: str, path: str, query: Query, body: Any, auth: str | None) -> Answer:
+        return self.answer(path, query, auth)
+
+    def answer(self, path: str, query: Query, auth: str | None) -> Answer:
         with self.desk.lock:
             now = self.clock.now()
             answer = self._route(path, query, auth, now)
@@ -471,23 +462,19 @@ class ZendeskImitation:
             answer.headers.update(self._quota_headers(now))
             return answer
 
-    def _route(
-        self, path: str, query: dict[str, list[str]], auth: str | None, now: float
-    ) -> _Answer:
-        fault = next((f for f in self._faults if path.startswith(f[0])), None)
+    def _route(self, path: str, query: Query, auth: str | None, now: float) -> Answer:
+        fault = self._faults.take(path)
         if fault is not None:
-            self._faults.remove(fault)
-            if fault[1] != "ok":
-                return _fault(fault[1], self.retry_after)
+            return _fault(fault, self.retry_after)
         if auth not in self.accepted:
-            return _Answer(401, {"error": "Couldn't authenticate you"})
+            return Answer(401, {"error": "Couldn't authenticate you"})
         wait = self._export_wait(now) if path.startswith(_EXPORTS) else 0
         if wait > 0:
             self.throttled += 1
             return _fault(429, wait)
         route = _ROUTES.get(path)
         if route is None:
-            return _Answer(404, {"error": "InvalidEndpoint", "description": "Not found"})
+            return Answer(404, {"error": "InvalidEndpoint", "description": "Not found"})
         return route(self, query)
 
     def _export_wait(self, now: float) -> int:
@@ -509,11 +496,11 @@ class ZendeskImitation:
 
     # --- endpoints ----------------------------------------------------------------------
 
-    def me(self, query: dict[str, list[str]]) -> _Answer:
-        return _Answer(200, {"user": {"id": ADMIN, "name": "User 1000", "role": "admin"}})
+    def me(self, query: Query) -> Answer:
+        return Answer(200, {"user": {"id": ADMIN, "name": "User 1000", "role": "admin"}})
 
-    def ticket_export(self, query: dict[str, list[str]]) -> _Answer:
-        metrics = "metric_sets" in (_one(query, "include") or "")
+    def ticket_export(self, query: Query) -> Answer:
+        metrics = "metric_sets" in (one(query, "include") or "")
 
         def render(key: int) -> str:
             return self._ticket_text(self.desk.tickets[key & 0xFFFFFFFF], metrics)
@@ -547,7 +534,7 @@ class ZendeskImitation:
             for key in self.desk.event_keys:
                 self._event_text(key & 0xFFFFFFFF)
 
-    def user_export(self, query: dict[str, list[str]]) -> _Answer:
+    def user_export(self, query: Query) -> Answer:
         def render(key: int) -> str:
             user = self.desk.users[key & 0xFFFFFFFF]
             return json.dumps({k: v for k, v in user.items() if k != "_key"})
@@ -555,12 +542,12 @@ class ZendeskImitation:
         return self._cursor_export(query, self.desk.user_keys, "users", render)
 
     def _cursor_export(
-        self, query: dict[str, list[str]], keys: array[int], name: str, render: Callable[[int], str]
-    ) -> _Answer:
-        per_page = int(_one(query, "per_page") or 1000)
-        cursor, start = _one(query, "cursor"), _one(query, "start_time")
+        self, query: Query, keys: array[int], name: str, render: Callable[[int], str]
+    ) -> Answer:
+        per_page = int(one(query, "per_page") or 1000)
+        cursor, start = one(query, "cursor"), one(query, "start_time")
         if per_page > 1000 or (cursor is None and start is None):
-            return _Answer(400, {"error": "InvalidPaginationParameter"})
+            return Answer(400, {"error": "InvalidPaginationParameter"})
         lo = (
             bisect_right(keys, _cursor_key(cursor))
             if cursor
@@ -574,19 +561,19 @@ class ZendeskImitation:
             "end_of_stream": lo + per_page >= len(keys),
         })  # fmt: skip
 
-    def event_export(self, query: dict[str, list[str]]) -> _Answer:
+    def event_export(self, query: Query) -> Answer:
         """Time-based: up to 1000 events from ``start_time`` (inclusive), extended to every
         event of the last second, so ``end_time`` is the next ``start_time``."""
-        start = int(_one(query, "start_time") or -1)
+        start = int(one(query, "start_time") or -1)
         if start < 0:
-            return _Answer(400, {"error": "InvalidValue", "description": "start_time is required"})
+            return Answer(400, {"error": "InvalidValue", "description": "start_time is required"})
         keys = self.desk.event_keys
         lo = bisect_left(keys, start << _ID_SHIFT)
         hi = min(lo + 1000, len(keys))
         if hi > lo:
             hi = bisect_left(keys, ((keys[hi - 1] >> _ID_SHIFT) + 1) << _ID_SHIFT)
         end = keys[hi - 1] >> _ID_SHIFT if hi > lo else start
-        if "comment_events" in (_one(query, "include") or ""):
+        if "comment_events" in (one(query, "include") or ""):
             events = [self._event_text(key & 0xFFFFFFFF) for key in keys[lo:hi]]
         else:  # without the side-load, only flags describe a comment
             events = [json.dumps(_flags(self.desk.event_json(key & 0xFFFFFFFF)))
@@ -597,28 +584,28 @@ class ZendeskImitation:
             "end_of_stream": hi >= len(keys),
         })  # fmt: skip
 
-    def agents(self, query: dict[str, list[str]]) -> _Answer:
+    def agents(self, query: Query) -> Answer:
         roles = set(query.get("role[]", [])) or {"end-user", "agent", "admin"}
         users = [u for u in self.desk.users.values() if u["role"] in roles]
         return self._listing(
             query, "users", [{k: v for k, v in u.items() if k != "_key"} for u in users]
         )
 
-    def groups(self, query: dict[str, list[str]]) -> _Answer:
+    def groups(self, query: Query) -> Answer:
         found = [
             {"id": FIRST_GROUP + g, "name": f"Group {g + 1}", "deleted": False}
             for g in range(GROUPS)
         ]
         return self._listing(query, "groups", found)
 
-    def organizations(self, query: dict[str, list[str]]) -> _Answer:
+    def organizations(self, query: Query) -> Answer:
         found = [{"id": FIRST_ORG + o, "name": f"Org {o + 1}", "created_at": iso(T0 - o * 86400)}
                  for o in range(self.desk.orgs)]  # fmt: skip
         return self._listing(query, "organizations", found)
 
-    def satisfaction_ratings(self, query: dict[str, list[str]]) -> _Answer:
-        start = int(_one(query, "start_time") or 0)
-        answered = _one(query, "score") == "received"
+    def satisfaction_ratings(self, query: Query) -> Answer:
+        start = int(one(query, "start_time") or 0)
+        answered = one(query, "score") == "received"
         found = self._rated.get((start, answered))
         if found is None:  # kept per filter: paging 100 at a time re-asks the same question
             found = self._rated[(start, answered)] = [
@@ -638,20 +625,20 @@ class ZendeskImitation:
 
     def _listing(
         self,
-        query: dict[str, list[str]],
+        query: Query,
         name: str,
         items: list[Any],
         render: Callable[[Any], Any] = lambda item: item,
-    ) -> _Answer:
+    ) -> Answer:
         """Cursor pagination: ``page[size]`` (at most 100), ``page[after]``."""
-        size = min(int(_one(query, "page[size]") or 100), 100)
-        after = _one(query, "page[after]")
+        size = min(int(one(query, "page[size]") or 100), 100)
+        after = one(query, "page[after]")
         lo = int(base64.b64decode(after).decode()) if after else 0
         hi = min(lo + size, len(items))
         more = hi < len(items)
         token = base64.b64encode(str(hi).encode()).decode()
         link = f"{self.url}/api/v2/{name}.json?page[size]={size}&page[after]={token}"
-        return _Answer(200, {
+        return Answer(200, {
             name: [render(item) for item in items[lo:hi]],
             "meta": {"has_more": more, "after_cursor": token if more else None,
                      "before_cursor": None},
@@ -659,27 +646,19 @@ class ZendeskImitation:
         })  # fmt: skip
 
 
-@dataclass
-class _Answer:
-    status: int
-    body: Any = None  # JSON, or str for a text or ready-made JSON body; status 0: drop
-    headers: dict[str, str] = field(default_factory=dict)
-    kind: str = "application/json; charset=utf-8"
-
-
-def _joined(name: str, texts: list[str], rest: dict[str, Any]) -> _Answer:
+def _joined(name: str, texts: list[str], rest: dict[str, Any]) -> Answer:
     """A JSON body from records already rendered as JSON text, and the page's other keys."""
-    return _Answer(200, f'{{"{name}": [{", ".join(texts)}], {json.dumps(rest)[1:]}')
+    return Answer(200, f'{{"{name}": [{", ".join(texts)}], {json.dumps(rest)[1:]}')
 
 
-def _fault(fault: Fault, retry_after: int) -> _Answer:
+def _fault(fault: Fault, retry_after: int) -> Answer:
     if fault == "drop":
-        return _Answer(0)
+        return Answer(0)
     status = int(fault)
     if status == 429:  # edge protection answers without a JSON body
-        return _Answer(429, "Rate limited by Zendesk edge protection",
+        return Answer(429, "Rate limited by Zendesk edge protection",
                        {"Retry-After": str(retry_after)}, "text/plain")  # fmt: skip
-    return _Answer(status, {"error": "ServiceUnavailable" if status >= 500 else "BadRequest"})
+    return Answer(status, {"error": "ServiceUnavailable" if status >= 500 else "BadRequest"})
 
 
 def _flags(event: dict[str, Any]) -> dict[str, Any]:
@@ -691,12 +670,7 @@ def _flags(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _one(query: dict[str, list[str]], key: str) -> str | None:
-    values = query.get(key)
-    return values[0] if values else None
-
-
-_ROUTES: dict[str, Callable[[ZendeskImitation, dict[str, list[str]]], _Answer]] = {
+_ROUTES: dict[str, Callable[[ZendeskImitation, Query], Answer]] = {
     "/api/v2/users/me.json": ZendeskImitation.me,
     "/api/v2/incremental/tickets/cursor.json": ZendeskImitation.ticket_export,
     "/api/v2/incremental/users/cursor.json": ZendeskImitation.user_export,
@@ -708,52 +682,8 @@ _ROUTES: dict[str, Callable[[ZendeskImitation, dict[str, list[str]]], _Answer]] 
 }
 
 
-def _handler(imitation: ZendeskImitation) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as the real API
-
-        def setup(self) -> None:
-            super().setup()  # headers and body go out in separate writes: no Nagle stalls
-            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def do_GET(self) -> None:  # http.server calls do_<METHOD>
-            parts = urlsplit(self.path)
-            query = parse_qs(parts.query, keep_blank_values=True)
-            answer = imitation.answer(parts.path, query, self.headers.get("Authorization"))
-            if answer.status == 0:
-                self.close_connection = True
-                return
-            text = answer.body if isinstance(answer.body, str) else json.dumps(answer.body)
-            payload = text.encode()
-            self.send_response(answer.status)
-            kind = (
-                "text/plain" if isinstance(answer.body, str) else "application/json; charset=utf-8"
-            )
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(payload)))
-            for key, value in answer.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
-
-
 def main() -> None:
-    """Serve an imitation until killed; the first line printed is its URL."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--tickets", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--warm", action="store_true", help="render every record up front")
-    args = parser.parse_args()
-    server = ZendeskImitation(args.tickets, args.seed)
-    if args.warm:
-        server.warm()
-    print(server.start(), flush=True)  # the parent reads the URL from this line
-    threading.Event().wait()
+    serve_main(__doc__, ZendeskImitation, "tickets", 3000)
 
 
 if __name__ == "__main__":
