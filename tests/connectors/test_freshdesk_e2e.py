@@ -8,20 +8,28 @@ also prove that a sync never asks past the cap and stays under the limits; they 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.db import open_engine
 from cskpi.core.http import AuthError
-from cskpi.core.state import all_states
-from cskpi.core.sync import Source, SyncReport, run_sync
+from cskpi.core.sync import Source, run_sync
+from tests.connectors.e2e import (
+    TABLES,
+    by_id,
+    clean_sync,
+    content,
+    cursors,
+    database,
+    positions,
+    rows,
+    sync,
+    the_failure,
+)
 from tests.connectors.freshdesk_server import (
     AGENTS,
     DELETED,
@@ -35,8 +43,6 @@ from tests.connectors.freshdesk_server import (
 
 TICKETS = 700
 PAGE_CAP = 5
-TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
-Content = dict[str, list[tuple[object, ...]]]
 
 # Rate limits and retries wait on a FakeClock: any real sleep fails the test.
 pytestmark = pytest.mark.usefixtures("no_real_sleep")
@@ -69,31 +75,6 @@ def freshdesk(server: FreshdeskImitation, clock: FakeClock, key: str) -> Freshde
         status_map={6: "on_hold"},
     )  # fmt: skip
     return FreshdeskConnector("fd", settings, clock=clock)
-
-
-def database(folder: Path, name: str = "fd.db") -> Engine:
-    return open_engine(f"sqlite:///{folder / name}")
-
-
-def sync(engine: Engine, connector: FreshdeskConnector) -> SyncReport:
-    report = run_sync(engine, [Source("fd", connector)])
-    connector.clock.sleep(15 * 60)  # the next scheduled run comes a quarter of an hour later
-    return report
-
-
-def rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
-    path = engine.url.database
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def content(engine: Engine) -> Content:
-    return {t: rows(engine, f"SELECT * FROM {t} ORDER BY id") for t in TABLES}
-
-
-def cursors(engine: Engine) -> dict[str, str | None]:
-    return {s.stream: s.cursor for s in all_states(engine)}
 
 
 def conversation_requests(server: FreshdeskImitation) -> list[str]:
@@ -184,7 +165,7 @@ def test_a_resync_changes_nothing_and_server_changes_update_exactly_those_ticket
     after = content(engine)
 
     assert [t for t in TABLES if after[t] != before[t]] == ["ticket"]
-    old, new = _by_id(before["ticket"]), _by_id(after["ticket"])
+    old, new = by_id(before["ticket"]), by_id(after["ticket"])
     assert old.keys() == new.keys()
     assert sorted(k for k in old if old[k] != new[k]) == sorted(f"fd:{i}" for i in [*changed, 300])
     assert sorted(conversation_requests(server)[read:]) == sorted(
@@ -194,10 +175,6 @@ def test_a_resync_changes_nothing_and_server_changes_update_exactly_those_ticket
         ("fd:11", "urgent", '["changed"]', 0),
         (*doomed[:3], 1),  # deleted: flagged, everything else as it was
     ]
-
-
-def _by_id(table: list[tuple[object, ...]]) -> dict[str, tuple[object, ...]]:
-    return {str(row[0]): row for row in table}
 
 
 def test_tickets_updated_while_the_list_is_read_lose_no_other_ticket(
@@ -228,7 +205,7 @@ def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
 
     crashed = sync(engine, freshdesk(server, clock, key))
 
-    [failed] = [s for s in crashed.streams if s.error]
+    failed = the_failure(crashed)
     assert failed.stream == "tickets"
     assert "gave up after 8 attempts" in str(failed.error)
     ordered = in_list_order(server)
@@ -240,9 +217,7 @@ def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
     resumed = [e for e in plain if e.status == 200][3]
     assert resumed.query["updated_since"] == [iso(ordered[int(str(committed)) - 1].updated)]
 
-    clean = database(tmp_path, "clean.db")
-    assert sync(clean, freshdesk(server, clock, key)).ok
-    assert content(engine) == content(clean)
+    assert content(engine) == clean_sync(tmp_path, freshdesk(server, clock, key))
 
 
 def test_stats_and_conversations_agree(
@@ -279,7 +254,7 @@ def test_since_backfills_history_without_moving_the_cursor_back(
     engine = database(tmp_path)
     late = datetime(2026, 4, 1, tzinfo=UTC)
     assert run_sync(engine, [Source("fd", freshdesk(server, clock, key), start_date=late)]).ok
-    first = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    first = positions(engine)
     [(partial,)] = rows(engine, "SELECT COUNT(*) FROM ticket")
     assert 0 < int(str(partial)) < TICKETS - len(DELETED) - len(SPAM)
     assert first["tickets_deleted"] == ("2026-04-01T00:00:00Z|", late)  # nothing that late
@@ -290,5 +265,5 @@ def test_since_backfills_history_without_moving_the_cursor_back(
 
     assert report.ok
     assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(TICKETS,)]
-    after = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    after = positions(engine)
     assert after["tickets"] == first["tickets"]  # the backfill ended where the cursor stood

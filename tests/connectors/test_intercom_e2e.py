@@ -8,19 +8,24 @@ under the limit from the headers alone, and they never sleep.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from cskpi.connectors.intercom import IntercomConnector, IntercomSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.db import open_engine
 from cskpi.core.http import AuthError
-from cskpi.core.state import all_states
-from cskpi.core.sync import Source, SyncReport, run_sync
+from tests.connectors.e2e import (
+    by_id,
+    clean_sync,
+    content,
+    cursors,
+    database,
+    rows,
+    sync,
+    the_failure,
+)
 from tests.connectors.intercom_server import (
     ADMINS,
     COMPANIES,
@@ -33,9 +38,7 @@ from tests.connectors.intercom_server import (
 
 CONVERSATIONS = 400
 LIMIT = 40  # requests per 10-second window
-TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
 SEARCH = "/conversations/search"
-Content = dict[str, list[tuple[object, ...]]]
 
 pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
@@ -62,31 +65,6 @@ def token(monkeypatch: pytest.MonkeyPatch) -> str:
 def intercom(server: IntercomImitation, clock: FakeClock, token: str) -> IntercomConnector:
     settings = IntercomSettings(type="intercom", access_token=token, base_url=server.url)
     return IntercomConnector("ic", settings, clock=clock)
-
-
-def database(folder: Path, name: str = "ic.db") -> Engine:
-    return open_engine(f"sqlite:///{folder / name}")
-
-
-def sync(engine: Engine, connector: IntercomConnector) -> SyncReport:
-    report = run_sync(engine, [Source("ic", connector)])
-    connector.clock.sleep(15 * 60)  # the next scheduled run comes a quarter of an hour later
-    return report
-
-
-def content(engine: Engine) -> Content:
-    return {t: rows(engine, f"SELECT * FROM {t} ORDER BY id") for t in TABLES}
-
-
-def rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
-    path = engine.url.database
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def cursors(engine: Engine) -> dict[str, str | None]:
-    return {s.stream: s.cursor for s in all_states(engine)}
 
 
 def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
@@ -171,14 +149,10 @@ def test_a_resync_fetches_nothing_and_changes_refetch_exactly_those(
     after = content(engine)
 
     assert sorted(server.fetched()[fetched:]) == changed
-    old, new = _by_id(before["ticket"]), _by_id(after["ticket"])
+    old, new = by_id(before["ticket"]), by_id(after["ticket"])
     assert sorted(k for k in old if old[k] != new[k]) == sorted(f"ic:{i}" for i in changed)
     assert len(after["message"]) == len(before["message"]) + 4  # a note each
     assert rows(engine, "SELECT priority FROM ticket WHERE external_id = '150'") == [("urgent",)]
-
-
-def _by_id(table: list[tuple[object, ...]]) -> dict[str, tuple[object, ...]]:
-    return {str(row[0]): row for row in table}
 
 
 def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
@@ -190,7 +164,7 @@ def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
 
     crashed = sync(engine, intercom(server, clock, token))
 
-    [failed] = [s for s in crashed.streams if s.error]
+    failed = the_failure(crashed)
     assert failed.stream == "tickets"
     assert "gave up after 8 attempts" in str(failed.error)
     order = server.ws.order
@@ -204,9 +178,7 @@ def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
     resumed = server.fetched()[fetched:]
     assert sorted(resumed) == sorted(i for _, i in order[300:])  # none twice, none lost
 
-    clean = database(tmp_path, "clean.db")
-    assert sync(clean, intercom(server, clock, token)).ok
-    assert content(engine) == content(clean)
+    assert content(engine) == clean_sync(tmp_path, intercom(server, clock, token))
 
 
 def test_check_passes_with_the_token_and_names_the_secret_when_rejected(

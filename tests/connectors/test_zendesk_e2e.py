@@ -7,7 +7,6 @@ that a sync stays under the limit, and they never sleep.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +16,20 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.db import open_engine
 from cskpi.core.http import AuthError
-from cskpi.core.state import all_states
-from cskpi.core.sync import Source, SyncReport, run_sync
+from cskpi.core.sync import Source, run_sync
+from tests.connectors.e2e import (
+    TABLES,
+    by_id,
+    clean_sync,
+    content,
+    cursors,
+    database,
+    positions,
+    rows,
+    sync,
+    the_failure,
+)
 from tests.connectors.zendesk_server import (
     _ID_SHIFT,
     AGENTS,
@@ -29,9 +38,7 @@ from tests.connectors.zendesk_server import (
 )
 
 TICKETS = 3000
-TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
 TICKET_EXPORT = "/api/v2/incremental/tickets/cursor.json"
-Content = dict[str, list[tuple[object, ...]]]
 
 
 # Rate limits and retries wait on a FakeClock: any real sleep fails the test.
@@ -63,34 +70,6 @@ def zendesk(server: ZendeskImitation, clock: FakeClock, token: str) -> ZendeskCo
         base_url=server.url, per_page=500,
     )  # fmt: skip
     return ZendeskConnector("zd", settings, clock=clock)
-
-
-def database(folder: Path, name: str = "zd.db") -> Engine:
-    return open_engine(f"sqlite:///{folder / name}")
-
-
-def sync(engine: Engine, connector: ZendeskConnector) -> SyncReport:
-    report = run_sync(engine, [Source("zd", connector)])
-    connector.clock.sleep(15 * 60)  # the next scheduled run comes a quarter of an hour later
-    return report
-
-
-def content(engine: Engine) -> Content:
-    path = engine.url.database
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in TABLES}
-
-
-def rows(engine: Engine, sql: str) -> list[tuple[object, ...]]:
-    path = engine.url.database
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        return conn.execute(sql).fetchall()
-
-
-def cursors(engine: Engine) -> dict[str, str | None]:
-    return {s.stream: s.cursor for s in all_states(engine)}
 
 
 def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
@@ -151,17 +130,13 @@ def test_a_resync_changes_nothing_and_server_changes_change_exactly_those_ticket
     after = content(engine)
 
     assert [t for t in TABLES if after[t] != before[t]] == ["ticket"]
-    old, new = dict(_by_id(before["ticket"])), dict(_by_id(after["ticket"]))
+    old, new = by_id(before["ticket"]), by_id(after["ticket"])
     assert old.keys() == new.keys()
     assert sorted(k for k in old if old[k] != new[k]) == sorted(f"zd:{i}" for i in [*changed, 1234])
     assert rows(engine, f"SELECT {columns} FROM ticket WHERE external_id IN ('11', '1234')") == [
         ("11", "urgent", '["changed"]', 0),
         (*doomed[:3], 1),  # deleted: flagged, everything else as it was
     ]
-
-
-def _by_id(table: list[tuple[object, ...]]) -> list[tuple[str, tuple[object, ...]]]:
-    return [(str(row[0]), row) for row in table]
 
 
 def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
@@ -173,7 +148,7 @@ def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
 
     crashed = sync(engine, zendesk(server, clock, token))
 
-    [failed] = [s for s in crashed.streams if s.error]
+    failed = the_failure(crashed)
     assert failed.stream == "tickets"
     assert "gave up after 8 attempts" in str(failed.error)
     committed = server.desk.ticket_keys[1499]  # the last ticket of page 3 (500 a page)
@@ -188,9 +163,7 @@ def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
         "cursor": [page_3], "include": ["metric_sets"], "per_page": ["500"],
     }  # fmt: skip
 
-    clean = database(tmp_path, "clean.db")
-    assert sync(clean, zendesk(server, clock, token)).ok
-    assert content(engine) == content(clean)
+    assert content(engine) == clean_sync(tmp_path, zendesk(server, clock, token))
 
 
 Thread = list[tuple[int, str, bool]]  # (unix time, author role, public) in time order
@@ -257,7 +230,7 @@ def test_since_backfills_history_without_moving_the_cursor_back(
     engine = database(tmp_path)
     late = datetime(2026, 4, 1, tzinfo=UTC)
     run_sync(engine, [Source("zd", zendesk(server, clock, token), start_date=late)])
-    first = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    first = positions(engine)
     partial = rows(engine, "SELECT COUNT(*) FROM ticket")[0][0]
     assert 0 < int(str(partial)) < TICKETS - 1
 
@@ -267,5 +240,5 @@ def test_since_backfills_history_without_moving_the_cursor_back(
 
     assert report.ok
     assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(TICKETS - 1,)]
-    after = {s.stream: (s.cursor, s.position) for s in all_states(engine)}
+    after = positions(engine)
     assert after["tickets"] == first["tickets"]  # the backfill ended where the cursor stood
