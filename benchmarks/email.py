@@ -29,16 +29,15 @@ sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
 import random  # noqa: E402
-import resource  # noqa: E402
 import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 
+from benchmarks.harness import peak_rss_mb, timed_sync  # noqa: E402
 from cskpi.connectors.email import EmailConnector, EmailSettings  # noqa: E402
 from cskpi.core.db import open_engine  # noqa: E402
-from cskpi.core.sync import Source, run_sync  # noqa: E402
 from tests.connectors.dovecot import Dovecot, available  # noqa: E402
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -111,12 +110,8 @@ def connector(server: Dovecot) -> EmailConnector:
     return EmailConnector("bench", settings)
 
 
-def timed_sync(server: Dovecot, db: Path) -> tuple[int, int, float]:
-    engine = open_engine(f"sqlite:///{db}")
-    started = time.perf_counter()
-    report = run_sync(engine, [Source("bench", connector(server))])
-    elapsed = time.perf_counter() - started
-    assert report.ok, [s.error for s in report.streams if s.error]
+def mail_sync(server: Dovecot, db: Path) -> tuple[int, int, float]:
+    report, elapsed = timed_sync(open_engine(f"sqlite:///{db}"), connector(server))
     return report.streams[0].pages, report.streams[0].rows, elapsed
 
 
@@ -134,8 +129,8 @@ def main() -> None:
         began = time.perf_counter()
         total, threads = fill(server, args.messages, args.seed)
         print(f"appended {total:,} messages in {time.perf_counter() - began:.1f} s")
-        pages, rows, elapsed = timed_sync(server, db)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        pages, rows, elapsed = mail_sync(server, db)
+        peak = peak_rss_mb()
         print("\n1. first sync")
         print(f"   {total:,} messages, {pages} pages, {rows:,} rows in {elapsed:.1f} s")
         print(f"   {total / elapsed:,.0f} messages/s; peak RSS {peak:.0f} MB (this process)")
@@ -144,10 +139,10 @@ def main() -> None:
             counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                       for t in ("ticket", "message")]  # fmt: skip
         print(f"   {counts[0]:,} tickets, {counts[1]:,} messages; cursor {cursor / 1024:.0f} KiB")
-        pages, rows, elapsed = timed_sync(server, db)
+        pages, rows, elapsed = mail_sync(server, db)
         print(f"\n2. second sync, nothing new: {pages} pages, {rows} rows in {elapsed:.2f} s")
         added, _ = fill(server, 1000, args.seed + 1, first=threads)
-        pages, rows, elapsed = timed_sync(server, db)
+        pages, rows, elapsed = mail_sync(server, db)
         print(f"\n3. {added:,} new messages: {pages} pages, {rows:,} rows in {elapsed:.2f} s")
     finally:
         server.stop()

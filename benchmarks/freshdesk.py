@@ -22,44 +22,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
+from benchmarks.harness import (
+    Timer,
+    fastest,
+    fresh_database,
+    imitation_process,
+    peak_rss_mb,
+    timed_sync,
+)
 from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.db import open_engine
-from cskpi.core.sync import Source, StreamResult, SyncReport, run_sync
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.connectors.freshdesk_server import TICKET_LIST, FreshdeskImitation  # noqa: E402
+from cskpi.core.sync import SyncReport
+from tests.connectors.freshdesk_server import TICKET_LIST, FreshdeskImitation
 
 KEY = "fd-test-key-1234"  # the imitation's default credentials
 GROWTH = (200, 20)  # credits per minute, ticket-list calls per minute
-
-
-class Timer:
-    """Wall time per stream, from the engine's observer calls."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, tuple[float, float]] = {}
-        self.seconds: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}  # CPU seconds of this process (all its threads)
-
-    def stream_started(self, connector: str, stream: str) -> None:
-        self.started[stream] = (time.perf_counter(), time.process_time())
-
-    def page_stored(self, result: StreamResult) -> None:
-        pass
-
-    def stream_finished(self, result: StreamResult) -> None:
-        wall, cpu = self.started[result.stream]
-        self.seconds[result.stream] = time.perf_counter() - wall
-        self.cpu[result.stream] = time.process_time() - cpu
 
 
 def connector(url: str, clock: FakeClock, conversations: bool, workers: int) -> FreshdeskConnector:
@@ -73,33 +51,23 @@ def connector(url: str, clock: FakeClock, conversations: bool, workers: int) -> 
 def sync(
     url: str, clock: FakeClock, conversations: bool, timer: Timer, workers: int = 4
 ) -> SyncReport:
-    folder = Path(tempfile.mkdtemp(prefix="cskpi-fd-"))
-    engine = open_engine(f"sqlite:///{folder / 'bench.db'}")
-    source = Source("bench", connector(url, clock, conversations, workers))
-    report = run_sync(engine, [source], observer=timer)
-    assert report.ok, [s.error for s in report.streams if s.error]
-    return report
+    engine = fresh_database("cskpi-fd-")
+    return timed_sync(engine, connector(url, clock, conversations, workers), timer)[0]
 
 
 def unlimited(tickets: int) -> None:
     print(
         f"starting the imitation with {tickets:,} tickets in its own process (rendering up front)"
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.connectors.freshdesk_server", "--tickets", str(tickets),
-         "--warm"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
+    imitation = ("tests.connectors.freshdesk_server", "--tickets", str(tickets), "--warm")
+    with imitation_process(*imitation) as url:
         print("\n1. no rate limit")
         for conversations in (False, True):
             timer = Timer()
             report = sync(url, FakeClock(), conversations, timer)
             rows = {s.stream: s.rows for s in report.streams}
             seconds = timer.seconds["tickets"]
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            peak = peak_rss_mb()
             label = "with conversations" if conversations else "without conversations"
             cpu = timer.cpu["tickets"]
             print(f"   {label}: tickets stream {rows['tickets']:,} rows in {seconds:.1f} s = "
@@ -107,9 +75,6 @@ def unlimited(tickets: int) -> None:
             load = os.getloadavg()[0]
             print(f"      ({cpu:.1f} CPU s in this process: {tickets / cpu:,.0f} tickets per CPU "
                   f"second; load average {load:.1f} on {os.cpu_count()} cores)")  # fmt: skip
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def limited(tickets: int, conversations: bool) -> None:
@@ -125,12 +90,12 @@ def limited(tickets: int, conversations: bool) -> None:
     got_429 = sum(1 for e in server.log if e.status == 429)
     if conversations:  # the account's credits bind: credit k goes no sooner than minute k // 200
         costs = [5 if e.path == TICKET_LIST else 1 for e in served]
-        ideal = (sum(costs) - costs[-1]) // GROWTH[0] * 60
+        ideal = fastest(costs, GROWTH[0], 60)
         times, what = [e.at for e in served], f"{sum(costs):,} credits"
         ceiling = f"{GROWTH[0]} credits/min"
     else:  # the ticket list's calls bind
         times = [e.at for e in served if e.path == TICKET_LIST]
-        ideal, what = (len(times) - 1) // GROWTH[1] * 60, f"{len(times):,} ticket-list calls"
+        ideal, what = fastest([1] * len(times), GROWTH[1], 60), f"{len(times):,} ticket-list calls"
         ceiling = f"{GROWTH[1]} ticket-list calls/min"
     actual = times[-1] - times[0]
     label = "with conversations" if conversations else "without conversations"

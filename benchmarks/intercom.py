@@ -20,38 +20,19 @@ Run by hand from the repository root; the figures go into the closing note. Not 
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
+from benchmarks.harness import (
+    Timer,
+    fastest,
+    fresh_database,
+    imitation_process,
+    peak_rss_mb,
+    print_streams,
+    timed_sync,
+)
 from cskpi.connectors.intercom import IntercomConnector, IntercomSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.db import open_engine
-from cskpi.core.sync import Source, StreamResult, SyncReport, run_sync
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.connectors.intercom_server import TOKEN, IntercomImitation  # noqa: E402
-
-
-class Timer:
-    """Wall time per stream, from the engine's observer calls."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, float] = {}
-        self.seconds: dict[str, float] = {}
-
-    def stream_started(self, connector: str, stream: str) -> None:
-        self.started[stream] = time.perf_counter()
-
-    def page_stored(self, result: StreamResult) -> None:
-        pass
-
-    def stream_finished(self, result: StreamResult) -> None:
-        self.seconds[result.stream] = time.perf_counter() - self.started[result.stream]
+from tests.connectors.intercom_server import TOKEN, IntercomImitation
 
 
 def connector(url: str, clock: FakeClock) -> IntercomConnector:
@@ -59,37 +40,16 @@ def connector(url: str, clock: FakeClock) -> IntercomConnector:
     return IntercomConnector("bench", settings, clock=clock)
 
 
-def sync(url: str, clock: FakeClock, timer: Timer) -> tuple[SyncReport, float]:
-    folder = Path(tempfile.mkdtemp(prefix="cskpi-ic-"))
-    engine = open_engine(f"sqlite:///{folder / 'bench.db'}")
-    started = time.perf_counter()
-    report = run_sync(engine, [Source("bench", connector(url, clock))], observer=timer)
-    elapsed = time.perf_counter() - started
-    assert report.ok, [s.error for s in report.streams if s.error]
-    return report, elapsed
-
-
 def unlimited(conversations: int) -> None:
     print(f"starting the imitation with {conversations:,} conversations in its own process")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.connectors.intercom_server",
-         "--conversations", str(conversations), "--warm"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
+    imitation = ("tests.connectors.intercom_server", "--conversations", str(conversations))
+    with imitation_process(*imitation, "--warm") as url:
         timer = Timer()
-        report, elapsed = sync(url, FakeClock(), timer)
-    finally:
-        server.terminate()
-        server.wait()
-    rows = {s.stream: s.rows for s in report.streams}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    tickets = timer.seconds["tickets"]
+        engine = fresh_database("cskpi-ic-")
+        report, elapsed = timed_sync(engine, connector(url, FakeClock()), timer)
+    peak, tickets = peak_rss_mb(), timer.seconds["tickets"]
     print("\n1. no rate limit")
-    for stream, seconds in timer.seconds.items():
-        print(f"   {stream:<14} {rows[stream]:>10,} rows  {seconds:7.1f} s")
+    print_streams(report, timer)
     print(f"   tickets stream: {conversations / tickets:,.0f} conversations/s (with their parts)")
     print(f"   whole sync:     {conversations / elapsed:,.0f} conversations/s ({elapsed:.1f} s)")
     print(f"   peak RSS:       {peak:.0f} MB (this process; the imitation runs in another)")
@@ -100,14 +60,14 @@ def limited(conversations: int, limit: int) -> None:
     server = IntercomImitation(conversations, clock=clock, limit=limit)
     url = server.start()
     try:
-        sync(url, clock, Timer())
+        timed_sync(fresh_database("cskpi-ic-"), connector(url, clock))
     finally:
         server.stop()
     times = [e.at for e in server.log if 0 < e.status < 400]
     # At exactly `limit` per 10-second window, request k (from 0) goes no sooner than the
     # start of window k // limit, counted from the window of the first request.
     first_window = times[0] // 10 * 10
-    ideal = (len(times) - 1) // limit * 10 - (times[0] - first_window)
+    ideal = fastest([1] * len(times), limit, 10, lead=times[0] - first_window)
     actual = times[-1] - times[0]
     print(f"\n2. real limits on a fake clock ({conversations:,} conversations)")
     print(f"   requests: {len(times):,} in {actual / 60:.1f} simulated minutes")

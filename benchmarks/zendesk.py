@@ -19,41 +19,22 @@ Run by hand from the repository root; the figures go into the closing note. Not 
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
+from benchmarks.harness import (
+    Timer,
+    fastest,
+    fresh_database,
+    imitation_process,
+    peak_rss_mb,
+    print_streams,
+    timed_sync,
+)
 from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.db import open_engine
-from cskpi.core.sync import Source, StreamResult, SyncReport, run_sync
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tests.connectors.zendesk_server import ZendeskImitation  # noqa: E402
+from tests.connectors.zendesk_server import ZendeskImitation
 
 TOKEN = "zd-test-token-1234"  # the imitation's default credentials
 EMAIL = "ops@acme.test"
-
-
-class Timer:
-    """Wall time per stream, from the engine's observer calls."""
-
-    def __init__(self) -> None:
-        self.started: dict[str, float] = {}
-        self.seconds: dict[str, float] = {}
-
-    def stream_started(self, connector: str, stream: str) -> None:
-        self.started[stream] = time.perf_counter()
-
-    def page_stored(self, result: StreamResult) -> None:
-        pass
-
-    def stream_finished(self, result: StreamResult) -> None:
-        self.seconds[result.stream] = time.perf_counter() - self.started[result.stream]
 
 
 def connector(url: str, clock: FakeClock) -> ZendeskConnector:
@@ -63,37 +44,18 @@ def connector(url: str, clock: FakeClock) -> ZendeskConnector:
     return ZendeskConnector("bench", settings, clock=clock)
 
 
-def sync(url: str, clock: FakeClock, folder: Path, timer: Timer) -> tuple[SyncReport, float]:
-    engine = open_engine(f"sqlite:///{folder / 'bench.db'}")
-    started = time.perf_counter()
-    report = run_sync(engine, [Source("bench", connector(url, clock))], observer=timer)
-    elapsed = time.perf_counter() - started
-    assert report.ok, [s.error for s in report.streams if s.error]
-    return report, elapsed
-
-
 def unlimited(tickets: int) -> None:
     print(
         f"starting the imitation with {tickets:,} tickets in its own process (rendering up front)"
     )
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.connectors.zendesk_server", "--tickets", str(tickets),
-         "--warm"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
+    imitation = ("tests.connectors.zendesk_server", "--tickets", str(tickets), "--warm")
+    with imitation_process(*imitation) as url:
         timer = Timer()
-        report, elapsed = sync(url, FakeClock(), Path(tempfile.mkdtemp(prefix="cskpi-zd-")), timer)
-    finally:
-        server.terminate()
-        server.wait()
-    rows = {s.stream: s.rows for s in report.streams}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        engine = fresh_database("cskpi-zd-")
+        report, elapsed = timed_sync(engine, connector(url, FakeClock()), timer)
+    rows, peak = {s.stream: s.rows for s in report.streams}, peak_rss_mb()
     print("\n1. no rate limit")
-    for stream, seconds in timer.seconds.items():
-        print(f"   {stream:<14} {rows[stream]:>10,} rows  {seconds:7.1f} s")
+    print_streams(report, timer)
     print(f"   tickets stream: {rows['tickets'] / timer.seconds['tickets']:,.0f} tickets/s")
     print(f"   whole sync:     {tickets / elapsed:,.0f} tickets/s ({elapsed:.1f} s, all streams)")
     print(f"   peak RSS:       {peak:.0f} MB (this process; the imitation runs in another)")
@@ -104,12 +66,11 @@ def limited(tickets: int) -> None:
     server = ZendeskImitation(tickets, clock=clock, export_limit=10)
     url = server.start()
     try:
-        sync(url, clock, Path(tempfile.mkdtemp(prefix="cskpi-zd-")), Timer())
+        timed_sync(fresh_database("cskpi-zd-"), connector(url, clock))
     finally:
         server.stop()
     times = [e.at for e in server.requests_to("/api/v2/incremental/") if e.status < 400]
-    # At exactly 10 per minute, request k (from 0) can go no sooner than minute k // 10.
-    ideal = (len(times) - 1) // 10 * 60
+    ideal = fastest([1] * len(times), 10, 60)
     actual = times[-1] - times[0]
     got_429 = sum(1 for e in server.log if e.status == 429)
     print(f"\n2. real limits on a fake clock ({tickets:,} tickets)")
