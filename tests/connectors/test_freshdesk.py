@@ -235,12 +235,12 @@ def ticket_page(updated: str, *ids: int) -> list[dict[str, Any]]:
 def test_tickets_slide_the_window_store_requesters_and_read_each_thread_once(
     api: responses.RequestsMock, clock: FakeClock
 ) -> None:
+    conversation = sample("conversations_python_freshdesk_fixture.json")[1]  # skips first
     agents = [{"id": 67013469919, "contact": {"name": "Ana", "email": "ana@acme.test"}}]
     api.get(f"{API}/agents", json=agents, match=[matchers.query_param_matcher({"per_page": "100"})])
     first = ticket_page("2022-11-16T15:59:28Z", 21, 22)
     api.get(f"{API}/tickets", json=first, headers=link(f"{API}/tickets?page=2"),
             match=since("1970-01-01T00:00:00Z"))  # fmt: skip
-    conversation = sample("conversations_python_freshdesk_fixture.json")[1]
     for ident in (21, 22):
         api.get(f"{API}/tickets/{ident}/conversations", json=[conversation | {"id": ident * 10}])
     # the next window starts at the last updated_at: 22 comes again and is dropped
@@ -280,8 +280,8 @@ def test_a_stored_cursor_resumes_at_its_second_and_drops_its_ids(
 def test_ratings_skip_the_malformed_record_and_checkpoint_the_newest(
     api: responses.RequestsMock, clock: FakeClock
 ) -> None:
+    ratings = sample("satisfaction_ratings_docs_example.json")  # skips before registering
     api.get(f"{API}/surveys", status=403, json={"code": "access_denied"})
-    ratings = sample("satisfaction_ratings_docs_example.json")
     query = {"per_page": "100", "created_since": "2015-08-27T09:08:16Z"}  # a day's lookback
     api.get(f"{API}/surveys/satisfaction_ratings", json=ratings,
             match=[matchers.query_param_matcher(query)])  # fmt: skip
