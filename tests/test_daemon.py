@@ -3,6 +3,7 @@ SIGHUP, and exits 0 within 10 s of SIGTERM, leaving no lease behind."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -97,6 +98,11 @@ def test_run_syncs_refuses_a_second_reloads_and_stops_cleanly(
     assert daemon.returncode == 0
     assert time.monotonic() - started < 10
     assert query(db, "SELECT COUNT(*) FROM daemon") == [(0,)]
+    spans = query(db, "SELECT started_at, finished_at FROM sync_run WHERE connector = 'demo' "
+                      "ORDER BY id")  # fmt: skip
+    assert all(f is not None for _, f in spans)  # the last run, stopped by SIGTERM, finished
+    for (_, previous_end), (start, _) in itertools.pairwise(spans):
+        assert start >= previous_end  # type: ignore[operator]  # a sync never overlaps itself
     lines = [json.loads(line) for line in err.splitlines()]
     runs = [line for line in lines if line.get("job") == "sync:demo"]
     assert runs
