@@ -13,10 +13,10 @@ to build ids. All datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Literal, Protocol, runtime_checkable
+from typing import ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -181,3 +181,25 @@ class ConnectorFactory(Protocol):
     Settings: ClassVar[builtins.type[ConnectorSettings]]
 
     def __call__(self, name: str, settings: ConnectorSettings) -> Connector: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=ConnectorSettings)
+
+
+def own_settings(settings: ConnectorSettings, model: builtins.type[SettingsT]) -> SettingsT:
+    """``settings`` as the connector's own ``model``: the registry may hand over the base
+    class (or another model with the same keys), which is validated again as ``model``."""
+    if isinstance(settings, model):
+        return settings
+    return model.model_validate(settings.model_dump())
+
+
+@dataclass
+class PagesStream:
+    """A :class:`Stream` whose pages come from a function of (cursor, since)."""
+
+    name: str
+    pages: Callable[[str | None, datetime | None], Iterator[Page]]
+
+    def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+        return self.pages(cursor, since)

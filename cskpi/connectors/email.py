@@ -20,7 +20,7 @@ import builtins
 import ipaddress
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, Self
@@ -29,7 +29,7 @@ from imapclient import IMAPClient
 from pydantic import Field, field_validator, model_validator
 
 from cskpi.connectors import base
-from cskpi.connectors.base import ConnectorSettings, Page
+from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, own_settings
 from cskpi.connectors.email_imap import Fetched, Login, check_folders, examine, new_mail, session
 from cskpi.connectors.email_imap import sent_folder as find_sent_folder
 from cskpi.connectors.email_parse import Mail, parse_mail
@@ -131,15 +131,6 @@ class _Agents:
         return address in self.addresses or address.rpartition("@")[2] in self.domains
 
 
-@dataclass
-class _MailStream:
-    name: str
-    pages: Callable[[str | None, datetime | None], Iterator[Page]]
-
-    def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        return self.pages(cursor, since)
-
-
 class EmailConnector:
     """A support mailbox over IMAP (``type = "email"``); see the module docstring."""
 
@@ -148,11 +139,7 @@ class EmailConnector:
 
     def __init__(self, name: str, settings: ConnectorSettings, *, clock: Clock | None = None):
         self.name = name
-        self.settings = (
-            settings
-            if isinstance(settings, EmailSettings)
-            else EmailSettings.model_validate(settings.model_dump())
-        )
+        self.settings = own_settings(settings, EmailSettings)
         self.clock: Clock = clock or SystemClock()
         s = self.settings
         self.login = Login(
@@ -170,7 +157,7 @@ class EmailConnector:
 
     def streams(self) -> Sequence[base.Stream]:
         """One stream, ``mail``: tickets, messages, ratings, people, organizations."""
-        return [_MailStream("mail", self._read)]
+        return [PagesStream("mail", self._read)]
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.wall(), UTC)

@@ -39,7 +39,6 @@ import builtins
 import logging
 from collections.abc import Callable, Container, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, Self
 
@@ -47,7 +46,7 @@ from pydantic import Field, field_validator, model_validator
 from requests.auth import HTTPBasicAuth
 
 from cskpi.connectors import base
-from cskpi.connectors.base import ConnectorSettings, Page, Skipped
+from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
 from cskpi.connectors.freshdesk_map import (
     FIRST_CUSTOM_STATUS,
     OUTBOUND_EMAIL,
@@ -169,15 +168,6 @@ RATINGS = StreamSpec(
 )  # fmt: skip
 
 
-@dataclass
-class _Stream:
-    name: str
-    pages: Callable[[str | None, datetime | None], Iterator[Page]]
-
-    def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        return self.pages(cursor, since)
-
-
 class FreshdeskConnector:
     """Freshdesk (``type = "freshdesk"``): see the module docstring for the streams and their
     cursors. ``clock`` paces and retries; tests pass a fake one and never sleep."""
@@ -187,11 +177,7 @@ class FreshdeskConnector:
 
     def __init__(self, name: str, settings: ConnectorSettings, *, clock: Clock | None = None):
         self.name = name
-        self.settings = (
-            settings
-            if isinstance(settings, FreshdeskSettings)
-            else FreshdeskSettings.model_validate(settings.model_dump())
-        )
+        self.settings = own_settings(settings, FreshdeskSettings)
         self.clock: Clock = clock or SystemClock()
         account_budget, list_budget = self.settings.budgets()
         account = RateLimiter(account_budget, FRESHDESK_HEADERS, clock=self.clock)
@@ -217,13 +203,13 @@ class FreshdeskConnector:
     def streams(self) -> Sequence[base.Stream]:
         """groups, organizations, people, tickets, tickets_deleted, tickets_spam, ratings."""
         return [
-            _Stream("groups", lambda c, s: self._listed(GROUPS, map_group)),
-            _Stream("organizations", lambda c, s: self._listed(COMPANIES, map_company)),
-            _Stream("people", lambda c, s: self._listed(AGENTS, map_agent)),
-            _Stream("tickets", lambda c, s: self._tickets(TICKETS, c, s)),
-            _Stream("tickets_deleted", lambda c, s: self._tickets(DELETED, c, s)),
-            _Stream("tickets_spam", lambda c, s: self._tickets(SPAM, c, s)),
-            _Stream("ratings", self._ratings),
+            PagesStream("groups", lambda c, s: self._listed(GROUPS, map_group)),
+            PagesStream("organizations", lambda c, s: self._listed(COMPANIES, map_company)),
+            PagesStream("people", lambda c, s: self._listed(AGENTS, map_agent)),
+            PagesStream("tickets", lambda c, s: self._tickets(TICKETS, c, s)),
+            PagesStream("tickets_deleted", lambda c, s: self._tickets(DELETED, c, s)),
+            PagesStream("tickets_spam", lambda c, s: self._tickets(SPAM, c, s)),
+            PagesStream("ratings", self._ratings),
         ]
 
     def _listed(

@@ -46,7 +46,7 @@ import requests
 from pydantic import Field
 
 from cskpi.connectors import base
-from cskpi.connectors.base import ConnectorSettings, Page, Skipped
+from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
 from cskpi.connectors.intercom_map import (
     map_admin,
     map_company,
@@ -189,15 +189,6 @@ class Boundary:
         return True
 
 
-@dataclass
-class _Stream:
-    name: str
-    pages: Callable[[str | None, datetime | None], Iterator[Page]]
-
-    def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        return self.pages(cursor, since)
-
-
 class IntercomConnector:
     """Intercom (``type = "intercom"``): see the module docstring for the streams and the
     ``tickets`` cursor. ``clock`` paces and retries; tests pass a fake one and never sleep."""
@@ -207,11 +198,7 @@ class IntercomConnector:
 
     def __init__(self, name: str, settings: ConnectorSettings, *, clock: Clock | None = None):
         self.name = name
-        self.settings = (
-            settings
-            if isinstance(settings, IntercomSettings)
-            else IntercomSettings.model_validate(settings.model_dump())
-        )
+        self.settings = own_settings(settings, IntercomSettings)
         self.clock: Clock = clock or SystemClock()
         s = self.settings
         budget = Budget(s.rate_limit // 6, WINDOW)
@@ -237,10 +224,10 @@ class IntercomConnector:
     def streams(self) -> Sequence[base.Stream]:
         """groups, people, organizations, tickets (with messages and ratings)."""
         return [
-            _Stream("groups", lambda c, s: self._listed(GROUPS, map_team)),
-            _Stream("people", lambda c, s: self._listed(ADMINS, map_admin)),
-            _Stream("organizations", lambda c, s: self._listed(COMPANIES, map_company)),
-            _Stream("tickets", self._tickets),
+            PagesStream("groups", lambda c, s: self._listed(GROUPS, map_team)),
+            PagesStream("people", lambda c, s: self._listed(ADMINS, map_admin)),
+            PagesStream("organizations", lambda c, s: self._listed(COMPANIES, map_company)),
+            PagesStream("tickets", self._tickets),
         ]
 
     def _listed(self, spec: StreamSpec, mapper: Callable[[Raw], base.Record]) -> Iterator[Page]:

@@ -40,7 +40,6 @@ import base64
 import binascii
 import builtins
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
@@ -48,7 +47,7 @@ from pydantic import Field, model_validator
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from cskpi.connectors import base
-from cskpi.connectors.base import ConnectorSettings, Page, Skipped
+from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
 from cskpi.connectors.pagination import CursorPaginator
 from cskpi.connectors.rest import Fetched, StreamSpec, fetch_pages
 from cskpi.connectors.zendesk_map import (
@@ -159,15 +158,6 @@ ORGANIZATIONS = _listing("organizations", "organizations.json", "organizations")
 AGENTS = _listing("agents", "users.json", "users", **{"role[]": ["agent", "admin"]})
 
 
-@dataclass
-class _Stream:
-    name: str
-    pages: Callable[[str | None, datetime | None], Iterator[Page]]
-
-    def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        return self.pages(cursor, since)
-
-
 class ZendeskConnector:
     """Zendesk Support (``type = "zendesk"``): see the module docstring for the streams and
     their cursors. ``clock`` paces and retries; tests pass a fake one and never sleep."""
@@ -177,11 +167,7 @@ class ZendeskConnector:
 
     def __init__(self, name: str, settings: ConnectorSettings, *, clock: Clock | None = None):
         self.name = name
-        self.settings = (
-            settings
-            if isinstance(settings, ZendeskSettings)
-            else ZendeskSettings.model_validate(settings.model_dump())
-        )
+        self.settings = own_settings(settings, ZendeskSettings)
         self.clock: Clock = clock or SystemClock()
         auth, headers, hint = _credentials(self.settings)
         general = RateLimiter(GENERAL_BUDGET, ZENDESK_HEADERS, clock=self.clock)
@@ -220,12 +206,14 @@ class ZendeskConnector:
     def streams(self) -> Sequence[base.Stream]:
         """groups, organizations, people, tickets, messages, ratings."""
         return [
-            _Stream("groups", lambda c, s: self._listed(GROUPS, map_group)),
-            _Stream("organizations", lambda c, s: self._listed(ORGANIZATIONS, map_organization)),
-            _Stream("people", lambda c, s: self._exported(self._users, _users, c, s)),
-            _Stream("tickets", lambda c, s: self._exported(self._tickets, _tickets, c, s)),
-            _Stream("messages", self._messages),
-            _Stream("ratings", self._ratings),
+            PagesStream("groups", lambda c, s: self._listed(GROUPS, map_group)),
+            PagesStream(
+                "organizations", lambda c, s: self._listed(ORGANIZATIONS, map_organization)
+            ),
+            PagesStream("people", lambda c, s: self._exported(self._users, _users, c, s)),
+            PagesStream("tickets", lambda c, s: self._exported(self._tickets, _tickets, c, s)),
+            PagesStream("messages", self._messages),
+            PagesStream("ratings", self._ratings),
         ]
 
     def _exported(
