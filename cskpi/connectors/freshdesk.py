@@ -47,6 +47,7 @@ from requests.auth import HTTPBasicAuth
 
 from cskpi.connectors import base
 from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
+from cskpi.connectors.fields import BadRecordError, Raw, map_each, ref
 from cskpi.connectors.freshdesk_map import (
     FIRST_CUSTOM_STATUS,
     OUTBOUND_EMAIL,
@@ -61,7 +62,6 @@ from cskpi.connectors.freshdesk_map import (
 )
 from cskpi.connectors.pagination import NextUrlPaginator, SlidingWindowPaginator
 from cskpi.connectors.rest import StreamSpec, TimeBoundary, fetch_pages, iso_utc
-from cskpi.connectors.zendesk_map import BadRecordError, Raw, map_each, ref
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.http import AuthError, FatalAPIError, HttpClient
 from cskpi.core.ratelimit import FRESHDESK_HEADERS, Budget, RateLimiter

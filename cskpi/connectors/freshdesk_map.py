@@ -2,7 +2,7 @@
 
 Each ``map_*`` function takes one object as the API returns it and gives one record (or
 ``None`` for an object that is not one), raising
-:class:`~cskpi.connectors.zendesk_map.BadRecordError` when a required field is missing or a
+:class:`~cskpi.connectors.fields.BadRecordError` when a required field is missing or a
 date cannot be parsed; the connector turns those into ``Skipped`` entries, so one bad record
 never costs its page.
 
@@ -18,7 +18,7 @@ from collections.abc import Container, Iterable, Mapping, Sequence
 
 from cskpi.connectors import base
 from cskpi.connectors.base import Group, Message, Organization, Person, Rating, Skipped, Ticket
-from cskpi.connectors.zendesk_map import BadRecordError, Raw, maybe_when, ref, when
+from cskpi.connectors.fields import BadRecordError, Raw, maybe_when, ref, when
 
 StatusMap = Mapping[int, base.TicketStatus]
 

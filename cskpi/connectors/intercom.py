@@ -47,6 +47,7 @@ from pydantic import Field
 
 from cskpi.connectors import base
 from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
+from cskpi.connectors.fields import BadRecordError, Raw, from_unix, map_each
 from cskpi.connectors.intercom_map import (
     map_admin,
     map_company,
@@ -57,7 +58,6 @@ from cskpi.connectors.intercom_map import (
 )
 from cskpi.connectors.pagination import PageParams, Paginator, StartingAfterPaginator, dig
 from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, unix_seconds
-from cskpi.connectors.zendesk_map import BadRecordError, Raw, from_unix, map_each
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.http import AuthError, FatalAPIError, HttpClient
 from cskpi.core.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter, Slot, header_number

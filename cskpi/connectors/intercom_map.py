@@ -23,7 +23,7 @@ from typing import Any
 
 from cskpi.connectors import base
 from cskpi.connectors.base import Group, Message, Organization, Person, Rating, Ticket
-from cskpi.connectors.zendesk_map import BadRecordError, Raw, maybe_when, ref, when
+from cskpi.connectors.fields import BadRecordError, Raw, maybe_when, ref, when
 
 PARTS_LIMIT = 500  # "we will return the 500 most recent conversation parts"
 

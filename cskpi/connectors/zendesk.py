@@ -48,21 +48,17 @@ from requests.auth import AuthBase, HTTPBasicAuth
 
 from cskpi.connectors import base
 from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
+from cskpi.connectors.fields import Mapped, Raw, from_unix, map_each, ref
 from cskpi.connectors.pagination import CursorPaginator
 from cskpi.connectors.rest import Fetched, StreamSpec, fetch_pages
 from cskpi.connectors.zendesk_map import (
-    Mapped,
-    Raw,
-    from_unix,
     map_comments,
-    map_each,
     map_group,
     map_organization,
     map_rating,
     map_ticket,
     map_user,
     newest_position,
-    ref,
 )
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.http import AuthError, FatalAPIError, HttpClient

@@ -17,9 +17,8 @@ users https://developer.zendesk.com/api-reference/ticketing/users/users/.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Container, Iterable
+from datetime import datetime, timedelta
 
 from cskpi.connectors import base
 from cskpi.connectors.base import (
@@ -31,9 +30,16 @@ from cskpi.connectors.base import (
     Skipped,
     Ticket,
 )
-
-Raw = Mapping[str, Any]
-Mapped = tuple[list[base.Record], list[Skipped]]
+from cskpi.connectors.fields import (
+    BadRecordError,
+    Mapped,
+    Raw,
+    from_unix,
+    maybe_when,
+    ref,
+    when,
+)
+from cskpi.connectors.fields import map_each as map_each  # re-exported: tests import it here
 
 MERGED_TAG = "closed_by_merge"  # Zendesk tags the source tickets a merge closes
 # Comments Zendesk writes itself carry author_id -1, no user's id (seen in the wild:
@@ -57,65 +63,6 @@ _PERSON_ROLE: dict[str, base.PersonRole] = {
 }  # fmt: skip
 _CSAT = {"good": 1.0, "bad": 0.0}  # legacy CSAT: two boxes, good is the top one
 _UNANSWERED = frozenset({"offered", "unoffered"})  # a survey sent (or not), no answer yet
-_FROM_ISO = datetime.fromisoformat  # parses "...Z" as UTC since Python 3.11
-
-
-class BadRecordError(ValueError):
-    """A record that cannot be mapped; the message names the field and the reason."""
-
-
-# --- fields -----------------------------------------------------------------------------
-
-
-def when(raw: Raw, key: str) -> datetime:
-    """The required date ``raw[key]``: ISO 8601 with a zone, or unix seconds."""
-    value = raw.get(key)
-    if value is None:
-        raise BadRecordError(f"missing {key}")
-    return _moment(value, key)
-
-
-def maybe_when(raw: Raw, key: str) -> datetime | None:
-    """The optional date ``raw[key]``; present but unparseable is still an error."""
-    value = raw.get(key)
-    return None if value is None else _moment(value, key)
-
-
-def from_unix(value: object) -> datetime | None:
-    """Unix seconds (int or numeric string) as aware UTC; ``None`` when not a number."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        return datetime.fromtimestamp(int(value), UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
-def _moment(value: object, key: str) -> datetime:
-    if type(value) is str:
-        try:
-            moment = _FROM_ISO(value)
-        except ValueError:
-            raise BadRecordError(f"{key}: unparseable date {value!r}") from None
-        zone = moment.tzinfo
-        if zone is UTC:  # Zendesk writes ...Z: the common case, first
-            return moment
-        if zone is None:
-            raise BadRecordError(f"{key}: date without a time zone {value!r}")
-        return moment.astimezone(UTC)
-    moment_or_none = from_unix(value) if type(value) is int else None
-    if moment_or_none is None:
-        raise BadRecordError(f"{key}: unparseable date {value!r}")
-    return moment_or_none
-
-
-def ref(value: object) -> str | None:
-    """An id as text (Zendesk ids are integers); ``None`` stays ``None``."""
-    if type(value) is int or type(value) is str:  # exact types: bool is no id; hot path
-        return str(value)
-    if value is None:
-        return None
-    raise BadRecordError(f"not an id: {value!r}")
 
 
 def _id(raw: Raw) -> str:
@@ -338,21 +285,3 @@ def map_group(raw: Raw) -> Group:
 
 def map_organization(raw: Raw) -> Organization:
     return Organization(_id(raw), _text(raw.get("name")), maybe_when(raw, "created_at"))
-
-
-def map_each(raws: Iterable[object], mapper: Callable[[Raw], base.Record | None]) -> Mapped:
-    """Map every object; one that fails becomes a ``Skipped`` with its id and the reason."""
-    records: list[base.Record] = []
-    skipped: list[Skipped] = []
-    for raw in raws:
-        try:
-            if not isinstance(raw, dict):  # JSON objects decode to dicts
-                raise BadRecordError(f"not an object: {type(raw).__name__}")
-            record = mapper(raw)
-        except (BadRecordError, TypeError, ValueError, AttributeError) as exc:
-            found = raw.get("id") if isinstance(raw, dict) else None
-            skipped.append(Skipped(str(found), str(exc) or type(exc).__name__))
-            continue
-        if record is not None:
-            records.append(record)
-    return records, skipped
