@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, Self
@@ -61,7 +61,7 @@ from cskpi.connectors.freshdesk_map import (
     survey_scales,
 )
 from cskpi.connectors.pagination import NextUrlPaginator, SlidingWindowPaginator
-from cskpi.connectors.rest import StreamSpec, TimeBoundary, fetch_pages, iso_utc
+from cskpi.connectors.rest import StreamSpec, TimeBoundary, fetch_pages, full_list, iso_utc
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.http import AuthError, FatalAPIError, HttpClient
 from cskpi.core.ratelimit import FRESHDESK_HEADERS, Budget, RateLimiter
@@ -203,21 +203,14 @@ class FreshdeskConnector:
     def streams(self) -> Sequence[base.Stream]:
         """groups, organizations, people, tickets, tickets_deleted, tickets_spam, ratings."""
         return [
-            PagesStream("groups", lambda c, s: self._listed(GROUPS, map_group)),
-            PagesStream("organizations", lambda c, s: self._listed(COMPANIES, map_company)),
-            PagesStream("people", lambda c, s: self._listed(AGENTS, map_agent)),
+            PagesStream("groups", lambda c, s: full_list(self.http, GROUPS, map_group)),
+            PagesStream("organizations", lambda c, s: full_list(self.http, COMPANIES, map_company)),
+            PagesStream("people", lambda c, s: full_list(self.http, AGENTS, map_agent)),
             PagesStream("tickets", lambda c, s: self._tickets(TICKETS, c, s)),
             PagesStream("tickets_deleted", lambda c, s: self._tickets(DELETED, c, s)),
             PagesStream("tickets_spam", lambda c, s: self._tickets(SPAM, c, s)),
             PagesStream("ratings", self._ratings),
         ]
-
-    def _listed(
-        self, spec: StreamSpec, mapper: Callable[[Raw], base.Record | None]
-    ) -> Iterator[Page]:
-        for raws, _, _ in fetch_pages(self.http, spec, None, None):
-            records, skipped = map_each(raws, mapper)
-            yield Page(records, skipped=skipped)
 
     def _tickets(
         self, spec: StreamSpec, cursor: str | None, since: datetime | None

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,7 +47,7 @@ from pydantic import Field
 
 from cskpi.connectors import base
 from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
-from cskpi.connectors.fields import BadRecordError, Raw, from_unix, map_each
+from cskpi.connectors.fields import BadRecordError, from_unix, map_each
 from cskpi.connectors.intercom_map import (
     map_admin,
     map_company,
@@ -57,7 +57,7 @@ from cskpi.connectors.intercom_map import (
     unix_of,
 )
 from cskpi.connectors.pagination import PageParams, Paginator, StartingAfterPaginator, dig
-from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, unix_seconds
+from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, full_list, unix_seconds
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.http import AuthError, FatalAPIError, HttpClient
 from cskpi.core.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter, Slot, header_number
@@ -224,16 +224,11 @@ class IntercomConnector:
     def streams(self) -> Sequence[base.Stream]:
         """groups, people, organizations, tickets (with messages and ratings)."""
         return [
-            PagesStream("groups", lambda c, s: self._listed(GROUPS, map_team)),
-            PagesStream("people", lambda c, s: self._listed(ADMINS, map_admin)),
-            PagesStream("organizations", lambda c, s: self._listed(COMPANIES, map_company)),
+            PagesStream("groups", lambda c, s: full_list(self.http, GROUPS, map_team)),
+            PagesStream("people", lambda c, s: full_list(self.http, ADMINS, map_admin)),
+            PagesStream("organizations", lambda c, s: full_list(self.http, COMPANIES, map_company)),
             PagesStream("tickets", self._tickets),
         ]
-
-    def _listed(self, spec: StreamSpec, mapper: Callable[[Raw], base.Record]) -> Iterator[Page]:
-        for raws, _, _ in fetch_pages(self.http, spec, None, None):
-            records, skipped = map_each(raws, mapper)
-            yield Page(records, skipped=skipped)
 
     def search(self, lo: int, hi: int) -> StreamSpec:
         """Conversations with ``lo <= updated_at <= hi``, oldest first (see module doc).

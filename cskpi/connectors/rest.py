@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from cskpi.connectors import base
+from cskpi.connectors.base import Page
+from cskpi.connectors.fields import Raw, map_each
 from cskpi.connectors.pagination import PageParams, PaginationError, Paginator, dig
 from cskpi.core.http import HttpClient, decode_json
 
@@ -88,6 +91,16 @@ def fetch_pages(
             return
         request = _request(spec, start if paginator.keeps_start else {}, following)
     raise PaginationError(f"{spec.name}: more than {spec.max_pages} pages; is paging broken?")
+
+
+def full_list(
+    client: HttpClient, spec: StreamSpec, mapper: Callable[[Raw], base.Record | None]
+) -> Iterator[Page]:
+    """A full list, re-read every run: pages without a cursor, each object mapped (a bad one
+    becomes a ``Skipped`` entry)."""
+    for raws, _, _ in fetch_pages(client, spec, None, None):
+        records, skipped = map_each(raws, mapper)
+        yield Page(records, skipped=skipped)
 
 
 def _start(

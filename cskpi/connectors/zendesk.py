@@ -48,9 +48,9 @@ from requests.auth import AuthBase, HTTPBasicAuth
 
 from cskpi.connectors import base
 from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
-from cskpi.connectors.fields import Mapped, Raw, from_unix, map_each, ref
+from cskpi.connectors.fields import Mapped, from_unix, map_each, ref
 from cskpi.connectors.pagination import CursorPaginator
-from cskpi.connectors.rest import Fetched, StreamSpec, fetch_pages
+from cskpi.connectors.rest import Fetched, StreamSpec, fetch_pages, full_list
 from cskpi.connectors.zendesk_map import (
     map_comments,
     map_group,
@@ -202,9 +202,9 @@ class ZendeskConnector:
     def streams(self) -> Sequence[base.Stream]:
         """groups, organizations, people, tickets, messages, ratings."""
         return [
-            PagesStream("groups", lambda c, s: self._listed(GROUPS, map_group)),
+            PagesStream("groups", lambda c, s: full_list(self.http, GROUPS, map_group)),
             PagesStream(
-                "organizations", lambda c, s: self._listed(ORGANIZATIONS, map_organization)
+                "organizations", lambda c, s: full_list(self.http, ORGANIZATIONS, map_organization)
             ),
             PagesStream("people", lambda c, s: self._exported(self._users, _users, c, s)),
             PagesStream("tickets", lambda c, s: self._exported(self._tickets, _tickets, c, s)),
@@ -261,14 +261,6 @@ class ZendeskConnector:
             yield Page(records, skipped=skipped)
         if newest is not None:
             yield Page((), str(int(newest.timestamp())), newest)
-
-    def _listed(
-        self, spec: StreamSpec, mapper: Callable[[Raw], base.Record | None]
-    ) -> Iterator[Page]:
-        """A full list, re-read every run: pages without a cursor."""
-        for raws, _, _ in fetch_pages(self.http, spec, None, None):
-            records, skipped = map_each(raws, mapper)
-            yield Page(records, skipped=skipped)
 
 
 def _tickets(fetched: Fetched) -> Mapped:
