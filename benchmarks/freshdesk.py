@@ -79,13 +79,9 @@ def unlimited(tickets: int) -> None:
 
 def limited(tickets: int, conversations: bool) -> None:
     clock = FakeClock()
-    server = FreshdeskImitation(tickets, clock=clock, limits=GROWTH)
-    url = server.start()
-    try:
+    with FreshdeskImitation(tickets, clock=clock, limits=GROWTH) as server:
         # One worker: a fake clock adds up the waits of threads that would wait side by side.
-        sync(url, clock, conversations, Timer(), workers=1)
-    finally:
-        server.stop()
+        sync(server.url, clock, conversations, Timer(), workers=1)
     served = [e for e in server.log if e.status < 400]
     got_429 = sum(1 for e in server.log if e.status == 429)
     if conversations:  # the account's credits bind: credit k goes no sooner than minute k // 200

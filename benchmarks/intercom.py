@@ -57,12 +57,8 @@ def unlimited(conversations: int) -> None:
 
 def limited(conversations: int, limit: int) -> None:
     clock = FakeClock()
-    server = IntercomImitation(conversations, clock=clock, limit=limit)
-    url = server.start()
-    try:
-        timed_sync(fresh_database("cskpi-ic-"), connector(url, clock))
-    finally:
-        server.stop()
+    with IntercomImitation(conversations, clock=clock, limit=limit) as server:
+        timed_sync(fresh_database("cskpi-ic-"), connector(server.url, clock))
     times = [e.at for e in server.log if 0 < e.status < 400]
     # At exactly `limit` per 10-second window, request k (from 0) goes no sooner than the
     # start of window k // limit, counted from the window of the first request.

@@ -63,12 +63,8 @@ def unlimited(tickets: int) -> None:
 
 def limited(tickets: int) -> None:
     clock = FakeClock()
-    server = ZendeskImitation(tickets, clock=clock, export_limit=10)
-    url = server.start()
-    try:
-        timed_sync(fresh_database("cskpi-zd-"), connector(url, clock))
-    finally:
-        server.stop()
+    with ZendeskImitation(tickets, clock=clock, export_limit=10) as server:
+        timed_sync(fresh_database("cskpi-zd-"), connector(server.url, clock))
     times = [e.at for e in server.requests_to("/api/v2/incremental/") if e.status < 400]
     ideal = fastest([1] * len(times), 10, 60)
     actual = times[-1] - times[0]

@@ -43,10 +43,10 @@ from tests.connectors.imitation import (
     Faults,
     HttpImitation,
     Query,
+    iso,
     one,
     serve_main,
 )
-from tests.connectors.zendesk_server import iso
 
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z: the first ticket
 SPAN = 120 * 86400

@@ -14,13 +14,26 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
 JSON = "application/json; charset=utf-8"
 Fault = int | str  # an HTTP status to answer with, "drop" the connection, or "ok" (serve it)
 Query = dict[str, list[str]]
+
+
+@lru_cache(maxsize=4096)
+def _day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
+
+
+def iso(ts: int) -> str:
+    """``2026-01-01T00:00:00Z``; by hand, as strftime would dominate a page's rendering."""
+    day, sec = divmod(ts, 86400)
+    return f"{_day(day)}T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}Z"
 
 
 @dataclass
@@ -61,7 +74,8 @@ class Faults:
 
 
 class HttpImitation:
-    """The server: :meth:`start` it, use :attr:`url` as ``base_url``, :meth:`stop` it."""
+    """The server: :meth:`start` it, use :attr:`url` as ``base_url``, :meth:`stop` it (or
+    use it as a context manager, which does both)."""
 
     methods: ClassVar[frozenset[str]] = frozenset({"GET"})
     url = ""
@@ -84,6 +98,13 @@ class HttpImitation:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _handler(imitation: HttpImitation) -> type[BaseHTTPRequestHandler]:

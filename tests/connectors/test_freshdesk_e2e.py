@@ -55,12 +55,10 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def server(clock: FakeClock) -> Iterator[FreshdeskImitation]:
-    imitation = FreshdeskImitation(
+    with FreshdeskImitation(
         TICKETS, seed=3, clock=clock, limits=(200, 20), page_cap=PAGE_CAP
-    )
-    imitation.start()
-    yield imitation
-    imitation.stop()
+    ) as imitation:
+        yield imitation
 
 
 @pytest.fixture

@@ -50,10 +50,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def server(clock: FakeClock) -> Iterator[IntercomImitation]:
-    imitation = IntercomImitation(CONVERSATIONS, seed=3, clock=clock, limit=LIMIT)
-    imitation.start()
-    yield imitation
-    imitation.stop()
+    with IntercomImitation(CONVERSATIONS, seed=3, clock=clock, limit=LIMIT) as imitation:
+        yield imitation
 
 
 @pytest.fixture

@@ -52,10 +52,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def server(clock: FakeClock) -> Iterator[ZendeskImitation]:
-    imitation = ZendeskImitation(TICKETS, seed=3, clock=clock, export_limit=10)
-    imitation.start()
-    yield imitation
-    imitation.stop()
+    with ZendeskImitation(TICKETS, seed=3, clock=clock, export_limit=10) as imitation:
+        yield imitation
 
 
 @pytest.fixture

@@ -27,8 +27,6 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from cskpi.core.clock import Clock, SystemClock
@@ -38,6 +36,7 @@ from tests.connectors.imitation import (
     Faults,
     HttpImitation,
     Query,
+    iso,
     one,
     serve_main,
 )
@@ -59,17 +58,6 @@ _CHANNELS = (("email", False),) * 4 + (("web", False),) * 3 + (
 _PRIORITIES = ("urgent", "high", "normal", "normal", "low", None)
 _TYPES = ("question", "incident", "problem", "task", None)
 _TAGS = ("billing", "bug", "login", "refund", "shipping", "escalated", "vip")
-
-
-@lru_cache(maxsize=4096)
-def _day(day: int) -> str:
-    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
-
-
-def iso(ts: int) -> str:
-    """``2026-01-01T00:00:00Z``; by hand, as strftime would dominate a page's rendering."""
-    day, sec = divmod(ts, 86400)
-    return f"{_day(day)}T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}Z"
 
 
 def export_cursor(ts: int, ident: int) -> str:
