@@ -34,7 +34,8 @@ from benchmarks.harness import (
 from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
 from cskpi.core.clock import FakeClock
 from cskpi.core.sync import SyncReport
-from tests.connectors.freshdesk_server import TICKET_LIST, FreshdeskImitation
+from tests.connectors.freshdesk_desk import TICKET_LIST
+from tests.connectors.freshdesk_server import FreshdeskImitation
 
 KEY = "fd-test-key-1234"  # the imitation's default credentials
 GROWTH = (200, 20)  # credits per minute, ticket-list calls per minute

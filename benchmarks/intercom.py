@@ -32,7 +32,8 @@ from benchmarks.harness import (
 )
 from cskpi.connectors.intercom import IntercomConnector, IntercomSettings
 from cskpi.core.clock import FakeClock
-from tests.connectors.intercom_server import TOKEN, IntercomImitation
+from tests.connectors.intercom_desk import TOKEN
+from tests.connectors.intercom_server import IntercomImitation
 
 
 def connector(url: str, clock: FakeClock) -> IntercomConnector:

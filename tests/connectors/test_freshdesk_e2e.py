@@ -30,16 +30,9 @@ from tests.connectors.e2e import (
     sync,
     the_failure,
 )
-from tests.connectors.freshdesk_server import (
-    AGENTS,
-    DELETED,
-    SPAM,
-    TICKET_LIST,
-    TIE,
-    FreshdeskImitation,
-    TicketData,
-    iso,
-)
+from tests.connectors.freshdesk_desk import AGENTS, DELETED, SPAM, TICKET_LIST, TIE, TicketData
+from tests.connectors.freshdesk_server import FreshdeskImitation
+from tests.connectors.imitation import iso
 
 TICKETS = 700
 PAGE_CAP = 5

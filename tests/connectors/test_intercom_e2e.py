@@ -26,15 +26,15 @@ from tests.connectors.e2e import (
     sync,
     the_failure,
 )
-from tests.connectors.intercom_server import (
+from tests.connectors.intercom_desk import (
     ADMINS,
     COMPANIES,
     MANY_PARTS,
     SAME_SECOND,
     TEAMS,
     TOKEN,
-    IntercomImitation,
 )
+from tests.connectors.intercom_server import IntercomImitation
 
 CONVERSATIONS = 400
 LIMIT = 40  # requests per 10-second window

@@ -30,12 +30,8 @@ from tests.connectors.e2e import (
     sync,
     the_failure,
 )
-from tests.connectors.zendesk_server import (
-    _ID_SHIFT,
-    AGENTS,
-    ZendeskImitation,
-    export_cursor,
-)
+from tests.connectors.zendesk_desk import _ID_SHIFT, AGENTS, export_cursor
+from tests.connectors.zendesk_server import ZendeskImitation
 
 TICKETS = 3000
 TICKET_EXPORT = "/api/v2/incremental/tickets/cursor.json"
