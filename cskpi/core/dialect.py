@@ -11,6 +11,7 @@ read snapshots and the lock that serialises migrations.
 
 from __future__ import annotations
 
+import sqlite3
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeEngine
+
+from cskpi.core.clock import SystemClock
 
 Row = tuple[Any, ...]
 
@@ -62,10 +65,26 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself, so DDL is transactional too.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash in WAL mode
     cur.execute("PRAGMA busy_timeout=30000")
+    _wal(cur)
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash in WAL mode
     cur.close()
+
+
+def _wal(cur: Any) -> None:
+    """Switch a new database file to WAL. The switch needs an exclusive lock and SQLite
+    answers "database is locked" at once, without its busy handler, when another process
+    opening the same new file is switching too: wait for that one instead of failing."""
+    clock = SystemClock()
+    for attempt in range(200):  # 10 s
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 199:
+                raise
+            clock.sleep(0.05)
 
 
 def _sqlite_begin(conn: Connection) -> None:
