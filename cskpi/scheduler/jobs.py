@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import build_sources
-from cskpi.core.config import Config, DigestSettings
+from cskpi.core.config import Config
 from cskpi.core.secrets import redact
 from cskpi.core.sync import run_sync
 from cskpi.core.timespec import cron_trigger, parse_duration
@@ -113,9 +113,7 @@ def run_sync_job(
     return report.ok
 
 
-def run_digest_job(
-    send: DigestSender, config: Config, settings: DigestSettings, name: str, at: datetime
-) -> bool:
+def run_digest_job(send: DigestSender, config: Config, name: str, at: datetime) -> bool:
     started = time.monotonic()
     try:
         result = send(config, name, at)

@@ -124,7 +124,7 @@ class Daemon:
         if at is None:
             trigger = next(s.trigger for s in job_specs(config) if s.id == job_id)
             at = latest_fire_time(trigger, self.clock(), settings.grace) or self.clock()
-        return run_digest_job(self.send_digest, config, settings, name, at)
+        return run_digest_job(self.send_digest, config, name, at)
 
     def catch_up(self) -> list[tuple[str, datetime]]:
         """Send the digests owed from while the daemon was down (see ``owed_digests``)."""
