@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -110,4 +109,3 @@ def test_run_syncs_refuses_a_second_reloads_and_stops_cleanly(
     assert runs[0]["rows"] >= 400
     assert all(isinstance(line["seconds"], float) for line in runs)
     assert any(line["message"].startswith("config reloaded") for line in lines)
-    assert os.environ.get("CSKPI_HOME")  # the autouse isolation reached the subprocess

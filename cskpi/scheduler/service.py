@@ -28,6 +28,7 @@ from cskpi.connectors.base import ConnectorFactory
 from cskpi.core import daemon
 from cskpi.core.config import Config, ConfigError, load_config
 from cskpi.core.db import open_engine
+from cskpi.core.timespec import cron_trigger
 from cskpi.scheduler.jobs import (
     DigestSender,
     JobSpec,
@@ -122,7 +123,7 @@ class Daemon:
             return run_sync_job(self.engine, config, self.types, name, self.stopping.is_set)
         settings = config.digests[name]
         if at is None:
-            trigger = next(s.trigger for s in job_specs(config) if s.id == job_id)
+            trigger = cron_trigger(settings.schedule, config.timezone)
             at = latest_fire_time(trigger, self.clock(), settings.grace) or self.clock()
         return run_digest_job(self.send_digest, config, name, at)
 
