@@ -132,8 +132,14 @@ class Sql:
         return f"+{expression}"
 
     def begin_snapshot(self, conn: Connection) -> None:
-        """Make the reads that follow see one snapshot. SQLite already does: SQLAlchemy's
+        """Make the reads that follow see one snapshot."""
+        for statement in self.snapshot_sql():
+            conn.exec_driver_sql(statement)
+
+    def snapshot_sql(self) -> tuple[str, ...]:
+        """What a new transaction runs first to read one snapshot. SQLite needs nothing: the
         first statement opens a read transaction, and WAL readers see a fixed snapshot."""
+        return ()
 
     def lock(self, conn: Connection, name: str) -> None:
         """Serialise writers of ``name`` until the transaction ends. SQLite writers run
@@ -189,17 +195,19 @@ class Postgres(Sql):
     def unindexed(self, expression: str) -> str:
         return expression  # the cost-based planner picks the solved_at range itself
 
-    def begin_snapshot(self, conn: Connection) -> None:
+    def snapshot_sql(self) -> tuple[str, ...]:
         # The KPI populations are several queries; one REPEATABLE READ snapshot keeps them
         # consistent (and ctid row keys comparable) while a sync commits pages meanwhile.
         # https://www.postgresql.org/docs/15/transaction-iso.html#XACT-REPEATABLE-READ
-        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        # The reads fetch a window's rows by index (a ticket's messages by ticket_id); with
-        # the default random_page_cost of 4 (spinning disks) the planner scans every message
-        # instead: 2.2 s against 1.1 s for 1M tickets. For this transaction only, the value
-        # the docs suggest when the data is mostly cached or on SSD.
-        # https://www.postgresql.org/docs/15/runtime-config-query.html#GUC-RANDOM-PAGE-COST
-        conn.exec_driver_sql("SET LOCAL random_page_cost = 1.1")
+        return (
+            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            # The reads fetch a window's rows by index (a ticket's messages by ticket_id); with
+            # the default random_page_cost of 4 (spinning disks) the planner scans every message
+            # instead: 2.2 s against 1.1 s for 1M tickets. For this transaction only, the value
+            # the docs suggest when the data is mostly cached or on SSD.
+            # https://www.postgresql.org/docs/15/runtime-config-query.html#GUC-RANDOM-PAGE-COST
+            "SET LOCAL random_page_cost = 1.1",
+        )
 
     def lock(self, conn: Connection, name: str) -> None:
         # A transaction-scoped advisory lock: released at COMMIT/ROLLBACK, even on a crash.

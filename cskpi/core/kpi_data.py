@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine
 
+from cskpi.core.columnar import Columns, Reader, open_reader
 from cskpi.core.dialect import SQLITE, Sql, sql_for
 from cskpi.core.periods import Window
 from cskpi.core.schema import to_epoch
@@ -159,22 +160,24 @@ def load(
     dimension: str | None,
     escalation_tags: Sequence[str] = (),
     tz: ZoneInfo | None = None,
+    *,
+    prefer_arrow: bool = True,
 ) -> Populations:
-    """The window's populations; ``tz`` (default the window's) places submissions by hour."""
+    """The window's populations; ``tz`` (default the window's) places submissions by hour.
+    ``prefer_arrow=False`` reads through the DB-API driver (see columnar.py)."""
     tz = tz or window.tz
     query = _Query(window, connectors, dimension, escalation_tags, sql_for(engine))
-    with engine.connect() as conn:
-        query.dialect.begin_snapshot(conn)
-        created = _tickets(conn, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
+    with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
+        created = _tickets(reader, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
         created.cols["hour_of_week"] = hour_of_week(created["created_at"], tz)
         return Populations(
             created=created,
-            solved=_tickets(conn, query, _SOLVED_IN_W, _SOLVED),
-            backlog=_tickets(conn, query, _backlog_condition(window), _t("rowid", "created_at")),
-            ratings=_ratings(conn, query),
-            replies=_replies(conn, query),
-            has_messages=_has_messages(conn, query),
-            organizations=_organizations(conn, query),
+            solved=_tickets(reader, query, _SOLVED_IN_W, _SOLVED),
+            backlog=_tickets(reader, query, _backlog_condition(window), _t("rowid", "created_at")),
+            ratings=_ratings(reader, query),
+            replies=_replies(reader, query),
+            has_messages=_has_messages(reader, query),
+            organizations=_organizations(reader, query),
         )
 
 
@@ -213,39 +216,32 @@ def _backlog_condition(window: Window) -> str:
     )
 
 
-def _fetch(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Rows straight from the DB-API cursor: SQLAlchemy's per-row objects would cost more
-    than the query on a few hundred thousand rows."""
-    compiled = text(sql).compile(dialect=conn.dialect)
-    bound = compiled.construct_params(params)
-    args: Any = [bound[name] for name in compiled.positiontup] if compiled.positiontup else bound
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), args)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def _frame(rows: list[tuple[Any, ...]], columns: Sequence[Column], keyed: bool) -> Frame:
-    """Rows (the group key last) into columns: numbers as float64 with NaN for NULL (epoch
-    seconds and counts are exact in a double), text as objects."""
-    values = list(zip(*rows, strict=True)) if rows else [()] * (len(columns) + 1)
+def _frame(values: Columns, columns: Sequence[Column], keyed: bool) -> Frame:
+    """Columns (the group key last) as the KPIs read them: numbers as float64 with NaN for
+    NULL (epoch seconds and counts are exact in a double), text as objects."""
     cols = {
-        c.name: np.array(v, dtype=object if c.text else np.float64)  # None → NaN
+        c.name: _text(v) if c.text else np.asarray(v, dtype=np.float64)
         for c, v in zip(columns, values, strict=False)
     }
-    return Frame(cols, np.array(values[-1], dtype=object) if keyed else None)
+    return Frame(cols, _text(values[-1]) if keyed else None)
 
 
-def _tickets(conn: Connection, q: _Query, condition: str, columns: Sequence[Column]) -> Frame:
+def _text(values: NDArray[Any]) -> Obj:
+    """A text column as objects. A column with no text in it at all, only NULLs, comes from
+    the reader as numbers (NaN): SQLite has no column types to say otherwise."""
+    if values.dtype == object:
+        return values
+    return np.array([None if v != v else str(v) for v in values.tolist()], dtype=object)
+
+
+def _tickets(reader: Reader, q: _Query, condition: str, columns: Sequence[Column]) -> Frame:
     key, joins = q.ticket_key()
     cols = ", ".join(c.sql for c in columns)
     sql = (
         f"SELECT {cols}, {key} FROM ticket t{joins} "  # noqa: S608 (constants only)
         f"WHERE t.deleted = FALSE AND {condition}{q.connector_filter('t')}"
     )
-    return _frame(_fetch(conn, q.render(sql), q.params), columns, q.dimension is not None)
+    return _frame(reader.columns(q.render(sql), q.params), columns, q.dimension is not None)
 
 
 _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True),
@@ -253,7 +249,7 @@ _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True
                 Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"))  # fmt: skip
 
 
-def _ratings(conn: Connection, q: _Query) -> Frame:
+def _ratings(reader: Reader, q: _Query) -> Frame:
     key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
     sql = (
         f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
@@ -263,10 +259,10 @@ def _ratings(conn: Connection, q: _Query) -> Frame:
         "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
         f"{q.connector_filter('r')}"
     )
-    return _frame(_fetch(conn, q.render(sql), q.params), _RATING_COLS, q.dimension is not None)
+    return _frame(reader.columns(q.render(sql), q.params), _RATING_COLS, q.dimension is not None)
 
 
-def _replies(conn: Connection, q: _Query) -> Frame:
+def _replies(reader: Reader, q: _Query) -> Frame:
     """Seconds from each public customer message to the next public agent message at or
     after it in the same ticket, for the tickets created in W (one sorted pass)."""
     sql = (
@@ -275,10 +271,11 @@ def _replies(conn: Connection, q: _Query) -> Frame:
         "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :e AND m.public = TRUE "
         f"AND m.author_role IN ('customer', 'agent'){q.connector_filter('t')}"
     )
-    rows = _fetch(conn, q.render(sql), q.params)
-    if not rows:
-        return Frame({"ticket": np.zeros(0, np.int64), "seconds": np.zeros(0, np.int64)}, None)
-    ticket, at, agent = np.array(rows, dtype=np.int64).T
+    ticket, at, agent = (
+        np.asarray(c, dtype=np.int64) for c in reader.columns(q.render(sql), q.params)
+    )
+    if len(ticket) == 0:
+        return Frame({"ticket": ticket, "seconds": at}, None)
     return Frame(answered(ticket, at, agent.astype(bool)), None)
 
 
@@ -296,21 +293,21 @@ def answered(ticket: I64, at: I64, agent: NDArray[np.bool_]) -> dict[str, I64]:
     return {"ticket": ticket[hit], "seconds": reply_at - at[hit]}
 
 
-def _has_messages(conn: Connection, q: _Query) -> bool:
+def _has_messages(reader: Reader, q: _Query) -> bool:
     sql = (
         "SELECT EXISTS (SELECT 1 FROM ticket t JOIN message m ON m.ticket_id = t.id "  # noqa: S608
         "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :e"
         f"{q.connector_filter('t')})"
     )
-    return bool(conn.execute(text(sql), q.params).scalar())
+    return bool(reader.columns(sql, q.params)[0][0])
 
 
-def _organizations(conn: Connection, q: _Query) -> Frame:
+def _organizations(reader: Reader, q: _Query) -> Frame:
     sql = (
         "SELECT o.mrr, o.created_at, o.churned_at, NULL FROM organization o "  # noqa: S608
         f"WHERE o.mrr > 0{q.connector_filter('o')}"
     )
-    return _frame(_fetch(conn, sql, q.params), _ORGANIZATION_COLS, False)
+    return _frame(reader.columns(sql, q.params), _ORGANIZATION_COLS, False)
 
 
 _ORGANIZATION_COLS = (Column("mrr", "o.mrr"), Column("created_at", "o.created_at"),

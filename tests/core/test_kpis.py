@@ -8,6 +8,7 @@ reference and a wrong engine all show. Times are Europe/Berlin wall-clock unless
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cskpi.connectors import base
+from cskpi.core import kpi_data
 from cskpi.core.business_hours import BusinessCalendar
 from cskpi.core.config import KPI_KEYS, Costs, PriorityTargets, Sla
 from cskpi.core.db import open_engine
@@ -981,11 +983,20 @@ def test_every_kpi_is_reported_with_its_unit(evaluate: Evaluate) -> None:
             assert entry["reason"], key
 
 
+@pytest.mark.parametrize("reader", ["arrow", "rows"])
 @pytest.mark.parametrize("dialect", DIALECTS)
 def test_the_engine_agrees_with_the_reference_on_every_case(
-    request: pytest.FixtureRequest, dialect: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    dialect: str,
+    reader: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Beyond the hand-picked entries: the whole report, every KPI and group."""
+    """Beyond the hand-picked entries: the whole report, every KPI and group, read through
+    ADBC (the default) and through the DB-API driver (the in-memory store's reader)."""
+    if reader == "rows":
+        rows = functools.partial(kpi_data.open_reader, prefer_arrow=False)
+        monkeypatch.setattr(kpi_data, "open_reader", rows)
     problems = []
     empty_store = store_maker(request, dialect, tmp_path)
     for case in CASES:

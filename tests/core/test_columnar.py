@@ -1,0 +1,78 @@
+"""The KPI engine's columnar reads (core/columnar.py) on both store dialects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from cskpi.core.columnar import open_reader
+from cskpi.core.db import open_engine
+
+INSERT = (
+    "INSERT INTO person (id, connector, external_id, role, name) "
+    "VALUES (:id, 'zd', :id, 'agent', :name)"
+)
+
+
+def add_person(url: str, ident: str, name: str | None) -> None:
+    engine = open_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(INSERT), {"id": ident, "name": name})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("prefer_arrow", [True, False], ids=["arrow", "rows"])
+def test_a_reader_keeps_one_snapshot_while_another_process_commits(
+    store_url: str, prefer_arrow: bool
+) -> None:
+    add_person(store_url, "zd:1", "Ana")
+    engine = open_engine(store_url)
+    try:
+        with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
+            first = reader.columns("SELECT COUNT(*) FROM person", {})
+            add_person(store_url, "zd:2", "Bo")  # a sync committing a page meanwhile
+            again = reader.columns("SELECT COUNT(*) FROM person", {})
+        with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
+            after = reader.columns("SELECT COUNT(*) FROM person", {})
+    finally:
+        engine.dispose()
+    assert (first[0].tolist(), again[0].tolist(), after[0].tolist()) == ([1], [1], [2])
+
+
+@pytest.mark.parametrize("prefer_arrow", [True, False], ids=["arrow", "rows"])
+def test_columns_keep_types_nulls_and_bound_values(store_url: str, prefer_arrow: bool) -> None:
+    for ident, name in (("zd:1", None), ("zd:2", "Bo"), ("zd:3", None)):
+        add_person(store_url, ident, name)
+    engine = open_engine(store_url)
+    sql = (
+        "SELECT id, name, LENGTH(id) * 10, CASE WHEN name IS NULL THEN NULL ELSE 7 END "
+        "FROM person WHERE id <> :skip AND role = :role ORDER BY id"
+    )
+    try:
+        with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
+            ids, names, numbers, sparse = reader.columns(sql, {"role": "agent", "skip": "zd:3"})
+            (empty,) = reader.columns("SELECT id FROM person WHERE id = :x", {"x": "none"})
+    finally:
+        engine.dispose()
+    assert ids.tolist() == ["zd:1", "zd:2"]
+    assert names.tolist() == [None, "Bo"]
+    assert numbers.tolist() == [40, 40]
+    assert np.isnan(sparse[0])
+    assert sparse[1] == 7
+    assert len(empty) == 0
+
+
+def test_a_postgresql_cast_is_not_taken_for_a_bound_name(request: pytest.FixtureRequest) -> None:
+    from tests.postgres import new_store
+
+    url = new_store(request, "postgresql", Path("."))
+    engine = open_engine(url)
+    try:
+        with open_reader(engine) as reader:
+            (value,) = reader.columns("SELECT :n::bigint * 2 + '3'::int", {"n": 20})
+    finally:
+        engine.dispose()
+    assert value.tolist() == [43]
