@@ -114,13 +114,15 @@ def _structured(value: str) -> Quota | None:
 
 
 class Slot:
-    """A request's place in the budget window: its planned send time, then its completion;
-    ``cost`` is what it counts against the budget, ``outer`` its slot in an enclosing limiter."""
+    """A request's place in the budget window: when it was sent, then when it finished
+    (``done``); ``cost`` is what it counts against the budget, ``outer`` its slot in an
+    enclosing limiter."""
 
-    __slots__ = ("at", "cost", "outer")
+    __slots__ = ("at", "cost", "done", "outer")
 
     def __init__(self, at: float, cost: int = 1, outer: Slot | None = None) -> None:
         self.at, self.cost, self.outer = at, cost, outer
+        self.done = False
 
 
 class RateLimiter:
@@ -154,17 +156,30 @@ class RateLimiter:
         self.clock: Clock = clock or SystemClock()
         self._slots: list[Slot] = []
         self._not_before = -math.inf
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def acquire(self, cost: int = 1) -> Slot:
         """Wait until one more request (counting ``cost``) fits here and in the enclosing
-        limiter; return its slot for :meth:`release`."""
-        with self._lock:
-            now = self.clock.now()
-            slot = Slot(max(now, self._not_before, self._budget_opens(now, cost)), cost)
-            self._slots.append(slot)
-        if slot.at > now:
-            self.clock.sleep(slot.at - now)
+        limiter; return its slot for :meth:`release`.
+
+        A slot is taken only when the request goes out, at the time it goes out (a plan made
+        before a sleep could be overtaken by the sleep running long). A request still in
+        flight leaves the window only a window after it finishes, as the server may have
+        counted it as late as that: when the budget waits on one, this waits for its answer.
+        """
+        while True:
+            with self._changed:
+                now = self.clock.now()
+                opens = self._budget_opens(now, cost)
+                if opens is None:  # the budget frees up only once a request in flight ends
+                    self._changed.wait(timeout=1.0)
+                    continue
+                at = max(now, self._not_before, opens)
+                if at <= now:
+                    slot = Slot(now, cost)
+                    self._slots.append(slot)
+                    break
+            self.clock.sleep(at - now)
         if self.within is not None:
             slot.outer = self.within.acquire(self.cost)
         return slot
@@ -173,9 +188,10 @@ class RateLimiter:
         """Record that the request finished and learn from the response's quota headers."""
         if self.within is not None and slot.outer is not None:
             self.within.release(slot.outer, response)
-        with self._lock:
+        with self._changed:
             now = self.clock.now()
-            slot.at = max(slot.at, now)
+            slot.at, slot.done = max(slot.at, now), True
+            self._changed.notify_all()
             if response is None or self.headers is None:
                 return
             for quota in self.headers.read(response.headers, self.clock.wall()):
@@ -194,20 +210,24 @@ class RateLimiter:
         used = sum(s.cost for s in self._slots if s.at + budget.per_seconds > now)
         return quota.remaining >= budget.requests - used
 
-    def _budget_opens(self, now: float, cost: int = 1) -> float:
+    def _budget_opens(self, now: float, cost: int = 1) -> float | None:
+        """When ``cost`` more fits in the budget; None when that waits on a request in flight."""
         if self.budget is None:
             return now
         window = self.budget.per_seconds
-        self._slots = [s for s in self._slots if s.at + window > now]
+        self._slots = [s for s in self._slots if not s.done or s.at + window > now]
         excess = sum(s.cost for s in self._slots) + cost - self.budget.requests
         if excess <= 0:
             return now
-        for slot in sorted(self._slots, key=lambda s: s.at):  # the oldest leave the window first
+        finished = sorted((s for s in self._slots if s.done), key=lambda s: s.at)
+        for slot in finished:  # the oldest leave the window first
             excess -= slot.cost
             if excess <= 0:
                 return slot.at + window + self.margin
+        if len(finished) < len(self._slots):
+            return None
         # costlier than the whole budget: alone in the window is the best it can get
-        return max(s.at for s in self._slots) + window + self.margin
+        return max((s.at + window + self.margin for s in self._slots), default=now)
 
     def _quota_wait(self, quota: Quota) -> float:
         assert self.headers is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -434,3 +435,31 @@ def test_the_budget_counts_from_when_the_server_saw_a_request(
 
     assert refused == []
     assert len(arrivals) == 30
+
+
+def test_concurrent_requests_leave_the_window_only_after_they_finish(clock: FakeClock) -> None:
+    """Freshdesk fetches conversations on four threads: one waiting on the budget must not
+    count a request in flight as sent at its start, nor trust a plan its sleep overran."""
+    limiter = RateLimiter(Budget(1, 60), clock=clock, margin=0.1)
+    first = limiter.acquire()
+    got: list[float] = []
+    waiter = threading.Thread(target=lambda: got.append(limiter.acquire().at))
+    waiter.start()
+    waiter.join(timeout=0.3)
+    assert waiter.is_alive()
+    assert got == []
+    clock.advance(5.0)  # a slow server: the vendor may have counted it as late as this
+    limiter.release(first, None)
+    waiter.join(timeout=5)
+    assert got == [pytest.approx(65.1)]  # a window after the first finished, not started
+
+    late = RateLimiter(Budget(1, 60), clock=clock, margin=0.1)
+    slot = late.acquire()
+    late.release(slot, None)
+    original = clock.sleep
+
+    def overrun(seconds: float) -> None:  # another thread's sleep runs on past ours
+        original(seconds + 3.0)
+
+    clock.sleep = overrun  # type: ignore[method-assign]
+    assert late.acquire().at == pytest.approx(slot.at + 60.1 + 3.0)  # sent then, counted then
