@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, text
 
 from cskpi.core.dialect import sql_for
+from cskpi.core.secrets import MASK
 
 Columns = list[NDArray[Any]]
 
@@ -144,7 +145,12 @@ def _arrow_reader(engine: Engine) -> Iterator[ArrowReader]:
                 f"{exc}: a PostgreSQL store needs the postgres extra: pip install 'cskpi[postgres]'"
             ) from exc
         libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = adbc_pg.connect(libpq)
+        try:
+            conn = adbc_pg.connect(libpq)
+        except Exception as exc:  # the driver's message must not carry the URL's password
+            shown = url.render_as_string(hide_password=True)
+            message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)
+            raise ConnectionError(f"cannot read the store at {shown}: {message}") from None
         marker = "$"
     try:
         # ADBC opens the transaction itself (autocommit is off): on SQLite a deferred BEGIN,

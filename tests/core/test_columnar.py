@@ -76,3 +76,18 @@ def test_a_postgresql_cast_is_not_taken_for_a_bound_name(request: pytest.Fixture
     finally:
         engine.dispose()
     assert value.tolist() == [43]
+
+
+def test_an_unreachable_postgresql_names_the_store_but_never_its_password() -> None:
+    from socket import socket
+
+    from cskpi.core.dialect import make_engine
+
+    with socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://cskpi:hunter2-secret@127.0.0.1:{port}/kpis")
+    with pytest.raises(ConnectionError) as caught, open_reader(engine):
+        pass
+    assert f"cskpi:***@127.0.0.1:{port}/kpis" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
