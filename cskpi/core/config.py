@@ -3,6 +3,10 @@
 Each ``[connectors.NAME]`` table is validated by its connector type's own ``Settings``, so an
 error names the file, the table and the key. Error messages are built from where the error
 is and what is wrong, never from the offending value, so a secret cannot leak through one.
+
+This module is the loader and the top-level :class:`Config`; the models of the other tables
+live in ``config_tables.py`` and are re-exported here, so ``cskpi.core.config`` stays the
+one import for the whole config.
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, date, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self, get_args
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -21,50 +25,56 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    Field,
-    NonNegativeFloat,
-    PositiveFloat,
     SerializeAsAny,
     ValidationError,
     model_validator,
 )
 
 from cskpi.connectors.base import ConnectorFactory, ConnectorSettings
-from cskpi.core.secrets import Secret, redact, register_secret
-from cskpi.core.timespec import (
-    CronExpression,
-    DayHours,
-    Duration,
-    OpenHours,
-    PositiveDuration,
-    TimespecError,
-    parse_duration,
-    validate_cron,
+from cskpi.core.config_tables import (
+    DEFAULT_DIGEST_KPIS,
+    DIMENSIONS,
+    KPI_KEYS,
+    PERIODS,
+    BusinessHours,
+    Compare,
+    Costs,
+    DigestSettings,
+    Dimension,
+    EmailTarget,
+    KpiSettings,
+    PriorityTargets,
+    Sla,
+    SlackTarget,
 )
+from cskpi.core.secrets import redact, register_secret
+from cskpi.core.timespec import TimespecError, parse_duration, validate_cron
 
-KPI_KEYS: tuple[str, ...] = (
-    "tickets_created", "tickets_solved", "backlog", "backlog_change", "backlog_age",
-    "first_response_time", "first_response_time_business", "response_time",
-    "resolution_time", "resolution_time_business", "fcr_rate", "reopen_rate",
-    "escalation_rate", "sla_first_response", "sla_resolution", "csat", "nps", "ces",
-    "agent_replies_per_solved", "submissions_by_hour", "cost_per_ticket",
-    "cost_revenue_ratio", "churn_rate",
-)  # fmt: skip
-DEFAULT_DIGEST_KPIS: tuple[str, ...] = (
-    "tickets_created", "tickets_solved", "backlog", "first_response_time",
-    "resolution_time", "fcr_rate", "csat", "sla_first_response",
-)  # fmt: skip
-PERIODS: tuple[str, ...] = (
-    "today", "yesterday", "last-7d", "last-30d", "this-week", "last-week", "this-month",
-    "last-month",
-)  # fmt: skip
+__all__ = [
+    "DEFAULT_DATABASE",
+    "DEFAULT_DIGEST_KPIS",
+    "DIMENSIONS",
+    "KPI_KEYS",
+    "PERIODS",
+    "BusinessHours",
+    "Compare",
+    "Config",
+    "ConfigError",
+    "Costs",
+    "DigestSettings",
+    "Dimension",
+    "EmailTarget",
+    "KpiSettings",
+    "PriorityTargets",
+    "Sla",
+    "SlackTarget",
+    "absolute_database_url",
+    "find_config_path",
+    "load_config",
+]
+
 DEFAULT_DATABASE = "sqlite:///cskpi.db"
 
-Dimension = Literal[
-    "agent", "group", "channel", "type", "priority", "tag", "connector", "organization"
-]
-Compare = Literal["previous", "same-period-last-week", "none"]
-DIMENSIONS: tuple[str, ...] = get_args(Dimension)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NAME_RULE = "a name must start with a letter or digit and use only letters, digits, _ . -"
@@ -84,155 +94,6 @@ class ConfigError(Exception):
     """An invalid or missing config; ``str()`` is one line naming file, table, key and reason."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- [business_hours] -------------------------------------------------------------------
-
-
-def _country(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z]{2}", value):
-        raise ValueError("must be a two-letter ISO country code such as US or DE")
-    return value.upper()
-
-
-class BusinessHours(_Model):
-    timezone: ZoneInfo  # defaults to the top-level timezone (filled in by Config)
-    mon: DayHours = ()
-    tue: DayHours = ()
-    wed: DayHours = ()
-    thu: DayHours = ()
-    fri: DayHours = ()
-    sat: DayHours = ()
-    sun: DayHours = ()
-    holidays: tuple[date, ...] = ()
-    country: Annotated[str, AfterValidator(_country)] | None = None
-
-    @model_validator(mode="after")
-    def _some_day_open(self) -> Self:
-        if not any(self.week):
-            raise ValueError('no day has opening hours; give e.g. mon = "09:00-17:00"')
-        return self
-
-    @property
-    def week(self) -> tuple[tuple[OpenHours, ...], ...]:
-        """Opening intervals by weekday, Monday first (``week[date.weekday()]``)."""
-        return (self.mon, self.tue, self.wed, self.thu, self.fri, self.sat, self.sun)
-
-
-# --- [sla], [kpis], [costs] -------------------------------------------------------------
-
-
-class PriorityTargets(_Model):
-    urgent: PositiveDuration | None = None
-    high: PositiveDuration | None = None
-    normal: PositiveDuration | None = None
-    low: PositiveDuration | None = None
-
-    def target(self, priority: str | None) -> timedelta | None:
-        """The target for a normalised priority; ``None`` when there is none."""
-        targets = {"urgent": self.urgent, "high": self.high, "normal": self.normal, "low": self.low}
-        return targets.get(priority) if priority is not None else None
-
-
-class Sla(_Model):
-    first_response: PriorityTargets = PriorityTargets()
-    resolution: PriorityTargets = PriorityTargets()
-    business_hours: bool = False
-
-
-class KpiSettings(_Model):
-    escalation_tags: tuple[str, ...] = ("escalated",)
-
-
-def _currency(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z]{3}", value):
-        raise ValueError("must be a three-letter ISO currency code such as USD or EUR")
-    return value.upper()
-
-
-class Costs(_Model):
-    monthly_support_cost: NonNegativeFloat
-    monthly_revenue: PositiveFloat | None = None
-    currency: Annotated[str, AfterValidator(_currency)] = "USD"
-
-
-# --- [digests.NAME] ---------------------------------------------------------------------
-
-
-def _kpi_key(value: str) -> str:
-    if value not in KPI_KEYS:
-        raise ValueError(f"unknown KPI; known: {', '.join(KPI_KEYS)}")
-    return value
-
-
-def _period(value: str) -> str:
-    if value in PERIODS or re.fullmatch(r"[1-9]\d*d", value):
-        return value
-    raise ValueError(
-        "must be one of today, yesterday, last-7d, last-30d, Nd (e.g. 14d), "
-        "this-week, last-week, this-month, last-month"
-    )
-
-
-def _address(value: str) -> str:
-    local, at, domain = value.strip().rpartition("@")
-    if not (local and at and domain) or any(c.isspace() for c in value.strip()):
-        raise ValueError("must be an email address")
-    return value.strip()
-
-
-def _smtp_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-        raise ValueError("must look like smtp://host:587 (STARTTLS) or smtps://host:465")
-    if parts.password is not None:
-        raise ValueError("must not contain a password; put a reference in `password`")
-    return value
-
-
-Address = Annotated[str, AfterValidator(_address)]
-
-
-class SlackTarget(_Model):
-    webhook_url: Secret | None = None
-    token: Secret | None = None
-    channel: str | None = None
-    base_url: str = "https://slack.com/api/"
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> Self:
-        if (self.webhook_url is None) == (self.token is None):
-            raise ValueError("give either webhook_url, or token and channel")
-        if self.token is not None and not self.channel:
-            raise ValueError('token needs a channel, e.g. channel = "#support"')
-        if self.webhook_url is not None and self.channel is not None:
-            raise ValueError("channel applies to token only; a webhook posts to its own channel")
-        return self
-
-
-class EmailTarget(_Model):
-    to: Annotated[tuple[Address, ...], Field(min_length=1)]
-    smtp_url: Annotated[str, AfterValidator(_smtp_url)]
-    from_: Address = Field(alias="from")
-    username: str | None = None
-    password: Secret | None = None
-
-
-class DigestSettings(_Model):
-    schedule: CronExpression
-    period: Annotated[str, AfterValidator(_period)] = "yesterday"
-    compare: Compare = "previous"
-    kpis: Annotated[tuple[Annotated[str, AfterValidator(_kpi_key)], ...], Field(min_length=1)] = (
-        DEFAULT_DIGEST_KPIS
-    )
-    by: Dimension | None = None
-    slack: SlackTarget | None = None
-    email: EmailTarget | None = None
-    grace: Duration = timedelta(hours=6)
-
-
 def _database(value: str) -> str:
     if "://" not in value:
         raise ValueError(
@@ -250,7 +111,9 @@ def _name(value: str) -> str:
 # --- the whole file ---------------------------------------------------------------------
 
 
-class Config(_Model):
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)  # as every table (config_tables._Model)
+
     path: Path
     timezone: ZoneInfo = ZoneInfo("UTC")
     database: Annotated[str, AfterValidator(_database)] = DEFAULT_DATABASE
