@@ -1,7 +1,9 @@
 """The `cskpi` command: parse, call one core function, render. No business logic here.
 
-Heavy modules (SQLAlchemy, pydantic models, rich tables) are imported inside commands so
-that `cskpi --help` answers at once.
+These are the pipeline's commands (init, check, sync, kpis, status, digest, run, demo, ...);
+the `connectors`, `secrets` and `import` groups are in ``cli_groups.py`` and the options and
+helpers all commands share in ``cli_common.py``. Heavy modules (SQLAlchemy, pydantic models,
+rich tables) are imported inside commands so that `cskpi --help` answers at once.
 """
 
 from __future__ import annotations
@@ -9,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cskpi.cli_common import ConfigOption, Verbose, config_or_fail, fail, installed_types
+from cskpi.cli_groups import connectors_app, import_app, secrets_app
+
 if TYPE_CHECKING:
-    from cskpi.connectors.base import ConnectorFactory
-    from cskpi.core.config import Config
     from cskpi.core.kpis import Report
     from cskpi.core.quickstart import Summary
 
@@ -24,51 +27,13 @@ app = typer.Typer(
     add_completion=False,
     help="Customer-service KPIs from Zendesk, Freshdesk, Intercom and a support mailbox.",
 )
-connectors_app = typer.Typer(no_args_is_help=True, help="Installed connector types.")
-secrets_app = typer.Typer(no_args_is_help=True, help="Secrets kept in the OS keyring.")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(secrets_app, name="secrets")
-import_app = typer.Typer(
-    no_args_is_help=True, help="Load survey answers and account data from CSV files."
-)
 app.add_typer(import_app, name="import")
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Config file. Default: $CSKPI_CONFIG, then ./cskpi.toml.",
-        show_default=False,
-    ),
-]
-Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ConnectorsOption = Annotated[
     list[str] | None, typer.Option("--connector", help="Only this connector (repeatable).")
 ]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    # Plain echo: one unwrapped line, and no markup parsing of "[connectors.x]".
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _types() -> dict[str, ConnectorFactory]:
-    from cskpi.connectors.registry import installed
-
-    return installed()
-
-
-def _config(path: Path | None, verbose: bool = False) -> Config:
-    from cskpi.console import setup_logging
-    from cskpi.core.config import ConfigError, find_config_path, load_config
-
-    setup_logging(verbose)
-    try:
-        return load_config(find_config_path(path), _types())
-    except ConfigError as exc:
-        fail(str(exc))
 
 
 @app.command()
@@ -93,8 +58,8 @@ def check(config: ConfigOption = None, verbose: Verbose = False) -> None:
     from cskpi.console import check_table, out
     from cskpi.core import app as core
 
-    cfg = _config(config, verbose)
-    results = core.check(cfg, _types())
+    cfg = config_or_fail(config, verbose)
+    results = core.check(cfg, installed_types())
     out.print(f"{cfg.path}: config ok", highlight=False)
     out.print(check_table(results))
     if not all(r.ok for r in results):
@@ -117,14 +82,19 @@ def sync(
     from cskpi.core import app as core
     from cskpi.core.periods import parse_instant
 
-    cfg = _config(config, verbose)
+    cfg = config_or_fail(config, verbose)
     # A live bar on a terminal; plain log lines for cron, CI and files.
     observer = BarProgress() if sys.stderr.isatty() else LogProgress()
     try:
         start = parse_instant(since, cfg.timezone) if since else None
         with observer if isinstance(observer, BarProgress) else contextlib.nullcontext():
             report = core.sync(
-                cfg, _types(), only=connector or (), since=start, full=full, observer=observer
+                cfg,
+                installed_types(),
+                only=connector or (),
+                since=start,
+                full=full,
+                observer=observer,
             )
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
@@ -170,7 +140,7 @@ def kpis(
 
     if output not in ("table", "json", "csv"):
         fail(f"--format {output!r}: use table, json or csv")
-    cfg = _config(config)
+    cfg = config_or_fail(config)
     request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
     try:
         report = core.kpis(cfg, request)
@@ -199,7 +169,7 @@ def status(config: ConfigOption = None) -> None:
     from cskpi.console import daemon_text, out, status_table, stored_table
     from cskpi.core import app as core
 
-    report = core.status(_config(config))
+    report = core.status(config_or_fail(config))
     typer.echo(daemon_text(report.daemon, datetime.now(UTC)))
     if not report.streams:
         out.print("nothing synced yet; run `cskpi sync`")
@@ -219,7 +189,7 @@ def migrate_store(
 
     from cskpi.core.store_copy import StoreCopyError, copy_store
 
-    source = _config(config).database
+    source = config_or_fail(config).database
     try:
         report = copy_store(source, to)
     except (StoreCopyError, SQLAlchemyError, ModuleNotFoundError) as exc:
@@ -253,7 +223,7 @@ def digest(
     from cskpi.core import digest as digests
     from cskpi.core.periods import parse_instant
 
-    cfg = _config(config, verbose)
+    cfg = config_or_fail(config, verbose)
     try:
         names = [name] if name else list(cfg.digests)
         for n in names:
@@ -297,10 +267,10 @@ def run(
 
     if log_format not in ("text", "json"):
         fail(f"--log-format {log_format!r}: use text or json")
-    cfg = _config(config, verbose)
+    cfg = config_or_fail(config, verbose)
     setup_logging(verbose, json_lines=log_format == "json")
     try:
-        clean = Daemon(cfg, _types()).run()
+        clean = Daemon(cfg, installed_types()).run()
     except DaemonRunningError as exc:
         fail(str(exc), code=1)
     if not clean:  # a job is stuck in a network call: its open transaction rolls back
@@ -344,90 +314,11 @@ def _demo_summary(path: Path) -> Summary:
     from cskpi.core import quickstart
     from cskpi.core.db import open_engine
 
-    engine = open_engine(_config(path).database)
+    engine = open_engine(config_or_fail(path).database)
     try:
         return quickstart.summarize(engine)
     finally:
         engine.dispose()
-
-
-CsvFile = Annotated[Path, typer.Argument(help="CSV file with a header row.")]
-
-
-@import_app.command("ratings")
-def import_ratings(file: CsvFile, config: ConfigOption = None) -> None:
-    """Survey answers (CSAT, NPS, CES, eSAT): kind, score, rated_at, optional scale, id,
-    ticket, agent, comment. All rows or none."""
-    _import(file, config, "ratings")
-
-
-@import_app.command("accounts")
-def import_accounts(file: CsvFile, config: ConfigOption = None) -> None:
-    """Account data: organization (id or name), mrr, created_at, churned_at. All rows or none."""
-    _import(file, config, "accounts")
-
-
-def _import(file: Path, config: Path | None, what: str) -> None:
-    from cskpi.core import importer
-    from cskpi.core.db import open_engine
-
-    cfg = _config(config)
-    engine = open_engine(cfg.database)
-    try:
-        load = importer.import_ratings if what == "ratings" else importer.import_accounts
-        result = load(engine, file, cfg.timezone)
-    except importer.ImportFileError as exc:
-        fail(str(exc), code=1)
-    finally:
-        engine.dispose()
-    typer.echo(
-        f"{file}: {result.rows:,} {what} rows, {result.created:,} new, {result.updated:,} updated"
-    )
-
-
-@connectors_app.command("list")
-def connectors_list(config: ConfigOption = None) -> None:
-    """Installed connector types, built-in and plugins, with their config keys."""
-    from cskpi.console import connector_types_table, out
-
-    out.print(connector_types_table(_types()))
-
-
-@secrets_app.command("set")
-def secrets_set(name: str, config: ConfigOption = None) -> None:
-    """Store a secret in the OS keyring (prompted, never echoed); use it as keyring:NAME."""
-    from cskpi.core.secrets import SecretError, set_secret
-
-    value = typer.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
-    try:
-        set_secret(name, value)
-    except SecretError as exc:
-        fail(str(exc))
-    typer.echo(f'stored {name}; refer to it as "keyring:{name}"')
-
-
-@secrets_app.command("delete")
-def secrets_delete(name: str, config: ConfigOption = None) -> None:
-    """Remove a secret from the OS keyring."""
-    from cskpi.core.secrets import SecretError, delete_secret
-
-    try:
-        delete_secret(name)
-    except SecretError as exc:
-        fail(str(exc))
-    typer.echo(f"deleted {name}")
-
-
-@secrets_app.command("list")
-def secrets_list(config: ConfigOption = None) -> None:
-    """Names of the secrets cskpi stored (never their values)."""
-    from cskpi.core.secrets import SecretError, list_secrets
-
-    try:
-        names = list_secrets()
-    except SecretError as exc:
-        fail(str(exc))
-    typer.echo("\n".join(names) if names else "no secrets stored")
 
 
 def main() -> None:
