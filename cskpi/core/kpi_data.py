@@ -8,7 +8,7 @@ once per tag).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,6 +112,7 @@ class _Query:
     dimension: str | None
     escalation_tags: Sequence[str]
     dialect: Sql = SQLITE
+    row_key: Callable[[str], str] = SQLITE.row_key  # the reader's (see columnar.py)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -147,8 +148,8 @@ class _Query:
         return (
             sql.replace("{escalation}", self.escalation_marks())
             .replace("{tags}", self.dialect.tag_table("t.tags", "x"))
-            .replace("{t.rowid}", self.dialect.row_key("t"))
-            .replace("{r.rowid}", self.dialect.row_key("r"))
+            .replace("{t.rowid}", self.row_key("t"))
+            .replace("{r.rowid}", self.row_key("r"))
             .replace("{+t.status}", self.dialect.unindexed("t.status"))
         )
 
@@ -166,8 +167,10 @@ def load(
     """The window's populations; ``tz`` (default the window's) places submissions by hour.
     ``prefer_arrow=False`` reads through the DB-API driver (see columnar.py)."""
     tz = tz or window.tz
-    query = _Query(window, connectors, dimension, escalation_tags, sql_for(engine))
     with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
+        query = _Query(
+            window, connectors, dimension, escalation_tags, sql_for(engine), reader.row_key
+        )
         created = _tickets(reader, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
         created.cols["hour_of_week"] = hour_of_week(created["created_at"], tz)
         return Populations(

@@ -65,7 +65,9 @@ def test_columns_keep_types_nulls_and_bound_values(store_url: str, prefer_arrow:
     assert len(empty) == 0
 
 
-def test_a_postgresql_cast_is_not_taken_for_a_bound_name(request: pytest.FixtureRequest) -> None:
+def test_a_postgresql_cast_is_not_a_bound_name_and_tuple_ids_are_integers(
+    request: pytest.FixtureRequest,
+) -> None:
     from tests.postgres import new_store
 
     url = new_store(request, "postgresql", Path("."))
@@ -73,9 +75,19 @@ def test_a_postgresql_cast_is_not_taken_for_a_bound_name(request: pytest.Fixture
     try:
         with open_reader(engine) as reader:
             (value,) = reader.columns("SELECT :n::bigint * 2 + '3'::int", {"n": 20})
+            # tuple ids arrive in their binary form and are decoded to block x 65536 + offset
+            sql = (
+                "SELECT ('(' || b || ',' || o || ')')::tid "
+                "FROM (VALUES (1, 2), (70000, 65535), (0, 1)) AS v(b, o)"
+            )
+            (tids,) = reader.columns(sql, {})
+            (none,) = reader.columns("SELECT ctid FROM ticket", {})
     finally:
         engine.dispose()
     assert value.tolist() == [43]
+    assert tids.tolist() == [65538, 70000 * 65536 + 65535, 1]
+    assert tids.dtype == np.int64
+    assert len(none) == 0
 
 
 def test_an_unreachable_postgresql_names_the_store_but_never_its_password() -> None:
