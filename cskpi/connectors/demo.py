@@ -10,115 +10,27 @@ organizations; weighted channels, priorities, types and tags; arrivals skewed to
 08-18 UTC; log-normal reply times, faster for urgent tickets and live channels, with agents
 answering in business hours (Mon-Fri 08-18 UTC); unanswered, unsolved, on-hold, reopened,
 escalated and reassigned tickets; internal notes and bot messages; CSAT (1-5) and NPS (0-10)
-ratings. Every event of a ticket lies within ``LIFETIME`` of its creation and none after
-``end``: what would happen later has not happened yet.
+ratings. Every event of a ticket lies within ``demo_desk.LIFETIME`` of its creation and none
+after ``end``: what would happen later has not happened yet.
+
+This module is the connector: its settings, its streams and their cursors. The generator
+behind it lives in ``demo_desk`` (people, tickets, pages) and ``demo_time`` (arrival and answer
+times), so each reads on its own and stays under the house limit of 400 lines.
 """
 
 from __future__ import annotations
 
 import builtins
-import math
-import random
-from bisect import bisect_right
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from statistics import NormalDist
-from typing import ClassVar, TypeVar
+from datetime import UTC, datetime
+from typing import ClassVar
 
 from pydantic import Field, field_validator
 
 from cskpi.connectors import base
-from cskpi.connectors.base import ConnectorSettings, Message, Page, Person, Rating, Ticket
-
-LIFETIME = timedelta(days=30)
-"""Every event of a ticket (messages, solves, close, ratings) lies within this of its creation."""
-
-_T = TypeVar("_T")
-_Random = Callable[[], float]
-_Event = tuple[int, int, str | None]  # (unix seconds, kind, author id)
-
-_DAY = 86400
-_LIFE = int(LIFETIME.total_seconds())
-_CLOSE_AFTER = 4 * _DAY  # solved tickets close on their own, like Zendesk's default automation
-_MAX_WAIT = 3 * _DAY  # customers reopen and rate before the close, so neither needs a follow-up
-_BLOCK = 1000  # tickets per random stream: fixed, so page_size never changes the data
-_PROFILES = 4096
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CUST, _AGENT, _NOTE, _BOT, _SOLVE = range(5)  # event kinds; the first four are messages
-_ROLE: tuple[base.AuthorRole, ...] = ("customer", "agent", "agent", "bot")
-_SEQ = tuple(str(n) for n in range(32))  # events per ticket: at most 14 + 3 reopens x 3
-_BOT_ID = "b1"
-
-
-def _table(weights: Mapping[_T, int]) -> tuple[_T, ...]:
-    """Expand ``{value: weight}`` so that a uniform index into the result draws by weight."""
-    return tuple(value for value, weight in weights.items() for _ in range(weight))
-
-
-_CHANNELS: tuple[base.Channel, ...] = _table(
-    {"email": 34, "web": 25, "chat": 15, "messaging": 9, "phone": 7, "api": 6, "social": 4}
-)
-_PRIORITIES: tuple[base.Priority | None, ...] = _table(
-    {"urgent": 6, "high": 17, "normal": 50, "low": 15, None: 12}
-)
-_TYPES = _table({"question": 45, "incident": 25, "problem": 10, "task": 10, None: 10})
-_TAG_POOL = _table(
-    {"billing": 6, "bug": 4, "login": 4, "how_to": 5, "shipping": 3, "refund": 2,
-     "feature_request": 3, "outage": 1, "escalated": 2}
-)  # fmt: skip
-_TAG_COUNT = _table({0: 35, 1: 40, 2: 18, 3: 7})
-_SUBJECTS = (
-    "Cannot log in", "Question about my invoice", "Refund request", "App crashes on start",
-    "How do I export my data?", "Order has not arrived", "Charged twice this month",
-    "Password reset mail never comes", "API returns 500", "Feature request: dark mode",
-)  # fmt: skip
-_REPLY_MEDIAN = {  # first-reply medians in seconds, live channels fastest
-    "email": 4 * 3600, "web": 3 * 3600, "api": 5 * 3600, "social": 2 * 3600,
-    "messaging": 1800, "chat": 90, "phone": 40,
-}  # fmt: skip
-_PRIORITY_SPEED = {"urgent": 0.2, "high": 0.5, "normal": 1.0, "low": 1.6, None: 1.2}
-_ROUNDS = _table({0: 52, 1: 27, 2: 12, 3: 6, 4: 3})  # exchanges after the first reply
-_CSAT_GOOD = _table({1: 3, 2: 3, 3: 7, 4: 25, 5: 62})
-_CSAT_BAD = _table({1: 15, 2: 12, 3: 20, 4: 28, 5: 25})
-_NPS = _table({0: 3, 2: 2, 4: 3, 5: 4, 6: 6, 7: 12, 8: 18, 9: 25, 10: 27})
-_FIRST = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ivan", "Jonas", "Kemi")
-_LAST = ("Adler", "Berg", "Costa", "Diaz", "Eriksen", "Fischer", "Garcia", "Haddad", "Ito")
-_NAMES = tuple(f"{first} {last}" for last in _LAST for first in _FIRST)
-_GROUP_NAMES = ("Support", "Billing", "Technical", "Escalations", "Onboarding", "Enterprise")
-_COMPANIES = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Wonka", "Tyrell")
-# A log-normal (sigma 1.1, median 1) by table lookup: far cheaper than lognormvariate.
-_LOGN = tuple(math.exp(1.1 * NormalDist().inv_cdf((k + 0.5) / 1024)) for k in range(1024))
-_OPEN = [how // 24 < 5 and 8 <= how % 24 < 18 for how in range(168)]  # hours of a UTC week
-# Seconds from the start of an hour of the week to the next business hour (0 if open).
-_OPENING_WAIT = tuple(
-    next(k for k in range(168) if _OPEN[(how + k) % 168]) * 3600 for how in range(168)
-)
-
-
-def _arrival_weight(how: int) -> float:
-    day, hour = divmod(how, 24)
-    if day >= 5:
-        return 2.5 if 10 <= hour < 18 else 1.0
-    return 10.0 if _OPEN[how] else 4.0 if 6 <= hour < 22 else 1.5
-
-
-def _answer(r: _Random, ts: int, median: float) -> int:
-    """When an agent answers what arrived at ``ts``: a log-normal delay from the next
-    business hour."""
-    wait = _OPENING_WAIT[(ts // 3600 + 72) % 168]  # 1970-01-01 00:00 was Thursday, hour 72
-    return (ts - ts % 3600 + wait if wait else ts) + 1 + int(median * _LOGN[int(r() * 1024)])
-
-
-def _later(r: _Random, ts: int, median: float) -> int:
-    """``ts`` plus a log-normal delay of at least a second and at most ``_MAX_WAIT``."""
-    return ts + min(_MAX_WAIT, 1 + int(median * _LOGN[int(r() * 1024)]))
-
-
-def _label(names: Sequence[str], index: int) -> str:
-    """Names from a short list, numbered once the list runs out."""
-    name = names[index % len(names)]
-    return name if index < len(names) else f"{name} {index // len(names) + 1}"
+from cskpi.connectors.base import ConnectorSettings, Page
+from cskpi.connectors.demo_desk import Helpdesk
 
 
 class DemoSettings(ConnectorSettings):
@@ -151,332 +63,6 @@ class DemoSettings(ConnectorSettings):
         return value.replace(microsecond=0)
 
 
-@dataclass(frozen=True, slots=True)
-class _Profile:
-    """A ticket's static attributes. A few thousand are drawn per seed and shared, so one
-    draw per ticket picks a realistic, internally consistent combination."""
-
-    channel: base.Channel
-    priority: base.Priority | None
-    type: str | None
-    tags: tuple[str, ...]
-    vip_tags: tuple[str, ...]  # the same ticket's tags when its organization is a VIP
-    subject: str
-    group: int
-    reply_median: float
-    p_reopen: float
-    p_stuck: float
-    p_escalate: float
-    bot: bool
-
-
-def _profile(rnd: random.Random, groups: int) -> _Profile:
-    r = rnd.random
-    channel = _CHANNELS[int(r() * len(_CHANNELS))]
-    priority = _PRIORITIES[int(r() * len(_PRIORITIES))]
-    kind = _TYPES[int(r() * len(_TYPES))]
-    count = _TAG_COUNT[int(r() * len(_TAG_COUNT))]
-    tags = tuple(sorted({_TAG_POOL[int(r() * len(_TAG_POOL))] for _ in range(count)}))
-    # Billing questions go to the billing team (group 2) when there is one.
-    group = 1 % groups if "billing" in tags else int(r() * groups)
-    hard = kind == "problem" or "bug" in tags
-    return _Profile(
-        channel, priority, kind, tags, (*tags, "vip"), _SUBJECTS[int(r() * len(_SUBJECTS))],
-        group, _REPLY_MEDIAN[channel] * _PRIORITY_SPEED[priority],
-        p_reopen=0.15 if hard else 0.06, p_stuck=0.04 if hard else 0.006,
-        p_escalate=0.85 if "escalated" in tags else 0.05, bot=channel in ("chat", "messaging"),
-    )  # fmt: skip
-
-
-class _Arrivals:
-    """Creation times as quantiles of an hourly arrival intensity, so that ticket i's time
-    needs no other ticket and never falls as i rises."""
-
-    def __init__(self, start: int, days: int, seed: int) -> None:
-        noise = random.Random(f"demo-days:{seed}")
-        self.start, self.end = start, start + days * _DAY
-        self.cum: list[float] = []
-        self.scale: list[float] = []  # seconds per unit of intensity, hour by hour
-        total = 0.0
-        for hour in range(days * 24):
-            if hour % 24 == 0:  # day-to-day noise and slow growth, for period comparisons
-                factor = math.exp(0.15 * noise.gauss(0.0, 1.0)) * (0.9 + 0.2 * hour / 24 / days)
-            weight = _arrival_weight((start // 3600 + hour + 72) % 168) * factor
-            total += weight
-            self.cum.append(total)
-            self.scale.append(3600 / weight)
-        self.low = [0.0, *self.cum[:-1]]
-        self.total = total
-
-    def at(self, u: float) -> int:
-        """The time (unix seconds, at most the span's end) at quantile ``0 <= u <= 1``."""
-        x = u * self.total
-        h = bisect_right(self.cum, x)
-        if h == len(self.cum):
-            return self.end
-        return self.start + h * 3600 + int((x - self.low[h]) * self.scale[h])
-
-
-class _Clock:
-    """Unix seconds to aware datetimes: an hour's datetime plus a ready-made timedelta is
-    ten times faster than ``datetime.fromtimestamp``."""
-
-    SECONDS = tuple(timedelta(seconds=s) for s in range(3600))
-
-    def __init__(self, start: int, end: int) -> None:
-        self.start = start - start % 3600
-        self.hours = [datetime.fromtimestamp(ts, UTC) for ts in range(self.start, end + 1, 3600)]
-
-    def __call__(self, ts: int) -> datetime:
-        return self.hours[(ts - self.start) // 3600] + self.SECONDS[(ts - self.start) % 3600]
-
-
-class _PageBuilder:
-    __slots__ = ("messages", "people", "ratings", "tickets")
-
-    def __init__(self) -> None:
-        self.tickets: list[Ticket] = []
-        self.messages: list[Message] = []
-        self.ratings: list[Rating] = []
-        self.people: dict[int, Person] = {}
-
-    def build(self, delivered: int) -> Page:
-        records: list[base.Record] = [*self.people.values(), *self.tickets]
-        records += self.messages
-        records += self.ratings
-        return Page(records, cursor=str(delivered), position=self.tickets[-1].created_at)
-
-
-class _Helpdesk:
-    """The synthetic helpdesk behind both streams: its directory and its tickets."""
-
-    def __init__(self, settings: DemoSettings, end: datetime) -> None:
-        self.tickets, self.page_size = settings.tickets, settings.page_size
-        self.seed = settings.seed
-        self.end = int(end.timestamp())
-        self.start = self.end - settings.days * _DAY
-        self.arrivals = _Arrivals(self.start, settings.days, settings.seed)
-        self.clock = _Clock(self.start, self.end)
-        agents = settings.agents or max(4, min(60, settings.tickets // 400))
-        groups = min(settings.groups or max(2, min(8, agents // 4)), agents)
-        self.orgs = settings.organizations or max(3, min(2000, settings.tickets // 50))
-        self.customers = max(10, settings.tickets * 11 // 20)
-        self.agent_ids = tuple(f"a{j + 1}" for j in range(agents))
-        self.group_ids = tuple(f"g{g + 1}" for g in range(groups))
-        self.org_ids = tuple(f"o{o + 1}" for o in range(self.orgs))
-        self.members = tuple(tuple(range(g, agents, groups)) for g in range(groups))
-        # Agents differ in speed (and so in satisfaction), so leaderboards have a spread.
-        self.speed = tuple(0.6 + 0.08 * (j * 7 % 11) for j in range(agents))
-        rnd = random.Random(f"demo-profiles:{settings.seed}")
-        self.profiles = tuple(_profile(rnd, groups) for _ in range(_PROFILES))
-
-    def directory(self) -> list[base.Record]:
-        records: list[base.Record] = [
-            Person(agent, "agent", _NAMES[j * 7 % len(_NAMES)], f"agent{j + 1}@helpdesk.example")
-            for j, agent in enumerate(self.agent_ids)
-        ]
-        records.append(Person(_BOT_ID, "bot", "Answer Bot"))
-        records += (base.Group(g, _label(_GROUP_NAMES, i)) for i, g in enumerate(self.group_ids))
-        founded = (self.clock.hours[0] - timedelta(days=o * 37 % 700 + 1) for o in range(self.orgs))
-        records += (
-            base.Organization(self.org_ids[o], _label(_COMPANIES, o), at)
-            for o, at in enumerate(founded)
-        )
-        return records
-
-    def first_ticket(self, since: datetime) -> int:
-        """Where a backfill from ``since`` starts: the start of the page of the first ticket
-        that can be created at or after ``since - LIFETIME`` (no ticket before it can have
-        been updated at or after ``since``); ``tickets`` when there is none."""
-        threshold, n = int(since.timestamp()) - _LIFE, self.tickets
-        # Ticket i is created no later than at((i + 1) / n), which never falls as i rises.
-        first = bisect_right(range(n), threshold - 1, key=lambda i: self.arrivals.at((i + 1) / n))
-        return first // self.page_size * self.page_size if first < n else n
-
-    def pages(self, start: int) -> Iterator[Page]:
-        """Pages of ``page_size`` tickets, from ticket index ``start`` (0-based) on."""
-        page, dropped = _PageBuilder(), _PageBuilder()
-        for block in range(start // _BLOCK, -(-self.tickets // _BLOCK)):
-            rnd = random.Random(f"demo:{self.seed}:{block}")
-            for i in range(block * _BLOCK, min(self.tickets, (block + 1) * _BLOCK)):
-                # Tickets before `start` are drawn and dropped to keep the block's stream aligned.
-                self._ticket(rnd.random, i, page if i >= start else dropped)
-                if len(page.tickets) == self.page_size:
-                    yield page.build(i + 1)
-                    page = _PageBuilder()
-            dropped = _PageBuilder()
-        if page.tickets:
-            yield page.build(self.tickets)
-
-    def _ticket(self, r: _Random, i: int, out: _PageBuilder) -> None:
-        created = self.arrivals.at((i + r()) / self.tickets)
-        p = self.profiles[int(r() * _PROFILES)]
-        u = r()
-        customer = int(self.customers * u * u)  # squared: low numbers are repeat customers
-        mixed = customer * 2654435761 % 4294967296  # Knuth's hash: neighbours land apart
-        org = mixed // 100 % self.orgs if mixed % 100 < 65 else -1  # two in three have one
-        requester = (out.people.get(customer) or self._customer(customer, org, out)).external_id
-        first, agent, group, moves = self._assign(r, p)
-        events, solve = self._timeline(r, created, p, requester, first, agent)
-        ticket = Ticket(
-            f"t{i + 1}", _EPOCH, _EPOCH, "new", None, p.subject, p.priority, p.channel, p.type,
-            p.tags if org % 10 else p.vip_tags, requester,
-            self.org_ids[org] if org >= 0 else None, self.agent_ids[agent], self.group_ids[group],
-            None, None, None, None, 0, 0, moves, int(first != agent),
-        )  # fmt: skip
-        horizon = min(self.end, created + _LIFE)
-        seen = _walk(events, horizon, ticket, out.messages, self.clock)
-        _settle(r, ticket, events, seen, stuck=solve < 0)
-        # A survey goes out on solving: 30% answer CSAT, 4% NPS.
-        if solve >= 0 and (roll := r()) < 0.34:
-            rating = _rate(r, roll, ticket, created, solve, horizon, self.clock)
-            if rating is not None:
-                out.ratings.append(rating)
-        out.tickets.append(ticket)
-
-    def _customer(self, customer: int, org: int, out: _PageBuilder) -> Person:
-        number = str(customer + 1)
-        domain = f"org{org + 1}.example" if org >= 0 else "mail.example"
-        name, email = _NAMES[customer % len(_NAMES)], f"customer{number}@{domain}"
-        person = out.people[customer] = Person("u" + number, "customer", name, email)
-        return person
-
-    def _assign(self, r: _Random, p: _Profile) -> tuple[int, int, int, int]:
-        """First agent, current agent, current group and the number of group changes."""
-        groups, members = len(self.members), self.members[p.group]
-        first = members[int(r() * len(members))]
-        if groups > 1 and r() < p.p_escalate:
-            group = (p.group + 1 + int(r() * (groups - 1))) % groups
-            members = self.members[group]
-            return first, members[int(r() * len(members))], group, 1
-        if r() < 0.1:  # handed to a colleague in the same group
-            return first, members[int(r() * len(members))], p.group, 0
-        return first, first, p.group, 0
-
-    def _timeline(
-        self, r: _Random, created: int, p: _Profile, requester: str, first: int, agent: int
-    ) -> tuple[list[_Event], int]:
-        """Every event of a ticket's life in time order, some perhaps past its horizon, and
-        its last solve time (-1 if it is never solved)."""
-        events: list[_Event] = [(created, _CUST, requester)]
-        if p.bot and r() < 0.5:  # the bot's instant answer, before any agent
-            events.append((created + 2, _BOT, _BOT_ID))
-        median, agent_id = p.reply_median * self.speed[agent], self.agent_ids[agent]
-        if r() < 0.03:  # solved with no reply: a duplicate, spam, or the customer found out
-            solve = _answer(r, events[-1][0], 3600)
-        else:
-            last = _conversation(r, events, median, requester, self.agent_ids[first], agent_id)
-            if r() < p.p_stuck:  # waiting on engineering or a third party, never solved
-                return events, -1
-            solve = _solve(r, events, last, requester)
-        events.append((solve, _SOLVE, None))
-        chance = p.p_reopen
-        for _ in range(3):  # the customer writes back; the agent answers and solves again
-            if r() >= chance:
-                break
-            t = _later(r, solve, _DAY)
-            solve = _answer(r, t, median)
-            events += ((t, _CUST, requester), (solve, _AGENT, agent_id), (solve, _SOLVE, None))
-            chance *= 0.3
-        return events, solve
-
-
-def _conversation(
-    r: _Random, events: list[_Event], median: float, requester: str, first: str, agent: str
-) -> int:
-    """The first reply (perhaps after an internal note) and the exchanges after it; returns
-    the time of the last agent reply."""
-    previous = events[-1][0]
-    t = _answer(r, previous, median)
-    if r() < 0.2:  # a note to a colleague before answering
-        events.append((previous + (t - previous) // 2, _NOTE, first))
-    events.append((t, _AGENT, first))
-    for _ in range(_ROUNDS[int(r() * 100)]):
-        t = _later(r, t, 4 * 3600)
-        events.append((t, _CUST, requester))
-        t = _answer(r, t, median * 1.5)
-        events.append((t, _AGENT, agent))
-    return t
-
-
-def _solve(r: _Random, events: list[_Event], t: int, requester: str) -> int:
-    """When the agent marks the ticket solved after their last reply at ``t``."""
-    roll = r()
-    if roll < 0.5:
-        return t  # submitted as solved together with the reply
-    if roll < 0.75:  # the customer says thanks first
-        t = _later(r, t, 3600)
-        events.append((t, _CUST, requester))
-        return _answer(r, t, 1800)
-    return _later(r, t, _DAY)  # pending until the customer has stayed quiet
-
-
-def _walk(
-    events: list[_Event], horizon: int, ticket: Ticket, messages: list[Message], clock: _Clock
-) -> int:
-    """Replay the events up to ``horizon`` into messages and the ticket's dates and counters
-    (a ticket solved for ``_CLOSE_AFTER`` is closed); returns how many events happened."""
-    tid, prefix = ticket.external_id, "m" + ticket.external_id[1:] + "-"
-    hours, seconds, base_ts = clock.hours, clock.SECONDS, clock.start  # the clock, inlined
-    seen = replies = reopens = solved_ts = 0
-    first_reply = solved = first_solved = None
-    at, opening = _EPOCH, len(messages)
-    for ts, kind, author in events:
-        if ts > horizon:
-            break
-        seen += 1
-        at = hours[(ts - base_ts) // 3600] + seconds[(ts - base_ts) % 3600]
-        if kind == _SOLVE:
-            solved, solved_ts, first_solved = at, ts, first_solved or at
-            continue
-        messages.append(Message(prefix + _SEQ[seen], tid, at, _ROLE[kind], kind != _NOTE, author))
-        if kind == _AGENT:
-            replies += 1
-            first_reply = first_reply or at
-        elif solved and kind == _CUST:  # written after a solve: a reopen
-            reopens, solved = reopens + 1, None
-    if solved and solved_ts + _CLOSE_AFTER <= horizon:  # closed on its own after a quiet spell
-        at = ticket.closed_at = clock(solved_ts + _CLOSE_AFTER)
-    ticket.created_at = messages[opening].created_at
-    ticket.updated_at, ticket.first_reply_at, ticket.agent_replies = at, first_reply, replies
-    ticket.solved_at, ticket.first_solved_at, ticket.reopens = solved, first_solved, reopens
-    return seen
-
-
-def _settle(r: _Random, ticket: Ticket, events: list[_Event], seen: int, stuck: bool) -> None:
-    """Set the status from what happened, and unassign a ticket no agent has touched yet."""
-    status: base.TicketStatus = "open"
-    if ticket.closed_at is not None:
-        status = "closed"
-    elif ticket.solved_at is not None:
-        status = "solved"
-    elif seen <= 1 + (events[1][1] == _BOT):  # events after the bot's are all agents' doing
-        status = "new"
-        ticket.assignee_id, ticket.group_changes, ticket.assignee_changes = None, 0, 0
-    elif events[seen - 1][1] == _AGENT:
-        status = "on_hold" if r() < (0.5 if stuck else 0.1) else "pending"
-    ticket.status = status
-    ticket.raw_status = "hold" if status == "on_hold" else status
-
-
-def _rate(
-    r: _Random, roll: float, ticket: Ticket, created: int, solve: int, horizon: int, clock: _Clock
-) -> Rating | None:
-    """The survey answer after the last solve: NPS when ``roll`` >= 0.3, else CSAT (poorer
-    after a reopen or a slow resolution). It updates its ticket, as in Zendesk."""
-    at = _later(r, solve, 3 * 3600)
-    if at > horizon:
-        return None
-    rated, tid = clock(at), ticket.external_id
-    ticket.updated_at = max(ticket.updated_at, rated)
-    if roll >= 0.3:
-        return Rating("r" + tid[1:] + "-nps", "nps", _NPS[int(r() * 100)], 0, 10, rated, tid)
-    slow = ticket.reopens or solve - created > 2 * _DAY
-    score = (_CSAT_BAD if slow else _CSAT_GOOD)[int(r() * 100)]
-    agent = ticket.assignee_id
-    return Rating("r" + tid[1:] + "-csat", "csat", score, 1, 5, rated, tid, None, agent)
-
-
 @dataclass(slots=True)
 class _Stream:
     name: str
@@ -503,7 +89,7 @@ class DemoConnector:
         midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         self.end = self.settings.end or midnight
         """Nothing in the data lies after this instant: the natural ``--now`` for its KPIs."""
-        self._desk = _Helpdesk(self.settings, self.end)
+        self._desk = Helpdesk(self.settings, self.end)
 
     def check(self) -> None:
         """Nothing to call: the data is generated locally."""
@@ -521,7 +107,7 @@ class DemoConnector:
 
         ``cursor`` is the number of tickets delivered so far; reading resumes right after it.
         ``since`` (a backfill; naive means UTC) wins over ``cursor`` and starts at the first
-        page that can hold a ticket updated at or after it (see ``LIFETIME``). A page's
+        page that can hold a ticket updated at or after it (see ``demo_desk.LIFETIME``). A page's
         ``position`` is the creation time of its last ticket.
         """
         if since is not None:

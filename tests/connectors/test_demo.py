@@ -21,7 +21,8 @@ from cskpi.connectors.base import (
     Stream,
     Ticket,
 )
-from cskpi.connectors.demo import LIFETIME, DemoConnector, DemoSettings
+from cskpi.connectors.demo import DemoConnector, DemoSettings
+from cskpi.connectors.demo_desk import LIFETIME
 
 END = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 OPEN = ("new", "open", "pending", "on_hold")
