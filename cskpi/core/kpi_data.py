@@ -121,9 +121,13 @@ class _Query:
         params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
         return params
 
-    def escalation_marks(self) -> str:
-        # IN (NULL) matches nothing, where an empty IN () is not valid everywhere.
-        return ", ".join(f":x{i}" for i in range(len(self.escalation_tags))) or "NULL"
+    def escalation_tag(self) -> str:
+        """SQL true when the ticket ``t`` has an escalation tag. Without any configured it
+        is a constant: the tags of every solved ticket would be parsed to find none."""
+        if not self.escalation_tags:
+            return "FALSE"
+        marks = ", ".join(f":x{i}" for i in range(len(self.escalation_tags)))
+        return f"EXISTS (SELECT 1 FROM {{tags}} WHERE x.value IN ({marks}))"  # noqa: S608 (bind names only)
 
     def connector_filter(self, alias: str) -> str:
         if not self.connectors:
@@ -146,7 +150,7 @@ class _Query:
     def render(self, sql: str) -> str:
         """Fill in the dialect's spelling of the fragments named in braces."""
         return (
-            sql.replace("{escalation}", self.escalation_marks())
+            sql.replace("{escalation_tag}", self.escalation_tag())
             .replace("{tags}", self.dialect.tag_table("t.tags", "x"))
             .replace("{t.rowid}", self.row_key("t"))
             .replace("{r.rowid}", self.row_key("r"))
@@ -202,8 +206,7 @@ _CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "so
 _SOLVED = (
     *_t("rowid", "created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
     # 1 when a tag is one of the escalation tags (bound as :x0, :x1, …)
-    Column("escalated", "t.group_changes > 0 OR EXISTS (SELECT 1 FROM {tags} "
-                        "WHERE x.value IN ({escalation}))"),
+    Column("escalated", "t.group_changes > 0 OR {escalation_tag}"),
 )  # fmt: skip
 # SQLite is kept off the (status, created_at) backlog index, which would walk every
 # solved ticket ever stored instead of the window's range of solved_at.

@@ -338,6 +338,12 @@ SOLVED_RATES = [
         context=ctx(escalation_tags=("vip",)),
     ),
     Case(
+        "no escalation tags configured: group changes only",
+        zd(tickets=SOLVED_TICKETS),
+        {"escalation_rate": rate(1, 5)},  # f3 (group change)
+        context=ctx(escalation_tags=()),
+    ),
+    Case(
         "no tickets solved",
         zd(tickets=[tk("x", at(3, 3), agent_replies=2)]),
         {
