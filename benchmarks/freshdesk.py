@@ -97,8 +97,11 @@ def limited(tickets: int, conversations: bool) -> None:
     actual = times[-1] - times[0]
     label = "with conversations" if conversations else "without conversations"
     print(f"\n2. growth plan on a fake clock, {label} ({tickets:,} tickets)")
-    print(f"   {what} in {actual / 60:.1f} simulated minutes; the fastest schedule the")
-    print(f"   {ceiling} allow takes {ideal / 60:.0f}: {ideal / actual:.1%} of the ceiling")
+    if actual > 0:
+        print(f"   {what} in {actual / 60:.1f} simulated minutes; the fastest schedule the")
+        print(f"   {ceiling} allow takes {ideal / 60:.0f}: {ideal / actual:.1%} of the ceiling")
+    else:  # all within the first minute's allowance: no pacing to measure
+        print(f"   {what}, all within one minute's {ceiling}: too few to measure pacing")
     print(f"   429 responses: {got_429} (limit trips: {server.throttled})")
 
 
