@@ -2,33 +2,43 @@
 
 A DB-API driver hands every value to Python as an object: for the 30-day window of a
 1M-ticket store (about 90,000 tickets, 330,000 messages, 30,000 ratings) building those
-objects took 1.7 s of the KPI set's 2.1 s. ADBC drivers (Apache Arrow Database
+objects took 1.7 s of the KPI set's 2.3 s. ADBC drivers (Apache Arrow Database
 Connectivity) step the query in C and fill Arrow arrays, which numpy reads without a copy:
 the same reads take 0.7 s on SQLite. On PostgreSQL the ADBC driver reads results in the
 binary wire format, again without a Python object per value.
 https://arrow.apache.org/adbc/current/driver/sqlite.html
 https://arrow.apache.org/adbc/current/driver/postgresql.html
 
-A reader holds one read transaction, so the queries of one KPI run see one snapshot while
-a sync commits pages meanwhile. An in-memory SQLite store, which another connection can't
-open, is read through SQLAlchemy's own connection instead (``RowReader``); the KPI tests
-run both readers on the same data.
+The queries of one KPI run are read in one transaction, so they see one snapshot while a
+sync commits pages meanwhile.
+
+SQLite is read by the ADBC driver in a worker process of its own. The driver carries its
+own copy of the SQLite library, and two copies in one process corrupt databases: POSIX
+locks belong to the process, so when one copy closes a file the locks the other copy holds
+on it are gone, a write lock included (https://www.sqlite.org/howtocorrupt.html, 2.2.1).
+The worker (``sqlite_worker.py``) has only the driver's copy; the results come back as
+pickled arrays. An in-memory SQLite store, which another process can't open, is read through
+SQLAlchemy's own connection instead (``RowReader``); the KPI tests run both readers.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, text
 
-from cskpi.core.dialect import sql_for
+from cskpi.core.dialect import POSTGRES, SQLITE, sql_for
 from cskpi.core.secrets import MASK
+
+if TYPE_CHECKING:
+    from cskpi.core.sqlite_worker import SqliteWorker
 
 Columns = list[NDArray[Any]]
 
@@ -53,13 +63,52 @@ class Reader(Protocol):
         ...
 
 
+def row_key_for(engine: Engine, *, prefer_arrow: bool = True) -> Callable[[str], str]:
+    """How the reader ``read`` picks spells an integer naming a row (see ``Reader``)."""
+    if prefer_arrow and engine.url.get_backend_name() == "postgresql":
+        return _tuple_id
+    return sql_for(engine).row_key
+
+
+def read(
+    engine: Engine, queries: Sequence[str], params: dict[str, Any], *, prefer_arrow: bool = True
+) -> list[Columns]:
+    """The results of ``queries`` (binding ``params``), all read in one snapshot."""
+    if _in_worker(engine, prefer_arrow):
+        # absolute: the worker keeps the directory it started in
+        path = os.path.abspath(str(engine.url.database))
+        return sqlite_worker().read(path, list(queries), params)
+    with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
+        return [reader.columns(sql, params) for sql in queries]
+
+
+_worker: SqliteWorker | None = None
+_worker_made = threading.Lock()
+
+
+def sqlite_worker() -> SqliteWorker:
+    """This process's SQLite reader (its process starts on the first read)."""
+    global _worker
+    with _worker_made:
+        if _worker is None:
+            from cskpi.core.sqlite_worker import SqliteWorker
+
+            _worker = SqliteWorker()
+        return _worker
+
+
+def _in_worker(engine: Engine, prefer_arrow: bool) -> bool:
+    url = engine.url
+    memory = url.database in (None, "", ":memory:")
+    return prefer_arrow and url.get_backend_name() == "sqlite" and not memory
+
+
 @contextmanager
 def open_reader(engine: Engine, *, prefer_arrow: bool = True) -> Iterator[Reader]:
-    """A reader of ``engine``'s store within one read snapshot."""
-    url = engine.url
-    memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-    if prefer_arrow and not memory and url.get_backend_name() in ("sqlite", "postgresql"):
-        with _arrow_reader(engine) as reader:
+    """A reader in this process within one read snapshot: ADBC on PostgreSQL, otherwise
+    the DB-API driver (SQLite's ADBC reader runs in the worker, see the module doc)."""
+    if prefer_arrow and engine.url.get_backend_name() == "postgresql":
+        with _postgres_reader(engine) as reader:
             yield reader
         return
     # An explicit BEGIN: the reader's raw DB-API cursor would not start SQLAlchemy's
@@ -102,14 +151,13 @@ def _column(values: list[Any]) -> NDArray[Any]:
 
 
 class ArrowReader:
-    def __init__(self, conn: Any, marker: str) -> None:
+    def __init__(self, conn: Any, marker: str, convert: Callable[[Any], Any] | None = None) -> None:
         self.conn = conn
         self.marker = marker  # "?" or "$" (then numbered)
+        self.convert = convert or numpy_column  # from an Arrow column
 
     def row_key(self, alias: str) -> str:
-        # PostgreSQL: the tuple id itself, decoded by `_numpy` from its binary form, where
-        # the dialect's text round trip (see dialect.py) cost 0.4 s on the benchmark's replies.
-        return f"{alias}.rowid" if self.marker == "?" else f"{alias}.ctid"
+        return SQLITE.row_key(alias) if self.marker == "?" else _tuple_id(alias)
 
     def columns(self, sql: str, params: dict[str, Any]) -> Columns:
         order: list[str] = []
@@ -124,10 +172,10 @@ class ArrowReader:
                 cursor.adbc_statement.set_options(**_SQLITE_OPTIONS)
             cursor.execute(positional, [params[name] for name in order] if order else None)
             table = cursor.fetch_arrow_table()
-        return [_numpy(table.column(i)) for i in range(table.num_columns)]
+        return [self.convert(table.column(i)) for i in range(table.num_columns)]
 
 
-def _numpy(column: Any) -> NDArray[Any]:
+def numpy_column(column: Any) -> NDArray[Any]:
     import pyarrow as pa
 
     kind = column.type
@@ -139,6 +187,12 @@ def _numpy(column: Any) -> NDArray[Any]:
     if pa.types.is_null(kind):
         return np.full(len(column), np.nan)
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _tuple_id(alias: str) -> str:
+    # PostgreSQL: the tuple id itself, decoded by `numpy_column` from its binary form, where the
+    # dialect's text round trip (see dialect.py) cost 0.4 s on the benchmark's replies.
+    return f"{alias}.ctid"
 
 
 def _tuple_ids(tids: Any) -> NDArray[np.int64]:
@@ -162,35 +216,34 @@ def _tuple_ids(tids: Any) -> NDArray[np.int64]:
 
 
 @contextmanager
-def _arrow_reader(engine: Engine) -> Iterator[ArrowReader]:
+def _postgres_reader(engine: Engine) -> Iterator[ArrowReader]:
     url = engine.url
-    if url.get_backend_name() == "sqlite":
-        import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-        conn: Any = adbc_sqlite.connect(f"file:{quote(url.database or '')}?mode=ro")
-        marker = "?"
-    else:
-        try:
-            import adbc_driver_postgresql.dbapi as adbc_pg
-        except ModuleNotFoundError as exc:
-            raise ModuleNotFoundError(
-                f"{exc}: a PostgreSQL store needs the postgres extra: pip install 'cskpi[postgres]'"
-            ) from exc
-        libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        try:
-            conn = adbc_pg.connect(libpq)
-        except Exception as exc:  # the driver's message must not carry the URL's password
-            shown = url.render_as_string(hide_password=True)
-            message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)
-            raise ConnectionError(f"cannot read the store at {shown}: {message}") from None
-        marker = "$"
     try:
-        # ADBC opens the transaction itself (autocommit is off): on SQLite a deferred BEGIN,
-        # whose snapshot starts at the first read and holds until the rollback below.
+        import adbc_driver_postgresql.dbapi as adbc_pg
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            f"{exc}: a PostgreSQL store needs the postgres extra: pip install 'cskpi[postgres]'"
+        ) from exc
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        conn: Any = adbc_pg.connect(libpq)
+    except Exception as exc:  # the driver's message must not carry the URL's password
+        shown = url.render_as_string(hide_password=True)
+        message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)
+        raise ConnectionError(f"cannot read the store at {shown}: {message}") from None
+    with transaction(conn, POSTGRES.snapshot_sql()):
+        yield ArrowReader(conn, "$")
+    conn.close()
+
+
+@contextmanager
+def transaction(conn: Any, first: Sequence[str]) -> Iterator[None]:
+    """ADBC opens the transaction itself (autocommit is off); on SQLite a deferred BEGIN,
+    whose snapshot starts at the first read. It holds until the rollback."""
+    try:
         with conn.cursor() as cursor:
-            for statement in sql_for(engine).snapshot_sql():
+            for statement in first:
                 cursor.execute(statement)
-        yield ArrowReader(conn, marker)
+        yield
     finally:
         conn.rollback()
-        conn.close()

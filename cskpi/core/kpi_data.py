@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine
 
-from cskpi.core.columnar import Columns, Reader, open_reader
+from cskpi.core.columnar import Columns, read, row_key_for
 from cskpi.core.dialect import SQLITE, Sql, sql_for
 from cskpi.core.periods import Window
 from cskpi.core.schema import to_epoch
@@ -168,24 +168,31 @@ def load(
     *,
     prefer_arrow: bool = True,
 ) -> Populations:
-    """The window's populations; ``tz`` (default the window's) places submissions by hour.
-    ``prefer_arrow=False`` reads through the DB-API driver (see columnar.py)."""
+    """The window's populations, read in one snapshot; ``tz`` (default the window's) places
+    submissions by hour. ``prefer_arrow=False`` reads through the DB-API driver."""
     tz = tz or window.tz
-    with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
-        query = _Query(
-            window, connectors, dimension, escalation_tags, sql_for(engine), reader.row_key
-        )
-        created = _tickets(reader, query, "t.created_at >= :s AND t.created_at < :e", _CREATED)
-        created.cols["hour_of_week"] = hour_of_week(created["created_at"], tz)
-        return Populations(
-            created=created,
-            solved=_tickets(reader, query, _SOLVED_IN_W, _SOLVED),
-            backlog=_tickets(reader, query, _backlog_condition(window), _t("rowid", "created_at")),
-            ratings=_ratings(reader, query),
-            replies=_replies(reader, query),
-            has_messages=_has_messages(reader, query),
-            organizations=_organizations(reader, query),
-        )
+    row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
+    q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key)
+    keyed = dimension is not None
+    queries = [
+        _tickets(q, "t.created_at >= :s AND t.created_at < :e", _CREATED),
+        _tickets(q, _SOLVED_IN_W, _SOLVED),
+        _tickets(q, _backlog_condition(window), _BACKLOG),
+        _ratings(q), _replies(q), _has_messages(q), _organizations(q),
+    ]  # fmt: skip
+    results = read(engine, [q.render(sql) for sql in queries], q.params, prefer_arrow=prefer_arrow)
+    created, solved, backlog, ratings, replies, messages, organizations = results
+    frame = _frame(created, _CREATED, keyed)
+    frame.cols["hour_of_week"] = hour_of_week(frame["created_at"], tz)
+    return Populations(
+        created=frame,
+        solved=_frame(solved, _SOLVED, keyed),
+        backlog=_frame(backlog, _BACKLOG, keyed),
+        ratings=_frame(ratings, _RATING_COLS, keyed),
+        replies=_answers(replies),
+        has_messages=bool(messages[0][0]),
+        organizations=_frame(organizations, _ORGANIZATION_COLS, False),
+    )
 
 
 @dataclass(frozen=True)
@@ -210,6 +217,7 @@ _SOLVED = (
 )  # fmt: skip
 # SQLite is kept off the (status, created_at) backlog index, which would walk every
 # solved ticket ever stored instead of the window's range of solved_at.
+_BACKLOG = _t("rowid", "created_at")
 _SOLVED_IN_W = "{+t.status} IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
 
 
@@ -240,14 +248,14 @@ def _text(values: NDArray[Any]) -> Obj:
     return np.array([None if v != v else str(v) for v in values.tolist()], dtype=object)
 
 
-def _tickets(reader: Reader, q: _Query, condition: str, columns: Sequence[Column]) -> Frame:
+def _tickets(q: _Query, condition: str, columns: Sequence[Column]) -> str:
     key, joins = q.ticket_key()
     cols = ", ".join(c.sql for c in columns)
     sql = (
         f"SELECT {cols}, {key} FROM ticket t{joins} "  # noqa: S608 (constants only)
         f"WHERE t.deleted = FALSE AND {condition}{q.connector_filter('t')}"
     )
-    return _frame(reader.columns(q.render(sql), q.params), columns, q.dimension is not None)
+    return sql
 
 
 _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True),
@@ -255,7 +263,7 @@ _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True
                 Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"))  # fmt: skip
 
 
-def _ratings(reader: Reader, q: _Query) -> Frame:
+def _ratings(q: _Query) -> str:
     key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
     sql = (
         f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
@@ -265,21 +273,23 @@ def _ratings(reader: Reader, q: _Query) -> Frame:
         "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
         f"{q.connector_filter('r')}"
     )
-    return _frame(reader.columns(q.render(sql), q.params), _RATING_COLS, q.dimension is not None)
+    return sql
 
 
-def _replies(reader: Reader, q: _Query) -> Frame:
-    """Seconds from each public customer message to the next public agent message at or
-    after it in the same ticket, for the tickets created in W (one sorted pass)."""
-    sql = (
+def _replies(q: _Query) -> str:
+    """Public customer and agent messages of the tickets created in W (see ``_answers``)."""
+    return (
         "SELECT {t.rowid}, m.created_at, m.author_role = 'agent' "  # noqa: S608
         "FROM ticket t JOIN message m ON m.ticket_id = t.id "
         "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :e AND m.public = TRUE "
         f"AND m.author_role IN ('customer', 'agent'){q.connector_filter('t')}"
     )
-    ticket, at, agent = (
-        np.asarray(c, dtype=np.int64) for c in reader.columns(q.render(sql), q.params)
-    )
+
+
+def _answers(columns: Columns) -> Frame:
+    """Seconds from each public customer message to the next public agent message at or
+    after it in the same ticket, for the tickets created in W (one sorted pass)."""
+    ticket, at, agent = (np.asarray(c, dtype=np.int64) for c in columns)
     if len(ticket) == 0:
         return Frame({"ticket": ticket, "seconds": at}, None)
     return Frame(answered(ticket, at, agent.astype(bool)), None)
@@ -299,21 +309,19 @@ def answered(ticket: I64, at: I64, agent: NDArray[np.bool_]) -> dict[str, I64]:
     return {"ticket": ticket[hit], "seconds": reply_at - at[hit]}
 
 
-def _has_messages(reader: Reader, q: _Query) -> bool:
-    sql = (
+def _has_messages(q: _Query) -> str:
+    return (
         "SELECT EXISTS (SELECT 1 FROM ticket t JOIN message m ON m.ticket_id = t.id "  # noqa: S608
         "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :e"
         f"{q.connector_filter('t')})"
     )
-    return bool(reader.columns(sql, q.params)[0][0])
 
 
-def _organizations(reader: Reader, q: _Query) -> Frame:
-    sql = (
+def _organizations(q: _Query) -> str:
+    return (
         "SELECT o.mrr, o.created_at, o.churned_at, NULL FROM organization o "  # noqa: S608
         f"WHERE o.mrr > 0{q.connector_filter('o')}"
     )
-    return _frame(reader.columns(sql, q.params), _ORGANIZATION_COLS, False)
 
 
 _ORGANIZATION_COLS = (Column("mrr", "o.mrr"), Column("created_at", "o.created_at"),

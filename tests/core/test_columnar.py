@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import text
 
-from cskpi.core.columnar import open_reader
+from cskpi.core import columnar
+from cskpi.core.columnar import open_reader, read
 from cskpi.core.db import open_engine
 
 INSERT = (
@@ -51,12 +55,15 @@ def test_columns_keep_types_nulls_and_bound_values(store_url: str, prefer_arrow:
         "SELECT id, name, LENGTH(id) * 10, CASE WHEN name IS NULL THEN NULL ELSE 7 END "
         "FROM person WHERE id <> :skip AND role = :role ORDER BY id"
     )
+    params = {"role": "agent", "skip": "zd:3", "x": "none"}
     try:
-        with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
-            ids, names, numbers, sparse = reader.columns(sql, {"role": "agent", "skip": "zd:3"})
-            (empty,) = reader.columns("SELECT id FROM person WHERE id = :x", {"x": "none"})
+        first, second = read(
+            engine, [sql, "SELECT id FROM person WHERE id = :x"], params, prefer_arrow=prefer_arrow
+        )
     finally:
         engine.dispose()
+    ids, names, numbers, sparse = first
+    (empty,) = second
     assert ids.tolist() == ["zd:1", "zd:2"]
     assert names.tolist() == [None, "Bo"]
     assert numbers.tolist() == [40, 40]
@@ -103,3 +110,28 @@ def test_an_unreachable_postgresql_names_the_store_but_never_its_password() -> N
         pass
     assert f"cskpi:***@127.0.0.1:{port}/kpis" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_sqlite_is_read_by_the_adbc_driver_only_in_its_worker_process(tmp_path: Path) -> None:
+    """Two SQLite libraries in one process corrupt databases (see columnar.py): the driver's
+    copy stays in the worker, and a worker that dies is replaced."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    add_person(url, "zd:1", "Ana")
+    engine = open_engine(url)
+    try:
+        (before,) = read(engine, ["SELECT name FROM person"], {})
+        pid = columnar.sqlite_worker().pid
+        assert pid is not None
+        assert pid != os.getpid()
+        os.kill(pid, signal.SIGKILL)
+        (after,) = read(engine, ["SELECT COUNT(*) FROM person"], {})
+        assert columnar.sqlite_worker().pid not in (None, pid)
+        with pytest.raises(Exception, match="no_such_column"):  # the worker's error, here
+            read(engine, ["SELECT no_such_column FROM person"], {})
+        (again,) = read(engine, ["SELECT COUNT(*) FROM person"], {})
+    finally:
+        engine.dispose()
+    assert before[0].tolist() == ["Ana"]
+    assert after[0].tolist() == [1]
+    assert again[0].tolist() == [1]
+    assert "adbc_driver_sqlite" not in sys.modules

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cskpi.connectors import base
-from cskpi.core import kpi_data
+from cskpi.core import kpi_data, kpis
 from cskpi.core.business_hours import BusinessCalendar
 from cskpi.core.config import KPI_KEYS, Costs, PriorityTargets, Sla
 from cskpi.core.db import open_engine
@@ -1001,8 +1001,7 @@ def test_the_engine_agrees_with_the_reference_on_every_case(
     """Beyond the hand-picked entries: the whole report, every KPI and group, read through
     ADBC (the default) and through the DB-API driver (the in-memory store's reader)."""
     if reader == "rows":
-        rows = functools.partial(kpi_data.open_reader, prefer_arrow=False)
-        monkeypatch.setattr(kpi_data, "open_reader", rows)
+        monkeypatch.setattr(kpis, "load", functools.partial(kpi_data.load, prefer_arrow=False))
     problems = []
     empty_store = store_maker(request, dialect, tmp_path)
     for case in CASES:

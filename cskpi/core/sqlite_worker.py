@@ -1,0 +1,162 @@
+"""The process that reads SQLite stores with the ADBC driver (why: see columnar.py).
+
+The driver links its own copy of the SQLite library, and two copies in one process can
+corrupt a database, so the driver is only ever loaded here: ``python -m
+cskpi.core.sqlite_worker``, started on first use by each cskpi process that computes KPIs
+on SQLite and ended when that process ends (its stdin closes). Requests and answers are
+pickles over the pipes, each preceded by its length. A plain subprocess rather than
+``multiprocessing``: spawning re-imports the parent's main module, and ``python -m cskpi``
+would run the CLI again.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from typing import IO, Any
+from urllib.parse import quote
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cskpi.core.columnar import ArrowReader, Columns, numpy_column, transaction
+
+Request = tuple[str, list[str], dict[str, Any]]  # database path, queries, parameters
+# Text crosses as codes into its distinct values: pickling an array of objects costs a call
+# per value, where a store's text columns (status, priority, agent ids) hold a handful each.
+Packed = NDArray[Any] | tuple[NDArray[np.int32], list[str | None]]
+
+
+class SqliteWorker:
+    """The client side: one worker per process, serving its threads one read at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def read(self, path: str, queries: list[str], params: dict[str, Any]) -> list[Columns]:
+        """The queries' results, read in one snapshot; a worker that died is replaced once."""
+        with self._lock:
+            for attempt in (1, 2):
+                process = self._process or self._start()
+                try:
+                    _send(process.stdin, (path, queries, params))  # type: ignore[arg-type]
+                    status, answer = _receive(process.stdout)  # type: ignore[arg-type]
+                except (OSError, EOFError):
+                    self._stop()
+                    if attempt == 2:
+                        raise
+                    continue
+                if status == "error":
+                    raise answer
+                return [[_unpack(column) for column in columns] for columns in answer]
+        raise AssertionError("unreachable")
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        # The child finds cskpi where this process did (a source checkout, too).
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "cskpi.core.sqlite_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        return self._process
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+
+def _send(stream: IO[bytes], value: object) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(len(data).to_bytes(8, "little") + data)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("the SQLite worker ended")
+    size = int.from_bytes(head, "little")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the SQLite worker ended mid-answer")
+    return pickle.loads(data)  # noqa: S301 (our own child process)
+
+
+# --- the worker side ----------------------------------------------------------------------
+
+# Open connections, newest last, by file identity: a file replaced at the same path (a demo
+# store made anew) is another database. A few stay open to save reopening.
+_connections: dict[tuple[str, int, int], Any] = {}
+_KEEP_OPEN = 4
+
+
+def read_sqlite(path: str, queries: list[str], params: dict[str, Any]) -> list[list[Packed]]:
+    """The queries in one read transaction on a read-only connection."""
+    info = os.stat(path)
+    key = (path, info.st_dev, info.st_ino)
+    conn = _connections.pop(key, None)
+    if conn is None:
+        import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+        conn = adbc_sqlite.connect(f"file:{quote(path)}?mode=ro")
+    _connections[key] = conn
+    while len(_connections) > _KEEP_OPEN:
+        _connections.pop(next(iter(_connections))).close()
+    with transaction(conn, ()):
+        reader = ArrowReader(conn, "?", _pack)
+        return [reader.columns(sql, params) for sql in queries]  # type: ignore[misc]
+
+
+def _pack(column: Any) -> Packed:
+    import pyarrow as pa
+
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return numpy_column(column)
+    coded = column.combine_chunks().dictionary_encode()
+    codes = coded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    return codes, [*coded.dictionary.to_pylist(), None]  # code -1: the None at the end
+
+
+def _unpack(column: Packed) -> NDArray[Any]:
+    if isinstance(column, np.ndarray):
+        return column
+    codes, labels = column
+    return np.array(labels, dtype=object)[codes]
+
+
+def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
+    """Answer requests until the client closes the pipe."""
+    while True:
+        try:
+            path, queries, params = _receive(requests)
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", read_sqlite(path, queries, params))
+        except Exception as exc:  # the client raises it
+            answer = ("error", _picklable(exc))
+        _send(answers, answer)
+
+
+def _picklable(exc: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+if __name__ == "__main__":
+    serve(sys.stdin.buffer, sys.stdout.buffer)
