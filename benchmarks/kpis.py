@@ -5,7 +5,8 @@
 
 The store is the demo helpdesk with 1,000,000 tickets over a year (about 4.3 million
 messages and 330,000 ratings), synced once and reused. Targets (issue 4): every KPI for a
-30-day window in < 1 s, `--by agent` in < 2 s, peak RSS < 300 MB. Run by hand; the figures
+30-day window in < 1 s, `--by agent` in < 2 s, peak RSS < 300 MB (SQLite is read in a
+worker process, whose peak is printed as well). Run by hand; the figures
 go into the closing note. Not a test.
 
 With ``--database`` the store is that URL (issue 11: PostgreSQL); an empty store is built
@@ -27,6 +28,7 @@ from sqlalchemy import text
 
 from cskpi.connectors.demo import DemoConnector, DemoSettings
 from cskpi.core.business_hours import BusinessCalendar
+from cskpi.core.columnar import sqlite_worker
 from cskpi.core.config import PriorityTargets, Sla
 from cskpi.core.db import open_engine
 from cskpi.core.kpis import KpiContext, compute
@@ -103,7 +105,19 @@ def main() -> None:
     timed("all KPIs, 30 days, --by agent", lambda: compute(engine, window, ctx, by="agent"))
     timed("all KPIs, 30 days, --by tag", lambda: compute(engine, window, ctx, by="tag"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {peak:.0f} MB")
+    worker = sqlite_worker().pid
+    if worker is None:
+        print(f"peak RSS: {peak:.0f} MB")
+    else:  # SQLite is read in a worker process (core/columnar.py): its memory counts too
+        print(f"peak RSS: {peak:.0f} MB, and {peak_of(worker):.0f} MB in the SQLite reader")
+
+
+def peak_of(pid: int) -> float:
+    """A live process's peak RSS in MB (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 if __name__ == "__main__":

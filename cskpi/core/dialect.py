@@ -126,6 +126,10 @@ class Sql:
         """The elements of a JSON list as a table ``alias`` with one text column ``value``."""
         return f"json_each({column}) AS {alias}"
 
+    def contains(self, text_sql: str, part_sql: str) -> str:
+        """SQL true when the text (or JSON) ``text_sql`` contains ``part_sql`` as is."""
+        return f"instr({text_sql}, {part_sql}) > 0"
+
     def unindexed(self, expression: str) -> str:
         # SQLite's documented way to keep the planner off an index on this column.
         # https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_
@@ -191,6 +195,11 @@ class Postgres(Sql):
     def tag_table(self, column: str, alias: str) -> str:
         # https://www.postgresql.org/docs/15/functions-json.html (json_array_elements_text)
         return f"json_array_elements_text({column}) AS {alias}(value)"
+
+    def contains(self, text_sql: str, part_sql: str) -> str:
+        # json (not jsonb) keeps the text it was given. strpos is an exact, case-sensitive
+        # search. https://www.postgresql.org/docs/15/functions-string.html
+        return f"strpos({text_sql}::text, {part_sql}) > 0"
 
     def unindexed(self, expression: str) -> str:
         return expression  # the cost-based planner picks the solved_at range itself

@@ -338,6 +338,30 @@ SOLVED_RATES = [
         context=ctx(escalation_tags=("vip",)),
     ),
     Case(
+        "escalation tags that JSON escapes, and one merely inside another tag",
+        zd(
+            tickets=[
+                tk("e1", at(3, 3), "solved", solved_at=IN_W, tags=["éscalade"]),
+                tk("e2", at(3, 3), "solved", solved_at=IN_W, tags=['say "hi"']),
+                tk("e3", at(3, 3), "solved", solved_at=IN_W, tags=["vip-plus"]),
+                tk("e4", at(3, 3), "solved", solved_at=IN_W, tags=["vip", "x"]),
+            ]
+        ),
+        {"escalation_rate": rate(3, 4)},  # e1, e2, e4; "vip-plus" is not "vip"
+        context=ctx(escalation_tags=("éscalade", 'say "hi"', "vip")),
+    ),
+    Case(
+        "a plain escalation tag found by its text first, but only as a whole tag",
+        zd(
+            tickets=[
+                tk("p1", at(3, 3), "solved", solved_at=IN_W, tags=["vip-plus"]),
+                tk("p2", at(3, 3), "solved", solved_at=IN_W, tags=["a", "vip"]),
+            ]
+        ),
+        {"escalation_rate": rate(1, 2)},  # p2
+        context=ctx(escalation_tags=("vip",)),
+    ),
+    Case(
         "no escalation tags configured: group changes only",
         zd(tickets=SOLVED_TICKETS),
         {"escalation_rate": rate(1, 5)},  # f3 (group change)
