@@ -24,7 +24,6 @@ SQLAlchemy's own connection instead (``RowReader``); the KPI tests run both read
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,22 +33,12 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, text
 
-from cskpi.core.dialect import POSTGRES, SQLITE, sql_for
+from cskpi.core.arrow_columns import ArrowReader, Columns, transaction, tuple_id
+from cskpi.core.dialect import POSTGRES, sql_for
 from cskpi.core.secrets import MASK
 
 if TYPE_CHECKING:
     from cskpi.core.sqlite_worker import SqliteWorker
-
-Columns = list[NDArray[Any]]
-
-# `:name` binds, but not the second colon of a PostgreSQL `::type` cast.
-_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-
-# SQLite is dynamically typed, so the driver infers a column's Arrow type from the rows of
-# its first batch and refuses a later batch that disagrees (a text column NULL in the first
-# 1,024 rows would be read as integers). One batch for the whole result settles each type
-# on every row; a window's rows fit in memory anyway, since the KPIs need them all at once.
-_SQLITE_OPTIONS = {"adbc.sqlite.query.batch_rows": str(2**30)}
 
 
 class Reader(Protocol):
@@ -66,7 +55,7 @@ class Reader(Protocol):
 def row_key_for(engine: Engine, *, prefer_arrow: bool = True) -> Callable[[str], str]:
     """How the reader ``read`` picks spells an integer naming a row (see ``Reader``)."""
     if prefer_arrow and engine.url.get_backend_name() == "postgresql":
-        return _tuple_id
+        return tuple_id
     return sql_for(engine).row_key
 
 
@@ -150,71 +139,6 @@ def _column(values: list[Any]) -> NDArray[Any]:
     return np.array(values, dtype=np.float64 if None in values else None)
 
 
-class ArrowReader:
-    def __init__(self, conn: Any, marker: str, convert: Callable[[Any], Any] | None = None) -> None:
-        self.conn = conn
-        self.marker = marker  # "?" or "$" (then numbered)
-        self.convert = convert or numpy_column  # from an Arrow column
-
-    def row_key(self, alias: str) -> str:
-        return SQLITE.row_key(alias) if self.marker == "?" else _tuple_id(alias)
-
-    def columns(self, sql: str, params: dict[str, Any]) -> Columns:
-        order: list[str] = []
-
-        def mark(match: re.Match[str]) -> str:
-            order.append(match.group(1))
-            return "?" if self.marker == "?" else f"${len(order)}"
-
-        positional = _BIND.sub(mark, sql)
-        with self.conn.cursor() as cursor:
-            if self.marker == "?":
-                cursor.adbc_statement.set_options(**_SQLITE_OPTIONS)
-            cursor.execute(positional, [params[name] for name in order] if order else None)
-            table = cursor.fetch_arrow_table()
-        return [self.convert(table.column(i)) for i in range(table.num_columns)]
-
-
-def numpy_column(column: Any) -> NDArray[Any]:
-    import pyarrow as pa
-
-    kind = column.type
-    if getattr(kind, "type_name", None) == "tid":
-        return _tuple_ids(column.combine_chunks().storage)
-    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        # Nulls become NaN (the array turns float64); without nulls integers stay integers.
-        return np.asarray(column.to_numpy(zero_copy_only=False))
-    if pa.types.is_null(kind):
-        return np.full(len(column), np.nan)
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-
-
-def _tuple_id(alias: str) -> str:
-    # PostgreSQL: the tuple id itself, decoded by `numpy_column` from its binary form, where the
-    # dialect's text round trip (see dialect.py) cost 0.4 s on the benchmark's replies.
-    return f"{alias}.ctid"
-
-
-def _tuple_ids(tids: Any) -> NDArray[np.int64]:
-    """PostgreSQL tuple ids (``ctid``) as block x 65536 + offset. The driver passes the
-    binary wire form through: a 4-byte block number and a 2-byte offset, big-endian.
-    https://github.com/postgres/postgres/blob/REL_15_STABLE/src/backend/utils/adt/tid.c (tidsend)
-    """
-    if tids.null_count:
-        raise ValueError("a row key (ctid) was NULL")
-    if len(tids) == 0:
-        return np.zeros(0, dtype=np.int64)
-    _, offsets, data = tids.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int32)[tids.offset : tids.offset + len(tids) + 1]
-    if bounds[-1] - bounds[0] != 6 * len(tids):
-        raise ValueError("a row key (ctid) was not 6 bytes")
-    raw = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[-1]].reshape(-1, 6)
-    block = raw[:, :4].copy().view(">u4").ravel().astype(np.int64)
-    offset = raw[:, 4:].copy().view(">u2").ravel().astype(np.int64)
-    keys: NDArray[np.int64] = block * 65536 + offset
-    return keys
-
-
 @contextmanager
 def _postgres_reader(engine: Engine) -> Iterator[ArrowReader]:
     url = engine.url
@@ -234,16 +158,3 @@ def _postgres_reader(engine: Engine) -> Iterator[ArrowReader]:
     with transaction(conn, POSTGRES.snapshot_sql()):
         yield ArrowReader(conn, "$")
     conn.close()
-
-
-@contextmanager
-def transaction(conn: Any, first: Sequence[str]) -> Iterator[None]:
-    """ADBC opens the transaction itself (autocommit is off); on SQLite a deferred BEGIN,
-    whose snapshot starts at the first read. It holds until the rollback."""
-    try:
-        with conn.cursor() as cursor:
-            for statement in first:
-                cursor.execute(statement)
-        yield
-    finally:
-        conn.rollback()

@@ -18,7 +18,8 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine
 
-from cskpi.core.columnar import Columns, read, row_key_for
+from cskpi.core.arrow_columns import Columns
+from cskpi.core.columnar import read, row_key_for
 from cskpi.core.dialect import SQLITE, Sql, sql_for
 from cskpi.core.periods import Window
 from cskpi.core.schema import to_epoch

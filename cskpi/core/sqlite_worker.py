@@ -22,7 +22,7 @@ from urllib.parse import quote
 import numpy as np
 from numpy.typing import NDArray
 
-from cskpi.core.columnar import ArrowReader, Columns, numpy_column, transaction
+from cskpi.core.arrow_columns import ArrowReader, Columns, numpy_column, transaction
 
 Request = tuple[str, list[str], dict[str, Any]]  # database path, queries, parameters
 # Text crosses as codes into its distinct values: pickling an array of objects costs a call
