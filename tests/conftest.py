@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +52,12 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Memory
     memory = MemoryKeyring()
     keyring.set_keyring(memory)
     secrets.forget_secrets()
+    # A CLI command sets up the "cskpi" logger (its own handler on the runner's stderr, no
+    # propagation): later tests would log to a closed stream, and caplog would see nothing.
+    logger = logging.getLogger("cskpi")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
     yield memory
+    logger.handlers[:], logger.level, logger.propagate = saved
     keyring.set_keyring(previous)
     secrets.forget_secrets()
 
