@@ -53,7 +53,8 @@ class Reader(Protocol):
 
 
 def row_key_for(engine: Engine, *, prefer_arrow: bool = True) -> Callable[[str], str]:
-    """How the reader ``read`` picks spells an integer naming a row (see ``Reader``)."""
+    """The SQL naming a row by an integer, as the reader ``read`` picks for ``engine``
+    spells it (see ``Reader.row_key``)."""
     if prefer_arrow and engine.url.get_backend_name() == "postgresql":
         return tuple_id
     return sql_for(engine).row_key
@@ -155,6 +156,8 @@ def _postgres_reader(engine: Engine) -> Iterator[ArrowReader]:
         shown = url.render_as_string(hide_password=True)
         message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)
         raise ConnectionError(f"cannot read the store at {shown}: {message}") from None
-    with transaction(conn, POSTGRES.snapshot_sql()):
-        yield ArrowReader(conn, "$")
-    conn.close()
+    try:
+        with transaction(conn, POSTGRES.snapshot_sql()):
+            yield ArrowReader(conn, "$")
+    finally:
+        conn.close()

@@ -47,11 +47,18 @@ class SqliteWorker:
                 process = self._process or self._start()
                 try:
                     _send(process.stdin, (path, queries, params))  # type: ignore[arg-type]
-                    return _results(process.stdout)  # type: ignore[arg-type]
+                    answer = _results(process.stdout)  # type: ignore[arg-type]
                 except (OSError, EOFError):
                     self._stop()
                     if attempt == 2:
                         raise
+                    continue
+                except BaseException:  # interrupted mid-answer: the pipe holds the rest
+                    self._stop()
+                    raise
+                if isinstance(answer, Exception):  # the worker's own error, answer complete
+                    raise answer
+                return answer
         raise AssertionError("unreachable")
 
     def _start(self) -> subprocess.Popen[bytes]:
@@ -76,16 +83,16 @@ class SqliteWorker:
         return self._process.pid if self._process else None
 
 
-def _results(answers: IO[bytes]) -> list[Columns]:
+def _results(answers: IO[bytes]) -> list[Columns] | Exception:
     """One query's result after another (so neither side holds them all twice), until
-    "done"; an error ends the answer early and is raised here."""
+    "done"; an error from the worker ends the answer early and is returned."""
     results: list[Columns] = []
     while True:
         status, answer = _receive(answers)
         if status == "done":
             return results
         if status == "error":
-            raise answer
+            return answer  # type: ignore[no-any-return]
         results.append([_unpack(column) for column in answer])
 
 
