@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -194,4 +195,7 @@ def _picklable(exc: Exception) -> Exception:
 
 
 if __name__ == "__main__":
+    # Ctrl-C in a terminal reaches the whole process group: the parent decides, and this
+    # process ends when the parent does (its stdin closes), without a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     serve(sys.stdin.buffer, sys.stdout.buffer)

@@ -128,7 +128,11 @@ def test_sqlite_is_read_by_the_adbc_driver_only_in_its_worker_process(tmp_path: 
         assert columnar.sqlite_worker().pid not in (None, pid)
         with pytest.raises(Exception, match="no_such_column"):  # the worker's error, here
             read(engine, ["SELECT no_such_column FROM person"], {})
+        worker = columnar.sqlite_worker().pid
+        assert worker is not None
+        os.kill(worker, signal.SIGINT)  # Ctrl-C in a terminal: the parent decides, not it
         (again,) = read(engine, ["SELECT COUNT(*) FROM person"], {})
+        assert columnar.sqlite_worker().pid == worker
     finally:
         engine.dispose()
     assert before[0].tolist() == ["Ana"]
