@@ -32,10 +32,6 @@ class ArrowReader:
         self.marker = marker  # "?" or "$" (then numbered)
         self.convert = convert or numpy_column  # from an Arrow column
 
-    def row_key(self, alias: str) -> str:
-        # SQLite's rowid, as dialect.py spells it; PostgreSQL's tuple id, decoded below
-        return f"{alias}.rowid" if self.marker == "?" else tuple_id(alias)
-
     def columns(self, sql: str, params: dict[str, Any]) -> Columns:
         order: list[str] = []
 

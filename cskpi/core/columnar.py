@@ -47,14 +47,10 @@ class Reader(Protocol):
         with NaN), text as objects with None for NULL."""
         ...
 
-    def row_key(self, alias: str) -> str:
-        """SQL for an integer naming a row of ``alias``, stable within the reader's snapshot."""
-        ...
-
 
 def row_key_for(engine: Engine, *, prefer_arrow: bool = True) -> Callable[[str], str]:
-    """The SQL naming a row by an integer, as the reader ``read`` picks for ``engine``
-    spells it (see ``Reader.row_key``)."""
+    """SQL for an integer naming a row of a table alias, stable within one read snapshot,
+    as the reader that ``read`` picks for ``engine`` receives it."""
     if prefer_arrow and engine.url.get_backend_name() == "postgresql":
         return tuple_id
     return sql_for(engine).row_key
@@ -113,7 +109,6 @@ class RowReader:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.row_key = sql_for(conn).row_key
 
     def columns(self, sql: str, params: dict[str, Any]) -> Columns:
         compiled = text(sql).compile(dialect=self.conn.dialect)

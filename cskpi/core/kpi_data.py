@@ -1,8 +1,8 @@
 """Loading the KPI populations of a window as numpy columns.
 
 Each population is read with one indexed range query that returns only the columns its KPIs
-need (never whole tickets), into numpy arrays; the formulas in ``kpi_formulas.py`` are then array
-operations. With ``--by``, each row carries its group key (a ticket with several tags comes
+need (never whole tickets), into numpy arrays; the formulas in ``kpi_formulas.py`` are then
+array operations. With ``--by``, each row carries its group key (a ticket with several tags comes
 once per tag).
 """
 
@@ -117,7 +117,7 @@ class _Query:
     dimension: str | None
     escalation_tags: Sequence[str]
     dialect: Sql = SQLITE
-    row_key: Callable[[str], str] = SQLITE.row_key  # the reader's (see columnar.py)
+    row_key: Callable[[str], str] = SQLITE.row_key  # as the reader wants it: row_key_for
 
     @property
     def params(self) -> dict[str, Any]:
@@ -229,9 +229,9 @@ _SOLVED = (
     # 1 when a tag is one of the escalation tags (bound as :x0, :x1, …)
     Column("escalated", "t.group_changes > 0 OR {escalation_tag}"),
 )  # fmt: skip
+_BACKLOG = _t("rowid", "created_at")
 # SQLite is kept off the (status, created_at) backlog index, which would walk every
 # solved ticket ever stored instead of the window's range of solved_at.
-_BACKLOG = _t("rowid", "created_at")
 _SOLVED_IN_W = "{+t.status} IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
 
 
