@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def add_person(url: str, ident: str, name: str | None) -> None:
 def test_a_reader_keeps_one_snapshot_while_another_process_commits(
     store_url: str, prefer_arrow: bool
 ) -> None:
+    """The in-process readers (on SQLite both are the DB-API one; the worker's side is the
+    next test)."""
     add_person(store_url, "zd:1", "Ana")
     engine = open_engine(store_url)
     try:
@@ -44,6 +47,39 @@ def test_a_reader_keeps_one_snapshot_while_another_process_commits(
     finally:
         engine.dispose()
     assert (first[0].tolist(), again[0].tolist(), after[0].tolist()) == ([1], [1], [2])
+
+
+# The worker's side of a read, run in a process of its own (the ADBC SQLite driver must not
+# be loaded here, see columnar.py); a third process commits between its two queries.
+WORKER_SNAPSHOT = """
+import subprocess, sys
+from cskpi.core.sqlite_worker import read_sqlite
+path, insert, count = sys.argv[1], sys.argv[2], ["SELECT COUNT(*) FROM person"]
+results = read_sqlite(path, count * 2, {})
+first = next(results)[0].tolist()
+subprocess.run([sys.executable, "-c", insert, path], check=True)
+second = next(results)[0].tolist()
+results.close()  # the request ends (the worker reads each to its end) and its transaction too
+print(first, second, next(read_sqlite(path, count, {}))[0].tolist())
+"""
+INSERT_BO = """
+import sqlite3, sys
+with sqlite3.connect(sys.argv[1]) as db:
+    db.execute("INSERT INTO person (id, connector, external_id, role) "
+               "VALUES ('zd:2', 'zd', '2', 'agent')")
+"""
+
+
+def test_the_sqlite_worker_reads_a_request_in_one_snapshot(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    add_person(f"sqlite:///{path}", "zd:1", "Ana")
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_SNAPSHOT, str(path), INSERT_BO],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[1] [1] [2]"
 
 
 @pytest.mark.parametrize("prefer_arrow", [True, False], ids=["arrow", "rows"])
