@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.connectors.imitation import (
-    Query,
     iso,
 )
 
@@ -84,14 +83,6 @@ class TicketData:
 
     def public_agent_replies(self) -> list[Conversation]:
         return [c for c in self.conversations if not c.incoming and not c.private]
-
-
-@dataclass(frozen=True)
-class Logged:
-    at: float
-    path: str
-    query: Query
-    status: int
 
 
 class _Timeline:

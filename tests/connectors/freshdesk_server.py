@@ -44,7 +44,6 @@ from tests.connectors.freshdesk_desk import (
     T0,
     TICKET_LIST,
     Desk,
-    Logged,
     TicketData,
 )
 from tests.connectors.imitation import (
@@ -52,6 +51,7 @@ from tests.connectors.imitation import (
     Fault,
     Faults,
     HttpImitation,
+    Logged,
     Query,
     iso,
     one,

@@ -36,6 +36,16 @@ def iso(ts: int) -> str:
     return f"{_day(day)}T{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}Z"
 
 
+@dataclass(frozen=True)
+class Logged:
+    """One request an imitation answered: when (its clock), where, and with what status."""
+
+    at: float
+    path: str
+    query: Query
+    status: int
+
+
 @dataclass
 class Answer:
     status: int

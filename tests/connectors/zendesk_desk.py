@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.connectors.imitation import (
-    Query,
     iso,
 )
 
@@ -106,14 +105,6 @@ class TicketData:
 
     def is_agent_reply(self, c: Comment) -> bool:
         return c.public and c.via != "rule" and ADMIN <= c.author < FIRST_AGENT + AGENTS
-
-
-@dataclass(frozen=True)
-class Logged:
-    at: float
-    path: str
-    query: Query
-    status: int
 
 
 class _Timeline:
