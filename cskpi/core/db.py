@@ -10,7 +10,7 @@ column types in ``schema.py`` (integer Unix seconds, JSON text for tags).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -188,15 +188,21 @@ def _statement(kind: type, connector: str, dialect: Sql) -> str:
     return UPSERTS[kind].sql(connector, dialect)
 
 
-def upsert_records(conn: Connection, connector: str, records: Iterable[base.Record]) -> int:
-    """Upsert records of any mix of types; returns how many were written.
+def upsert_records(
+    conn: Connection,
+    connector: str,
+    records: Iterable[base.Record],
+    rows: Mapping[type[base.Record], list[Row]] | None = None,
+) -> int:
+    """Upsert records of any mix of types, and rows already built (``Page.rows``), the
+    records after the rows of their type; returns how many were written.
 
     Tables are written in one fixed order and rows sorted by id, so two processes storing
     overlapping pages at once (the daemon and a backfill, on PostgreSQL) take their row
     locks in the same order and cannot deadlock; a stable sort keeps a page's repeats of
     one id in their order.
     """
-    by_type: dict[type, list[Row]] = {}
+    by_type: dict[type, list[Row]] = {kind: list(built) for kind, built in (rows or {}).items()}
     for record in records:
         kind: type = type(record)
         rows = by_type.get(kind)

@@ -201,7 +201,7 @@ def _pull(
     for page in prefetch(stream.read(how.cursor, how.since)):
         checkpoint = _checkpoint(page, how)
         with write_transaction(engine) as conn:
-            rows = upsert_records(conn, name, page.records)
+            rows = upsert_records(conn, name, page.records, page.rows)
             state.save_progress(conn, name, stream.name, rows, checkpoint)
         _count(result, name, page, rows)
         if page.cursor is not None:
