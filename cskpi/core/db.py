@@ -192,7 +192,7 @@ def upsert_records(
     conn: Connection,
     connector: str,
     records: Iterable[base.Record],
-    rows: Mapping[type[base.Record], list[Row]] | None = None,
+    built: Mapping[type[base.Record], list[Row]] | None = None,
 ) -> int:
     """Upsert records of any mix of types, and rows already built (``Page.rows``), the
     records after the rows of their type; returns how many were written.
@@ -202,7 +202,7 @@ def upsert_records(
     locks in the same order and cannot deadlock; a stable sort keeps a page's repeats of
     one id in their order.
     """
-    by_type: dict[type, list[Row]] = {kind: list(built) for kind, built in (rows or {}).items()}
+    by_type: dict[type, list[Row]] = {kind: list(rows) for kind, rows in (built or {}).items()}
     for record in records:
         kind: type = type(record)
         rows = by_type.get(kind)
