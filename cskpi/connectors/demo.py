@@ -1,9 +1,15 @@
 """The built-in ``demo`` connector: a seeded, deterministic synthetic helpdesk.
 
 ``cskpi demo`` and the benchmarks run on it with no account. The same settings always give
-the same records: every value comes from ``random.Random`` streams seeded from ``seed`` and a
+the same data: every value comes from ``random.Random`` streams seeded from ``seed`` and a
 block of 1,000 tickets, so any page can be generated on its own and a resumed sync receives
 exactly what a full one would have.
+
+The ``tickets`` stream's pages hold store rows (``Page.rows``: tickets, messages, ratings and
+requesters, each row what ``cskpi.core.db.UPSERTS`` builds from the record it stands for),
+not records: the benchmarks sync a million tickets, and building dataclasses and datetimes
+only for the store to take them apart again would cost more than the rest of the sync. The
+small ``directory`` page stays records.
 
 The shape the KPI engine's tests lean on: agents in groups; customers, some repeat, most in
 organizations; weighted channels, priorities, types and tags; arrivals skewed to weekdays
@@ -75,9 +81,10 @@ class _Stream:
 class DemoConnector:
     """The built-in synthetic helpdesk (``type = "demo"``), deterministic for a given seed.
 
-    Streams, in order: ``directory`` (agents, a bot, groups and organizations; one page, no
-    cursor) and ``tickets`` (pages of ``page_size`` tickets in creation order, each with its
-    tickets' messages, ratings and requesters; cursor = tickets delivered so far).
+    Streams, in order: ``directory`` (agents, a bot, groups and organizations as records; one
+    page, no cursor) and ``tickets`` (pages of ``page_size`` tickets in creation order, each
+    with its tickets' messages, ratings and requesters, as store rows in ``Page.rows``;
+    cursor = tickets delivered so far).
     """
 
     type: ClassVar[str] = "demo"
@@ -103,7 +110,7 @@ class DemoConnector:
         yield Page(self._desk.directory())
 
     def _read_tickets(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        """Tickets in creation order with their messages, ratings and requesters.
+        """Tickets in creation order with their messages, ratings and requesters, as rows.
 
         ``cursor`` is the number of tickets delivered so far; reading resumes right after it.
         ``since`` (a backfill; naive means UTC) wins over ``cursor`` and starts at the first

@@ -1,11 +1,17 @@
 """The synthetic helpdesk behind the ``demo`` connector: its people and its tickets.
 
-``Helpdesk`` makes the directory (agents, a bot, groups, organizations) and pages of tickets
-with their messages, ratings and requesters: a profile per ticket drawn from a few thousand
-per seed, customers (some repeat, most in organizations), assignment and escalation, and
-each ticket's life from creation to solve, reopen, close and survey, replayed up to the
+``Helpdesk`` makes the directory (agents, a bot, groups, organizations; records) and pages of
+tickets with their messages, ratings and requesters: a profile per ticket drawn from a few
+thousand per seed, customers (some repeat, most in organizations), assignment and escalation,
+and each ticket's life from creation to solve, reopen, close and survey, replayed up to the
 data's end. What the data looks like, and why any page can be made on its own, is told in
 ``demo``'s docstring; when things happen comes from ``demo_time``.
+
+Ticket pages carry store rows (``Page.rows``), not records: each row is exactly what
+``cskpi.core.db.UPSERTS[type].build`` makes of the record it stands for (ids unprefixed,
+times as the integer Unix seconds the generator works in, tags as JSON text), built in one
+tuple per row. Dataclasses and datetimes for a million tickets, only for the store to take
+them apart again, cost more than generating the data.
 
 Kept apart from ``demo`` so that the connector (settings, streams, cursor semantics) reads
 on its own, while this generator, tuned for realism and for speed, changes without touching
@@ -15,16 +21,17 @@ every value after it for that seed.
 
 from __future__ import annotations
 
+import json
 import random
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cskpi.connectors import base
 from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
-from cskpi.connectors.demo_time import DAY, Arrivals, DemoClock, Uniform, answer, later
+from cskpi.connectors.demo_time import DAY, Arrivals, Uniform, answer, later
 
 if TYPE_CHECKING:  # only for annotations: ``demo`` imports this module
     from cskpi.connectors.demo import DemoSettings
@@ -34,12 +41,14 @@ LIFETIME = timedelta(days=30)
 
 _T = TypeVar("_T")
 _Event = tuple[int, int, str | None]  # (unix seconds, kind, author id)
+_Row = tuple[Any, ...]  # a store row: see ``cskpi.core.db.UPSERTS`` for each type's fields
+_Life = tuple[int, int, int, int, int | None, int | None, int | None, int | None]
 
 _LIFE = int(LIFETIME.total_seconds())
 _CLOSE_AFTER = 4 * DAY  # solved tickets close on their own, like Zendesk's default automation
 _BLOCK = 1000  # tickets per random stream: fixed, so page_size never changes the data
 _PROFILES = 4096
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CREATED = 12  # a ticket row's created_at
 _CUST, _AGENT, _NOTE, _BOT, _SOLVE = range(5)  # event kinds; the first four are messages
 _ROLE: tuple[base.AuthorRole, ...] = ("customer", "agent", "agent", "bot")
 _SEQ = tuple(str(n) for n in range(32))  # events per ticket: at most 14 + 3 reopens x 3
@@ -98,8 +107,8 @@ class _Profile:
     channel: base.Channel
     priority: base.Priority | None
     type: str | None
-    tags: tuple[str, ...]
-    vip_tags: tuple[str, ...]  # the same ticket's tags when its organization is a VIP
+    tags: str  # JSON text, as the store keeps it
+    vip_tags: str  # the same ticket's tags when its organization is a VIP
     subject: str
     group: int
     reply_median: float
@@ -107,6 +116,11 @@ class _Profile:
     p_stuck: float
     p_escalate: float
     bot: bool
+
+
+def _json(tags: tuple[str, ...]) -> str:
+    # What the store makes of a tag list (``db._tags``); these hold no repeats.
+    return json.dumps(list(tags)) if tags else "[]"
 
 
 def _profile(rnd: random.Random, groups: int) -> _Profile:
@@ -120,27 +134,34 @@ def _profile(rnd: random.Random, groups: int) -> _Profile:
     group = 1 % groups if "billing" in tags else int(r() * groups)
     hard = kind == "problem" or "bug" in tags
     return _Profile(
-        channel, priority, kind, tags, (*tags, "vip"), _SUBJECTS[int(r() * len(_SUBJECTS))],
-        group, _REPLY_MEDIAN[channel] * _PRIORITY_SPEED[priority],
+        channel, priority, kind, _json(tags), _json((*tags, "vip")),
+        _SUBJECTS[int(r() * len(_SUBJECTS))], group,
+        _REPLY_MEDIAN[channel] * _PRIORITY_SPEED[priority],
         p_reopen=0.15 if hard else 0.06, p_stuck=0.04 if hard else 0.006,
         p_escalate=0.85 if "escalated" in tags else 0.05, bot=channel in ("chat", "messaging"),
     )  # fmt: skip
 
 
 class _PageBuilder:
+    """A page's rows, per type in the order they are made; people by customer number."""
+
     __slots__ = ("messages", "people", "ratings", "tickets")
 
     def __init__(self) -> None:
-        self.tickets: list[Ticket] = []
-        self.messages: list[Message] = []
-        self.ratings: list[Rating] = []
-        self.people: dict[int, Person] = {}
+        self.tickets: list[_Row] = []
+        self.messages: list[_Row] = []
+        self.ratings: list[_Row] = []
+        self.people: dict[int, _Row] = {}
 
     def build(self, delivered: int) -> Page:
-        records: list[base.Record] = [*self.people.values(), *self.tickets]
-        records += self.messages
-        records += self.ratings
-        return Page(records, cursor=str(delivered), position=self.tickets[-1].created_at)
+        rows: dict[type[base.Record], list[_Row]] = {
+            Person: list(self.people.values()),
+            Ticket: self.tickets,
+            Message: self.messages,
+            Rating: self.ratings,
+        }
+        position = datetime.fromtimestamp(self.tickets[-1][_CREATED], UTC)
+        return Page((), cursor=str(delivered), position=position, rows=rows)
 
 
 class Helpdesk:
@@ -152,7 +173,6 @@ class Helpdesk:
         self.end = int(end.timestamp())
         self.start = self.end - settings.days * DAY
         self.arrivals = Arrivals(self.start, settings.days, settings.seed)
-        self.clock = DemoClock(self.start, self.end)
         agents = settings.agents or max(4, min(60, settings.tickets // 400))
         groups = min(settings.groups or max(2, min(8, agents // 4)), agents)
         self.orgs = settings.organizations or max(3, min(2000, settings.tickets // 50))
@@ -173,7 +193,8 @@ class Helpdesk:
         ]
         records.append(Person(_BOT_ID, "bot", "Answer Bot"))
         records += (base.Group(g, _label(_GROUP_NAMES, i)) for i, g in enumerate(self.group_ids))
-        founded = (self.clock.hours[0] - timedelta(days=o * 37 % 700 + 1) for o in range(self.orgs))
+        hour = datetime.fromtimestamp(self.start - self.start % 3600, UTC)
+        founded = (hour - timedelta(days=o * 37 % 700 + 1) for o in range(self.orgs))
         records += (
             base.Organization(self.org_ids[o], _label(_COMPANIES, o), at)
             for o, at in enumerate(founded)
@@ -207,35 +228,44 @@ class Helpdesk:
     def _ticket(self, r: Uniform, i: int, out: _PageBuilder) -> None:
         created = self.arrivals.at((i + r()) / self.tickets)
         p = self.profiles[int(r() * _PROFILES)]
-        u = r()
+        requester, org = self._customer(r(), out)
+        first, agent, group, moves = self._assign(r, p)
+        events, solve = self._timeline(r, created, p, requester, first, agent)
+        horizon, tid = min(self.end, created + _LIFE), f"t{i + 1}"
+        life = _walk(events, horizon, tid, out.messages)
+        seen, updated, replies, reopens, first_reply, first_solved, solved, closed = life
+        status = _status(r, events, seen, solved, closed, stuck=solve < 0)
+        new = status == "new"  # nobody has touched it yet: unassigned
+        assignee = None if new else self.agent_ids[agent]
+        # A survey goes out on solving: 30% answer CSAT, 4% NPS.
+        if solve >= 0 and (roll := r()) < 0.34:
+            slow = reopens > 0 or solve - created > 2 * DAY
+            rating = _rate(r, roll, tid, solve, horizon, slow, assignee)
+            if rating is not None:
+                out.ratings.append(rating)
+                updated = max(updated, rating[-1])  # a rating updates its ticket, as in Zendesk
+        out.tickets.append((
+            tid, p.subject, status, "hold" if status == "on_hold" else status, p.priority,
+            p.channel, p.type, p.tags if org % 10 else p.vip_tags, requester,
+            self.org_ids[org] if org >= 0 else None, assignee, self.group_ids[group], created,
+            updated, first_reply, first_solved, solved, closed, replies, reopens,
+            0 if new else moves, int(not new and first != agent), False,
+        ))  # fmt: skip
+
+    def _customer(self, u: float, out: _PageBuilder) -> tuple[str, int]:
+        """The requester's id and organization (-1: none) for a draw ``u``; a customer new to
+        the page joins its people."""
         customer = int(self.customers * u * u)  # squared: low numbers are repeat customers
         mixed = customer * 2654435761 % 4294967296  # Knuth's hash: neighbours land apart
         org = mixed // 100 % self.orgs if mixed % 100 < 65 else -1  # two in three have one
-        requester = (out.people.get(customer) or self._customer(customer, org, out)).external_id
-        first, agent, group, moves = self._assign(r, p)
-        events, solve = self._timeline(r, created, p, requester, first, agent)
-        ticket = Ticket(
-            f"t{i + 1}", _EPOCH, _EPOCH, "new", None, p.subject, p.priority, p.channel, p.type,
-            p.tags if org % 10 else p.vip_tags, requester,
-            self.org_ids[org] if org >= 0 else None, self.agent_ids[agent], self.group_ids[group],
-            None, None, None, None, 0, 0, moves, int(first != agent),
-        )  # fmt: skip
-        horizon = min(self.end, created + _LIFE)
-        seen = _walk(events, horizon, ticket, out.messages, self.clock)
-        _settle(r, ticket, events, seen, stuck=solve < 0)
-        # A survey goes out on solving: 30% answer CSAT, 4% NPS.
-        if solve >= 0 and (roll := r()) < 0.34:
-            rating = _rate(r, roll, ticket, created, solve, horizon, self.clock)
-            if rating is not None:
-                out.ratings.append(rating)
-        out.tickets.append(ticket)
-
-    def _customer(self, customer: int, org: int, out: _PageBuilder) -> Person:
-        number = str(customer + 1)
-        domain = f"org{org + 1}.example" if org >= 0 else "mail.example"
-        name, email = _NAMES[customer % len(_NAMES)], f"customer{number}@{domain}"
-        person = out.people[customer] = Person("u" + number, "customer", name, email)
-        return person
+        person = out.people.get(customer)
+        if person is None:
+            number = str(customer + 1)
+            domain = f"org{org + 1}.example" if org >= 0 else "mail.example"
+            email = f"customer{number}@{domain}"
+            name = _NAMES[customer % len(_NAMES)]
+            person = out.people[customer] = ("u" + number, name, email, "customer")
+        return person[0], org
 
     def _assign(self, r: Uniform, p: _Profile) -> tuple[int, int, int, int]:
         """First agent, current agent, current group and the number of group changes."""
@@ -307,73 +337,59 @@ def _solve(r: Uniform, events: list[_Event], t: int, requester: str) -> int:
     return later(r, t, DAY)  # pending until the customer has stayed quiet
 
 
-def _walk(
-    events: list[_Event], horizon: int, ticket: Ticket, messages: list[Message], clock: DemoClock
-) -> int:
-    """Replay the events up to ``horizon`` into messages and the ticket's dates and counters
-    (a ticket solved for ``_CLOSE_AFTER`` is closed); returns how many events happened."""
-    tid, prefix = ticket.external_id, "m" + ticket.external_id[1:] + "-"
-    hours, seconds, base_ts = clock.hours, clock.SECONDS, clock.start  # the clock, inlined
-    seen = replies = reopens = solved_ts = 0
-    first_reply = solved = first_solved = None
-    at, opening = _EPOCH, len(messages)
+def _walk(events: list[_Event], horizon: int, tid: str, messages: list[_Row]) -> _Life:
+    """Replay the events up to ``horizon`` into message rows. Returns how many events
+    happened, the ticket's updated time, agent replies and reopens, then its first reply,
+    first solve, solve and close times (``None``: not yet; a ticket solved for
+    ``_CLOSE_AFTER`` is closed)."""
+    prefix, append = "m" + tid[1:] + "-", messages.append
+    seen = replies = reopens = at = 0
+    first_reply = solved = first_solved = closed = None
     for ts, kind, author in events:
         if ts > horizon:
             break
-        seen += 1
-        at = hours[(ts - base_ts) // 3600] + seconds[(ts - base_ts) % 3600]
+        seen, at = seen + 1, ts
         if kind == _SOLVE:
-            solved, solved_ts, first_solved = at, ts, first_solved or at
+            solved = ts
+            first_solved = ts if first_solved is None else first_solved
             continue
-        messages.append(Message(prefix + _SEQ[seen], tid, at, _ROLE[kind], kind != _NOTE, author))
+        append((prefix + _SEQ[seen], tid, author, _ROLE[kind], kind != _NOTE, ts))
         if kind == _AGENT:
             replies += 1
-            first_reply = first_reply or at
-        elif solved and kind == _CUST:  # written after a solve: a reopen
+            first_reply = ts if first_reply is None else first_reply
+        elif solved is not None and kind == _CUST:  # written after a solve: a reopen
             reopens, solved = reopens + 1, None
-    if solved and solved_ts + _CLOSE_AFTER <= horizon:  # closed on its own after a quiet spell
-        at = ticket.closed_at = clock(solved_ts + _CLOSE_AFTER)
-    ticket.created_at = messages[opening].created_at
-    ticket.updated_at, ticket.first_reply_at, ticket.agent_replies = at, first_reply, replies
-    ticket.solved_at, ticket.first_solved_at, ticket.reopens = solved, first_solved, reopens
-    return seen
+    if solved is not None and solved + _CLOSE_AFTER <= horizon:  # closed after a quiet spell
+        at = closed = solved + _CLOSE_AFTER
+    return seen, at, replies, reopens, first_reply, first_solved, solved, closed
 
 
-def _settle(r: Uniform, ticket: Ticket, events: list[_Event], seen: int, stuck: bool) -> None:
-    """Set the status from what happened, and unassign a ticket no agent has touched yet."""
-    status: base.TicketStatus = "open"
-    if ticket.closed_at is not None:
-        status = "closed"
-    elif ticket.solved_at is not None:
-        status = "solved"
-    elif seen <= 1 + (events[1][1] == _BOT):  # events after the bot's are all agents' doing
-        status = "new"
-        ticket.assignee_id, ticket.group_changes, ticket.assignee_changes = None, 0, 0
-    elif events[seen - 1][1] == _AGENT:
-        status = "on_hold" if r() < (0.5 if stuck else 0.1) else "pending"
-    ticket.status = status
-    ticket.raw_status = "hold" if status == "on_hold" else status
+def _status(
+    r: Uniform, events: list[_Event], seen: int, solved: int | None, closed: int | None,
+    stuck: bool,
+) -> base.TicketStatus:  # fmt: skip
+    """The status after the first ``seen`` events, given the solve and close times."""
+    if closed is not None:
+        return "closed"
+    if solved is not None:
+        return "solved"
+    if seen <= 1 + (events[1][1] == _BOT):  # events after the bot's are all agents' doing
+        return "new"
+    if events[seen - 1][1] == _AGENT:
+        return "on_hold" if r() < (0.5 if stuck else 0.1) else "pending"
+    return "open"
 
 
 def _rate(
-    r: Uniform,
-    roll: float,
-    ticket: Ticket,
-    created: int,
-    solve: int,
-    horizon: int,
-    clock: DemoClock,
-) -> Rating | None:
-    """The survey answer after the last solve: NPS when ``roll`` >= 0.3, else CSAT (poorer
-    after a reopen or a slow resolution). It updates its ticket, as in Zendesk."""
+    r: Uniform, roll: float, tid: str, solve: int, horizon: int, slow: bool, agent: str | None
+) -> _Row | None:
+    """The survey answer after the last ``solve``, if given by ``horizon``: NPS when ``roll``
+    >= 0.3, else CSAT of the assignee ``agent`` (poorer when ``slow``: reopened or resolved
+    after two days)."""
     at = later(r, solve, 3 * 3600)
     if at > horizon:
         return None
-    rated, tid = clock(at), ticket.external_id
-    ticket.updated_at = max(ticket.updated_at, rated)
     if roll >= 0.3:
-        return Rating("r" + tid[1:] + "-nps", "nps", _NPS[int(r() * 100)], 0, 10, rated, tid)
-    slow = ticket.reopens or solve - created > 2 * DAY
+        return ("r" + tid[1:] + "-nps", tid, "nps", _NPS[int(r() * 100)], 0, 10, None, None, at)
     score = (_CSAT_BAD if slow else _CSAT_GOOD)[int(r() * 100)]
-    agent = ticket.assignee_id
-    return Rating("r" + tid[1:] + "-csat", "csat", score, 1, 5, rated, tid, None, agent)
+    return ("r" + tid[1:] + "-csat", tid, "csat", score, 1, 5, None, agent, at)

@@ -2,11 +2,11 @@
 
 Arrivals follow an hourly intensity skewed to weekdays 08-18 UTC, with day-to-day noise and
 slow growth; agents answer after a log-normal delay counted from the next business hour
-(Mon-Fri 08-18 UTC); customers' and pending waits are log-normal and capped; and unix seconds
-turn into aware datetimes fast. Kept apart from ``demo_desk`` (who writes, what a ticket's
-life looks like, how records are built) because this is its model of time alone: it knows no
-tickets, people or records, and the desk draws on it. Every draw takes a ``Uniform`` handed
-in by the desk, so the order of draws, and so the data for a seed, is the desk's to keep.
+(Mon-Fri 08-18 UTC); customers' and pending waits are log-normal and capped. Times are integer
+Unix seconds throughout, the form the store keeps. Kept apart from ``demo_desk`` (who writes,
+what a ticket's life looks like, how rows are built) because this is its model of time alone:
+it knows no tickets, people or rows, and the desk draws on it. Every draw takes a ``Uniform``
+handed in by the desk, so the order of draws, and so the data for a seed, is the desk's to keep.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import math
 import random
 from bisect import bisect_right
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 
 Uniform = Callable[[], float]
@@ -81,17 +80,3 @@ class Arrivals:
         if h == len(self.cum):
             return self.end
         return self.start + h * 3600 + int((x - self.low[h]) * self.scale[h])
-
-
-class DemoClock:
-    """Unix seconds to aware datetimes: an hour's datetime plus a ready-made timedelta is
-    ten times faster than ``datetime.fromtimestamp``."""
-
-    SECONDS = tuple(timedelta(seconds=s) for s in range(3600))
-
-    def __init__(self, start: int, end: int) -> None:
-        self.start = start - start % 3600
-        self.hours = [datetime.fromtimestamp(ts, UTC) for ts in range(self.start, end + 1, 3600)]
-
-    def __call__(self, ts: int) -> datetime:
-        return self.hours[(ts - self.start) // 3600] + self.SECONDS[(ts - self.start) % 3600]

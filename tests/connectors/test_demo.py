@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter, abc, defaultdict
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TypeVar
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import pytest
 from pydantic import ValidationError
@@ -18,11 +20,13 @@ from cskpi.connectors.base import (
     Page,
     Person,
     Rating,
+    Record,
     Stream,
     Ticket,
 )
 from cskpi.connectors.demo import DemoConnector, DemoSettings
 from cskpi.connectors.demo_desk import LIFETIME
+from cskpi.core.db import UPSERTS
 
 END = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 OPEN = ("new", "open", "pending", "on_hold")
@@ -39,10 +43,29 @@ def tickets_stream(demo: DemoConnector) -> Stream:
 
 
 R = TypeVar("R")
+TIMES = {"created_at", "updated_at", "first_reply_at", "first_solved_at", "solved_at",
+         "closed_at", "rated_at"}  # fmt: skip
+
+
+def record(kind: type[Record], row: tuple[Any, ...]) -> Record:
+    """The record a store row stands for: the inverse of ``UPSERTS[kind].build``."""
+    values = dict(zip(UPSERTS[kind].fields.split(), row, strict=True))
+    for name in TIMES & values.keys():
+        if values[name] is not None:
+            assert type(values[name]) is int, (name, row)
+            values[name] = datetime.fromtimestamp(values[name], UTC)
+    if "tags" in values:
+        values["tags"] = tuple(json.loads(values["tags"]))
+    return kind(**values)
+
+
+def records(page: Page) -> list[Record]:
+    """A page's records, its rows (the tickets stream's form) turned back into records."""
+    return [*page.records, *(record(k, row) for k, rows in page.rows.items() for row in rows)]
 
 
 def of(kind: type[R], pages: Iterable[Page]) -> list[R]:
-    return [r for page in pages for r in page.records if isinstance(r, kind)]
+    return [r for page in pages for r in records(page) if isinstance(r, kind)]
 
 
 @pytest.fixture(scope="module")
@@ -147,15 +170,15 @@ def test_pages_carry_counts_as_cursors_and_creation_times_as_positions(
 
 def test_every_page_holds_its_tickets_requesters_messages_and_ratings(pages: list[Page]) -> None:
     for page in pages:
-        tickets = {t.external_id: t for t in page.records if isinstance(t, Ticket)}
-        people = [p for p in page.records if isinstance(p, Person)]
+        tickets = {t.external_id: t for t in of(Ticket, [page])}
+        people = of(Person, [page])
         assert len(tickets) == 500
         assert all(p.role == "customer" for p in people)
         assert len({p.external_id for p in people}) == len(people)
         assert {t.requester_id for t in tickets.values()} == {p.external_id for p in people}
-        for record in page.records:
-            if isinstance(record, Message | Rating):
-                assert record.ticket_id in tickets
+        for r in records(page):
+            if isinstance(r, Message | Rating):
+                assert r.ticket_id in tickets
 
 
 def test_the_same_seed_gives_the_same_records_and_another_seed_others(pages: list[Page]) -> None:
@@ -184,6 +207,35 @@ def test_an_unaligned_cursor_or_another_page_size_changes_no_record(
     assert sorted(m.external_id for m in of(Message, small)) == sorted(
         m.external_id for m in of(Message, pages)
     )
+
+
+def allowed(hint: Any) -> set[type]:
+    """The Python types a row may hold for a record field of type ``hint``: what
+    ``UPSERTS[kind].build`` makes of it (False is not 0 there, nor is 0 False)."""
+    if hint is datetime:
+        return {int}
+    if hint is float:
+        return {int, float}
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return {type(arg) for arg in args}
+    if origin in (Union, UnionType):
+        return set().union(*(allowed(arg) for arg in args))
+    return {str} if origin is abc.Sequence else {hint}  # tags: JSON text
+
+
+def test_ticket_pages_hold_store_rows_exactly_as_the_store_builds_them(pages: list[Page]) -> None:
+    for page in pages:
+        assert list(page.records) == []
+        assert list(page.rows) == [Person, Ticket, Message, Rating]
+        for kind, rows in page.rows.items():
+            types = [allowed(get_type_hints(kind)[f]) for f in UPSERTS[kind].fields.split()]
+            for row in rows:
+                assert UPSERTS[kind].build(record(kind, row)) == row
+                assert all(type(v) in t for v, t in zip(row, types, strict=True)), row
+    ticket, message, person = (pages[0].rows[kind][0] for kind in (Ticket, Message, Person))
+    assert (ticket[0], ticket[8], person[3]) == ("t1", person[0], "customer")  # its requester
+    assert message[:4] == ("m1-1", "t1", person[0], "customer")
 
 
 def test_a_bad_cursor_is_refused() -> None:
@@ -217,17 +269,16 @@ def test_since_before_the_data_reads_everything_and_after_it_nothing(pages: list
 
 
 def test_ids_are_plain_unique_and_never_carry_the_connector_name(pages: list[Page]) -> None:
-    records = [r for page in pages for r in page.records if not isinstance(r, Person)]
-    ids = [r.external_id for r in records]
+    ids = [r.external_id for page in pages for r in records(page) if not isinstance(r, Person)]
     assert len(ids) == len(set(ids))
     assert not any("try-it" in i or ":" in i for i in ids)
     assert {i[0] for i in ids} == {"t", "m", "r"}
 
 
 def test_datetimes_are_aware_utc_whole_seconds_and_never_after_end(pages: list[Page]) -> None:
-    for record in (r for page in pages for r in page.records):
-        for f in fields(record):
-            value = getattr(record, f.name)
+    for r in (r for page in pages for r in records(page)):
+        for f in fields(r):
+            value = getattr(r, f.name)
             if isinstance(value, datetime):
                 assert value.tzinfo is UTC
                 assert value.microsecond == 0
