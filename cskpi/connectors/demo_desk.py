@@ -214,10 +214,10 @@ class Helpdesk:
         """Pages of ``page_size`` tickets, from ticket index ``start`` (0-based) on."""
         page, dropped = _PageBuilder(), _PageBuilder()
         for block in range(start // _BLOCK, -(-self.tickets // _BLOCK)):
-            rnd = random.Random(f"demo:{self.seed}:{block}")
+            r = random.Random(f"demo:{self.seed}:{block}").random
             for i in range(block * _BLOCK, min(self.tickets, (block + 1) * _BLOCK)):
                 # Tickets before `start` are drawn and dropped to keep the block's stream aligned.
-                self._ticket(rnd.random, i, page if i >= start else dropped)
+                self._ticket(r, i, page if i >= start else dropped)
                 if len(page.tickets) == self.page_size:
                     yield page.build(i + 1)
                     page = _PageBuilder()

@@ -50,7 +50,8 @@ def answer(r: Uniform, ts: int, median: float) -> int:
 
 def later(r: Uniform, ts: int, median: float) -> int:
     """``ts`` plus a log-normal delay of at least a second and at most ``_MAX_WAIT``."""
-    return ts + min(_MAX_WAIT, 1 + int(median * _LOGN[int(r() * 1024)]))
+    wait = 1 + int(median * _LOGN[int(r() * 1024)])
+    return ts + (wait if wait < _MAX_WAIT else _MAX_WAIT)  # not min(): this runs per message
 
 
 class Arrivals:
