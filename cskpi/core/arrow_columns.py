@@ -33,19 +33,25 @@ class ArrowReader:
         self.convert = convert or numpy_column  # from an Arrow column
 
     def columns(self, sql: str, params: dict[str, Any]) -> Columns:
-        order: list[str] = []
-
-        def mark(match: re.Match[str]) -> str:
-            order.append(match.group(1))
-            return "?" if self.marker == "?" else f"${len(order)}"
-
-        positional = _BIND.sub(mark, sql)
         with self.conn.cursor() as cursor:
             if self.marker == "?":
                 cursor.adbc_statement.set_options(**_SQLITE_OPTIONS)
-            cursor.execute(positional, [params[name] for name in order] if order else None)
+            cursor.execute(*positional(sql, params, self.marker))
             table = cursor.fetch_arrow_table()
         return [self.convert(table.column(i)) for i in range(table.num_columns)]
+
+
+def positional(sql: str, params: dict[str, Any], marker: str) -> tuple[str, list[Any] | None]:
+    """``sql``'s ``:name`` binds as the driver's positional ones (``marker`` "?", or "$"
+    for PostgreSQL's ``$1``, ``$2``, …), and their values in that order."""
+    order: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        order.append(match.group(1))
+        return "?" if marker == "?" else f"${len(order)}"
+
+    text = _BIND.sub(mark, sql)
+    return text, [params[name] for name in order] if order else None
 
 
 def numpy_column(column: Any) -> NDArray[Any]:

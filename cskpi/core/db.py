@@ -41,6 +41,13 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 # --- the bulk path ----------------------------------------------------------------------
 
 
+# The Arrow type a staged column is sent as, by its SQL type (``UpsertSpec.column_types``).
+_ARROW_TYPES = {
+    "VARCHAR": "string", "TEXT": "string", "JSON": "string",
+    "BIGINT": "int64", "INTEGER": "int64", "BOOLEAN": "bool", "FLOAT": "float64",
+}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class UpsertSpec:
     """How one record type is stored: its row (source values, ids unprefixed) and table.
@@ -91,7 +98,28 @@ class UpsertSpec:
             if not dialect:
                 raise ValueError("unnumbered binds are the dialect's: use UpsertSpec.write")
             dialect = SQLITE
-        values, source = dialect.row_source(self.column_types())
+        return self._upsert(connector, *dialect.row_source(self.column_types()))
+
+    def staged_sql(self, connector: str, stage: str) -> str:
+        """The statement that upserts the rows of table ``stage`` (columns ``c0``, ``c1``, …
+        in ``fields`` order, as ``arrow_table`` makes them) in the order they were added,
+        so a page's repeats of an id are applied as they come, like ``write``'s."""
+        columns = [f"c{i}" for i in range(len(self.fields.split()))]
+        # `WHERE true`: SQLite would read ON CONFLICT as a join's ON after a bare FROM.
+        # https://www.sqlite.org/lang_upsert.html (2.2, parsing ambiguity)
+        source = f"SELECT {{}} FROM {stage} WHERE true ORDER BY rowid"  # noqa: S608
+        return self._upsert(connector, [columns[0], *columns], source)
+
+    def arrow_table(self, rows: list[Row]) -> Any:
+        """The rows as an Arrow table of columns ``c0``, ``c1``, … typed as the table's."""
+        import pyarrow as pa
+
+        kinds = [pa.type_for_alias(_ARROW_TYPES[t]) for t in _column_types(self)]
+        columns = zip(*rows, strict=True) if rows else ([] for _ in kinds)
+        arrays = [pa.array(column, kind) for column, kind in zip(columns, kinds, strict=True)]
+        return pa.table(arrays, names=[f"c{i}" for i in range(len(kinds))])
+
+    def _upsert(self, connector: str, values: Sequence[str], source: str) -> str:
         targets = self._targets(connector, values)
         sets = ", ".join(
             f"{c} = ({self.table}.{c} OR excluded.{c})"
@@ -183,6 +211,11 @@ UPSERTS: dict[type, UpsertSpec] = {
 }
 
 
+@lru_cache(maxsize=16)
+def _column_types(spec: UpsertSpec) -> list[str]:
+    return spec.column_types()
+
+
 @lru_cache(maxsize=256)
 def _statement(kind: type, connector: str, dialect: Sql) -> str:
     return UPSERTS[kind].sql(connector, dialect)
@@ -202,13 +235,7 @@ def upsert_records(
     locks in the same order and cannot deadlock; a stable sort keeps a page's repeats of
     one id in their order.
     """
-    by_type: dict[type, list[Row]] = {kind: list(rows) for kind, rows in (built or {}).items()}
-    for record in records:
-        kind: type = type(record)
-        rows = by_type.get(kind)
-        if rows is None:
-            rows = by_type[kind] = []
-        rows.append(UPSERTS[kind].build(record))
+    by_type = rows_by_type(records, built)
     dialect = sql_for(conn)
     for kind in UPSERTS:
         rows = by_type.get(kind)
@@ -216,6 +243,20 @@ def upsert_records(
             rows.sort(key=_first)
             dialect.write_rows(conn, _statement(kind, connector, dialect), rows)
     return sum(len(rows) for rows in by_type.values())
+
+
+def rows_by_type(
+    records: Iterable[base.Record], built: Mapping[type[base.Record], list[Row]] | None = None
+) -> dict[type, list[Row]]:
+    """Every record's row, after the rows already built, by record type (new lists)."""
+    by_type: dict[type, list[Row]] = {kind: list(rows) for kind, rows in (built or {}).items()}
+    for record in records:
+        kind: type = type(record)
+        rows = by_type.get(kind)
+        if rows is None:
+            rows = by_type[kind] = []
+        rows.append(UPSERTS[kind].build(record))
+    return by_type
 
 
 def _first(row: Row) -> Any:

@@ -26,9 +26,12 @@ from urllib.parse import quote
 import numpy as np
 from numpy.typing import NDArray
 
-from cskpi.core.arrow_columns import ArrowReader, Columns, numpy_column, transaction
+from cskpi.core.arrow_columns import ArrowReader, Columns, numpy_column, positional, transaction
 
-Request = tuple[str, list[str], dict[str, Any]]  # database path, queries, parameters
+Statement = tuple[str, dict[str, Any]]  # SQL with `:name` binds, and their values
+# ("read", database path, queries, parameters), ("write", path, tables, statements) or
+# ("close", path, [], None)
+Request = tuple[str, str, list[Any], Any]
 # Text crosses as codes into its distinct values: pickling an array of objects costs a call
 # per value, where a store's text columns (status, priority, agent ids) hold a handful each.
 Packed = NDArray[Any] | tuple[NDArray[np.int32], list[str | None]]
@@ -43,15 +46,40 @@ class SqliteWorker:
 
     def read(self, path: str, queries: list[str], params: dict[str, Any]) -> list[Columns]:
         """The queries' results, read in one snapshot; a worker that died is replaced once."""
+        return self._ask(("read", path, queries, params), again=True)
+
+    def write(self, path: str, tables: list[tuple[str, Any]], statements: list[Statement]) -> None:
+        """In one write transaction: each Arrow table appended to the temporary table of its
+        name, made on first use; the statements run (``:name`` binds); the temporary tables
+        emptied. A worker that died before the request is replaced; one that dies after it
+        is not asked again, as the transaction may have committed (the sync's next run
+        resumes from whatever cursor did)."""
+        self._ask(("write", path, tables, statements), again=False)
+
+    def close(self, path: str) -> None:
+        """Close the worker's write connection to ``path``, if it has one (a sync is over:
+        the last connection to close checkpoints the WAL into the database file)."""
+        if self._process is not None:
+            self._ask(("close", path, [], None), again=False)
+
+    def _ask(self, request: Request, again: bool) -> list[Columns]:
         with self._lock:
             for attempt in (1, 2):
+                if self._process is not None and self._process.poll() is not None:
+                    self._stop()  # it died since the last request
                 process = self._process or self._start()
                 try:
-                    _send(process.stdin, (path, queries, params))  # type: ignore[arg-type]
-                    answer = _results(process.stdout)  # type: ignore[arg-type]
-                except (OSError, EOFError):
+                    _send(process.stdin, request)  # type: ignore[arg-type]
+                except OSError:  # it had died: nothing of this request reached it
                     self._stop()
                     if attempt == 2:
+                        raise
+                    continue
+                try:
+                    answer = _results(process.stdout)  # type: ignore[arg-type]
+                except EOFError:
+                    self._stop()
+                    if attempt == 2 or not again:
                         raise
                     continue
                 except BaseException:  # interrupted mid-answer: the pipe holds the rest
@@ -157,22 +185,69 @@ def _unpack(column: Packed) -> NDArray[Any]:
     return np.array(labels, dtype=object)[codes]
 
 
+def write_sqlite(path: str, tables: list[tuple[str, Any]], statements: list[Statement]) -> None:
+    """See ``SqliteWorker.write``."""
+    conn = _writer(path)
+    with conn.cursor() as cursor:
+        cursor.execute("BEGIN IMMEDIATE")  # the write lock up front, as dialect.py's writers
+        try:
+            for name, table in tables:
+                cursor.adbc_ingest(name, table, mode="create_append", temporary=True)
+            for sql, params in statements:
+                cursor.execute(*positional(sql, params, "?"))
+            for name, _ in tables:
+                cursor.execute(f"DELETE FROM temp.{name}")  # noqa: S608 (our own names)
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+
+
+_writers: dict[tuple[str, int, int], Any] = {}
+
+
+def _writer(path: str) -> Any:
+    """A read-write connection to ``path``, kept open (temporary tables live in it)."""
+    info = os.stat(path)
+    key = (path, info.st_dev, info.st_ino)
+    conn = _writers.pop(key, None)
+    if conn is None:
+        import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+        # Autocommit: the transactions are the explicit BEGIN and COMMIT above.
+        conn = adbc_sqlite.connect(path, autocommit=True)
+        with conn.cursor() as cursor:
+            cursor.execute("PRAGMA busy_timeout=30000")  # as dialect.py's connections
+            cursor.execute("PRAGMA synchronous=NORMAL")
+    _writers[key] = conn
+    while len(_writers) > _KEEP_OPEN:
+        _writers.pop(next(iter(_writers))).close()
+    return conn
+
+
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until the client closes the pipe."""
     while True:
         try:
-            path, queries, params = _receive(requests)
+            kind, path, work, params = _receive(requests)
         except EOFError:
             return
         try:
-            for result in read_sqlite(path, queries, params):
-                _send(answers, ("part", result))
-                del result
+            if kind == "write":
+                write_sqlite(path, work, params)
+            elif kind == "close":
+                for key in [key for key in _writers if key[0] == path]:
+                    _writers.pop(key).close()
+            else:
+                for result in read_sqlite(path, work, params):
+                    _send(answers, ("part", result))
+                    del result
         except Exception as exc:  # the client raises it
             _send(answers, ("error", _picklable(exc)))
         else:
             _send(answers, ("done", None))
-        _give_back_memory()
+        if kind == "read":
+            _give_back_memory()
 
 
 def _give_back_memory() -> None:

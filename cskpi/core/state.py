@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -84,12 +85,20 @@ def save_progress(
     checkpoint: tuple[str, datetime | None] | None,
 ) -> None:
     """Count the rows of a page and, when given, move the cursor: same transaction as the rows."""
-    params = {"c": connector, "s": stream, "rows": rows}
+    sql, params = progress(connector, stream, rows, checkpoint)
+    conn.execute(text(sql), params)
+
+
+def progress(
+    connector: str, stream: str, rows: int, checkpoint: tuple[str, datetime | None] | None
+) -> tuple[str, dict[str, Any]]:
+    """``save_progress``'s statement and its ``:name`` binds, for a caller that runs it in
+    its own transaction (``page_store``)."""
+    params: dict[str, Any] = {"c": connector, "s": stream, "rows": rows}
     if checkpoint is None:
-        conn.execute(text(_ADD_ROWS), params)
-        return
+        return _ADD_ROWS, params
     cursor, position = checkpoint
-    conn.execute(text(_UPSERT_STATE), {**params, "cursor": cursor, "position": to_epoch(position)})
+    return _UPSERT_STATE, {**params, "cursor": cursor, "position": to_epoch(position)}
 
 
 def finish_stream(conn: Connection, connector: str, stream: str, error: str | None) -> None:

@@ -26,7 +26,8 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.base import Connector, Page, Stream
 from cskpi.core import state
-from cskpi.core.db import upsert_records, write_transaction
+from cskpi.core.db import write_transaction
+from cskpi.core.page_store import release, store_page
 from cskpi.core.prefetch import prefetch
 from cskpi.core.secrets import redact
 
@@ -141,10 +142,13 @@ def run_sync(
     """
     report = SyncReport()
     options = _Options(since, full, observer or _Quiet(), stop)
-    for source in sources:
-        if stop():
-            break
-        report.streams.extend(_sync_source(engine, source, options))
+    try:
+        for source in sources:
+            if stop():
+                break
+            report.streams.extend(_sync_source(engine, source, options))
+    finally:
+        release(engine)
     return report
 
 
@@ -200,9 +204,8 @@ def _pull(
     stored: Checkpoint | None = None
     for page in prefetch(stream.read(how.cursor, how.since)):
         checkpoint = _checkpoint(page, how)
-        with write_transaction(engine) as conn:
-            rows = upsert_records(conn, name, page.records, page.rows)
-            state.save_progress(conn, name, stream.name, rows, checkpoint)
+        count = len(page.records) + sum(len(rows) for rows in page.rows.values())
+        rows = store_page(engine, name, page, state.progress(name, stream.name, count, checkpoint))
         _count(result, name, page, rows)
         if page.cursor is not None:
             last = (page.cursor, page.position)

@@ -9,6 +9,7 @@ from sqlmodel import Session, select
 from cskpi.connectors import base
 from cskpi.core import schema
 from cskpi.core.db import UPSERTS, open_engine, upsert_records, write_transaction
+from cskpi.core.page_store import store_page
 from tests.fakes import T0, ticket
 from tests.postgres import new_store
 
@@ -57,8 +58,8 @@ def mixed_records() -> list[base.Record]:
 
 
 def write(engine: Engine, records: list[base.Record], connector: str = "zd") -> int:
-    with write_transaction(engine) as conn:
-        return upsert_records(conn, connector, records)
+    """As the sync engine stores a page (on SQLite, through the worker process)."""
+    return store_page(engine, connector, base.Page(records))
 
 
 def test_upsert_twice_changes_nothing(engine: Engine) -> None:
