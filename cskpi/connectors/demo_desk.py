@@ -42,7 +42,7 @@ LIFETIME = timedelta(days=30)
 _T = TypeVar("_T")
 _Event = tuple[int, int, str | None]  # (unix seconds, kind, author id)
 _Row = tuple[Any, ...]  # a store row: see ``cskpi.core.db.UPSERTS`` for each type's fields
-_Life = tuple[int, int, int, int, int | None, int | None, int | None, int | None]
+_Life = tuple[int, int, int, int, int | None, int | None, int | None, int | None]  # see _walk
 
 _LIFE = int(LIFETIME.total_seconds())
 _CLOSE_AFTER = 4 * DAY  # solved tickets close on their own, like Zendesk's default automation
@@ -193,7 +193,7 @@ class Helpdesk:
         ]
         records.append(Person(_BOT_ID, "bot", "Answer Bot"))
         records += (base.Group(g, _label(_GROUP_NAMES, i)) for i, g in enumerate(self.group_ids))
-        hour = datetime.fromtimestamp(self.start - self.start % 3600, UTC)
+        hour = datetime.fromtimestamp(self.start - self.start % 3600, UTC)  # the data's first
         founded = (hour - timedelta(days=o * 37 % 700 + 1) for o in range(self.orgs))
         records += (
             base.Organization(self.org_ids[o], _label(_COMPANIES, o), at)
