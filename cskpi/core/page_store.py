@@ -1,63 +1,162 @@
-"""Storing one page of a stream: its rows and its cursor, in one transaction.
+"""Storing a stream's pages: each page's rows and its bookkeeping, in one transaction.
 
-On a SQLite file the page goes to the SQLite worker process (``sqlite_worker.py``) as Arrow
+On a SQLite file the pages go to a SQLite worker process (``sqlite_worker.py``) as Arrow
 tables: the ADBC driver appends them to temporary tables in C, and one ``INSERT … SELECT …
 ON CONFLICT`` per table upserts them, with the cursor's statement, in one transaction. The
 DB-API driver binds every value of every row from Python instead, which made the upserts
-the largest cost of a demo sync (68 us a ticket of 140); and the worker writes on a core of
-its own while this process makes the next page. The rows are the same either way
-(``tests/core/test_page_store.py``).
+the largest cost of a demo sync (68 us a ticket of 140). The work is spread over the
+machine's cores: a thread makes the next pages and their Arrow tables (``prefetch``) while
+the worker writes, and each page is sent before the previous page's answer is read, so the
+worker never waits for this process. A page sent after one that failed is refused by the
+worker, so no cursor is committed past a page that was not. Each sync takes a writer of its
+own from a pool (the daemon syncs connectors in parallel; the KPI reads have their own
+worker), and lets go of the database file when it ends.
 
-Elsewhere (PostgreSQL, an in-memory SQLite store) the page is written through SQLAlchemy's
-connection by ``db.upsert_records``.
+Elsewhere (PostgreSQL, an in-memory SQLite store) the pages are written through
+SQLAlchemy's connection by ``db.upsert_records``. The rows are the same either way
+(``tests/core/test_page_store.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
-from cskpi.core.columnar import sqlite_worker
 from cskpi.core.db import UPSERTS, rows_by_type, upsert_records, write_transaction
+from cskpi.core.prefetch import prefetch
+from cskpi.core.sqlite_worker import SqliteWorker, write_request
+from cskpi.core.sqlite_writes import Statement
 
-Statement = tuple[str, dict[str, Any]]  # SQL with `:name` binds, and their values
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Planned(Generic[T]):
+    """A page, the statement that records it (``state.progress``), and the caller's note."""
+
+    page: base.Page
+    progress: Statement | None = None
+    note: T | None = None
 
 
 def store_page(
     engine: Engine, connector: str, page: base.Page, progress: Statement | None = None
 ) -> int:
-    """Upsert the page's records and rows, and run ``progress`` (the stream's bookkeeping,
-    see ``state.progress``) in the same transaction; returns how many rows were written."""
+    """Store one page (see ``store_pages``); returns how many rows were written."""
+    ((_, count),) = store_pages(engine, connector, [Planned[None](page, progress)])
+    return count
+
+
+def store_pages(
+    engine: Engine,
+    connector: str,
+    planned: Iterable[Planned[T]],
+    stop: Callable[[], bool] = lambda: False,
+) -> Generator[tuple[Planned[T], int], None, None]:
+    """Store the pages in order, each with its progress statement in one transaction, and
+    yield each with its row count once committed. The pages are read ahead in a thread.
+    Once ``stop`` says so no page is sent, but a page already sent to the SQLite worker
+    (at most one not yet yielded) still commits when the caller stops taking pages."""
     path = _sqlite_file(engine)
     if path is None:
-        with write_transaction(engine) as conn:
-            count = upsert_records(conn, connector, page.records, page.rows)
-            if progress is not None:
-                conn.execute(text(progress[0]), progress[1])
-        return count
-    by_type = rows_by_type(page.records, page.rows)
-    tables: list[tuple[str, Any]] = []
-    statements: list[Statement] = []
-    for kind, spec in UPSERTS.items():  # the tables in upsert_records' order
-        rows = by_type.get(kind)
-        if rows:
-            stage = f"stage_{spec.table}"
-            tables.append((stage, spec.arrow_table(rows)))
-            statements.append((spec.staged_sql(connector, f"temp.{stage}"), {}))
-    if progress is not None:
-        statements.append(progress)
-    sqlite_worker().write(path, tables, statements)
-    return sum(len(rows) for rows in by_type.values())
+        for item in prefetch(planned):
+            yield item, _store_here(engine, connector, item)
+    else:
+        yield from _store_in_worker(path, connector, planned, stop)
 
 
-def release(engine: Engine) -> None:
-    """Done storing pages for now: the SQLite worker lets go of the database file."""
-    path = _sqlite_file(engine)
-    if path is not None:
-        sqlite_worker().close(path)
+def _store_here(engine: Engine, connector: str, item: Planned[T]) -> int:
+    with write_transaction(engine) as conn:
+        count = upsert_records(conn, connector, item.page.records, item.page.rows)
+        if item.progress is not None:
+            conn.execute(text(item.progress[0]), item.progress[1])
+    return count
+
+
+def _store_in_worker(
+    path: str, connector: str, planned: Iterable[Planned[T]], stop: Callable[[], bool]
+) -> Iterator[tuple[Planned[T], int]]:
+    writer = _take_writer()
+    sent: deque[tuple[Planned[T], int]] = deque()
+    try:
+        for item, count, request in prefetch(_requests(path, connector, planned)):
+            if stop():
+                break
+            writer.send_write(request)
+            sent.append((item, count))
+            if len(sent) > 1:  # one page in the worker's hands, the next one waiting
+                yield _answered(writer, sent)
+        while sent:
+            yield _answered(writer, sent)
+    finally:
+        _finish(writer, len(sent), path)
+
+
+def _answered(writer: SqliteWorker, sent: deque[tuple[Planned[T], int]]) -> tuple[Planned[T], int]:
+    oldest = sent.popleft()  # its answer is read now, whatever it says
+    writer.answer()
+    return oldest
+
+
+def _requests(
+    path: str, connector: str, planned: Iterable[Planned[T]]
+) -> Iterator[tuple[Planned[T], int, bytes]]:
+    """Each page as a ready write request (made in the reading-ahead thread)."""
+    first = True
+    for item in planned:
+        by_type = rows_by_type(item.page.records, item.page.rows)
+        tables: list[tuple[str, Any]] = []
+        statements: list[Statement] = []
+        for kind, spec in UPSERTS.items():  # the tables in upsert_records' order
+            rows = by_type.get(kind)
+            if rows:
+                stage = f"stage_{spec.table}"
+                tables.append((stage, spec.arrow_table(rows)))
+                statements.append((spec.staged_sql(connector, f"temp.{stage}"), {}))
+        if item.progress is not None:
+            statements.append(item.progress)
+        count = sum(len(rows) for rows in by_type.values())
+        yield item, count, write_request(path, tables, statements, after_previous=not first)
+        first = False
+
+
+# --- the writers --------------------------------------------------------------------------
+
+_idle: list[SqliteWorker] = []
+_idle_lock = threading.Lock()
+
+
+def _take_writer() -> SqliteWorker:
+    with _idle_lock:
+        return _idle.pop() if _idle else SqliteWorker()
+
+
+def _finish(writer: SqliteWorker, unanswered: int, path: str) -> None:
+    """Collect the answers still due (a failure or an early stop leaves some: pages sent
+    after a failed one are refused), let go of the file, and give the writer back."""
+    try:
+        for _ in range(unanswered):
+            with contextlib.suppress(Exception):
+                writer.answer()
+        if writer.pid is not None:
+            writer.close(path)
+    finally:
+        with _idle_lock:
+            _idle.append(writer)
+
+
+def writer_pids() -> list[int]:
+    """The processes of the idle writers (for tests)."""
+    with _idle_lock:
+        return [pid for pid in (writer.pid for writer in _idle) if pid is not None]
 
 
 def _sqlite_file(engine: Engine) -> str | None:

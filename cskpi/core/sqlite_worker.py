@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import pickle
 import signal
@@ -26,11 +27,12 @@ from urllib.parse import quote
 import numpy as np
 from numpy.typing import NDArray
 
-from cskpi.core.arrow_columns import ArrowReader, Columns, numpy_column, positional, transaction
+from cskpi.core import sqlite_writes
+from cskpi.core.arrow_columns import ArrowReader, Columns, numpy_column, transaction
+from cskpi.core.sqlite_writes import Statement
 
-Statement = tuple[str, dict[str, Any]]  # SQL with `:name` binds, and their values
-# ("read", database path, queries, parameters), ("write", path, tables, statements) or
-# ("close", path, [], None)
+# ("read", database path, queries, parameters), ("write" or "write-next", path, tables,
+# statements) or ("close", path, [], None)
 Request = tuple[str, str, list[Any], Any]
 # Text crosses as codes into its distinct values: pickling an array of objects costs a call
 # per value, where a store's text columns (status, priority, agent ids) hold a handful each.
@@ -48,13 +50,34 @@ class SqliteWorker:
         """The queries' results, read in one snapshot; a worker that died is replaced once."""
         return self._ask(("read", path, queries, params), again=True)
 
-    def write(self, path: str, tables: list[tuple[str, Any]], statements: list[Statement]) -> None:
-        """In one write transaction: each Arrow table appended to the temporary table of its
-        name, made on first use; the statements run (``:name`` binds); the temporary tables
-        emptied. A worker that died before the request is replaced; one that dies after it
-        is not asked again, as the transaction may have committed (the sync's next run
-        resumes from whatever cursor did)."""
-        self._ask(("write", path, tables, statements), again=False)
+    def send_write(self, request: bytes) -> None:
+        """Send a write made by ``write_request`` and return at once: ``answer`` collects
+        the answers, in order. Whoever sends writes owns this worker meanwhile (see
+        ``page_store``): a read would take a write's answer for its own."""
+        with self._lock:
+            if self._process is not None and self._process.poll() is not None:
+                self._stop()  # it died since the last request
+            process = self._process or self._start()
+            try:
+                _send_bytes(process.stdin, request)  # type: ignore[arg-type]
+            except OSError:
+                self._stop()
+                raise
+
+    def answer(self) -> None:
+        """Wait for the oldest write's answer; raise its error. A worker that ended is not
+        asked again, as the write may have committed (the sync's next run resumes from
+        whatever cursor did)."""
+        with self._lock:
+            if self._process is None:
+                raise EOFError("the SQLite worker ended")
+            try:
+                answer = _results(self._process.stdout)  # type: ignore[arg-type]
+            except BaseException:
+                self._stop()
+                raise
+        if isinstance(answer, Exception):
+            raise answer
 
     def close(self, path: str) -> None:
         """Close the worker's write connection to ``path``, if it has one (a sync is over:
@@ -99,6 +122,10 @@ class SqliteWorker:
             stdout=subprocess.PIPE,
             env=env,
         )
+        # A page of a sync (about 0.5 MB) fits in one pipe write: each partial write would
+        # wait for the interpreter lock again, which the thread making the next page holds.
+        with contextlib.suppress(OSError, AttributeError):  # Linux; elsewhere 64 KiB writes
+            fcntl.fcntl(self._process.stdin.fileno(), fcntl.F_SETPIPE_SZ, 2**20)  # type: ignore[union-attr]
         return self._process
 
     def _stop(self) -> None:
@@ -110,6 +137,19 @@ class SqliteWorker:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+
+def write_request(
+    path: str, tables: list[tuple[str, Any]], statements: list[Statement], after_previous: bool
+) -> bytes:
+    """A write for ``send_write``, made ready ahead (pickling it is not free). In one write
+    transaction: each Arrow table appended to the temporary table of its name, made on
+    first use; the statements run (``:name`` binds); the temporary tables emptied. A write
+    ``after_previous`` is refused unless the previous write succeeded: writes are sent
+    before the previous answer is read, and a page must not commit its cursor past a page
+    that failed."""
+    kind = "write-next" if after_previous else "write"
+    return pickle.dumps((kind, path, tables, statements), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _results(answers: IO[bytes]) -> list[Columns] | Exception:
@@ -126,8 +166,12 @@ def _results(answers: IO[bytes]) -> list[Columns] | Exception:
 
 
 def _send(stream: IO[bytes], value: object) -> None:
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(8, "little") + data)
+    _send_bytes(stream, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _send_bytes(stream: IO[bytes], data: bytes) -> None:
+    stream.write(len(data).to_bytes(8, "little"))
+    stream.write(data)
     stream.flush()
 
 
@@ -185,69 +229,42 @@ def _unpack(column: Packed) -> NDArray[Any]:
     return np.array(labels, dtype=object)[codes]
 
 
-def write_sqlite(path: str, tables: list[tuple[str, Any]], statements: list[Statement]) -> None:
-    """See ``SqliteWorker.write``."""
-    conn = _writer(path)
-    with conn.cursor() as cursor:
-        cursor.execute("BEGIN IMMEDIATE")  # the write lock up front, as dialect.py's writers
-        try:
-            for name, table in tables:
-                cursor.adbc_ingest(name, table, mode="create_append", temporary=True)
-            for sql, params in statements:
-                cursor.execute(*positional(sql, params, "?"))
-            for name, _ in tables:
-                cursor.execute(f"DELETE FROM temp.{name}")  # noqa: S608 (our own names)
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
-
-
-_writers: dict[tuple[str, int, int], Any] = {}
-
-
-def _writer(path: str) -> Any:
-    """A read-write connection to ``path``, kept open (temporary tables live in it)."""
-    info = os.stat(path)
-    key = (path, info.st_dev, info.st_ino)
-    conn = _writers.pop(key, None)
-    if conn is None:
-        import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-        # Autocommit: the transactions are the explicit BEGIN and COMMIT above.
-        conn = adbc_sqlite.connect(path, autocommit=True)
-        with conn.cursor() as cursor:
-            cursor.execute("PRAGMA busy_timeout=30000")  # as dialect.py's connections
-            cursor.execute("PRAGMA synchronous=NORMAL")
-    _writers[key] = conn
-    while len(_writers) > _KEEP_OPEN:
-        _writers.pop(next(iter(_writers))).close()
-    return conn
+class _SkippedError(RuntimeError):
+    """A write sent after one that failed, left undone."""
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """Answer requests until the client closes the pipe."""
+    failed = False  # the last write failed: the writes sent after it are refused
     while True:
         try:
             kind, path, work, params = _receive(requests)
         except EOFError:
             return
         try:
-            if kind == "write":
-                write_sqlite(path, work, params)
-            elif kind == "close":
-                for key in [key for key in _writers if key[0] == path]:
-                    _writers.pop(key).close()
+            if kind.startswith("write"):
+                if kind == "write-next" and failed:
+                    raise _SkippedError("not written: an earlier page of this sync failed")
+                failed = True
+                sqlite_writes.write(path, work, params)
+                failed = False
             else:
-                for result in read_sqlite(path, work, params):
-                    _send(answers, ("part", result))
-                    del result
+                _handle(kind, path, work, params, answers)
         except Exception as exc:  # the client raises it
             _send(answers, ("error", _picklable(exc)))
         else:
             _send(answers, ("done", None))
         if kind == "read":
             _give_back_memory()
+
+
+def _handle(kind: str, path: str, work: list[Any], params: Any, answers: IO[bytes]) -> None:
+    if kind == "close":
+        sqlite_writes.close(path)
+    else:
+        for result in read_sqlite(path, work, params):
+            _send(answers, ("part", result))
+            del result
 
 
 def _give_back_memory() -> None:

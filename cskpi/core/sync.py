@@ -17,7 +17,8 @@ Cursor semantics, per (connector, stream):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -27,8 +28,7 @@ from sqlalchemy import Engine
 from cskpi.connectors.base import Connector, Page, Stream
 from cskpi.core import state
 from cskpi.core.db import write_transaction
-from cskpi.core.page_store import release, store_page
-from cskpi.core.prefetch import prefetch
+from cskpi.core.page_store import Planned, store_pages
 from cskpi.core.secrets import redact
 
 log = logging.getLogger("cskpi.sync")
@@ -138,17 +138,15 @@ def run_sync(
     """Sync every stream of every source; one failing source does not stop the others.
 
     ``stop`` is asked after every stored page: once it says True (the daemon was told to
-    shut down) the sync ends there, with that page and its cursor committed.
+    shut down) the sync ends there, with that page and its cursor committed, and on a SQLite
+    file the one page already sent on behind it (see ``page_store``).
     """
     report = SyncReport()
     options = _Options(since, full, observer or _Quiet(), stop)
-    try:
-        for source in sources:
-            if stop():
-                break
-            report.streams.extend(_sync_source(engine, source, options))
-    finally:
-        release(engine)
+    for source in sources:
+        if stop():
+            break
+        report.streams.extend(_sync_source(engine, source, options))
     return report
 
 
@@ -200,19 +198,24 @@ def _pull(
     result: StreamResult,
     options: _Options,
 ) -> None:
+    def planned() -> Iterator[Planned[Checkpoint]]:  # run ahead, in store_pages' thread
+        for page in stream.read(how.cursor, how.since):
+            checkpoint = _checkpoint(page, how)
+            count = len(page.records) + sum(len(rows) for rows in page.rows.values())
+            yield Planned(page, state.progress(name, stream.name, count, checkpoint), checkpoint)
+
     last: Checkpoint | None = None
     stored: Checkpoint | None = None
-    for page in prefetch(stream.read(how.cursor, how.since)):
-        checkpoint = _checkpoint(page, how)
-        count = len(page.records) + sum(len(rows) for rows in page.rows.values())
-        rows = store_page(engine, name, page, state.progress(name, stream.name, count, checkpoint))
-        _count(result, name, page, rows)
-        if page.cursor is not None:
-            last = (page.cursor, page.position)
-        stored = checkpoint or stored
-        options.observer.page_stored(result)
-        if options.stop():
-            return  # interrupted: a backfill's end is not reached, so its cursor stays put
+    with closing(store_pages(engine, name, planned(), options.stop)) as pages:
+        for item, rows in pages:
+            page = item.page
+            _count(result, name, page, rows)
+            if page.cursor is not None:
+                last = (page.cursor, page.position)
+            stored = item.note or stored
+            options.observer.page_stored(result)
+            if options.stop():
+                return  # interrupted: a backfill's end is not reached, its cursor stays put
     if how.backfill and last is not None and last != stored and _may_end_at(last, how):
         with write_transaction(engine) as conn:
             state.save_progress(conn, name, stream.name, 0, last)

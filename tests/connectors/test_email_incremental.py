@@ -8,13 +8,14 @@ The mailbox and its expected tickets are those of test_email.py.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cskpi.core.db import open_engine
-from cskpi.core.sync import Source, run_sync
+from cskpi.core.sync import Source, StreamResult, run_sync
 from tests.connectors import test_email as corpus
 from tests.connectors.dovecot import Dovecot, available
 from tests.connectors.test_email import (
@@ -126,14 +127,23 @@ def test_a_sync_stopped_between_pages_resumes_to_the_same_result(
     clean = open_engine(f"sqlite:///{tmp_path / 'clean.db'}")
     sync(clean, connector(mailbox))
     engine = open_engine(f"sqlite:///{tmp_path / 'resumed.db'}")
-    stored: list[int] = []
+    told = threading.Event()
 
-    def after_two_pages() -> bool:
-        stored.append(1)
-        return len(stored) > 3  # asked before the source, the stream and after every page
+    class StopAfterTwoPages:
+        def stream_started(self, connector: str, stream: str) -> None:
+            pass
 
-    first = run_sync(engine, [Source("box", connector(mailbox))], stop=after_two_pages)
+        def page_stored(self, result: StreamResult) -> None:
+            if result.pages == 2:
+                told.set()
+
+        def stream_finished(self, result: StreamResult) -> None:
+            pass
+
+    source = Source("box", connector(mailbox))
+    first = run_sync(engine, [source], observer=StopAfterTwoPages(), stop=told.is_set)
     assert first.streams[0].pages == 2
+    assert content(engine) != content(clean)
     sync(engine, connector(mailbox))
 
     assert content(engine) == content(clean)

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
-from cskpi.core import columnar, state
+from cskpi.core import state
 from cskpi.core.db import UPSERTS, open_engine, upsert_records, write_transaction
-from cskpi.core.page_store import release, store_page
+from cskpi.core.page_store import Planned, store_page, store_pages, writer_pids
 from tests.core.test_db import dump, mixed_records
 from tests.fakes import T0, ticket
 
@@ -100,30 +100,54 @@ def test_a_failing_page_stores_nothing_and_the_worker_goes_on(store: Engine) -> 
         assert conn.execute(text("SELECT rows FROM sync_state")).scalar_one() == 8
 
 
-def test_a_worker_that_died_is_replaced_before_the_page_is_sent(store: Engine) -> None:
+def test_pages_sent_after_a_failed_one_are_not_stored(store: Engine) -> None:
+    """Each page is sent before the previous page's answer is read: the worker must refuse
+    what follows a failure, or a later cursor would commit past the page that failed."""
+    planned = [
+        Planned(base.Page([ticket(1)]), state.progress("zd", "tickets", 1, ("1", T0))),
+        Planned(base.Page([ticket(2)]), ("INSERT INTO no_such_table VALUES (1)", {})),
+        Planned(base.Page([ticket(3)]), state.progress("zd", "tickets", 1, ("3", T0))),
+    ]
+    pages = store_pages(store, "zd", planned)
+    first, rows = next(pages)
+    assert (first, rows) == (planned[0], 1)
+    with pytest.raises(Exception, match="no_such_table"):
+        next(pages)
+    assert [r[0] for r in dump(store)["ticket"]] == ["zd:1"]
+    with store.connect() as conn:
+        saved = state.load_state(conn, "zd", "tickets")
+    assert saved is not None
+    assert (saved.cursor, saved.rows) == ("1", 1)
+    store_page(store, "zd", base.Page([ticket(4)]))  # the next sync's first page is written
+    assert [r[0] for r in dump(store)["ticket"]] == ["zd:1", "zd:4"]
+
+
+def test_a_writer_that_died_is_replaced_before_the_page_is_sent(store: Engine) -> None:
     store_page(store, "zd", base.Page([ticket(1)]))
-    pid = columnar.sqlite_worker().pid
-    assert pid is not None
-    assert pid != os.getpid()
-    os.kill(pid, signal.SIGKILL)
-    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped: as found later
+    dead = writer_pids()
+    assert dead
+    assert os.getpid() not in dead
+    for pid in dead:
+        os.kill(pid, signal.SIGKILL)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
     store_page(store, "zd", base.Page([ticket(2)]))
-    assert columnar.sqlite_worker().pid not in (None, pid)
+    assert not set(writer_pids()) & set(dead)
     assert [r[0] for r in dump(store)["ticket"]] == ["zd:1", "zd:2"]
 
 
 def test_an_in_memory_store_is_written_in_this_process() -> None:
     engine = open_engine("sqlite://")
-    before = columnar.sqlite_worker().pid
+    before = writer_pids()
     assert store_page(engine, "zd", base.Page(mixed_records())) == 8
-    assert columnar.sqlite_worker().pid == before
+    assert writer_pids() == before
     assert [len(rows) for rows in dump(engine).values()] == [2, 2, 1, 1, 1, 1]
 
 
-def test_released_the_database_file_alone_holds_the_pages(store: Engine, tmp_path: Path) -> None:
-    """After a sync (``release``) nothing of it waits in the worker's write-ahead log."""
+def test_after_a_sync_the_database_file_alone_holds_its_pages(
+    store: Engine, tmp_path: Path
+) -> None:
+    """After a sync nothing of it waits in the worker's write-ahead log."""
     store_page(store, "zd", base.Page(mixed_records()))
-    release(store)
     store.dispose()
     copy = tmp_path / "copy.db"
     copy.write_bytes((tmp_path / "store.db").read_bytes())  # the WAL file left behind
