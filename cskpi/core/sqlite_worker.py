@@ -1,19 +1,20 @@
-"""The process that reads SQLite stores with the ADBC driver (why: see columnar.py).
+"""The processes that read and write SQLite stores with the ADBC driver (why: see
+columnar.py for the KPI reads, page_store.py for a sync's writes).
 
 The driver links its own copy of the SQLite library, and two copies in one process can
 corrupt a database, so the driver is only ever loaded here: ``python -m
-cskpi.core.sqlite_worker``, started on first use by each cskpi process that computes KPIs
-on SQLite and ended when that process ends (its stdin closes). Requests and answers are
-pickles over the pipes, each preceded by its length. A plain subprocess rather than
-``multiprocessing``: spawning re-imports the parent's main module, and ``python -m cskpi``
-would run the CLI again.
+cskpi.core.sqlite_worker``, started on first use (a KPI read; a sync's writer, see
+``page_store``) and ended when the cskpi process that started it ends (its stdin closes).
+Requests and answers are pickles over the pipes, each preceded by its length. A plain
+subprocess rather than ``multiprocessing``: spawning re-imports the parent's main module,
+and ``python -m cskpi`` would run the CLI again. The writes themselves are
+``sqlite_writes.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import os
 import pickle
 import signal
@@ -124,7 +125,9 @@ class SqliteWorker:
         )
         # A page of a sync (about 0.5 MB) fits in one pipe write: each partial write would
         # wait for the interpreter lock again, which the thread making the next page holds.
-        with contextlib.suppress(OSError, AttributeError):  # Linux; elsewhere 64 KiB writes
+        with contextlib.suppress(OSError, AttributeError, ImportError):  # Linux only
+            import fcntl
+
             fcntl.fcntl(self._process.stdin.fileno(), fcntl.F_SETPIPE_SZ, 2**20)  # type: ignore[union-attr]
         return self._process
 
