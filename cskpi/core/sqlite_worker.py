@@ -29,7 +29,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cskpi.core import sqlite_writes
-from cskpi.core.arrow_columns import ArrowReader, Columns, numpy_column, transaction
+from cskpi.core.arrow_columns import (
+    ArrowReader,
+    Columns,
+    is_text,
+    labelled,
+    numpy_column,
+    text_codes,
+    transaction,
+)
 from cskpi.core.sqlite_writes import Statement
 
 # ("read", database path, queries, parameters), ("write" or "write-next", path, tables,
@@ -216,20 +224,13 @@ def read_sqlite(path: str, queries: list[str], params: dict[str, Any]) -> Iterat
 
 
 def _pack(column: Any) -> Packed:
-    import pyarrow as pa
-
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        return numpy_column(column)
-    coded = column.combine_chunks().dictionary_encode()
-    codes = coded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
-    return codes, [*coded.dictionary.to_pylist(), None]  # code -1: the None at the end
+    return text_codes(column) if is_text(column) else numpy_column(column)
 
 
 def _unpack(column: Packed) -> NDArray[Any]:
     if isinstance(column, np.ndarray):
         return column
-    codes, labels = column
-    return np.array(labels, dtype=object)[codes]
+    return labelled(*column)
 
 
 class _SkippedError(RuntimeError):
