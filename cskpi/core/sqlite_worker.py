@@ -91,7 +91,7 @@ class SqliteWorker:
     def close(self, path: str) -> None:
         """Close the worker's write connection to ``path``, if it has one (a sync is over:
         the last connection to close checkpoints the WAL into the database file)."""
-        if self._process is not None:
+        if self._process is not None and self._process.poll() is None:  # alive: it may
             self._ask(("close", path, [], None), again=False)
 
     def _ask(self, request: Request, again: bool) -> list[Columns]:
@@ -199,24 +199,19 @@ def _receive(stream: IO[bytes]) -> Any:
 
 # --- the worker side ----------------------------------------------------------------------
 
-# Open connections, newest last, by file identity: a file replaced at the same path (a demo
-# store made anew) is another database. A few stay open to save reopening.
-_connections: dict[tuple[str, int, int], Any] = {}
-_KEEP_OPEN = 4
+
+def _open_read_only(path: str) -> Any:
+    import adbc_driver_sqlite.dbapi as adbc_sqlite
+
+    return adbc_sqlite.connect(f"file:{quote(path)}?mode=ro")
+
+
+_readers: sqlite_writes.ByFile[Any] = sqlite_writes.ByFile(_open_read_only)
 
 
 def read_sqlite(path: str, queries: list[str], params: dict[str, Any]) -> Iterator[list[Packed]]:
     """The queries' results in turn, read in one transaction on a read-only connection."""
-    info = os.stat(path)
-    key = (path, info.st_dev, info.st_ino)
-    conn = _connections.pop(key, None)
-    if conn is None:
-        import adbc_driver_sqlite.dbapi as adbc_sqlite
-
-        conn = adbc_sqlite.connect(f"file:{quote(path)}?mode=ro")
-    _connections[key] = conn
-    while len(_connections) > _KEEP_OPEN:
-        _connections.pop(next(iter(_connections))).close()
+    conn = _readers.get(path)
     with transaction(conn, ()):
         reader = ArrowReader(conn, "?", _pack)
         for sql in queries:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 from cskpi.core.arrow_columns import positional
 
@@ -100,24 +101,45 @@ def _connect(path: str) -> Any:
     return conn
 
 
-# Open writers, newest last, by file identity (a file replaced at the same path is another
-# database).
-_writers: dict[tuple[str, int, int], _Writer] = {}
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class ByFile(Generic[C]):
+    """Open connections (or writers), newest last, by file identity: a file replaced at the
+    same path (a demo store made anew) is another database. A few stay open, to save
+    reopening; the oldest is closed beyond that."""
+
+    def __init__(self, make: Callable[[str], C]) -> None:
+        self._make = make
+        self._open: dict[tuple[str, int, int], C] = {}
+
+    def get(self, path: str) -> C:
+        info = os.stat(path)
+        key = (path, info.st_dev, info.st_ino)
+        found = self._open.pop(key, None) or self._make(path)
+        self._open[key] = found
+        while len(self._open) > _KEEP_OPEN:
+            self._open.pop(next(iter(self._open))).close()
+        return found
+
+    def close(self, path: str) -> None:
+        for key in [key for key in self._open if key[0] == path]:
+            self._open.pop(key).close()
+
+
+_writers = ByFile(_Writer)
 
 
 def write(path: str, tables: list[tuple[str, Any]], statements: list[Statement]) -> None:
     """In one transaction: each Arrow table appended to the temporary table of its name
     (made on first use), the statements run (``:name`` binds), the temporary tables emptied."""
-    info = os.stat(path)
-    key = (path, info.st_dev, info.st_ino)
-    writer = _writers.pop(key, None) or _Writer(path)
-    _writers[key] = writer
-    while len(_writers) > _KEEP_OPEN:
-        _writers.pop(next(iter(_writers))).close()
-    writer.write(tables, statements)
+    _writers.get(path).write(tables, statements)
 
 
 def close(path: str) -> None:
-    """Close the writers of ``path`` (a sync is over: see ``_Writer.close``)."""
-    for key in [key for key in _writers if key[0] == path]:
-        _writers.pop(key).close()
+    """Close the writer of ``path`` (a sync is over: see ``_Writer.close``)."""
+    _writers.close(path)
