@@ -143,6 +143,11 @@ class Page:
     skipped: Sequence[Skipped] = field(default_factory=tuple)
     rows: Mapping[type[Record], list[tuple[Any, ...]]] = field(default_factory=dict)
 
+    @property
+    def size(self) -> int:
+        """How many records the page holds, in either form (each is one row stored)."""
+        return len(self.records) + sum(len(rows) for rows in self.rows.values())
+
 
 class ConnectorSettings(BaseModel):
     """Keys every ``[connectors.NAME]`` table accepts; a connector type extends this."""

@@ -123,8 +123,8 @@ def _requests(
                 statements.append((spec.staged_sql(connector, f"temp.{stage}"), {}))
         if item.progress is not None:
             statements.append(item.progress)
-        count = sum(len(rows) for rows in by_type.values())
-        yield item, count, write_request(path, tables, statements, after_previous=not first)
+        request = write_request(path, tables, statements, after_previous=not first)
+        yield item, item.page.size, request
         first = False
 
 
@@ -146,8 +146,7 @@ def _finish(writer: SqliteWorker, unanswered: int, path: str) -> None:
         for _ in range(unanswered):
             with contextlib.suppress(Exception):
                 writer.answer()
-        if writer.pid is not None:
-            writer.close(path)
+        writer.close(path)
     finally:
         with _idle_lock:
             _idle.append(writer)

@@ -201,8 +201,8 @@ def _pull(
     def planned() -> Iterator[Planned[Checkpoint]]:  # run ahead, in store_pages' thread
         for page in stream.read(how.cursor, how.since):
             checkpoint = _checkpoint(page, how)
-            count = len(page.records) + sum(len(rows) for rows in page.rows.values())
-            yield Planned(page, state.progress(name, stream.name, count, checkpoint), checkpoint)
+            progress = state.progress(name, stream.name, page.size, checkpoint)
+            yield Planned(page, progress, checkpoint)
 
     last: Checkpoint | None = None
     stored: Checkpoint | None = None
