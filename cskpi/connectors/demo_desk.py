@@ -21,7 +21,6 @@ every value after it for that seed.
 
 from __future__ import annotations
 
-import json
 import random
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cskpi.connectors import base
 from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
 from cskpi.connectors.demo_time import DAY, Arrivals, Uniform, answer, later
+from cskpi.core.db import tags_json
 
 if TYPE_CHECKING:  # only for annotations: ``demo`` imports this module
     from cskpi.connectors.demo import DemoSettings
@@ -118,11 +118,6 @@ class _Profile:
     bot: bool
 
 
-def _json(tags: tuple[str, ...]) -> str:
-    # What the store makes of a tag list (``db._tags``); these hold no repeats.
-    return json.dumps(list(tags)) if tags else "[]"
-
-
 def _profile(rnd: random.Random, groups: int) -> _Profile:
     r = rnd.random
     channel = _CHANNELS[int(r() * len(_CHANNELS))]
@@ -134,7 +129,7 @@ def _profile(rnd: random.Random, groups: int) -> _Profile:
     group = 1 % groups if "billing" in tags else int(r() * groups)
     hard = kind == "problem" or "bug" in tags
     return _Profile(
-        channel, priority, kind, _json(tags), _json((*tags, "vip")),
+        channel, priority, kind, tags_json(tags), tags_json((*tags, "vip")),
         _SUBJECTS[int(r() * len(_SUBJECTS))], group,
         _REPLY_MEDIAN[channel] * _PRIORITY_SPEED[priority],
         p_reopen=0.15 if hard else 0.06, p_stuck=0.04 if hard else 0.006,

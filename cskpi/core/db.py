@@ -137,7 +137,8 @@ class UpsertSpec:
         )
 
 
-def _tags(tags: Sequence[str]) -> str:
+def tags_json(tags: Sequence[str]) -> str:
+    """The stored form of a ticket's tags (``Page.rows`` sources use it too)."""
     # A tag set: a source that repeats a tag must not count a ticket twice under it.
     return json.dumps(list(dict.fromkeys(tags))) if tags else "[]"
 
@@ -145,7 +146,7 @@ def _tags(tags: Sequence[str]) -> str:
 def _ticket_row(t: base.Ticket) -> Row:
     return (
         t.external_id, t.subject, t.status, t.raw_status, t.priority, t.channel, t.type,
-        _tags(t.tags), t.requester_id, t.organization_id, t.assignee_id, t.group_id,
+        tags_json(t.tags), t.requester_id, t.organization_id, t.assignee_id, t.group_id,
         to_epoch(t.created_at), to_epoch(t.updated_at), to_epoch(t.first_reply_at),
         to_epoch(t.first_solved_at), to_epoch(t.solved_at), to_epoch(t.closed_at),
         t.agent_replies, t.reopens, t.group_changes, t.assignee_changes, t.deleted,
