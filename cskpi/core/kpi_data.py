@@ -188,14 +188,16 @@ def load(
     row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
     q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key)
     keyed = dimension is not None
-    queries = [
-        _tickets(q, "t.created_at >= :s AND t.created_at < :e", _CREATED),
+    queries = [  # the longest first (see ``read``)
+        _replies(q),
         _tickets(q, _SOLVED_IN_W, _SOLVED),
+        _tickets(q, "t.created_at >= :s AND t.created_at < :e", _CREATED),
+        _ratings(q),
         _tickets(q, _backlog_condition(window), _BACKLOG),
-        _ratings(q), _replies(q), _has_messages(q), _organizations(q),
+        _has_messages(q), _organizations(q),
     ]  # fmt: skip
     results = read(engine, [q.render(sql) for sql in queries], q.params, prefer_arrow=prefer_arrow)
-    created, solved, backlog, ratings, replies, messages, organizations = results
+    replies, solved, created, ratings, backlog, messages, organizations = results
     frame = _frame(created, _CREATED, keyed)
     frame.cols["hour_of_week"] = hour_of_week(frame["created_at"], tz)
     return Populations(
@@ -279,10 +281,22 @@ _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True
 
 def _ratings(q: _Query) -> str:
     key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
+    if key.startswith("r."):
+        # Only a deleted ticket can drop a rating, and the partial index ix_ticket_deleted
+        # holds just those: for the 30-day window of the 1M-ticket benchmark, joining every
+        # rating's ticket took PostgreSQL 170 ms, this 30 ms (SQLite: 80 ms, 25 ms).
+        source = "rating r"
+        deleted = q.dialect.indexed_by("ticket d", "ix_ticket_deleted")
+        alive = (
+            f"NOT EXISTS (SELECT 1 FROM {deleted} "  # noqa: S608 (constants only)
+            "WHERE d.deleted = TRUE AND d.id = r.ticket_id)"
+        )
+    else:  # the group key is the ticket's
+        source = f"rating r LEFT JOIN ticket t ON t.id = r.ticket_id{q.tag_join()}"
+        alive = "COALESCE(t.deleted, FALSE) = FALSE"
     sql = (
         f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
-        f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{q.tag_join()} "
-        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, FALSE) = FALSE "
+        f"FROM {source} WHERE r.rated_at >= :s AND r.rated_at < :e AND {alive} "
         # esat has no KPI, so it makes no group; a scale without a span is no scale
         "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
         f"{q.connector_filter('r')}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Integer, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlmodel import Field, SQLModel
 
@@ -42,12 +42,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         return from_epoch(value)
 
 
+DELETED = text("deleted = TRUE")
+
+
 def _ts(*, index: bool = False) -> Any:
     return Field(default=None, sa_type=UTCDateTime, index=index)
 
 
 class Ticket(SQLModel, table=True):
-    __table_args__ = (Index("ix_ticket_status_created_at", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_ticket_status_created_at", "status", "created_at"),
+        # The deleted tickets only: a report's ratings check against it (kpi_data._ratings).
+        Index("ix_ticket_deleted", "id", sqlite_where=DELETED, postgresql_where=DELETED),
+    )
     id: str = Field(primary_key=True)
     connector: str
     external_id: str
