@@ -33,9 +33,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, text
 
-from cskpi.core.arrow_columns import ArrowReader, Columns, transaction, tuple_id
-from cskpi.core.dialect import POSTGRES, sql_for
-from cskpi.core.secrets import MASK
+from cskpi.core.arrow_columns import Columns, tuple_id
+from cskpi.core.dialect import sql_for
+from cskpi.core.postgres_reads import postgres_reader, read_postgres
 
 if TYPE_CHECKING:
     from cskpi.core.sqlite_worker import SqliteWorker
@@ -59,11 +59,14 @@ def row_key_for(engine: Engine, *, prefer_arrow: bool = True) -> Callable[[str],
 def read(
     engine: Engine, queries: Sequence[str], params: dict[str, Any], *, prefer_arrow: bool = True
 ) -> list[Columns]:
-    """The results of ``queries`` (binding ``params``), all read in one snapshot."""
+    """The results of ``queries`` (binding ``params``), all read in one snapshot. On
+    PostgreSQL two connections share the work: give the longest query first."""
     if _in_worker(engine, prefer_arrow):
         # absolute: the worker keeps the directory it started in
         path = os.path.abspath(str(engine.url.database))
         return sqlite_worker().read(path, list(queries), params)
+    if prefer_arrow and engine.url.get_backend_name() == "postgresql" and len(queries) > 1:
+        return read_postgres(engine, queries, params)
     with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
         return [reader.columns(sql, params) for sql in queries]
 
@@ -94,7 +97,7 @@ def open_reader(engine: Engine, *, prefer_arrow: bool = True) -> Iterator[Reader
     """A reader in this process within one read snapshot: ADBC on PostgreSQL, otherwise
     the DB-API driver (SQLite's ADBC reader runs in the worker, see the module doc)."""
     if prefer_arrow and engine.url.get_backend_name() == "postgresql":
-        with _postgres_reader(engine) as reader:
+        with postgres_reader(engine) as reader:
             yield reader
         return
     # An explicit BEGIN: the reader's raw DB-API cursor would not start SQLAlchemy's
@@ -133,26 +136,3 @@ def _column(values: list[Any]) -> NDArray[Any]:
     if any(isinstance(v, str) for v in values):
         return np.array(values, dtype=object)
     return np.array(values, dtype=np.float64 if None in values else None)
-
-
-@contextmanager
-def _postgres_reader(engine: Engine) -> Iterator[ArrowReader]:
-    url = engine.url
-    try:
-        import adbc_driver_postgresql.dbapi as adbc_pg
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(
-            f"{exc}: a PostgreSQL store needs the postgres extra: pip install 'cskpi[postgres]'"
-        ) from exc
-    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        conn: Any = adbc_pg.connect(libpq)
-    except Exception as exc:  # the driver's message must not carry the URL's password
-        shown = url.render_as_string(hide_password=True)
-        message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)
-        raise ConnectionError(f"cannot read the store at {shown}: {message}") from None
-    try:
-        with transaction(conn, POSTGRES.snapshot_sql()):
-            yield ArrowReader(conn, "$")
-    finally:
-        conn.close()
