@@ -100,14 +100,17 @@ class UpsertSpec:
             dialect = SQLITE
         return self._upsert(connector, *dialect.row_source(self.column_types()))
 
-    def staged_sql(self, connector: str, stage: str) -> str:
+    def staged_sql(self, connector: str, stage: str, dialect: Sql = SQLITE) -> str:
         """The statement that upserts the rows of table ``stage`` (columns ``c0``, ``c1``, …
-        in ``fields`` order, as ``arrow_table`` makes them) in the order they were added,
-        so a page's repeats of an id are applied as they come, like ``write``'s."""
-        columns = [f"c{i}" for i in range(len(self.fields.split()))]
+        in ``fields`` order, as ``arrow_table`` makes them). SQLite takes them in the order
+        they were added, so a page's repeats of an id are applied as they come, like
+        ``write``'s; PostgreSQL's stage holds each id once (``postgres_writes``) and takes
+        them in id order."""
+        columns = dialect.staged_values(self.column_types())
         # `WHERE true`: SQLite would read ON CONFLICT as a join's ON after a bare FROM.
         # https://www.sqlite.org/lang_upsert.html (2.2, parsing ambiguity)
-        source = f"SELECT {{}} FROM {stage} WHERE true ORDER BY rowid"  # noqa: S608
+        order = dialect.stage_order()
+        source = f"SELECT {{}} FROM {stage} WHERE true ORDER BY {order}"  # noqa: S608
         return self._upsert(connector, [columns[0], *columns], source)
 
     def arrow_table(self, rows: list[Row]) -> Any:

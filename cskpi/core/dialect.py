@@ -112,6 +112,14 @@ class Sql:
     def write_rows(self, conn: Connection, sql: str, rows: list[Row]) -> None:
         conn.exec_driver_sql(sql, rows)
 
+    def staged_values(self, types: Sequence[str]) -> list[str]:
+        """The columns of a staging table (``c0``, ``c1``, …) as the upsert reads them."""
+        return [f"c{i}" for i in range(len(types))]
+
+    def stage_order(self) -> str:
+        """The order a staging table's rows are upserted in: as they were added."""
+        return "rowid"
+
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         """Plain bulk INSERT of whole rows, in the table's column order (a store copy)."""
         names = ", ".join(c.name for c in table.columns)
@@ -181,8 +189,15 @@ class Postgres(Sql):
         # One statement cannot update a row twice ("ON CONFLICT DO UPDATE command cannot
         # affect row a second time"), so a page that repeats an id is written in layers:
         # every id's first row, then every second row, … which is the same as row by row.
-        for layer in _layers(rows):
+        for layer in layers(rows):
             conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*layer, strict=True)))
+
+    def staged_values(self, types: Sequence[str]) -> list[str]:
+        # The stage's columns are Arrow's types (text for JSON, bigint for integer): cast.
+        return [f"c{i}::{kind}" for i, kind in enumerate(types)]
+
+    def stage_order(self) -> str:
+        return "c0"  # each id once: in id order, the row locks' order (see upsert_records)
 
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         if not rows:
@@ -255,7 +270,7 @@ def pg_type(kind: TypeEngine[Any]) -> str:
     return str(kind.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
 
 
-def _layers(rows: list[Row]) -> list[list[Row]]:
+def layers(rows: list[Row]) -> list[list[Row]]:
     """Rows split so that no layer holds an id (first value) twice, order kept within ids."""
     layers: list[list[Row]] = []
     seen: dict[Any, int] = {}
