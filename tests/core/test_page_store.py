@@ -219,3 +219,20 @@ def test_postgresql_copies_new_rows_and_upserts_stored_ones(
         ("zd:3", "open"),
         ("zd:4", "pending"),
     ]
+
+
+def test_an_unreachable_postgresql_store_is_named_without_its_password() -> None:
+    from socket import socket
+
+    from cskpi.core.dialect import make_engine
+
+    with socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://cskpi:hunter2-secret@127.0.0.1:{port}/kpis")
+    with pytest.raises(ConnectionError) as caught:
+        store_page(engine, "zd", base.Page([ticket(1)]))
+    assert f"cannot write to the store at postgresql+psycopg://cskpi:***@127.0.0.1:{port}/kpis" in (
+        str(caught.value)
+    )
+    assert "hunter2" not in str(caught.value)
