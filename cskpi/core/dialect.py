@@ -15,6 +15,7 @@ import sqlite3
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
@@ -272,6 +273,8 @@ def pg_type(kind: TypeEngine[Any]) -> str:
 
 def layers(rows: list[Row]) -> list[list[Row]]:
     """Rows split so that no layer holds an id (first value) twice, order kept within ids."""
+    if len(set(map(itemgetter(0), rows))) == len(rows):  # the common case, at C speed
+        return [rows]
     layers: list[list[Row]] = []
     seen: dict[Any, int] = {}
     for row in rows:

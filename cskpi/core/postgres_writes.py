@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -64,7 +66,7 @@ def page_batches(connector: str, by_type: dict[type, list[Row]]) -> list[Batch]:
         rows = by_type.get(kind)
         if not rows:
             continue
-        rows.sort(key=_first)
+        rows.sort(key=itemgetter(0))
         stage = f"stage_{spec.table}"
         upsert = spec.staged_sql(connector, stage, POSTGRES)
         parts = layers(rows)
@@ -80,7 +82,7 @@ def stored_table(spec: UpsertSpec, connector: str, staged: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = SQLModel.metadata.tables[spec.table].c
+    kinds = _arrow_types(spec.table)
     prefix = pa.scalar(f"{connector}:")
     fields = spec.fields.split()
     values: dict[str, Any] = {
@@ -94,13 +96,17 @@ def stored_table(spec: UpsertSpec, connector: str, staged: Any) -> Any:
         column = staged.column(index)
         if name in spec.prefixed:
             column = pc.binary_join_element_wise(prefix, column, "")
-        kind = _ARROW.get(pg_type(columns[name].type))
+        kind = kinds.get(name)
         values[name] = column.cast(kind) if kind else column
     return pa.table(values)
 
 
-def _first(row: Row) -> Any:
-    return row[0]
+@cache
+def _arrow_types(table: str) -> dict[str, str]:
+    """The Arrow type a column's values are cast to before they are copied in, where
+    ``UpsertSpec.arrow_table``'s differs from the column's (``int32`` for INTEGER)."""
+    columns = SQLModel.metadata.tables[table].c
+    return {c.name: _ARROW[t] for c in columns if (t := pg_type(c.type)) in _ARROW}
 
 
 # --- the writer's side (in the worker process, see page_store) ---------------------------
