@@ -67,8 +67,8 @@ def store_pages(
 ) -> Generator[tuple[Planned[T], int], None, None]:
     """Store the pages in order, each with its progress statement in one transaction, and
     yield each with its row count once committed. The pages are read ahead in a thread.
-    Once ``stop`` says so no page is sent, but a page already sent to the SQLite worker
-    (at most one not yet yielded) still commits when the caller stops taking pages."""
+    Once ``stop`` says so no page is sent, but a page already sent to the worker (at most
+    one not yet yielded) still commits when the caller stops taking pages."""
     if engine.url.get_backend_name() == "postgresql":
         store = engine.url.render_as_string(hide_password=False)
         requests = _postgres_requests(store, connector, planned)

@@ -27,6 +27,7 @@ inside the one the savepoint belongs to, and fail.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -120,29 +121,36 @@ def write(url: str, batches: Sequence[Batch], statements: Sequence[Statement]) -
     conn = _connections.get(url)
     if conn is None:
         conn = _connections[url] = connect(make_url(url), "write to", autocommit=True)
+    try:
+        _write(conn, batches, statements)
+    except BaseException:
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("ROLLBACK")
+        except Exception:  # the connection is gone; the page's own error is the one to tell
+            close(url)
+        raise
+
+
+def _write(conn: Any, batches: Sequence[Batch], statements: Sequence[Statement]) -> None:
     with conn.cursor() as cursor:
         cursor.execute("BEGIN")
-        try:
-            for batch in batches:
-                if batch.stored is None or not _copied(cursor, batch):
-                    cursor.adbc_ingest(
-                        batch.stage, batch.staged, mode="create_append", temporary=True
-                    )
-                    cursor.execute(batch.upsert)
-                    cursor.execute(f"TRUNCATE {batch.stage}")
-            for sql, params in statements:
-                cursor.execute(*positional(sql, params, "$"))
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
+        for batch in batches:
+            if batch.stored is None or not _copied(cursor, batch):
+                cursor.adbc_ingest(batch.stage, batch.staged, mode="create_append", temporary=True)
+                cursor.execute(batch.upsert)
+                cursor.execute(f"TRUNCATE {batch.stage}")
+        for sql, params in statements:
+            cursor.execute(*positional(sql, params, "$"))
+        cursor.execute("COMMIT")
 
 
 def close(url: str) -> None:
     """Close the store's connection (a sync is over)."""
     conn = _connections.pop(url, None)
     if conn is not None:
-        conn.close()
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _copied(cursor: Any, batch: Batch) -> bool:

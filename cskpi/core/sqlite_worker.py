@@ -276,7 +276,7 @@ def _writes(store: str) -> Any:
     after each of the driver's calls (up to 5 ms, the switch interval). Demo sync of
     200,000 tickets: 9,095 tickets/s from a thread, 10,843 and 10,991 from this process."""
     if store.startswith("postgresql"):
-        from cskpi.core import postgres_writes  # SQLAlchemy and psycopg only for these
+        from cskpi.core import postgres_writes  # it loads SQLAlchemy: only when needed
 
         return postgres_writes
     return sqlite_writes

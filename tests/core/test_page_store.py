@@ -236,3 +236,36 @@ def test_an_unreachable_postgresql_store_is_named_without_its_password() -> None
         str(caught.value)
     )
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_postgresql_write_connection_the_server_closed_fails_its_page_and_is_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The page's own error is raised (not the failed ROLLBACK's), and the next write
+    connects anew. (The writer's side, run here rather than in the worker.)"""
+    import psycopg
+
+    engine = open_engine(new_store(request, "postgresql", tmp_path))
+    url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()
+
+    def write(i: int) -> None:
+        batches = postgres_writes.page_batches("zd", rows_by_type([ticket(i)]))
+        postgres_writes.write(url, batches, [])
+
+    write(1)
+    with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    try:
+        with pytest.raises(Exception, match="terminating connection") as caught:
+            write(2)
+        assert "ROLLBACK" not in str(caught.value)
+        write(3)
+    finally:
+        postgres_writes.close(url)
+    engine = open_engine(url)
+    assert [r[0] for r in dump(engine)["ticket"]] == ["zd:1", "zd:3"]
+    engine.dispose()
