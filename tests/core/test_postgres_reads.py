@@ -66,7 +66,10 @@ def test_values_round_trip_through_the_server(pg_engine: Engine) -> None:
 def test_results_keep_types_nulls_and_come_back_empty(pg_engine: Engine) -> None:
     """A query's rows come as one row of arrays (``PackedReader``): a query with no row
     still gives each of its columns, empty."""
-    rows = "SELECT * FROM (VALUES (1, 'a', TRUE, 1.5::float8), (2, NULL, FALSE, NULL)) AS v(n, s, b, f)"
+    rows = (
+        "SELECT * FROM (VALUES (1, 'a', TRUE, 1.5::float8), (2, NULL, FALSE, NULL)) "
+        "AS v(n, s, b, f)"
+    )
     full, none = read(pg_engine, [rows, rows + " WHERE n > 5"], {})
     numbers, texts, flags, reals = full
     assert numbers.tolist() == [1, 2]
