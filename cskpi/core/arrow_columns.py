@@ -6,7 +6,6 @@ worker process loads only this: numpy and, on first use, pyarrow, not SQLAlchemy
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from numpy.typing import NDArray
 Columns = list[NDArray[Any]]
 
 # `:name` binds, but not the second colon of a PostgreSQL `::type` cast.
-_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 # SQLite is dynamically typed, so the driver infers a column's Arrow type from the rows of
 # its first batch and refuses a later batch that disagrees (a text column NULL in the first
@@ -28,61 +27,21 @@ _SQLITE_OPTIONS = {"adbc.sqlite.query.batch_rows": str(2**30)}
 
 
 class ArrowReader:
-    """Reads queries through one ADBC connection: SQLite's (``marker`` "?": values bound
-    positionally) or PostgreSQL's (``marker`` "": values written into the SQL, see
-    ``inlined``)."""
+    """Reads queries through one ADBC connection (PostgreSQL's reader is
+    ``postgres_reads.PackedReader``)."""
 
     def __init__(self, conn: Any, marker: str, convert: Callable[[Any], Any] | None = None) -> None:
         self.conn = conn
-        self.marker = marker
+        self.marker = marker  # "?" or "$" (then numbered)
         self.convert = convert or numpy_column  # from an Arrow column
 
     def columns(self, sql: str, params: dict[str, Any]) -> Columns:
         with self.conn.cursor() as cursor:
             if self.marker == "?":
                 cursor.adbc_statement.set_options(**_SQLITE_OPTIONS)
-                cursor.execute(*positional(sql, params, self.marker))
-            else:
-                cursor.execute(inlined(sql, params))
+            cursor.execute(*positional(sql, params, self.marker))
             table = cursor.fetch_arrow_table()
         return [self.convert(table.column(i)) for i in range(table.num_columns)]
-
-
-def inlined(sql: str, params: dict[str, Any]) -> str:
-    """``sql`` with each ``:name`` bind replaced by its value as a PostgreSQL literal.
-
-    The ADBC PostgreSQL driver streams a query without parameters through ``COPY … TO STDOUT
-    (FORMAT binary)`` but buffers a parameterised one in libpq and converts it afterwards:
-    for the KPI reads of the 30-day window of a 1M-ticket store, 1.06 s against 0.78 s.
-    The values are the window's bounds (integers) and configured names (connectors,
-    escalation tags), never free text from a request.
-    https://arrow.apache.org/adbc/current/driver/postgresql.html
-    """
-    return _BIND.sub(lambda match: pg_literal(params[match.group(1)]), sql)
-
-
-def pg_literal(value: Any) -> str:
-    """A value as a PostgreSQL literal. Numbers are parenthesised, so that a negative one
-    after a minus sign cannot start a ``--`` comment; strings take the escape form
-    (``E'…'``), whose meaning does not depend on ``standard_conforming_strings``.
-    https://www.postgresql.org/docs/15/sql-syntax-lexical.html#SQL-SYNTAX-STRINGS-ESCAPE
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int):
-        return f"({value})"
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return f"({value!r})"
-        special = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
-        return f"'{special}'::float8"
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"a text value with a NUL character cannot be read: {value!r}")
-        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-    raise TypeError(f"no PostgreSQL literal for a {type(value).__name__}: {value!r}")
 
 
 def positional(sql: str, params: dict[str, Any], marker: str) -> tuple[str, list[Any] | None]:
@@ -94,7 +53,7 @@ def positional(sql: str, params: dict[str, Any], marker: str) -> tuple[str, list
         order.append(match.group(1))
         return "?" if marker == "?" else f"${len(order)}"
 
-    text = _BIND.sub(mark, sql)
+    text = BIND.sub(mark, sql)
     return text, [params[name] for name in order] if order else None
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from cskpi.core.arrow_columns import ArrowReader, Columns, inlined, numpy_column, pg_literal
+from cskpi.core.arrow_columns import BIND, Columns, numpy_column
 from cskpi.core.dialect import POSTGRES
 from cskpi.core.secrets import MASK
 
@@ -45,7 +46,7 @@ def read_postgres(engine: Engine, queries: Sequence[str], params: dict[str, Any]
     taking = threading.Lock()
     failed = threading.Event()
 
-    def work(reader: ArrowReader) -> None:
+    def work(reader: PackedReader) -> None:
         try:
             while not failed.is_set():
                 with taking:
@@ -74,7 +75,7 @@ def read_postgres(engine: Engine, queries: Sequence[str], params: dict[str, Any]
 
 
 @contextmanager
-def postgres_reader(engine: Engine, snapshot: str | None = None) -> Iterator[ArrowReader]:
+def postgres_reader(engine: Engine, snapshot: str | None = None) -> Iterator[PackedReader]:
     """A reader in a new ``REPEATABLE READ`` transaction, rolled back at the end;
     ``snapshot`` (from ``pg_export_snapshot()`` in another) makes it see that one's."""
     first = POSTGRES.snapshot_sql()
@@ -97,7 +98,7 @@ def postgres_reader(engine: Engine, snapshot: str | None = None) -> Iterator[Arr
             raise
     clean = False
     try:
-        yield PackedReader(conn, "")
+        yield PackedReader(conn)
         conn.rollback()
         clean = True
     finally:
@@ -107,7 +108,7 @@ def postgres_reader(engine: Engine, snapshot: str | None = None) -> Iterator[Arr
             _close(conn)
 
 
-class PackedReader(ArrowReader):
+class PackedReader:
     """Reads a query's result as one row of arrays, one array per column
     (``array_agg``), and hands on the arrays' elements as the columns.
 
@@ -120,6 +121,9 @@ class PackedReader(ArrowReader):
     https://www.postgresql.org/docs/15/functions-aggregate.html
     """
 
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
     def columns(self, sql: str, params: dict[str, Any]) -> Columns:
         query = inlined(sql, params)
         with self.conn.cursor() as cursor:
@@ -129,6 +133,43 @@ class PackedReader(ArrowReader):
             cursor.execute(f"SELECT {arrays} FROM ({query}) AS q({names})")  # noqa: S608
             table = cursor.fetch_arrow_table()
         return [numpy_column(_elements(table.column(i))) for i in range(width)]
+
+
+def inlined(sql: str, params: dict[str, Any]) -> str:
+    """``sql`` with each ``:name`` bind replaced by its value as a PostgreSQL literal.
+
+    The ADBC PostgreSQL driver streams a query without parameters through ``COPY … TO STDOUT
+    (FORMAT binary)`` but buffers a parameterised one in libpq and converts it afterwards:
+    for the KPI reads of the 30-day window of a 1M-ticket store, 1.06 s against 0.78 s.
+    The values are the window's bounds (integers) and configured names (connectors,
+    escalation tags), never free text from a request.
+    https://arrow.apache.org/adbc/current/driver/postgresql.html
+    """
+    return BIND.sub(lambda match: pg_literal(params[match.group(1)]), sql)
+
+
+def pg_literal(value: Any) -> str:
+    """A value as a PostgreSQL literal. Numbers are parenthesised, so that a negative one
+    after a minus sign cannot start a ``--`` comment; strings take the escape form
+    (``E'…'``), whose meaning does not depend on ``standard_conforming_strings``.
+    https://www.postgresql.org/docs/15/sql-syntax-lexical.html#SQL-SYNTAX-STRINGS-ESCAPE
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return f"({value})"
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return f"({value!r})"
+        special = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        return f"'{special}'::float8"
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"a text value with a NUL character cannot be read: {value!r}")
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    raise TypeError(f"no PostgreSQL literal for a {type(value).__name__}: {value!r}")
 
 
 def _elements(column: Any) -> Any:

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine
 
 from cskpi.core import postgres_reads
-from cskpi.core.arrow_columns import inlined, pg_literal
 from cskpi.core.columnar import read
 from cskpi.core.db import open_engine
+from cskpi.core.postgres_reads import inlined, pg_literal
 from tests.postgres import new_store
 
 TRICKY = ["it's", "back\\slash", "\\'", "--comment", "naïve ünïcode", "", "$1", ":x", "''"]
