@@ -269,3 +269,59 @@ def test_a_postgresql_write_connection_the_server_closed_fails_its_page_and_is_r
     engine = open_engine(url)
     assert [r[0] for r in dump(engine)["ticket"]] == ["zd:1", "zd:3"]
     engine.dispose()
+
+
+def test_postgresql_waits_for_a_row_another_transaction_is_storing_then_upserts_it(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes storing one new row at once: the copy waits for the other's commit,
+    fails on the primary key, and upserts; one row, the newer state. (Writer's side here.)"""
+    import threading
+
+    import psycopg
+
+    engine = open_engine(new_store(request, "postgresql", tmp_path))
+    url = engine.url.render_as_string(hide_password=False)
+    copied: list[bool] = []
+    plain = postgres_writes._copied
+
+    def watched(cursor: object, batch: postgres_writes.Batch) -> bool:
+        copied.append(plain(cursor, batch))
+        return copied[-1]
+
+    monkeypatch.setattr(postgres_writes, "_copied", watched)
+    newer = ticket(1, status="solved", updated_at=T0 + timedelta(days=1))
+    batches = postgres_writes.page_batches("zd", rows_by_type([newer]))
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            postgres_writes.write(url, batches, [])
+        except BaseException as exc:
+            failures.append(exc)
+
+    waiting = 0
+    with engine.connect() as other, other.begin():
+        upsert_records(other, "zd", [ticket(1)])  # stored, not yet committed
+        writer = threading.Thread(target=write)
+        writer.start()
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as watch:
+            pause = threading.Event()
+            for _ in range(3000):  # until the writer waits for the other's lock (30 s at most)
+                row = watch.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchone()
+                waiting = row[0] if row else 0
+                if waiting:
+                    break
+                pause.wait(0.01)
+    writer.join(30)
+    postgres_writes.close(url)
+    assert waiting == 1
+    assert not failures
+    assert copied == [False]
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, status FROM ticket")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("zd:1", "solved")]
