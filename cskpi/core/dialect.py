@@ -267,8 +267,10 @@ class Postgres(Sql):
 
 
 def pg_type(kind: TypeEngine[Any]) -> str:
-    """The PostgreSQL name of a column type (the bulk paths cast their arrays to it)."""
-    return str(kind.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    """The PostgreSQL name of a column type (the bulk paths cast their arrays to it), without
+    its collation (a column's collation applies to what is stored in it)."""
+    name = str(kind.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+    return name.split(" COLLATE ")[0]
 
 
 def layers(rows: list[Row]) -> list[list[Row]]:

@@ -137,12 +137,28 @@ def m005_deleted_tickets_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_ticket_deleted ON ticket (id) WHERE deleted = TRUE"))
 
 
+def m006_ids_in_byte_order(conn: Connection) -> None:
+    """On PostgreSQL the ids, and the references joined to them, take the "C" collation
+    (see schema.ID); the indexes on them are rebuilt, the rows stay as they are. SQLite
+    compares text byte by byte already."""
+    if conn.dialect.name != "postgresql":
+        return
+    columns = {
+        "ticket": ["id"], "message": ["id", "ticket_id"], "rating": ["id", "ticket_id"],
+        "person": ["id"], "grp": ["id"], "organization": ["id"],
+    }  # fmt: skip
+    for table, names in columns.items():
+        changes = ", ".join(f'ALTER COLUMN {n} TYPE VARCHAR COLLATE "C"' for n in names)
+        conn.execute(text(f"ALTER TABLE {table} {changes}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_tables,
     m002_indexes,
     m003_backlog_index,
     m004_daemon,
     m005_deleted_tickets_index,
+    m006_ids_in_byte_order,
 )
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"

@@ -19,7 +19,12 @@ def shape(engine):
         if name == "_migrations":
             continue
         cols = {
-            c["name"]: (c["nullable"], type(c["type"]).__name__) for c in insp.get_columns(name)
+            c["name"]: (
+                c["nullable"],
+                type(c["type"]).__name__,
+                getattr(c["type"], "collation", None),  # PostgreSQL's ids: "C"
+            )
+            for c in insp.get_columns(name)
         }
         pk = tuple(insp.get_pk_constraint(name)["constrained_columns"])
         idx = sorted(i["name"] for i in insp.get_indexes(name))
@@ -105,3 +110,23 @@ def test_a_role_without_create_privilege_uses_an_up_to_date_store(pg_server, tmp
     app.dispose()
     pg_server.drop(url)
     pg_server.admin(f"DROP ROLE {role}")
+
+
+def test_postgresql_ids_compare_byte_by_byte(request, tmp_path):
+    """The ids and the references joined to them take the "C" collation (schema.ID),
+    whatever the database's default; other text keeps the default."""
+    engine = make_engine(empty_store(request, "postgresql", tmp_path))
+    migrate(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT table_name || '.' || column_name FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND collation_name = 'C' ORDER BY 1"
+            )
+        ).scalars()
+        found = list(rows)
+    engine.dispose()
+    assert found == [
+        "grp.id", "message.id", "message.ticket_id", "organization.id", "person.id",
+        "rating.id", "rating.ticket_id", "ticket.id",
+    ]  # fmt: skip
