@@ -130,3 +130,27 @@ def test_postgresql_ids_compare_byte_by_byte(request, tmp_path):
         "grp.id", "message.id", "message.ticket_id", "organization.id", "person.id",
         "rating.id", "rating.ticket_id", "ticket.id",
     ]  # fmt: skip
+
+
+def test_postgresql_ids_keep_their_statistics_through_the_collation_change(request, tmp_path):
+    """ALTER COLUMN TYPE drops a column's statistics; m006 gathers them again, or the
+    planner would scan every message for a report (see the migration)."""
+    engine = make_engine(empty_store(request, "postgresql", tmp_path))
+    migrate(engine, MIGRATIONS[:5])
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO message (id, ticket_id, author_role, public, created_at) "
+                "SELECT 'zd:m' || i, 'zd:' || (i / 4), 'customer', TRUE, i "
+                "FROM generate_series(1, 400) AS i"
+            )
+        )
+        conn.execute(text("ANALYZE message"))
+    stats = "SELECT COUNT(*) FROM pg_stats WHERE tablename = 'message' AND attname = 'ticket_id'"
+    with engine.connect() as conn:
+        before = conn.execute(text(stats)).scalar_one()
+    assert migrate(engine) == ["m006_ids_in_byte_order"]
+    with engine.connect() as conn:
+        after = conn.execute(text(stats)).scalar_one()
+    engine.dispose()
+    assert (before, after) == (1, 1)
