@@ -6,9 +6,13 @@ from sqlalchemy import create_engine, inspect, text
 from sqlmodel import SQLModel
 
 import cskpi.core.schema  # noqa: F401  (registers the tables)
+from cskpi.connectors.base import Page
+from cskpi.core.columnar import read
 from cskpi.core.db import make_engine
 from cskpi.core.migrations import MIGRATIONS, applied, m001_tables, migrate
+from cskpi.core.page_store import store_page
 from cskpi.core.state import start_run
+from tests.fakes import ticket
 from tests.postgres import DIALECTS, empty_store
 
 
@@ -89,7 +93,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
 
 def test_a_role_without_create_privilege_uses_an_up_to_date_store(pg_server, tmp_path):
     """docs/postgres.md: the daemon may run as a role with only SELECT, INSERT, UPDATE and
-    DELETE once the owner has migrated the store."""
+    DELETE (and the TEMPORARY that PUBLIC has by default) once the owner has migrated."""
     role = f"app_{os.getpid()}"
     url = pg_server.fresh()
     pg_server.admin(f"DROP ROLE IF EXISTS {role}")
@@ -107,6 +111,14 @@ def test_a_role_without_create_privilege_uses_an_up_to_date_store(pg_server, tmp
     assert migrate(app) == []
     with app.begin() as conn:
         assert start_run(conn, "zd") == 1
+    # a sync's pages: copied in when new, staged in temporary tables and upserted when not
+    store_page(app, "zd", Page([ticket(1)]))
+    store_page(app, "zd", Page([ticket(1, status="solved")]))
+    # a report's reads: two connections sharing an exported snapshot
+    (count,), (status,) = read(
+        app, ["SELECT COUNT(*) FROM ticket", "SELECT status FROM ticket"], {}
+    )
+    assert (count.tolist(), status.tolist()) == ([1], ["solved"])
     app.dispose()
     pg_server.drop(url)
     pg_server.admin(f"DROP ROLE {role}")
