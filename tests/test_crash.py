@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 CONFIG = """\
 database = "sqlite:///cskpi.db"
 [connectors.shop]
@@ -66,3 +68,54 @@ def test_kill_9_mid_sync_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
     assert sync(clean).wait() == 0
     assert content(killed / "cskpi.db") == content(clean / "cskpi.db")
     assert stored_tickets(killed / "cskpi.db") == 12000
+
+
+def test_kill_9_mid_sync_on_postgresql_then_resume_equals_a_clean_run(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The same on PostgreSQL, where the pages are written by the worker process: pages it
+    was handed before the kill may still commit (each with its cursor), and the resumed
+    sync carries on from whatever cursor did."""
+    from sqlalchemy import text
+
+    from cskpi.core.db import open_engine
+    from tests.postgres import new_store
+
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    urls = {}
+    for folder in (killed, clean):
+        folder.mkdir()
+        urls[folder] = new_store(request, "postgresql", tmp_path)
+        config = CONFIG.replace('"sqlite:///cskpi.db"', f'"{urls[folder]}"')
+        (folder / "cskpi.toml").write_text(config)
+
+    def tickets(url: str) -> int:
+        engine = open_engine(url)
+        with engine.connect() as conn:
+            n = int(conn.execute(text("SELECT COUNT(*) FROM ticket")).scalar_one())
+        engine.dispose()
+        return n
+
+    def dump(url: str) -> dict[str, list[tuple[object, ...]]]:
+        engine = open_engine(url)
+        with engine.connect() as conn:
+            found = {
+                t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
+                for t in TABLES
+            }
+        engine.dispose()
+        return found
+
+    victim = sync(killed)
+    deadline = time.monotonic() + 60
+    while tickets(urls[killed]) < 1500 and time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            victim.wait(timeout=0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert 1500 <= tickets(urls[killed]) < 12000, "the kill must land mid-sync"
+
+    assert sync(killed).wait() == 0
+    assert sync(clean).wait() == 0
+    assert dump(urls[killed]) == dump(urls[clean])
+    assert tickets(urls[killed]) == 12000
