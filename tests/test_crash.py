@@ -79,6 +79,7 @@ def test_kill_9_mid_sync_on_postgresql_then_resume_equals_a_clean_run(
     from sqlalchemy import text
 
     from cskpi.core.db import open_engine
+    from tests.core.test_db import dump as stored
     from tests.postgres import new_store
 
     killed, clean = tmp_path / "killed", tmp_path / "clean"
@@ -98,11 +99,7 @@ def test_kill_9_mid_sync_on_postgresql_then_resume_equals_a_clean_run(
 
     def dump(url: str) -> dict[str, list[tuple[object, ...]]]:
         engine = open_engine(url)
-        with engine.connect() as conn:
-            found = {
-                t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY id"))]
-                for t in TABLES
-            }
+        found = stored(engine)
         engine.dispose()
         return found
 
