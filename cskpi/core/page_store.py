@@ -40,6 +40,8 @@ from cskpi.core.sqlite_worker import SqliteWorker, write_request
 from cskpi.core.sqlite_writes import Statement
 
 T = TypeVar("T")
+RowsByType = dict[type, list[Any]]
+Work = tuple[list[Any], list[Statement]]  # what a write stores, and its statements
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,14 @@ def store_pages(
     one not yet yielded) still commits when the caller stops taking pages."""
     if engine.url.get_backend_name() == "postgresql":
         store = engine.url.render_as_string(hide_password=False)
-        requests = _postgres_requests(store, connector, planned)
+        requests = _requests(store, planned, _postgres_work(connector))
     else:
         path = _sqlite_file(engine)
         if path is None:
             for item in prefetch(planned):
                 yield item, _store_here(engine, connector, item)
             return
-        store, requests = path, _requests(path, connector, planned)
+        store, requests = path, _requests(path, planned, _sqlite_work(connector))
     yield from _store_in_worker(store, requests, stop)
 
 
@@ -118,13 +120,25 @@ def _answered(writer: SqliteWorker, sent: deque[tuple[Planned[T], int]]) -> tupl
 
 
 def _requests(
-    path: str, connector: str, planned: Iterable[Planned[T]]
+    store: str, planned: Iterable[Planned[T]], work: Callable[[RowsByType], Work]
 ) -> Iterator[tuple[Planned[T], int, bytes]]:
-    """Each page as a ready write request (made in the reading-ahead thread)."""
+    """Each page as a ready write request (made in the reading-ahead thread): what ``work``
+    makes of its rows, then its progress statement."""
     first = True
     for item in planned:
-        by_type = rows_by_type(item.page.records, item.page.rows)
-        tables: list[tuple[str, Any]] = []
+        stored, statements = work(rows_by_type(item.page.records, item.page.rows))
+        if item.progress is not None:
+            statements.append(item.progress)
+        yield item, item.page.size, write_request(store, stored, statements, not first)
+        first = False
+
+
+def _sqlite_work(connector: str) -> Callable[[RowsByType], Work]:
+    """A SQLite file's page: a table per record type, appended to the temporary table of
+    its name, and the statement that upserts it."""
+
+    def work(by_type: RowsByType) -> Work:
+        tables: list[Any] = []
         statements: list[Statement] = []
         for kind, spec in UPSERTS.items():  # the tables in upsert_records' order
             rows = by_type.get(kind)
@@ -132,23 +146,14 @@ def _requests(
                 stage = f"stage_{spec.table}"
                 tables.append((stage, spec.arrow_table(rows)))
                 statements.append((spec.staged_sql(connector, f"temp.{stage}"), {}))
-        if item.progress is not None:
-            statements.append(item.progress)
-        request = write_request(path, tables, statements, after_previous=not first)
-        yield item, item.page.size, request
-        first = False
+        return tables, statements
+
+    return work
 
 
-def _postgres_requests(
-    url: str, connector: str, planned: Iterable[Planned[T]]
-) -> Iterator[tuple[Planned[T], int, bytes]]:
-    """The same for a PostgreSQL store (``postgres_writes``)."""
-    first = True
-    for item in planned:
-        batches = page_batches(connector, rows_by_type(item.page.records, item.page.rows))
-        statements = [] if item.progress is None else [item.progress]
-        yield item, item.page.size, write_request(url, batches, statements, not first)
-        first = False
+def _postgres_work(connector: str) -> Callable[[RowsByType], Work]:
+    """A PostgreSQL store's page: ``postgres_writes`` batches, no statement of their own."""
+    return lambda by_type: (page_batches(connector, by_type), [])
 
 
 # --- the writers --------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 Three things make them fast, each measured on the 30-day window of a 1M-ticket store:
 
-- **Values are written into the SQL** (``arrow_columns.inlined``): the driver then streams
-  the rows through ``COPY … TO STDOUT (FORMAT binary)`` (1.06 s of reads with bound
-  values, 0.78 s without).
+- **Values are written into the SQL** (``inlined``): the driver then streams the rows
+  through ``COPY … TO STDOUT (FORMAT binary)`` (1.03 s of reads with bound values, 0.78 s
+  without).
 - **Connections are kept** between reads: the driver loads the server's type catalog when
   it connects, 70 ms each time (psycopg connects in 4 ms). A few idle connections stay
   open for the store read last; one the server has closed meanwhile is replaced.
@@ -140,7 +140,7 @@ def inlined(sql: str, params: dict[str, Any]) -> str:
 
     The ADBC PostgreSQL driver streams a query without parameters through ``COPY … TO STDOUT
     (FORMAT binary)`` but buffers a parameterised one in libpq and converts it afterwards:
-    for the KPI reads of the 30-day window of a 1M-ticket store, 1.06 s against 0.78 s.
+    for the KPI reads of the 30-day window of a 1M-ticket store, 1.03 s against 0.78 s.
     The values are the window's bounds (integers) and configured names (connectors,
     escalation tags), never free text from a request.
     https://arrow.apache.org/adbc/current/driver/postgresql.html
