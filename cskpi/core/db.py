@@ -98,7 +98,7 @@ class UpsertSpec:
             if not dialect:
                 raise ValueError("unnumbered binds are the dialect's: use UpsertSpec.write")
             dialect = SQLITE
-        return self._upsert(connector, *dialect.row_source(self.column_types()))
+        return self._upsert(connector, *dialect.row_source(self.column_types()), dialect)
 
     def staged_sql(self, connector: str, stage: str, dialect: Sql = SQLITE) -> str:
         """The statement that upserts the rows of table ``stage`` (columns ``c0``, ``c1``, …
@@ -111,7 +111,7 @@ class UpsertSpec:
         # https://www.sqlite.org/lang_upsert.html (2.2, parsing ambiguity)
         order = dialect.stage_order()
         source = f"SELECT {{}} FROM {stage} WHERE true ORDER BY {order}"  # noqa: S608
-        return self._upsert(connector, [columns[0], *columns], source)
+        return self._upsert(connector, [columns[0], *columns], source, dialect)
 
     def arrow_table(self, rows: list[Row]) -> Any:
         """The rows as an Arrow table of columns ``c0``, ``c1``, … typed as the table's."""
@@ -122,22 +122,41 @@ class UpsertSpec:
         arrays = [pa.array(column, kind) for column, kind in zip(columns, kinds, strict=True)]
         return pa.table(arrays, names=[f"c{i}" for i in range(len(kinds))])
 
-    def _upsert(self, connector: str, values: Sequence[str], source: str) -> str:
+    def _upsert(self, connector: str, values: Sequence[str], source: str, dialect: Sql) -> str:
         targets = self._targets(connector, values)
-        sets = ", ".join(
-            f"{c} = ({self.table}.{c} OR excluded.{c})"
-            if c in self.sticky
-            else f"{c} = excluded.{c}"
+        news = {
+            c: f"({self.table}.{c} OR excluded.{c})" if c in self.sticky else f"excluded.{c}"
             for c in targets
             if c != "id"
-        )
-        where = f" WHERE excluded.updated_at >= {self.table}.updated_at" if self.keep_newer else ""
+        }
+        sets = ", ".join(f"{c} = {value}" for c, value in news.items())
+        if self.keep_newer:
+            where = f"excluded.updated_at >= {self.table}.updated_at"
+        else:
+            # A row sent again unchanged (a person comes with every ticket they raise) is left
+            # alone: no new row version, index entries or WAL. A 1M-ticket demo sync sends
+            # 0.96 people a ticket for 413K people; on 50K tickets PostgreSQL's CPU for the
+            # people's upserts fell from 16.6 to 14.4 us a ticket.
+            text = self._json_columns()
+            where = dialect.differs(
+                [_as_text(f"{self.table}.{c}", c in text) for c in news],
+                [_as_text(value, c in text) for c, value in news.items()],
+            )
         # Table and column names are this module's constants; the connector name is quoted.
         return (
             f"INSERT INTO {self.table} ({', '.join(targets)}) "
             f"{source.format(', '.join(targets.values()))} "
-            f"ON CONFLICT (id) DO UPDATE SET {sets}{where}"
+            f"ON CONFLICT (id) DO UPDATE SET {sets} WHERE {where}"
         )
+
+    def _json_columns(self) -> set[str]:
+        table = SQLModel.metadata.tables[self.table]
+        return {c.name for c in table.c if pg_type(c.type) == "JSON"}
+
+
+def _as_text(sql: str, json: bool) -> str:
+    """PostgreSQL's json type has no equality: such a column compares as its text."""
+    return f"CAST({sql} AS TEXT)" if json else sql
 
 
 def tags_json(tags: Sequence[str]) -> str:

@@ -139,6 +139,11 @@ class Sql:
         """SQL true when the text (or JSON) ``text_sql`` contains ``part_sql`` as is."""
         return f"instr({text_sql}, {part_sql}) > 0"
 
+    def differs(self, stored: Sequence[str], new: Sequence[str]) -> str:
+        """SQL true when the values ``new`` differ from ``stored``, NULL equal to NULL."""
+        # https://www.sqlite.org/rowvalue.html (row values compare with IS NOT)
+        return f"({', '.join(stored)}) IS NOT ({', '.join(new)})"
+
     def unindexed(self, expression: str) -> str:
         # SQLite's documented way to keep the planner off an index on this column.
         # https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_
@@ -223,6 +228,10 @@ class Postgres(Sql):
         # json (not jsonb) keeps the text it was given. strpos is an exact, case-sensitive
         # search. https://www.postgresql.org/docs/15/functions-string.html
         return f"strpos({text_sql}::text, {part_sql}) > 0"
+
+    def differs(self, stored: Sequence[str], new: Sequence[str]) -> str:
+        # https://www.postgresql.org/docs/15/functions-comparisons.html#ROW-WISE-COMPARISON
+        return f"({', '.join(stored)}) IS DISTINCT FROM ({', '.join(new)})"
 
     def unindexed(self, expression: str) -> str:
         return expression  # the cost-based planner picks the solved_at range itself

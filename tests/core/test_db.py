@@ -124,6 +124,42 @@ def test_orm_reads_back_what_the_bulk_path_wrote(engine: Engine) -> None:
     assert stored.agent_replies == 2
 
 
+def _count_updates(engine: Engine, table: str) -> None:
+    """Make every UPDATE of ``table``'s rows append the row's id to table ``updates``."""
+    with write_transaction(engine) as conn:
+        conn.execute(text("CREATE TABLE updates (id VARCHAR NOT NULL)"))
+        if engine.dialect.name == "sqlite":
+            conn.execute(text(
+                f"CREATE TRIGGER counted AFTER UPDATE ON {table} "
+                "BEGIN INSERT INTO updates VALUES (new.id); END"
+            ))  # fmt: skip
+        else:
+            conn.execute(text(
+                "CREATE FUNCTION counted() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN INSERT INTO updates VALUES (NEW.id); RETURN NEW; END$$"
+            ))  # fmt: skip
+            conn.execute(text(
+                f"CREATE TRIGGER counted AFTER UPDATE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION counted()"
+            ))  # fmt: skip
+
+
+def test_a_row_sent_again_unchanged_is_not_rewritten(engine: Engine) -> None:
+    """A person comes with every ticket they raise: the upsert leaves an identical stored
+    row alone (no new row version on PostgreSQL) and still applies every change."""
+    people = [base.Person("u1", "end-user", "Una", None), base.Person("u2", "agent", "Bo", "b@x")]
+    write(engine, [*people, base.Message("m1", "1", T0, "customer", True, "u1")])
+    _count_updates(engine, "person")
+    write(engine, people)
+    write(engine, [base.Person("u1", "end-user", "Una", "una@x"), people[1]])
+    write(engine, [base.Person("u2", "agent", "Bo", None)])
+    with engine.connect() as conn:
+        updated = conn.execute(text("SELECT id FROM updates")).scalars().all()
+        stored = conn.execute(text("SELECT id, email FROM person ORDER BY id")).all()
+    assert updated == ["zd:u1", "zd:u2"]
+    assert [tuple(r) for r in stored] == [("zd:u1", "una@x"), ("zd:u2", None)]
+
+
 def test_an_older_state_never_overwrites_a_newer_one(engine: Engine) -> None:
     write(engine, [ticket(1, status="solved", updated_at=T0 + timedelta(days=2))])
     write(engine, [ticket(1, status="open", updated_at=T0 + timedelta(days=1))])
