@@ -186,7 +186,8 @@ def test_postgresql_copies_new_rows_and_upserts_stored_ones(
 ) -> None:
     """New rows go straight into their table (COPY); a table whose page holds a stored row
     is upserted instead, with the upsert's rules (a newer state wins), and so is a page
-    that repeats an id. (The writer's side, run here rather than in the worker.)"""
+    that repeats an id; after such a conflict, the table's next pages are upserted without
+    trying the copy. (The writer's side, run here rather than in the worker.)"""
     engine = open_engine(new_store(request, "postgresql", tmp_path))
     url = engine.url.render_as_string(hide_password=False)
     copied: list[tuple[str, bool]] = []
@@ -202,22 +203,29 @@ def test_postgresql_copies_new_rows_and_upserts_stored_ones(
         postgres_writes.write(url, batches, [])
 
     monkeypatch.setattr(postgres_writes, "_copied", watched)
+    monkeypatch.setattr(postgres_writes, "UPSERTS_AFTER_CONFLICT", 2)
     later = T0 + timedelta(days=1)
     try:
         write(ticket(2), ticket(1))
         write(ticket(3), ticket(2, status="solved", updated_at=later))
-        write(ticket(4), ticket(4, status="pending"))
+        write(ticket(4), ticket(4, status="pending"))  # layered: upserted
+        write(ticket(5), base.Person("u1", "end-user"))  # tickets upserted, the person copied
+        write(ticket(6))  # the second page upserted after the conflict
+        write(ticket(7))  # the copy is tried again
     finally:
         postgres_writes.close(url)
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, status FROM ticket ORDER BY id")).all()
     engine.dispose()
-    assert copied == [("ticket", True), ("ticket", False)]  # the third page is layered
+    assert copied == [("ticket", True), ("ticket", False), ("person", True), ("ticket", True)]
     assert [tuple(r) for r in rows] == [
         ("zd:1", "open"),
         ("zd:2", "solved"),
         ("zd:3", "open"),
         ("zd:4", "pending"),
+        ("zd:5", "open"),
+        ("zd:6", "open"),
+        ("zd:7", "open"),
     ]
 
 
