@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -107,18 +108,40 @@ def _split(p: Populations) -> Callable[[str | None], Populations]:
     """A function giving the populations of one group key."""
     parts = [_partition(f) for f in (p.created, p.solved, p.backlog, p.ratings)]
     empty = np.zeros(0, dtype=np.intp)
+    replies_of = _rows_of_tickets(p.replies["ticket"])
 
     def restrict(key: str | None) -> Populations:
         created, solved, backlog, ratings = (
             frame.take(part.get(key, empty))
             for frame, part in zip((p.created, p.solved, p.backlog, p.ratings), parts, strict=True)
         )
-        replies = p.replies.where(np.isin(p.replies["ticket"], created["rowid"]))
+        replies = p.replies.take(replies_of(created["rowid"]))
         return Populations(
             created, solved, backlog, ratings, replies, p.has_messages, p.organizations
         )
 
     return restrict
+
+
+def _rows_of_tickets(tickets: NDArray[np.int64]) -> Callable[[NDArray[Any]], NDArray[np.intp]]:
+    """A function giving the positions, in order, of the ``tickets`` entries that are among
+    the given row keys. One sort of ``tickets`` up front, then binary searches for each
+    group's keys: a membership scan per group (``np.isin``) took 0.34 s of the 1M-ticket
+    benchmark's 1.7 s by agent."""
+    order = np.argsort(tickets, kind="stable")
+    ordered = tickets[order]
+
+    def rows(keys: NDArray[Any]) -> NDArray[np.intp]:
+        wanted = np.unique(keys.astype(np.int64))
+        first = np.searchsorted(ordered, wanted, "left")
+        counts = np.searchsorted(ordered, wanted, "right") - first
+        # every position first[i], first[i] + 1, … of each key's run, in one array
+        runs = np.repeat(first - np.cumsum(counts) + counts, counts)
+        picked: NDArray[np.intp] = order[runs + np.arange(int(counts.sum()))]
+        picked.sort()
+        return picked
+
+    return rows
 
 
 _LABEL_TABLES = {"agent": "person", "group": "grp", "organization": "organization"}

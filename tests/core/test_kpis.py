@@ -1036,3 +1036,16 @@ def test_the_engine_agrees_with_the_reference_on_every_case(
         expected = case.data.reference(case.window, case.context, case.connectors, case.by)
         problems += [f"{case.id}: {d}" for d in differences(report_as_data(report), expected)]
     assert not problems, "\n".join(problems)
+
+
+def test_a_groups_replies_are_found_by_binary_search_as_by_a_membership_scan() -> None:
+    """Each group's answered messages: the entries of its tickets, in their stored order,
+    each once even when a key repeats (a ticket's row per tag), none for unknown keys."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        tickets = rng.integers(0, 40, rng.integers(0, 200)).astype(np.int64)
+        keys = rng.integers(0, 50, rng.integers(0, 30)).astype(np.float64)
+        rows = kpis._rows_of_tickets(tickets)(keys)
+        assert rows.tolist() == np.flatnonzero(np.isin(tickets, keys)).tolist()
