@@ -1049,3 +1049,16 @@ def test_a_groups_replies_are_found_by_binary_search_as_by_a_membership_scan() -
         keys = rng.integers(0, 50, rng.integers(0, 30)).astype(np.float64)
         rows = kpis._rows_of_tickets(tickets)(keys)
         assert rows.tolist() == np.flatnonzero(np.isin(tickets, keys)).tolist()
+
+
+def test_a_population_is_partitioned_by_key_in_row_order() -> None:
+    import numpy as np
+
+    keys = np.array(["b", None, "a", "b", 7, None, "a", "7"], dtype=object)
+    parts = kpis._partition(kpi_data.Frame({}, keys))
+    assert {k: v.tolist() for k, v in parts.items()} == {
+        "b": [0, 3],
+        None: [1, 5],
+        "a": [2, 6],
+        "7": [4, 7],
+    }
