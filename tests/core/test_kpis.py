@@ -895,6 +895,22 @@ GROUP_CASES = [
         ],
     ),
     Case(
+        "by tag: tags JSON escapes in the store are keyed as written",
+        zd(
+            tickets=[
+                tk("1", at(3, 3), tags=['say "hi"', "éscalade"]),
+                tk("2", at(3, 3), tags=["a\\b", "éscalade"]),
+            ]
+        ),
+        {"tickets_created": count(2)},
+        by="tag",
+        groups=[
+            ("a\\b", "a\\b", {"tickets_created": count(1), "backlog": count(1)}),
+            ('say "hi"', 'say "hi"', {"tickets_created": count(1), "backlog": count(1)}),
+            ("éscalade", "éscalade", {"tickets_created": count(2), "backlog": count(2)}),
+        ],
+    ),
+    Case(
         "by group and organization: names from the store",
         zd(
             groups=[base.Group("g1", "Tier 1"), base.Group("g2")],
