@@ -61,8 +61,6 @@ def numpy_column(column: Any) -> NDArray[Any]:
     import pyarrow as pa
 
     kind = column.type
-    if getattr(kind, "type_name", None) == "tid":
-        return _tuple_ids(column.combine_chunks().storage)
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
         # Nulls become NaN (the array turns float64); without nulls integers stay integers.
         return np.asarray(column.to_numpy(zero_copy_only=False))
@@ -97,29 +95,10 @@ def labelled(codes: NDArray[np.int32], labels: list[str | None]) -> NDArray[Any]
 
 
 def tuple_id(alias: str) -> str:
-    # PostgreSQL: the tuple id itself, decoded by `numpy_column` from its binary form, where the
-    # dialect's text round trip (see dialect.py) cost 0.4 s on the benchmark's replies.
+    # PostgreSQL: the tuple id itself, decoded by `postgres_reads.PackedReader` from its binary
+    # form, where the dialect's text round trip (see dialect.py) cost 0.4 s on the
+    # benchmark's replies.
     return f"{alias}.ctid"
-
-
-def _tuple_ids(tids: Any) -> NDArray[np.int64]:
-    """PostgreSQL tuple ids (``ctid``) as block x 65536 + offset. The driver passes the
-    binary wire form through: a 4-byte block number and a 2-byte offset, big-endian.
-    https://github.com/postgres/postgres/blob/REL_15_STABLE/src/backend/utils/adt/tid.c (tidsend)
-    """
-    if tids.null_count:
-        raise ValueError("a row key (ctid) was NULL")
-    if len(tids) == 0:
-        return np.zeros(0, dtype=np.int64)
-    _, offsets, data = tids.buffers()
-    bounds = np.frombuffer(offsets, dtype=np.int32)[tids.offset : tids.offset + len(tids) + 1]
-    if bounds[-1] - bounds[0] != 6 * len(tids):
-        raise ValueError("a row key (ctid) was not 6 bytes")
-    raw = np.frombuffer(data, dtype=np.uint8)[bounds[0] : bounds[-1]].reshape(-1, 6)
-    block = raw[:, :4].copy().view(">u4").ravel().astype(np.int64)
-    offset = raw[:, 4:].copy().view(">u2").ravel().astype(np.int64)
-    keys: NDArray[np.int64] = block * 65536 + offset
-    return keys
 
 
 @contextmanager

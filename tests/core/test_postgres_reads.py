@@ -80,6 +80,47 @@ def test_results_keep_types_nulls_and_come_back_empty(pg_engine: Engine) -> None
     assert [len(c) for c in none] == [0, 0, 0, 0]
 
 
+def test_numbers_flags_and_row_keys_come_packed_exactly(pg_engine: Engine) -> None:
+    """Fixed-width columns come as their binary send forms (``_PACKED``): extremes exact,
+    integers kept as integers unless a NULL makes them float64 with NaN, tuple ids as
+    block x 65536 + offset, each row aligned with the text columns beside it."""
+    import numpy as np
+
+    values = (
+        "SELECT * FROM (VALUES "
+        "(1::bigint, NULL::bigint, 2::int, 3::smallint, 0.1::float8, 0.5::float4, TRUE, 'x'), "
+        "(-9223372036854775807, 5, NULL, -32767, 'NaN', NULL, NULL, NULL), "
+        "(9223372036854775807, 6, 2147483647, NULL, '-Infinity', 1e30, FALSE, 'y')"
+        ") AS v(a, h, b, c, d, e, f, g)"
+    )
+    with psycopg.connect(pg_engine.url.render_as_string(hide_password=False).replace(
+        "+psycopg", ""
+    )) as conn:  # fmt: skip
+        conn.execute("CREATE TABLE wide AS SELECT n, repeat('x', 500) AS pad "
+                     "FROM generate_series(1, 200) AS n")  # fmt: skip
+        tids = conn.execute("SELECT ctid::text, n FROM wide ORDER BY n").fetchall()
+    ((a, h, b, c, d, e, f, g), (keys, numbers)) = read(
+        pg_engine, [values, "SELECT ctid, n FROM wide"], {}
+    )
+    assert a.dtype == np.int64
+    assert a.tolist() == [1, -(2**63) + 1, 2**63 - 1]
+    nan = np.nan
+    for column, expected_values, kind in (
+        (h, [nan, 5, 6], np.float64),
+        (b, [2, nan, 2147483647], np.float64),
+        (c, [3, -32767, nan], np.float64),
+        (d, [0.1, nan, -math.inf], np.float64),
+        (e, np.array([0.5, nan, 1e30], dtype=np.float32), np.float32),
+        (f, [1, nan, 0], np.float64),
+    ):
+        assert column.dtype == kind
+        np.testing.assert_array_equal(column, expected_values)  # NaN where NaN
+    assert g.tolist() == ["x", None, "y"]
+    expected = {int(n): (int(t[1:-1].split(",")[0]), int(t[1:-1].split(",")[1])) for t, n in tids}
+    assert max(block for block, _ in expected.values()) > 0  # the table spans blocks
+    assert {int(n): divmod(int(k), 65536) for k, n in zip(keys, numbers, strict=True)} == expected
+
+
 def _add(url: str, ident: str) -> None:
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute(
