@@ -1,6 +1,6 @@
 """The KPI engine's reads of a PostgreSQL store, through the ADBC PostgreSQL driver.
 
-Three things make them fast, each measured on the 30-day window of a 1M-ticket store:
+Four things make them fast, each measured on the 30-day window of a 1M-ticket store:
 
 - **Values are written into the SQL** (``inlined``): the driver then streams the rows
   through ``COPY … TO STDOUT (FORMAT binary)`` (1.03 s of reads with bound values, 0.78 s
@@ -10,6 +10,9 @@ Three things make them fast, each measured on the 30-day window of a 1M-ticket s
   open for the store read last; one the server has closed meanwhile is replaced.
 - **Two connections share a read**, in one snapshot: while the server runs one query this
   process converts another's rows.
+- **Each query's rows come as one row** (``PackedReader``), numbers as one ``bytea`` a
+  column that numpy reads in place: this process's CPU for a report fell from about
+  0.48 s to 0.25 s.
 
 The queries of a read see one ``REPEATABLE READ`` snapshot: the first connection exports
 it and the second imports it, so both see the same rows at the same tuple ids (``ctid``,
