@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
 from cskpi.connectors import base
@@ -1057,8 +1058,6 @@ def test_the_engine_agrees_with_the_reference_on_every_case(
 def test_a_groups_replies_are_found_by_binary_search_as_by_a_membership_scan() -> None:
     """Each group's answered messages: the entries of its tickets, in their stored order,
     each once even when a key repeats (a ticket's row per tag), none for unknown keys."""
-    import numpy as np
-
     rng = np.random.default_rng(7)
     for _ in range(300):
         tickets = rng.integers(0, 40, rng.integers(0, 200)).astype(np.int64)
@@ -1068,8 +1067,6 @@ def test_a_groups_replies_are_found_by_binary_search_as_by_a_membership_scan() -
 
 
 def test_a_population_is_partitioned_by_key_in_row_order() -> None:
-    import numpy as np
-
     keys = np.array(["b", None, "a", "b", 7, None, "a", "7"], dtype=object)
     parts = kpis._partition(kpi_data.Frame({}, keys))
     assert {k: v.tolist() for k, v in parts.items()} == {

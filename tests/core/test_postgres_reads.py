@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psycopg
 import pytest
 from sqlalchemy import Engine
@@ -84,8 +85,6 @@ def test_numbers_flags_and_row_keys_come_packed_exactly(pg_engine: Engine) -> No
     """Fixed-width columns come as their binary send forms (``_PACKED``): extremes exact,
     integers kept as integers unless a NULL makes them float64 with NaN, tuple ids as
     block x 65536 + offset, each row aligned with the text columns beside it."""
-    import numpy as np
-
     values = (
         "SELECT * FROM (VALUES "
         "(1::bigint, NULL::bigint, 2::int, 3::smallint, 0.1::float8, 0.5::float4, TRUE, 'x'), "
@@ -93,11 +92,12 @@ def test_numbers_flags_and_row_keys_come_packed_exactly(pg_engine: Engine) -> No
         "(9223372036854775807, 6, 2147483647, NULL, '-Infinity', 1e30, FALSE, 'y')"
         ") AS v(a, h, b, c, d, e, f, g)"
     )
-    with psycopg.connect(pg_engine.url.render_as_string(hide_password=False).replace(
-        "+psycopg", ""
-    )) as conn:  # fmt: skip
-        conn.execute("CREATE TABLE wide AS SELECT n, repeat('x', 500) AS pad "
-                     "FROM generate_series(1, 200) AS n")  # fmt: skip
+    url = pg_engine.url.render_as_string(hide_password=False).replace("+psycopg", "")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE wide AS SELECT n, repeat('x', 500) AS pad "
+            "FROM generate_series(1, 200) AS n"
+        )
         tids = conn.execute("SELECT ctid::text, n FROM wide ORDER BY n").fetchall()
     ((a, h, b, c, d, e, f, g), (keys, numbers)) = read(
         pg_engine, [values, "SELECT ctid, n FROM wide"], {}
@@ -116,7 +116,7 @@ def test_numbers_flags_and_row_keys_come_packed_exactly(pg_engine: Engine) -> No
         assert column.dtype == kind
         np.testing.assert_array_equal(column, expected_values)  # NaN where NaN
     assert g.tolist() == ["x", None, "y"]
-    expected = {int(n): (int(t[1:-1].split(",")[0]), int(t[1:-1].split(",")[1])) for t, n in tids}
+    expected = {int(n): tuple(int(part) for part in t.strip("()").split(",")) for t, n in tids}
     assert max(block for block, _ in expected.values()) > 0  # the table spans blocks
     assert {int(n): divmod(int(k), 65536) for k, n in zip(keys, numbers, strict=True)} == expected
 
