@@ -160,7 +160,7 @@ def test_pages_carry_counts_as_cursors_and_creation_times_as_positions(
     pages: list[Page], tickets: list[Ticket]
 ) -> None:
     assert [p.cursor for p in pages] == ["500", "1000", "1500", "2000", "2500", "3000"]
-    assert [t.external_id for t in tickets] == [f"t{n}" for n in range(1, 3001)]
+    assert [t.external_id for t in tickets] == [f"t{n}" for n in range(1_000_001, 1_003_001)]
     created = [t.created_at for t in tickets]
     assert created == sorted(created)
     assert [p.position for p in pages] == [created[n - 1] for n in range(500, 3001, 500)]
@@ -234,8 +234,8 @@ def test_ticket_pages_hold_store_rows_exactly_as_the_store_builds_them(pages: li
                 assert UPSERTS[kind].build(record(kind, row)) == row
                 assert all(type(v) in t for v, t in zip(row, types, strict=True)), row
     ticket, message, person = (pages[0].rows[kind][0] for kind in (Ticket, Message, Person))
-    assert (ticket[0], ticket[8], person[3]) == ("t1", person[0], "customer")  # its requester
-    assert message[:4] == ("m1-1", "t1", person[0], "customer")
+    assert (ticket[0], ticket[8], person[3]) == ("t1000001", person[0], "customer")  # requester
+    assert message[:4] == ("m1000001-1", "t1000001", person[0], "customer")
 
 
 def test_a_bad_cursor_is_refused() -> None:
