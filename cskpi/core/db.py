@@ -244,6 +244,14 @@ def _statement(kind: type, connector: str, dialect: Sql) -> str:
     return UPSERTS[kind].sql(connector, dialect)
 
 
+@lru_cache(maxsize=256)
+def staged_statement(spec: UpsertSpec, connector: str, stage: str, dialect: Sql = SQLITE) -> str:
+    """``spec.staged_sql``, made once: a sync asks for it with every page, and making it
+    compiles each column's type through SQLAlchemy (3 us a demo ticket, 7% of the process
+    that makes the pages)."""
+    return spec.staged_sql(connector, stage, dialect)
+
+
 def upsert_records(
     conn: Connection,
     connector: str,

@@ -33,7 +33,13 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
-from cskpi.core.db import UPSERTS, rows_by_type, upsert_records, write_transaction
+from cskpi.core.db import (
+    UPSERTS,
+    rows_by_type,
+    staged_statement,
+    upsert_records,
+    write_transaction,
+)
 from cskpi.core.postgres_writes import page_batches
 from cskpi.core.prefetch import prefetch
 from cskpi.core.sqlite_worker import SqliteWorker, write_request
@@ -145,7 +151,7 @@ def _sqlite_work(connector: str) -> Callable[[RowsByType], Work]:
             if rows:
                 stage = f"stage_{spec.table}"
                 tables.append((stage, spec.arrow_table(rows)))
-                statements.append((spec.staged_sql(connector, f"temp.{stage}"), {}))
+                statements.append((staged_statement(spec, connector, f"temp.{stage}"), {}))
         return tables, statements
 
     return work

@@ -40,7 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from cskpi.core.arrow_columns import positional
-from cskpi.core.db import UPSERTS, UpsertSpec
+from cskpi.core.db import UPSERTS, UpsertSpec, staged_statement
 from cskpi.core.dialect import POSTGRES, Row, layers, pg_type
 from cskpi.core.postgres_reads import connect
 from cskpi.core.sqlite_writes import Statement
@@ -71,7 +71,7 @@ def page_batches(connector: str, by_type: dict[type, list[Row]]) -> list[Batch]:
             continue
         rows.sort(key=itemgetter(0))
         stage = f"stage_{spec.table}"
-        upsert = spec.staged_sql(connector, stage, POSTGRES)
+        upsert = staged_statement(spec, connector, stage, POSTGRES)
         parts = layers(rows)
         for part in parts:
             staged = spec.arrow_table(part)
