@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 from sqlmodel import SQLModel
 
 from cskpi.connectors import base
-from cskpi.core.dialect import SQLITE, Row, Sql, pg_type, sql_for
+from cskpi.core.dialect import POSTGRES, SQLITE, Row, Sql, pg_type, sql_for
 from cskpi.core.dialect import make_engine as make_engine  # re-exported: the engine alone
 from cskpi.core.migrations import migrate
 from cskpi.core.schema import to_epoch
@@ -122,8 +122,18 @@ class UpsertSpec:
         arrays = [pa.array(column, kind) for column, kind in zip(columns, kinds, strict=True)]
         return pa.table(arrays, names=[f"c{i}" for i in range(len(kinds))])
 
+    def stored_sql(self, stage: str, columns: Sequence[str]) -> str:
+        """PostgreSQL's statement that upserts the rows of table ``stage``, which holds them
+        as they are stored (``columns`` of this table: ids prefixed, the connector filled
+        in), each id once; in id order, the row locks' order (see ``upsert_records``)."""
+        source = f"SELECT {{}} FROM {stage} ORDER BY id"  # noqa: S608 (names are constants)
+        return self._insert({c: c for c in columns}, source, POSTGRES)
+
     def _upsert(self, connector: str, values: Sequence[str], source: str, dialect: Sql) -> str:
-        targets = self._targets(connector, values)
+        return self._insert(self._targets(connector, values), source, dialect)
+
+    def _insert(self, targets: dict[str, str], source: str, dialect: Sql) -> str:
+        """The upsert of ``targets`` (column -> its value in ``source``'s SELECT list)."""
         news = {
             c: f"({self.table}.{c} OR excluded.{c})" if c in self.sticky else f"excluded.{c}"
             for c in targets

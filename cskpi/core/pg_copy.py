@@ -1,0 +1,104 @@
+"""Arrow tables as PostgreSQL's binary ``COPY`` stream, made column by column in numpy.
+
+A sync's new rows go into PostgreSQL by ``COPY … FROM STDIN (FORMAT binary)``
+(``postgres_writes``). The ADBC driver can make that stream from an Arrow table too, but it
+works value by value (a call per field for its length, another for its bytes): 11 us of a
+demo ticket's 17 in the writer process, which the server waits for. Here each column costs
+a few whole-array numpy operations, whatever the number of rows.
+
+The format (https://www.postgresql.org/docs/15/sql-copy.html, "Binary Format"): a header,
+then per row a 16-bit field count and per field a 32-bit length (-1: NULL) and the value in
+its type's binary send form (network byte order), then a 16-bit -1. The send forms used:
+``int8``, ``int4``, ``float8`` and ``bool`` as fixed-width big-endian numbers, and ``text``,
+``varchar`` and ``json`` as their UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+TRAILER = b"\xff\xff"
+# The binary send form of a fixed-width Arrow type; text is sent as it is stored.
+_FIXED = {"int64": ">i8", "int32": ">i4", "double": ">f8", "bool": "u1"}
+_SQL = {"int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE PRECISION", "bool": "BOOLEAN"}
+
+
+def sql_type(kind: Any) -> str:
+    """The PostgreSQL type an Arrow column of type ``kind`` is sent as (its staging table's
+    column type)."""
+    return _SQL.get(str(kind), "TEXT")
+
+
+def encode(table: Any) -> bytes:
+    """``table``'s rows as a whole binary ``COPY`` stream (header and trailer included), its
+    columns in order. Columns are int64, int32, double, bool or string."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rows = table.num_rows
+    if not rows:
+        return HEADER + TRAILER
+    parts = [_fixed(np.full(rows, table.num_columns, ">i2"))]
+    for column in table.columns:
+        parts += _fields(column.combine_chunks())
+    joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))
+    _, offsets, data = joined.buffers()
+    first, last = np.frombuffer(offsets, np.int32, rows + 1, joined.offset * 4)[[0, -1]]
+    body = memoryview(data)[first:last] if data is not None else b""
+    return b"".join((HEADER, body, TRAILER))
+
+
+def _fields(array: Any) -> list[Any]:
+    """One column's fields (lengths, then values) as binary arrays of a value a row."""
+    import pyarrow as pa
+
+    kind, rows = str(array.type), len(array)
+    valid = (
+        np.asarray(array.is_valid().to_numpy(zero_copy_only=False), bool)
+        if array.null_count
+        else None
+    )
+    if kind in _FIXED:
+        values = array.fill_null(False if kind == "bool" else 0) if valid is not None else array
+        numbers = np.asarray(values.to_numpy(zero_copy_only=False)).astype(_FIXED[kind])
+        width = numbers.dtype.itemsize
+        if valid is None:  # length and value side by side: one array
+            fields = np.empty(rows, [("length", ">i4"), ("value", numbers.dtype)])
+            fields["length"] = width
+            fields["value"] = numbers
+            return [_fixed(fields)]
+        lengths = np.where(valid, np.int32(width), np.int32(-1))
+        ends = np.zeros(rows + 1, np.int32)
+        np.cumsum(valid, dtype=np.int32, out=ends[1:])
+        return [_fixed(lengths.astype(">i4")), _binary(ends * width, numbers[valid].view(np.uint8))]
+    if not pa.types.is_string(array.type):
+        raise TypeError(f"no binary COPY form for an Arrow {kind} column")
+    _, offsets, data = array.buffers()
+    ends = np.frombuffer(offsets, np.int32, rows + 1, array.offset * 4)
+    lengths = np.diff(ends)
+    value = pa.Array.from_buffers(pa.binary(), rows, [None, offsets, data], offset=array.offset)
+    if valid is not None:
+        if lengths[~valid].any():  # a NULL's slot holds bytes: leave them out
+            value = array.cast(pa.binary()).fill_null(b"")
+        lengths = np.where(valid, lengths, np.int32(-1))
+    return [_fixed(lengths.astype(">i4")), value]
+
+
+def _fixed(values: NDArray[Any]) -> Any:
+    """A binary array of each row's bytes in ``values`` (a row of fixed-width items each)."""
+    raw = np.ascontiguousarray(values).view(np.uint8).reshape(len(values), -1)
+    width = values.dtype.itemsize if values.ndim == 1 else raw.shape[1]
+    offsets = np.arange(0, (len(raw) + 1) * width, width, dtype=np.int32)
+    return _binary(offsets, raw.reshape(-1))
+
+
+def _binary(offsets: NDArray[np.int32], data: NDArray[np.uint8]) -> Any:
+    """A binary array of the values between consecutive ``offsets`` in ``data``."""
+    import pyarrow as pa
+
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data))]
+    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1, buffers)
