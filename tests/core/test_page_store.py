@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from cskpi.connectors import base
 from cskpi.core import postgres_writes, state
 from cskpi.core.db import UPSERTS, open_engine, rows_by_type, upsert_records, write_transaction
-from cskpi.core.page_store import Planned, store_page, store_pages, writer_pids
+from cskpi.core.page_store import Planned, SentRows, store_page, store_pages, writer_pids
 from tests.core.test_db import dump, mixed_records
 from tests.fakes import T0, ticket
 from tests.postgres import DIALECTS, new_store
@@ -143,6 +143,59 @@ def test_pages_sent_after_a_failed_one_are_not_stored(store: Engine) -> None:
     assert (saved.cursor, saved.rows) == ("1", 1)
     store_page(store, "zd", base.Page([ticket(4)]))  # the next sync's first page is written
     assert [r[0] for r in dump(store)["ticket"]] == ["zd:1", "zd:4"]
+
+
+def people(*named: tuple[str, str]) -> list[base.Person]:
+    return [base.Person(pid, "end-user", name) for pid, name in named]
+
+
+def sent_people(sent: SentRows, *records: base.Record) -> list[tuple[object, ...]]:
+    by_type = sent.unsent(rows_by_type(records))
+    assert by_type.get(base.Ticket, []) == as_rows(
+        [r for r in records if isinstance(r, base.Ticket)]
+    ).get(base.Ticket, [])  # only people, groups and organizations are left out
+    return [row[:2] for row in by_type.get(base.Person, [])]
+
+
+def test_a_person_sent_again_unchanged_is_left_out_of_the_later_page() -> None:
+    sent = SentRows()
+    assert sent_people(sent, *people(("u1", "Ann"), ("u2", "Bo")), ticket(1)) == [
+        ("u1", "Ann"),
+        ("u2", "Bo"),
+    ]
+    assert sent_people(sent, *people(("u1", "Ann"), ("u2", "Bob")), ticket(2)) == [("u2", "Bob")]
+    assert sent_people(sent, *people(("u2", "Bob"), ("u1", "Ann"))) == []
+    assert sent_people(sent, *people(("u2", "Bo"))) == [("u2", "Bo")]  # changed back: sent
+    # A page holding an id twice sends all its rows, and the next page sends it again.
+    twice = people(("u1", "Ann"), ("u1", "Anna"), ("u1", "Ann"))
+    assert sent_people(sent, *twice) == [("u1", "Ann"), ("u1", "Anna"), ("u1", "Ann")]
+    assert sent_people(sent, *people(("u1", "Ann"))) == [("u1", "Ann")]
+    assert sent_people(sent, *people(("u1", "Ann"))) == []
+    # Groups and organizations are remembered the same way, each kind on its own.
+    group, org = base.Group("u1", "Ann"), base.Organization("u1", "Ann")
+    assert sent.unsent(rows_by_type([group, org])) == rows_by_type([group, org])
+    assert sent.unsent(rows_by_type([group, org])) == {base.Group: [], base.Organization: []}
+
+
+def test_a_person_whose_slot_another_took_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SentRows, "SLOTS", 1)
+    sent = SentRows()
+    assert sent_people(sent, *people(("u1", "Ann"))) == [("u1", "Ann")]
+    assert sent_people(sent, *people(("u1", "Ann"))) == []
+    assert sent_people(sent, *people(("u2", "Bo"))) == [("u2", "Bo")]
+    assert sent_people(sent, *people(("u1", "Ann"))) == [("u1", "Ann")]
+
+
+def test_a_person_changing_across_pages_ends_as_the_last_page_says(store: Engine) -> None:
+    names = ["Ann", "Ann", "Anna", "Ann", "Ann", "Anne", "Anne"]
+    planned = [
+        Planned[None](base.Page([*people(("u1", name), ("u2", "Bo")), ticket(i)]))
+        for i, name in enumerate(names)
+    ]
+    assert [rows for _, rows in store_pages(store, "zd", planned)] == [3] * len(names)
+    stored = {row[0]: row[3] for row in dump(store)["person"]}
+    assert stored == {"zd:u1": "Anne", "zd:u2": "Bo"}
+    assert [r[0] for r in dump(store)["ticket"]] == [f"zd:{i}" for i in range(len(names))]
 
 
 def test_a_writer_that_died_is_replaced_before_the_page_is_sent(sqlite_store: Engine) -> None:
