@@ -2,6 +2,7 @@
 SQLAlchemy's connection (an in-memory store) the store ends the same, and a page's rows and
 its bookkeeping commit together or not at all."""
 
+import gc
 import json
 import os
 import signal
@@ -15,7 +16,15 @@ from sqlalchemy import Engine, text
 from cskpi.connectors import base
 from cskpi.core import postgres_writes, state
 from cskpi.core.db import UPSERTS, open_engine, rows_by_type, upsert_records, write_transaction
-from cskpi.core.page_store import Planned, SentRows, store_page, store_pages, writer_pids
+from cskpi.core.page_store import (
+    GC_THRESHOLD,
+    Planned,
+    SentRows,
+    fewer_collections,
+    store_page,
+    store_pages,
+    writer_pids,
+)
 from tests.core.test_db import dump, mixed_records
 from tests.fakes import T0, ticket
 from tests.postgres import DIALECTS, new_store
@@ -196,6 +205,26 @@ def test_a_person_changing_across_pages_ends_as_the_last_page_says(store: Engine
     stored = {row[0]: row[3] for row in dump(store)["person"]}
     assert stored == {"zd:u1": "Anne", "zd:u2": "Bo"}
     assert [r[0] for r in dump(store)["ticket"]] == [f"zd:{i}" for i in range(len(names))]
+
+
+def test_the_collector_runs_less_while_syncs_store_pages_and_as_before_after(
+    sqlite_store: Engine,
+) -> None:
+    before = gc.get_threshold()
+    assert before[0] < GC_THRESHOLD
+    raised = (GC_THRESHOLD, *before[1:])
+    pages = store_pages(
+        sqlite_store, "zd", [Planned[None](base.Page([ticket(i)])) for i in range(3)]
+    )
+    next(pages)
+    assert gc.get_threshold() == raised
+    with fewer_collections():  # a second sync side by side (the daemon's)
+        assert list(pages)
+        assert gc.get_threshold() == raised  # while the second goes on
+    assert gc.get_threshold() == before
+    with fewer_collections(), fewer_collections():
+        assert gc.get_threshold() == raised
+    assert gc.get_threshold() == before
 
 
 def test_a_writer_that_died_is_replaced_before_the_page_is_sent(sqlite_store: Engine) -> None:
