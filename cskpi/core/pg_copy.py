@@ -15,6 +15,8 @@ its type's binary send form (network byte order), then a 16-bit -1. The send for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ from numpy.typing import NDArray
 HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 TRAILER = b"\xff\xff"
 # The binary send form of a fixed-width Arrow type; text is sent as it is stored.
-_FIXED = {"int64": ">i8", "int32": ">i4", "double": ">f8", "bool": "u1"}
+_FIXED = {"int64": ">i8", "int32": ">i4", "double": ">f8", "float64": ">f8", "bool": "u1"}
 _SQL = {"int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE PRECISION", "bool": "BOOLEAN"}
 
 
@@ -33,18 +35,36 @@ def sql_type(kind: Any) -> str:
     return _SQL.get(str(kind), "TEXT")
 
 
+@dataclass(frozen=True)
+class Field:
+    """A column of the stream: an Arrow array's values, sent as its type or as ``kind``
+    (an Arrow type name: "int32" sends int64 values as ``int4``); text values (not NULLs)
+    with ``prefix`` before them. Or, with no array, ``constant`` in every row."""
+
+    values: Any = None
+    kind: str | None = None
+    prefix: bytes = b""
+    constant: str = ""
+
+
 def encode(table: Any) -> bytes:
     """``table``'s rows as a whole binary ``COPY`` stream (header and trailer included), its
     columns in order. Columns are int64, int32, double, bool or string."""
+    return encode_fields(
+        [Field(column.combine_chunks()) for column in table.columns], table.num_rows
+    )
+
+
+def encode_fields(fields: Sequence[Field], rows: int) -> bytes:
+    """``rows`` rows of ``fields`` as a whole binary ``COPY`` stream."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    rows = table.num_rows
     if not rows:
         return HEADER + TRAILER
-    parts = [_fixed(np.full(rows, table.num_columns, ">i2"))]
-    for column in table.columns:
-        parts += _fields(column.combine_chunks())
+    parts = [_fixed(np.full(rows, len(fields), ">i2"))]
+    for field in fields:
+        parts += _parts(field, rows)
     joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))
     _, offsets, data = joined.buffers()
     first, last = np.frombuffer(offsets, np.int32, rows + 1, joined.offset * 4)[[0, -1]]
@@ -52,40 +72,74 @@ def encode(table: Any) -> bytes:
     return b"".join((HEADER, body, TRAILER))
 
 
-def _fields(array: Any) -> list[Any]:
-    """One column's fields (lengths, then values) as binary arrays of a value a row."""
+def _parts(field: Field, rows: int) -> list[Any]:
+    """One field's lengths and values, as binary arrays of one value a row."""
     import pyarrow as pa
 
-    kind, rows = str(array.type), len(array)
-    valid = (
-        np.asarray(array.is_valid().to_numpy(zero_copy_only=False), bool)
-        if array.null_count
-        else None
-    )
+    array = field.values
+    if array is None:
+        value = field.constant.encode()
+        return [
+            _fixed(
+                np.tile(np.frombuffer(len(value).to_bytes(4, "big") + value, np.uint8), (rows, 1))
+            )
+        ]
+    kind = field.kind or str(array.type)
+    valid = _valid(array)
     if kind in _FIXED:
-        values = array.fill_null(False if kind == "bool" else 0) if valid is not None else array
-        numbers = np.asarray(values.to_numpy(zero_copy_only=False)).astype(_FIXED[kind])
-        width = numbers.dtype.itemsize
-        if valid is None:  # length and value side by side: one array
-            fields = np.empty(rows, [("length", ">i4"), ("value", numbers.dtype)])
-            fields["length"] = width
-            fields["value"] = numbers
-            return [_fixed(fields)]
-        lengths = np.where(valid, np.int32(width), np.int32(-1))
-        ends = np.zeros(rows + 1, np.int32)
-        np.cumsum(valid, dtype=np.int32, out=ends[1:])
-        return [_fixed(lengths.astype(">i4")), _binary(ends * width, numbers[valid].view(np.uint8))]
+        return _fixed_parts(array, kind, valid)
     if not pa.types.is_string(array.type):
-        raise TypeError(f"no binary COPY form for an Arrow {kind} column")
+        raise TypeError(f"no binary COPY form for an Arrow {array.type} column")
     _, offsets, data = array.buffers()
     ends = np.frombuffer(offsets, np.int32, rows + 1, array.offset * 4)
     lengths = np.diff(ends)
     value = pa.Array.from_buffers(pa.binary(), rows, [None, offsets, data], offset=array.offset)
+    if valid is not None and lengths[~valid].any():  # a NULL's slot holds bytes: not sent
+        value = array.cast(pa.binary()).fill_null(b"")
+        lengths = np.where(valid, lengths, 0)
+    parts = [value]
+    if field.prefix:  # before each value, not before a NULL
+        size = len(field.prefix)
+        given = np.ones(rows, bool) if valid is None else valid
+        prefix_ends = np.zeros(rows + 1, np.int32)
+        np.cumsum(given * np.int32(size), out=prefix_ends[1:])
+        prefixes = np.tile(np.frombuffer(field.prefix, np.uint8), int(given.sum()))
+        parts.insert(0, _binary(prefix_ends, prefixes))
+        lengths = lengths + size
     if valid is not None:
-        if lengths[~valid].any():  # a NULL's slot holds bytes: leave them out
-            value = array.cast(pa.binary()).fill_null(b"")
         lengths = np.where(valid, lengths, np.int32(-1))
-    return [_fixed(lengths.astype(">i4")), value]
+    return [_fixed(lengths.astype(">i4")), *parts]
+
+
+def _valid(array: Any) -> NDArray[np.bool_] | None:
+    """Which of the array's values are not NULL (None: all are)."""
+    if not array.null_count:
+        return None
+    bitmap = np.frombuffer(array.buffers()[0], np.uint8)
+    bits = np.unpackbits(bitmap, bitorder="little")
+    return bits[array.offset : array.offset + len(array)].astype(bool)
+
+
+def _fixed_parts(array: Any, kind: str, valid: NDArray[np.bool_] | None) -> list[Any]:
+    """A number's or boolean's fields: its length and big-endian value, or -1 for NULL."""
+    rows = len(array)
+    if str(array.type) == "bool":  # a bitmap of values, like the validity's
+        bits = np.unpackbits(np.frombuffer(array.buffers()[1], np.uint8), bitorder="little")
+        numbers = bits[array.offset : array.offset + rows].astype(_FIXED[kind])
+    else:
+        stored = np.dtype(array.type.to_pandas_dtype())
+        raw = np.frombuffer(array.buffers()[1], stored, rows, array.offset * stored.itemsize)
+        numbers = raw.astype(_FIXED[kind])
+    width = numbers.dtype.itemsize
+    if valid is None:  # length and value side by side: one array
+        fields = np.empty(rows, [("length", ">i4"), ("value", numbers.dtype)])
+        fields["length"] = width
+        fields["value"] = numbers
+        return [_fixed(fields)]
+    lengths = np.where(valid, np.int32(width), np.int32(-1))
+    ends = np.zeros(rows + 1, np.int32)
+    np.cumsum(valid, dtype=np.int32, out=ends[1:])
+    return [_fixed(lengths.astype(">i4")), _binary(ends * width, numbers[valid].view(np.uint8))]
 
 
 def _fixed(values: NDArray[Any]) -> Any:

@@ -77,11 +77,11 @@ def page_batches(connector: str, by_type: dict[type, list[Row]]) -> list[Batch]:
         rows.sort(key=itemgetter(0))
         parts = layers(rows)
         for part in parts:
-            stored = stored_table(spec, connector, spec.arrow_table(part))
-            columns = tuple(stored.column_names)
+            stored = stored_fields(spec, connector, spec.arrow_table(part))
+            columns = tuple(stored)
             stage = f"stage_{spec.table}"
             upsert = _stored_statement(spec, stage, columns)
-            stream = pg_copy.encode(stored)
+            stream = pg_copy.encode_fields(list(stored.values()), len(part))
             batches.append(Batch(spec.table, stage, upsert, columns, stream, len(parts) == 1))
     return batches
 
@@ -91,34 +91,27 @@ def _stored_statement(spec: UpsertSpec, stage: str, columns: tuple[str, ...]) ->
     return spec.stored_sql(stage, columns)
 
 
-def stored_table(spec: UpsertSpec, connector: str, staged: Any) -> Any:
-    """``staged``'s rows as ``spec.table``'s columns: what ``spec``'s upsert would insert."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
+def stored_fields(spec: UpsertSpec, connector: str, staged: Any) -> dict[str, pg_copy.Field]:
+    """``staged``'s rows as ``spec.table``'s columns, each what ``spec``'s upsert would
+    insert: ids and references prefixed with the connector, the connector filled in."""
     kinds = _arrow_types(spec.table)
-    prefix = pa.scalar(f"{connector}:")
-    fields = spec.fields.split()
-    values: dict[str, Any] = {
-        "id": pc.binary_join_element_wise(prefix, staged.column(0), ""),
-    }
+    prefix = f"{connector}:".encode()
+    fields = {"id": pg_copy.Field(staged.column(0).combine_chunks(), prefix=prefix)}
     if spec.has_connector:
-        values["connector"] = pa.array([connector] * staged.num_rows, pa.string())
-    for index, name in enumerate(fields):
+        fields["connector"] = pg_copy.Field(constant=connector)
+    for index, name in enumerate(spec.fields.split()):
         if name == "external_id" and not spec.has_external_id:
             continue
-        column = staged.column(index)
-        if name in spec.prefixed:
-            column = pc.binary_join_element_wise(prefix, column, "")
-        kind = kinds.get(name)
-        values[name] = column.cast(kind) if kind else column
-    return pa.table(values)
+        prefixed = prefix if name in spec.prefixed else b""
+        column = staged.column(index).combine_chunks()
+        fields[name] = pg_copy.Field(column, kinds.get(name), prefixed)
+    return fields
 
 
 @cache
 def _arrow_types(table: str) -> dict[str, str]:
-    """The Arrow type a column's values are cast to before they are copied in, where
-    ``UpsertSpec.arrow_table``'s differs from the column's (``int32`` for INTEGER)."""
+    """The Arrow type a column's values are sent as, where ``UpsertSpec.arrow_table``'s
+    differs from the column's (``int32`` for INTEGER)."""
     columns = SQLModel.metadata.tables[table].c
     return {c.name: _ARROW[t] for c in columns if (t := pg_type(c.type)) in _ARROW}
 

@@ -93,3 +93,37 @@ def test_the_stream_is_laid_out_as_postgresql_documents_it() -> None:
 def test_a_column_of_another_type_is_refused_by_name() -> None:
     with pytest.raises(TypeError, match="date32"):
         pg_copy.encode(pa.table({"d": pa.array([0], pa.date32())}))
+
+
+def test_fields_prefix_their_text_fill_a_constant_and_send_numbers_as_told(
+    pg_server: PgServer,
+) -> None:
+    ids = pa.array(["1", "22", None, ""], pa.string())
+    counts = pa.array([1, None, 3, -4], pa.int64())
+    fields = [
+        pg_copy.Field(ids, prefix=b"zd:"),
+        pg_copy.Field(constant="zd ünï"),
+        pg_copy.Field(counts, kind="int32"),  # int64 values sent as int4
+        pg_copy.Field(ids.slice(1), prefix=b"p:"),  # sliced: an offset into the bitmaps
+    ]
+    stream = pg_copy.encode_fields(
+        [*fields[:3], pg_copy.Field(pa.array([True, False, None, True]))], 4
+    )
+    with psycopg.connect(
+        host=pg_server.host, port=pg_server.port, user=pg_server.user, dbname="postgres"
+    ) as conn:
+        conn.execute("CREATE TEMPORARY TABLE f (id text, c text, n integer, b boolean)")
+        with conn.cursor().copy("COPY f FROM STDIN (FORMAT binary)") as copy:
+            copy.write(stream)
+        with conn.cursor().copy("COPY f (id) FROM STDIN (FORMAT binary)") as copy:
+            copy.write(pg_copy.encode_fields(fields[3:], 3))
+        rows = conn.execute("SELECT id, c, n, b FROM f").fetchall()
+    assert rows == [
+        ("zd:1", "zd ünï", 1, True),
+        ("zd:22", "zd ünï", None, False),
+        (None, "zd ünï", 3, None),
+        ("zd:", "zd ünï", -4, True),
+        ("p:22", None, None, None),
+        (None, None, None, None),
+        ("p:", None, None, None),
+    ]
