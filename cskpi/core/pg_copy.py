@@ -39,12 +39,14 @@ def sql_type(kind: Any) -> str:
 class Field:
     """A column of the stream: an Arrow array's values, sent as its type or as ``kind``
     (an Arrow type name: "int32" sends int64 values as ``int4``); text values (not NULLs)
-    with ``prefix`` before them. Or, with no array, ``constant`` in every row."""
+    with ``prefix`` before them. Or, with no array, ``constant`` in every row. ``name``
+    names the column in errors."""
 
     values: Any = None
     kind: str | None = None
     prefix: bytes = b""
     constant: str = ""
+    name: str = ""
 
 
 def encode(table: Any) -> bytes:
@@ -87,9 +89,9 @@ def _parts(field: Field, rows: int) -> list[Any]:
     kind = field.kind or str(array.type)
     valid = _valid(array)
     if kind in _FIXED:
-        return _fixed_parts(array, kind, valid)
+        return _fixed_parts(array, kind, valid, field.name)
     if not pa.types.is_string(array.type):
-        raise TypeError(f"no binary COPY form for an Arrow {array.type} column")
+        raise TypeError(f"no binary COPY form for an Arrow {array.type} column {field.name}")
     _, offsets, data = array.buffers()
     ends = np.frombuffer(offsets, np.int32, rows + 1, array.offset * 4)
     lengths = np.diff(ends)
@@ -120,7 +122,7 @@ def _valid(array: Any) -> NDArray[np.bool_] | None:
     return bits[array.offset : array.offset + len(array)].astype(bool)
 
 
-def _fixed_parts(array: Any, kind: str, valid: NDArray[np.bool_] | None) -> list[Any]:
+def _fixed_parts(array: Any, kind: str, valid: NDArray[np.bool_] | None, name: str) -> list[Any]:
     """A number's or boolean's fields: its length and big-endian value, or -1 for NULL."""
     rows = len(array)
     if str(array.type) == "bool":  # a bitmap of values, like the validity's
@@ -130,6 +132,11 @@ def _fixed_parts(array: Any, kind: str, valid: NDArray[np.bool_] | None) -> list
         stored = np.dtype(array.type.to_pandas_dtype())
         raw = np.frombuffer(array.buffers()[1], stored, rows, array.offset * stored.itemsize)
         numbers = raw.astype(_FIXED[kind])
+        if numbers.dtype.itemsize < stored.itemsize:  # narrowed (int64 to int4): must fit
+            given = raw if valid is None else raw[valid]
+            wrong = given[given.astype(_FIXED[kind]) != given]
+            if len(wrong):
+                raise ValueError(f"{name or 'a column'}: {wrong[0]} does not fit its type ({kind})")
     width = numbers.dtype.itemsize
     if valid is None:  # length and value side by side: one array
         fields = np.empty(rows, [("length", ">i4"), ("value", numbers.dtype)])

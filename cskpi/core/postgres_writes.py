@@ -96,7 +96,7 @@ def stored_fields(spec: UpsertSpec, connector: str, staged: Any) -> dict[str, pg
     insert: ids and references prefixed with the connector, the connector filled in."""
     kinds = _arrow_types(spec.table)
     prefix = f"{connector}:".encode()
-    fields = {"id": pg_copy.Field(staged.column(0).combine_chunks(), prefix=prefix)}
+    fields = {"id": pg_copy.Field(staged.column(0).combine_chunks(), prefix=prefix, name="id")}
     if spec.has_connector:
         fields["connector"] = pg_copy.Field(constant=connector)
     for index, name in enumerate(spec.fields.split()):
@@ -104,7 +104,7 @@ def stored_fields(spec: UpsertSpec, connector: str, staged: Any) -> dict[str, pg
             continue
         prefixed = prefix if name in spec.prefixed else b""
         column = staged.column(index).combine_chunks()
-        fields[name] = pg_copy.Field(column, kinds.get(name), prefixed)
+        fields[name] = pg_copy.Field(column, kinds.get(name), prefixed, name=f"{spec.table}.{name}")
     return fields
 
 
@@ -135,6 +135,7 @@ def write(url: str, batches: Sequence[Batch], statements: Sequence[Statement]) -
     try:
         _write(conn, url, batches, statements)
     except BaseException:
+        _forget_staging(url)  # a staging table this page made is rolled back with it
         try:
             conn.execute("ROLLBACK")
         except Exception:  # the connection is gone; the page's own error is the one to tell
@@ -175,6 +176,10 @@ def _write(conn: Any, url: str, batches: Sequence[Batch], statements: Sequence[S
 _staging: set[tuple[str, str]] = set()  # (url, stage): made on the connection to url
 
 
+def _forget_staging(url: str) -> None:
+    _staging.difference_update([key for key in _staging if key[0] == url])
+
+
 def _stage(cursor: Any, url: str, batch: Batch) -> None:
     """Copy the batch's rows into its (temporary, this connection's) staging table, a
     table shaped like the batch's own, without its indexes and constraints."""
@@ -195,7 +200,7 @@ def close(url: str) -> None:
     """Close the store's connection (a sync is over)."""
     for key in [key for key in _upserting if key[0] == url]:
         del _upserting[key]
-    _staging.difference_update([key for key in _staging if key[0] == url])
+    _forget_staging(url)
     conn = _connections.pop(url, None)
     if conn is not None:
         with contextlib.suppress(Exception):

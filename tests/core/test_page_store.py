@@ -415,3 +415,30 @@ def test_postgresql_waits_for_a_row_another_transaction_is_storing_then_upserts_
         rows = conn.execute(text("SELECT id, status FROM ticket")).all()
     engine.dispose()
     assert [tuple(r) for r in rows] == [("zd:1", "solved")]
+
+
+def test_a_postgresql_page_that_failed_after_staging_leaves_the_next_able_to_stage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A staging table made in a page that then failed was rolled back with it: the next
+    page that upserts must make it again. (The writer's side, run here.)"""
+    engine = open_engine(new_store(request, "postgresql", tmp_path))
+    url = engine.url.render_as_string(hide_password=False)
+    later = T0 + timedelta(days=1)
+
+    def write(page_ticket: base.Ticket, *statements: tuple[str, dict[str, object]]) -> None:
+        batches = postgres_writes.page_batches("zd", rows_by_type([page_ticket]))
+        postgres_writes.write(url, batches, list(statements))
+
+    try:
+        write(ticket(1))
+        with pytest.raises(Exception, match="no_such_table"):
+            write(
+                ticket(1, status="pending", updated_at=later), ("SELECT * FROM no_such_table", {})
+            )
+        write(ticket(1, status="solved", updated_at=later))  # upserted: staged again
+    finally:
+        postgres_writes.close(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM ticket")).scalar_one() == "solved"
+    engine.dispose()

@@ -127,3 +127,11 @@ def test_fields_prefix_their_text_fill_a_constant_and_send_numbers_as_told(
         (None, None, None, None),
         ("p:", None, None, None),
     ]
+
+
+def test_a_number_too_large_for_its_column_is_refused_by_the_column_name() -> None:
+    big = pa.array([1, None, 2**31], pa.int64())
+    with pytest.raises(ValueError, match=r"ticket\.reopens: 2147483648 does not fit"):
+        pg_copy.encode_fields([pg_copy.Field(big, "int32", name="ticket.reopens")], 3)
+    fits = pa.array([-(2**31), None, 2**31 - 1], pa.int64())
+    assert pg_copy.encode_fields([pg_copy.Field(fits, "int32")], 3).startswith(pg_copy.HEADER)
