@@ -26,13 +26,6 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extensio
 TRAILER = b"\xff\xff"
 # The binary send form of a fixed-width Arrow type; text is sent as it is stored.
 _FIXED = {"int64": ">i8", "int32": ">i4", "double": ">f8", "float64": ">f8", "bool": "u1"}
-_SQL = {"int64": "BIGINT", "int32": "INTEGER", "double": "DOUBLE PRECISION", "bool": "BOOLEAN"}
-
-
-def sql_type(kind: Any) -> str:
-    """The PostgreSQL type an Arrow column of type ``kind`` is sent as (its staging table's
-    column type)."""
-    return _SQL.get(str(kind), "TEXT")
 
 
 @dataclass(frozen=True)
