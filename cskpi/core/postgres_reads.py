@@ -25,11 +25,11 @@ import atexit
 import contextlib
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +39,8 @@ from sqlalchemy.engine import URL
 from cskpi.core.arrow_columns import BIND, Columns, numpy_column
 from cskpi.core.dialect import POSTGRES
 from cskpi.core.secrets import MASK
+
+T = TypeVar("T")
 
 IDLE = 2  # connections kept open, for the store read last
 
@@ -274,9 +276,15 @@ def connect(url: URL, doing: str = "read", *, autocommit: bool = False) -> Any:
         raise ModuleNotFoundError(
             f"{exc}: a PostgreSQL store needs the postgres extra: pip install 'cskpi[postgres]'"
         ) from exc
+    return opened(url, doing, lambda libpq: adbc_pg.connect(libpq, autocommit=autocommit))
+
+
+def opened(url: URL, doing: str, open_with: Callable[[str], T]) -> T:
+    """What ``open_with`` opens from the store's libpq URL; an error names the store, never
+    its password, and what could not be done (``doing`` it)."""
     libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        return adbc_pg.connect(libpq, autocommit=autocommit)
+        return open_with(libpq)
     except Exception as exc:  # the driver's message must not carry the URL's password
         shown = url.render_as_string(hide_password=True)
         message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)

@@ -45,7 +45,7 @@ from cskpi.core import pg_copy
 from cskpi.core.arrow_columns import positional
 from cskpi.core.db import UPSERTS, UpsertSpec
 from cskpi.core.dialect import Row, layers, pg_type
-from cskpi.core.secrets import MASK
+from cskpi.core.postgres_reads import opened
 from cskpi.core.sqlite_writes import Statement
 
 _UNIQUE_VIOLATION = "23505"
@@ -147,14 +147,10 @@ def _connect(url: str) -> Any:
     """A psycopg connection to the store; an error names the store, never its password."""
     import psycopg
 
-    parsed = make_url(url)
-    libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
+    def open_with(libpq: str) -> Any:
         return psycopg.connect(libpq, autocommit=True, cursor_factory=psycopg.RawCursor)
-    except Exception as exc:
-        shown = parsed.render_as_string(hide_password=True)
-        message = str(exc).replace(str(parsed.password), MASK) if parsed.password else str(exc)
-        raise ConnectionError(f"cannot write to the store at {shown}: {message}") from None
+
+    return opened(make_url(url), "write to", open_with)
 
 
 def _write(conn: Any, url: str, batches: Sequence[Batch], statements: Sequence[Statement]) -> None:
