@@ -48,7 +48,7 @@ from cskpi.core.db import (
     upsert_records,
     write_transaction,
 )
-from cskpi.core.postgres_writes import page_batches
+from cskpi.core.postgres_pages import page_batches
 from cskpi.core.prefetch import prefetch
 from cskpi.core.sqlite_worker import SqliteWorker, write_request
 from cskpi.core.sqlite_writes import Statement
@@ -142,6 +142,7 @@ def _store_in_worker(
     """Send each request (made ahead in a thread) before reading the previous one's answer,
     so the writer always has the next page to hand."""
     writer = _take_writer()
+    writer.start()
     sent: deque[tuple[Planned[T], int]] = deque()
     try:
         for item, count, request in prefetch(requests):

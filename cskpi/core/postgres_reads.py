@@ -285,10 +285,16 @@ def opened(url: URL, doing: str, open_with: Callable[[str], T]) -> T:
     libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         return open_with(libpq)
-    except Exception as exc:  # the driver's message must not carry the URL's password
-        shown = url.render_as_string(hide_password=True)
-        message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)
-        raise ConnectionError(f"cannot {doing} the store at {shown}: {message}") from None
+    except Exception as exc:
+        raise connect_error(url, doing, exc) from None
+
+
+def connect_error(url: URL, doing: str, exc: Exception) -> ConnectionError:
+    """The error of a failed connection: the store and what could not be done (``doing``
+    it), and the driver's message, which must not carry the URL's password."""
+    shown = url.render_as_string(hide_password=True)
+    message = str(exc).replace(str(url.password), MASK) if url.password else str(exc)
+    return ConnectionError(f"cannot {doing} the store at {shown}: {message}")
 
 
 def _close(conn: Any) -> None:

@@ -60,6 +60,16 @@ class SqliteWorker:
         """The queries' results, read in one snapshot; a worker that died is replaced once."""
         return self._ask(("read", path, queries, params), again=True)
 
+    def start(self) -> None:
+        """Start the process now unless it runs (else the first request starts it): a sync
+        starts its writer before making its first page, so that the interpreter's start-up
+        runs beside it."""
+        with self._lock:
+            if self._process is not None and self._process.poll() is not None:
+                self._stop()  # it died since the last request
+            if self._process is None:
+                self._start()
+
     def send_write(self, request: bytes) -> None:
         """Send a write made by ``write_request`` and return at once: ``answer`` collects
         the answers, in order. Whoever sends writes owns this worker meanwhile (see

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
-from cskpi.core import postgres_writes, state
+from cskpi.core import postgres_pages, postgres_writes, state
 from cskpi.core.db import UPSERTS, open_engine, rows_by_type, upsert_records, write_transaction
 from cskpi.core.page_store import (
     GC_THRESHOLD,
@@ -281,7 +281,7 @@ def test_postgresql_copies_new_rows_and_upserts_stored_ones(
         return done
 
     def write(*records: base.Record) -> None:
-        batches = postgres_writes.page_batches("zd", rows_by_type(records))
+        batches = postgres_pages.page_batches("zd", rows_by_type(records))
         postgres_writes.write(url, batches, [])
 
     monkeypatch.setattr(postgres_writes, "_copied", watched)
@@ -340,7 +340,7 @@ def test_a_postgresql_write_connection_the_server_closed_fails_its_page_and_is_r
     engine.dispose()
 
     def write(i: int) -> None:
-        batches = postgres_writes.page_batches("zd", rows_by_type([ticket(i)]))
+        batches = postgres_pages.page_batches("zd", rows_by_type([ticket(i)]))
         postgres_writes.write(url, batches, [])
 
     write(1)
@@ -381,7 +381,7 @@ def test_postgresql_waits_for_a_row_another_transaction_is_storing_then_upserts_
 
     monkeypatch.setattr(postgres_writes, "_copied", watched)
     newer = ticket(1, status="solved", updated_at=T0 + timedelta(days=1))
-    batches = postgres_writes.page_batches("zd", rows_by_type([newer]))
+    batches = postgres_pages.page_batches("zd", rows_by_type([newer]))
     failures: list[BaseException] = []
 
     def write() -> None:
@@ -427,7 +427,7 @@ def test_a_postgresql_page_that_failed_after_staging_leaves_the_next_able_to_sta
     later = T0 + timedelta(days=1)
 
     def write(page_ticket: base.Ticket, *statements: tuple[str, dict[str, object]]) -> None:
-        batches = postgres_writes.page_batches("zd", rows_by_type([page_ticket]))
+        batches = postgres_pages.page_batches("zd", rows_by_type([page_ticket]))
         postgres_writes.write(url, batches, list(statements))
 
     try:
@@ -442,3 +442,31 @@ def test_a_postgresql_page_that_failed_after_staging_leaves_the_next_able_to_sta
     with engine.connect() as conn:
         assert conn.execute(text("SELECT status FROM ticket")).scalar_one() == "solved"
     engine.dispose()
+
+
+def test_a_sync_starts_its_writer_before_the_first_page_and_the_writer_loads_little() -> None:
+    import subprocess
+    import sys
+
+    from cskpi.core.sqlite_worker import SqliteWorker
+
+    writer = SqliteWorker()
+    writer.start()
+    started = writer.pid
+    assert started is not None
+    writer.start()  # running: the same process
+    assert writer.pid == started
+    os.kill(started, signal.SIGKILL)
+    os.waitid(os.P_PID, started, os.WEXITED | os.WNOWAIT)
+    writer.start()  # died: a new one
+    assert writer.pid not in (None, started)
+    writer._stop()
+    # What the writer loads for a PostgreSQL page: no SQLAlchemy, pyarrow or sqlmodel.
+    probe = (
+        "import sys, pickle, cskpi.core.sqlite_worker, cskpi.core.postgres_writes as w;"
+        "print(sorted(m for m in ('sqlalchemy', 'pyarrow', 'sqlmodel') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
