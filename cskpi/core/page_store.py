@@ -191,16 +191,21 @@ class SentRows:
     the upsert would have found nothing to change. A 1M-ticket demo sync sends 0.96 people
     a ticket, 59% of them again; 52% are left out.
 
-    Memory is fixed, 16 MB a kind that comes: a row is remembered by the ``hash`` of its id
-    and of the whole row, in the slot its id's hash picks among ``SLOTS`` (a row of another
-    id that picks the same slot takes it over). Two different rows of one id with the same
-    64-bit hash would leave the second unsent; Python hashes strings with a per-process
-    random key (SipHash), so that is a 2**-64 chance for a row that changed."""
+    A row is remembered by the ``hash`` of its id and of the whole row, in the slot its
+    id's hash picks (a row of another id that picks the same slot takes it over). A kind's
+    slots start at ``FIRST_SLOTS`` and grow fourfold before a page would fill more than
+    half of them, up to ``SLOTS`` (16 MB): a helpdesk with a few hundred groups keeps a
+    few kB for them. Two different
+    rows of one id with the same 64-bit hash would leave the second unsent; Python hashes
+    strings with a per-process random key (SipHash), so that is a 2**-64 chance for a row
+    that changed."""
 
+    FIRST_SLOTS = 1 << 12
     SLOTS = 1 << 20
 
     def __init__(self) -> None:
         self.slots: dict[type, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
+        self.taken: dict[type, int] = {}
 
     def unsent(self, by_type: RowsByType) -> RowsByType:
         """``by_type`` without the rows sent before as they are (in place, and returned)."""
@@ -211,13 +216,12 @@ class SentRows:
         return by_type
 
     def _new(self, kind: type, rows: list[Any]) -> list[Any]:
-        if kind not in self.slots:  # -1: no row (hash() never gives it)
-            self.slots[kind] = (np.full(self.SLOTS, -1, np.int64), np.zeros(self.SLOTS, np.int64))
-        ids, digests = self.slots[kind]
+        ids, digests = self._table(kind, len(rows))
         key = np.fromiter((hash(row[0]) for row in rows), np.int64, len(rows))
         digest = np.fromiter(map(hash, rows), np.int64, len(rows))
-        slot = key & (self.SLOTS - 1)
+        slot = key & (len(ids) - 1)
         sent = (ids[slot] == key) & (digests[slot] == digest)
+        self.taken[kind] += int(np.count_nonzero(ids[slot] == -1))
         ids[slot], digests[slot] = key, digest
         unique, count = np.unique(key, return_counts=True)
         if len(unique) < len(key):  # an id the page holds twice: all its rows go, and its
@@ -225,6 +229,25 @@ class SentRows:
             sent[twice] = False  # not told by numpy's assignment)
             ids[slot[twice]] = -1
         return [row for row, old in zip(rows, sent.tolist(), strict=True) if not old]
+
+    def _table(self, kind: type, coming: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """The kind's slots (-1: empty, which hash() never gives), grown for ``coming``
+        more rows if they would take more than half."""
+        table = self.slots.get(kind)
+        size = len(table[0]) if table is not None else min(self.FIRST_SLOTS, self.SLOTS)
+        while size < self.SLOTS and size < 2 * (self.taken.get(kind, 0) + coming):
+            size *= 4
+        size = min(size, self.SLOTS)
+        if table is not None and size == len(table[0]):
+            return table
+        ids, digests = np.full(size, -1, np.int64), np.zeros(size, np.int64)
+        if table is not None:  # the remembered rows move to their slots in the larger table
+            kept = table[0] != -1
+            ids[table[0][kept] & (size - 1)] = table[0][kept]
+            digests[table[0][kept] & (size - 1)] = table[1][kept]
+        self.slots[kind] = ids, digests
+        self.taken[kind] = int(np.count_nonzero(ids != -1))
+        return ids, digests
 
 
 def _sqlite_work(connector: str) -> Callable[[RowsByType], Work]:

@@ -470,3 +470,27 @@ def test_a_sync_starts_its_writer_before_the_first_page_and_the_writer_loads_lit
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_the_people_sent_are_remembered_as_their_table_grows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(SentRows, "FIRST_SLOTS", 4)
+    # Ids whose hashes differ in their low 6 bits, the first five in their low 4: no two
+    # share a slot of the 64-slot table, nor the first five one of the 16-slot table.
+    ids: list[str] = []
+    for n in range(100_000):
+        candidate = hash(f"u{n}")
+        if all((candidate ^ hash(i)) & (15 if len(ids) < 5 else 63) for i in ids):
+            ids.append(f"u{n}")
+        if len(ids) == 20:
+            break
+    first = people(*((pid, "Ann") for pid in ids[:5]))
+    rest = people(*((pid, "Ann") for pid in ids[5:]))
+    sent = SentRows()
+    assert len(sent_people(sent, *first)) == 5
+    assert len(sent.slots[base.Person][0]) == 16  # grown for the page: 4 -> 16
+    assert len(sent_people(sent, *rest)) == 15
+    assert len(sent.slots[base.Person][0]) == 64  # 16 -> 64, the first five moved along
+    assert sent_people(sent, *first, *rest) == []
+    assert base.Group not in sent.slots  # a kind takes room only once it comes
