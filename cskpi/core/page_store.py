@@ -195,17 +195,16 @@ class SentRows:
     id's hash picks (a row of another id that picks the same slot takes it over). A kind's
     slots start at ``FIRST_SLOTS`` and grow fourfold before a page would fill more than
     half of them, up to ``SLOTS`` (16 MB): a helpdesk with a few hundred groups keeps a
-    few kB for them. Two different
-    rows of one id with the same 64-bit hash would leave the second unsent; Python hashes
-    strings with a per-process random key (SipHash), so that is a 2**-64 chance for a row
-    that changed."""
+    few kB for them. Two different rows of one id with the same 64-bit hash would leave
+    the second unsent; Python hashes strings with a per-process random key (SipHash), so
+    that is a 2**-64 chance for a row that changed."""
 
     FIRST_SLOTS = 1 << 12
     SLOTS = 1 << 20
 
     def __init__(self) -> None:
         self.slots: dict[type, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
-        self.taken: dict[type, int] = {}
+        self.taken: dict[type, int] = {}  # slots filled, at most (a forgotten one still counts)
 
     def unsent(self, by_type: RowsByType) -> RowsByType:
         """``by_type`` without the rows sent before as they are (in place, and returned)."""

@@ -1,4 +1,4 @@
-"""Arrow tables as PostgreSQL's binary ``COPY`` stream, made column by column in numpy.
+"""Arrow columns as PostgreSQL's binary ``COPY`` stream, made column by column in numpy.
 
 A sync's new rows go into PostgreSQL by ``COPY … FROM STDIN (FORMAT binary)``
 (``postgres_writes``). The ADBC driver can make that stream from an Arrow table too, but it
@@ -42,15 +42,7 @@ class Field:
     name: str = ""
 
 
-def encode(table: Any) -> bytes:
-    """``table``'s rows as a whole binary ``COPY`` stream (header and trailer included), its
-    columns in order. Columns are int64, int32, double, bool or string."""
-    return encode_fields(
-        [Field(column.combine_chunks()) for column in table.columns], table.num_rows
-    )
-
-
-def encode_fields(fields: Sequence[Field], rows: int) -> bytes:
+def encode(fields: Sequence[Field], rows: int) -> bytes:
     """``rows`` rows of ``fields`` as a whole binary ``COPY`` stream."""
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -32,10 +32,9 @@ def page_batches(connector: str, by_type: dict[type, list[Row]]) -> list[Batch]:
         for part in parts:
             stored = stored_fields(spec, connector, spec.arrow_table(part))
             columns = tuple(stored)
-            stage = f"stage_{spec.table}"
-            upsert = _stored_statement(spec, stage, columns)
-            stream = pg_copy.encode_fields(list(stored.values()), len(part))
-            batches.append(Batch(spec.table, stage, upsert, columns, stream, len(parts) == 1))
+            upsert = _stored_statement(spec, f"stage_{spec.table}", columns)
+            stream = pg_copy.encode(list(stored.values()), len(part))
+            batches.append(Batch(spec.table, upsert, columns, stream, len(parts) == 1))
     return batches
 
 

@@ -25,11 +25,11 @@ import atexit
 import contextlib
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,8 +39,6 @@ from sqlalchemy.engine import URL
 from cskpi.core.arrow_columns import BIND, Columns, numpy_column
 from cskpi.core.dialect import POSTGRES
 from cskpi.core.secrets import MASK
-
-T = TypeVar("T")
 
 IDLE = 2  # connections kept open, for the store read last
 
@@ -276,15 +274,9 @@ def connect(url: URL, doing: str = "read", *, autocommit: bool = False) -> Any:
         raise ModuleNotFoundError(
             f"{exc}: a PostgreSQL store needs the postgres extra: pip install 'cskpi[postgres]'"
         ) from exc
-    return opened(url, doing, lambda libpq: adbc_pg.connect(libpq, autocommit=autocommit))
-
-
-def opened(url: URL, doing: str, open_with: Callable[[str], T]) -> T:
-    """What ``open_with`` opens from the store's libpq URL; an error names the store, never
-    its password, and what could not be done (``doing`` it)."""
     libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
-        return open_with(libpq)
+        return adbc_pg.connect(libpq, autocommit=autocommit)
     except Exception as exc:
         raise connect_error(url, doing, exc) from None
 

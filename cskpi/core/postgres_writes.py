@@ -54,11 +54,14 @@ class Batch:
     ``stage``."""
 
     table: str
-    stage: str
     upsert: str
     columns: tuple[str, ...]
     stream: bytes
     direct: bool
+
+    @property
+    def stage(self) -> str:
+        return f"stage_{self.table}"
 
 
 # --- the writer's side (in the worker process, see page_store) ---------------------------
