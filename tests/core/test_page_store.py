@@ -9,6 +9,7 @@ import signal
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -444,11 +445,21 @@ def test_a_postgresql_page_that_failed_after_staging_leaves_the_next_able_to_sta
     engine.dispose()
 
 
-def test_a_sync_starts_its_writer_before_the_first_page_and_the_writer_loads_little() -> None:
+def test_a_sync_starts_its_writer_before_the_first_page_and_the_writer_loads_little(
+    sqlite_store: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import subprocess
     import sys
 
     from cskpi.core.sqlite_worker import SqliteWorker
+
+    calls: list[str] = []
+    for name in ("start", "send_write"):
+        plain = getattr(SqliteWorker, name)
+        monkeypatch.setattr(SqliteWorker, name, _recorded(calls, name, plain))
+    store_page(sqlite_store, "zd", base.Page([ticket(1)]))
+    assert calls[:2] == ["start", "send_write"]
+    monkeypatch.undo()
 
     writer = SqliteWorker()
     writer.start()
@@ -494,3 +505,11 @@ def test_the_people_sent_are_remembered_as_their_table_grows(
     assert len(sent.slots[base.Person][0]) == 64  # 16 -> 64, the first five moved along
     assert sent_people(sent, *first, *rest) == []
     assert base.Group not in sent.slots  # a kind takes room only once it comes
+
+
+def _recorded(calls: list[str], name: str, plain: Any) -> Any:
+    def recording(self: object, *args: object) -> object:
+        calls.append(name)
+        return plain(self, *args)
+
+    return recording
