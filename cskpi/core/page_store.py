@@ -189,22 +189,28 @@ class SentRows:
     again unchanged is left out of its page. Its earlier page commits first, or, if that
     fails, this one is refused (see ``_store_in_worker``), so what is stored is the same:
     the upsert would have found nothing to change. A 1M-ticket demo sync sends 0.96 people
-    a ticket, 59% of them again; 48% are left out (52% with all 2^20 slots from the start).
+    a ticket, 57% of them again, and all of those are left out: a backfill's pages then
+    hold only people new to the store, which PostgreSQL takes by ``COPY`` (the demo sync
+    at 300K tickets: 18,000 to 20,600-21,400 tickets/s, from 52% left out before).
 
-    A row is remembered by the ``hash`` of its id and of the whole row, in the slot its
-    id's hash picks (a row of another id that picks the same slot takes it over). A kind's
-    slots start at ``FIRST_SLOTS`` and grow fourfold before a page would fill more than
-    half of them, up to ``SLOTS`` (16 MB): a helpdesk with a few hundred groups keeps a
-    few kB for them. Two different rows of one id with the same 64-bit hash would leave
-    the second unsent; Python hashes strings with a per-process random key (SipHash), so
-    that is a 2**-64 chance for a row that changed."""
+    A row is remembered by the ``hash`` of its id and of the whole row, in an open-addressing
+    table (linear probing) per kind: its id's hash picks a slot, and the next free one
+    takes it if that is taken. A kind's table starts at ``FIRST_SLOTS`` and grows fourfold
+    before a page would fill more than half of it, up to ``SLOTS`` (16 MB: 786K ids at
+    three quarters full, a 1.4M-ticket demo's customers); a helpdesk with a few hundred
+    groups keeps a few kB for them. Once the largest table is that full, ids new to it are
+    no longer remembered: their rows are sent every time, as without this table. Two
+    different rows of one id with the same 64-bit hash would leave the second unsent;
+    Python hashes strings with a per-process random key (SipHash), so that is a 2**-64
+    chance for a row that changed."""
 
     FIRST_SLOTS = 1 << 12
     SLOTS = 1 << 20
+    FULL = 0.75  # the largest table takes no more ids past this share of its slots
 
     def __init__(self) -> None:
         self.slots: dict[type, tuple[NDArray[np.int64], NDArray[np.int64]]] = {}
-        self.taken: dict[type, int] = {}  # slots filled, at most (a forgotten one still counts)
+        self.taken: dict[type, int] = {}  # slots holding an id
 
     def unsent(self, by_type: RowsByType) -> RowsByType:
         """``by_type`` without the rows sent before as they are (in place, and returned)."""
@@ -218,20 +224,22 @@ class SentRows:
         ids, digests = self._table(kind, len(rows))
         key = np.fromiter((hash(row[0]) for row in rows), np.int64, len(rows))
         digest = np.fromiter(map(hash, rows), np.int64, len(rows))
-        slot = key & (len(ids) - 1)
-        sent = (ids[slot] == key) & (digests[slot] == digest)
-        self.taken[kind] += int(np.count_nonzero(ids[slot] == -1))
-        ids[slot], digests[slot] = key, digest
+        room = self.taken[kind] + len(rows) <= self.FULL * len(ids)
+        slot, claimed = _slots(ids, key, claim=room)
+        self.taken[kind] += claimed
+        known = slot >= 0
+        sent = np.zeros(len(rows), bool)
+        sent[known] = digests[slot[known]] == digest[known]
+        digests[slot[known]] = digest[known]
         unique, count = np.unique(key, return_counts=True)
         if len(unique) < len(key):  # an id the page holds twice: all its rows go, and its
-            twice = np.isin(key, unique[count > 1])  # slot forgets it (which went last is
-            sent[twice] = False  # not told by numpy's assignment)
-            ids[slot[twice]] = -1
+            twice = np.isin(key, unique[count > 1])  # slot forgets the row (which went last
+            sent[twice] = False  # is not told by numpy's assignment)
+            digests[slot[twice & known]] = _UNKNOWN
         return [row for row, old in zip(rows, sent.tolist(), strict=True) if not old]
 
     def _table(self, kind: type, coming: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """The kind's slots (-1: empty, which hash() never gives), grown for ``coming``
-        more rows if they would take more than half."""
+        """The kind's table, grown for ``coming`` more ids if they would fill more than half."""
         table = self.slots.get(kind)
         size = len(table[0]) if table is not None else min(self.FIRST_SLOTS, self.SLOTS)
         while size < self.SLOTS and size < 2 * (self.taken.get(kind, 0) + coming):
@@ -239,14 +247,49 @@ class SentRows:
         size = min(size, self.SLOTS)
         if table is not None and size == len(table[0]):
             return table
-        ids, digests = np.full(size, -1, np.int64), np.zeros(size, np.int64)
+        ids, digests = np.full(size, _EMPTY, np.int64), np.full(size, _UNKNOWN, np.int64)
         if table is not None:  # the remembered rows move to their slots in the larger table
-            kept = table[0] != -1
-            ids[table[0][kept] & (size - 1)] = table[0][kept]
-            digests[table[0][kept] & (size - 1)] = table[1][kept]
+            kept = table[0] != _EMPTY
+            slot, _ = _slots(ids, table[0][kept], claim=True)
+            digests[slot] = table[1][kept]
         self.slots[kind] = ids, digests
-        self.taken[kind] = int(np.count_nonzero(ids != -1))
+        self.taken[kind] = int(np.count_nonzero(ids != _EMPTY))
         return ids, digests
+
+
+_EMPTY = -1  # a slot no id holds: hash() never gives -1
+_UNKNOWN = -1  # ... nor a row whose id holds the slot
+
+
+def _slots(
+    ids: NDArray[np.int64], keys: NDArray[np.int64], claim: bool
+) -> tuple[NDArray[np.int64], int]:
+    """Each key's slot in ``ids`` (linear probing from ``key & (len(ids) - 1)``), and how
+    many slots were taken: where the key is, else, with ``claim``, the free slot it now
+    takes; -1 where it is not and takes none. A free slot always remains (``SentRows.FULL``),
+    so every probe ends."""
+    mask = len(ids) - 1
+    where = np.full(len(keys), -1, np.int64)
+    at = keys & mask
+    todo = np.arange(len(keys))
+    claimed = 0
+    while len(todo):
+        slot, key = at[todo], keys[todo]
+        held = ids[slot]
+        found = held == key
+        where[todo[found]] = slot[found]
+        free = held == _EMPTY
+        if claim and free.any():  # the first key to come takes a slot; the others that
+            taken, first = np.unique(slot[free], return_index=True)  # wanted it look
+            ids[taken] = key[free][first]  # again: it holds theirs (a repeated id) or not
+            claimed += len(taken)
+            again = free
+        else:
+            again = np.zeros(len(todo), bool)  # not there, and no slot for it
+        on = ~found & ~free
+        at[todo[on]] = (slot[on] + 1) & mask
+        todo = todo[on | again]
+    return where, claimed
 
 
 def _sqlite_work(connector: str) -> Callable[[RowsByType], Work]:

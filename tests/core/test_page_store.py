@@ -187,13 +187,45 @@ def test_a_person_sent_again_unchanged_is_left_out_of_the_later_page() -> None:
     assert sent.unsent(rows_by_type([group, org])) == {base.Group: [], base.Organization: []}
 
 
-def test_a_person_whose_slot_another_took_is_sent_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(SentRows, "SLOTS", 1)
+def ids_in_one_slot(count: int, slots: int) -> list[str]:
+    """Person ids whose hashes pick the same slot of a table of ``slots``."""
+    by_slot: dict[int, list[str]] = {}
+    for n in range(100_000):
+        same = by_slot.setdefault(hash(f"u{n}") & (slots - 1), [])
+        same.append(f"u{n}")
+        if len(same) == count:
+            return same
+    raise AssertionError("no such ids")
+
+
+def test_people_whose_ids_pick_one_slot_are_all_remembered() -> None:
+    crowded = ids_in_one_slot(3, SentRows.FIRST_SLOTS)
     sent = SentRows()
-    assert sent_people(sent, *people(("u1", "Ann"))) == [("u1", "Ann")]
-    assert sent_people(sent, *people(("u1", "Ann"))) == []
-    assert sent_people(sent, *people(("u2", "Bo"))) == [("u2", "Bo")]
-    assert sent_people(sent, *people(("u1", "Ann"))) == [("u1", "Ann")]
+    assert sent_people(sent, *people((crowded[0], "Ann"), (crowded[1], "Bo"))) == [
+        (crowded[0], "Ann"),
+        (crowded[1], "Bo"),
+    ]
+    assert sent_people(sent, *people((crowded[2], "Cy"))) == [(crowded[2], "Cy")]
+    again = people((crowded[2], "Cy"), (crowded[0], "Ann"), (crowded[1], "Bo"))
+    assert sent_people(sent, *again) == []
+    assert sent_people(sent, *people((crowded[1], "Bob"))) == [(crowded[1], "Bob")]
+    assert sent.taken[base.Person] == 3
+
+
+def test_once_the_largest_table_is_full_new_people_are_sent_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(SentRows, "FIRST_SLOTS", 4)
+    monkeypatch.setattr(SentRows, "SLOTS", 4)  # full at 3 ids (SentRows.FULL)
+    sent = SentRows()
+    first = people(("u1", "Ann"), ("u2", "Bo"))
+    assert len(sent_people(sent, *first)) == 2
+    assert sent_people(sent, *people(("u3", "Cy"), ("u4", "Di"))) == [("u3", "Cy"), ("u4", "Di")]
+    assert sent.taken[base.Person] == 2  # 2 + 2 would pass 3: neither is remembered
+    assert sent_people(sent, *people(("u3", "Cy"))) == [("u3", "Cy")]  # 2 + 1: now it is
+    assert sent_people(sent, *people(("u3", "Cy"), ("u4", "Di"))) == [("u4", "Di")]
+    assert sent_people(sent, *first) == []  # the ones remembered stay remembered
+    assert sent_people(sent, *people(("u4", "Di"))) == [("u4", "Di")]
 
 
 def test_a_person_changing_across_pages_ends_as_the_last_page_says(store: Engine) -> None:
@@ -487,23 +519,16 @@ def test_the_people_sent_are_remembered_as_their_table_grows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(SentRows, "FIRST_SLOTS", 4)
-    # Ids whose hashes differ in their low 6 bits, the first five in their low 4: no two
-    # share a slot of the 64-slot table, nor the first five one of the 16-slot table.
-    ids: list[str] = []
-    for n in range(100_000):
-        candidate = hash(f"u{n}")
-        if all((candidate ^ hash(i)) & (15 if len(ids) < 5 else 63) for i in ids):
-            ids.append(f"u{n}")
-        if len(ids) == 20:
-            break
-    first = people(*((pid, "Ann") for pid in ids[:5]))
-    rest = people(*((pid, "Ann") for pid in ids[5:]))
+    crowded = ids_in_one_slot(4, 64)  # one slot in every table up to 64 slots
+    first = people(*((pid, "Ann") for pid in [*crowded[:2], "u-a", "u-b", "u-c"]))
+    rest = people(*((pid, "Ann") for pid in [*crowded[2:], *(f"v{n}" for n in range(13))]))
     sent = SentRows()
     assert len(sent_people(sent, *first)) == 5
     assert len(sent.slots[base.Person][0]) == 16  # grown for the page: 4 -> 16
     assert len(sent_people(sent, *rest)) == 15
     assert len(sent.slots[base.Person][0]) == 64  # 16 -> 64, the first five moved along
     assert sent_people(sent, *first, *rest) == []
+    assert sent.taken[base.Person] == 20
     assert base.Group not in sent.slots  # a kind takes room only once it comes
 
 
