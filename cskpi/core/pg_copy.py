@@ -60,42 +60,33 @@ def encode(fields: Sequence[Field], rows: int) -> bytes:
 
 
 def _parts(field: Field, rows: int) -> list[Any]:
-    """One field's lengths and values, as binary arrays of one value a row."""
+    """One field's length and value in each row, as binary arrays of one value a row: the
+    length (with the prefix after it) and then, for text, the value. Few whole-array calls
+    a field: a page's 1,000 rows make each call's own cost count as much as its work."""
     import pyarrow as pa
 
     array = field.values
     if array is None:
         value = field.constant.encode()
-        return [
-            _fixed(
-                np.tile(np.frombuffer(len(value).to_bytes(4, "big") + value, np.uint8), (rows, 1))
-            )
-        ]
+        cell = len(value).to_bytes(4, "big") + value
+        return [_fixed(np.frombuffer(cell * rows, np.uint8).reshape(rows, len(cell)))]
     kind = field.kind or str(array.type)
     valid = _valid(array)
     if kind in _FIXED:
-        return _fixed_parts(array, kind, valid, field.name)
+        return [_fixed_field(array, kind, valid, field.name)]
     if not pa.types.is_string(array.type):
         raise TypeError(f"no binary COPY form for an Arrow {array.type} column {field.name}")
     _, offsets, data = array.buffers()
     ends = np.frombuffer(offsets, np.int32, rows + 1, array.offset * 4)
-    lengths = np.diff(ends)
+    lengths = ends[1:] - ends[:-1]
     value = pa.Array.from_buffers(pa.binary(), rows, [None, offsets, data], offset=array.offset)
     if valid is not None and lengths[~valid].any():  # a NULL's slot holds bytes: not sent
         value = array.cast(pa.binary()).fill_null(b"")
         lengths = np.where(valid, lengths, 0)
-    parts = [value]
-    if field.prefix:  # before each value, not before a NULL
-        size = len(field.prefix)
-        given = np.ones(rows, bool) if valid is None else valid
-        prefix_ends = np.zeros(rows + 1, np.int32)
-        np.cumsum(given * np.int32(size), out=prefix_ends[1:])
-        prefixes = np.tile(np.frombuffer(field.prefix, np.uint8), int(given.sum()))
-        parts.insert(0, _binary(prefix_ends, prefixes))
-        lengths = lengths + size
-    if valid is not None:
-        lengths = np.where(valid, lengths, np.int32(-1))
-    return [_fixed(lengths.astype(">i4")), *parts]
+    cells = np.empty((rows, 4 + len(field.prefix)), np.uint8)
+    cells[:, :4] = (lengths + len(field.prefix)).astype(">i4").view(np.uint8).reshape(rows, 4)
+    cells[:, 4:] = np.frombuffer(field.prefix, np.uint8)  # before each value, not a NULL
+    return [_cells(cells, valid), value]
 
 
 def _valid(array: Any) -> NDArray[np.bool_] | None:
@@ -107,7 +98,7 @@ def _valid(array: Any) -> NDArray[np.bool_] | None:
     return bits[array.offset : array.offset + len(array)].astype(bool)
 
 
-def _fixed_parts(array: Any, kind: str, valid: NDArray[np.bool_] | None, name: str) -> list[Any]:
+def _fixed_field(array: Any, kind: str, valid: NDArray[np.bool_] | None, name: str) -> Any:
     """A number's or boolean's fields: its length and big-endian value, or -1 for NULL."""
     rows = len(array)
     if str(array.type) == "bool":  # a bitmap of values, like the validity's
@@ -123,15 +114,25 @@ def _fixed_parts(array: Any, kind: str, valid: NDArray[np.bool_] | None, name: s
             if len(wrong):
                 raise ValueError(f"{name or 'a column'}: {wrong[0]} does not fit its type ({kind})")
     width = numbers.dtype.itemsize
-    if valid is None:  # length and value side by side: one array
-        fields = np.empty(rows, [("length", ">i4"), ("value", numbers.dtype)])
-        fields["length"] = width
-        fields["value"] = numbers
-        return [_fixed(fields)]
-    lengths = np.where(valid, np.int32(width), np.int32(-1))
-    ends = np.zeros(rows + 1, np.int32)
-    np.cumsum(valid, dtype=np.int32, out=ends[1:])
-    return [_fixed(lengths.astype(">i4")), _binary(ends * width, numbers[valid].view(np.uint8))]
+    cells = np.empty((rows, 4 + width), np.uint8)
+    cells[:, :4] = np.frombuffer(width.to_bytes(4, "big"), np.uint8)
+    cells[:, 4:] = numbers.view(np.uint8).reshape(rows, width)
+    return _cells(cells, valid)
+
+
+def _cells(cells: NDArray[np.uint8], valid: NDArray[np.bool_] | None) -> Any:
+    """Each row's field head as a binary array: a row of ``cells`` is a length (4 bytes)
+    and what follows it; a NULL's row (not ``valid``) is only the length -1."""
+    if valid is None:
+        return _fixed(cells)
+    cells[~valid, :4] = 0xFF  # -1 in two's complement
+    if cells.shape[1] == 4:
+        return _fixed(cells)
+    keep = np.ones(cells.shape, bool)
+    keep[~valid, 4:] = False
+    ends = np.zeros(len(cells) + 1, np.int32)
+    np.cumsum(np.where(valid, cells.shape[1], 4), dtype=np.int32, out=ends[1:])
+    return _binary(ends, cells[keep])
 
 
 def _fixed(values: NDArray[Any]) -> Any:
