@@ -15,7 +15,7 @@ worker), and lets go of the database file when it ends.
 A PostgreSQL store's pages take the same way, through the same worker: there each table's
 rows cross as a binary ``COPY`` stream, copied straight into the table when they are new
 and upserted otherwise (``postgres_writes.py``; demo sync 5,470 tickets/s through
-SQLAlchemy, about 10,000 through the ADBC driver, 12,400 to 19,600 now for 1M tickets, as
+SQLAlchemy, about 10,000 through the ADBC driver, 17,400 to 20,400 now for 1M tickets, as
 fast as the machine is that hour). An in-memory SQLite store, which another process cannot
 open, is written through SQLAlchemy's connection by ``db.upsert_records``. The rows are the
 same every way (``tests/core/test_page_store.py``).
@@ -188,10 +188,11 @@ class SentRows:
     """What a stream's pages have sent of the people, groups and organizations: a row sent
     again unchanged is left out of its page. Its earlier page commits first, or, if that
     fails, this one is refused (see ``_store_in_worker``), so what is stored is the same:
-    the upsert would have found nothing to change. A 1M-ticket demo sync sends 0.96 people
-    a ticket, 57% of them again, and all of those are left out: a backfill's pages then
-    hold only people new to the store, which PostgreSQL takes by ``COPY`` (the demo sync
-    at 300K tickets: 18,000 to 20,600-21,400 tickets/s, from 52% left out before).
+    the upsert would have found nothing to change. A 1M-ticket demo sync sends 1.0 people
+    a ticket, 59% of them again, and all of those are left out: a backfill's pages then
+    hold only people new to the store, which PostgreSQL takes by ``COPY`` (300K-ticket demo
+    sync, alternated: 18,000 and 18,537 tickets/s with 52% left out, 21,437 and 20,582 with
+    all).
 
     A row is remembered by the ``hash`` of its id and of the whole row, in an open-addressing
     table (linear probing) per kind: its id's hash picks a slot, and the next free one
