@@ -15,7 +15,7 @@ worker), and lets go of the database file when it ends.
 A PostgreSQL store's pages take the same way, through the same worker: there each table's
 rows cross as a binary ``COPY`` stream, copied straight into the table when they are new
 and upserted otherwise (``postgres_writes.py``; demo sync 5,470 tickets/s through
-SQLAlchemy, about 10,000 through the ADBC driver, 17,400 to 20,400 now for 1M tickets, as
+SQLAlchemy, about 10,000 through the ADBC driver, 17,400 to 21,600 now for 1M tickets, as
 fast as the machine is that hour). An in-memory SQLite store, which another process cannot
 open, is written through SQLAlchemy's connection by ``db.upsert_records``. The rows are the
 same every way (``tests/core/test_page_store.py``).
