@@ -65,19 +65,14 @@ class SqliteWorker:
         starts its writer before making its first page, so that the interpreter's start-up
         runs beside it."""
         with self._lock:
-            if self._process is not None and self._process.poll() is not None:
-                self._stop()  # it died since the last request
-            if self._process is None:
-                self._start()
+            self._running()
 
     def send_write(self, request: bytes) -> None:
         """Send a write made by ``write_request`` and return at once: ``answer`` collects
         the answers, in order. Whoever sends writes owns this worker meanwhile (see
         ``page_store``): a read would take a write's answer for its own."""
         with self._lock:
-            if self._process is not None and self._process.poll() is not None:
-                self._stop()  # it died since the last request
-            process = self._process or self._start()
+            process = self._running()
             try:
                 _send_bytes(process.stdin, request)  # type: ignore[arg-type]
             except OSError:
@@ -109,9 +104,7 @@ class SqliteWorker:
     def _ask(self, request: Request, again: bool) -> list[Columns]:
         with self._lock:
             for attempt in (1, 2):
-                if self._process is not None and self._process.poll() is not None:
-                    self._stop()  # it died since the last request
-                process = self._process or self._start()
+                process = self._running()
                 try:
                     _send(process.stdin, request)  # type: ignore[arg-type]
                 except OSError:  # it had died: nothing of this request reached it
@@ -133,6 +126,13 @@ class SqliteWorker:
                     raise answer
                 return answer
         raise AssertionError("unreachable")
+
+    def _running(self) -> subprocess.Popen[bytes]:
+        """The process, started now if there is none or it died since the last request
+        (the lock held)."""
+        if self._process is not None and self._process.poll() is not None:
+            self._stop()
+        return self._process or self._start()
 
     def _start(self) -> subprocess.Popen[bytes]:
         # The child finds cskpi where this process did (a source checkout, too).
