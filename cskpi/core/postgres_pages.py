@@ -15,7 +15,7 @@ from sqlmodel import SQLModel
 from cskpi.core import pg_copy
 from cskpi.core.db import UPSERTS, UpsertSpec
 from cskpi.core.dialect import Row, layers, pg_type
-from cskpi.core.postgres_writes import Batch
+from cskpi.core.postgres_writes import Batch, stage_of
 
 _ARROW = {"INTEGER": "int32", "BIGINT": "int64", "BOOLEAN": "bool", "FLOAT": "float64"}
 
@@ -30,20 +30,20 @@ def page_batches(connector: str, by_type: dict[type, list[Row]]) -> list[Batch]:
         rows.sort(key=itemgetter(0))
         parts = layers(rows)
         for part in parts:
-            stored = stored_fields(spec, connector, spec.arrow_table(part))
+            stored = _stored_fields(spec, connector, spec.arrow_table(part))
             columns = tuple(stored)
-            upsert = _stored_statement(spec, f"stage_{spec.table}", columns)
+            upsert = _stored_statement(spec, columns)
             stream = pg_copy.encode(list(stored.values()), len(part))
             batches.append(Batch(spec.table, upsert, columns, stream, len(parts) == 1))
     return batches
 
 
 @cache
-def _stored_statement(spec: UpsertSpec, stage: str, columns: tuple[str, ...]) -> str:
-    return spec.stored_sql(stage, columns)
+def _stored_statement(spec: UpsertSpec, columns: tuple[str, ...]) -> str:
+    return spec.stored_sql(stage_of(spec.table), columns)
 
 
-def stored_fields(spec: UpsertSpec, connector: str, staged: Any) -> dict[str, pg_copy.Field]:
+def _stored_fields(spec: UpsertSpec, connector: str, staged: Any) -> dict[str, pg_copy.Field]:
     """``staged``'s rows as ``spec.table``'s columns, each what ``spec``'s upsert would
     insert: ids and references prefixed with the connector, the connector filled in."""
     kinds = _arrow_types(spec.table)

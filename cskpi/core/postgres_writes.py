@@ -61,7 +61,12 @@ class Batch:
 
     @property
     def stage(self) -> str:
-        return f"stage_{self.table}"
+        return stage_of(self.table)
+
+
+def stage_of(table: str) -> str:
+    """The temporary table a table's rows are upserted from."""
+    return f"stage_{table}"
 
 
 # --- the writer's side (in the worker process, see page_store) ---------------------------
