@@ -36,9 +36,9 @@ from collections.abc import Iterator  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 
 from benchmarks.harness import peak_rss_mb, timed_sync  # noqa: E402
-from cskpi.connectors.email import EmailConnector, EmailSettings  # noqa: E402
-from cskpi.core.db import open_engine  # noqa: E402
-from tests.connectors.dovecot import Dovecot, available  # noqa: E402
+from cskpi.connectors.email.connector import EmailConnector, EmailSettings  # noqa: E402
+from cskpi.core.store.engine import open_engine  # noqa: E402
+from tests.connectors.email.dovecot import Dovecot, available  # noqa: E402
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 AGENTS = ("ana", "ben", "chen", "dara")

@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from cskpi.connectors.base import Connector
-from cskpi.core.db import open_engine
+from cskpi.core.store.engine import open_engine
 from cskpi.core.sync import Source, StreamResult, SyncObserver, SyncReport, run_sync
 
 ROOT = Path(__file__).resolve().parents[1]

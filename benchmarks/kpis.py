@@ -28,13 +28,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from cskpi.connectors.demo import DemoConnector, DemoSettings
-from cskpi.core.business_hours import BusinessCalendar
-from cskpi.core.columnar import sqlite_worker
-from cskpi.core.config import PriorityTargets, Sla
-from cskpi.core.db import open_engine
-from cskpi.core.kpis import KpiContext, compute
-from cskpi.core.periods import Window
+from cskpi.connectors.demo.connector import DemoConnector, DemoSettings
+from cskpi.core.config.file import PriorityTargets, Sla
+from cskpi.core.config.periods import Window
+from cskpi.core.kpis.business_hours import BusinessCalendar
+from cskpi.core.kpis.report import KpiContext, compute
+from cskpi.core.store.engine import open_engine
+from cskpi.core.store.reads.columns import sqlite_worker
 from cskpi.core.sync import Source, run_sync
 
 END = datetime(2026, 11, 1, tzinfo=UTC)

@@ -20,8 +20,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cskpi.connectors.demo import DemoConnector, DemoSettings
-from cskpi.core.db import open_engine
+from cskpi.connectors.demo.connector import DemoConnector, DemoSettings
+from cskpi.core.store.engine import open_engine
 from cskpi.core.sync import Source, StreamResult, run_sync
 
 

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cskpi.cli_common import ConfigOption, Verbose, config_or_fail, fail, installed_types
-from cskpi.cli_groups import connectors_app, import_app, secrets_app
+from cskpi.commands.common import ConfigOption, Verbose, config_or_fail, fail, installed_types
+from cskpi.commands.groups import connectors_app, import_app, secrets_app
 
 if TYPE_CHECKING:
-    from cskpi.core.kpis import Report
+    from cskpi.core.kpis.report import Report
     from cskpi.core.quickstart import Summary
 
 app = typer.Typer(
@@ -42,7 +42,7 @@ def init(
     config: ConfigOption = None,
 ) -> None:
     """Write a commented config file (default ./cskpi.toml); never overwrites."""
-    from cskpi.console import out
+    from cskpi.commands.console import out
     from cskpi.core.quickstart import example_config_text
 
     target = path or config or Path("cskpi.toml")
@@ -55,7 +55,7 @@ def init(
 @app.command()
 def check(config: ConfigOption = None, verbose: Verbose = False) -> None:
     """Validate the config; one cheap authenticated call per connector and digest target."""
-    from cskpi.console import check_table, out
+    from cskpi.commands.console import check_table, out
     from cskpi.core import app as core
 
     cfg = config_or_fail(config, verbose)
@@ -78,9 +78,9 @@ def sync(
     verbose: Verbose = False,
 ) -> None:
     """Pull new and changed records from every (or the named) connector."""
-    from cskpi.console import BarProgress, LogProgress, sync_report
+    from cskpi.commands.console import BarProgress, LogProgress, sync_report
     from cskpi.core import app as core
-    from cskpi.core.periods import parse_instant
+    from cskpi.core.config.periods import parse_instant
 
     cfg = config_or_fail(config, verbose)
     # A live bar on a terminal; plain log lines for cron, CI and files.
@@ -136,7 +136,7 @@ def kpis(
 ) -> None:
     """Compute every KPI for a window, optionally per agent, group, channel, …"""
     from cskpi.core import app as core
-    from cskpi.core.kpi_output import csv_text, json_text
+    from cskpi.core.kpis.output import csv_text, json_text
 
     if output not in ("table", "json", "csv"):
         fail(f"--format {output!r}: use table, json or csv")
@@ -155,7 +155,7 @@ def kpis(
 
 
 def _print_kpis(report: Report) -> None:
-    from cskpi.console import kpi_tables, out
+    from cskpi.commands.console import kpi_tables, out
 
     for table in kpi_tables(report):
         out.print(table)
@@ -166,7 +166,7 @@ def status(config: ConfigOption = None) -> None:
     """Per connector and stream: last success, cursor, rows stored, last error."""
     from datetime import UTC, datetime
 
-    from cskpi.console import daemon_text, out, status_table, stored_table
+    from cskpi.commands.console import daemon_text, out, status_table, stored_table
     from cskpi.core import app as core
 
     report = core.status(config_or_fail(config))
@@ -187,7 +187,7 @@ def migrate_store(
     verify the row counts. See docs/postgres.md."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cskpi.core.store_copy import StoreCopyError, copy_store
+    from cskpi.core.store.transfer import StoreCopyError, copy_store
 
     source = config_or_fail(config).database
     try:
@@ -220,8 +220,8 @@ def digest(
     goes to each target once (see docs/digest.md)."""
     from datetime import UTC, datetime
 
-    from cskpi.core import digest as digests
-    from cskpi.core.periods import parse_instant
+    from cskpi.core.config.periods import parse_instant
+    from cskpi.core.digest import runs as digests
 
     cfg = config_or_fail(config, verbose)
     try:
@@ -261,8 +261,8 @@ def run(
     import logging
     import os
 
-    from cskpi.console import setup_logging
-    from cskpi.core.daemon import DaemonRunningError
+    from cskpi.commands.console import setup_logging
+    from cskpi.core.store.lease import DaemonRunningError
     from cskpi.scheduler.service import Daemon
 
     if log_format not in ("text", "json"):
@@ -290,7 +290,7 @@ def demo(
     config: ConfigOption = None,
 ) -> None:
     """Run the whole pipeline on the built-in demo helpdesk, in a scratch folder."""
-    from cskpi.console import out, summary_table
+    from cskpi.commands.console import out, summary_table
     from cskpi.core import quickstart
 
     where = folder or quickstart.home() / "demo"
@@ -312,7 +312,7 @@ def demo(
 
 def _demo_summary(path: Path) -> Summary:
     from cskpi.core import quickstart
-    from cskpi.core.db import open_engine
+    from cskpi.core.store.engine import open_engine
 
     engine = open_engine(config_or_fail(path).database)
     try:

@@ -10,7 +10,7 @@ import keyring
 import keyring.backend
 import pytest
 
-from cskpi.core import secrets
+from cskpi.core.config import secrets
 
 # The throwaway PostgreSQL server and the `store_url` fixture (SQLite and PostgreSQL).
 pytest_plugins = ["tests.postgres"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from cskpi.core.db import open_engine
+from cskpi.core.store.engine import open_engine
 
 TEMPLATE = "cskpi_template"
 USER = "cskpi"

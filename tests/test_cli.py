@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from cskpi.cli import app
 from cskpi.connectors import registry
 from cskpi.connectors.base import ConnectorSettings, Page, Stream
-from cskpi.connectors.demo import DemoConnector
-from cskpi.core.secrets import Secret
+from cskpi.connectors.demo.connector import DemoConnector
+from cskpi.core.config.secrets import Secret
 
 runner = CliRunner()
 TOKEN = "s3cr3t-token-value"
@@ -230,7 +230,7 @@ def synced(tmp_path: Path) -> Path:
 def test_kpis_json_has_every_kpi_of_the_contract(tmp_path: Path) -> None:
     import json
 
-    from cskpi.core.config import KPI_KEYS
+    from cskpi.core.config.file import KPI_KEYS
 
     cfg = synced(tmp_path)
     args = ["kpis", "-c", str(cfg), "--from", "2026-10-01", "--to", "2026-11-01"]

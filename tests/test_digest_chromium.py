@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cskpi.core.digest import preview, write_files
-from tests.core.test_digest import AT, HELPDESK, helpdesk
+from cskpi.core.digest.runs import preview, write_files
+from tests.core.digest.test_digest import AT, HELPDESK, helpdesk
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = (

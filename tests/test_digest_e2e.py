@@ -18,12 +18,12 @@ from cskpi.cli import app
 from cskpi.connectors.registry import installed
 from cskpi.core import app as core
 from cskpi.core.clock import FakeClock
-from cskpi.core.config import Config, load_config
-from cskpi.core.db import open_engine
-from cskpi.core.digest import run_digest
-from cskpi.core.kpi_output import value_text
-from cskpi.core.kpis import KpiContext, compute
-from cskpi.core.periods import period_window
+from cskpi.core.config.file import Config, load_config
+from cskpi.core.config.periods import period_window
+from cskpi.core.digest.runs import run_digest
+from cskpi.core.kpis.output import value_text
+from cskpi.core.kpis.report import KpiContext, compute
+from cskpi.core.store.engine import open_engine
 from tests.digest_servers import (
     SLACK_TOKEN,
     SMTP_PASSWORD,

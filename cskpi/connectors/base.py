@@ -131,7 +131,7 @@ class Page:
     moves a stored cursor backwards.
 
     ``rows`` is a fast source's shortcut past ``records``: records already in the store's
-    row form, per record type, each row exactly what ``cskpi.core.db.UPSERTS[type].build``
+    row form, per record type, each row exactly what ``cskpi.core.store.engine.UPSERTS[type].build``
     makes of the record (ids unprefixed, times as integer Unix seconds, tags as JSON text).
     The demo helpdesk makes its rows directly: a million tickets as dataclasses and
     datetimes, only to be taken apart again, would cost more than storing them.

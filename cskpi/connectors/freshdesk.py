@@ -28,7 +28,7 @@ next run asks ``updated_since`` that second (inclusive) and drops the listed ids
 Pacing: one account limiter counts credits against the plan's calls per minute (or
 ``requests_per_minute``) and learns from ``X-RateLimit-Total/-Remaining``; the ticket list has
 its own, lower per-minute budget inside it, and costs 1 credit plus 2 per ``include``. A 429
-waits ``Retry-After``; 5xx and dropped connections are retried (:mod:`cskpi.core.http`).
+waits ``Retry-After``; 5xx and dropped connections are retried (:mod:`cskpi.core.http.client`).
 https://support.freshdesk.com/support/solutions/articles/225439 (limits by plan),
 https://developers.freshdesk.com/api/#ratelimit, https://developers.freshdesk.com/api/#list_all_tickets
 """
@@ -63,9 +63,9 @@ from cskpi.connectors.freshdesk_map import (
 from cskpi.connectors.pagination import NextUrlPaginator, SlidingWindowPaginator
 from cskpi.connectors.rest import StreamSpec, TimeBoundary, fetch_pages, full_list, iso_utc
 from cskpi.core.clock import Clock, SystemClock
-from cskpi.core.http import AuthError, FatalAPIError, HttpClient
-from cskpi.core.ratelimit import FRESHDESK_HEADERS, Budget, RateLimiter
-from cskpi.core.secrets import Secret
+from cskpi.core.config.secrets import Secret
+from cskpi.core.http.client import AuthError, FatalAPIError, HttpClient
+from cskpi.core.http.ratelimit import FRESHDESK_HEADERS, Budget, RateLimiter
 
 log = logging.getLogger("cskpi.freshdesk")
 

@@ -59,9 +59,9 @@ from cskpi.connectors.intercom_map import (
 from cskpi.connectors.pagination import PageParams, Paginator, StartingAfterPaginator, dig
 from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, full_list, unix_seconds
 from cskpi.core.clock import Clock, SystemClock
-from cskpi.core.http import AuthError, FatalAPIError, HttpClient
-from cskpi.core.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter, Slot, header_number
-from cskpi.core.secrets import Secret
+from cskpi.core.config.secrets import Secret
+from cskpi.core.http.client import AuthError, FatalAPIError, HttpClient
+from cskpi.core.http.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter, Slot, header_number
 
 log = logging.getLogger("cskpi.intercom")
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
-from cskpi.core.http import FatalAPIError
+from cskpi.core.http.client import FatalAPIError
 
 log = logging.getLogger("cskpi.pagination")
 

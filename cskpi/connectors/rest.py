@@ -2,7 +2,7 @@
 
 An HTTP connector declares each endpoint as a :class:`StreamSpec` and maps what
 :func:`fetch_pages` yields to :class:`~cskpi.connectors.base.Page` objects. Retries,
-pacing and errors live in :mod:`cskpi.core.http`; paging in
+pacing and errors live in :mod:`cskpi.core.http.client`; paging in
 :mod:`cskpi.connectors.pagination`.
 """
 
@@ -17,7 +17,7 @@ from cskpi.connectors import base
 from cskpi.connectors.base import Page
 from cskpi.connectors.fields import Raw, map_each
 from cskpi.connectors.pagination import PageParams, PaginationError, Paginator, dig
-from cskpi.core.http import HttpClient, decode_json
+from cskpi.core.http.client import HttpClient, decode_json
 
 RawRecord = dict[str, Any]
 Fetched = tuple[list[RawRecord], str | None, dict[str, Any]]

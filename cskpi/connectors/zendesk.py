@@ -61,9 +61,9 @@ from cskpi.connectors.zendesk_map import (
     newest_position,
 )
 from cskpi.core.clock import Clock, SystemClock
-from cskpi.core.http import AuthError, FatalAPIError, HttpClient
-from cskpi.core.ratelimit import ZENDESK_HEADERS, Budget, RateLimiter
-from cskpi.core.secrets import Secret
+from cskpi.core.config.secrets import Secret
+from cskpi.core.http.client import AuthError, FatalAPIError, HttpClient
+from cskpi.core.http.ratelimit import ZENDESK_HEADERS, Budget, RateLimiter
 
 # https://developer.zendesk.com/api-reference/ticketing/ticket-management/incremental_exports/
 EXPORT_BUDGET = Budget(10, 60.0)

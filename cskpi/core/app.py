@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, text
 
 from cskpi.connectors.base import ConnectorFactory
-from cskpi.core import daemon
-from cskpi.core.config import DIMENSIONS, Config
-from cskpi.core.daemon import DaemonInfo
-from cskpi.core.db import open_engine
-from cskpi.core.kpis import KpiContext, Report, compute
-from cskpi.core.periods import Window, explicit_window, parse_instant, period_window
-from cskpi.core.secrets import redact
-from cskpi.core.state import StreamState, all_states
+from cskpi.core.config.file import DIMENSIONS, Config
+from cskpi.core.config.periods import Window, explicit_window, parse_instant, period_window
+from cskpi.core.config.secrets import redact
+from cskpi.core.kpis.report import KpiContext, Report, compute
+from cskpi.core.store import lease as daemon
+from cskpi.core.store.engine import open_engine
+from cskpi.core.store.lease import DaemonInfo
+from cskpi.core.store.sync_state import StreamState, all_states
 from cskpi.core.sync import Source, SyncObserver, SyncReport, run_sync
 
 
@@ -66,7 +66,7 @@ class CheckResult:
 
 def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckResult]:
     """One cheap authenticated call per connector and per digest target."""
-    from cskpi.core.digest import check_targets
+    from cskpi.core.digest.runs import check_targets
 
     results = []
     for source in build_sources(config, types):

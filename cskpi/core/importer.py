@@ -25,9 +25,9 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection, Engine, bindparam, text
 
 from cskpi.connectors import base
-from cskpi.core.db import UPSERTS, upsert_records, write_transaction
-from cskpi.core.periods import parse_instant
-from cskpi.core.schema import to_epoch
+from cskpi.core.config.periods import parse_instant
+from cskpi.core.store.engine import UPSERTS, upsert_records, write_transaction
+from cskpi.core.store.schema import to_epoch
 
 IMPORT_CONNECTOR = "import"
 RATING_COLUMNS = ("id", "kind", "score", "scale_min", "scale_max", "rated_at", "ticket", "agent",

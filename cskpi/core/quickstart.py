@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from cskpi.core.schema import from_epoch
+from cskpi.core.store.schema import from_epoch
 
 DEMO_CONNECTOR = "demo"
 

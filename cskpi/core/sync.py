@@ -26,10 +26,10 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from cskpi.connectors.base import Connector, Page, Stream
-from cskpi.core import state
-from cskpi.core.db import write_transaction
-from cskpi.core.page_store import Planned, store_pages
-from cskpi.core.secrets import redact
+from cskpi.core.config.secrets import redact
+from cskpi.core.store import sync_state as state
+from cskpi.core.store.engine import write_transaction
+from cskpi.core.store.pages import Planned, store_pages
 
 log = logging.getLogger("cskpi.sync")
 

@@ -14,10 +14,10 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import build_sources
-from cskpi.core.config import Config
-from cskpi.core.secrets import redact
+from cskpi.core.config.file import Config
+from cskpi.core.config.secrets import redact
+from cskpi.core.config.timespec import cron_trigger, parse_duration
 from cskpi.core.sync import run_sync
-from cskpi.core.timespec import cron_trigger, parse_duration
 
 log = logging.getLogger("cskpi.run")
 

@@ -25,10 +25,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from cskpi.connectors.base import ConnectorFactory
-from cskpi.core import daemon
-from cskpi.core.config import Config, ConfigError, load_config
-from cskpi.core.db import open_engine
-from cskpi.core.timespec import cron_trigger
+from cskpi.core.config.file import Config, ConfigError, load_config
+from cskpi.core.config.timespec import cron_trigger
+from cskpi.core.store import lease as daemon
+from cskpi.core.store.engine import open_engine
 from cskpi.scheduler.jobs import (
     DigestSender,
     JobSpec,
@@ -49,7 +49,7 @@ def _now() -> datetime:
 
 
 def _send_digest(config: Config, name: str, at: datetime) -> Any:
-    from cskpi.core.digest import run_digest
+    from cskpi.core.digest.runs import run_digest
 
     return run_digest(config, name, at)
 

@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.base import Connector
 from cskpi.core.clock import Clock
-from cskpi.core.db import open_engine
-from cskpi.core.state import all_states
+from cskpi.core.store.engine import open_engine
+from cskpi.core.store.sync_state import all_states
 from cskpi.core.sync import Source, StreamResult, SyncReport, run_sync
 
 TABLES = ("ticket", "message", "rating", "person", "grp", "organization")

@@ -22,8 +22,8 @@ from cskpi.connectors.freshdesk_map import map_rating, map_thread, map_ticket, s
 from cskpi.connectors.pagination import PaginationError, SlidingWindowPaginator
 from cskpi.connectors.rest import TimeBoundary
 from cskpi.core.clock import FakeClock
-from cskpi.core.http import AuthError
-from cskpi.core.ratelimit import Budget, RateLimiter
+from cskpi.core.http.client import AuthError
+from cskpi.core.http.ratelimit import Budget, RateLimiter
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "freshdesk"
 API = "https://acme.freshdesk.com/api/v2"

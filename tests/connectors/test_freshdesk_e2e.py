@@ -16,7 +16,7 @@ import pytest
 
 from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.http import AuthError
+from cskpi.core.http.client import AuthError
 from cskpi.core.sync import Source, run_sync
 from tests.connectors.e2e import (
     TABLES,

@@ -23,7 +23,7 @@ from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
 from cskpi.connectors.intercom import Boundary, IntercomConnector, IntercomSettings
 from cskpi.connectors.intercom_map import map_admin, map_conversation, map_rating, map_ticket
 from cskpi.core.clock import FakeClock
-from cskpi.core.http import AuthError
+from cskpi.core.http.client import AuthError
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "intercom"
 API = "https://api.intercom.io"

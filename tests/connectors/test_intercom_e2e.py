@@ -15,7 +15,7 @@ import pytest
 
 from cskpi.connectors.intercom import IntercomConnector, IntercomSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.http import AuthError
+from cskpi.core.http.client import AuthError
 from tests.connectors.e2e import (
     by_id,
     clean_sync,

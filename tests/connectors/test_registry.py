@@ -4,7 +4,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from cskpi.connectors import registry
-from cskpi.connectors.demo import DemoConnector
+from cskpi.connectors.demo.connector import DemoConnector
 
 
 def test_the_built_in_demo_comes_through_the_entry_point_group() -> None:
@@ -21,9 +21,9 @@ def test_a_broken_or_misnamed_plugin_is_reported_and_left_out(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     eps = [
-        EntryPoint("demo", "cskpi.connectors.demo:DemoConnector", registry.GROUP),
+        EntryPoint("demo", "cskpi.connectors.demo.connector:DemoConnector", registry.GROUP),
         EntryPoint("broken", "cskpi_nonexistent_plugin:Connector", registry.GROUP),
-        EntryPoint("helpdesk", "cskpi.connectors.demo:DemoConnector", registry.GROUP),
+        EntryPoint("helpdesk", "cskpi.connectors.demo.connector:DemoConnector", registry.GROUP),
     ]
     monkeypatch.setattr(registry, "entry_points", lambda group: eps)
     caplog.set_level(logging.WARNING, logger="cskpi")

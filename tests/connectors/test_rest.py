@@ -22,7 +22,7 @@ from cskpi.connectors.pagination import (
 )
 from cskpi.connectors.rest import StreamSpec, fetch_pages, iso_utc, unix_seconds
 from cskpi.core.clock import FakeClock
-from cskpi.core.http import FatalAPIError, HttpClient
+from cskpi.core.http.client import FatalAPIError, HttpClient
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 ZENDESK = "https://z3n-jteitelbaum.zendesk.com/api/v2"

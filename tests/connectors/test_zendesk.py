@@ -27,7 +27,7 @@ from cskpi.connectors.zendesk import (
 )
 from cskpi.connectors.zendesk_map import map_each, map_ticket
 from cskpi.core.clock import FakeClock
-from cskpi.core.http import AuthError, FatalAPIError
+from cskpi.core.http.client import AuthError, FatalAPIError
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "zendesk"
 API = "https://acme.zendesk.com/api/v2"

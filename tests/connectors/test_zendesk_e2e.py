@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
 from cskpi.core.clock import FakeClock
-from cskpi.core.http import AuthError
+from cskpi.core.http.client import AuthError
 from cskpi.core.sync import Source, run_sync
 from tests.connectors.e2e import (
     TABLES,

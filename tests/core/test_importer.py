@@ -6,13 +6,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
-from cskpi.core.db import open_engine, upsert_records, write_transaction
 from cskpi.core.importer import (
     ImportFileError,
     ImportResult,
     import_accounts,
     import_ratings,
 )
+from cskpi.core.store.engine import open_engine, upsert_records, write_transaction
 from tests.fakes import ticket
 
 BERLIN = ZoneInfo("Europe/Berlin")

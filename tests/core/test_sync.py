@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, text
 
-from cskpi.core.db import open_engine
-from cskpi.core.state import StreamState, all_states
+from cskpi.core.store.engine import open_engine
+from cskpi.core.store.sync_state import StreamState, all_states
 from cskpi.core.sync import Source, plan, run_sync
 from tests.fakes import T0, FakeConnector, FakeStream, ticket
 from tests.postgres import new_store

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cskpi.connectors.registry import installed
-from cskpi.core.config import Config, load_config
+from cskpi.core.config.file import Config, load_config
 from cskpi.scheduler.jobs import DEFAULT_EVERY, JobSpec, job_specs, latest_fire_time, owed_digests
 
 BERLIN = ZoneInfo("Europe/Berlin")

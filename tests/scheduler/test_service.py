@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import Engine, text
 
+from cskpi.commands.console import LogProgress
 from cskpi.connectors.registry import installed
-from cskpi.console import LogProgress
-from cskpi.core import daemon
-from cskpi.core.config import Config, load_config
-from cskpi.core.db import open_engine
+from cskpi.core.config.file import Config, load_config
+from cskpi.core.store import lease as daemon
+from cskpi.core.store.engine import open_engine
 from cskpi.core.sync import Source, StreamResult, run_sync
 from cskpi.scheduler.service import Daemon
 from tests.fakes import FakeConnector, FakeStream, ticket

@@ -1,0 +1,54 @@
+"""What every `cskpi` command module shares: the --config and --verbose options, `fail`, and
+loading the config and the installed connector types.
+
+It is apart from ``cli.py`` so that the command groups in ``cli_groups.py`` can use it while
+``cli.py`` imports those groups to join them to the app, without an import cycle. Like the
+commands, it imports nothing heavy at module level, so `cskpi --help` answers at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from cskpi.connectors.base import ConnectorFactory
+    from cskpi.core.config.file import Config
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file. Default: $CSKPI_CONFIG, then ./cskpi.toml.",
+        show_default=False,
+    ),
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    # Plain echo: one unwrapped line, and no markup parsing of "[connectors.x]".
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def installed_types() -> dict[str, ConnectorFactory]:
+    from cskpi.connectors.registry import installed
+
+    return installed()
+
+
+def config_or_fail(path: Path | None, verbose: bool = False) -> Config:
+    """The config at ``path`` (or found the usual way); exit 2 with its error if invalid."""
+    from cskpi.commands.console import setup_logging
+    from cskpi.core.config.file import ConfigError, find_config_path
+    from cskpi.core.config.file import load_config as load
+
+    setup_logging(verbose)
+    try:
+        return load(find_config_path(path), installed_types())
+    except ConfigError as exc:
+        fail(str(exc))

@@ -1,0 +1,259 @@
+"""Rendering for the command line: progress, tables and logging set-up."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cskpi.connectors.base import ConnectorFactory
+from cskpi.core.app import CheckResult, Status
+from cskpi.core.config.secrets import RedactingFilter
+from cskpi.core.kpis.output import detail_text, value_text
+from cskpi.core.kpis.report import Report
+from cskpi.core.quickstart import Summary
+from cskpi.core.store.lease import DaemonInfo
+from cskpi.core.sync import StreamResult, SyncReport
+
+out = Console()
+err = Console(stderr=True)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line for log shippers: time, level, logger, message, and the
+    fields a job run adds (job, seconds, rows, status, error)."""
+
+    FIELDS = ("job", "seconds", "rows", "status", "error")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def setup_logging(verbose: bool = False, json_lines: bool = False) -> None:
+    """Log lines on stderr, secrets redacted; INFO when no terminal shows progress."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if json_lines
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger("cskpi")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
+
+
+class LogProgress:
+    """Sync progress as log lines (cron, CI, files)."""
+
+    log = logging.getLogger("cskpi.sync")
+
+    def stream_started(self, connector: str, stream: str) -> None:
+        self.log.info("%s/%s: started", connector, stream)
+
+    def page_stored(self, result: StreamResult) -> None:
+        self.log.debug("%s/%s: %d rows so far", result.connector, result.stream, result.rows)
+
+    def stream_finished(self, result: StreamResult) -> None:
+        state = f"failed: {result.error}" if result.error else "done"
+        self.log.info(
+            "%s/%s: %s, %d rows in %d pages, %d skipped, up to %s",
+            result.connector, result.stream, state, result.rows, result.pages,
+            result.skipped, when(result.position),
+        )  # fmt: skip
+
+
+class BarProgress:
+    """Sync progress as a live rich display on a terminal."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("{task.fields[rows]:>10,} rows"),
+            TextColumn("[dim]{task.fields[at]}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> BarProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._progress.stop()
+
+    def stream_started(self, connector: str, stream: str) -> None:
+        self._task = self._progress.add_task(f"{connector}/{stream}", total=None, rows=0, at="")
+
+    def page_stored(self, result: StreamResult) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, rows=result.rows, at=when(result.position))
+
+    def stream_finished(self, result: StreamResult) -> None:
+        if self._task is None:
+            return
+        mark = "[red]✗" if result.error else "[green]✓"
+        self._progress.update(
+            self._task,
+            description=f"{mark}[/] {result.connector}/{result.stream}",
+            rows=result.rows,
+            total=1,
+            completed=1,
+        )
+
+
+def sync_report(report: SyncReport) -> None:
+    for s in report.streams:
+        if s.error:
+            err.print(
+                f"[red]✗ {s.connector}/{s.stream}[/]: {s.error}", markup=True, highlight=False
+            )
+    total = sum(s.rows for s in report.streams)
+    skipped = sum(s.skipped for s in report.streams)
+    note = f", {skipped:,} bad records skipped (see log)" if skipped else ""
+    failed = sum(1 for s in report.streams if s.error)
+    outcome = f"{failed} stream(s) failed" if failed else "ok"
+    err.print(f"sync {outcome}: {total:,} rows stored{note}", highlight=False)
+
+
+def status_table(status: Status) -> Table:
+    table = Table(
+        "connector",
+        "stream",
+        "last success",
+        "synced up to",
+        "rows written",
+        "cursor",
+        "last error",
+    )
+    for s in status.streams:
+        cursor = (s.cursor[:24] + "…") if s.cursor and len(s.cursor) > 25 else (s.cursor or "-")
+        table.add_row(
+            s.connector, s.stream, when(s.last_success_at), when(s.position),
+            f"{s.rows:,}", cursor, s.last_error or "",
+        )  # fmt: skip
+    return table
+
+
+def daemon_text(info: DaemonInfo | None, now: datetime) -> str:
+    """Whether `cskpi run` is alive on this database, and when each of its jobs runs next."""
+    if info is None:
+        return "daemon: not running (start it with `cskpi run`)"
+    age = int((now - info.heartbeat_at).total_seconds())
+    state = "running" if info.alive(now) else "NOT RESPONDING"
+    lines = [
+        f"daemon: {state}, pid {info.pid} on {info.host}, since {when(info.started_at)}, "
+        f"last heartbeat {age}s ago"
+    ]
+    lines += [
+        f"  next {job}: {when(at and at.astimezone(UTC))}" for job, at in sorted(info.jobs.items())
+    ]
+    return "\n".join(lines)
+
+
+def stored_table(status: Status) -> Table:
+    table = Table("connector", "tickets", "messages", "ratings", "people", "groups", "orgs")
+    for connector, n in sorted(status.stored.items()):
+        table.add_row(
+            connector,
+            *(
+                f"{n[k]:,}"
+                for k in ("ticket", "message", "rating", "person", "grp", "organization")
+            ),
+        )
+    return table
+
+
+def check_table(results: list[CheckResult]) -> Table:
+    table = Table("connector or digest target", "", "detail")
+    for r in results:
+        table.add_row(r.connector, "[green]✓" if r.ok else "[red]✗", r.detail)
+    return table
+
+
+def summary_table(s: Summary) -> Table:
+    table = Table(title="What the demo sync stored", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    span = f"{when(s.first_created)[:10]} → {when(s.last_created)[:10]}"
+    table.add_row("tickets", f"{s.tickets:,}  (created {span})")
+    table.add_row("by status", _counts(s.by_status))
+    table.add_row("by channel", _counts(s.by_channel))
+    table.add_row("messages", f"{s.messages:,}")
+    table.add_row("ratings", _counts(s.ratings) or "0")
+    table.add_row("people", f"{s.agents:,} agents in {s.groups} groups, {s.customers:,} customers")
+    table.add_row("organizations", f"{s.organizations:,}")
+    return table
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+
+
+def connector_types_table(types: Mapping[str, ConnectorFactory]) -> Table:
+    """Each type with the package that provides it and its config keys."""
+    table = Table("type", "provided by", "config keys")
+    for name, factory in types.items():
+        keys = [
+            f"{key}{'' if field.is_required() else '?'}"
+            for key, field in factory.Settings.model_fields.items()
+            if key != "type"
+        ]
+        table.add_row(name, factory.__module__.split(".")[0], ", ".join(keys))
+    return table
+
+
+def kpi_tables(report: Report) -> list[Table]:
+    """The window's KPIs, then, with --by, one row per group of the headline KPIs."""
+    w = report.window
+    span = f"{w.start.astimezone(w.tz):%Y-%m-%d %H:%M} → {w.end.astimezone(w.tz):%Y-%m-%d %H:%M}"
+    title = f"KPIs {span} ({w.tz}) · {', '.join(report.connectors) or 'no connectors'}"
+    table = Table(title=title, title_justify="left")
+    table.add_column("KPI", no_wrap=True)
+    table.add_column("value", no_wrap=True)
+    table.add_column("detail")
+    for key, entry in report.kpis.items():
+        table.add_row(key, escape(value_text(key, entry)), escape(detail_text(key, entry)))
+    tables = [table]
+    if report.by is not None:
+        board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
+                      title=f"by {report.by.dimension}")  # fmt: skip
+        for g in report.by.groups:
+            board.add_row(escape(g.label), *(value_text(k, g.kpis[k]) for k in _BOARD))
+        tables.append(board)
+    return tables
+
+
+_SHORT = {
+    "tickets_created": "created", "tickets_solved": "solved", "backlog": "backlog",
+    "first_response_time": "first response", "resolution_time": "resolution",
+    "fcr_rate": "FCR", "csat": "CSAT",
+}  # fmt: skip
+_BOARD = tuple(_SHORT)

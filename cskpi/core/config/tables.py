@@ -1,0 +1,210 @@
+"""The models of the config file's own tables: ``[business_hours]``, ``[sla]``, ``[kpis]``,
+``[costs]`` and ``[digests.NAME]`` with its Slack and email targets, and the KPI, period and
+dimension names they accept.
+
+They are apart from ``config.py`` because they say what a valid table holds, while
+``config.py`` reads the file, validates the connector tables against each plugin's own
+``Settings`` and turns any failure into a message naming file, table and key. Import them
+from ``cskpi.core.config.file``, which re-exports them with the top-level :class:`Config`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from typing import Annotated, Literal, Self, get_args
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    model_validator,
+)
+
+from cskpi.core.config.secrets import Secret
+from cskpi.core.config.timespec import (
+    CronExpression,
+    DayHours,
+    Duration,
+    OpenHours,
+    PositiveDuration,
+)
+
+KPI_KEYS: tuple[str, ...] = (
+    "tickets_created", "tickets_solved", "backlog", "backlog_change", "backlog_age",
+    "first_response_time", "first_response_time_business", "response_time",
+    "resolution_time", "resolution_time_business", "fcr_rate", "reopen_rate",
+    "escalation_rate", "sla_first_response", "sla_resolution", "csat", "nps", "ces",
+    "agent_replies_per_solved", "submissions_by_hour", "cost_per_ticket",
+    "cost_revenue_ratio", "churn_rate",
+)  # fmt: skip
+DEFAULT_DIGEST_KPIS: tuple[str, ...] = (
+    "tickets_created", "tickets_solved", "backlog", "first_response_time",
+    "resolution_time", "fcr_rate", "csat", "sla_first_response",
+)  # fmt: skip
+PERIODS: tuple[str, ...] = (
+    "today", "yesterday", "last-7d", "last-30d", "this-week", "last-week", "this-month",
+    "last-month",
+)  # fmt: skip
+
+Dimension = Literal[
+    "agent", "group", "channel", "type", "priority", "tag", "connector", "organization"
+]
+Compare = Literal["previous", "same-period-last-week", "none"]
+DIMENSIONS: tuple[str, ...] = get_args(Dimension)
+
+
+class _Model(BaseModel):
+    """A config table: an unknown key is an error, and a loaded config never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- [business_hours] -------------------------------------------------------------------
+
+
+def _country(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise ValueError("must be a two-letter ISO country code such as US or DE")
+    return value.upper()
+
+
+class BusinessHours(_Model):
+    timezone: ZoneInfo  # defaults to the top-level timezone (filled in by Config)
+    mon: DayHours = ()
+    tue: DayHours = ()
+    wed: DayHours = ()
+    thu: DayHours = ()
+    fri: DayHours = ()
+    sat: DayHours = ()
+    sun: DayHours = ()
+    holidays: tuple[date, ...] = ()
+    country: Annotated[str, AfterValidator(_country)] | None = None
+
+    @model_validator(mode="after")
+    def _some_day_open(self) -> Self:
+        if not any(self.week):
+            raise ValueError('no day has opening hours; give e.g. mon = "09:00-17:00"')
+        return self
+
+    @property
+    def week(self) -> tuple[tuple[OpenHours, ...], ...]:
+        """Opening intervals by weekday, Monday first (``week[date.weekday()]``)."""
+        return (self.mon, self.tue, self.wed, self.thu, self.fri, self.sat, self.sun)
+
+
+# --- [sla], [kpis], [costs] -------------------------------------------------------------
+
+
+class PriorityTargets(_Model):
+    urgent: PositiveDuration | None = None
+    high: PositiveDuration | None = None
+    normal: PositiveDuration | None = None
+    low: PositiveDuration | None = None
+
+    def target(self, priority: str | None) -> timedelta | None:
+        """The target for a normalised priority; ``None`` when there is none."""
+        targets = {"urgent": self.urgent, "high": self.high, "normal": self.normal, "low": self.low}
+        return targets.get(priority) if priority is not None else None
+
+
+class Sla(_Model):
+    first_response: PriorityTargets = PriorityTargets()
+    resolution: PriorityTargets = PriorityTargets()
+    business_hours: bool = False
+
+
+class KpiSettings(_Model):
+    escalation_tags: tuple[str, ...] = ("escalated",)
+
+
+def _currency(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{3}", value):
+        raise ValueError("must be a three-letter ISO currency code such as USD or EUR")
+    return value.upper()
+
+
+class Costs(_Model):
+    monthly_support_cost: NonNegativeFloat
+    monthly_revenue: PositiveFloat | None = None
+    currency: Annotated[str, AfterValidator(_currency)] = "USD"
+
+
+# --- [digests.NAME] ---------------------------------------------------------------------
+
+
+def _kpi_key(value: str) -> str:
+    if value not in KPI_KEYS:
+        raise ValueError(f"unknown KPI; known: {', '.join(KPI_KEYS)}")
+    return value
+
+
+def _period(value: str) -> str:
+    if value in PERIODS or re.fullmatch(r"[1-9]\d*d", value):
+        return value
+    raise ValueError(
+        "must be one of today, yesterday, last-7d, last-30d, Nd (e.g. 14d), "
+        "this-week, last-week, this-month, last-month"
+    )
+
+
+def _address(value: str) -> str:
+    local, at, domain = value.strip().rpartition("@")
+    if not (local and at and domain) or any(c.isspace() for c in value.strip()):
+        raise ValueError("must be an email address")
+    return value.strip()
+
+
+def _smtp_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("must look like smtp://host:587 (STARTTLS) or smtps://host:465")
+    if parts.password is not None:
+        raise ValueError("must not contain a password; put a reference in `password`")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+
+
+class SlackTarget(_Model):
+    webhook_url: Secret | None = None
+    token: Secret | None = None
+    channel: str | None = None
+    base_url: str = "https://slack.com/api/"
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> Self:
+        if (self.webhook_url is None) == (self.token is None):
+            raise ValueError("give either webhook_url, or token and channel")
+        if self.token is not None and not self.channel:
+            raise ValueError('token needs a channel, e.g. channel = "#support"')
+        if self.webhook_url is not None and self.channel is not None:
+            raise ValueError("channel applies to token only; a webhook posts to its own channel")
+        return self
+
+
+class EmailTarget(_Model):
+    to: Annotated[tuple[Address, ...], Field(min_length=1)]
+    smtp_url: Annotated[str, AfterValidator(_smtp_url)]
+    from_: Address = Field(alias="from")
+    username: str | None = None
+    password: Secret | None = None
+
+
+class DigestSettings(_Model):
+    schedule: CronExpression
+    period: Annotated[str, AfterValidator(_period)] = "yesterday"
+    compare: Compare = "previous"
+    kpis: Annotated[tuple[Annotated[str, AfterValidator(_kpi_key)], ...], Field(min_length=1)] = (
+        DEFAULT_DIGEST_KPIS
+    )
+    by: Dimension | None = None
+    slack: SlackTarget | None = None
+    email: EmailTarget | None = None
+    grace: Duration = timedelta(hours=6)

@@ -1,0 +1,352 @@
+"""What a digest says, as data: KPI lines with their change, SLA call-outs, the oldest
+unanswered tickets, a leaderboard and the 14-day series. Rendering is ``digest_render.py``.
+
+Every number comes from the KPI engine (``kpis.compute``) except the 14-day series and the
+unanswered tickets, read here with the engine's own population rules (docs/kpis.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from sqlalchemy import Engine, text
+
+from cskpi.core.config.file import Config, DigestSettings
+from cskpi.core.config.periods import Window, midnight, month_start, period_window
+from cskpi.core.kpis.output import detail_text, duration_text, value_text
+from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
+from cskpi.core.store.schema import from_epoch, to_epoch
+
+Tone = Literal["good", "bad", "neutral"]
+CHART_DAYS = 14
+UNANSWERED_SHOWN = 5
+
+LABELS = {
+    "tickets_created": "Tickets created", "tickets_solved": "Tickets solved",
+    "backlog": "Backlog", "backlog_change": "Backlog change", "backlog_age": "Backlog age",
+    "first_response_time": "First response (median)",
+    "first_response_time_business": "First response, business (median)",
+    "response_time": "Response time (median)", "resolution_time": "Resolution (median)",
+    "resolution_time_business": "Resolution, business (median)",
+    "fcr_rate": "First-contact resolution",
+    "reopen_rate": "Reopen rate", "escalation_rate": "Escalation rate",
+    "sla_first_response": "SLA first response met", "sla_resolution": "SLA resolution met",
+    "csat": "CSAT", "nps": "NPS", "ces": "CES", "agent_replies_per_solved": "Replies per solved",
+    "submissions_by_hour": "Busiest hour", "cost_per_ticket": "Cost per ticket",
+    "cost_revenue_ratio": "Cost / revenue", "churn_rate": "Churn rate",
+}  # fmt: skip
+
+# Which way is better; a KPI not listed (volume, CES whose scale direction varies) is neutral.
+_HIGHER_IS_BETTER = {"tickets_solved", "fcr_rate", "sla_first_response", "sla_resolution",
+                     "csat", "nps"}  # fmt: skip
+_LOWER_IS_BETTER = {"backlog", "backlog_change", "first_response_time",
+                    "first_response_time_business", "response_time", "resolution_time",
+                    "resolution_time_business", "reopen_rate", "escalation_rate",
+                    "agent_replies_per_solved", "cost_per_ticket", "cost_revenue_ratio",
+                    "churn_rate"}  # fmt: skip
+_NO_DELTA = {"backlog_age", "submissions_by_hour"}
+
+
+@dataclass(frozen=True)
+class Delta:
+    arrow: str  # ▲ ▼ or = (unchanged)
+    text: str  # "+12 (+8.1%)", "-18m (-15.0%)", "+2.3 pts"
+    tone: Tone
+
+
+@dataclass(frozen=True)
+class KpiLine:
+    key: str
+    label: str
+    value: str  # "1h 42m", "88.0%", "412"; "-" when null
+    detail: str  # supporting numbers, or why the value is null
+    delta: Delta | None
+    null: bool = False
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    ticket_id: str
+    subject: str
+    age: str
+    priority: str | None
+    overdue: bool  # past its first-response SLA target
+
+
+@dataclass(frozen=True)
+class LeaderRow:
+    label: str
+    solved: str
+    frt: str
+    csat: str
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    dimension: str
+    rows: list[LeaderRow]  # every group, most solved first
+
+
+@dataclass(frozen=True)
+class Series:
+    days: list[date]
+    created: list[int]
+    solved: list[int]
+    backlog: list[int]  # at each day's end (or at the evaluation instant for today)
+
+
+@dataclass(frozen=True)
+class Breaches:
+    first_response: int | None  # None: no [sla] (or nothing due) — see reason
+    resolution: int | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Digest:
+    name: str
+    title: str
+    window: Window
+    compare: Window | None
+    compare_label: str
+    lines: list[KpiLine]
+    breaches: Breaches
+    unanswered: list[Unanswered]
+    unanswered_total: int
+    leaderboard: Leaderboard | None
+    series: Series
+
+
+def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
+    """The digest ``name`` for the window its period gives at ``at``."""
+    settings = config.digests[name]
+    ctx = KpiContext.from_config(config)
+    window = period_window(settings.period, config.timezone, at)
+    report = compute(engine, window, ctx, by=settings.by)
+    compare = compare_window(settings, config.timezone, at)
+    before = compute(engine, compare, ctx).kpis if compare is not None else None
+    # Waiting now, when the digest is read: at ``at``, not at the window's end.
+    shown, total = unanswered(engine, config, at)
+    return Digest(
+        name=name,
+        title=f"{name} digest · {window_label(window)}",
+        window=window,
+        compare=compare,
+        compare_label=f"vs {window_label(compare)}" if compare else "",
+        lines=[kpi_line(k, report.kpis[k], before[k] if before else None) for k in settings.kpis],
+        breaches=_breaches(report.kpis),
+        unanswered=shown,
+        unanswered_total=total,
+        leaderboard=_leaderboard(report),
+        series=series(engine, window),
+    )
+
+
+# --- windows ----------------------------------------------------------------------------
+
+
+def compare_window(settings: DigestSettings, tz: ZoneInfo, at: datetime) -> Window | None:
+    """The same period evaluated one period earlier (``previous``: yesterday vs the day
+    before, this-month-to-date vs last month to the same day) or 7 days earlier."""
+    if settings.compare == "none":
+        return None
+    if settings.compare == "same-period-last-week":
+        return period_window(settings.period, tz, at - timedelta(days=7))
+    return period_window(settings.period, tz, _one_period_back(settings.period, tz, at))
+
+
+def _one_period_back(period: str, tz: ZoneInfo, at: datetime) -> datetime:
+    local = at.astimezone(tz)
+    if period.endswith("month"):
+        first = month_start(local.date(), 1)
+        last_day = (month_start(local.date()) - timedelta(days=1)).day
+        day = first.replace(day=min(local.day, last_day))
+        moment = datetime.combine(day, local.time(), tz)
+    else:
+        days = {"today": 1, "yesterday": 1, "this-week": 7, "last-week": 7}.get(period)
+        span = days if days is not None else int(period.removeprefix("last-")[:-1])
+        moment = datetime.combine(local.date() - timedelta(days=span), local.time(), tz)
+    return moment.astimezone(at.tzinfo)
+
+
+def window_label(w: Window) -> str:
+    first = w.start.astimezone(w.tz)
+    last = (w.end - timedelta(microseconds=1)).astimezone(w.tz)
+    if first.date() == last.date():
+        return first.strftime("%a %d %b %Y").replace(" 0", " ")
+    return f"{first:%d %b} to {last:%d %b %Y}".replace(" 0", " ").lstrip("0")
+
+
+# --- KPI lines --------------------------------------------------------------------------
+
+
+def kpi_line(key: str, entry: Entry, before: Entry | None) -> KpiLine:
+    null = entry["value"] is None
+    return KpiLine(
+        key=key,
+        label=LABELS.get(key, key),
+        value=value_text(key, entry),
+        detail=str(entry.get("reason", "")) if null else detail_text(key, entry),
+        delta=None if before is None else delta(key, entry, before),
+        null=null,
+    )
+
+
+def tone(key: str, change: float) -> Tone:
+    if change == 0 or (key not in _HIGHER_IS_BETTER and key not in _LOWER_IS_BETTER):
+        return "neutral"
+    return "good" if (change > 0) == (key in _HIGHER_IS_BETTER) else "bad"
+
+
+def delta(key: str, now: Entry, before: Entry) -> Delta | None:
+    """The change against the comparison window; None when either side is null."""
+    a, b = now["value"], before["value"]
+    if key in _NO_DELTA or a is None or b is None:
+        return None
+    change = float(a) - float(b)
+    arrow = "=" if change == 0 else ("▲" if change > 0 else "▼")
+    return Delta(arrow, _change_text(now["unit"], key, change, float(b)), tone(key, change))
+
+
+def _change_text(unit: str, key: str, change: float, before: float) -> str:
+    if unit == "%":
+        return f"{change:+.1f} pts"
+    if unit == "s":
+        size = duration_text(abs(change))
+        head = f"{'+' if change > 0 else '-' if change < 0 else '±'}{size}"
+    elif unit == "count":
+        head = f"{round(change):+,}"
+    elif key == "nps":
+        head = f"{change:+.1f}"
+    else:
+        head = f"{change:+,.2f}"
+    if before == 0 or change == 0:
+        return head if change else "±0"
+    return f"{head} ({100 * change / abs(before):+.1f}%)"
+
+
+def _breaches(kpis: dict[str, Entry]) -> Breaches:
+    counts: list[int | None] = []
+    reasons = []
+    for key in ("sla_first_response", "sla_resolution"):
+        entry = kpis[key]
+        if entry["value"] is None:
+            counts.append(None)
+            reasons.append(str(entry.get("reason", "")))
+        else:
+            counts.append(int(entry["denominator"]) - int(entry["numerator"]))
+    reason = next((r for r in reasons if r), "")
+    return Breaches(counts[0], counts[1], reason)
+
+
+def _leaderboard(report: Report) -> Leaderboard | None:
+    if report.by is None:
+        return None
+    groups = sorted(
+        report.by.groups,
+        key=lambda g: (-(g.kpis["tickets_solved"]["value"] or 0), g.label.casefold()),
+    )
+    rows = [
+        LeaderRow(
+            label="(unassigned)" if g.key is None and report.by.dimension == "agent" else g.label,
+            solved=value_text("tickets_solved", g.kpis["tickets_solved"]),
+            frt=value_text("first_response_time", g.kpis["first_response_time"]),
+            csat=value_text("csat", g.kpis["csat"]),
+        )
+        for g in groups
+    ]
+    return Leaderboard(report.by.dimension, rows)
+
+
+# --- what the KPI engine does not give: unanswered tickets, the daily series ------------
+
+
+def unanswered(engine: Engine, config: Config, at: datetime) -> tuple[list[Unanswered], int]:
+    """The oldest tickets with no first reply at ``at`` (and not solved by then), and how
+    many there are; judged from the stored timestamps, so a past ``at`` is reproducible."""
+    where = (
+        "FROM ticket WHERE NOT deleted AND created_at < :at "
+        "AND (first_reply_at IS NULL OR first_reply_at >= :at) "
+        "AND (COALESCE(first_solved_at, solved_at) IS NULL OR "
+        "COALESCE(first_solved_at, solved_at) >= :at)"
+    )
+    params = {"at": to_epoch(at), "n": UNANSWERED_SHOWN}
+    with engine.connect() as conn:
+        total = int(conn.execute(text(f"SELECT COUNT(*) {where}"), params).scalar_one())
+        rows = conn.execute(
+            text(
+                f"SELECT id, subject, created_at, priority {where} ORDER BY created_at, id LIMIT :n"
+            ),
+            params,
+        ).all()
+    return [_unanswered_row(config, at, *row) for row in rows], total
+
+
+def _unanswered_row(
+    config: Config, at: datetime, ticket_id: str, subject: str | None, created: int, prio: Any
+) -> Unanswered:
+    started = from_epoch(created)
+    assert started is not None
+    return Unanswered(
+        ticket_id=ticket_id,
+        subject=subject or "(no subject)",
+        age=duration_text((at - started).total_seconds()),
+        priority=prio,
+        overdue=_overdue(config, prio, started, at),
+    )
+
+
+def _overdue(config: Config, priority: str | None, created: datetime, at: datetime) -> bool:
+    target = config.sla.first_response.target(priority) if config.sla else None
+    if target is None or config.sla is None:
+        return False
+    if config.sla.business_hours and config.business_hours is not None:
+        calendar = KpiContext.from_config(config).business
+        assert calendar is not None
+        return calendar.seconds(created, at) > target.total_seconds()
+    return at - created > target
+
+
+def series(engine: Engine, window: Window) -> Series:
+    """Created, solved and end-of-day backlog for the 14 local days ending with the
+    window's last day, with the KPI engine's rules for each (docs/kpis.md)."""
+    last = (window.end - timedelta(microseconds=1)).astimezone(window.tz).date()
+    days = [last - timedelta(days=i) for i in range(CHART_DAYS - 1, -1, -1)]
+    bounds = [midnight(d, window.tz) for d in days] + [
+        midnight(last + timedelta(days=1), window.tz)
+    ]
+    bounds[-1] = min(bounds[-1], window.end)
+    edges = np.array([to_epoch(b) for b in bounds], dtype=np.float64)
+    with engine.connect() as conn:
+        created = _column(conn, "SELECT created_at FROM ticket WHERE NOT deleted "
+                          "AND created_at >= :s AND created_at < :e", edges)  # fmt: skip
+        solved = _column(conn, "SELECT solved_at FROM ticket WHERE NOT deleted AND "
+                         "status IN ('solved', 'closed') AND solved_at >= :s AND solved_at < :e",
+                         edges)  # fmt: skip
+        backlog = [_backlog_at(conn, b, window) for b in bounds[1:]]
+    return Series(days, _per_day(created, edges), _per_day(solved, edges), backlog)
+
+
+def _column(conn: Any, sql: str, edges: Any) -> Any:
+    rows = conn.execute(text(sql), {"s": int(edges[0]), "e": int(edges[-1])}).all()
+    return np.array([r[0] for r in rows], dtype=np.float64)
+
+
+def _per_day(stamps: Any, edges: Any) -> list[int]:
+    counts, _ = np.histogram(stamps, bins=edges)
+    return [int(c) for c in counts]
+
+
+def _backlog_at(conn: Any, end: datetime, window: Window) -> int:
+    # The backlog KPI's rule: the live status when the end is the evaluation instant.
+    if end >= window.now:
+        sql = "t.status IN ('new', 'open', 'pending', 'on_hold')"
+    else:
+        sql = ("(COALESCE(t.first_solved_at, t.solved_at) IS NULL "
+               "OR COALESCE(t.first_solved_at, t.solved_at) >= :e)")  # fmt: skip
+    query = f"SELECT COUNT(*) FROM ticket t WHERE NOT t.deleted AND t.created_at < :e AND {sql}"  # noqa: S608
+    return int(conn.execute(text(query), {"e": to_epoch(end)}).scalar_one())

@@ -1,0 +1,187 @@
+"""A digest as plain text (``--dry-run``, the email's text part), as a Slack Block Kit
+message, and as the email's HTML (``cskpi/templates/digest.html.j2``).
+
+Block Kit limits, https://docs.slack.dev/reference/block-kit/blocks : at most 50 blocks per
+message, a section's text at most 3000 characters, a header's at most 150. The leaderboard
+is cut to its top rows and every text is clipped, so no number of agents breaks a limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cskpi.core.digest.chart import sparklines
+from cskpi.core.digest.content import Delta, Digest, KpiLine
+
+MAX_BLOCKS = 50
+MAX_SECTION = 3000
+MAX_HEADER = 150
+LEADERBOARD_ROWS = 10
+EMAIL_LEADERBOARD_ROWS = 25
+_TONE_WORD = {"good": "better", "bad": "worse", "neutral": ""}
+_TONE_EMOJI = {"good": ":large_green_circle:", "bad": ":red_circle:", "neutral": ":white_circle:"}
+TONE_COLOUR = {"good": "#1a7f37", "bad": "#cf222e", "neutral": "#57606a"}
+
+Block = dict[str, Any]
+
+
+def subject(d: Digest) -> str:
+    return f"[cskpi] {d.title}"
+
+
+def delta_text(delta: Delta | None) -> str:
+    if delta is None:
+        return ""
+    word = _TONE_WORD[delta.tone]
+    return f"{delta.arrow} {delta.text}" + (f" ({word})" if word else "")
+
+
+# --- plain text -------------------------------------------------------------------------
+
+
+def text(d: Digest) -> str:
+    """The whole digest as plain text: the dry run and the email's text/plain part."""
+    out = [d.title + (f"  ({d.compare_label})" if d.compare_label else ""), ""]
+    width = max(len(line.label) for line in d.lines)
+    for line in d.lines:
+        tail = line.detail if line.null else delta_text(line.delta)
+        out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}".rstrip())
+    out += ["", sla_text(d), *unanswered_lines(d)]
+    if d.leaderboard is not None:
+        out += ["", *leaderboard_lines(d, EMAIL_LEADERBOARD_ROWS)]
+    out += ["", "Last 14 days"]
+    out += [f"  {label:<8} {spark}  {ends}" for label, spark, ends in sparklines(d.series)]
+    return "\n".join(out) + "\n"
+
+
+def sla_text(d: Digest) -> str:
+    b = d.breaches
+    if b.first_response is None and b.resolution is None:
+        return f"SLA breaches: none to report ({b.reason})"
+    parts = [
+        f"{n:,} {what}"
+        for n, what in ((b.first_response, "first response"), (b.resolution, "resolution"))
+        if n is not None
+    ]
+    return "SLA breaches: " + ", ".join(parts)
+
+
+def unanswered_lines(d: Digest) -> list[str]:
+    if d.unanswered_total == 0:
+        return ["No ticket is waiting for a first reply."]
+    head = f"Waiting for a first reply: {d.unanswered_total:,}; oldest:"
+    rows = [
+        f"  {u.age:>7}  {(u.priority or '-'):<7} {u.ticket_id}  {u.subject}"
+        + ("  (SLA breached)" if u.overdue else "")
+        for u in d.unanswered
+    ]
+    return [head, *rows]
+
+
+def leaderboard_lines(d: Digest, limit: int) -> list[str]:
+    board = d.leaderboard
+    assert board is not None
+    shown = board.rows[:limit]
+    width = min(max([len(r.label) for r in shown] + [len(board.dimension)]), 28)
+    lines = [f"{board.dimension.capitalize():<{width}}  {'solved':>6}  {'FRT':>8}  {'CSAT':>6}"]
+    lines += [
+        f"{_clip(r.label, width):<{width}}  {r.solved:>6}  {r.frt:>8}  {r.csat:>6}" for r in shown
+    ]
+    if len(board.rows) > limit:
+        lines.append(f"… and {len(board.rows) - limit:,} more (cskpi kpis --by {board.dimension})")
+    return lines
+
+
+def _clip(value: str, size: int) -> str:
+    return value if len(value) <= size else value[: size - 1] + "…"
+
+
+# --- Slack Block Kit --------------------------------------------------------------------
+
+
+def _escape(value: str) -> str:
+    # https://docs.slack.dev/messaging/formatting-message-text#escaping
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _section(markdown: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(markdown, MAX_SECTION)}}
+
+
+def _context(markdown: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(markdown, 3000)}]}
+
+
+def _kpi_markdown(line: KpiLine) -> str:
+    head = f"*{line.label}*  `{line.value}`"
+    if line.null:
+        return f"{head}  _{_escape(line.detail)}_"
+    if line.delta is None:
+        return head
+    return f"{head}  {_TONE_EMOJI[line.delta.tone]} {line.delta.arrow} {line.delta.text}"
+
+
+def _packed(lines: list[str]) -> list[Block]:
+    """Lines packed into as few sections as the 3000-character limit allows."""
+    blocks, current = [], ""
+    for line in lines:
+        if current and len(current) + 1 + len(line) > MAX_SECTION:
+            blocks.append(_section(current))
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    return [*blocks, _section(current)] if current else blocks
+
+
+def blocks(d: Digest, *, sparkline: bool) -> list[Block]:
+    """The Block Kit message; ``sparkline`` puts the chart in as text (webhooks)."""
+    out: list[Block] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(d.title, MAX_HEADER)}},
+    ]
+    if d.compare_label:
+        out.append(_context(f"Changes {_escape(d.compare_label)}"))
+    out += _packed([_kpi_markdown(line) for line in d.lines])
+    out += [{"type": "divider"}, _section(f"*{_escape(sla_text(d))}*"), _unanswered_block(d)]
+    if d.leaderboard is not None:
+        rows = "\n".join(leaderboard_lines(d, LEADERBOARD_ROWS))
+        out.append(_section(f"*Leaderboard*\n```{_escape(rows)}```"))
+    if sparkline:
+        spark = "\n".join(f"{lbl:<8} {s}  {ends}" for lbl, s, ends in sparklines(d.series))
+        out.append(_section(f"*Last 14 days*\n```{spark}```"))
+    return out[:MAX_BLOCKS]
+
+
+def _unanswered_block(d: Digest) -> Block:
+    lines = unanswered_lines(d)
+    if len(lines) == 1:
+        return _section(_escape(lines[0]))
+    return _section(f"*{_escape(lines[0])}*\n```{_escape(chr(10).join(lines[1:]))}```")
+
+
+def slack_message(d: Digest, *, sparkline: bool) -> dict[str, Any]:
+    """``text`` is the notification and screen-reader fallback for the blocks."""
+    return {"text": _clip(subject(d), 3000), "blocks": blocks(d, sparkline=sparkline)}
+
+
+# --- HTML -------------------------------------------------------------------------------
+
+
+def html(d: Digest, image_src: str | None) -> str:
+    """The email's HTML; ``image_src`` is ``cid:…`` in a mail, a file name when inspected."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cskpi.core.digest", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    template = env.get_template("digest.html.j2")
+    return template.render(
+        d=d,
+        sla=sla_text(d),
+        unanswered_head=unanswered_lines(d)[0],
+        colour=TONE_COLOUR,
+        image_src=image_src,
+        leaderboard=d.leaderboard.rows if d.leaderboard else [],
+        spark=sparklines(d.series),
+        leaderboard_rows=EMAIL_LEADERBOARD_ROWS,
+    )

@@ -1,0 +1,306 @@
+"""Sending a digest exactly once per (digest, window, target), recorded in ``digest_run``.
+
+``run_digest`` is what both `cskpi digest` and the scheduler call. Before a target is sent
+to, its row is claimed in one write transaction (status ``sending``, ``sent_at`` = the claim
+time); the send then marks it ``sent`` or ``failed``. So a second run, or a scheduler and a
+manual run at once, find the claim and skip; a failed target is tried again by the next run;
+one target failing does not stop the other. A claim left ``sending`` by a process that died
+mid-send is taken over after :data:`STALE_CLAIM` (a digest may then be sent twice rather
+than never: the crash may have come before the post).
+
+The engine: pass one (the scheduler does), or ``run_digest`` opens ``config.database`` and
+disposes of it before returning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import Engine, text
+
+from cskpi.core.clock import Clock
+from cskpi.core.config.file import Config, DigestSettings, EmailTarget, SlackTarget
+from cskpi.core.config.periods import Window, period_window
+from cskpi.core.config.secrets import redact
+from cskpi.core.digest import render
+from cskpi.core.digest.chart import chart_png
+from cskpi.core.digest.content import Digest, build, window_label
+from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.schema import to_epoch
+
+if TYPE_CHECKING:
+    from cskpi.core.digest.notify import Chart  # slack_sdk and smtplib load only when sending
+
+log = logging.getLogger("cskpi.digest")
+STALE_CLAIM = timedelta(minutes=15)
+Status = Literal["sent", "skipped", "failed"]
+Target = SlackTarget | EmailTarget
+
+
+class UnknownDigestError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target: str  # "slack" or "email"
+    status: Status
+    error: str | None = None  # redacted; for "sent", a warning (a chart that did not upload)
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    digest: str
+    window: Window
+    targets: list[TargetResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(t.status != "failed" for t in self.targets)
+
+    def summary(self) -> str:
+        """One line per target, for the command line."""
+        head = f"digest {self.digest} ({window_label(self.window)})"
+        if not self.targets:
+            return f"{head}: no slack or email target configured; nothing sent (try --dry-run)"
+        notes = {"skipped": "already sent for this window; --force sends it again"}
+        return "\n".join(
+            f"{head}: {t.target} {t.status}"
+            + (f": {t.error}" if t.error else f" ({notes[t.status]})" if t.status in notes else "")
+            for t in self.targets
+        )
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything a digest turns into, for sending or for inspection (``--out``)."""
+
+    digest: Digest
+    text: str
+    png: bytes
+    webhook_message: dict[str, Any]
+    api_message: dict[str, Any]
+
+    def html(self, image_src: str | None) -> str:
+        return render.html(self.digest, image_src)
+
+    @property
+    def chart(self) -> Chart:
+        from cskpi.core.digest.notify import Chart
+
+        name = f"cskpi-{self.digest.name}-{self.digest.window.start:%Y%m%d}.png"
+        return Chart(self.png, name, f"{self.digest.title}: last 14 days")
+
+
+def settings_of(config: Config, name: str) -> DigestSettings:
+    if name not in config.digests:
+        configured = ", ".join(config.digests) or "none"
+        raise UnknownDigestError(
+            f"no digest named {name!r} in {config.path.name}; configured: {configured}"
+        )
+    return config.digests[name]
+
+
+def targets_of(settings: DigestSettings) -> list[tuple[str, Target]]:
+    pairs: list[tuple[str, Target | None]] = [("slack", settings.slack), ("email", settings.email)]
+    return [(name, target) for name, target in pairs if target is not None]
+
+
+def render_digest(engine: Engine, config: Config, name: str, at: datetime) -> Rendered:
+    settings_of(config, name)
+    digest = build(engine, config, name, at)
+    return Rendered(
+        digest=digest,
+        text=render.text(digest),
+        png=chart_png(digest.series),
+        webhook_message=render.slack_message(digest, sparkline=True),
+        api_message=render.slack_message(digest, sparkline=False),
+    )
+
+
+@contextmanager
+def _engine(config: Config, engine: Engine | None) -> Iterator[Engine]:
+    if engine is not None:
+        yield engine
+        return
+    own = open_engine(config.database)
+    try:
+        yield own
+    finally:
+        own.dispose()
+
+
+def preview(config: Config, name: str, at: datetime, engine: Engine | None = None) -> Rendered:
+    """The digest as it would be sent, without sending or recording anything."""
+    with _engine(config, engine) as eng:
+        return render_digest(eng, config, name, at)
+
+
+def run_digest(
+    config: Config,
+    name: str,
+    at: datetime,
+    *,
+    force: bool = False,
+    clock: Clock | None = None,
+    engine: Engine | None = None,
+) -> DigestResult:
+    """Send digest ``name`` for the window its period gives at ``at`` to each target not yet
+    sent to for that window (every target with ``force``)."""
+    settings = settings_of(config, name)
+    window = period_window(settings.period, config.timezone, at)
+    with _engine(config, engine) as eng:
+        runs = _Runs(eng, name, window, clock)
+        claimed = [(t, target) for t, target in targets_of(settings) if runs.claim(t, force)]
+        skipped = [TargetResult(t, "skipped") for t, _ in targets_of(settings)
+                   if t not in dict(claimed)]  # fmt: skip
+        if not claimed:
+            return DigestResult(name, window, skipped)
+        try:
+            rendered = render_digest(eng, config, name, at)
+        except Exception as exc:
+            error = redact(f"digest {name}: could not be built: {type(exc).__name__}: {exc}")
+            for t, _ in claimed:
+                runs.finish(t, "failed", error)
+            return DigestResult(name, window, [*skipped, *(TargetResult(t, "failed", error)
+                                                          for t, _ in claimed)])  # fmt: skip
+        sent = [_deliver(runs, name, t, target, rendered, clock) for t, target in claimed]
+    return DigestResult(name, window, _in_order(settings, [*skipped, *sent]))
+
+
+def _in_order(settings: DigestSettings, results: list[TargetResult]) -> list[TargetResult]:
+    order = [t for t, _ in targets_of(settings)]
+    return sorted(results, key=lambda r: order.index(r.target))
+
+
+def _deliver(
+    runs: _Runs, name: str, t: str, target: Target, rendered: Rendered, clock: Clock | None
+) -> TargetResult:
+    where = f"digest {name}, {t}"
+    try:
+        warning = _send(where, target, rendered, clock)
+    except Exception as exc:  # one target failing must not stop the other
+        # Stored and returned without the digest and target: the row and result carry them.
+        shown = (
+            str(exc) if type(exc).__name__ == "DeliveryError" else f"{type(exc).__name__}: {exc}"
+        )
+        error = redact(shown.removeprefix(f"{where}: "))
+        log.error("%s: %s", where, error)
+        runs.finish(t, "failed", error)
+        return TargetResult(t, "failed", error)
+    if warning:
+        warning = warning.removeprefix(f"{where}: ")
+        log.warning("%s: %s", where, warning)
+    runs.finish(t, "sent", warning)
+    log.info("%s: sent for %s", where, rendered.digest.window.start.isoformat())
+    return TargetResult(t, "sent", warning)
+
+
+def _send(where: str, target: Target, rendered: Rendered, clock: Clock | None) -> str | None:
+    from cskpi.core.digest import notify
+
+    if isinstance(target, EmailTarget):
+        msg = notify.email_message(
+            target, render.subject(rendered.digest), rendered.text,
+            partial(render.html, rendered.digest), rendered.chart,
+        )  # fmt: skip
+        return notify.send_email(where, target, msg)
+    if target.webhook_url is not None:
+        notify.post_webhook(where, target, rendered.webhook_message, clock)
+        return None
+    return notify.post_api(where, target, rendered.api_message, rendered.chart, clock)
+
+
+def check_targets(config: Config) -> list[tuple[str, bool, str]]:
+    """(``digest NAME: target``, ok, detail) for every digest target: one cheap
+    authenticated call each (SPEC §1 `cskpi check`)."""
+    from cskpi.core.digest import notify
+
+    results = []
+    for name, settings in config.digests.items():
+        for t, target in targets_of(settings):
+            where = f"digest {name}: {t}"
+            try:
+                if isinstance(target, EmailTarget):
+                    detail = notify.check_email(where, target)
+                elif target.webhook_url is not None:
+                    detail = notify.check_webhook(where, target)
+                else:
+                    detail = notify.check_api(where, target)
+            except Exception as exc:
+                results.append((where, False, redact(f"{type(exc).__name__}: {exc}")))
+            else:
+                results.append((where, True, detail))
+    return results
+
+
+# --- digest_run -------------------------------------------------------------------------
+
+
+class _Runs:
+    """The ``digest_run`` rows of one digest and window."""
+
+    def __init__(self, engine: Engine, name: str, window: Window, clock: Clock | None) -> None:
+        self.engine, self.clock = engine, clock
+        self.key = {"d": name, "f": to_epoch(window.start), "t": to_epoch(window.end)}
+
+    def _now(self) -> int:
+        wall = self.clock.wall() if self.clock else datetime.now(UTC).timestamp()
+        return int(wall)
+
+    def claim(self, target: str, force: bool) -> bool:
+        """Take the row for ``target``; False when it is sent, or being sent right now."""
+        now = self._now()
+        sql = (
+            "INSERT INTO digest_run (digest, window_from, window_to, target, sent_at, status, "
+            "error) VALUES (:d, :f, :t, :target, :now, 'sending', NULL) "
+            "ON CONFLICT (digest, window_from, window_to, target) DO UPDATE SET "
+            "status = 'sending', sent_at = :now, error = NULL WHERE :force OR "
+            "digest_run.status = 'failed' OR (digest_run.status = 'sending' "
+            "AND digest_run.sent_at < :stale)"
+        )
+        params = {**self.key, "target": target, "now": now, "force": force,
+                  "stale": now - int(STALE_CLAIM.total_seconds())}  # fmt: skip
+        with write_transaction(self.engine) as conn:
+            return conn.execute(text(sql), params).rowcount == 1
+
+    def finish(self, target: str, status: str, error: str | None) -> None:
+        sql = (
+            "UPDATE digest_run SET status = :status, sent_at = :at, error = :error "
+            "WHERE digest = :d AND window_from = :f AND window_to = :t AND target = :target"
+        )
+        at = self._now() if status == "sent" else None
+        params = {**self.key, "target": target, "status": status, "at": at, "error": error}
+        with write_transaction(self.engine) as conn:
+            conn.execute(text(sql), params)
+
+
+def write_files(rendered: Rendered, folder: Path) -> list[Path]:
+    """The digest for inspection: Block Kit JSON (as posted with a token and with a webhook),
+    the email's HTML (its image beside it), the PNG and the plain text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"digest-{rendered.digest.name}"
+    png = folder / f"{stem}.png"
+    files = {
+        folder / f"{stem}.slack.json": json.dumps(
+            rendered.api_message, indent=2, ensure_ascii=False
+        ),
+        folder / f"{stem}.webhook.json": json.dumps(
+            rendered.webhook_message, indent=2, ensure_ascii=False
+        ),
+        folder / f"{stem}.html": rendered.html(png.name),
+        folder / f"{stem}.txt": rendered.text,
+    }
+    for path, content in files.items():
+        path.write_text(content + ("" if content.endswith("\n") else "\n"), encoding="utf-8")
+    png.write_bytes(rendered.png)
+    return [*files, png]

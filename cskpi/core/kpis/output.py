@@ -1,0 +1,150 @@
+"""A KPI report as SPEC §5 JSON, as CSV, and as display text. Rounding happens here only:
+the report itself holds exact numbers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from cskpi.core.kpis.report import Entry, Report
+
+# Decimal places per field of an entry, by unit; fields not listed are kept as they are.
+_PLACES: dict[str, dict[str, int]] = {
+    "s": {"value": 1, "median": 1, "p90": 1, "mean": 1},
+    "%": {"value": 1, "mean": 3, "cost": 2, "revenue": 2},
+    "score": {"value": 2, "top2": 1},
+    "ratio": {"value": 2},
+}
+_MONEY = {"value": 2, "cost": 2}
+
+
+def rounded(key: str, entry: Entry) -> Entry:
+    places = _PLACES.get(entry["unit"], _MONEY if key == "cost_per_ticket" else {})
+    if key == "nps":
+        places = {"value": 1}
+    return {
+        field: round(v, places[field]) if field in places and isinstance(v, float) else v
+        for field, v in entry.items()
+    }
+
+
+def _kpis(kpis: dict[str, Entry]) -> dict[str, Entry]:
+    return {key: rounded(key, entry) for key, entry in kpis.items()}
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    w = report.window
+    doc: dict[str, Any] = {
+        "window": {
+            "from": w.start.astimezone(w.tz).isoformat(),
+            "to": w.end.astimezone(w.tz).isoformat(),
+            "timezone": str(w.tz),
+        },
+        "connectors": report.connectors,
+        "kpis": _kpis(report.kpis),
+    }
+    if report.by is not None:
+        doc["by"] = {
+            "dimension": report.by.dimension,
+            "groups": [
+                {"key": g.key, "label": g.label, "kpis": _kpis(g.kpis)} for g in report.by.groups
+            ],
+        }
+    return doc
+
+
+def json_text(report: Report) -> str:
+    return json.dumps(to_json(report), indent=2, ensure_ascii=False)
+
+
+_CSV_FIELDS = ("dimension", "key", "label", "kpi", "value", "unit", "n", "median", "p90",
+               "mean", "numerator", "denominator", "reason")  # fmt: skip
+
+
+def csv_text(report: Report) -> str:
+    """One row per group x KPI; the first block (empty dimension) is the whole window."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    blocks: list[tuple[str, str | None, str, dict[str, Entry]]] = [("", None, "all", report.kpis)]
+    if report.by is not None:
+        blocks += [(report.by.dimension, g.key, g.label, g.kpis) for g in report.by.groups]
+    for dimension, key, label, kpis in blocks:
+        for name, entry in _kpis(kpis).items():
+            value = entry["value"]
+            row = {**entry, "dimension": dimension, "key": key or "", "label": label, "kpi": name}
+            row["value"] = json.dumps(value) if isinstance(value, dict | list) else value
+            row["n"] = entry.get("n", entry.get("tickets_solved", ""))
+            writer.writerow(row)
+    return out.getvalue()
+
+
+def duration_text(seconds: float | None) -> str:
+    """``1h 42m`` style; seconds only under a minute; days past 48 hours."""
+    if seconds is None:
+        return "-"
+    sign, s = ("-" if seconds < 0 else ""), abs(round(seconds))
+    days, rest = divmod(s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if s < 60:
+        return f"{sign}{secs}s"
+    if s < 3600:
+        return f"{sign}{minutes}m {secs:02d}s" if secs else f"{sign}{minutes}m"
+    if s < 48 * 3600:
+        return f"{sign}{days * 24 + hours}h {minutes:02d}m"
+    return f"{sign}{days}d {hours:02d}h"
+
+
+def value_text(key: str, entry: Entry) -> str:
+    """The headline figure as a person reads it."""
+    value, unit = entry["value"], entry["unit"]
+    if value is None:
+        return "-"
+    if unit == "s":
+        return duration_text(value)
+    if unit == "%":
+        return f"{value:.1f}%"
+    if key == "backlog_age":
+        return " / ".join(f"{v:,}" for v in value.values())
+    if key == "submissions_by_hour":
+        return _busiest(value)
+    if unit == "count":
+        return f"{value:,}"
+    if key == "nps":
+        return f"{value:+.1f}"
+    return f"{value:,.2f}" + (f" {unit}" if key == "cost_per_ticket" else "")
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _busiest(matrix: list[list[int]]) -> str:
+    count, day, hour = max((n, d, h) for d, row in enumerate(matrix) for h, n in enumerate(row))
+    return f"busiest {_DAYS[day]} {hour:02d}:00 ({count:,})" if count else "-"
+
+
+def detail_text(key: str, entry: Entry) -> str:
+    """The supporting numbers: p90 and n, numerator/denominator, or the reason for null."""
+    if entry["value"] is None:
+        return str(entry.get("reason", ""))
+    if key == "backlog_age":
+        return "age " + " / ".join(entry["value"])
+    if entry["unit"] == "s":
+        p90, mean = duration_text(entry["p90"]), duration_text(entry["mean"])
+        return f"p90 {p90}, mean {mean}, n {entry['n']:,}"
+    if "denominator" in entry:
+        return f"{entry['numerator']:,} / {entry['denominator']:,}"
+    if key == "csat":
+        return f"{entry['numerator']:,} of {entry['n']:,} positive, mean {entry['mean']:.2f}"
+    if key == "nps":
+        return f"n {entry['n']:,}: {entry['promoters']} promoters, {entry['detractors']} detractors"
+    if key == "ces":
+        return f"n {entry['n']:,}, top two boxes {entry['top2']:.1f}%"
+    if key == "cost_per_ticket":
+        return f"cost {entry['cost']:,.2f} over {entry['tickets_solved']:,} solved"
+    if key == "cost_revenue_ratio":
+        return f"cost {entry['cost']:,.2f} / revenue {entry['revenue']:,.2f}"
+    return ""

@@ -1,0 +1,200 @@
+"""The email connector's parts without a server: parsing, threading, derived fields, settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from cskpi.connectors.email.connector import EmailSettings
+from cskpi.connectors.email.parse import key, parse_mail
+from cskpi.connectors.email.threads import (
+    AGENT,
+    BOT,
+    CUSTOMER,
+    INTERNAL,
+    Arrival,
+    Entry,
+    MailState,
+    Thread,
+    normalise_subject,
+)
+from cskpi.connectors.email.tickets import Rules, ticket_of
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+WEEK = timedelta(days=7)
+H = 3600
+T0 = int(datetime(2026, 11, 2, 9, 0, tzinfo=UTC).timestamp())  # a Monday, 09:00
+RULES = Rules(resolve_after=None, rating_kind="csat", rating_scale=(1, 5))
+
+
+def arrival(
+    mid: str, at: int, role: str = CUSTOMER, *, parents: tuple[str, ...] = (),
+    subject: str = "Order", customer: str | None = "c@x.test", resolved: bool = False,
+    score: float | None = None,
+) -> Arrival:  # fmt: skip
+    author = customer if role == CUSTOMER else "ana@acme.test"
+    entry = Entry(mid, at, role, author, resolved, score)
+    return Arrival(mid, parents, subject, customer, entry)
+
+
+def thread_of(*entries: Entry) -> Thread:
+    return Thread(1, "Order", "c@x.test", {e.id: e for e in entries})
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Re: Order 7", ("order 7", True)),
+        ("AW: WG: Re[2]:  Order 7", ("order 7", True)),
+        ("SV: Fwd: order 7", ("order 7", True)),
+        ("Order 7", ("order 7", False)),
+        ("Reorder 7", ("reorder 7", False)),
+        ("", ("", False)),
+    ],
+)
+def test_subjects_lose_reply_and_forward_prefixes(subject: str, expected: tuple[str, bool]) -> None:
+    assert normalise_subject(subject) == expected
+
+
+def test_a_message_linking_two_threads_merges_them_and_retires_the_later_ticket() -> None:
+    state = MailState()
+    state.add(arrival("c1", T0), WEEK)
+    state.add(arrival("c2", T0 + 2 * H, parents=("a1",), subject="Other"), WEEK)
+    state.threads[2].ticket = "c2"  # emitted already
+    state.take_changes()
+
+    state.add(arrival("a1", T0 + H, AGENT, parents=("c1",)), WEEK)
+
+    touched, retired, _ = state.take_changes()
+    assert [t.no for t in touched] == [2]  # the thread with an emitted ticket stays
+    assert sorted(touched[0].entries) == ["a1", "c1", "c2"]
+    assert retired == []  # thread 1 had emitted no ticket
+    ticket = ticket_of(touched[0], RULES, NOW)
+    assert ticket is not None
+    assert (ticket.external_id, ticket.subject, ticket.agent_replies) == ("c1", "Order", 1)
+
+
+def test_a_phantom_parent_arriving_later_joins_its_replies() -> None:
+    state = MailState()
+    state.add(arrival("c2", T0 + 2 * H, parents=("c1", "a1")), WEEK)
+    state.add(arrival("c1", T0), WEEK)
+    assert len(state.threads) == 1
+    assert state.threads[1].phantoms == {"a1"}
+
+
+@pytest.mark.parametrize(
+    ("later", "customer", "subject", "joins"),
+    [
+        (6 * 24 * H, "c@x.test", "Re: Order", True),
+        (8 * 24 * H, "c@x.test", "Re: Order", False),  # outside the window
+        (H, "d@x.test", "Re: Order", False),  # another customer
+        (H, "c@x.test", "Order", False),  # not a reply: a new request
+    ],
+)
+def test_the_subject_joins_a_reply_of_the_same_customer_within_the_window(
+    later: int, customer: str, subject: str, joins: bool
+) -> None:
+    state = MailState()
+    state.add(arrival("c1", T0), WEEK)
+    state.add(arrival("c2", T0 + later, subject=subject, customer=customer), WEEK)
+    assert (len(state.threads) == 1) is joins
+
+
+def test_the_cursor_keeps_every_thread_and_the_index() -> None:
+    state = MailState(folders={"INBOX": (7, 42)})
+    state.add(arrival("c1", T0, parents=("x0",), subject="Grüße"), WEEK)
+    state.add(arrival("a1", T0 + H, AGENT, parents=("c1",), resolved=True), WEEK)
+
+    loaded = MailState.load(state.dump())
+
+    assert loaded.folders == {"INBOX": (7, 42)}
+    assert loaded.threads == state.threads
+    assert loaded.index == state.index
+    assert loaded.next_no == 2
+    assert loaded.position == T0 + H
+    with pytest.raises(ValueError, match="--full"):
+        MailState.load("opaque")
+
+
+def test_rounds_give_replies_reopens_and_solves() -> None:
+    thread = thread_of(
+        Entry("c1", T0, CUSTOMER, "c@x.test"),
+        Entry("c2", T0 + 60, CUSTOMER, "c@x.test", resolved=True),  # one round, filed
+        Entry("b1", T0 + 61, BOT, "noreply@acme.test"),
+        Entry("i1", T0 + 2 * H, INTERNAL, "ana@acme.test"),
+        Entry("a1", T0 + 3 * H, AGENT, "ana@acme.test"),
+        Entry("s1", T0 + 4 * H, CUSTOMER, "c@x.test", score=4.0),  # survey: no reopen
+        Entry("c3", T0 + 30 * H, CUSTOMER, "c@x.test"),  # after the solve: a reopen
+        Entry("a2", T0 + 31 * H, AGENT, "bob@acme.test"),
+    )
+    ticket = ticket_of(thread, RULES, NOW)
+    assert ticket is not None
+    assert (ticket.status, ticket.raw_status, ticket.reopens, ticket.agent_replies) == (
+        "open", "answered", 1, 2,
+    )  # fmt: skip
+    assert ticket.first_reply_at == datetime.fromtimestamp(T0 + 3 * H, UTC)
+    assert ticket.solved_at == ticket.first_solved_at == datetime.fromtimestamp(T0 + 3 * H, UTC)
+    assert ticket.assignee_id == "bob@acme.test"
+
+    quiet = Rules(timedelta(hours=72), "csat", (1, 5))
+    solved = ticket_of(thread, quiet, datetime.fromtimestamp(T0 + 31 * H + 72 * H, UTC))
+    assert solved is not None
+    assert (solved.status, solved.raw_status, solved.reopens) == ("solved", "resolved_after", 1)
+    waiting = ticket_of(thread, quiet, datetime.fromtimestamp(T0 + 31 * H + 72 * H - 1, UTC))
+    assert waiting is not None
+    assert waiting.status == "open"
+
+
+def test_a_thread_without_customer_mail_is_no_ticket() -> None:
+    thread = thread_of(Entry("a1", T0, AGENT, "ana@acme.test"))
+    assert ticket_of(thread, RULES, NOW) is None
+
+
+def test_absurd_or_missing_dates_give_way_to_internaldate() -> None:
+    received = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    for date in ("Date: Thu, 01 Jan 1970 00:00:00 +0000", "Date: Sat, 01 Jan 2028 00:00:00 +0000",
+                 "Date: someday", ""):  # fmt: skip
+        raw = f"From: c@x.test\r\n{date}\r\n\r\n".encode()
+        assert parse_mail("INBOX", 1, raw, received, NOW).sent_at == received
+    raw = b"From: c@x.test\r\nDate: Fri, 20 Nov 2026 10:00:00 -0500\r\n\r\n"
+    assert parse_mail("INBOX", 1, raw, received, NOW).sent_at == datetime(2026, 11, 20, 15, 0,
+                                                                          tzinfo=UTC)  # fmt: skip
+
+
+def test_references_are_read_through_junk_and_exclude_the_mail_itself() -> None:
+    raw = (
+        b"From: C <C@X.test>\r\nMessage-ID: <m3@x>\r\nReferences: <m1@x> junk\r\n <m2@x> <m3@x>"
+        b"\r\nIn-Reply-To: <m2@x> (comment)\r\nTo: a@acme.test, B <b@acme.test>\r\n\r\n"
+    )
+    mail = parse_mail("INBOX", 3, raw, None, NOW)
+    assert mail.id == key("m3@x")
+    assert mail.parents == (key("m1@x"), key("m2@x"))
+    assert (mail.sender, mail.sender_name) == ("c@x.test", "C")
+    assert mail.recipients == ("a@acme.test", "b@acme.test")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"tls": "none", "host": "imap.acme.test"}, "only for 127.0.0.1"),
+        ({"rating_pattern": r"Rating: \d"}, "needs a group"),
+        ({"rating_pattern": r"Rating: (\d"}, "not a regular expression"),
+        ({"agent_addresses": []}, "agent_addresses"),
+        ({"resolve_after": "soon"}, "resolve_after"),
+    ],
+)
+def test_settings_refuse_what_cannot_work(changes: dict[str, object], message: str) -> None:
+    table = {"type": "email", "host": "127.0.0.1", "tls": "none", "username": "u",
+             "password": "a-literal-secret", "agent_addresses": ["*@acme.test"]}  # fmt: skip
+    table.update(changes)
+    with pytest.raises(ValidationError, match=message):
+        EmailSettings.model_validate(table)
+
+
+def test_the_email_type_comes_through_the_entry_point_group() -> None:
+    from cskpi.connectors import registry
+    from cskpi.connectors.email.connector import EmailConnector
+
+    assert registry.installed()["email"] is EmailConnector

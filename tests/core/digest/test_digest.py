@@ -1,0 +1,336 @@
+"""Digest content on a small hand-made helpdesk whose every number is worked out by hand,
+the comparison windows, the change arrows and their colour, and Block Kit limits with 200
+agents (through a local webhook)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+import responses
+from responses.registries import OrderedRegistry
+
+from cskpi.connectors.base import Person, Record, Ticket
+from cskpi.connectors.registry import installed
+from cskpi.core.config.file import KPI_KEYS, Config, DigestSettings, load_config
+from cskpi.core.digest.chart import sparkline
+from cskpi.core.digest.content import compare_window, delta, window_label
+from cskpi.core.digest.render import MAX_BLOCKS, MAX_HEADER, MAX_SECTION
+from cskpi.core.digest.runs import preview, run_digest
+from cskpi.core.store.engine import open_engine, upsert_records, write_transaction
+from tests.digest_servers import slack_server
+
+AT = datetime(2026, 11, 20, 9, tzinfo=UTC)  # Friday 09:00: "yesterday" is Thu 19 Nov
+CONFIG = """\
+timezone = "UTC"
+database = "sqlite:///kpi.db"
+
+[sla]
+first_response = { urgent = "1h", high = "4h", normal = "8h", low = "24h" }
+
+[digests.daily]
+schedule = "0 9 * * mon-fri"
+kpis = ["tickets_created", "tickets_solved", "backlog", "first_response_time", "csat",
+        "sla_first_response"]
+by = "agent"
+"""
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
+
+
+def ticket(n: int, created: datetime, **fields: Any) -> Ticket:
+    fields.setdefault("subject", f"Ticket {n}")
+    status = fields.pop("status", "open")
+    return Ticket(f"t{n}", created, created + timedelta(hours=1), status, **fields)
+
+
+# t1, t2, t3 created on the 19th; t4 created and solved on the 18th; t5 open since the 10th.
+HELPDESK: list[Record] = [
+    Person("a1", "agent", "Ana"),
+    Person("a2", "agent", "Ben"),
+    ticket(1, at(19, 8), status="solved", priority="high", assignee_id="a1",
+           first_reply_at=at(19, 8, 30), first_solved_at=at(19, 10), solved_at=at(19, 10),
+           agent_replies=1),
+    ticket(2, at(19, 9), status="solved", priority="normal", assignee_id="a2",
+           first_reply_at=at(19, 11), first_solved_at=at(19, 12), solved_at=at(19, 12),
+           agent_replies=2),
+    ticket(3, at(19, 10), priority="normal"),
+    ticket(4, at(18, 10), status="solved", priority="low", assignee_id="a1",
+           first_reply_at=at(18, 10, 10), first_solved_at=at(18, 12), solved_at=at(18, 12),
+           agent_replies=1),
+    ticket(5, at(10, 9)),
+]  # fmt: skip
+
+
+def helpdesk(tmp_path: Path, records: list[Record], config: str = CONFIG) -> Config:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(config, encoding="utf-8")
+    cfg = load_config(path, installed())
+    engine = open_engine(cfg.database)
+    try:
+        with write_transaction(engine) as conn:
+            upsert_records(conn, "hd", records)
+    finally:
+        engine.dispose()
+    return cfg
+
+
+EXPECTED_TEXT = """\
+daily digest · Thu 19 Nov 2026  (vs Wed 18 Nov 2026)
+
+Tickets created                   3  ▲ +2 (+200.0%)
+Tickets solved                    2  ▲ +1 (+100.0%) (better)
+Backlog                           2  ▲ +1 (+100.0%) (worse)
+First response (median)      1h 15m  ▲ +1h 05m (+650.0%) (worse)
+CSAT                              -  no csat rating in the window
+SLA first response met        66.7%  ▼ -33.3 pts (worse)
+
+SLA breaches: 1 first response
+Waiting for a first reply: 2; oldest:
+  10d 00h  -       hd:t5  Ticket 5
+  23h 00m  normal  hd:t3  Ticket 3  (SLA breached)
+
+Agent         solved       FRT    CSAT
+Ana                1       30m       -
+Ben                1    2h 00m       -
+(unassigned)       0         -       -
+
+Last 14 days
+  created  ▁▁▁▁▃▁▁▁▁▁▁▁▃█  0 → 3
+  solved   ▁▁▁▁▁▁▁▁▁▁▁▁▅█  0 → 2
+  backlog  ▁▁▁▁▅▅▅▅▅▅▅▅▅█  0 → 2
+"""
+
+
+def test_the_digest_text_on_a_hand_computed_helpdesk(tmp_path: Path) -> None:
+    cfg = helpdesk(tmp_path, HELPDESK)
+    rendered = preview(cfg, "daily", AT)
+    assert rendered.text == EXPECTED_TEXT
+    series = rendered.digest.series
+    assert series.days[0] == date(2026, 11, 6)
+    assert series.days[-1] == date(2026, 11, 19)
+    assert series.created == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 3]
+    assert series.solved == [0] * 12 + [1, 2]
+    assert series.backlog == [0, 0, 0, 0] + [1] * 9 + [2]
+
+
+def test_the_block_kit_message_carries_the_same_numbers(tmp_path: Path) -> None:
+    message = preview(helpdesk(tmp_path, HELPDESK), "daily", AT).webhook_message
+    sections = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section"]
+    assert sections[0].splitlines() == [
+        "*Tickets created*  `3`  :white_circle: ▲ +2 (+200.0%)",
+        "*Tickets solved*  `2`  :large_green_circle: ▲ +1 (+100.0%)",
+        "*Backlog*  `2`  :red_circle: ▲ +1 (+100.0%)",
+        "*First response (median)*  `1h 15m`  :red_circle: ▲ +1h 05m (+650.0%)",
+        "*CSAT*  `-`  _no csat rating in the window_",
+        "*SLA first response met*  `66.7%`  :red_circle: ▼ -33.3 pts",
+    ]
+    assert sections[1] == "*SLA breaches: 1 first response*"
+    assert message["text"] == "[cskpi] daily digest · Thu 19 Nov 2026"
+
+
+def test_the_html_colours_each_change_by_the_kpis_direction(tmp_path: Path) -> None:
+    html = preview(helpdesk(tmp_path, HELPDESK), "daily", AT).html("chart.png")
+    assert 'color:#1a7f37;" class="delta">▲ +1 (+100.0%)</td>' in html  # more solved: good
+    assert 'color:#cf222e;" class="delta">▲ +1h 05m (+650.0%)</td>' in html  # slower: bad
+    assert 'color:#57606a;" class="delta">▲ +2 (+200.0%)</td>' in html  # volume: neutral
+    assert "no csat rating in the window" in html
+    assert 'src="chart.png"' in html
+
+
+def test_subjects_and_names_are_escaped(tmp_path: Path) -> None:
+    records: list[Record] = [
+        Person("a1", "agent", "<b>Ana</b> & co"),
+        ticket(1, at(19, 8), subject="<script>alert(1)</script>", assignee_id="a1"),
+    ]
+    rendered = preview(helpdesk(tmp_path, records), "daily", AT)
+    html = rendered.html(None)
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;Ana&lt;/b&gt; &amp; co" in html
+    blocks = json.dumps(rendered.webhook_message, ensure_ascii=False)
+    assert "&lt;script&gt;" in blocks
+    assert "<script>" not in blocks
+
+
+# --- comparison windows and changes -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("period", "compare", "now", "start", "end"),
+    [
+        ("yesterday", "previous", "2026-11-20T09:00", "2026-11-18", "2026-11-19"),
+        ("yesterday", "same-period-last-week", "2026-11-20T09:00", "2026-11-12", "2026-11-13"),
+        ("last-7d", "previous", "2026-11-20T09:00", "2026-11-06", "2026-11-13"),
+        ("last-week", "previous", "2026-11-20T09:00", "2026-11-02", "2026-11-09"),
+        ("last-month", "previous", "2026-03-31T09:00", "2026-01-01", "2026-02-01"),
+        ("this-month", "previous", "2026-03-31T09:00", "2026-02-01", "2026-02-28T09:00"),
+        ("this-week", "previous", "2026-11-20T09:00", "2026-11-09", "2026-11-13T09:00"),
+        ("today", "previous", "2026-11-20T09:00", "2026-11-19", "2026-11-19T09:00"),
+    ],
+)
+def test_compare_window(period: str, compare: str, now: str, start: str, end: str) -> None:
+    settings = DigestSettings.model_validate(
+        {"schedule": "0 9 * * *", "period": period, "compare": compare}
+    )
+    tz = ZoneInfo("Europe/Berlin")
+    moment = datetime.fromisoformat(now).replace(tzinfo=tz)
+    window = compare_window(settings, tz, moment)
+    assert window is not None
+    local = (window.start.astimezone(tz), window.end.astimezone(tz))
+    want = tuple(datetime.fromisoformat(x).replace(tzinfo=tz) for x in (start, end))
+    assert local == want
+
+
+def test_no_comparison_with_compare_none() -> None:
+    settings = DigestSettings.model_validate({"schedule": "0 9 * * *", "compare": "none"})
+    assert compare_window(settings, ZoneInfo("UTC"), AT) is None
+
+
+@pytest.mark.parametrize(
+    ("key", "now", "before", "arrow", "text", "tone"),
+    [
+        ("first_response_time", 3600.0, 5400.0, "▼", "-30m (-33.3%)", "good"),
+        ("first_response_time", 6120.0, 5400.0, "▲", "+12m (+13.3%)", "bad"),
+        ("backlog", 10, 10, "=", "±0", "neutral"),
+        ("tickets_created", 12, 10, "▲", "+2 (+20.0%)", "neutral"),
+        ("tickets_solved", 8, 10, "▼", "-2 (-20.0%)", "bad"),
+        ("csat", 91.5, 88.0, "▲", "+3.5 pts", "good"),
+        ("reopen_rate", 4.0, 2.5, "▲", "+1.5 pts", "bad"),
+        ("nps", -5.0, 10.0, "▼", "-15.0 (-150.0%)", "bad"),
+        ("tickets_solved", 3, 0, "▲", "+3", "good"),
+    ],
+)
+def test_change_arrow_sign_and_tone(
+    key: str, now: float, before: float, arrow: str, text: str, tone: str
+) -> None:
+    unit = {"first_response_time": "s", "csat": "%", "reopen_rate": "%", "nps": "score"}
+    entry = {"unit": unit.get(key, "count")}
+    change = delta(key, {**entry, "value": now}, {**entry, "value": before})
+    assert change is not None
+    assert (change.arrow, change.text, change.tone) == (arrow, text, tone)
+
+
+def test_no_change_when_either_side_is_null() -> None:
+    entry = {"unit": "s", "value": None, "reason": "no ticket solved in the window"}
+    assert delta("resolution_time", entry, {"unit": "s", "value": 60.0}) is None
+
+
+def test_window_labels_and_sparkline() -> None:
+    settings = DigestSettings.model_validate({"schedule": "0 9 * * *", "period": "last-7d"})
+    window = compare_window(settings, ZoneInfo("UTC"), AT)
+    assert window is not None
+    assert window_label(window) == "6 Nov to 12 Nov 2026"
+    assert sparkline([0, 7, 3, 7]) == "▁█▄█"
+    assert sparkline([5, 5]) == "▁▁"
+
+
+# --- Block Kit limits with 200 agents ---------------------------------------------------
+
+
+def many_agents(n: int) -> list[Record]:
+    records: list[Record] = []
+    for i in range(n):
+        name = f"Agent {i:03d} " + "with a remarkably long display name " * 3
+        subject = f"Ticket {i} " + "<subject> & a very long description of a problem " * 10
+        records += [
+            Person(f"a{i}", "agent", name.strip()),
+            ticket(i, at(19, 8) + timedelta(minutes=i % 600), status="solved", priority="normal",
+                   assignee_id=f"a{i}", first_reply_at=at(19, 8) + timedelta(minutes=i % 600 + 5),
+                   first_solved_at=at(19, 18), solved_at=at(19, 18), agent_replies=1),
+            ticket(1000 + i, at(19, 1) + timedelta(minutes=i), subject=subject),
+        ]  # fmt: skip
+    return records
+
+
+def test_200_agents_stay_within_every_block_kit_limit(tmp_path: Path) -> None:
+    config = CONFIG.replace(
+        'kpis = ["tickets_created", "tickets_solved", "backlog", "first_response_time", "csat",\n'
+        '        "sla_first_response"]',
+        "kpis = " + json.dumps(list(KPI_KEYS)),
+    )
+    with slack_server() as slack:
+        hook = f"{slack.base}/hooks/T/B/x"
+        cfg = helpdesk(
+            tmp_path, many_agents(200), config + f'slack = {{ webhook_url = "{hook}" }}\n'
+        )
+        result = run_digest(cfg, "daily", AT)
+        assert [t.status for t in result.targets] == ["sent"]
+        (call,) = slack.calls
+    message = call.json()
+    blocks = message["blocks"]
+    assert len(blocks) <= MAX_BLOCKS
+    assert len(blocks[0]["text"]["text"]) <= MAX_HEADER
+    for block in blocks:
+        if block["type"] == "section":
+            assert len(block["text"]["text"]) <= MAX_SECTION
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    board = next(t for t in texts if t.startswith("*Leaderboard*"))
+    assert "… and 191 more (cskpi kpis --by agent)" in board  # 200 agents + unassigned
+    assert len(board.splitlines()) == 13  # title, fence+head, 10 agents, the "more" line
+    kpi_text = "\n".join(texts)
+    assert "*Tickets solved*  `200`" in kpi_text
+    rendered = preview(cfg, "daily", AT)  # the email shows the top 25 in text and HTML
+    assert "… and 176 more (cskpi kpis --by agent)" in rendered.text
+    assert "… and 176 more (cskpi kpis --by agent)" in rendered.html(None)
+    assert "*Tickets created*  `400`" in kpi_text
+
+
+def test_a_header_too_long_is_clipped(tmp_path: Path) -> None:
+    long_name = "d" + "x" * 200
+    config = CONFIG.replace("[digests.daily]", f"[digests.{long_name}]")
+    rendered = preview(helpdesk(tmp_path, HELPDESK, config), long_name, AT)
+    header = rendered.api_message["blocks"][0]["text"]["text"]
+    assert len(header) == MAX_HEADER
+    assert header.endswith("…")
+
+
+# --- webhook retries: only where a retry cannot post twice ------------------------------
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_a_webhook_read_timeout_is_not_retried_but_a_refused_connection_is(
+    no_real_sleep: None,
+) -> None:
+    from cskpi.core.clock import FakeClock
+    from cskpi.core.config.file import SlackTarget
+    from cskpi.core.digest.notify import DeliveryError, post_webhook
+
+    hook = "https://hooks.slack.example/services/T1/B1/abcdefsecret"
+    target = SlackTarget.model_validate({"webhook_url": hook})
+    responses.post(hook, body=requests.ConnectionError("refused"))
+    responses.post(hook, body="ok")
+    clock = FakeClock()
+    post_webhook("digest d, slack", target, {"text": "x"}, clock)
+    assert len(responses.calls) == 2
+    assert len(clock.sleeps) == 1
+
+    responses.post(hook, body=requests.ReadTimeout("read timed out"))
+    with pytest.raises(DeliveryError, match="not retried: it may have been posted") as caught:
+        post_webhook("digest d, slack", target, {"text": "x"}, clock)
+    assert len(responses.calls) == 3
+    assert "abcdefsecret" not in str(caught.value)
+
+
+def test_same_digest_and_exactly_once_on_sqlite_and_postgresql(
+    store_url: str, tmp_path: Path
+) -> None:
+    with slack_server() as slack:
+        config = CONFIG.replace('"sqlite:///kpi.db"', json.dumps(store_url))
+        hook = f'slack = {{ webhook_url = "{slack.base}/hooks/T/B/y" }}\n'
+        cfg = helpdesk(tmp_path, HELPDESK, config + hook)
+        assert preview(cfg, "daily", AT).text == EXPECTED_TEXT
+        first = run_digest(cfg, "daily", AT)
+        again = run_digest(cfg, "daily", AT + timedelta(hours=3))
+        forced = run_digest(cfg, "daily", AT, force=True)
+        assert [t.status for t in (*first.targets, *again.targets, *forced.targets)] == [
+            "sent", "skipped", "sent"
+        ]  # fmt: skip
+        assert len(slack.calls) == 2
