@@ -34,7 +34,7 @@ from cskpi.core.config.periods import Window
 from cskpi.core.kpis.business_hours import BusinessCalendar
 from cskpi.core.kpis.report import KpiContext, compute
 from cskpi.core.store.engine import open_engine
-from cskpi.core.store.reads.columns import sqlite_worker
+from cskpi.core.store.reads.columns import sqlite_reader
 from cskpi.core.sync import Source, run_sync
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
@@ -103,7 +103,7 @@ def main() -> None:
     ctx = context()
     window = Window(END - timedelta(days=30), END, ctx.timezone, END)
     compute(engine, window, ctx)  # warm the page cache: the targets are for a running service
-    together = Together(os.getpid(), sqlite_worker().pid)
+    together = Together(os.getpid(), sqlite_reader().pid)
     together.start()
     timed("all KPIs, 30-day window", lambda: compute(engine, window, ctx))
     timed("all KPIs, 30 days, --by agent", lambda: compute(engine, window, ctx, by="agent"))
@@ -111,7 +111,7 @@ def main() -> None:
     together.done.set()
     together.join()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker = sqlite_worker().pid
+    worker = sqlite_reader().pid
     if worker is None:
         print(f"peak RSS: {peak:.0f} MB")
     else:  # SQLite is read in a worker process (core/columnar.py): its memory counts too

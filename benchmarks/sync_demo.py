@@ -3,17 +3,14 @@
     python -m benchmarks.sync_demo --tickets 1000000
     python -m benchmarks.sync_demo --database postgresql+psycopg://cskpi@127.0.0.1:5432/bench
 
-Target (issue 3): ≥ 20,000 tickets/s end to end, peak RSS < 200 MB, and memory that does
-not grow with the number of tickets (RSS sampled along the way is printed). On a SQLite
-store the pages are written by a writer process (see cskpi/core/page_store.py): its memory
-is printed too, and the two processes' RSS and PSS together.
-Run by hand; the figures go into the closing note. Not a test.
+Targets (docs/performance.md): SQLite ≥ 5,000 tickets/s, PostgreSQL ≥ 3,000/s, peak RSS
+< 200 MB and memory that does not grow with the number of tickets (RSS sampled along the
+way is printed). Run by hand; the figures go into docs/performance.md. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import tempfile
 import time
@@ -30,33 +27,6 @@ def rss_mb() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-def children() -> list[int]:
-    """This process's child processes: on a SQLite store, the writer (see page_store)."""
-    found: list[int] = []
-    for task in Path("/proc/self/task").iterdir():
-        with contextlib.suppress(OSError):
-            found += [int(pid) for pid in (task / "children").read_text().split()]
-    return found
-
-
-def status_mb(pid: int | str, key: str, name: str = "status") -> float:
-    """A value in kB of /proc/PID/status (or smaps_rollup), in MB; 0 if the process ended."""
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def together_mb() -> tuple[float, float]:
-    """RSS and PSS of this process and its children together. RSS counts the pages of the
-    shared libraries both map (pyarrow, the ADBC driver) once per process; PSS shares them
-    out, so its sum is what the two processes take from the machine."""
-    pids: list[int | str] = ["self", *children()]
-    rss = sum(status_mb(pid, "VmRSS:") for pid in pids)
-    return rss, sum(status_mb(pid, "Pss:", "smaps_rollup") for pid in pids)
-
-
 class Sampler:
     """Samples memory every `every` tickets, to show it stays flat."""
 
@@ -64,14 +34,14 @@ class Sampler:
         self.every = every
         self.page_size = page_size
         self.next = every
-        self.samples: list[tuple[int, float, float, float]] = []  # tickets, RSS, sums
+        self.samples: list[tuple[int, float]] = []  # tickets, RSS
 
     def stream_started(self, connector: str, stream: str) -> None:
         pass
 
     def page_stored(self, result: StreamResult) -> None:
         if result.stream == "tickets" and result.pages * self.page_size >= self.next:
-            self.samples.append((self.next, rss_mb(), *together_mb()))
+            self.samples.append((self.next, rss_mb()))
             self.next += self.every
 
     def stream_finished(self, result: StreamResult) -> None:
@@ -97,19 +67,14 @@ def main() -> None:
     assert report.ok, report
     rows = sum(s.rows for s in report.streams)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    writers = [status_mb(pid, "VmHWM:") for pid in children()]
     print(f"tickets:        {args.tickets:,}")
     print(f"rows stored:    {rows:,} (tickets, messages, ratings, people, groups, orgs)")
     print(f"elapsed:        {elapsed:.1f} s")
     print(f"tickets/s:      {args.tickets / elapsed:,.0f}")
     print(f"rows/s:         {rows / elapsed:,.0f}")
-    print(f"peak RSS:       {peak:.0f} MB (this process)")
-    if writers:
-        print(f"writer process: {max(writers):.0f} MB peak RSS")
+    print(f"peak RSS:       {peak:.0f} MB")
     print("RSS along the way (tickets stored → MB): "
-          + ", ".join(f"{n:,}→{mb:.0f}" for n, mb, _, _ in sampler.samples))  # fmt: skip
-    print("both processes (tickets stored → RSS / PSS MB): "
-          + ", ".join(f"{n:,}→{r:.0f}/{p:.0f}" for n, _, r, p in sampler.samples))  # fmt: skip
+          + ", ".join(f"{n:,}→{mb:.0f}" for n, mb in sampler.samples))  # fmt: skip
     if args.database:
         print(f"database:       {engine.url.render_as_string(hide_password=True)}")
     else:

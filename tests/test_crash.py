@@ -79,7 +79,7 @@ def test_kill_9_mid_sync_on_postgresql_then_resume_equals_a_clean_run(
     from sqlalchemy import text
 
     from cskpi.core.store.engine import open_engine
-    from tests.core.store.test_engine import dump as stored
+    from tests.core.store.test_upserts import dump as stored
     from tests.postgres import new_store
 
     killed, clean = tmp_path / "killed", tmp_path / "clean"

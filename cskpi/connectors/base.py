@@ -13,10 +13,10 @@ to build ids. All datetimes are timezone-aware UTC.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -130,23 +130,12 @@ class Page:
     delivered so far); the engine compares positions so that a ``--since`` backfill never
     moves a stored cursor backwards.
 
-    ``rows`` is a fast source's shortcut past ``records``: records already in the store's
-    row form, per record type, each row exactly what ``cskpi.core.store.engine.UPSERTS[type].build``
-    makes of the record (ids unprefixed, times as integer Unix seconds, tags as JSON text).
-    The demo helpdesk makes its rows directly: a million tickets as dataclasses and
-    datetimes, only to be taken apart again, would cost more than storing them.
     """
 
     records: Sequence[Record]
     cursor: str | None = None
     position: datetime | None = None
     skipped: Sequence[Skipped] = field(default_factory=tuple)
-    rows: Mapping[type[Record], list[tuple[Any, ...]]] = field(default_factory=dict)
-
-    @property
-    def size(self) -> int:
-        """How many records the page holds, in either form (each is one row stored)."""
-        return len(self.records) + sum(len(rows) for rows in self.rows.values())
 
 
 class ConnectorSettings(BaseModel):

@@ -26,8 +26,9 @@ from sqlalchemy import Connection, Engine, bindparam, text
 
 from cskpi.connectors import base
 from cskpi.core.config.periods import parse_instant
-from cskpi.core.store.engine import UPSERTS, upsert_records, write_transaction
+from cskpi.core.store.engine import write_transaction
 from cskpi.core.store.schema import to_epoch
+from cskpi.core.store.upserts import UPSERTS, upsert_records
 
 IMPORT_CONNECTOR = "import"
 RATING_COLUMNS = ("id", "kind", "score", "scale_min", "scale_max", "rated_at", "ticket", "agent",
@@ -207,11 +208,7 @@ def import_ratings(
     with write_transaction(engine) as conn:
         _check_refs(path, conn, rows)
         stored = _existing(conn, "rating", (f"{source}:{r.external_id}" for r in ratings))
-        numbered = conn.dialect.paramstyle == "qmark"
-        params = [_RATING_UPSERT.build(r) for r in ratings]
-        if not numbered:  # without "?1" the id's source is sent twice, as in db.upsert_records
-            params = [(p[0], *p) for p in params]
-        conn.exec_driver_sql(_RATING_UPSERT.sql(source, numbered), params)
+        _RATING_UPSERT.write(conn, source, [_RATING_UPSERT.build(r) for r in ratings])
     return ImportResult(path, len(ratings), len(ratings) - len(stored), len(stored))
 
 

@@ -17,7 +17,7 @@ Cursor semantics, per (connector, stream):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,13 +27,12 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.base import Connector, Page, Stream
 from cskpi.core.config.secrets import redact
+from cskpi.core.prefetch import prefetch
 from cskpi.core.store import sync_state as state
 from cskpi.core.store.engine import write_transaction
-from cskpi.core.store.pages import Planned, store_pages
+from cskpi.core.store.pages import Checkpoint, store_page
 
 log = logging.getLogger("cskpi.sync")
-
-Checkpoint = tuple[str, datetime | None]
 
 
 @dataclass(frozen=True)
@@ -138,8 +137,7 @@ def run_sync(
     """Sync every stream of every source; one failing source does not stop the others.
 
     ``stop`` is asked after every stored page: once it says True (the daemon was told to
-    shut down) the sync ends there, with that page and its cursor committed, and on a SQLite
-    file the one page already sent on behind it (see ``page_store``).
+    shut down) the sync ends there, with that page and its cursor committed.
     """
     report = SyncReport()
     options = _Options(since, full, observer or _Quiet(), stop)
@@ -198,21 +196,17 @@ def _pull(
     result: StreamResult,
     options: _Options,
 ) -> None:
-    def planned() -> Iterator[Planned[Checkpoint]]:  # run ahead, in store_pages' thread
-        for page in stream.read(how.cursor, how.since):
+    last: Checkpoint | None = None  # the newest cursor read
+    stored: Checkpoint | None = None  # the newest cursor stored
+    # The next pages are read in a thread while one is stored.
+    with closing(prefetch(stream.read(how.cursor, how.since))) as pages:
+        for page in pages:
             checkpoint = _checkpoint(page, how)
-            progress = state.progress(name, stream.name, page.size, checkpoint)
-            yield Planned(page, progress, checkpoint)
-
-    last: Checkpoint | None = None
-    stored: Checkpoint | None = None
-    with closing(store_pages(engine, name, planned(), options.stop)) as pages:
-        for item, rows in pages:
-            page = item.page
+            rows = store_page(engine, name, page, stream.name, checkpoint)
             _count(result, name, page, rows)
             if page.cursor is not None:
                 last = (page.cursor, page.position)
-            stored = item.note or stored
+            stored = checkpoint or stored
             options.observer.page_stored(result)
             if options.stop():
                 return  # interrupted: a backfill's end is not reached, its cursor stays put

@@ -12,7 +12,8 @@ from cskpi.core.importer import (
     import_accounts,
     import_ratings,
 )
-from cskpi.core.store.engine import open_engine, upsert_records, write_transaction
+from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.upserts import upsert_records
 from tests.fakes import ticket
 
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -3,9 +3,9 @@
 Arrivals follow an hourly intensity skewed to weekdays 08-18 UTC, with day-to-day noise and
 slow growth; agents answer after a log-normal delay counted from the next business hour
 (Mon-Fri 08-18 UTC); customers' and pending waits are log-normal and capped. Times are integer
-Unix seconds throughout, the form the store keeps. Kept apart from ``demo_desk`` (who writes,
-what a ticket's life looks like, how rows are built) because this is its model of time alone:
-it knows no tickets, people or rows, and the desk draws on it. Every draw takes a ``Uniform``
+Unix seconds throughout, the form the store keeps. Kept apart from ``desk`` (who writes,
+what a ticket's life looks like, how records are built) because this is its model of time alone:
+it knows no tickets or people, and the desk draws on it. Every draw takes a ``Uniform``
 handed in by the desk, so the order of draws, and so the data for a seed, is the desk's to keep.
 """
 
@@ -22,7 +22,7 @@ Uniform = Callable[[], float]
 
 DAY = 86400
 # Customers reopen and rate within this, before a solved ticket closes on its own
-# (``demo_desk._CLOSE_AFTER``, 4 days), so neither needs a follow-up.
+# (``desk._CLOSE_AFTER``, 4 days), so neither needs a follow-up.
 _MAX_WAIT = 3 * DAY
 
 # A log-normal (sigma 1.1, median 1) by table lookup: far cheaper than lognormvariate.

@@ -5,22 +5,16 @@ the same data: every value comes from ``random.Random`` streams seeded from ``se
 block of 1,000 tickets, so any page can be generated on its own and a resumed sync receives
 exactly what a full one would have.
 
-The ``tickets`` stream's pages hold store rows (``Page.rows``: tickets, messages, ratings and
-requesters, each row what ``cskpi.core.store.engine.UPSERTS`` builds from the record it stands for),
-not records: the benchmarks sync a million tickets, and building dataclasses and datetimes
-only for the store to take them apart again would cost more than the rest of the sync. The
-small ``directory`` page stays records.
-
 The shape the KPI engine's tests lean on: agents in groups; customers, some repeat, most in
 organizations; weighted channels, priorities, types and tags; arrivals skewed to weekdays
 08-18 UTC; log-normal reply times, faster for urgent tickets and live channels, with agents
 answering in business hours (Mon-Fri 08-18 UTC); unanswered, unsolved, on-hold, reopened,
 escalated and reassigned tickets; internal notes and bot messages; CSAT (1-5) and NPS (0-10)
-ratings. Every event of a ticket lies within ``demo_desk.LIFETIME`` of its creation and none
+ratings. Every event of a ticket lies within ``desk.LIFETIME`` of its creation and none
 after ``end``: what would happen later has not happened yet.
 
 This module is the connector: its settings, its streams and their cursors. The generator
-behind it lives in ``demo_desk`` (people, tickets, pages) and ``demo_time`` (arrival and answer
+behind it lives in ``desk`` (people, tickets, pages) and ``arrivals`` (arrival and answer
 times), so each reads on its own and stays under the house limit of 400 lines.
 """
 
@@ -83,8 +77,7 @@ class DemoConnector:
 
     Streams, in order: ``directory`` (agents, a bot, groups and organizations as records; one
     page, no cursor) and ``tickets`` (pages of ``page_size`` tickets in creation order, each
-    with its tickets' messages, ratings and requesters, as store rows in ``Page.rows``;
-    cursor = tickets delivered so far).
+    with its tickets' messages, ratings and requesters; cursor = tickets delivered so far).
     """
 
     type: ClassVar[str] = "demo"
@@ -110,11 +103,11 @@ class DemoConnector:
         yield Page(self._desk.directory())
 
     def _read_tickets(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        """Tickets in creation order with their messages, ratings and requesters, as rows.
+        """Tickets in creation order with their messages, ratings and requesters.
 
         ``cursor`` is the number of tickets delivered so far; reading resumes right after it.
         ``since`` (a backfill; naive means UTC) wins over ``cursor`` and starts at the first
-        page that can hold a ticket updated at or after it (see ``demo_desk.LIFETIME``). A page's
+        page that can hold a ticket updated at or after it (see ``desk.LIFETIME``). A page's
         ``position`` is the creation time of its last ticket.
         """
         if since is not None:

@@ -5,15 +5,12 @@ tickets with their messages, ratings and requesters: a profile per ticket drawn 
 thousand per seed, customers (some repeat, most in organizations), assignment and escalation,
 and each ticket's life from creation to solve, reopen, close and survey, replayed up to the
 data's end. What the data looks like, and why any page can be made on its own, is told in
-``demo``'s docstring; when things happen comes from ``demo_time``.
+``connector``'s docstring; when things happen comes from ``arrivals``.
 
-Ticket pages carry store rows (``Page.rows``), not records: each row is exactly what
-``cskpi.core.store.engine.UPSERTS[type].build`` makes of the record it stands for (ids unprefixed,
-times as the integer Unix seconds the generator works in, tags as JSON text), built in one
-tuple per row. Dataclasses and datetimes for a million tickets, only for the store to take
-them apart again, cost more than generating the data.
+The generator works in integer Unix seconds and makes records, like every connector, once
+a ticket's life is known.
 
-Kept apart from ``demo`` so that the connector (settings, streams, cursor semantics) reads
+Kept apart from ``connector`` so that the connector (settings, streams, cursor semantics) reads
 on its own, while this generator, tuned for realism and for speed, changes without touching
 it. The order of draws from each block's ``random.Random`` is the data: changing it changes
 every value after it for that seed.
@@ -26,12 +23,11 @@ from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cskpi.connectors import base
 from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
 from cskpi.connectors.demo.arrivals import DAY, Arrivals, Uniform, answer, later
-from cskpi.core.store.engine import tags_json
 
 if TYPE_CHECKING:  # only for annotations: ``demo`` imports this module
     from cskpi.connectors.demo.connector import DemoSettings
@@ -41,23 +37,19 @@ LIFETIME = timedelta(days=30)
 
 _T = TypeVar("_T")
 _Event = tuple[int, int, str | None]  # (unix seconds, kind, author id)
-_Row = tuple[Any, ...]  # a store row: see ``store.engine.UPSERTS``
 _Life = tuple[int, int, int, int, int | None, int | None, int | None, int | None]  # see _walk
 
 _LIFE = int(LIFETIME.total_seconds())
 _CLOSE_AFTER = 4 * DAY  # solved tickets close on their own, like Zendesk's default automation
 _BLOCK = 1000  # tickets per random stream: fixed, so page_size never changes the data
 _PROFILES = 4096
-_CREATED = 12  # a ticket row's created_at
 _CUST, _AGENT, _NOTE, _BOT, _SOLVE = range(5)  # event kinds; the first four are messages
 _ROLE: tuple[base.AuthorRole, ...] = ("customer", "agent", "agent", "bot")
 _SEQ = tuple(str(n) for n in range(32))  # events per ticket: at most 14 + 3 reopens x 3
 _BOT_ID = "b1"
 # Ticket i is "t{FIRST_TICKET + i}": seven digits, like a helpdesk's sequential ticket ids (a
 # Zendesk account's millionth ticket), up to 9M tickets. Ids of one width arrive in the order
-# they sort in, so every insert into an id index goes to its right-hand edge; "t1" to
-# "t1000000" sort "t10" before "t2", and a 200K-ticket demo sync into PostgreSQL took 56 us
-# of the server's CPU a ticket instead of 46.
+# they sort in, so every insert into an id index goes to its right-hand edge.
 FIRST_TICKET = 1_000_001
 
 
@@ -113,8 +105,8 @@ class _Profile:
     channel: base.Channel
     priority: base.Priority | None
     type: str | None
-    tags: str  # JSON text, as the store keeps it
-    vip_tags: str  # the same ticket's tags when its organization is a VIP
+    tags: tuple[str, ...]
+    vip_tags: tuple[str, ...]  # the same ticket's tags when its organization is a VIP
     subject: str
     group: int
     reply_median: float
@@ -135,7 +127,7 @@ def _profile(rnd: random.Random, groups: int) -> _Profile:
     group = 1 % groups if "billing" in tags else int(r() * groups)
     hard = kind == "problem" or "bug" in tags
     return _Profile(
-        channel, priority, kind, tags_json(tags), tags_json((*tags, "vip")),
+        channel, priority, kind, tags, (*tags, "vip"),
         _SUBJECTS[int(r() * len(_SUBJECTS))], group,
         _REPLY_MEDIAN[channel] * _PRIORITY_SPEED[priority],
         p_reopen=0.15 if hard else 0.06, p_stuck=0.04 if hard else 0.006,
@@ -144,25 +136,30 @@ def _profile(rnd: random.Random, groups: int) -> _Profile:
 
 
 class _PageBuilder:
-    """A page's rows, per type in the order they are made; people by customer number."""
+    """A page's records, per type in the order they are made; people by customer number."""
 
     __slots__ = ("messages", "people", "ratings", "tickets")
 
     def __init__(self) -> None:
-        self.tickets: list[_Row] = []
-        self.messages: list[_Row] = []
-        self.ratings: list[_Row] = []
-        self.people: dict[int, _Row] = {}
+        self.tickets: list[Ticket] = []
+        self.messages: list[Message] = []
+        self.ratings: list[Rating] = []
+        self.people: dict[int, Person] = {}
 
     def build(self, delivered: int) -> Page:
-        rows: dict[type[base.Record], list[_Row]] = {
-            Person: list(self.people.values()),
-            Ticket: self.tickets,
-            Message: self.messages,
-            Rating: self.ratings,
-        }
-        position = datetime.fromtimestamp(self.tickets[-1][_CREATED], UTC)
-        return Page((), cursor=str(delivered), position=position, rows=rows)
+        records: list[base.Record] = [*self.people.values(), *self.tickets]
+        records += self.messages
+        records += self.ratings
+        position = self.tickets[-1].created_at
+        return Page(records, cursor=str(delivered), position=position)
+
+
+def _at(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _maybe(ts: int | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
 class Helpdesk:
@@ -244,13 +241,15 @@ class Helpdesk:
             rating = _rate(r, roll, tid, solve, horizon, slow, assignee)
             if rating is not None:
                 out.ratings.append(rating)
-                updated = max(updated, rating[-1])  # a rating updates its ticket, as in Zendesk
-        out.tickets.append((
-            tid, p.subject, status, "hold" if status == "on_hold" else status, p.priority,
-            p.channel, p.type, p.tags if org % 10 else p.vip_tags, requester,
-            self.org_ids[org] if org >= 0 else None, assignee, self.group_ids[group], created,
-            updated, first_reply, first_solved, solved, closed, replies, reopens,
-            0 if new else moves, int(not new and first != agent), False,
+                # a rating updates its ticket, as in Zendesk
+                updated = max(updated, int(rating.rated_at.timestamp()))
+        out.tickets.append(Ticket(
+            tid, _at(created), _at(updated), status, "hold" if status == "on_hold" else status,
+            p.subject, p.priority, p.channel, p.type, p.tags if org % 10 else p.vip_tags,
+            requester, self.org_ids[org] if org >= 0 else None, assignee, self.group_ids[group],
+            _maybe(first_reply), _maybe(first_solved), _maybe(solved), _maybe(closed), replies,
+            reopens,
+            0 if new else moves, int(not new and first != agent),
         ))  # fmt: skip
 
     def _customer(self, u: float, out: _PageBuilder) -> tuple[str, int]:
@@ -265,8 +264,8 @@ class Helpdesk:
             domain = f"org{org + 1}.example" if org >= 0 else "mail.example"
             email = f"customer{number}@{domain}"
             name = _NAMES[customer % len(_NAMES)]
-            person = out.people[customer] = ("u" + number, name, email, "customer")
-        return person[0], org
+            person = out.people[customer] = Person("u" + number, "customer", name, email)
+        return person.external_id, org
 
     def _assign(self, r: Uniform, p: _Profile) -> tuple[int, int, int, int]:
         """First agent, current agent, current group and the number of group changes."""
@@ -338,8 +337,8 @@ def _solve(r: Uniform, events: list[_Event], t: int, requester: str) -> int:
     return later(r, t, DAY)  # pending until the customer has stayed quiet
 
 
-def _walk(events: list[_Event], horizon: int, tid: str, messages: list[_Row]) -> _Life:
-    """Replay the events up to ``horizon`` into message rows. Returns how many events
+def _walk(events: list[_Event], horizon: int, tid: str, messages: list[Message]) -> _Life:
+    """Replay the events up to ``horizon`` into messages. Returns how many events
     happened, the ticket's updated time, agent replies and reopens, then its first reply,
     first solve, solve and close times (``None``: not yet; a ticket solved for
     ``_CLOSE_AFTER`` is closed)."""
@@ -354,7 +353,7 @@ def _walk(events: list[_Event], horizon: int, tid: str, messages: list[_Row]) ->
             solved = ts
             first_solved = ts if first_solved is None else first_solved
             continue
-        append((prefix + _SEQ[seen], tid, author, _ROLE[kind], kind != _NOTE, ts))
+        append(Message(prefix + _SEQ[seen], tid, _at(ts), _ROLE[kind], kind != _NOTE, author))
         if kind == _AGENT:
             replies += 1
             first_reply = ts if first_reply is None else first_reply
@@ -383,7 +382,7 @@ def _status(
 
 def _rate(
     r: Uniform, roll: float, tid: str, solve: int, horizon: int, slow: bool, agent: str | None
-) -> _Row | None:
+) -> Rating | None:
     """The survey answer after the last ``solve``, if given by ``horizon``: NPS when ``roll``
     >= 0.3, else CSAT of the assignee ``agent`` (poorer when ``slow``: reopened or resolved
     after two days)."""
@@ -391,6 +390,6 @@ def _rate(
     if at > horizon:
         return None
     if roll >= 0.3:
-        return ("r" + tid[1:] + "-nps", tid, "nps", _NPS[int(r() * 100)], 0, 10, None, None, at)
+        return Rating("r" + tid[1:] + "-nps", "nps", _NPS[int(r() * 100)], 0, 10, _at(at), tid)
     score = (_CSAT_BAD if slow else _CSAT_GOOD)[int(r() * 100)]
-    return ("r" + tid[1:] + "-csat", tid, "csat", score, 1, 5, None, agent, at)
+    return Rating("r" + tid[1:] + "-csat", "csat", score, 1, 5, _at(at), tid, agent_id=agent)

@@ -113,14 +113,6 @@ class Sql:
     def write_rows(self, conn: Connection, sql: str, rows: list[Row]) -> None:
         conn.exec_driver_sql(sql, rows)
 
-    def staged_values(self, types: Sequence[str]) -> list[str]:
-        """The columns of a staging table (``c0``, ``c1``, …) as the upsert reads them."""
-        return [f"c{i}" for i in range(len(types))]
-
-    def stage_order(self) -> str:
-        """The order a staging table's rows are upserted in: as they were added."""
-        return "rowid"
-
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         """Plain bulk INSERT of whole rows, in the table's column order (a store copy)."""
         names = ", ".join(c.name for c in table.columns)
@@ -181,8 +173,7 @@ class Postgres(Sql):
 
     def row_source(self, types: Sequence[str]) -> tuple[list[str], str]:
         # One statement per page and table: the rows go as one binary array per column and
-        # `unnest` turns them back into rows (the demo sync benchmark: 2,400 tickets/s with
-        # executemany of one row each, 4,900 with this).
+        # `unnest` turns them back into rows, rather than a statement per row.
         # https://www.postgresql.org/docs/15/functions-array.html (unnest, several arrays)
         names = [f"c{i}" for i in range(len(types))]
         arrays = ", ".join(f"%b::{t}[]" for t in types)
@@ -197,13 +188,6 @@ class Postgres(Sql):
         # every id's first row, then every second row, … which is the same as row by row.
         for layer in layers(rows):
             conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*layer, strict=True)))
-
-    def staged_values(self, types: Sequence[str]) -> list[str]:
-        # The stage's columns are Arrow's types (text for JSON, bigint for integer): cast.
-        return [f"c{i}::{kind}" for i, kind in enumerate(types)]
-
-    def stage_order(self) -> str:
-        return "c0"  # each id once: in id order, the row locks' order (see upsert_records)
 
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         if not rows:

@@ -85,20 +85,12 @@ def save_progress(
     checkpoint: tuple[str, datetime | None] | None,
 ) -> None:
     """Count the rows of a page and, when given, move the cursor: same transaction as the rows."""
-    sql, params = progress(connector, stream, rows, checkpoint)
-    conn.execute(text(sql), params)
-
-
-def progress(
-    connector: str, stream: str, rows: int, checkpoint: tuple[str, datetime | None] | None
-) -> tuple[str, dict[str, Any]]:
-    """``save_progress``'s statement and its ``:name`` binds, for a caller that runs it in
-    its own transaction (``page_store``)."""
     params: dict[str, Any] = {"c": connector, "s": stream, "rows": rows}
     if checkpoint is None:
-        return _ADD_ROWS, params
+        conn.execute(text(_ADD_ROWS), params)
+        return
     cursor, position = checkpoint
-    return _UPSERT_STATE, {**params, "cursor": cursor, "position": to_epoch(position)}
+    conn.execute(text(_UPSERT_STATE), {**params, "cursor": cursor, "position": to_epoch(position)})
 
 
 def finish_stream(conn: Connection, connector: str, stream: str, error: str | None) -> None:

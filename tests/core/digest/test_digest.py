@@ -22,7 +22,8 @@ from cskpi.core.digest.chart import sparkline
 from cskpi.core.digest.content import compare_window, delta, window_label
 from cskpi.core.digest.render import MAX_BLOCKS, MAX_HEADER, MAX_SECTION
 from cskpi.core.digest.runs import preview, run_digest
-from cskpi.core.store.engine import open_engine, upsert_records, write_transaction
+from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.upserts import upsert_records
 from tests.digest_servers import slack_server
 
 AT = datetime(2026, 11, 20, 9, tzinfo=UTC)  # Friday 09:00: "yesterday" is Thu 19 Nov

@@ -21,8 +21,9 @@ from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
 from cskpi.core.config.periods import Window
-from cskpi.core.store.engine import upsert_records, write_transaction
+from cskpi.core.store.engine import write_transaction
 from cskpi.core.store.schema import to_epoch
+from cskpi.core.store.upserts import upsert_records
 
 Entry = dict[str, Any]
 Report = dict[str, Any]

@@ -7,7 +7,7 @@ from sqlmodel import SQLModel
 
 import cskpi.core.store.schema  # noqa: F401  (registers the tables)
 from cskpi.connectors.base import Page
-from cskpi.core.store.engine import make_engine
+from cskpi.core.store.dialect import make_engine
 from cskpi.core.store.migrations import MIGRATIONS, applied, m001_tables, migrate
 from cskpi.core.store.pages import store_page
 from cskpi.core.store.reads.columns import read
@@ -111,7 +111,7 @@ def test_a_role_without_create_privilege_uses_an_up_to_date_store(pg_server, tmp
     assert migrate(app) == []
     with app.begin() as conn:
         assert start_run(conn, "zd") == 1
-    # a sync's pages: copied in when new, staged in temporary tables and upserted when not
+    # a sync's pages: inserted when new, upserted when stored
     store_page(app, "zd", Page([ticket(1)]))
     store_page(app, "zd", Page([ticket(1, status="solved")]))
     # a report's reads: two connections sharing an exported snapshot

@@ -70,7 +70,7 @@ with sqlite3.connect(sys.argv[1]) as db:
 """
 
 
-def test_the_sqlite_worker_reads_a_request_in_one_snapshot(tmp_path: Path) -> None:
+def test_the_sqlite_reader_reads_a_request_in_one_snapshot(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     add_person(f"sqlite:///{path}", "zd:1", "Ana")
     done = subprocess.run(
@@ -156,19 +156,19 @@ def test_sqlite_is_read_by_the_adbc_driver_only_in_its_worker_process(tmp_path: 
     engine = open_engine(url)
     try:
         (before,) = read(engine, ["SELECT name FROM person"], {})
-        pid = columnar.sqlite_worker().pid
+        pid = columnar.sqlite_reader().pid
         assert pid is not None
         assert pid != os.getpid()
         os.kill(pid, signal.SIGKILL)
         (after,) = read(engine, ["SELECT COUNT(*) FROM person"], {})
-        assert columnar.sqlite_worker().pid not in (None, pid)
+        assert columnar.sqlite_reader().pid not in (None, pid)
         with pytest.raises(Exception, match="no_such_column"):  # the worker's error, here
             read(engine, ["SELECT no_such_column FROM person"], {})
-        worker = columnar.sqlite_worker().pid
+        worker = columnar.sqlite_reader().pid
         assert worker is not None
         os.kill(worker, signal.SIGINT)  # Ctrl-C in a terminal: the parent decides, not it
         (again,) = read(engine, ["SELECT COUNT(*) FROM person"], {})
-        assert columnar.sqlite_worker().pid == worker
+        assert columnar.sqlite_reader().pid == worker
     finally:
         engine.dispose()
     assert before[0].tolist() == ["Ana"]

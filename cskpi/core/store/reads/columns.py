@@ -16,7 +16,7 @@ SQLite is read by the ADBC driver in a worker process of its own. The driver car
 own copy of the SQLite library, and two copies in one process corrupt databases: POSIX
 locks belong to the process, so when one copy closes a file the locks the other copy holds
 on it are gone, a write lock included (https://www.sqlite.org/howtocorrupt.html, 2.2.1).
-The worker (``sqlite_worker.py``) has only the driver's copy; the results come back as
+The reader process (``sqlite_process.py``) has only the driver's copy; the results come back as
 pickled arrays. An in-memory SQLite store, which another process can't open, is read through
 SQLAlchemy's own connection instead (``RowReader``); the KPI tests run both readers.
 """
@@ -38,7 +38,7 @@ from cskpi.core.store.reads.arrow import Columns, tuple_id
 from cskpi.core.store.reads.postgres import postgres_reader, read_postgres
 
 if TYPE_CHECKING:
-    from cskpi.core.store.reads.sqlite_process import SqliteWorker
+    from cskpi.core.store.reads.sqlite_process import SqliteReader
 
 
 class Reader(Protocol):
@@ -61,32 +61,32 @@ def read(
 ) -> list[Columns]:
     """The results of ``queries`` (binding ``params``), all read in one snapshot. On
     PostgreSQL two connections share the work: give the longest query first."""
-    if _in_worker(engine, prefer_arrow):
+    if _in_reader_process(engine, prefer_arrow):
         # absolute: the worker keeps the directory it started in
         path = os.path.abspath(str(engine.url.database))
-        return sqlite_worker().read(path, list(queries), params)
+        return sqlite_reader().read(path, list(queries), params)
     if prefer_arrow and engine.url.get_backend_name() == "postgresql" and len(queries) > 1:
         return read_postgres(engine, queries, params)
     with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
         return [reader.columns(sql, params) for sql in queries]
 
 
-_worker: SqliteWorker | None = None
+_worker: SqliteReader | None = None
 _worker_made = threading.Lock()
 
 
-def sqlite_worker() -> SqliteWorker:
+def sqlite_reader() -> SqliteReader:
     """This process's SQLite reader (its process starts on the first read)."""
     global _worker
     with _worker_made:
         if _worker is None:
-            from cskpi.core.store.reads.sqlite_process import SqliteWorker
+            from cskpi.core.store.reads.sqlite_process import SqliteReader
 
-            _worker = SqliteWorker()
+            _worker = SqliteReader()
         return _worker
 
 
-def _in_worker(engine: Engine, prefer_arrow: bool) -> bool:
+def _in_reader_process(engine: Engine, prefer_arrow: bool) -> bool:
     url = engine.url
     memory = url.database in (None, "", ":memory:")
     return prefer_arrow and url.get_backend_name() == "sqlite" and not memory

@@ -1,6 +1,5 @@
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -8,10 +7,9 @@ from sqlmodel import Session, select
 
 from cskpi.connectors import base
 from cskpi.core.store import schema
-from cskpi.core.store.engine import UPSERTS, open_engine, upsert_records, write_transaction
+from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.pages import store_page
 from tests.fakes import T0, ticket
-from tests.postgres import new_store
 
 
 @pytest.fixture
@@ -58,7 +56,7 @@ def mixed_records() -> list[base.Record]:
 
 
 def write(engine: Engine, records: list[base.Record], connector: str = "zd") -> int:
-    """As the sync engine stores a page (on SQLite, through the worker process)."""
+    """As the sync engine stores a page."""
     return store_page(engine, connector, base.Page(records))
 
 
@@ -68,21 +66,6 @@ def test_upsert_twice_changes_nothing(engine: Engine) -> None:
     write(engine, mixed_records())
     assert dump(engine) == first
     assert [len(first[t]) for t in first] == [2, 2, 1, 1, 1, 1]
-
-
-def test_rows_already_built_are_stored_like_their_records(
-    engine: Engine, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    """``Page.rows`` is the records' row form: storing one or the other gives the same store."""
-    records, built = engine, open_engine(new_store(request, engine.dialect.name, tmp_path))
-    write(records, mixed_records())
-    rows: dict[type[base.Record], list[tuple[object, ...]]] = {}
-    for record in mixed_records():
-        rows.setdefault(type(record), []).append(UPSERTS[type(record)].build(record))
-    with write_transaction(built) as conn:
-        assert upsert_records(conn, "zd", [], rows) == 8
-    assert dump(built) == dump(records) != {}
-    built.dispose()
 
 
 def test_ids_are_prefixed_with_the_connector_name(engine: Engine) -> None:

@@ -1,0 +1,199 @@
+"""How records are stored: one row per record, one bulk, idempotent upsert per table.
+
+A table's rows are written with one ``INSERT … ON CONFLICT (id) DO UPDATE`` (SQLite ≥ 3.24
+and PostgreSQL both take it; how the rows are bound is the dialect's, see ``dialect.py``):
+building ORM objects per row would cost more than the whole sync. The row builders below
+must agree with the column types in ``schema.py`` (integer Unix seconds, JSON text for tags).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlmodel import SQLModel
+
+from cskpi.connectors import base
+from cskpi.core.store.dialect import Row, Sql, pg_type, sql_for
+from cskpi.core.store.schema import to_epoch
+
+
+@dataclass(frozen=True)
+class UpsertSpec:
+    """How one record type is stored: its row (source values, ids unprefixed) and table.
+
+    The SQL adds what every row of a page shares: the connector name in ``connector`` and as
+    the ``"{connector}:"`` prefix of ``id`` (made from ``external_id``) and of ``prefixed``.
+    """
+
+    table: str
+    fields: str  # names of the row built by `build`, in order, space-separated; external_id first
+    build: Callable[[Any], Row]
+    prefixed: frozenset[str] = frozenset()
+    has_connector: bool = True  # the table has a `connector` column
+    has_external_id: bool = True  # ... and an `external_id` column
+    keep_newer: bool = False  # skip the update when the stored row is newer (tickets)
+    sticky: tuple[str, ...] = ()  # boolean columns that never go back from true
+
+    def write(self, conn: Connection, connector: str, rows: list[Row]) -> None:
+        """Upsert rows built by ``build``, sorted by id (see ``upsert_records``)."""
+        if rows:
+            rows.sort(key=itemgetter(0))  # stable: a page's repeats of an id keep their order
+            dialect = sql_for(conn)
+            dialect.write_rows(conn, _statement(self, connector, dialect), rows)
+
+    def sql(self, connector: str, dialect: Sql) -> str:
+        """The statement a page's rows are sent to (row source and binds: ``dialect``)."""
+        values, source = dialect.row_source(self.column_types())
+        targets = self._targets(connector, values)
+        news = {
+            c: f"({self.table}.{c} OR excluded.{c})" if c in self.sticky else f"excluded.{c}"
+            for c in targets
+            if c != "id"
+        }
+        sets = ", ".join(f"{c} = {value}" for c, value in news.items())
+        if self.keep_newer:
+            where = f"excluded.updated_at >= {self.table}.updated_at"
+        else:
+            # A row sent again unchanged (a person comes with every ticket they raise) is
+            # left alone: no new row version, index entries or WAL.
+            text = self._json_columns()
+            where = dialect.differs(
+                [_as_text(f"{self.table}.{c}", c in text) for c in news],
+                [_as_text(value, c in text) for c, value in news.items()],
+            )
+        # Table and column names are this module's constants; the connector name is quoted.
+        return (
+            f"INSERT INTO {self.table} ({', '.join(targets)}) "
+            f"{source.format(', '.join(targets.values()))} "
+            f"ON CONFLICT (id) DO UPDATE SET {sets} WHERE {where}"
+        )
+
+    def column_types(self) -> list[str]:
+        """The SQL type of each field (PostgreSQL's bulk path casts its arrays to them)."""
+        table = SQLModel.metadata.tables[self.table]
+        return [pg_type(table.c[f].type) if f in table.c else "TEXT" for f in self.fields.split()]
+
+    def _targets(self, connector: str, values: Sequence[str]) -> dict[str, str]:
+        """Column -> SQL expression; ``values[0]`` is the id's source, then one per field."""
+        name = connector.replace("'", "''")
+        targets = {"id": f"'{name}:' || {values[0]}"}
+        if self.has_connector:
+            targets["connector"] = f"'{name}'"
+        for field_name, value in zip(self.fields.split(), values[1:], strict=True):
+            if field_name == "external_id" and not self.has_external_id:
+                continue
+            prefix = f"'{name}:' || " if field_name in self.prefixed else ""
+            targets[field_name] = prefix + value
+        return targets
+
+    def _json_columns(self) -> set[str]:
+        table = SQLModel.metadata.tables[self.table]
+        return {c.name for c in table.c if pg_type(c.type) == "JSON"}
+
+
+@lru_cache(maxsize=256)
+def _statement(spec: UpsertSpec, connector: str, dialect: Sql) -> str:
+    return spec.sql(connector, dialect)
+
+
+def _as_text(sql: str, json: bool) -> str:
+    """PostgreSQL's json type has no equality: such a column compares as its text."""
+    return f"CAST({sql} AS TEXT)" if json else sql
+
+
+def tags_json(tags: Sequence[str]) -> str:
+    """The stored form of a ticket's tags."""
+    # A tag set: a source that repeats a tag must not count a ticket twice under it.
+    return json.dumps(list(dict.fromkeys(tags))) if tags else "[]"
+
+
+def _ticket_row(t: base.Ticket) -> Row:
+    return (
+        t.external_id, t.subject, t.status, t.raw_status, t.priority, t.channel, t.type,
+        tags_json(t.tags), t.requester_id, t.organization_id, t.assignee_id, t.group_id,
+        to_epoch(t.created_at), to_epoch(t.updated_at), to_epoch(t.first_reply_at),
+        to_epoch(t.first_solved_at), to_epoch(t.solved_at), to_epoch(t.closed_at),
+        t.agent_replies, t.reopens, t.group_changes, t.assignee_changes, t.deleted,
+    )  # fmt: skip
+
+
+def _message_row(m: base.Message) -> Row:
+    return (m.external_id, m.ticket_id, m.author_id, m.author_role, m.public,
+            to_epoch(m.created_at))  # fmt: skip
+
+
+def _rating_row(r: base.Rating) -> Row:
+    return (r.external_id, r.ticket_id, r.kind, r.score, r.scale_min, r.scale_max, r.comment,
+            r.agent_id, to_epoch(r.rated_at))  # fmt: skip
+
+
+def _person_row(r: base.Person) -> Row:
+    return (r.external_id, r.name, r.email, r.role)
+
+
+def _group_row(r: base.Group) -> Row:
+    return (r.external_id, r.name)
+
+
+def _organization_row(r: base.Organization) -> Row:
+    # mrr and churned_at belong to `cskpi import accounts`: a sync never overwrites them.
+    return (r.external_id, r.name, to_epoch(r.created_at))
+
+
+_REFS = frozenset({"ticket_id", "author_id", "agent_id", "requester_id", "organization_id",
+                   "assignee_id", "group_id"})  # fmt: skip
+
+# In the order tables are written (see ``upsert_records``).
+UPSERTS: dict[type, UpsertSpec] = {
+    base.Ticket: UpsertSpec(
+        "ticket",
+        "external_id subject status raw_status priority channel type tags requester_id "
+        "organization_id assignee_id group_id created_at updated_at first_reply_at "
+        "first_solved_at solved_at closed_at agent_replies reopens group_changes "
+        "assignee_changes deleted",
+        _ticket_row,
+        _REFS,
+        keep_newer=True,
+        sticky=("deleted",),
+    ),
+    base.Message: UpsertSpec(
+        "message",
+        "external_id ticket_id author_id author_role public created_at",
+        _message_row,
+        _REFS,
+        has_connector=False,
+        has_external_id=False,
+    ),
+    base.Rating: UpsertSpec(
+        "rating",
+        "external_id ticket_id kind score scale_min scale_max comment agent_id rated_at",
+        _rating_row,
+        _REFS,
+        has_external_id=False,
+    ),
+    base.Person: UpsertSpec("person", "external_id name email role", _person_row),
+    base.Group: UpsertSpec("grp", "external_id name", _group_row),
+    base.Organization: UpsertSpec("organization", "external_id name created_at", _organization_row),
+}
+
+
+def upsert_records(conn: Connection, connector: str, records: Iterable[base.Record]) -> int:
+    """Upsert records of any mix of types; returns how many were written.
+
+    Tables are written in one fixed order and rows sorted by id, so two processes storing
+    overlapping pages at once (the daemon and a backfill, on PostgreSQL) take their row
+    locks in the same order and cannot deadlock.
+    """
+    by_type: dict[type, list[Row]] = {}
+    for record in records:
+        kind = type(record)
+        by_type.setdefault(kind, []).append(UPSERTS[kind].build(record))
+    for kind, spec in UPSERTS.items():
+        spec.write(conn, connector, by_type.get(kind, []))
+    return sum(len(rows) for rows in by_type.values())
