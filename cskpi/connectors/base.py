@@ -109,7 +109,18 @@ class Organization:
     created_at: datetime | None = None
 
 
-Record = Ticket | Message | Rating | Person | Group | Organization
+@dataclass(slots=True)
+class StatusChange:
+    """A ticket's normalised status from ``at`` on: one status change the source records
+    (SPEC §3 ``status_change``). A source yields each change it knows of, as often as it
+    likes: the same ticket, instant and status is one change."""
+
+    ticket_id: str
+    at: datetime
+    status: TicketStatus
+
+
+Record = Ticket | Message | Rating | Person | Group | Organization | StatusChange
 
 
 @dataclass(frozen=True, slots=True)

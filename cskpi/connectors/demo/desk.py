@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from cskpi.connectors import base
-from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
+from cskpi.connectors.base import Message, Page, Person, Rating, StatusChange, Ticket
 from cskpi.connectors.demo.arrivals import DAY, Arrivals, Uniform, answer, later
 
 if TYPE_CHECKING:  # only for annotations: ``demo`` imports this module
@@ -138,18 +138,20 @@ def _profile(rnd: random.Random, groups: int) -> _Profile:
 class _PageBuilder:
     """A page's records, per type in the order they are made; people by customer number."""
 
-    __slots__ = ("messages", "people", "ratings", "tickets")
+    __slots__ = ("changes", "messages", "people", "ratings", "tickets")
 
     def __init__(self) -> None:
         self.tickets: list[Ticket] = []
         self.messages: list[Message] = []
         self.ratings: list[Rating] = []
         self.people: dict[int, Person] = {}
+        self.changes: list[StatusChange] = []
 
     def build(self, delivered: int) -> Page:
         records: list[base.Record] = [*self.people.values(), *self.tickets]
         records += self.messages
         records += self.ratings
+        records += self.changes
         position = self.tickets[-1].created_at
         return Page(records, cursor=str(delivered), position=position)
 
@@ -233,6 +235,10 @@ class Helpdesk:
         life = _walk(events, horizon, tid, out.messages)
         seen, updated, replies, reopens, first_reply, first_solved, solved, closed = life
         status = _status(r, events, seen, solved, closed, stuck=solve < 0)
+        out.changes += (
+            StatusChange(tid, _at(at), changed)
+            for at, changed in _history(events, seen, closed, status)
+        )
         new = status == "new"  # nobody has touched it yet: unassigned
         assignee = None if new else self.agent_ids[agent]
         # A survey goes out on solving: 30% answer CSAT, 4% NPS.
@@ -362,6 +368,32 @@ def _walk(events: list[_Event], horizon: int, tid: str, messages: list[Message])
     if solved is not None and solved + _CLOSE_AFTER <= horizon:  # closed after a quiet spell
         at = closed = solved + _CLOSE_AFTER
     return seen, at, replies, reopens, first_reply, first_solved, solved, closed
+
+
+def _history(
+    events: list[_Event], seen: int, closed: int | None, status: base.TicketStatus
+) -> list[tuple[int, base.TicketStatus]]:
+    """Each status change of the first ``seen`` events, ending in ``status``: new on
+    arrival, open once an agent touches it or the customer writes back, pending after an
+    agent's reply, solved, open again on a reopen, closed after a quiet spell."""
+    history: list[tuple[int, base.TicketStatus]] = [(events[0][0], "new")]
+    for ts, kind, _ in events[1:seen]:
+        now = history[-1][1]
+        if kind == _SOLVE:
+            changed: base.TicketStatus = "solved"
+        elif kind == _AGENT:
+            changed = "pending"
+        elif kind == _CUST or (kind == _NOTE and now == "new"):
+            changed = "new" if now == "new" and kind == _CUST else "open"
+        else:
+            continue
+        if changed != now:
+            history.append((ts, changed))
+    if closed is not None:
+        history.append((closed, "closed"))
+    if history[-1][1] != status:  # on hold rather than pending: the same moment, another name
+        history[-1] = (history[-1][0], status)
+    return history
 
 
 def _status(

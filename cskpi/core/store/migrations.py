@@ -159,6 +159,24 @@ def m006_ids_in_byte_order(conn: Connection) -> None:
     conn.execute(text(f"ANALYZE {', '.join(columns)}"))
 
 
+def m007_status_change(conn: Connection) -> None:
+    """Every status change a source records (SPEC §3): the backlog at a past instant and
+    the time in each status are read from it. A store synced before fills it as its
+    connectors sync again, where the source keeps the history."""
+    md = MetaData()
+    table = Table(
+        "status_change", md, _pk("id"), _req("connector", String), _req("ticket_id", String),
+        _req("at", BigInteger), _req("status", String),
+    )  # fmt: skip
+    Index("ix_status_change_ticket_id_at", table.c.ticket_id, table.c.at)
+    md.create_all(conn)
+    if conn.dialect.name == "postgresql":  # ids compare byte by byte (see m006)
+        changes = ", ".join(
+            f'ALTER COLUMN {n} TYPE VARCHAR COLLATE "C"' for n in ("id", "ticket_id")
+        )
+        conn.execute(text(f"ALTER TABLE status_change {changes}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_tables,
     m002_indexes,
@@ -166,6 +184,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m004_daemon,
     m005_deleted_tickets_index,
     m006_ids_in_byte_order,
+    m007_status_change,
 )
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"

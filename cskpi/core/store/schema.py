@@ -113,6 +113,19 @@ class Rating(SQLModel, table=True):
     rated_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
+class StatusChange(SQLModel, table=True):
+    """Every status change a source records; a ticket's status at a past instant is its
+    latest change at or before it (SPEC §3, §4 backlog)."""
+
+    __tablename__ = "status_change"
+    __table_args__ = (Index("ix_status_change_ticket_id_at", "ticket_id", "at"),)
+    id: str = Field(primary_key=True, sa_type=ID)  # "{connector}:{ticket}@{at}:{status}"
+    connector: str
+    ticket_id: str = Field(sa_type=ID)
+    at: datetime = Field(sa_type=UTCDateTime)
+    status: str
+
+
 class Person(SQLModel, table=True):
     id: str = Field(primary_key=True, sa_type=ID)
     connector: str

@@ -146,6 +146,11 @@ def _organization_row(r: base.Organization) -> Row:
     return (r.external_id, r.name, to_epoch(r.created_at))
 
 
+def _status_change_row(c: base.StatusChange) -> Row:
+    at = to_epoch(c.at)
+    return (f"{c.ticket_id}@{at}:{c.status}", c.ticket_id, at, c.status)
+
+
 _REFS = frozenset({"ticket_id", "author_id", "agent_id", "requester_id", "organization_id",
                    "assignee_id", "group_id"})  # fmt: skip
 
@@ -180,6 +185,13 @@ UPSERTS: dict[type, UpsertSpec] = {
     base.Person: UpsertSpec("person", "external_id name email role", _person_row),
     base.Group: UpsertSpec("grp", "external_id name", _group_row),
     base.Organization: UpsertSpec("organization", "external_id name created_at", _organization_row),
+    base.StatusChange: UpsertSpec(
+        "status_change",
+        "external_id ticket_id at status",
+        _status_change_row,
+        _REFS,
+        has_external_id=False,
+    ),
 }
 
 

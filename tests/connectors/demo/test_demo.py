@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections import Counter, abc, defaultdict
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from cskpi.connectors.base import (
     Person,
     Rating,
     Record,
+    StatusChange,
     Stream,
     Ticket,
 )
@@ -160,7 +162,7 @@ def test_every_page_holds_its_tickets_requesters_messages_and_ratings(pages: lis
         assert len({p.external_id for p in people}) == len(people)
         assert {t.requester_id for t in tickets.values()} == {p.external_id for p in people}
         for r in records(page):
-            if isinstance(r, Message | Rating):
+            if isinstance(r, Message | Rating | StatusChange):
                 assert r.ticket_id in tickets
 
 
@@ -206,7 +208,7 @@ def allowed(hint: Any) -> set[type]:
 
 def test_ticket_pages_hold_records_of_their_declared_types(pages: list[Page]) -> None:
     for page in pages:
-        assert {type(r) for r in page.records} == {Person, Ticket, Message, Rating}
+        assert {type(r) for r in page.records} == {Person, Ticket, Message, Rating, StatusChange}
         for r in page.records:
             hints = get_type_hints(type(r))
             for name in (f.name for f in fields(r)):
@@ -257,7 +259,12 @@ def test_since_before_the_data_reads_everything_and_after_it_nothing(pages: list
 
 
 def test_ids_are_plain_unique_and_never_carry_the_connector_name(pages: list[Page]) -> None:
-    ids = [r.external_id for page in pages for r in records(page) if not isinstance(r, Person)]
+    ids = [
+        r.external_id
+        for page in pages
+        for r in records(page)
+        if not isinstance(r, Person | StatusChange)
+    ]
     assert len(ids) == len(set(ids))
     assert not any("try-it" in i or ":" in i for i in ids)
     assert {i[0] for i in ids} == {"t", "m", "r"}
@@ -451,3 +458,29 @@ def test_ratings_are_mostly_positive_csat_with_some_nps(
     assert 0.6 < share(r.score >= 4 for r in csat) < 0.95
     nps = [r for r in ratings if r.kind == "nps"]
     assert 0.01 < len(nps) / len(solved) < 0.08
+
+
+def test_each_ticket_s_status_history_agrees_with_the_ticket(
+    pages: list[Page], tickets: list[Ticket]
+) -> None:
+    """SPEC §3 status_change: new on arrival, each solve and reopen, ending in the status."""
+    history: dict[str, list[StatusChange]] = defaultdict(list)
+    for change in of(StatusChange, pages):
+        history[change.ticket_id].append(change)
+    assert history.keys() == {t.external_id for t in tickets}
+    for t in tickets:
+        changes = history[t.external_id]
+        assert [c.at for c in changes] == sorted(c.at for c in changes), t
+        assert (changes[0].at, changes[0].status) == (t.created_at, "new"), t
+        assert changes[-1].status == t.status, t
+        assert all(a.status != b.status for a, b in itertools.pairwise(changes)), t
+        solves = [c.at for c in changes if c.status == "solved"]
+        assert (solves[0] if solves else None) == t.first_solved_at, t
+        if t.status in ("solved", "closed"):
+            assert solves[-1] == t.solved_at, t
+        reopened = sum(
+            a.status == "solved" and b.status != "closed" for a, b in itertools.pairwise(changes)
+        )
+        assert reopened == t.reopens, t
+    statuses = Counter(c.status for c in of(StatusChange, pages))
+    assert set(statuses) == {"new", "open", "pending", "on_hold", "solved", "closed"}

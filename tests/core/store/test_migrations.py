@@ -140,7 +140,7 @@ def test_postgresql_ids_compare_byte_by_byte(request, tmp_path):
     engine.dispose()
     assert found == [
         "grp.id", "message.id", "message.ticket_id", "organization.id", "person.id",
-        "rating.id", "rating.ticket_id", "ticket.id",
+        "rating.id", "rating.ticket_id", "status_change.id", "status_change.ticket_id", "ticket.id",
     ]  # fmt: skip
 
 
@@ -161,7 +161,7 @@ def test_postgresql_ids_keep_their_statistics_through_the_collation_change(reque
     stats = "SELECT COUNT(*) FROM pg_stats WHERE tablename = 'message' AND attname = 'ticket_id'"
     with engine.connect() as conn:
         before = conn.execute(text(stats)).scalar_one()
-    assert migrate(engine) == ["m006_ids_in_byte_order"]
+    assert migrate(engine, MIGRATIONS[:6]) == ["m006_ids_in_byte_order"]
     with engine.connect() as conn:
         after = conn.execute(text(stats)).scalar_one()
     engine.dispose()

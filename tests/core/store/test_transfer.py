@@ -30,7 +30,7 @@ from tests.postgres import DIALECTS, empty_store, new_store
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "sync_state",
-          "sync_run", "digest_run")  # fmt: skip
+          "status_change", "sync_run", "digest_run")  # fmt: skip
 
 
 @pytest.fixture
