@@ -32,8 +32,6 @@ from cskpi.core.http.ratelimit import MAX_RETRY_AFTER, RateLimiter, header_numbe
 
 log = logging.getLogger("cskpi.http")
 
-"""A longer ``Retry-After`` (or reset) is waited this long, then the request is tried again."""
-
 _SENSITIVE_PARAM = re.compile(r"token|secret|passw|api_?key|signature|^key$|^auth", re.IGNORECASE)
 _DETAIL_CHARS = 300
 
