@@ -1,7 +1,7 @@
 """Loading the KPI populations of a window as numpy columns.
 
 Each population is read with one indexed range query that returns only the columns its KPIs
-need (never whole tickets), into numpy arrays; the formulas in ``kpi_formulas.py`` are then
+need (never whole tickets), into numpy arrays; the formulas in ``formulas.py`` are then
 array operations. With ``--by``, each row carries its group key (a ticket with several tags comes
 once per tag).
 """

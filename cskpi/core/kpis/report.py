@@ -1,12 +1,12 @@
 """The KPIs of SPEC §4 over the store, for a window, a connector subset and an optional grouping.
 
-Every choice SPEC leaves open is written down in docs/kpis.md; ``tests/core/kpi_reference.py``
+Every choice SPEC leaves open is written down in docs/kpis.md; ``tests/core/kpis/kpi_reference.py``
 is an independent implementation of that page that the tests compare this one with.
 
 This module is the engine's front: ``compute`` reads the window's populations once
-(``kpi_data.py``), splits them by the grouping dimension and names the groups, and shapes
+(``populations.py``), splits them by the grouping dimension and names the groups, and shapes
 the ``Report``. The formulas that turn one set of populations into KPI entries are pure
-array code with no I/O, and live in ``kpi_formulas.py``; ``KpiContext`` and ``Entry``, their
+array code with no I/O, and live in ``formulas.py``; ``KpiContext`` and ``Entry``, their
 input and output, are defined there and re-exported here, the import path callers use.
 """
 

@@ -122,7 +122,7 @@ def m003_backlog_index(conn: Connection) -> None:
 
 
 def m004_daemon(conn: Connection) -> None:
-    """Who runs `cskpi run` on this database, and its heartbeat (see core/daemon.py)."""
+    """Who runs `cskpi run` on this database, and its heartbeat (see store/lease.py)."""
     md = MetaData()
     Table(
         "daemon", md, _pk("id", Integer), _req("pid", Integer), _req("host", String),

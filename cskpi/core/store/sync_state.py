@@ -93,7 +93,7 @@ def progress(
     connector: str, stream: str, rows: int, checkpoint: tuple[str, datetime | None] | None
 ) -> tuple[str, dict[str, Any]]:
     """``save_progress``'s statement and its ``:name`` binds, for a caller that runs it in
-    its own transaction (``page_store``)."""
+    its own transaction (``pages``)."""
     params: dict[str, Any] = {"c": connector, "s": stream, "rows": rows}
     if checkpoint is None:
         return _ADD_ROWS, params
