@@ -1,8 +1,8 @@
 """The `cskpi` command: parse, call one core function, render. No business logic here.
 
 These are the pipeline's commands (init, check, sync, kpis, status, digest, run, demo, ...);
-the `connectors`, `secrets` and `import` groups are in ``cli_groups.py`` and the options and
-helpers all commands share in ``cli_common.py``. Heavy modules (SQLAlchemy, pydantic models,
+the `connectors`, `secrets` and `import` groups are in ``commands/groups.py`` and the options and
+helpers all commands share in ``commands/common.py``. Heavy modules (SQLAlchemy, pydantic models,
 rich tables) are imported inside commands so that `cskpi --help` answers at once.
 """
 

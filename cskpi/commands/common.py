@@ -1,7 +1,7 @@
 """What every `cskpi` command module shares: the --config and --verbose options, `fail`, and
 loading the config and the installed connector types.
 
-It is apart from ``cli.py`` so that the command groups in ``cli_groups.py`` can use it while
+It is apart from ``cli.py`` so that the command groups in ``groups.py`` can use it while
 ``cli.py`` imports those groups to join them to the app, without an import cycle. Like the
 commands, it imports nothing heavy at module level, so `cskpi --help` answers at once.
 """

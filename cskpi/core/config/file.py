@@ -5,7 +5,7 @@ error names the file, the table and the key. Error messages are built from where
 is and what is wrong, never from the offending value, so a secret cannot leak through one.
 
 This module is the loader and the top-level :class:`Config`; the models of the other tables
-live in ``config_tables.py`` and are re-exported here, so ``cskpi.core.config.file`` stays the
+live in ``tables.py`` and are re-exported here, so ``cskpi.core.config.file`` stays the
 one import for the whole config.
 """
 

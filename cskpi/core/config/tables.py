@@ -2,8 +2,8 @@
 ``[costs]`` and ``[digests.NAME]`` with its Slack and email targets, and the KPI, period and
 dimension names they accept.
 
-They are apart from ``config.py`` because they say what a valid table holds, while
-``config.py`` reads the file, validates the connector tables against each plugin's own
+They are apart from ``file.py`` because they say what a valid table holds, while
+``file.py`` reads the file, validates the connector tables against each plugin's own
 ``Settings`` and turns any failure into a message naming file, table and key. Import them
 from ``cskpi.core.config.file``, which re-exports them with the top-level :class:`Config`.
 """

@@ -1,5 +1,5 @@
 """What a digest says, as data: KPI lines with their change, SLA call-outs, the oldest
-unanswered tickets, a leaderboard and the 14-day series. Rendering is ``digest_render.py``.
+unanswered tickets, a leaderboard and the 14-day series. Rendering is ``render.py``.
 
 Every number comes from the KPI engine (``kpis.compute``) except the 14-day series and the
 unanswered tickets, read here with the engine's own population rules (docs/kpis.md).

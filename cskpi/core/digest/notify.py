@@ -28,6 +28,7 @@ from slack_sdk.http_retry.state import RetryState
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.file import EmailTarget, SlackTarget
 from cskpi.core.config.secrets import redact, register_secret
+from cskpi.core.digest.errors import DeliveryError
 from cskpi.core.http.client import APIError, FatalAPIError, HttpClient, RetriableAPIError
 from cskpi.core.http.ratelimit import MAX_RETRY_AFTER
 
@@ -37,13 +38,6 @@ SLACK_ATTEMPTS = 4
 # revoked or unknown hook answers 403 invalid_token / 404 no_service / 410 channel_is_archived.
 # https://docs.slack.dev/messaging/sending-messages-using-incoming-webhooks#handling-errors
 _HOOK_ALIVE = ("no_text", "invalid_payload", "missing_text_or_fallback_or_attachments")
-
-
-class DeliveryError(Exception):
-    """A target could not be reached or refused the digest; the message is redacted."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact(message))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """A digest as plain text (``--dry-run``, the email's text part), as a Slack Block Kit
-message, and as the email's HTML (``cskpi/templates/digest.html.j2``).
+message, and as the email's HTML (``templates/digest.html.j2``).
 
 Block Kit limits, https://docs.slack.dev/reference/block-kit/blocks : at most 50 blocks per
 message, a section's text at most 3000 characters, a header's at most 150. The leaderboard

@@ -33,6 +33,7 @@ from cskpi.core.config.secrets import redact
 from cskpi.core.digest import render
 from cskpi.core.digest.chart import chart_png
 from cskpi.core.digest.content import Digest, build, window_label
+from cskpi.core.digest.errors import DeliveryError
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.schema import to_epoch
 
@@ -190,9 +191,7 @@ def _deliver(
         warning = _send(where, target, rendered, clock)
     except Exception as exc:  # one target failing must not stop the other
         # Stored and returned without the digest and target: the row and result carry them.
-        shown = (
-            str(exc) if type(exc).__name__ == "DeliveryError" else f"{type(exc).__name__}: {exc}"
-        )
+        shown = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
         error = redact(shown.removeprefix(f"{where}: "))
         log.error("%s: %s", where, error)
         runs.finish(t, "failed", error)

@@ -32,8 +32,6 @@ from cskpi.core.http.ratelimit import MAX_RETRY_AFTER, RateLimiter, header_numbe
 
 log = logging.getLogger("cskpi.http")
 
-"""A longer ``Retry-After`` (or reset) is waited this long, then the request is tried again."""
-
 _SENSITIVE_PARAM = re.compile(r"token|secret|passw|api_?key|signature|^key$|^auth", re.IGNORECASE)
 _DETAIL_CHARS = 300
 
@@ -101,9 +99,8 @@ def _detail(response: requests.Response) -> str:
 def decode_json(response: requests.Response) -> Any:
     """The response's JSON body; a body that is not JSON is a :class:`FatalAPIError`.
 
-    orjson parses a 1,000-ticket export page in a third of the stdlib's time, and parsing
-    is most of a connector's CPU; the stdlib is the fallback for what orjson refuses and
-    JSON allows (integers beyond 64 bits).
+    orjson, because parsing is most of a connector's CPU (docs/performance.md); the stdlib
+    is the fallback for what orjson refuses and JSON allows (integers beyond 64 bits).
     """
     try:
         return orjson.loads(response.content)
@@ -253,8 +250,8 @@ class HttpClient:
 
     def _environment(self, url: str) -> dict[str, Any]:
         """send() skips the environment (REQUESTS_CA_BUNDLE, proxies) unless merged in here.
-        Read once per origin: scanning os.environ cost ~0.4 ms a request (measured on the
-        Intercom benchmark, one request per conversation); proxies depend on the host only."""
+        Read once per origin: scanning os.environ on every request showed in a connector that
+        sends one request per record (docs/performance.md); proxies depend on the host only."""
         origin = _origin(url)
         found = self._environments.get(origin)
         if found is None:

@@ -105,7 +105,7 @@ class _Timeline:
 
     def elapsed(self, moments: IntArray) -> IntArray:
         """Open seconds from the start of the timeline up to each moment."""
-        # A binary search per moment is ~4x slower on unsorted input than this: the hourly
+        # A binary search per moment is slower on unsorted input than this: the hourly
         # grid names the right interval or one a step or two before it (the end sentinel
         # stops the walk).
         i = self.grid[(moments - self.origin) // _CELL]

@@ -1,9 +1,9 @@
 """The KPI formulas of SPEC §4: one set of populations in, every KPI entry out, in SPEC order.
 
-``kpis.py`` reads the store, splits it by group and shapes the report; what is here is pure
-array code over the populations ``kpi_data.py`` loaded (no SQL, no engine), kept apart from
+``report.py`` reads the store, splits it by group and shapes the report; what is here is pure
+array code over the populations ``populations.py`` loaded (no SQL, no engine), kept apart from
 that I/O so each family of formulas (counts, durations and their business-hours twins,
-rates, SLA, surveys, money and churn) reads as one piece. ``kpi_set`` is what ``kpis.py``
+rates, SLA, surveys, money and churn) reads as one piece. ``kpi_set`` is what ``report.py``
 calls, once for the whole window and once per group. ``KpiContext`` and ``Entry`` are
 defined here because the formulas take and return them; callers import both from
 ``cskpi.core.kpis.report``. Every choice SPEC leaves open is written down in docs/kpis.md.

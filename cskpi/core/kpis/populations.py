@@ -1,7 +1,7 @@
 """Loading the KPI populations of a window as numpy columns.
 
 Each population is read with one indexed range query that returns only the columns its KPIs
-need (never whole tickets), into numpy arrays; the formulas in ``kpi_formulas.py`` are then
+need (never whole tickets), into numpy arrays; the formulas in ``formulas.py`` are then
 array operations. With ``--by``, each row carries its group key (a ticket with several tags comes
 once per tag).
 """
@@ -136,9 +136,9 @@ class _Query:
         exact = f"EXISTS (SELECT 1 FROM {{tags}} WHERE x.value IN ({marks}))"  # noqa: S608
         if not all(_plain(tag) for tag in self.escalation_tags):
             return exact
-        # Parsing every solved ticket's tags cost 0.1 s of the benchmark's 30-day report; a
-        # plain tag (ASCII, nothing JSON escapes) stands in the stored JSON text as it is, so
-        # a substring search rules out most tickets first.
+        # Parsing every solved ticket's tags is a noticeable share of a report (see
+        # docs/performance.md); a plain tag (ASCII, nothing JSON escapes) stands in the
+        # stored JSON text as it is, so a substring search rules out most tickets first.
         found = " OR ".join(
             self.dialect.contains("t.tags", f":x{i}") for i in range(len(self.escalation_tags))
         )
@@ -261,8 +261,8 @@ def _by_tag(frame: Frame) -> Frame:
 
     The key read is the stored JSON list. A store's tickets share a few hundred distinct
     lists, each parsed once here; joining each ticket to its parsed tags in SQL
-    (json_array_elements_text, json_each) took PostgreSQL 4 us a ticket, 0.35 s of the
-    1M-ticket benchmark's created tickets by tag."""
+    (json_array_elements_text, json_each) calls a set-returning function per ticket
+    (docs/performance.md)."""
     assert frame.key is not None
     parsed: dict[str, list[str | None]] = {}
     lists = [
@@ -308,8 +308,8 @@ def _ratings(q: _Query) -> str:
     key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
     if key.startswith("r."):
         # Only a deleted ticket can drop a rating, and the partial index ix_ticket_deleted
-        # holds just those: for the 30-day window of the 1M-ticket benchmark, joining every
-        # rating's ticket took PostgreSQL 170 ms, this 30 ms (SQLite: 80 ms, 25 ms).
+        # holds just those: probing it is cheaper than reading every rating's ticket
+        # (docs/performance.md).
         source = "rating r"
         deleted = q.dialect.indexed_by("ticket d", "ix_ticket_deleted")
         alive = (

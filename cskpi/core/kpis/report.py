@@ -1,12 +1,12 @@
 """The KPIs of SPEC §4 over the store, for a window, a connector subset and an optional grouping.
 
-Every choice SPEC leaves open is written down in docs/kpis.md; ``tests/core/kpi_reference.py``
+Every choice SPEC leaves open is written down in docs/kpis.md; ``tests/core/kpis/kpi_reference.py``
 is an independent implementation of that page that the tests compare this one with.
 
 This module is the engine's front: ``compute`` reads the window's populations once
-(``kpi_data.py``), splits them by the grouping dimension and names the groups, and shapes
+(``populations.py``), splits them by the grouping dimension and names the groups, and shapes
 the ``Report``. The formulas that turn one set of populations into KPI entries are pure
-array code with no I/O, and live in ``kpi_formulas.py``; ``KpiContext`` and ``Entry``, their
+array code with no I/O, and live in ``formulas.py``; ``KpiContext`` and ``Entry``, their
 input and output, are defined there and re-exported here, the import path callers use.
 """
 
@@ -91,9 +91,8 @@ def _keys(p: Populations) -> list[str | None]:
 
 def _partition(frame: Frame) -> dict[str | None, NDArray[np.intp]]:
     """Row positions of each group key, in row order: each row's key numbered through a
-    dict, then one stable sort of the numbers. Sorting the key strings themselves took
-    0.23 s for the four populations of the 1M-ticket benchmark by agent (222K rows), this
-    0.08 s."""
+    dict, then one stable sort of the numbers, which is cheaper than sorting the key strings
+    themselves (docs/performance.md)."""
     assert frame.key is not None
     numbers: dict[str | None, int] = {}
     codes = np.fromiter(
@@ -129,8 +128,8 @@ def _split(p: Populations) -> Callable[[str | None], Populations]:
 def _rows_of_tickets(tickets: NDArray[np.int64]) -> Callable[[NDArray[Any]], NDArray[np.intp]]:
     """A function giving the positions, in order, of the ``tickets`` entries that are among
     the given row keys. One sort of ``tickets`` up front, then binary searches for each
-    group's keys: a membership scan per group (``np.isin``) took 0.34 s of the 1M-ticket
-    benchmark's 1.7 s by agent."""
+    group's keys, where a membership scan per group (``np.isin``) would read every row once
+    per group (docs/performance.md)."""
     order = np.argsort(tickets, kind="stable")
     ordered = tickets[order]
 

@@ -122,7 +122,7 @@ def m003_backlog_index(conn: Connection) -> None:
 
 
 def m004_daemon(conn: Connection) -> None:
-    """Who runs `cskpi run` on this database, and its heartbeat (see core/daemon.py)."""
+    """Who runs `cskpi run` on this database, and its heartbeat (see store/lease.py)."""
     md = MetaData()
     Table(
         "daemon", md, _pk("id", Integer), _req("pid", Integer), _req("host", String),
@@ -152,7 +152,7 @@ def m006_ids_in_byte_order(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE {table} {changes}"))
     # ALTER COLUMN TYPE drops the columns' statistics ("since it's now wrong type"), and
     # without them the planner took a hash join over every message for a report's 30-day
-    # window (1M tickets: 1.5 s against 0.9 s). Autovacuum gathers them again only after
+    # window (docs/performance.md). Autovacuum gathers them again only after
     # enough rows change.
     # https://github.com/postgres/postgres/blob/REL_15_STABLE/src/backend/commands/tablecmds.c
     # (ATExecAlterColumnType, RemoveStatistics)

@@ -46,10 +46,8 @@ DELETED = text("deleted = TRUE")
 
 # Ids and the references joined to them compare byte by byte on PostgreSQL too, whatever
 # the database's default collation: ids are never sorted for people, and a collation such
-# as ICU's en-US makes every index probe and insert on them dearer. In a database whose
-# default is ICU en-US, 1M tickets: demo sync 8,118 -> 10,736 tickets/s; every KPI over
-# 30 days, the same store switched back and forth: 1.067 and 1.184 s, in C 0.988 and
-# 0.983 s. SQLite's default collation is byte order already.
+# as ICU's en-US makes every index probe and insert on them dearer (docs/performance.md).
+# SQLite's default collation is byte order already.
 # https://www.postgresql.org/docs/15/collation.html
 ID = String().with_variant(String(collation="C"), "postgresql")
 
