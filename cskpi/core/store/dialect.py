@@ -231,12 +231,12 @@ class Postgres(Sql):
             "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY",
             # The reads fetch a window's rows by index (a ticket's messages by ticket_id); with
             # the default random_page_cost of 4 (spinning disks) the planner scans every message
-            # instead: 2.2 s against 1.1 s for 1M tickets. For this transaction only, the value
+            # instead, twice as slow. For this transaction only, the value
             # the docs suggest when the data is mostly cached or on SSD.
             # https://www.postgresql.org/docs/15/runtime-config-query.html#GUC-RANDOM-PAGE-COST
             "SET LOCAL random_page_cost = 1.1",
-            # The planner's cost estimate for a window's read passes jit_above_cost, and
-            # compiling took 20 ms of each 140 ms query: these reads are too short to repay it.
+            # The planner's cost estimate for a window's read passes jit_above_cost, but these
+            # reads are too short to repay compiling them.
             # https://www.postgresql.org/docs/15/jit-decision.html
             "SET LOCAL jit = off",
         )

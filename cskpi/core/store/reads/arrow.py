@@ -88,16 +88,14 @@ def text_codes(column: Any) -> tuple[NDArray[np.int32], list[str | None]]:
 
 
 def labelled(codes: NDArray[np.int32], labels: list[str | None]) -> NDArray[Any]:
-    """The text as objects, each distinct string made once and shared by its rows (1M-ticket
-    PostgreSQL store, KPIs by agent over 30 days: 2.41 s with a string per row, 2.14 s)."""
+    """The text as objects, each distinct string made once and shared by its rows."""
     values: NDArray[Any] = np.array(labels, dtype=object)[codes]
     return values
 
 
 def tuple_id(alias: str) -> str:
-    # PostgreSQL: the tuple id itself, decoded by `postgres_reads.PackedReader` from its binary
-    # form, where the dialect's text round trip (see dialect.py) cost 0.4 s on the
-    # benchmark's replies.
+    # PostgreSQL: the tuple id itself, decoded by `postgres.PackedReader` from its binary
+    # form, cheaper than the dialect's text round trip (see dialect.py).
     return f"{alias}.ctid"
 
 

@@ -1,11 +1,10 @@
 """Query results as numpy columns, for the KPI engine's reads of a window's populations.
 
-A DB-API driver hands every value to Python as an object: for the 30-day window of a
-1M-ticket store (about 90,000 tickets, 330,000 messages, 30,000 ratings) building those
-objects took 1.7 s of the KPI set's 2.3 s. ADBC drivers (Apache Arrow Database
-Connectivity) step the query in C and fill Arrow arrays, which numpy reads without a copy:
-the same reads take 0.7 s on SQLite. On PostgreSQL the ADBC driver reads results in the
-binary wire format, again without a Python object per value.
+A DB-API driver hands every value to Python as an object, and for a window's few hundred
+thousand rows building those objects took most of a report's time (docs/performance.md).
+ADBC drivers (Apache Arrow Database Connectivity) step the query in C and fill Arrow
+arrays, which numpy reads without a copy. On PostgreSQL the ADBC driver reads results in
+the binary wire format, again without a Python object per value.
 https://arrow.apache.org/adbc/current/driver/sqlite.html
 https://arrow.apache.org/adbc/current/driver/postgresql.html
 

@@ -1,18 +1,16 @@
 """The KPI engine's reads of a PostgreSQL store, through the ADBC PostgreSQL driver.
 
-Four things make them fast, each measured on the 30-day window of a 1M-ticket store:
+Four things make them fast (figures: docs/performance.md):
 
 - **Values are written into the SQL** (``inlined``): the driver then streams the rows
-  through ``COPY … TO STDOUT (FORMAT binary)`` (1.03 s of reads with bound values, 0.78 s
-  without).
+  through ``COPY … TO STDOUT (FORMAT binary)``.
 - **Connections are kept** between reads: the driver loads the server's type catalog when
-  it connects, 70 ms each time (psycopg connects in 4 ms). A few idle connections stay
-  open for the store read last; one the server has closed meanwhile is replaced.
+  it connects. A few idle connections stay open for the store read last; one the server
+  has closed meanwhile is replaced.
 - **Two connections share a read**, in one snapshot: while the server runs one query this
   process converts another's rows.
 - **Each query's rows come as one row** (``PackedReader``), numbers as one ``bytea`` a
-  column that numpy reads in place: this process's CPU for a report fell from about
-  0.48 s to 0.25 s.
+  column that numpy reads in place.
 
 The queries of a read see one ``REPEATABLE READ`` snapshot: the first connection exports
 it and the second imports it, so both see the same rows at the same tuple ids (``ctid``,
@@ -118,17 +116,14 @@ class PackedReader:
     """Reads a query's result as one row holding each column whole, and hands on the
     columns.
 
-    The driver parses a result row by row, and one row of a few numbers cost this process
-    about 1.3 µs: 0.55 s of CPU for the 30-day reads of the 1M-ticket benchmark, which
-    compete for the same cores as the server. So each column comes aggregated into one
+    The driver parses a result row by row, at a cost per row that competes for the same
+    cores as the server. So each column comes aggregated into one
     value (all the aggregates of one query take its rows in one order, so they stay
     aligned):
 
     - a number, boolean or tuple id column as one ``bytea``: the values' binary send forms
       (fixed width, big-endian) concatenated by ``string_agg``, which numpy reads in
-      place. A NULL is sent as a stand-in (``_PACKED``). For the replies of the benchmark
-      (330K rows of three such columns) this process spent 0.11 s on the
-      ``array_agg`` arrays of the driver and 0.01 s on these, and the server 0.04 s less.
+      place. A NULL is sent as a stand-in (``_PACKED``).
     - any other column (text) as one ``array_agg`` array, which the driver parses.
 
     A value holds at most 1 GB: tens of millions of rows, far more than a report's window.
@@ -218,8 +213,7 @@ def inlined(sql: str, params: dict[str, Any]) -> str:
     """``sql`` with each ``:name`` bind replaced by its value as a PostgreSQL literal.
 
     The ADBC PostgreSQL driver streams a query without parameters through ``COPY … TO STDOUT
-    (FORMAT binary)`` but buffers a parameterised one in libpq and converts it afterwards:
-    for the KPI reads of the 30-day window of a 1M-ticket store, 1.03 s against 0.78 s.
+    (FORMAT binary)`` but buffers a parameterised one in libpq and converts it afterwards.
     The values are the window's bounds (integers) and configured names (connectors,
     escalation tags), never free text from a request.
     https://arrow.apache.org/adbc/current/driver/postgresql.html
