@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cskpi.commands.common import ConfigOption, Verbose, config_or_fail, fail, installed_types
+from cskpi.commands.common import (
+    ConfigOption,
+    Verbose,
+    config_or_fail,
+    fail,
+    installed_types,
+    stop_on_signal,
+)
 from cskpi.commands.groups import connectors_app, import_app, secrets_app
 
 if TYPE_CHECKING:
@@ -87,7 +94,10 @@ def sync(
     observer = BarProgress() if sys.stderr.isatty() else LogProgress()
     try:
         start = parse_instant(since, cfg.timezone) if since else None
-        with observer if isinstance(observer, BarProgress) else contextlib.nullcontext():
+        with (
+            observer if isinstance(observer, BarProgress) else contextlib.nullcontext(),
+            stop_on_signal() as stop,
+        ):
             report = core.sync(
                 cfg,
                 installed_types(),
@@ -95,11 +105,12 @@ def sync(
                 since=start,
                 full=full,
                 observer=observer,
+                stop=stop.is_set,
             )
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
     sync_report(report)
-    if not report.ok:
+    if not report.ok or report.interrupted:
         raise typer.Exit(1)
 
 
@@ -166,11 +177,13 @@ def status(config: ConfigOption = None) -> None:
     """Per connector and stream: last success, cursor, rows stored, last error."""
     from datetime import UTC, datetime
 
-    from cskpi.commands.console import daemon_text, out, status_table, stored_table
+    from cskpi.commands.console import daemon_text, out, runs_table, status_table, stored_table
     from cskpi.core import app as core
 
     report = core.status(config_or_fail(config))
     typer.echo(daemon_text(report.daemon, datetime.now(UTC)))
+    if report.runs:
+        out.print(runs_table(report))
     if not report.streams:
         out.print("nothing synced yet; run `cskpi sync`")
         return

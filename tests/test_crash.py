@@ -24,7 +24,7 @@ page_size = 500
 end = 2026-11-01T00:00:00Z
 """
 
-TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
+TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "status_change")
 
 
 def sync(folder: Path) -> subprocess.Popen[bytes]:
@@ -64,10 +64,56 @@ def test_kill_9_mid_sync_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
     partial = stored_tickets(killed / "cskpi.db")
     assert 1500 <= partial < 12000, "the kill must land mid-sync"
 
+    assert runs(killed / "cskpi.db") == ["running"]  # what kill -9 leaves behind
+    status = subprocess.run(
+        [sys.executable, "-m", "cskpi", "status", "-c", str(killed / "cskpi.toml")],
+        capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert "interrupted" in status.stdout
+    assert runs(killed / "cskpi.db") == ["interrupted"]
+
     assert sync(killed).wait() == 0
     assert sync(clean).wait() == 0
     assert content(killed / "cskpi.db") == content(clean / "cskpi.db")
     assert stored_tickets(killed / "cskpi.db") == 12000
+    assert runs(killed / "cskpi.db") == ["interrupted", "ok"]
+
+
+def runs(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [row[0] for row in conn.execute("SELECT status FROM sync_run ORDER BY id")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_sync_stops_after_the_page_and_records_the_run_interrupted(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    stopped, clean = tmp_path / "stopped", tmp_path / "clean"
+    for folder in (stopped, clean):
+        folder.mkdir()
+        (folder / "cskpi.toml").write_text(CONFIG)
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "cskpi", "sync", "-c", str(stopped / "cskpi.toml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while stored_tickets(stopped / "cskpi.db") < 1500 and time.monotonic() < deadline:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            victim.wait(timeout=0.02)
+    victim.send_signal(sig)
+    _, err = victim.communicate(timeout=30)
+    assert victim.returncode == 1, err
+    assert b"stopping after the page being stored" in err
+    assert b"Traceback" not in err
+    partial = stored_tickets(stopped / "cskpi.db")
+    assert 1500 <= partial < 12000, "the signal must land mid-sync"
+    assert runs(stopped / "cskpi.db") == ["interrupted"]
+    with sqlite3.connect(stopped / "cskpi.db") as conn:
+        cursor = conn.execute("SELECT cursor FROM sync_state WHERE stream = 'tickets'").fetchone()
+    assert int(cursor[0]) == partial  # the cursor stands at the last page stored
+    assert sync(stopped).wait() == 0
+    assert sync(clean).wait() == 0
+    assert content(stopped / "cskpi.db") == content(clean / "cskpi.db")
 
 
 def test_kill_9_mid_sync_on_postgresql_then_resume_equals_a_clean_run(

@@ -8,7 +8,12 @@ commands, it imports nothing heavy at module level, so `cskpi --help` answers at
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -52,3 +57,23 @@ def config_or_fail(path: Path | None, verbose: bool = False) -> Config:
         return load(find_config_path(path), installed_types())
     except ConfigError as exc:
         fail(str(exc))
+
+
+@contextlib.contextmanager
+def stop_on_signal() -> Iterator[threading.Event]:
+    """An event set by the first SIGINT or SIGTERM, so a sync stops after the page it is
+    storing (its run is recorded as interrupted); a second signal stops at once."""
+    stop = threading.Event()
+
+    def ask(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        typer.echo("stopping after the page being stored (again to stop at once)", err=True)
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -162,6 +162,19 @@ def status_table(status: Status) -> Table:
     return table
 
 
+def runs_table(status: Status) -> Table:
+    """Each connector's newest sync run: running, ok, failed or interrupted (a stop, or a
+    process that ended during it)."""
+    table = Table("connector", "last run", "started", "finished", "rows", "skipped", "error")
+    colour = {"ok": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+    for r in status.runs:
+        table.add_row(
+            r.connector, f"[{colour.get(r.status, 'default')}]{r.status}", when(r.started_at),
+            when(r.finished_at), f"{r.rows:,}", f"{r.skipped:,}", escape(r.error or ""),
+        )  # fmt: skip
+    return table
+
+
 def daemon_text(info: DaemonInfo | None, now: datetime) -> str:
     """Whether `cskpi run` is alive on this database, and when each of its jobs runs next."""
     if info is None:

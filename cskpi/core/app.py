@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
@@ -14,9 +14,15 @@ from cskpi.core.config.periods import Window, explicit_window, parse_instant, pe
 from cskpi.core.config.secrets import redact
 from cskpi.core.kpis.report import KpiContext, Report, compute
 from cskpi.core.store import lease as daemon
-from cskpi.core.store.engine import open_engine
+from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.lease import DaemonInfo
-from cskpi.core.store.sync_state import StreamState, all_states
+from cskpi.core.store.sync_state import (
+    RunInfo,
+    StreamState,
+    all_states,
+    end_dead_runs,
+    last_runs,
+)
 from cskpi.core.sync import Source, SyncObserver, SyncReport, run_sync
 
 
@@ -48,11 +54,12 @@ def sync(
     since: datetime | None = None,
     full: bool = False,
     observer: SyncObserver | None = None,
+    stop: Callable[[], bool] = lambda: False,
 ) -> SyncReport:
     sources = build_sources(config, types, only)
     engine = open_engine(config.database)
     try:
-        return run_sync(engine, sources, since=since, full=full, observer=observer)
+        return run_sync(engine, sources, since=since, full=full, observer=observer, stop=stop)
     finally:
         engine.dispose()
 
@@ -84,6 +91,7 @@ class Status:
     streams: list[StreamState]
     stored: dict[str, dict[str, int]]  # connector -> table -> rows
     daemon: DaemonInfo | None = None  # the `cskpi run` holding this database, if any
+    runs: list[RunInfo] = field(default_factory=list)  # each connector's newest sync run
 
 
 _COUNTED = ("ticket", "message", "rating", "person", "grp", "organization")
@@ -111,7 +119,11 @@ def stored_counts(engine: Engine) -> dict[str, dict[str, int]]:
 def status(config: Config) -> Status:
     engine = open_engine(config.database)
     try:
-        return Status(all_states(engine), stored_counts(engine), daemon.load(engine))
+        with write_transaction(engine) as conn:
+            end_dead_runs(conn)
+        return Status(
+            all_states(engine), stored_counts(engine), daemon.load(engine), last_runs(engine)
+        )
     finally:
         engine.dispose()
 

@@ -53,6 +53,7 @@ class StreamResult:
     pages: int = 0
     position: datetime | None = None
     error: str | None = None
+    interrupted: bool = False  # told to stop before the stream's end
 
 
 @dataclass
@@ -62,6 +63,10 @@ class SyncReport:
     @property
     def ok(self) -> bool:
         return all(s.error is None for s in self.streams)
+
+    @property
+    def interrupted(self) -> bool:
+        return any(s.interrupted for s in self.streams)
 
 
 class SyncObserver(Protocol):
@@ -141,6 +146,9 @@ def run_sync(
     """
     report = SyncReport()
     options = _Options(since, full, observer or _Quiet(), stop)
+    with write_transaction(engine) as conn:
+        if dead := state.end_dead_runs(conn):
+            log.warning("%d earlier sync run(s) ended with their process: marked interrupted", dead)
     for source in sources:
         if stop():
             break
@@ -155,7 +163,8 @@ def _sync_source(engine: Engine, source: Source, options: _Options) -> list[Stre
     try:
         for stream in source.connector.streams():
             if options.stop():
-                break
+                results.append(StreamResult(source.name, stream.name, interrupted=True))
+                continue
             results.append(_sync_stream(engine, source, stream, options))
     except Exception as exc:  # streams() itself failed: a broken connector, not a bad page
         results.append(StreamResult(source.name, "*", error=_describe(exc)))
@@ -167,6 +176,7 @@ def _sync_source(engine: Engine, source: Source, options: _Options) -> list[Stre
             sum(r.rows for r in results),
             sum(r.skipped for r in results),
             "; ".join(errors) or None,
+            stopped=any(r.interrupted for r in results),
         )
     return results
 
@@ -182,8 +192,9 @@ def _sync_stream(engine: Engine, source: Source, stream: Stream, options: _Optio
     except Exception as exc:
         result.error = _describe(exc)
         log.error("%s/%s failed: %s", source.name, stream.name, result.error)
-    with write_transaction(engine) as conn:
-        state.finish_stream(conn, source.name, stream.name, result.error)
+    if not result.interrupted:  # a stream told to stop has not caught up: no success yet
+        with write_transaction(engine) as conn:
+            state.finish_stream(conn, source.name, stream.name, result.error)
     options.observer.stream_finished(result)
     return result
 
@@ -209,7 +220,8 @@ def _pull(
             stored = checkpoint or stored
             options.observer.page_stored(result)
             if options.stop():
-                return  # interrupted: a backfill's end is not reached, its cursor stays put
+                result.interrupted = True  # a backfill's end is not reached: its cursor stays
+                return
     if how.backfill and last is not None and last != stored and _may_end_at(last, how):
         with write_transaction(engine) as conn:
             state.save_progress(conn, name, stream.name, 0, last)

@@ -41,7 +41,7 @@ class DaemonInfo:
     def alive(self, now: datetime) -> bool:
         if now - self.heartbeat_at >= STALE_AFTER:
             return False
-        return self.host != socket.gethostname() or _pid_exists(self.pid)
+        return self.host != socket.gethostname() or pid_exists(self.pid)
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Me:
     host: str = field(default_factory=socket.gethostname)
 
 
-def _pid_exists(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

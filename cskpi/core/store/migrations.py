@@ -177,6 +177,12 @@ def m007_status_change(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE status_change {changes}"))
 
 
+def m008_sync_run_owner(conn: Connection) -> None:
+    """Which process runs a sync, so a run left ``running`` by a dead process can be told."""
+    conn.execute(text("ALTER TABLE sync_run ADD COLUMN pid INTEGER"))
+    conn.execute(text("ALTER TABLE sync_run ADD COLUMN host VARCHAR"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_tables,
     m002_indexes,
@@ -185,6 +191,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m005_deleted_tickets_index,
     m006_ids_in_byte_order,
     m007_status_change,
+    m008_sync_run_owner,
 )
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"

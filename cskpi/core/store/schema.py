@@ -172,6 +172,8 @@ class SyncRun(SQLModel, table=True):
     rows: int = 0
     skipped: int = 0
     error: str | None = None
+    pid: int | None = None  # the process running it, to tell a dead run (sync_state)
+    host: str | None = None
 
 
 class DigestRun(SQLModel, table=True):

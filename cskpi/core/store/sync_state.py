@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, text
 
+from cskpi.core.store.lease import Me, pid_exists
 from cskpi.core.store.schema import from_epoch, to_epoch
 
 
@@ -110,29 +111,78 @@ def finish_stream(conn: Connection, connector: str, stream: str, error: str | No
     )
 
 
+RunStatus = Literal["running", "ok", "failed", "interrupted"]
+
+
 def start_run(conn: Connection, connector: str) -> int:
+    """Record a run of ``connector`` as running, by this process (see ``end_dead_runs``)."""
+    me = Me()
     run_id = conn.execute(
         text(
-            "INSERT INTO sync_run (connector, started_at, status, rows, skipped) "
-            "VALUES (:c, :t, 'running', 0, 0) RETURNING id"
+            "INSERT INTO sync_run (connector, started_at, status, rows, skipped, pid, host) "
+            "VALUES (:c, :t, 'running', 0, 0, :pid, :host) RETURNING id"
         ),
-        {"c": connector, "t": to_epoch(now())},
+        {"c": connector, "t": to_epoch(now()), "pid": me.pid, "host": me.host},
     ).scalar_one()
     return int(run_id)
 
 
-def finish_run(conn: Connection, run_id: int, rows: int, skipped: int, error: str | None) -> None:
+def finish_run(
+    conn: Connection, run_id: int, rows: int, skipped: int, error: str | None, *, stopped: bool
+) -> None:
+    """Record how a run ended: failed (an error), interrupted (told to stop), or ok."""
+    status: RunStatus = "failed" if error else "interrupted" if stopped else "ok"
     conn.execute(
         text(
             "UPDATE sync_run SET finished_at = :t, status = :st, rows = :r, skipped = :k, "
             "error = :e WHERE id = :id"
         ),
-        {
-            "t": to_epoch(now()),
-            "st": "failed" if error else "ok",
-            "r": rows,
-            "k": skipped,
-            "e": error,
-            "id": run_id,
-        },
+        {"t": to_epoch(now()), "st": status, "r": rows, "k": skipped, "e": error, "id": run_id},
     )
+
+
+def end_dead_runs(conn: Connection) -> int:
+    """Mark ``interrupted`` the runs still ``running`` whose process on this host is gone (a
+    kill -9, a power cut); returns how many. Another host's runs are its own to judge."""
+    me = Me()
+    rows = conn.execute(
+        text("SELECT id, pid FROM sync_run WHERE status = 'running' AND host = :h"),
+        {"h": me.host},
+    ).all()
+    dead = [run_id for run_id, pid in rows if pid is not None and not pid_exists(pid)]
+    for run_id in dead:
+        conn.execute(
+            text(
+                "UPDATE sync_run SET status = 'interrupted', error = :e WHERE id = :id "
+                "AND status = 'running'"
+            ),
+            {"id": run_id, "e": "the process ended during the run"},
+        )
+    return len(dead)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    connector: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    rows: int
+    skipped: int
+    error: str | None
+
+
+def last_runs(engine: Engine) -> list[RunInfo]:
+    """Each connector's newest run."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT connector, started_at, finished_at, status, rows, skipped, error "
+                "FROM sync_run WHERE id IN (SELECT MAX(id) FROM sync_run GROUP BY connector) "
+                "ORDER BY connector"
+            )
+        ).all()
+    return [
+        RunInfo(r[0], from_epoch(r[1]) or now(), from_epoch(r[2]), r[3], r[4], r[5], r[6])
+        for r in rows
+    ]
