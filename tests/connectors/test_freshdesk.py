@@ -25,7 +25,12 @@ from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError
 from cskpi.core.http.ratelimit import Budget, RateLimiter
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "freshdesk"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+) / "freshdesk"  # fmt: skip
 API = "https://acme.freshdesk.com/api/v2"
 KEY = "s3cret-freshdesk-key"
 LIST_QUERY = {"order_by": "updated_at", "order_type": "asc", "per_page": "100",

@@ -25,7 +25,12 @@ from cskpi.connectors.intercom_map import map_admin, map_conversation, map_ratin
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "intercom"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+) / "intercom"  # fmt: skip
 API = "https://api.intercom.io"
 SEARCH = f"{API}/conversations/search"
 TOKEN = "s3cret-intercom-token"
