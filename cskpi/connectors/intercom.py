@@ -256,10 +256,10 @@ class IntercomConnector:
         spec = self.search(boundary.second, hi)
         with ThreadPoolExecutor(self.settings.concurrency, "cskpi-intercom") as pool:
             retrieve = pool.map if self.settings.concurrency > 1 else map
-            for raws, _, _ in fetch_pages(self.http, spec, None, None):
+            for raws, _, _, bad in fetch_pages(self.http, spec, None, None):
                 admitted = [raw for raw in raws if boundary.admit(raw)]
                 records: list[base.Record] = []
-                skipped: list[Skipped] = []
+                skipped: list[Skipped] = list(bad)
                 for found, raw in zip(admitted, retrieve(self._retrieve, admitted), strict=True):
                     self._store(found, raw, records, skipped)
                 mark = str(boundary) if boundary.second or boundary.ids else None

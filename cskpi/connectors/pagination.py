@@ -275,9 +275,11 @@ class SlidingWindowPaginator(Paginator):
     def next(self, body: Any, response: requests.Response) -> PageParams | None:
         link = response.links.get("next", {}).get("url")
         records = body if self.records_key is None else dig(body, self.records_key)
-        if not link or not isinstance(records, list) or not records:
+        listed = records if isinstance(records, list) else []
+        objects = [r for r in listed if isinstance(r, Mapping)]
+        if not link or not objects:
             return None
-        last = dig(records[-1], self.time_key)
+        last = dig(objects[-1], self.time_key)  # a null item is skipped, not a window start
         if not isinstance(last, str) or not last:
             raise PaginationError(f"the last record of a page has no {self.time_key}")
         window = _query(response.request.url).get(self.since_param)

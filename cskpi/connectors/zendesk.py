@@ -223,19 +223,19 @@ class ZendeskConnector:
         cursor, since = _resume(cursor, since)
         newest: datetime | None = None
         for fetched in fetch_pages(self.exports, spec, cursor, since):
-            raws, token, body = fetched
+            raws, token, body, bad = fetched
             records, skipped = mapper(fetched)
             newest = max(_known(newest, newest_position(raws)), default=None)
             if token is None and body.get("end_of_stream") is True and newest is not None:
                 token = f"{TIME_CURSOR}{int(newest.timestamp())}"
-            yield Page(records, token, newest or cursor_position(token), skipped)
+            yield Page(records, token, newest or cursor_position(token), [*bad, *skipped])
 
     def _messages(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
         """Comment events, with author roles from the agent list (agents and admins)."""
         agents = self._agent_ids()
-        for raws, token, body in fetch_pages(self.exports, EVENTS, cursor, since):
+        for raws, token, body, bad in fetch_pages(self.exports, EVENTS, cursor, since):
             records: list[base.Record] = []
-            skipped: list[Skipped] = []
+            skipped: list[Skipped] = list(bad)
             for event in raws:
                 found, bad = map_comments(event, agents)
                 records += found
@@ -244,7 +244,7 @@ class ZendeskConnector:
 
     def _agent_ids(self) -> frozenset[str]:
         ids: set[str] = set()
-        for raws, _, _ in fetch_pages(self.http, AGENTS, None, None):
+        for raws, _, _, _ in fetch_pages(self.http, AGENTS, None, None):
             ids.update(found for raw in raws if (found := ref(raw.get("id"))))
         return frozenset(ids)
 
@@ -254,11 +254,11 @@ class ZendeskConnector:
             stored = cursor_position(cursor)
             since = None if stored is None else stored - RATINGS_LOOKBACK
         newest: datetime | None = None
-        for raws, _, _ in fetch_pages(self.http, RATINGS, None, since):
+        for raws, _, _, bad in fetch_pages(self.http, RATINGS, None, since):
             records, skipped = map_each(raws, map_rating)
             rated = (r.rated_at for r in records if isinstance(r, base.Rating))
             newest = max(_known(newest, *rated), default=None)
-            yield Page(records, skipped=skipped)
+            yield Page(records, skipped=[*bad, *skipped])
         if newest is not None:
             yield Page((), str(int(newest.timestamp())), newest)
 
@@ -266,7 +266,7 @@ class ZendeskConnector:
 def _tickets(fetched: Fetched) -> Mapped:
     """Tickets with their metric sets: nested in each ticket (as the cursor export returns
     them) or side-loaded as a top-level ``metric_sets`` list keyed by ``ticket_id``."""
-    raws, _, body = fetched
+    raws, _, body, _ = fetched
     loaded = body.get("metric_sets")
     by_ticket = {
         m.get("ticket_id"): m for m in loaded or () if isinstance(m, Mapping)

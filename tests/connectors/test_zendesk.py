@@ -29,7 +29,12 @@ from cskpi.connectors.zendesk_map import map_each, map_ticket
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, FatalAPIError
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "zendesk"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+) / "zendesk"  # fmt: skip
 API = "https://acme.zendesk.com/api/v2"
 EXPORT = f"{API}/incremental/tickets/cursor.json"
 EVENTS = f"{API}/incremental/ticket_events.json"
@@ -405,6 +410,21 @@ def test_a_record_that_is_not_an_object_is_skipped_not_fatal() -> None:
     assert [(s.record_id, s.reason) for s in skipped] == [
         ("None", "not an object: NoneType"), ("7", "status: unknown value None"),
     ]  # fmt: skip
+
+
+def test_a_null_in_a_page_of_the_real_export_costs_itself_not_the_page(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    page = copy.deepcopy(sample("incremental_tickets_cursor_page_end_of_stream.json"))
+    page["tickets"].insert(4, None)
+    page["tickets"].append("not a ticket")
+    api.get(EXPORT, json=page)
+
+    [stored] = read(connector(clock), "tickets")
+
+    assert len(stored.records) == 87
+    assert [s.reason for s in stored.skipped] == ["not an object: NoneType", "not an object: str"]
+    assert stored.cursor == page["after_cursor"]
 
 
 # --- messages ---------------------------------------------------------------------------
