@@ -232,16 +232,21 @@ class IntercomConnector:
 
     def search(self, lo: int, hi: int) -> StreamSpec:
         """Conversations with ``lo <= updated_at <= hi``, oldest first (see module doc).
-        ``sort`` is accepted though the reference leaves it out (Intercom-OpenAPI issue #114)."""
+        ``sort`` is accepted though the reference leaves it out (Intercom-OpenAPI issue #114).
+
+        Each item of a group's ``value`` list must be of one kind, all groups or all filters:
+        2.14-2.16's ``multiple_filter_search_request`` is a ``oneOf`` of those two lists (the
+        fix allowing a mixed list, Intercom-OpenAPI #197, reached 2.11 only). So the ``<``
+        bound goes in a group of its own; two levels of nesting, as the API allows."""
         at = [
             {"field": "updated_at", "operator": ">", "value": lo},
             {"field": "updated_at", "operator": "=", "value": lo},
         ]
+        before = [{"field": "updated_at", "operator": "<", "value": hi}]
         query = {
             "operator": "AND",
-            "value": [{"operator": "OR", "value": at},
-                      {"field": "updated_at", "operator": "<", "value": hi}],
-        }  # fmt: skip
+            "value": [{"operator": "OR", "value": at}, {"operator": "AND", "value": before}],
+        }
         return StreamSpec(
             "tickets", "conversations/search", "conversations",
             lambda: StartingAfterPaginator(self.settings.per_page), method="POST",
