@@ -28,8 +28,9 @@ Cursor semantics, per stream:
   inclusive, so the boundary second is read twice; messages upsert by id, so nothing doubles
   and no same-second event is dropped. ``Page.position`` is that ``end_time``.
 * ``ratings``: the list is not in time order, so only its last page checkpoints: the newest
-  ``updated_at`` seen. A run restarts ``RATINGS_LOOKBACK`` before it, as a survey answer can
-  come days after the offer.
+  ``updated_at`` seen. A run restarts ``RATINGS_LOOKBACK`` (28 days) before it: ``start_time``
+  filters on a rating's creation, which is the survey's offer, and the answer can come as
+  late as the ticket's close, up to 28 days after its solve.
 
 https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api/
 """
@@ -71,7 +72,12 @@ HIGH_VOLUME_EXPORT_BUDGET = Budget(30, 60.0)  # with the High Volume API add-on
 # The account-wide limit is 200-2500/min by plan; the rate-limit headers pace below it.
 # https://developer.zendesk.com/api-reference/introduction/rate-limits/
 GENERAL_BUDGET = Budget(700, 60.0)
-RATINGS_LOOKBACK = timedelta(days=7)
+# A rating record is created when the survey is offered (after the solve) and answered while
+# the ticket is still solved; solved tickets close at the latest 28 days after the solve
+# (https://support.zendesk.com/hc/en-us/articles/4408835051546: "up to 28 days"; "Tickets in
+# solved status ... are automatically closed after 28 days"). `start_time` filters on the
+# record's creation, so each run starts 28 days before the newest answer it has stored.
+RATINGS_LOOKBACK = timedelta(days=28)
 TIME_CURSOR = "start_time="  # a stored cursor that resumes an export from a unix time
 _LIST_PAGE = 100  # cursor pagination's maximum for lists
 

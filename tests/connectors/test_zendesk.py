@@ -28,6 +28,7 @@ from cskpi.connectors.zendesk import (
 from cskpi.connectors.zendesk_map import map_each, map_ticket
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, FatalAPIError
+from tests.connectors.openapi import ZENDESK, example
 
 # ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
 SAMPLES = next(
@@ -558,6 +559,45 @@ def test_ratings_resume_a_lookback_before_their_cursor_and_bad_is_zero(
         1.0,
         "135",
     )
+
+
+def test_ratings_look_back_far_enough_for_an_answer_given_weeks_after_the_offer(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """The record exists from the offer (created_at); the answer comes while the ticket is
+    solved, up to 28 days later. The newest answer stored is 10 days after this offer, so the
+    next run must start at or before the offer to see its answer on day 20."""
+    docs = sample("satisfaction_rating_docs_example.json")
+    offered = at(docs["created_at"])
+    answered = {**docs, "updated_at": "2011-08-09T22:55:29Z"}  # 20 days after the offer
+    stored = offered + timedelta(days=10)
+    start = int((stored - timedelta(days=28)).timestamp())
+    assert start <= offered.timestamp()
+    api.get(f"{API}/satisfaction_ratings.json",
+            json={"satisfaction_ratings": [answered], "meta": {"has_more": False}},
+            match=query(score="received", start_time=start, **{"page[size]": 100}))  # fmt: skip
+
+    pages = read(connector(clock), "ratings", cursor=str(int(stored.timestamp())))
+
+    [rating] = pages[0].records
+    assert isinstance(rating, Rating)
+    assert rating.rated_at == at("2011-08-09T22:55:29Z")
+    assert timedelta(days=28) == RATINGS_LOOKBACK
+
+
+def test_a_deleted_group_is_not_stored_as_a_live_group(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """The documented groups list, with one group marked as GroupObject's ``deleted`` says:
+    "Deleted groups get marked as such"."""
+    listed = copy.deepcopy(example(ZENDESK, "GroupsResponseExample"))
+    listed["groups"][1]["deleted"] = True
+    api.get(f"{API}/groups.json", json={**listed, "meta": {"has_more": False}})
+
+    [groups] = read(connector(clock), "groups")
+
+    assert [(g.external_id, g.name) for g in groups.records] == [("211", "DJs")]  # type: ignore[union-attr]
+    assert groups.skipped == []
 
 
 def test_people_groups_and_organizations(api: responses.RequestsMock, clock: FakeClock) -> None:
