@@ -75,7 +75,12 @@ class StreamSpec:
 
 
 def fetch_pages(
-    client: HttpClient, spec: StreamSpec, cursor: str | None, since: datetime | None
+    client: HttpClient,
+    spec: StreamSpec,
+    cursor: str | None,
+    since: datetime | None,
+    *,
+    following: HttpClient | None = None,
 ) -> Iterator[Fetched]:
     """Read ``spec`` from ``cursor`` (a stored cursor wins) or ``since``, page by page.
 
@@ -83,7 +88,8 @@ def fetch_pages(
     is stored (``None`` when the stream has no resumable cursor, or the page carries none),
     the raw body (a list body comes as ``{"records": [...]}``) and the items skipped for not
     being objects. Raises :class:`PaginationError` on a
-    repeated token, a malformed page or more than ``spec.max_pages`` pages.
+    repeated token, a malformed page or more than ``spec.max_pages`` pages. ``following``
+    sends the pages after the first (Intercom's scroll: a failed page cannot be asked again).
     """
     paginator = spec.paginator()
     start = _start(spec, paginator, cursor, since)
@@ -96,10 +102,11 @@ def fetch_pages(
         token = paginator.resume_token(body) if spec.cursor_param else None
         raws, skipped = _records(spec, body)
         yield Fetched(raws, token, body if isinstance(body, dict) else {"records": body}, skipped)
-        following = paginator.next(body, response)
-        if following is None:
+        after = paginator.next(body, response)
+        if after is None:
             return
-        request = _request(spec, start if paginator.keeps_start else {}, following)
+        request = _request(spec, start if paginator.keeps_start else {}, after)
+        client = following or client
     raise PaginationError(f"{spec.name}: more than {spec.max_pages} pages; is paging broken?")
 
 

@@ -23,7 +23,7 @@ from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
 from cskpi.connectors.intercom import Boundary, IntercomConnector, IntercomSettings
 from cskpi.connectors.intercom_map import map_admin, map_conversation, map_rating, map_ticket
 from cskpi.core.clock import FakeClock
-from cskpi.core.http.client import AuthError
+from cskpi.core.http.client import AuthError, RetriableAPIError
 from tests.connectors.openapi import INTERCOM, schema_errors
 
 # ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
@@ -344,6 +344,42 @@ def test_a_conversation_deleted_before_its_retrieval_is_kept_as_deleted(
     assert (page.cursor, page.skipped) == ("201:10", [])
 
 
+SERVER_ERROR = {
+    "type": "error.list",
+    "errors": [{"code": "server_error", "message": "Server Error"}],
+}
+
+
+def test_an_unreadable_conversation_is_skipped_and_counted_and_the_cursor_moves_past_it(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    api.post(SEARCH, json=listing([in_search("1", 200), in_search("2", 201), in_search("3", 202)]))
+    api.get(f"{API}/conversations/1", json=retrieved("1", 200))
+    for _ in range(8):  # every attempt the client makes
+        api.get(f"{API}/conversations/2", status=500, json=SERVER_ERROR)
+    api.get(f"{API}/conversations/3", status=400, json={"type": "error.list", "errors": [
+        {"code": "parameter_invalid", "message": "Conversation cannot be read"}]})  # fmt: skip
+
+    [page] = read(connector(clock), "tickets")
+
+    assert {r.external_id for r in page.records if isinstance(r, Ticket)} == {"1"}
+    assert [(s.record_id, s.reason.split(":")[0]) for s in page.skipped] == [
+        ("2", "unreadable"), ("3", "unreadable"),
+    ]  # fmt: skip
+    assert page.cursor == "202:3"
+
+
+def test_a_page_whose_every_conversation_fails_with_a_5xx_fails_the_stream(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    api.post(SEARCH, json=listing([in_search("2", 201)]))
+    for _ in range(8):
+        api.get(f"{API}/conversations/2", status=503, json=SERVER_ERROR)
+
+    with pytest.raises(RetriableAPIError, match="503"):
+        read(connector(clock), "tickets")
+
+
 def test_more_than_500_parts_are_flagged_and_the_statistics_give_the_times(
     api: responses.RequestsMock, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -400,6 +436,35 @@ def test_companies_scroll_until_an_empty_page(
     pages = read(connector(clock), "organizations")
 
     assert [r.external_id for p in pages for r in p.records] == ["6762f0971bb69f9f2193bb2b", "c2"]
+
+
+def test_a_company_scroll_that_fails_with_a_500_is_restarted_from_its_first_page(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """2.16, GET /companies/scroll: a 500 "Request failed due to an internal network error.
+    Please restart the scroll operation." - "It is not possible to continue from a specific
+    point when using scroll." Asking the failed page again cannot work."""
+    company = {"type": "company", "id": "6762f0971bb69f9f2193bb2b", "name": "IntercomQATest1",
+               "created_at": 1734537367}  # fmt: skip
+    fresh = [matchers.query_param_matcher({})]
+    api.get(f"{API}/companies/scroll", match=fresh,
+            json={"type": "list", "data": [company], "scroll_param": "s1"})  # fmt: skip
+    api.get(f"{API}/companies/scroll", status=500, match=[matchers.query_param_matcher(
+        {"scroll_param": "s1"})], json={"type": "error.list", "errors": [{"code": "server_error",
+        "message": "Request failed due to an internal network error. Please restart the scroll "
+                   "operation."}]})  # fmt: skip
+    api.get(f"{API}/companies/scroll", match=fresh,
+            json={"type": "list", "data": [company], "scroll_param": "s2"})  # fmt: skip
+    s2 = [matchers.query_param_matcher({"scroll_param": "s2"})]
+    second = {"type": "list", "data": [{**company, "id": "c2"}], "scroll_param": "s2"}
+    api.get(f"{API}/companies/scroll", match=s2, json=second)
+    api.get(f"{API}/companies/scroll", match=s2,
+            json={"type": "list", "data": [], "scroll_param": "s2"})  # fmt: skip
+
+    pages = read(connector(clock), "organizations")
+
+    ids = [r.external_id for p in pages for r in p.records]
+    assert ids == ["6762f0971bb69f9f2193bb2b", "6762f0971bb69f9f2193bb2b", "c2"]
 
 
 def test_a_boundary_cursor_round_trips() -> None:
