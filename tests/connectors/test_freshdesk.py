@@ -158,6 +158,27 @@ def test_an_open_portal_ticket_with_stats_and_its_conversations() -> None:
     assert ticket.agent_replies == 1
 
 
+def test_a_public_note_and_a_forward_are_no_agent_replies() -> None:
+    """python-freshdesk's conversations: the note (source 2) made public, and a forward
+    (source 8, "Forwarded email" in https://developers.freshdesk.com/api/#conversations)
+    sent before the reply. Only the reply (source 0) answers the customer."""
+    ticket = map_ticket(sample("ticket_with_stats_python_freshdesk_fixture.json"), {})
+    ticket.first_reply_at = None  # as without stats: the thread must tell it
+    note, reply = sample("conversations_python_freshdesk_fixture.json")
+    public_note = note | {"private": False, "created_at": "2016-05-19T05:36:10Z"}
+    forward = reply | {"id": 3, "source": 8, "created_at": "2016-05-19T05:36:11Z",
+                       "to_emails": ["vendor@example.com"]}  # fmt: skip
+
+    messages, _ = map_thread(
+        ticket, [public_note, forward, reply], frozenset({"1"}), outbound=False
+    )
+
+    assert [(m.external_id, m.author_role, m.public) for m in messages[1:]] == [
+        ("1", "agent", False), ("3", "agent", False), ("2", "agent", True),
+    ]  # fmt: skip
+    assert (ticket.agent_replies, ticket.first_reply_at) == (1, at("2016-05-19T05:36:14Z"))
+
+
 def test_a_reopened_ticket_was_first_solved_before_the_reopen() -> None:
     raw = sample("ticket_with_stats_python_freshdesk_fixture.json")
     raw["status"] = 4
