@@ -79,6 +79,7 @@ PLAN_LIMITS: dict[str, tuple[int, int]] = {
 INCLUDE_CREDITS = 2  # "each include will consume an additional 2 credits" (list all tickets)
 RATINGS_LOOKBACK = timedelta(days=1)
 PER_PAGE = 100  # the most a Freshdesk list page holds
+ROOT_PATH = "/api/v2/"  # where the API lives on a Freshdesk host, and in its Link headers
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # without updated_since: only the last 30 days
 
 
@@ -128,7 +129,7 @@ class FreshdeskSettings(ConnectorSettings):
     def root(self) -> str:
         """The API root, ``https://{domain}.freshdesk.com/api/v2/`` unless overridden."""
         host = self.base_url or f"https://{self.domain}.freshdesk.com"
-        return host.rstrip("/") + "/api/v2/"
+        return host.rstrip("/") + ROOT_PATH
 
     def budgets(self) -> tuple[Budget, Budget]:
         """(the account's credits per minute, the ticket list's calls per minute)."""
@@ -139,10 +140,13 @@ class FreshdeskSettings(ConnectorSettings):
         )
 
 
+def _linked() -> NextUrlPaginator:
+    """Pages by the ``Link`` header, followed on the configured host (``base_url``)."""
+    return NextUrlPaginator(None, root_path=ROOT_PATH)
+
+
 def _list(name: str, path: str) -> StreamSpec:
-    return StreamSpec(
-        name, path, None, lambda: NextUrlPaginator(None), params={"per_page": PER_PAGE}
-    )
+    return StreamSpec(name, path, None, _linked, params={"per_page": PER_PAGE})
 
 
 def ticket_list(name: str, include: str, **params: str) -> StreamSpec:
@@ -163,7 +167,7 @@ TICKETS = ticket_list("tickets", "requester,stats")
 DELETED = ticket_list("tickets_deleted", "requester,stats", filter="deleted")
 SPAM = ticket_list("tickets_spam", "requester,stats", filter="spam")
 RATINGS = StreamSpec(
-    "ratings", "surveys/satisfaction_ratings", None, lambda: NextUrlPaginator(None),
+    "ratings", "surveys/satisfaction_ratings", None, _linked,
     since_param="created_since", since_format=iso_utc, params={"per_page": PER_PAGE},
 )  # fmt: skip
 
@@ -243,7 +247,7 @@ class FreshdeskConnector:
 
     def _conversations(self, ticket_id: str) -> tuple[list[Raw], list[Skipped]]:
         spec = StreamSpec(
-            "messages", f"tickets/{ticket_id}/conversations", None, lambda: NextUrlPaginator(None),
+            "messages", f"tickets/{ticket_id}/conversations", None, _linked,
             params={"per_page": PER_PAGE},
         )  # fmt: skip
         found: list[Raw] = []

@@ -253,6 +253,24 @@ def test_ratings_on_their_surveys_scales_and_the_docs_malformed_timestamp() -> N
 # --- the connector over scripted responses ----------------------------------------------
 
 
+def test_with_base_url_the_next_links_are_followed_on_the_configured_host(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """Freshdesk writes its own host into ``Link`` (https://developers.freshdesk.com/api/#pagination);
+    behind a proxy the next page is that link's path and query on ``base_url``."""
+    proxy = "https://proxy.example.test/freshdesk"
+    note, reply = sample("conversations_python_freshdesk_fixture.json")
+    real_next = f"{API}/tickets/1/conversations?per_page=100&page=2"
+    api.get(f"{proxy}/api/v2/tickets/1/conversations", json=[note], headers=link(real_next),
+            match=[matchers.query_param_matcher({"per_page": "100"})])  # fmt: skip
+    api.get(f"{proxy}/api/v2/tickets/1/conversations", json=[reply],
+            match=[matchers.query_param_matcher({"per_page": "100", "page": "2"})])  # fmt: skip
+
+    found, skipped = connector(clock, base_url=proxy)._conversations("1")
+
+    assert ([c["id"] for c in found], skipped) == ([1, 2], [])
+
+
 def ticket_page(updated: str, *ids: int) -> list[dict[str, Any]]:
     [raw] = sample("ticket_with_stats_and_requester_airbyte_fixture.json")
     return [raw | {"id": i, "updated_at": updated} for i in ids]
