@@ -17,13 +17,25 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 
 from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
-from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
+from cskpi.connectors.freshdesk import (
+    AGENTS,
+    COMPANIES,
+    DELETED,
+    GROUPS,
+    RATINGS,
+    SPAM,
+    SURVEYS,
+    TICKETS,
+    FreshdeskConnector,
+    FreshdeskSettings,
+)
 from cskpi.connectors.freshdesk_map import map_rating, map_thread, map_ticket, survey_scales
 from cskpi.connectors.pagination import PaginationError, SlidingWindowPaginator
-from cskpi.connectors.rest import TimeBoundary
+from cskpi.connectors.rest import StreamSpec, TimeBoundary
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError
 from cskpi.core.http.ratelimit import Budget, RateLimiter
+from tests.connectors.openapi.freshdesk_documented import freshdesk_violation
 
 # ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
 SAMPLES = next(
@@ -269,6 +281,35 @@ def test_with_base_url_the_next_links_are_followed_on_the_configured_host(
     found, skipped = connector(clock, base_url=proxy)._conversations("1")
 
     assert ([c["id"] for c in found], skipped) == ([1, 2], [])
+
+
+@pytest.mark.parametrize(
+    "spec", [TICKETS, DELETED, SPAM, RATINGS, GROUPS, COMPANIES, AGENTS, SURVEYS],
+    ids=lambda spec: spec.name,
+)  # fmt: skip
+def test_every_list_asks_only_documented_parameters(spec: StreamSpec) -> None:
+    """Freshdesk publishes no OpenAPI document: the table of its reference's parameters
+    (tests/connectors/openapi/freshdesk_documented.py) stands in, in the end-to-end tests too."""
+    query = {k: [str(v)] for k, v in spec.params.items()}
+    assert freshdesk_violation("GET", f"/api/v2/{spec.path}", {**query, "page": ["2"]}) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "problem"),
+    [
+        ("/api/v2/tickets", {"updated_since": ["2024-01-31"]}, "not a documented value"),
+        ("/api/v2/tickets", {"include": ["stats,conversations"]}, "not a documented value"),
+        ("/api/v2/tickets", {"per_page": ["500"]}, "not a documented value"),
+        ("/api/v2/tickets", {"sort": ["asc"]}, "not a documented parameter"),
+        ("/api/v2/tickets/7/conversations", {"updated_since": ["2024-01-31T00:00:00Z"]},
+         "not a documented parameter"),
+        ("/api/v2/contacts/7", {}, "no documented read endpoint"),
+    ],
+)  # fmt: skip
+def test_a_request_outside_the_reference_is_reported(
+    path: str, query: dict[str, list[str]], problem: str
+) -> None:
+    assert problem in (freshdesk_violation("GET", path, query) or "")
 
 
 def ticket_page(updated: str, *ids: int) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from cskpi.connectors.intercom_map import map_admin, map_conversation, map_ratin
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, RetriableAPIError
 from tests.connectors.openapi import INTERCOM, schema_errors
+from tests.connectors.openapi.check import INTERCOM_DEVIATIONS, RequestCheck
 
 # ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
 SAMPLES = next(
@@ -524,3 +525,24 @@ def test_pyproject_registers_the_connector_under_its_type() -> None:
     loaded = EntryPoint("intercom", declared["intercom"], "cskpi.connectors").load()
     assert loaded is IntercomConnector
     assert IntercomConnector.type == "intercom"
+
+
+def test_requests_outside_the_2_16_document_are_reported(clock: FakeClock) -> None:
+    """The checker the end-to-end tests install: a mixed filter list (which 2.14-2.16 refuse,
+    Intercom-OpenAPI #197 fixed 2.11 only), an unknown Intercom-Version, a missing token."""
+    body = {**(connector(clock).search(100, 200).body or {}), "pagination": {"per_page": 150}}
+    mixed = copy.deepcopy(body)
+    mixed["query"]["value"][1] = mixed["query"]["value"][1]["value"][0]
+    headers = {"Authorization": f"Bearer {TOKEN}", "Intercom-Version": "2.16",
+               "Content-Type": "application/json"}  # fmt: skip
+    check = RequestCheck(INTERCOM, "https://api.intercom.io", INTERCOM_DEVIATIONS)
+
+    check("POST", "/conversations/search", {}, body, headers)
+    check("POST", "/conversations/search", {}, mixed, headers)
+    check("GET", "/admins", {}, None, {**headers, "Intercom-Version": "2.99"})
+    check("GET", "/conversations/5", {}, None, {"Intercom-Version": "2.16"})
+
+    assert check.checked == 4
+    assert [v.split(":")[0] for v in check.violations] == [
+        "POST /conversations/search?{}", "GET /admins?{}", "GET /conversations/5?{}",
+    ]  # fmt: skip

@@ -28,7 +28,8 @@ from cskpi.connectors.zendesk import (
 from cskpi.connectors.zendesk_map import map_each, map_ticket
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, FatalAPIError
-from tests.connectors.openapi import ZENDESK, example
+from tests.connectors.openapi import ZENDESK, document, example
+from tests.connectors.openapi.check import ZENDESK_DEVIATIONS, RequestCheck
 
 # ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
 SAMPLES = next(
@@ -684,3 +685,51 @@ def test_a_429_waits_its_retry_after_and_a_dropped_connection_is_retried(
     assert clock.sleeps[0] == 17
     assert len(clock.sleeps) == 3
     assert all(1 <= s <= 6 for s in clock.sleeps[1:])  # exponential backoff, jittered
+
+
+# --- requests against oas.yaml ----------------------------------------------------------
+
+BASIC = {"Authorization": "Basic b3BzQGFjbWUudGVzdC90b2tlbjpzM2NyZXQ="}
+
+
+def test_the_document_requires_start_time_beside_cursor_which_zendesk_itself_omits() -> None:
+    """Recorded deviation: oas.yaml marks start_time required on the cursor export, and the
+    real after_url Zendesk returned carries the cursor alone."""
+    doc = document(ZENDESK)
+    refs = [p["$ref"] for p in doc["paths"]["/api/v2/incremental/tickets/cursor"]["parameters"]]
+    assert "#/components/parameters/IncrementalUnixTime" in refs
+    assert doc["components"]["parameters"]["IncrementalUnixTime"]["required"] is True
+    after_url = sample("incremental_tickets_cursor_page_per_page1.json")["after_url"]
+    assert "cursor=" in after_url
+    assert "start_time" not in after_url
+
+    bare = RequestCheck(ZENDESK, "https://acme.zendesk.com")
+    excused = RequestCheck(ZENDESK, "https://acme.zendesk.com", ZENDESK_DEVIATIONS)
+    path, query = (
+        "/api/v2/incremental/tickets/cursor.json",
+        {"cursor": ["MTY5NTA1MjY2My4wfHwyOHw="]},
+    )
+    bare("GET", path, query, None, BASIC)
+    excused("GET", path, query, None, BASIC)
+
+    assert "Missing required query parameter: start_time" in bare.violations[0]
+    assert (excused.violations, dict(excused.met)) == ([], {ZENDESK_DEVIATIONS[0].name: 1})
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "headers", "problem"),
+    [
+        ("/api/v2/incremental/tickets/cursor.json", {"start_time": ["yesterday"]}, BASIC,
+         "start_time"),
+        ("/api/v2/incremental/ticket_events.json", {}, BASIC, "start_time"),
+        ("/api/v2/incremental/tickets/cursor.json", {"start_time": ["0"]}, {}, "Security"),
+        ("/api/v2/helpdesk/tickets.json", {}, BASIC, "not found"),
+    ],
+)  # fmt: skip
+def test_a_request_outside_the_document_is_reported(
+    path: str, query: dict[str, list[str]], headers: dict[str, str], problem: str
+) -> None:
+    check = RequestCheck(ZENDESK, "https://acme.zendesk.com", ZENDESK_DEVIATIONS)
+    check("GET", path, query, None, headers)
+    [violation] = check.violations
+    assert problem in violation
