@@ -110,7 +110,8 @@ class BarProgress:
         self._progress.stop()
 
     def stream_started(self, connector: str, stream: str) -> None:
-        self._task = self._progress.add_task(f"{connector}/{stream}", total=None, rows=0, at="")
+        name = escape(f"{connector}/{stream}")  # rendered as markup
+        self._task = self._progress.add_task(name, total=None, rows=0, at="")
 
     def page_stored(self, result: StreamResult) -> None:
         if self._task is not None:
@@ -122,7 +123,7 @@ class BarProgress:
         mark = "[red]✗" if result.error else "[green]✓"
         self._progress.update(
             self._task,
-            description=f"{mark}[/] {result.connector}/{result.stream}",
+            description=f"{mark}[/] {escape(result.connector)}/{escape(result.stream)}",
             rows=result.rows,
             total=1,
             completed=1,
@@ -132,9 +133,8 @@ class BarProgress:
 def sync_report(report: SyncReport) -> None:
     for s in report.streams:
         if s.error:
-            err.print(
-                f"[red]✗ {s.connector}/{s.stream}[/]: {s.error}", markup=True, highlight=False
-            )
+            where, error = escape(f"{s.connector}/{s.stream}"), escape(s.error)
+            err.print(f"[red]✗ {where}[/]: {error}", markup=True, highlight=False)
     total = sum(s.rows for s in report.streams)
     skipped = sum(s.skipped for s in report.streams)
     note = f", {skipped:,} bad records skipped (see log)" if skipped else ""
@@ -156,8 +156,8 @@ def status_table(status: Status) -> Table:
     for s in status.streams:
         cursor = (s.cursor[:24] + "…") if s.cursor and len(s.cursor) > 25 else (s.cursor or "-")
         table.add_row(
-            s.connector, s.stream, when(s.last_success_at), when(s.position),
-            f"{s.rows:,}", cursor, s.last_error or "",
+            escape(s.connector), escape(s.stream), when(s.last_success_at), when(s.position),
+            f"{s.rows:,}", escape(cursor), escape(s.last_error or ""),
         )  # fmt: skip
     return table
 
@@ -207,7 +207,7 @@ def stored_table(status: Status) -> Table:
 def check_table(results: list[CheckResult]) -> Table:
     table = Table("connector or digest target", "", "detail")
     for r in results:
-        table.add_row(r.connector, "[green]✓" if r.ok else "[red]✗", r.detail)
+        table.add_row(escape(r.connector), "[green]✓" if r.ok else "[red]✗", escape(r.detail))
     return table
 
 

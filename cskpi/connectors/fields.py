@@ -75,6 +75,19 @@ def ref(value: object) -> str | None:
     raise BadRecordError(f"not an id: {value!r}")
 
 
+def split_objects(items: Iterable[object]) -> tuple[list[dict[str, Any]], list[Skipped]]:
+    """The JSON objects of a list, and a ``Skipped`` entry for every other item (a ``null``, a
+    string): one such item costs itself, not its page."""
+    objects: list[dict[str, Any]] = []
+    skipped: list[Skipped] = []
+    for item in items:
+        if isinstance(item, dict):
+            objects.append(item)
+        else:
+            skipped.append(Skipped("(no id)", f"not an object: {type(item).__name__}"))
+    return objects, skipped
+
+
 def map_each(raws: Iterable[object], mapper: Callable[[Raw], base.Record | None]) -> Mapped:
     """Map every object; one that fails becomes a ``Skipped`` with its id and the reason."""
     records: list[base.Record] = []

@@ -79,6 +79,7 @@ PLAN_LIMITS: dict[str, tuple[int, int]] = {
 INCLUDE_CREDITS = 2  # "each include will consume an additional 2 credits" (list all tickets)
 RATINGS_LOOKBACK = timedelta(days=1)
 PER_PAGE = 100  # the most a Freshdesk list page holds
+ROOT_PATH = "/api/v2/"  # where the API lives on a Freshdesk host, and in its Link headers
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # without updated_since: only the last 30 days
 
 
@@ -128,7 +129,7 @@ class FreshdeskSettings(ConnectorSettings):
     def root(self) -> str:
         """The API root, ``https://{domain}.freshdesk.com/api/v2/`` unless overridden."""
         host = self.base_url or f"https://{self.domain}.freshdesk.com"
-        return host.rstrip("/") + "/api/v2/"
+        return host.rstrip("/") + ROOT_PATH
 
     def budgets(self) -> tuple[Budget, Budget]:
         """(the account's credits per minute, the ticket list's calls per minute)."""
@@ -139,10 +140,13 @@ class FreshdeskSettings(ConnectorSettings):
         )
 
 
+def _linked() -> NextUrlPaginator:
+    """Pages by the ``Link`` header, followed on the configured host (``base_url``)."""
+    return NextUrlPaginator(None, root_path=ROOT_PATH)
+
+
 def _list(name: str, path: str) -> StreamSpec:
-    return StreamSpec(
-        name, path, None, lambda: NextUrlPaginator(None), params={"per_page": PER_PAGE}
-    )
+    return StreamSpec(name, path, None, _linked, params={"per_page": PER_PAGE})
 
 
 def ticket_list(name: str, include: str, **params: str) -> StreamSpec:
@@ -163,7 +167,7 @@ TICKETS = ticket_list("tickets", "requester,stats")
 DELETED = ticket_list("tickets_deleted", "requester,stats", filter="deleted")
 SPAM = ticket_list("tickets_spam", "requester,stats", filter="spam")
 RATINGS = StreamSpec(
-    "ratings", "surveys/satisfaction_ratings", None, lambda: NextUrlPaginator(None),
+    "ratings", "surveys/satisfaction_ratings", None, _linked,
     since_param="created_since", since_format=iso_utc, params={"per_page": PER_PAGE},
 )  # fmt: skip
 
@@ -225,39 +229,44 @@ class FreshdeskConnector:
         known: dict[str, base.Person] = {}  # requesters stored by this read: each once
         # One request a ticket: a few at once, so the budget, not the latency, sets the pace.
         with ThreadPoolExecutor(self.settings.workers, thread_name_prefix="cskpi-fd") as pool:
-            for raws, _, _ in fetch_pages(self.listing, spec, None, start):
+            for raws, _, _, bad in fetch_pages(self.listing, spec, None, start):
                 page = _TicketPage(self.settings.status_map, not plain, boundary, known)
+                page.skipped += bad
                 for raw in raws:
                     page.add(raw, agents)
                 if threads:
                     ids = [ticket.external_id for ticket, _ in page.tickets]
-                    page.messages(list(pool.map(self._conversations, ids)), agents)
+                    read = list(pool.map(self._conversations, ids))
+                    page.messages([found for found, _ in read], agents)
+                    page.skipped += [entry for _, bad in read for entry in bad]
                 boundary = page.boundary
                 yield Page(
                     page.records, None if boundary is None else boundary.encode(),
                     None if boundary is None else boundary.at, page.skipped,
                 )  # fmt: skip
 
-    def _conversations(self, ticket_id: str) -> list[Raw]:
+    def _conversations(self, ticket_id: str) -> tuple[list[Raw], list[Skipped]]:
         spec = StreamSpec(
-            "messages", f"tickets/{ticket_id}/conversations", None, lambda: NextUrlPaginator(None),
+            "messages", f"tickets/{ticket_id}/conversations", None, _linked,
             params={"per_page": PER_PAGE},
         )  # fmt: skip
         found: list[Raw] = []
+        skipped: list[Skipped] = []
         try:
-            for raws, _, _ in fetch_pages(self.http, spec, None, None):
+            for raws, _, _, bad in fetch_pages(self.http, spec, None, None):
                 found += raws
+                skipped += [Skipped(f"ticket {ticket_id} conversation", s.reason) for s in bad]
         except FatalAPIError as exc:
             if exc.status != 404:
                 raise
             log.warning(
                 "%s: ticket %s is gone; its conversations are not read", self.name, ticket_id
             )
-        return found
+        return found, skipped
 
     def _agent_ids(self) -> frozenset[str]:
         ids: set[str] = set()
-        for raws, _, _ in fetch_pages(self.http, AGENTS, None, None):
+        for raws, _, _, _ in fetch_pages(self.http, AGENTS, None, None):
             ids.update(found for raw in raws if (found := ref(raw.get("id"))))
         return frozenset(ids)
 
@@ -267,11 +276,11 @@ class FreshdeskConnector:
             since = TimeBoundary.decode(cursor).at - RATINGS_LOOKBACK
         scales = self._scales()
         newest: datetime | None = None
-        for raws, _, _ in fetch_pages(self.http, RATINGS, None, since or EPOCH):
+        for raws, _, _, bad in fetch_pages(self.http, RATINGS, None, since or EPOCH):
             records, skipped = map_each(raws, lambda raw: map_rating(raw, scales))
             rated = [r.rated_at for r in records if isinstance(r, base.Rating)]
             newest = max([*rated, *([newest] if newest else [])], default=None)
-            yield Page(records, skipped=skipped)
+            yield Page(records, skipped=[*bad, *skipped])
         if newest is not None:
             yield Page((), iso_utc(newest), newest)
 
@@ -279,7 +288,7 @@ class FreshdeskConnector:
         """The surveys' scales; an account without survey access rates on the classic one."""
         try:
             return survey_scales(
-                raw for raws, _, _ in fetch_pages(self.http, SURVEYS, None, None) for raw in raws
+                raw for page in fetch_pages(self.http, SURVEYS, None, None) for raw in page.raws
             )
         except FatalAPIError as exc:
             if exc.status not in (403, 404):

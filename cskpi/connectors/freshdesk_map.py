@@ -35,6 +35,11 @@ CHANNEL: dict[int, base.Channel] = {
     8: "messaging", 9: "web", 10: "email", 12: "chat", 13: "messaging",
 }  # fmt: skip
 OUTBOUND_EMAIL = 10  # a ticket an agent started: its description is the agent's message
+# Conversation `source` (https://developers.freshdesk.com/api/#conversations): 0 Reply, 2 Note,
+# 5 Tweets, 6 Survey feedback, 7 Facebook, 8 Forwarded email, 9 Phone, 11 E-commerce. A note
+# (even a public one, which the requester can read in the portal) and a forward (to a third
+# party) answer no customer: Freshdesk's first response time ignores both.
+NOT_A_REPLY = frozenset({2, 8})
 # Satisfaction answers are codes: 103 Extremely happy ... 100 Neutral ... -103 Extremely
 # unhappy. The classic survey answers 103 / 100 / -103; custom surveys use 5 or 7 of the
 # codes, listed per question in `accepted_ratings` of GET /api/v2/surveys.
@@ -153,15 +158,17 @@ def map_thread(
 
 
 def map_conversation(raw: Raw, ticket: Ticket, agents: Container[str]) -> Message:
-    """A reply or note of ``GET /tickets/{id}/conversations``: public unless ``private``."""
+    """A reply or note of ``GET /tickets/{id}/conversations``: public unless ``private``; an
+    agent's note or forward is not public either, as it is no reply to the customer."""
     user = ref(raw.get("user_id"))
     private = raw.get("private")
     if not isinstance(private, bool):
         raise BadRecordError(f"conversation {raw.get('id')}: missing private")
+    role = author_role(user, raw.get("incoming") is True, ticket, agents)
+    aside = role == "agent" and raw.get("source") in NOT_A_REPLY
     return Message(
         external_id=_id(raw), ticket_id=ticket.external_id, created_at=when(raw, "created_at"),
-        author_role=author_role(user, raw.get("incoming") is True, ticket, agents),
-        public=not private, author_id=user,
+        author_role=role, public=not private and not aside, author_id=user,
     )  # fmt: skip
 
 

@@ -60,7 +60,12 @@ from cskpi.connectors.pagination import PageParams, Paginator, StartingAfterPagi
 from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, full_list, unix_seconds
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.secrets import Secret
-from cskpi.core.http.client import AuthError, FatalAPIError, HttpClient
+from cskpi.core.http.client import (
+    APIError,
+    AuthError,
+    HttpClient,
+    RetriableAPIError,
+)
 from cskpi.core.http.ratelimit import INTERCOM_HEADERS, Budget, RateLimiter, Slot, header_number
 
 log = logging.getLogger("cskpi.intercom")
@@ -78,6 +83,9 @@ DEFAULT_VERSION = "2.16"
 # a minute per app by default, enforced in 10-second windows; the headers pace below it.
 WINDOW = 10.0
 _SEARCH_PAGE = 150  # search's maximum
+# "If this happens, you will need to restart your scroll query: It is not possible to
+# continue from a specific point when using scroll." (GET /companies/scroll, 2.16)
+SCROLL_RESTARTS = 3
 
 
 class IntercomSettings(ConnectorSettings):
@@ -201,11 +209,17 @@ class IntercomConnector:
         self.settings = own_settings(settings, IntercomSettings)
         self.clock: Clock = clock or SystemClock()
         s = self.settings
-        budget = Budget(s.rate_limit // 6, WINDOW)
-        self.http = HttpClient(
-            name, s.root(), ca_bundle=s.ca_bundle, clock=self.clock,
+        limiter = WindowLimiter(Budget(s.rate_limit // 6, WINDOW), clock=self.clock)
+        self.http = self._client(limiter, 8)
+        # A scroll page that failed cannot be asked for again: one attempt, then a restart.
+        self.scroll_once = self._client(limiter, 1)
+
+    def _client(self, limiter: WindowLimiter, attempts: int) -> HttpClient:
+        s = self.settings
+        return HttpClient(
+            self.name, s.root(), ca_bundle=s.ca_bundle, clock=self.clock, limiter=limiter,
             secret_hint="access_token",  # noqa: S106 - the setting's name, not a secret
-            limiter=WindowLimiter(budget, clock=self.clock),
+            max_attempts=attempts,
             headers={
                 "Authorization": f"Bearer {s.access_token.get_secret_value()}",
                 "Intercom-Version": s.intercom_version, "Accept": "application/json",
@@ -226,22 +240,44 @@ class IntercomConnector:
         return [
             PagesStream("groups", lambda c, s: full_list(self.http, GROUPS, map_team)),
             PagesStream("people", lambda c, s: full_list(self.http, ADMINS, map_admin)),
-            PagesStream("organizations", lambda c, s: full_list(self.http, COMPANIES, map_company)),
+            PagesStream("organizations", lambda c, s: self._companies()),
             PagesStream("tickets", self._tickets),
         ]
 
+    def _companies(self) -> Iterator[Page]:
+        """The companies scroll; a page that fails after the first (a 500 "Please restart the
+        scroll operation", a dropped line) restarts the scroll, up to ``SCROLL_RESTARTS``
+        times. Pages read before the failure come again: companies upsert by id."""
+        for attempt in range(SCROLL_RESTARTS + 1):
+            try:
+                for raws, _, _, bad in fetch_pages(
+                    self.http, COMPANIES, None, None, following=self.scroll_once
+                ):
+                    records, skipped = map_each(raws, map_company)
+                    yield Page(records, skipped=[*bad, *skipped])
+                return
+            except RetriableAPIError as exc:
+                if attempt == SCROLL_RESTARTS:
+                    raise
+                log.warning("%s: %s; restarting the companies scroll", self.name, exc)
+
     def search(self, lo: int, hi: int) -> StreamSpec:
         """Conversations with ``lo <= updated_at <= hi``, oldest first (see module doc).
-        ``sort`` is accepted though the reference leaves it out (Intercom-OpenAPI issue #114)."""
+        ``sort`` is accepted though the reference leaves it out (Intercom-OpenAPI issue #114).
+
+        Each item of a group's ``value`` list must be of one kind, all groups or all filters:
+        2.14-2.16's ``multiple_filter_search_request`` is a ``oneOf`` of those two lists (the
+        fix allowing a mixed list, Intercom-OpenAPI #197, reached 2.11 only). So the ``<``
+        bound goes in a group of its own; two levels of nesting, as the API allows."""
         at = [
             {"field": "updated_at", "operator": ">", "value": lo},
             {"field": "updated_at", "operator": "=", "value": lo},
         ]
+        before = [{"field": "updated_at", "operator": "<", "value": hi}]
         query = {
             "operator": "AND",
-            "value": [{"operator": "OR", "value": at},
-                      {"field": "updated_at", "operator": "<", "value": hi}],
-        }  # fmt: skip
+            "value": [{"operator": "OR", "value": at}, {"operator": "AND", "value": before}],
+        }
         return StreamSpec(
             "tickets", "conversations/search", "conversations",
             lambda: StartingAfterPaginator(self.settings.per_page), method="POST",
@@ -256,23 +292,35 @@ class IntercomConnector:
         spec = self.search(boundary.second, hi)
         with ThreadPoolExecutor(self.settings.concurrency, "cskpi-intercom") as pool:
             retrieve = pool.map if self.settings.concurrency > 1 else map
-            for raws, _, _ in fetch_pages(self.http, spec, None, None):
+            for raws, _, _, bad in fetch_pages(self.http, spec, None, None):
                 admitted = [raw for raw in raws if boundary.admit(raw)]
                 records: list[base.Record] = []
-                skipped: list[Skipped] = []
-                for found, raw in zip(admitted, retrieve(self._retrieve, admitted), strict=True):
-                    self._store(found, raw, records, skipped)
+                skipped: list[Skipped] = list(bad)
+                read = list(retrieve(self._retrieve, admitted))
+                _unwell(read)
+                for found, raw in zip(admitted, read, strict=True):
+                    if isinstance(raw, APIError):
+                        self._unreadable(found, raw, skipped)
+                    else:
+                        self._store(found, raw, records, skipped)
                 mark = str(boundary) if boundary.second or boundary.ids else None
                 yield Page(records, mark, from_unix(boundary.second) if mark else None, skipped)
 
-    def _retrieve(self, found: RawRecord) -> dict[str, Any] | None:
-        """The conversation with its parts; ``None`` when it was deleted after the search."""
+    def _retrieve(self, found: RawRecord) -> dict[str, Any] | APIError | None:
+        """The conversation with its parts; ``None`` when it was deleted after the search; the
+        error when it cannot be read (a 401/403 stops the sync: the token is wrong)."""
         try:
             return self.http.get_json(f"conversations/{found.get('id')}")
-        except FatalAPIError as exc:
-            if exc.status == 404:
-                return None
+        except AuthError:
             raise
+        except APIError as exc:
+            return None if exc.status == 404 else exc
+
+    def _unreadable(self, found: RawRecord, exc: APIError, skipped: list[Skipped]) -> None:
+        """One conversation the API will not give: skipped and counted like a bad record, so
+        the cursor moves past it; the next change to it brings it back into a search."""
+        log.warning("%s: conversation %s is skipped: %s", self.name, found.get("id"), exc)
+        skipped.append(Skipped(str(found.get("id")), f"unreadable: {exc}"))
 
     def _store(
         self,
@@ -310,3 +358,15 @@ class IntercomConnector:
                 ticket.deleted = True
                 records.append(ticket)
         skipped += bad
+
+
+def _unwell(read: Sequence[object]) -> None:
+    """Every conversation of a page failing with a retriable error (5xx, timeouts) is the API
+    being down, not one bad conversation: fail the stream, so nothing is skipped for it."""
+    errors = [r for r in read if isinstance(r, APIError)]
+    if (
+        errors
+        and len(errors) == len(read)
+        and all(isinstance(e, RetriableAPIError) for e in errors)
+    ):
+        raise errors[0]

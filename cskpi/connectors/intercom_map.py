@@ -28,7 +28,9 @@ from cskpi.connectors.fields import BadRecordError, Raw, maybe_when, ref, when
 PARTS_LIMIT = 500  # "we will return the 500 most recent conversation parts"
 
 _STATUS: dict[str, base.TicketStatus] = {"open": "open", "snoozed": "pending", "closed": "solved"}
-# 2.0-2.x before the levels: "priority" / "not_priority"; later: none/low/medium/high/urgent.
+# Up to 2.15 a flag, "priority" / "not_priority"; 2.16 has levels none/low/medium/high/urgent
+# (`conversation.priority` in descriptions/2.1x/api.intercom.io.yaml). "not_priority" and
+# "none" say no priority was set: null, as SPEC §3 allows, not "normal".
 _PRIORITY: dict[str, base.Priority] = {
     "priority": "high", "urgent": "urgent", "high": "high", "medium": "normal", "low": "low",
 }  # fmt: skip
@@ -113,7 +115,7 @@ def map_ticket(raw: Raw) -> Ticket:
         external_id=_id(raw), created_at=when(raw, "created_at"),
         updated_at=when(raw, "updated_at"), status=status, raw_status=str(state),
         subject=_text(raw.get("title")) or _text(source.get("subject")),
-        priority=_PRIORITY.get(str(raw.get("priority")), "normal"),
+        priority=_PRIORITY.get(str(raw.get("priority"))),
         channel=_CHANNEL.get(str(source.get("type")), "other"), tags=_tags(raw.get("tags")),
         requester_id=_requester(raw, source),
         organization_id=ref(_object(raw, "company").get("id")),
@@ -215,9 +217,16 @@ def _messages(parts: list[Raw], ticket_id: str) -> Iterable[Message]:
 
 
 def _role(author: Raw) -> base.AuthorRole:
-    if author.get("from_ai_agent") is True:  # Fin answers on behalf of an admin
+    """Fin and Operator write as admins (2.16's `conversation_part_author` example: type
+    admin, name Operator, email operator+abcd1234@intercom.io): bots, never agent replies."""
+    if author.get("from_ai_agent") is True or is_operator(_text(author.get("email"))):
         return "bot"
     return _ROLE.get(str(author.get("type")), "system")
+
+
+def is_operator(email: str | None) -> bool:
+    """Intercom's own bot identities (Operator, Fin) write from ``operator+...@intercom.io``."""
+    return email is not None and email.startswith("operator+") and email.endswith("@intercom.io")
 
 
 def _authors(parts: list[Raw]) -> Iterable[Raw]:
@@ -304,8 +313,7 @@ def map_admin(raw: Raw) -> Person:
     """An admin (teammate) is an agent; Intercom's own bot identities (Operator, Fin) are
     listed as admins with an ``operator+...@intercom.io`` address and are bots."""
     email = _text(raw.get("email"))
-    bot = email is not None and email.startswith("operator+") and email.endswith("@intercom.io")
-    return Person(_id(raw), "bot" if bot else "agent", _text(raw.get("name")), email)
+    return Person(_id(raw), "bot" if is_operator(email) else "agent", _text(raw.get("name")), email)
 
 
 def map_team(raw: Raw) -> Group:

@@ -136,6 +136,11 @@ class NextUrlPaginator(Paginator):
     """A next-page URL: in the body at ``url_key`` (Zendesk ``next_page``, ``links.next``) or,
     with ``url_key=None``, in the ``Link: <...>; rel="next"`` header (Freshdesk,
     https://developers.freshdesk.com/api/#pagination). The URL carries the whole query.
+
+    The vendor writes its own host into the link. With ``root_path`` (Freshdesk: ``/api/v2/``)
+    the link's path below that root and its query are followed on the configured
+    ``base_url`` instead, so a proxy or a regional host keeps working; a link elsewhere is
+    followed as it is (and the client refuses it when it is on another host).
     """
 
     def __init__(
@@ -144,9 +149,10 @@ class NextUrlPaginator(Paginator):
         *,
         end_key: str | None = None,
         more_key: str | None = None,
+        root_path: str | None = None,
     ) -> None:
         super().__init__(end_key=end_key, more_key=more_key)
-        self.url_key = url_key
+        self.url_key, self.root_path = url_key, root_path
 
     def next(self, body: Any, response: requests.Response) -> PageParams | None:
         if self._ended(body):
@@ -157,7 +163,14 @@ class NextUrlPaginator(Paginator):
             url = dig(body, self.url_key)
         if not url:
             return None
-        return PageParams(url=self._once(str(url), "next-page URL"))
+        return PageParams(url=self._once(self._rebased(str(url)), "next-page URL"))
+
+    def _rebased(self, url: str) -> str:
+        parts = urlsplit(url)
+        if self.root_path is None or not parts.path.startswith(self.root_path):
+            return url
+        below = parts.path.removeprefix(self.root_path)
+        return f"{below}?{parts.query}" if parts.query else below
 
 
 class PageNumberPaginator(Paginator):
@@ -275,9 +288,11 @@ class SlidingWindowPaginator(Paginator):
     def next(self, body: Any, response: requests.Response) -> PageParams | None:
         link = response.links.get("next", {}).get("url")
         records = body if self.records_key is None else dig(body, self.records_key)
-        if not link or not isinstance(records, list) or not records:
+        listed = records if isinstance(records, list) else []
+        objects = [r for r in listed if isinstance(r, Mapping)]
+        if not link or not objects:
             return None
-        last = dig(records[-1], self.time_key)
+        last = dig(objects[-1], self.time_key)  # a null item is skipped, not a window start
         if not isinstance(last, str) or not last:
             raise PaginationError(f"the last record of a page has no {self.time_key}")
         window = _query(response.request.url).get(self.since_param)

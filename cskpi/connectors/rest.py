@@ -11,17 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from cskpi.connectors import base
-from cskpi.connectors.base import Page
-from cskpi.connectors.fields import Raw, map_each
+from cskpi.connectors.base import Page, Skipped
+from cskpi.connectors.fields import Raw, map_each, split_objects
 from cskpi.connectors.pagination import PageParams, PaginationError, Paginator, dig
 from cskpi.core.http.client import HttpClient, decode_json
 
 RawRecord = dict[str, Any]
-Fetched = tuple[list[RawRecord], str | None, dict[str, Any]]
-"""(the page's raw records, the cursor to store after this page, the raw page body)."""
+
+
+class Fetched(NamedTuple):
+    """One page as read: its objects, the cursor to store after it, its raw body, and a
+    ``Skipped`` entry for every item of its list that is not an object (a ``null``)."""
+
+    raws: list[RawRecord]
+    cursor: str | None
+    body: dict[str, Any]
+    skipped: list[Skipped]
 
 
 def unix_seconds(moment: datetime) -> int:
@@ -67,14 +75,21 @@ class StreamSpec:
 
 
 def fetch_pages(
-    client: HttpClient, spec: StreamSpec, cursor: str | None, since: datetime | None
+    client: HttpClient,
+    spec: StreamSpec,
+    cursor: str | None,
+    since: datetime | None,
+    *,
+    following: HttpClient | None = None,
 ) -> Iterator[Fetched]:
     """Read ``spec`` from ``cursor`` (a stored cursor wins) or ``since``, page by page.
 
-    Yields each page's records, the cursor to store once the page is stored (``None``
-    when the stream has no resumable cursor, or the page carries none) and the raw body
-    (a list body comes as ``{"records": [...]}``). Raises :class:`PaginationError` on a
-    repeated token, a malformed page or more than ``spec.max_pages`` pages.
+    Yields each page as a :class:`Fetched`: its objects, the cursor to store once the page
+    is stored (``None`` when the stream has no resumable cursor, or the page carries none),
+    the raw body (a list body comes as ``{"records": [...]}``) and the items skipped for not
+    being objects. Raises :class:`PaginationError` on a
+    repeated token, a malformed page or more than ``spec.max_pages`` pages. ``following``
+    sends the pages after the first (Intercom's scroll: a failed page cannot be asked again).
     """
     paginator = spec.paginator()
     start = _start(spec, paginator, cursor, since)
@@ -85,11 +100,13 @@ def fetch_pages(
         )
         body = decode_json(response)
         token = paginator.resume_token(body) if spec.cursor_param else None
-        yield _records(spec, body), token, body if isinstance(body, dict) else {"records": body}
-        following = paginator.next(body, response)
-        if following is None:
+        raws, skipped = _records(spec, body)
+        yield Fetched(raws, token, body if isinstance(body, dict) else {"records": body}, skipped)
+        after = paginator.next(body, response)
+        if after is None:
             return
-        request = _request(spec, start if paginator.keeps_start else {}, following)
+        request = _request(spec, start if paginator.keeps_start else {}, after)
+        client = following or client
     raise PaginationError(f"{spec.name}: more than {spec.max_pages} pages; is paging broken?")
 
 
@@ -98,9 +115,9 @@ def full_list(
 ) -> Iterator[Page]:
     """A full list, re-read every run: pages without a cursor, each object mapped (a bad one
     becomes a ``Skipped`` entry)."""
-    for raws, _, _ in fetch_pages(client, spec, None, None):
+    for raws, _, _, bad in fetch_pages(client, spec, None, None):
         records, skipped = map_each(raws, mapper)
-        yield Page(records, skipped=skipped)
+        yield Page(records, skipped=[*bad, *skipped])
 
 
 def _start(
@@ -129,12 +146,13 @@ def _request(spec: StreamSpec, start: Mapping[str, Any], page: PageParams) -> Pa
     return PageParams(query={**fixed, **start, **page.query}, body=body)
 
 
-def _records(spec: StreamSpec, body: Any) -> list[RawRecord]:
+def _records(spec: StreamSpec, body: Any) -> tuple[list[RawRecord], list[Skipped]]:
+    """The page's objects; an item that is not one is skipped, not its page."""
     records = body if spec.records_key is None else dig(body, spec.records_key)
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+    if not isinstance(records, list):
         where = "the body" if spec.records_key is None else f"{spec.records_key!r}"
         raise PaginationError(f"{spec.name}: expected a list of objects in {where}")
-    return records
+    return split_objects(records)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ Cursor semantics, per stream:
   inclusive, so the boundary second is read twice; messages upsert by id, so nothing doubles
   and no same-second event is dropped. ``Page.position`` is that ``end_time``.
 * ``ratings``: the list is not in time order, so only its last page checkpoints: the newest
-  ``updated_at`` seen. A run restarts ``RATINGS_LOOKBACK`` before it, as a survey answer can
-  come days after the offer.
+  ``updated_at`` seen. A run restarts ``RATINGS_LOOKBACK`` (28 days) before it: ``start_time``
+  filters on a rating's creation, which is the survey's offer, and the answer can come as
+  late as the ticket's close, up to 28 days after its solve.
 
 https://developer.zendesk.com/documentation/ticketing/managing-tickets/using-the-incremental-export-api/
 """
@@ -71,7 +72,12 @@ HIGH_VOLUME_EXPORT_BUDGET = Budget(30, 60.0)  # with the High Volume API add-on
 # The account-wide limit is 200-2500/min by plan; the rate-limit headers pace below it.
 # https://developer.zendesk.com/api-reference/introduction/rate-limits/
 GENERAL_BUDGET = Budget(700, 60.0)
-RATINGS_LOOKBACK = timedelta(days=7)
+# A rating record is created when the survey is offered (after the solve) and answered while
+# the ticket is still solved; solved tickets close at the latest 28 days after the solve
+# (https://support.zendesk.com/hc/en-us/articles/4408835051546: "up to 28 days"; "Tickets in
+# solved status ... are automatically closed after 28 days"). `start_time` filters on the
+# record's creation, so each run starts 28 days before the newest answer it has stored.
+RATINGS_LOOKBACK = timedelta(days=28)
 TIME_CURSOR = "start_time="  # a stored cursor that resumes an export from a unix time
 _LIST_PAGE = 100  # cursor pagination's maximum for lists
 
@@ -223,19 +229,19 @@ class ZendeskConnector:
         cursor, since = _resume(cursor, since)
         newest: datetime | None = None
         for fetched in fetch_pages(self.exports, spec, cursor, since):
-            raws, token, body = fetched
+            raws, token, body, bad = fetched
             records, skipped = mapper(fetched)
             newest = max(_known(newest, newest_position(raws)), default=None)
             if token is None and body.get("end_of_stream") is True and newest is not None:
                 token = f"{TIME_CURSOR}{int(newest.timestamp())}"
-            yield Page(records, token, newest or cursor_position(token), skipped)
+            yield Page(records, token, newest or cursor_position(token), [*bad, *skipped])
 
     def _messages(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
         """Comment events, with author roles from the agent list (agents and admins)."""
         agents = self._agent_ids()
-        for raws, token, body in fetch_pages(self.exports, EVENTS, cursor, since):
+        for raws, token, body, bad in fetch_pages(self.exports, EVENTS, cursor, since):
             records: list[base.Record] = []
-            skipped: list[Skipped] = []
+            skipped: list[Skipped] = list(bad)
             for event in raws:
                 found, bad = map_comments(event, agents)
                 records += found
@@ -244,7 +250,7 @@ class ZendeskConnector:
 
     def _agent_ids(self) -> frozenset[str]:
         ids: set[str] = set()
-        for raws, _, _ in fetch_pages(self.http, AGENTS, None, None):
+        for raws, _, _, _ in fetch_pages(self.http, AGENTS, None, None):
             ids.update(found for raw in raws if (found := ref(raw.get("id"))))
         return frozenset(ids)
 
@@ -254,11 +260,11 @@ class ZendeskConnector:
             stored = cursor_position(cursor)
             since = None if stored is None else stored - RATINGS_LOOKBACK
         newest: datetime | None = None
-        for raws, _, _ in fetch_pages(self.http, RATINGS, None, since):
+        for raws, _, _, bad in fetch_pages(self.http, RATINGS, None, since):
             records, skipped = map_each(raws, map_rating)
             rated = (r.rated_at for r in records if isinstance(r, base.Rating))
             newest = max(_known(newest, *rated), default=None)
-            yield Page(records, skipped=skipped)
+            yield Page(records, skipped=[*bad, *skipped])
         if newest is not None:
             yield Page((), str(int(newest.timestamp())), newest)
 
@@ -266,7 +272,7 @@ class ZendeskConnector:
 def _tickets(fetched: Fetched) -> Mapped:
     """Tickets with their metric sets: nested in each ticket (as the cursor export returns
     them) or side-loaded as a top-level ``metric_sets`` list keyed by ``ticket_id``."""
-    raws, _, body = fetched
+    raws, _, body, _ = fetched
     loaded = body.get("metric_sets")
     by_ticket = {
         m.get("ticket_id"): m for m in loaded or () if isinstance(m, Mapping)

@@ -279,7 +279,11 @@ def map_user(raw: Raw) -> Person:
     return Person(_id(raw), role, _text(raw.get("name")), _text(raw.get("email")))
 
 
-def map_group(raw: Raw) -> Group:
+def map_group(raw: Raw) -> Group | None:
+    """A live group; a deleted one (``deleted: true``, which ``GET /groups`` lists unless
+    ``exclude_deleted`` is set) is no group to store: ``Group`` has no deleted flag."""
+    if raw.get("deleted") is True:
+        return None
     return Group(_id(raw), _text(raw.get("name")))
 
 

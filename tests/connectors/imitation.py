@@ -90,6 +90,9 @@ class HttpImitation:
     methods: ClassVar[frozenset[str]] = frozenset({"GET"})
     url = ""
     _server: ThreadingHTTPServer | None = None
+    # Sees every request as it arrives (method, path, query, JSON body, headers): the tests
+    # check them against the vendors' published API documents (tests/connectors/openapi).
+    on_request: Callable[[str, str, Query, Any, dict[str, str]], None] | None = None
 
     def respond(self, method: str, path: str, query: Query, body: Any, auth: str | None) -> Answer:
         raise NotImplementedError
@@ -139,6 +142,8 @@ def _handler(imitation: HttpImitation) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = parse_qs(parts.query, keep_blank_values=True)
             auth = self.headers.get("Authorization")
+            if imitation.on_request is not None:
+                imitation.on_request(method, parts.path, query, body, dict(self.headers.items()))
             answer = imitation.respond(method, parts.path, query, body, auth)
             if answer.status == 0:
                 self.close_connection = True

@@ -17,15 +17,32 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 
 from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
-from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
+from cskpi.connectors.freshdesk import (
+    AGENTS,
+    COMPANIES,
+    DELETED,
+    GROUPS,
+    RATINGS,
+    SPAM,
+    SURVEYS,
+    TICKETS,
+    FreshdeskConnector,
+    FreshdeskSettings,
+)
 from cskpi.connectors.freshdesk_map import map_rating, map_thread, map_ticket, survey_scales
 from cskpi.connectors.pagination import PaginationError, SlidingWindowPaginator
-from cskpi.connectors.rest import TimeBoundary
+from cskpi.connectors.rest import StreamSpec, TimeBoundary
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError
 from cskpi.core.http.ratelimit import Budget, RateLimiter
+from tests.connectors.openapi.freshdesk_documented import freshdesk_violation
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "freshdesk"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+) / "freshdesk"  # fmt: skip
 API = "https://acme.freshdesk.com/api/v2"
 KEY = "s3cret-freshdesk-key"
 LIST_QUERY = {"order_by": "updated_at", "order_type": "asc", "per_page": "100",
@@ -153,6 +170,27 @@ def test_an_open_portal_ticket_with_stats_and_its_conversations() -> None:
     assert ticket.agent_replies == 1
 
 
+def test_a_public_note_and_a_forward_are_no_agent_replies() -> None:
+    """python-freshdesk's conversations: the note (source 2) made public, and a forward
+    (source 8, "Forwarded email" in https://developers.freshdesk.com/api/#conversations)
+    sent before the reply. Only the reply (source 0) answers the customer."""
+    ticket = map_ticket(sample("ticket_with_stats_python_freshdesk_fixture.json"), {})
+    ticket.first_reply_at = None  # as without stats: the thread must tell it
+    note, reply = sample("conversations_python_freshdesk_fixture.json")
+    public_note = note | {"private": False, "created_at": "2016-05-19T05:36:10Z"}
+    forward = reply | {"id": 3, "source": 8, "created_at": "2016-05-19T05:36:11Z",
+                       "to_emails": ["vendor@example.com"]}  # fmt: skip
+
+    messages, _ = map_thread(
+        ticket, [public_note, forward, reply], frozenset({"1"}), outbound=False
+    )
+
+    assert [(m.external_id, m.author_role, m.public) for m in messages[1:]] == [
+        ("1", "agent", False), ("3", "agent", False), ("2", "agent", True),
+    ]  # fmt: skip
+    assert (ticket.agent_replies, ticket.first_reply_at) == (1, at("2016-05-19T05:36:14Z"))
+
+
 def test_a_reopened_ticket_was_first_solved_before_the_reopen() -> None:
     raw = sample("ticket_with_stats_python_freshdesk_fixture.json")
     raw["status"] = 4
@@ -225,6 +263,53 @@ def test_ratings_on_their_surveys_scales_and_the_docs_malformed_timestamp() -> N
 
 
 # --- the connector over scripted responses ----------------------------------------------
+
+
+def test_with_base_url_the_next_links_are_followed_on_the_configured_host(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """Freshdesk writes its own host into ``Link`` (https://developers.freshdesk.com/api/#pagination);
+    behind a proxy the next page is that link's path and query on ``base_url``."""
+    proxy = "https://proxy.example.test/freshdesk"
+    note, reply = sample("conversations_python_freshdesk_fixture.json")
+    real_next = f"{API}/tickets/1/conversations?per_page=100&page=2"
+    api.get(f"{proxy}/api/v2/tickets/1/conversations", json=[note], headers=link(real_next),
+            match=[matchers.query_param_matcher({"per_page": "100"})])  # fmt: skip
+    api.get(f"{proxy}/api/v2/tickets/1/conversations", json=[reply],
+            match=[matchers.query_param_matcher({"per_page": "100", "page": "2"})])  # fmt: skip
+
+    found, skipped = connector(clock, base_url=proxy)._conversations("1")
+
+    assert ([c["id"] for c in found], skipped) == ([1, 2], [])
+
+
+@pytest.mark.parametrize(
+    "spec", [TICKETS, DELETED, SPAM, RATINGS, GROUPS, COMPANIES, AGENTS, SURVEYS],
+    ids=lambda spec: spec.name,
+)  # fmt: skip
+def test_every_list_asks_only_documented_parameters(spec: StreamSpec) -> None:
+    """Freshdesk publishes no OpenAPI document: the table of its reference's parameters
+    (tests/connectors/openapi/freshdesk_documented.py) stands in, in the end-to-end tests too."""
+    query = {k: [str(v)] for k, v in spec.params.items()}
+    assert freshdesk_violation("GET", f"/api/v2/{spec.path}", {**query, "page": ["2"]}) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "problem"),
+    [
+        ("/api/v2/tickets", {"updated_since": ["2024-01-31"]}, "not a documented value"),
+        ("/api/v2/tickets", {"include": ["stats,conversations"]}, "not a documented value"),
+        ("/api/v2/tickets", {"per_page": ["500"]}, "not a documented value"),
+        ("/api/v2/tickets", {"sort": ["asc"]}, "not a documented parameter"),
+        ("/api/v2/tickets/7/conversations", {"updated_since": ["2024-01-31T00:00:00Z"]},
+         "not a documented parameter"),
+        ("/api/v2/contacts/7", {}, "no documented read endpoint"),
+    ],
+)  # fmt: skip
+def test_a_request_outside_the_reference_is_reported(
+    path: str, query: dict[str, list[str]], problem: str
+) -> None:
+    assert problem in (freshdesk_violation("GET", path, query) or "")
 
 
 def ticket_page(updated: str, *ids: int) -> list[dict[str, Any]]:

@@ -33,12 +33,14 @@ from tests.connectors.e2e import (
 from tests.connectors.freshdesk_desk import AGENTS, DELETED, SPAM, TICKET_LIST, TIE, TicketData
 from tests.connectors.freshdesk_server import FreshdeskImitation
 from tests.connectors.imitation import iso
+from tests.connectors.openapi.check import RequestCheck
 
 TICKETS = 700
 PAGE_CAP = 5
 
 # Rate limits and retries wait on a FakeClock: any real sleep fails the test.
-pytestmark = pytest.mark.usefixtures("no_real_sleep")
+# Every request the connector sends is checked against the vendor's published document.
+pytestmark = pytest.mark.usefixtures("no_real_sleep", "documented_requests")
 
 
 @pytest.fixture
@@ -258,3 +260,15 @@ def test_since_backfills_history_without_moving_the_cursor_back(
     assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(TICKETS,)]
     after = positions(engine)
     assert after["tickets"] == first["tickets"]  # the backfill ended where the cursor stood
+
+
+def test_every_request_is_checked_against_the_documented_parameters(
+    documented_requests: list[RequestCheck], server: FreshdeskImitation, clock: FakeClock,
+    key: str, tmp_path: Path,
+) -> None:  # fmt: skip
+    """No OpenAPI document: the table in tests/connectors/openapi/freshdesk_documented.py."""
+    assert sync(database(tmp_path), freshdesk(server, clock, key)).ok
+
+    [check] = documented_requests
+    assert check.checked >= 10
+    assert check.violations == []

@@ -23,9 +23,16 @@ from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
 from cskpi.connectors.intercom import Boundary, IntercomConnector, IntercomSettings
 from cskpi.connectors.intercom_map import map_admin, map_conversation, map_rating, map_ticket
 from cskpi.core.clock import FakeClock
-from cskpi.core.http.client import AuthError
+from cskpi.core.http.client import AuthError, RetriableAPIError
+from tests.connectors.openapi import INTERCOM, schema_errors
+from tests.connectors.openapi.check import INTERCOM_DEVIATIONS, RequestCheck
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "intercom"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+) / "intercom"  # fmt: skip
 API = "https://api.intercom.io"
 SEARCH = f"{API}/conversations/search"
 TOKEN = "s3cret-intercom-token"
@@ -91,7 +98,8 @@ def search_body(lo: int, starting_after: str | None = None) -> dict[str, Any]:
     return {
         "query": {"operator": "AND", "value": [
             {"operator": "OR", "value": at_lo},
-            {"field": "updated_at", "operator": "<", "value": NOW - 60},
+            {"operator": "AND", "value": [
+                {"field": "updated_at", "operator": "<", "value": NOW - 60}]},
         ]},
         "sort": {"field": "updated_at", "order": "ascending"},
         "pagination": paging,
@@ -156,17 +164,18 @@ def test_the_documented_retrieved_conversation_maps_to_a_ticket_and_its_messages
     found = map_conversation(sample("conversation_retrieve_with_parts_oas_2.16.json"))
     t = found.ticket
     assert (t.external_id, t.status, t.raw_status, t.priority, t.channel) == (
-        "503", "solved", "closed", "normal", "chat",
+        "503", "solved", "closed", None, "chat",
     )  # fmt: skip
     assert (t.assignee_id, t.group_id, t.requester_id, t.tags) == (
         "991267715", "5017691", "6762f1261bb69f9f2193bba7", ("Test tag",),
     )  # fmt: skip
-    # admin-initiated: no customer message, so no first reply; the last part closed it
-    assert (t.first_reply_at, t.agent_replies) == (None, 1)
+    # admin-initiated: no customer message, so no first reply; the last part closed it; the
+    # one comment is Operator's, a bot's (see the test below)
+    assert (t.first_reply_at, t.agent_replies) == (None, 0)
     assert (t.first_solved_at, t.solved_at, t.reopens) == (at(1740141857), at(1740141857), 0)
     assert found.messages == [
         Message("503-source", "503", at(1734537511), "agent", True, "991267645"),
-        Message("1", "503", at(1663597223), "agent", True, "274"),
+        Message("1", "503", at(1663597223), "bot", True, "274"),
     ]
     assert (found.rating, found.people, found.truncated) == (None, [], False)
 
@@ -181,7 +190,7 @@ def test_statistics_and_parts_of_a_real_conversation() -> None:
     found = map_conversation(raw)
     t = found.ticket
     assert (t.status, t.priority, t.channel, t.assignee_id, t.group_id) == (
-        "open", "normal", "chat", None, None,
+        "open", None, "chat", None, None,
     )  # fmt: skip
     # no admin comment among the parts the sample kept: statistics' first admin reply stays
     assert (t.first_reply_at, t.agent_replies, t.reopens) == (at(1625654131), 0, 0)
@@ -191,6 +200,55 @@ def test_statistics_and_parts_of_a_real_conversation() -> None:
         ("7288121348", "bot", True), ("7288121392", "bot", True),
     ]  # fmt: skip
     assert found.people == [Person("5fd150d50697b6d0bbc4a2c2", "customer", None, None)]
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        # 2.16: enum none/low/medium/high/urgent; the documented retrieve example says none
+        ("conversation_retrieve_with_parts_oas_2.16.json", "none", None),
+        # up to 2.15: priority/not_priority; the real Airbyte record says not_priority
+        ("conversation_with_statistics_airbyte_record.json", "not_priority", None),
+        ("conversation_retrieve_with_parts_oas_2.16.json", "medium", "normal"),
+        ("conversation_retrieve_with_parts_oas_2.16.json", "priority", "high"),
+        ("conversation_retrieve_with_parts_oas_2.16.json", "urgent", "urgent"),
+    ],
+)
+def test_priority_none_or_not_priority_is_no_priority_not_normal(
+    name: str, raw: str, expected: str | None
+) -> None:
+    conversation = {**sample(name), "priority": raw}
+    assert map_ticket(conversation).priority == expected
+
+
+def test_operator_and_fin_writing_as_admins_are_bots_not_agent_replies() -> None:
+    """2.16's documented retrieve example: the comment by admin "Operator"
+    (operator+abcd1234@intercom.io), and conversation_part_author's own example."""
+    raw = sample("conversation_retrieve_with_parts_oas_2.16.json")
+    comment = raw["conversation_parts"]["conversation_parts"][0]
+    assert (comment["part_type"], comment["author"]["type"]) == ("comment", "admin")
+    raw["state"], raw["source"]["author"] = "open", {"type": "user", "id": "c1"}
+    fin = {**comment, "id": "2", "created_at": comment["created_at"] + 60,
+           "author": {"type": "admin", "id": "278", "name": "Fin",
+                      "email": "operator+abcd1234@intercom.io", "from_ai_agent": True}}  # fmt: skip
+    raw["conversation_parts"]["conversation_parts"] = [comment, fin]
+
+    found = map_conversation(raw)
+
+    assert [m.author_role for m in found.messages] == ["customer", "bot", "bot"]
+    assert (found.ticket.agent_replies, found.ticket.first_reply_at) == (0, None)
+
+
+def test_the_search_body_is_valid_under_the_2_16_search_request_schema(clock: FakeClock) -> None:
+    """2.16's ``multiple_filter_search_request.value`` is a oneOf of a list of groups and a list
+    of filters: a group and a plain filter side by side match neither. The later fix allowing
+    a mixed list (Intercom-OpenAPI #197, commit eb3eccf) changed descriptions/2.11 only."""
+    body = {**(connector(clock).search(100, 200).body or {}), "pagination": {"per_page": 150}}
+
+    assert schema_errors(INTERCOM, "search_request", body) == []
+    mixed = copy.deepcopy(body)
+    mixed["query"]["value"][1] = mixed["query"]["value"][1]["value"][0]  # the old shape
+    assert schema_errors(INTERCOM, "search_request", mixed) != []
 
 
 def test_the_older_shape_bare_lists_and_an_assignee_object() -> None:
@@ -287,13 +345,50 @@ def test_a_conversation_deleted_before_its_retrieval_is_kept_as_deleted(
     assert (page.cursor, page.skipped) == ("201:10", [])
 
 
+SERVER_ERROR = {
+    "type": "error.list",
+    "errors": [{"code": "server_error", "message": "Server Error"}],
+}
+
+
+def test_an_unreadable_conversation_is_skipped_and_counted_and_the_cursor_moves_past_it(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    api.post(SEARCH, json=listing([in_search("1", 200), in_search("2", 201), in_search("3", 202)]))
+    api.get(f"{API}/conversations/1", json=retrieved("1", 200))
+    for _ in range(8):  # every attempt the client makes
+        api.get(f"{API}/conversations/2", status=500, json=SERVER_ERROR)
+    api.get(f"{API}/conversations/3", status=400, json={"type": "error.list", "errors": [
+        {"code": "parameter_invalid", "message": "Conversation cannot be read"}]})  # fmt: skip
+
+    [page] = read(connector(clock), "tickets")
+
+    assert {r.external_id for r in page.records if isinstance(r, Ticket)} == {"1"}
+    assert [(s.record_id, s.reason.split(":")[0]) for s in page.skipped] == [
+        ("2", "unreadable"), ("3", "unreadable"),
+    ]  # fmt: skip
+    assert page.cursor == "202:3"
+
+
+def test_a_page_whose_every_conversation_fails_with_a_5xx_fails_the_stream(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    api.post(SEARCH, json=listing([in_search("2", 201)]))
+    for _ in range(8):
+        api.get(f"{API}/conversations/2", status=503, json=SERVER_ERROR)
+
+    with pytest.raises(RetriableAPIError, match="503"):
+        read(connector(clock), "tickets")
+
+
 def test_more_than_500_parts_are_flagged_and_the_statistics_give_the_times(
     api: responses.RequestsMock, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     raw = retrieved(
         "5", 300, statistics=sample("conversation_statistics_schema_examples_oas_2.16.json")
     )
-    part = raw["conversation_parts"]["conversation_parts"][0]
+    first, teammate = raw["conversation_parts"]["conversation_parts"][:2]
+    part = {**first, "author": teammate["author"]}  # a teammate's comment, not Operator's
     raw["conversation_parts"] = {"conversation_parts": [{**part, "id": str(i)} for i in range(500)],
                                  "total_count": 731}  # fmt: skip
     api.post(SEARCH, json=listing([in_search("5", 300)]))
@@ -342,6 +437,35 @@ def test_companies_scroll_until_an_empty_page(
     pages = read(connector(clock), "organizations")
 
     assert [r.external_id for p in pages for r in p.records] == ["6762f0971bb69f9f2193bb2b", "c2"]
+
+
+def test_a_company_scroll_that_fails_with_a_500_is_restarted_from_its_first_page(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """2.16, GET /companies/scroll: a 500 "Request failed due to an internal network error.
+    Please restart the scroll operation." - "It is not possible to continue from a specific
+    point when using scroll." Asking the failed page again cannot work."""
+    company = {"type": "company", "id": "6762f0971bb69f9f2193bb2b", "name": "IntercomQATest1",
+               "created_at": 1734537367}  # fmt: skip
+    fresh = [matchers.query_param_matcher({})]
+    api.get(f"{API}/companies/scroll", match=fresh,
+            json={"type": "list", "data": [company], "scroll_param": "s1"})  # fmt: skip
+    api.get(f"{API}/companies/scroll", status=500, match=[matchers.query_param_matcher(
+        {"scroll_param": "s1"})], json={"type": "error.list", "errors": [{"code": "server_error",
+        "message": "Request failed due to an internal network error. Please restart the scroll "
+                   "operation."}]})  # fmt: skip
+    api.get(f"{API}/companies/scroll", match=fresh,
+            json={"type": "list", "data": [company], "scroll_param": "s2"})  # fmt: skip
+    s2 = [matchers.query_param_matcher({"scroll_param": "s2"})]
+    second = {"type": "list", "data": [{**company, "id": "c2"}], "scroll_param": "s2"}
+    api.get(f"{API}/companies/scroll", match=s2, json=second)
+    api.get(f"{API}/companies/scroll", match=s2,
+            json={"type": "list", "data": [], "scroll_param": "s2"})  # fmt: skip
+
+    pages = read(connector(clock), "organizations")
+
+    ids = [r.external_id for p in pages for r in p.records]
+    assert ids == ["6762f0971bb69f9f2193bb2b", "6762f0971bb69f9f2193bb2b", "c2"]
 
 
 def test_a_boundary_cursor_round_trips() -> None:
@@ -401,3 +525,24 @@ def test_pyproject_registers_the_connector_under_its_type() -> None:
     loaded = EntryPoint("intercom", declared["intercom"], "cskpi.connectors").load()
     assert loaded is IntercomConnector
     assert IntercomConnector.type == "intercom"
+
+
+def test_requests_outside_the_2_16_document_are_reported(clock: FakeClock) -> None:
+    """The checker the end-to-end tests install: a mixed filter list (which 2.14-2.16 refuse,
+    Intercom-OpenAPI #197 fixed 2.11 only), an unknown Intercom-Version, a missing token."""
+    body = {**(connector(clock).search(100, 200).body or {}), "pagination": {"per_page": 150}}
+    mixed = copy.deepcopy(body)
+    mixed["query"]["value"][1] = mixed["query"]["value"][1]["value"][0]
+    headers = {"Authorization": f"Bearer {TOKEN}", "Intercom-Version": "2.16",
+               "Content-Type": "application/json"}  # fmt: skip
+    check = RequestCheck(INTERCOM, "https://api.intercom.io", INTERCOM_DEVIATIONS)
+
+    check("POST", "/conversations/search", {}, body, headers)
+    check("POST", "/conversations/search", {}, mixed, headers)
+    check("GET", "/admins", {}, None, {**headers, "Intercom-Version": "2.99"})
+    check("GET", "/conversations/5", {}, None, {"Intercom-Version": "2.16"})
+
+    assert check.checked == 4
+    assert [v.split(":")[0] for v in check.violations] == [
+        "POST /conversations/search?{}", "GET /admins?{}", "GET /conversations/5?{}",
+    ]  # fmt: skip

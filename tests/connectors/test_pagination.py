@@ -20,7 +20,12 @@ from cskpi.connectors.pagination import (
     dig,
 )
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+)  # fmt: skip
 
 
 def sample(name: str) -> Any:

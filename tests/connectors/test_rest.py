@@ -24,7 +24,12 @@ from cskpi.connectors.rest import StreamSpec, fetch_pages, iso_utc, unix_seconds
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import FatalAPIError, HttpClient
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+)  # fmt: skip
 ZENDESK = "https://z3n-jteitelbaum.zendesk.com/api/v2"
 EXPORT = f"{ZENDESK}/incremental/tickets/cursor.json"
 FRESHDESK = "https://acme.freshdesk.com/api/v2"
@@ -74,8 +79,8 @@ def test_zendesk_export_sends_start_time_first_then_only_the_cursor(
 
     pages = list(fetch_pages(client(ZENDESK), TICKETS, None, SINCE))
 
-    assert [len(records) for records, _, _ in pages] == [1, 87]
-    assert [cursor for _, cursor, _ in pages] == [first["after_cursor"], last["after_cursor"]]
+    assert [len(records) for records, _, _, _ in pages] == [1, 87]
+    assert [page.cursor for page in pages] == [first["after_cursor"], last["after_cursor"]]
     assert pages[1][0][0]["id"] == last["tickets"][0]["id"]
     assert pages[1][2] == last
 
@@ -85,7 +90,7 @@ def test_a_stored_cursor_wins_over_since(api: responses.RequestsMock) -> None:
     api.get(EXPORT, json=last, match=query(cursor="stored==", include="metric_sets", per_page=1000))
 
     pages = list(fetch_pages(client(ZENDESK), TICKETS, "stored==", SINCE))
-    assert [cursor for _, cursor, _ in pages] == [last["after_cursor"]]
+    assert [page.cursor for page in pages] == [last["after_cursor"]]
 
 
 def test_a_default_start_in_params_is_used_only_without_cursor_or_since(
@@ -104,8 +109,8 @@ def test_a_default_start_in_params_is_used_only_without_cursor_or_since(
     api.get(EXPORT, json=end, match=query(start_time=0))
     api.get(EXPORT, json=end, match=query(cursor="c0"))
 
-    assert [c for _, c, _ in fetch_pages(client(ZENDESK), spec, None, None)] == ["c1"]
-    assert [c for _, c, _ in fetch_pages(client(ZENDESK), spec, "c0", None)] == ["c1"]
+    assert [page.cursor for page in fetch_pages(client(ZENDESK), spec, None, None)] == ["c1"]
+    assert [page.cursor for page in fetch_pages(client(ZENDESK), spec, "c0", None)] == ["c1"]
 
 
 def test_a_cursor_that_repeats_stops_with_an_error_after_yielding_its_pages(
@@ -152,8 +157,8 @@ def test_zendesk_time_based_export_follows_next_page_urls(api: responses.Request
 
     start = datetime(1970, 1, 1, tzinfo=UTC)
     pages = list(fetch_pages(client(ZENDESK), spec, None, start))
-    assert [len(records) for records, _, _ in pages] == [7, 0]
-    assert [cursor for _, cursor, _ in pages] == [None, None]
+    assert [len(records) for records, _, _, _ in pages] == [7, 0]
+    assert [page.cursor for page in pages] == [None, None]
 
 
 def test_a_next_link_to_another_host_is_refused(api: responses.RequestsMock) -> None:
@@ -184,7 +189,7 @@ def test_freshdesk_pages_keep_updated_since_on_every_page(api: responses.Request
         api.get(f"{FRESHDESK}/tickets", json=body, match=query(page=page, per_page=2, **fixed))
 
     pages = list(fetch_pages(client(FRESHDESK), spec, None, SINCE))
-    assert [[r["id"] for r in records] for records, _, _ in pages] == [[1, 2], [3, 4], [5]]
+    assert [[r["id"] for r in records] for records, _, _, _ in pages] == [[1, 2], [3, 4], [5]]
     assert pages[2][2] == {"records": pages[2][0]}
 
 
@@ -200,7 +205,7 @@ def test_freshdesk_link_header_paging(api: responses.RequestsMock) -> None:
     spec = StreamSpec("tickets", "tickets", None, NextUrlPaginator, params={"per_page": 1})
 
     pages = list(fetch_pages(client(FRESHDESK), spec, None, None))
-    assert [records for records, _, _ in pages] == [[{"id": 1}], [{"id": 2}]]
+    assert [records for records, _, _, _ in pages] == [[{"id": 1}], [{"id": 2}]]
 
 
 def test_intercom_search_carries_starting_after_in_the_body(api: responses.RequestsMock) -> None:
@@ -226,9 +231,9 @@ def test_intercom_search_carries_starting_after_in_the_body(api: responses.Reque
     )
 
     pages = list(fetch_pages(client(INTERCOM), spec, None, None))
-    ids = [[c["id"] for c in records] for records, _, _ in pages]
+    ids = [[c["id"] for c in records] for records, _, _, _ in pages]
     assert ids == [[found["conversations"][0]["id"]]] * 2
-    assert [cursor for _, cursor, _ in pages] == [None, None]
+    assert [page.cursor for page in pages] == [None, None]
 
 
 def test_a_page_without_its_records_is_an_error(api: responses.RequestsMock) -> None:

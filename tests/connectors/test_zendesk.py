@@ -28,8 +28,15 @@ from cskpi.connectors.zendesk import (
 from cskpi.connectors.zendesk_map import map_each, map_ticket
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, FatalAPIError
+from tests.connectors.openapi import ZENDESK, document, example
+from tests.connectors.openapi.check import ZENDESK_DEVIATIONS, RequestCheck
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "zendesk"
+# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
+SAMPLES = next(
+    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
+     if (up / "shared" / "samples").is_dir()),
+    Path(__file__).resolve().parents[3] / "shared" / "samples",
+) / "zendesk"  # fmt: skip
 API = "https://acme.zendesk.com/api/v2"
 EXPORT = f"{API}/incremental/tickets/cursor.json"
 EVENTS = f"{API}/incremental/ticket_events.json"
@@ -407,6 +414,21 @@ def test_a_record_that_is_not_an_object_is_skipped_not_fatal() -> None:
     ]  # fmt: skip
 
 
+def test_a_null_in_a_page_of_the_real_export_costs_itself_not_the_page(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    page = copy.deepcopy(sample("incremental_tickets_cursor_page_end_of_stream.json"))
+    page["tickets"].insert(4, None)
+    page["tickets"].append("not a ticket")
+    api.get(EXPORT, json=page)
+
+    [stored] = read(connector(clock), "tickets")
+
+    assert len(stored.records) == 87
+    assert [s.reason for s in stored.skipped] == ["not an object: NoneType", "not an object: str"]
+    assert stored.cursor == page["after_cursor"]
+
+
 # --- messages ---------------------------------------------------------------------------
 
 
@@ -540,6 +562,45 @@ def test_ratings_resume_a_lookback_before_their_cursor_and_bad_is_zero(
     )
 
 
+def test_ratings_look_back_far_enough_for_an_answer_given_weeks_after_the_offer(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """The record exists from the offer (created_at); the answer comes while the ticket is
+    solved, up to 28 days later. The newest answer stored is 10 days after this offer, so the
+    next run must start at or before the offer to see its answer on day 20."""
+    docs = sample("satisfaction_rating_docs_example.json")
+    offered = at(docs["created_at"])
+    answered = {**docs, "updated_at": "2011-08-09T22:55:29Z"}  # 20 days after the offer
+    stored = offered + timedelta(days=10)
+    start = int((stored - timedelta(days=28)).timestamp())
+    assert start <= offered.timestamp()
+    api.get(f"{API}/satisfaction_ratings.json",
+            json={"satisfaction_ratings": [answered], "meta": {"has_more": False}},
+            match=query(score="received", start_time=start, **{"page[size]": 100}))  # fmt: skip
+
+    pages = read(connector(clock), "ratings", cursor=str(int(stored.timestamp())))
+
+    [rating] = pages[0].records
+    assert isinstance(rating, Rating)
+    assert rating.rated_at == at("2011-08-09T22:55:29Z")
+    assert timedelta(days=28) == RATINGS_LOOKBACK
+
+
+def test_a_deleted_group_is_not_stored_as_a_live_group(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    """The documented groups list, with one group marked as GroupObject's ``deleted`` says:
+    "Deleted groups get marked as such"."""
+    listed = copy.deepcopy(example(ZENDESK, "GroupsResponseExample"))
+    listed["groups"][1]["deleted"] = True
+    api.get(f"{API}/groups.json", json={**listed, "meta": {"has_more": False}})
+
+    [groups] = read(connector(clock), "groups")
+
+    assert [(g.external_id, g.name) for g in groups.records] == [("211", "DJs")]  # type: ignore[union-attr]
+    assert groups.skipped == []
+
+
 def test_people_groups_and_organizations(api: responses.RequestsMock, clock: FakeClock) -> None:
     admin = sample("user_docs_example.json")
     api.get(f"{API}/incremental/users/cursor.json",
@@ -624,3 +685,51 @@ def test_a_429_waits_its_retry_after_and_a_dropped_connection_is_retried(
     assert clock.sleeps[0] == 17
     assert len(clock.sleeps) == 3
     assert all(1 <= s <= 6 for s in clock.sleeps[1:])  # exponential backoff, jittered
+
+
+# --- requests against oas.yaml ----------------------------------------------------------
+
+BASIC = {"Authorization": "Basic b3BzQGFjbWUudGVzdC90b2tlbjpzM2NyZXQ="}
+
+
+def test_the_document_requires_start_time_beside_cursor_which_zendesk_itself_omits() -> None:
+    """Recorded deviation: oas.yaml marks start_time required on the cursor export, and the
+    real after_url Zendesk returned carries the cursor alone."""
+    doc = document(ZENDESK)
+    refs = [p["$ref"] for p in doc["paths"]["/api/v2/incremental/tickets/cursor"]["parameters"]]
+    assert "#/components/parameters/IncrementalUnixTime" in refs
+    assert doc["components"]["parameters"]["IncrementalUnixTime"]["required"] is True
+    after_url = sample("incremental_tickets_cursor_page_per_page1.json")["after_url"]
+    assert "cursor=" in after_url
+    assert "start_time" not in after_url
+
+    bare = RequestCheck(ZENDESK, "https://acme.zendesk.com")
+    excused = RequestCheck(ZENDESK, "https://acme.zendesk.com", ZENDESK_DEVIATIONS)
+    path, query = (
+        "/api/v2/incremental/tickets/cursor.json",
+        {"cursor": ["MTY5NTA1MjY2My4wfHwyOHw="]},
+    )
+    bare("GET", path, query, None, BASIC)
+    excused("GET", path, query, None, BASIC)
+
+    assert "Missing required query parameter: start_time" in bare.violations[0]
+    assert (excused.violations, dict(excused.met)) == ([], {ZENDESK_DEVIATIONS[0].name: 1})
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "headers", "problem"),
+    [
+        ("/api/v2/incremental/tickets/cursor.json", {"start_time": ["yesterday"]}, BASIC,
+         "start_time"),
+        ("/api/v2/incremental/ticket_events.json", {}, BASIC, "start_time"),
+        ("/api/v2/incremental/tickets/cursor.json", {"start_time": ["0"]}, {}, "Security"),
+        ("/api/v2/helpdesk/tickets.json", {}, BASIC, "not found"),
+    ],
+)  # fmt: skip
+def test_a_request_outside_the_document_is_reported(
+    path: str, query: dict[str, list[str]], headers: dict[str, str], problem: str
+) -> None:
+    check = RequestCheck(ZENDESK, "https://acme.zendesk.com", ZENDESK_DEVIATIONS)
+    check("GET", path, query, None, headers)
+    [violation] = check.violations
+    assert problem in violation
