@@ -28,11 +28,12 @@ from cskpi.connectors.fields import BadRecordError, Raw, maybe_when, ref, when
 PARTS_LIMIT = 500  # "we will return the 500 most recent conversation parts"
 
 _STATUS: dict[str, base.TicketStatus] = {"open": "open", "snoozed": "pending", "closed": "solved"}
-# Up to 2.15 a flag, "priority" / "not_priority"; 2.16 has levels none/low/medium/high/urgent
-# (`conversation.priority` in descriptions/2.1x/api.intercom.io.yaml). "not_priority" and
-# "none" say no priority was set: null, as SPEC §3 allows, not "normal".
+# Up to 2.15 a flag, "priority" / "not_priority", mapped as SPEC §3b says (priority → high,
+# else normal); 2.16 has levels none/low/medium/high/urgent (`conversation.priority` in
+# descriptions/2.16/api.intercom.io.yaml), where "none" says no priority was set: null.
 _PRIORITY: dict[str, base.Priority] = {
-    "priority": "high", "urgent": "urgent", "high": "high", "medium": "normal", "low": "low",
+    "priority": "high", "not_priority": "normal",
+    "urgent": "urgent", "high": "high", "medium": "normal", "low": "low",
 }  # fmt: skip
 # `source.type`, the search reference's "Accepted fields" list.
 _CHANNEL: dict[str, base.Channel] = {

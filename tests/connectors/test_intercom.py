@@ -190,7 +190,7 @@ def test_statistics_and_parts_of_a_real_conversation() -> None:
     found = map_conversation(raw)
     t = found.ticket
     assert (t.status, t.priority, t.channel, t.assignee_id, t.group_id) == (
-        "open", None, "chat", None, None,
+        "open", "normal", "chat", None, None,
     )  # fmt: skip
     # no admin comment among the parts the sample kept: statistics' first admin reply stays
     assert (t.first_reply_at, t.agent_replies, t.reopens) == (at(1625654131), 0, 0)
@@ -207,14 +207,14 @@ def test_statistics_and_parts_of_a_real_conversation() -> None:
     [
         # 2.16: enum none/low/medium/high/urgent; the documented retrieve example says none
         ("conversation_retrieve_with_parts_oas_2.16.json", "none", None),
-        # up to 2.15: priority/not_priority; the real Airbyte record says not_priority
-        ("conversation_with_statistics_airbyte_record.json", "not_priority", None),
+        # up to 2.15: priority/not_priority, as SPEC §3b maps the flag (else normal)
+        ("conversation_with_statistics_airbyte_record.json", "not_priority", "normal"),
         ("conversation_retrieve_with_parts_oas_2.16.json", "medium", "normal"),
         ("conversation_retrieve_with_parts_oas_2.16.json", "priority", "high"),
         ("conversation_retrieve_with_parts_oas_2.16.json", "urgent", "urgent"),
     ],
 )
-def test_priority_none_or_not_priority_is_no_priority_not_normal(
+def test_priority_none_is_no_priority_and_the_old_flag_maps_as_spec_says(
     name: str, raw: str, expected: str | None
 ) -> None:
     conversation = {**sample(name), "priority": raw}
