@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import orjson
 import requests
@@ -138,9 +138,12 @@ class HttpClient:
         clock: Clock | None = None,
         max_attempts: int = 8,
         max_backoff: float = 60.0,
+        longest_wait: float = MAX_RETRY_AFTER,
         secret_hint: str = "api_token",  # noqa: S107 - the name of a setting, not a secret
     ) -> None:
         self.name, self.secret_hint, self.timeout = name, secret_hint, timeout
+        self.longest_wait = longest_wait  # a vendor asking for more fails the run instead
+        _refuse_plaintext(name, base_url)
         self.base_url = base_url.rstrip("/") + "/"
         self.limiter, self.max_attempts = limiter, max_attempts
         self.clock: Clock = clock or SystemClock()
@@ -227,13 +230,34 @@ class HttpClient:
         finally:
             if self.limiter and slot:
                 self.limiter.release(slot, response)
+        if self.limiter and (pause := self.limiter.pause()) > self.longest_wait:
+            raise FatalAPIError(
+                f"{self.name}: the vendor's quota is used up for {pause:,.0f} s more "
+                f"({_where(response)}), longer than the longest wait ({self.longest_wait:,.0f} s): "
+                "this run stops here and the next one resumes"
+            )
         self._check(response)
         return response
 
     def _send(self, prepared: requests.PreparedRequest) -> requests.Response:
+        """One send, following redirects only within ``base_url``'s scheme, host and port."""
+        for _ in range(_MAX_REDIRECTS):
+            response = self._send_once(prepared)
+            target = self.session.get_redirect_target(response)
+            if target is None:
+                return response
+            prepared = prepared.copy()
+            prepared.url = self.url(urljoin(response.url, target))  # refuses another origin
+        raise FatalAPIError(
+            f"{self.name}: {_where(prepared)}: more than {_MAX_REDIRECTS} redirects"
+        )
+
+    def _send_once(self, prepared: requests.PreparedRequest) -> requests.Response:
         settings = self._environment(prepared.url or "")
         try:
-            return self.session.send(prepared, timeout=self.timeout, **settings)
+            return self.session.send(
+                prepared, timeout=self.timeout, allow_redirects=False, **settings
+            )
         except requests.exceptions.SSLError as exc:  # a ConnectionError, but retrying won't help
             raise FatalAPIError(
                 f"{self.name}: TLS verification failed for {_where(prepared)} "
@@ -244,6 +268,8 @@ class HttpClient:
             requests.Timeout,
             requests.exceptions.ChunkedEncodingError,
         ) as exc:
+            if (cause := _unreachable(exc)) is not None:  # waiting will not bring the host
+                raise FatalAPIError(f"{self.name}: {_where(prepared)}: {cause}") from exc
             raise RetriableAPIError(
                 f"{self.name}: {_where(prepared)}: {type(exc).__name__}"
             ) from exc
@@ -276,6 +302,13 @@ class HttpClient:
             retry_after = retry_after_seconds(
                 response.headers.get("Retry-After"), self.clock.wall()
             )
+            if retry_after is not None and retry_after > self.longest_wait:
+                raise FatalAPIError(
+                    f"{self.name}: {outcome} asks to wait {retry_after:,.0f} s, longer than the "
+                    f"longest wait ({self.longest_wait:,.0f} s): this run stops here and the "
+                    "next one resumes",
+                    status=status,
+                )
             raise RetriableAPIError(
                 f"{self.name}: {outcome}{_detail(response)}", status=status, retry_after=retry_after
             )
@@ -292,6 +325,36 @@ class HttpClient:
         wait = state.next_action.sleep if state.next_action else 0.0
         attempt = f"attempt {state.attempt_number + 1} of {self.max_attempts}"
         log.warning("%s; retrying in %.1f s (%s)", exc, wait, attempt)
+
+
+_MAX_REDIRECTS = 5
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# What the resolver and the kernel say when a host cannot be reached at all; retrying for
+# minutes would only delay saying so (socket.gaierror and ECONNREFUSED messages).
+_UNREACHABLE = (
+    "Name or service not known",
+    "nodename nor servname provided",
+    "Temporary failure in name resolution",
+    "No address associated with hostname",
+    "Failed to resolve",
+    "Connection refused",
+)
+
+
+def _unreachable(exc: Exception) -> str | None:
+    """The cause, when ``exc`` says the host does not resolve or refuses connections."""
+    text = str(exc)
+    return next((cause for cause in _UNREACHABLE if cause in text), None)
+
+
+def _refuse_plaintext(name: str, base_url: str) -> None:
+    """Credentials never cross the network in clear: http:// only to this machine."""
+    parts = urlsplit(base_url)
+    if parts.scheme.lower() == "http" and (parts.hostname or "") not in _LOOPBACK:
+        raise FatalAPIError(
+            f"{name}: base_url {safe_url(base_url)} is plain http; use https:// "
+            "(http:// is allowed only for 127.0.0.1 and localhost)"
+        )
 
 
 def _origin(url: str) -> tuple[str, str, int | None]:

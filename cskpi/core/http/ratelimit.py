@@ -197,8 +197,14 @@ class RateLimiter:
             for quota in self.headers.read(response.headers, self.clock.wall()):
                 if self._budget_knows(quota, now):
                     continue
-                wait = min(self._quota_wait(quota), MAX_RETRY_AFTER)
-                self._not_before = max(self._not_before, now + wait)
+                self._not_before = max(self._not_before, now + self._quota_wait(quota))
+
+    def pause(self) -> float:
+        """How long the next request must wait for the quota, here or in the enclosing
+        limiter (the client refuses to wait longer than its ``longest_wait``)."""
+        with self._changed:
+            here = max(0.0, self._not_before - self.clock.now())
+        return max(here, self.within.pause()) if self.within is not None else here
 
     def _budget_knows(self, quota: Quota, now: float) -> bool:
         """The headers report this budget's own quota and no use beyond what it counts."""

@@ -463,3 +463,94 @@ def test_concurrent_requests_leave_the_window_only_after_they_finish(clock: Fake
 
     clock.sleep = overrun  # type: ignore[method-assign]
     assert late.acquire().at == pytest.approx(slot.at + 60.1 + 3.0)  # sent then, counted then
+
+
+# --- hosts that cannot be reached, absurd waits, redirects, plaintext (issue 23) ----------
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_with_the_cause(clock: FakeClock) -> None:
+    client = HttpClient("acme", "https://cskpi-no-such-host.invalid/api/v2", clock=clock)
+    with pytest.raises(FatalAPIError, match=r"Name or service not known|Failed to resolve"):
+        client.get("tickets.json")
+    assert clock.sleeps == []
+
+
+def test_a_refused_connection_fails_at_once_with_the_cause(clock: FakeClock) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = HttpClient("acme", f"http://127.0.0.1:{port}/api", clock=clock)
+    with pytest.raises(FatalAPIError, match="Connection refused"):
+        client.get("tickets.json")
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize("retry_after", ["31536000", "Fri, 01 Jan 2100 00:00:00 GMT"])
+def test_a_retry_after_longer_than_the_longest_wait_fails_the_run_without_sleeping(
+    api: responses.RequestsMock, clock: FakeClock, retry_after: str
+) -> None:
+    api.get(URL, status=429, headers={"Retry-After": retry_after})
+    with pytest.raises(FatalAPIError, match=r"asks to wait [\d,]+ s, longer than the longest"):
+        make_client(clock, longest_wait=600).get("tickets.json")
+    assert clock.sleeps == []
+
+
+def test_a_negative_retry_after_is_no_wait(api: responses.RequestsMock, clock: FakeClock) -> None:
+    api.get(URL, status=429, headers={"Retry-After": "-5"})
+    api.get(URL, json={})
+    make_client(clock).get("tickets.json")
+    assert clock.sleeps == [0.0]
+
+
+def test_a_quota_used_up_until_a_distant_reset_fails_the_run_without_sleeping(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    headers = {"ratelimit-remaining": "0", "ratelimit-reset": "86400"}
+    api.get(URL, json={}, headers=headers)
+    limiter = RateLimiter(headers=ZENDESK_HEADERS, clock=clock)
+    with pytest.raises(FatalAPIError, match=r"quota is used up for 86,4\d\d s more"):
+        make_client(clock, limiter=limiter, longest_wait=900).get("tickets.json")
+    assert clock.sleeps == []
+
+
+def test_a_redirect_within_the_base_url_is_followed(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    api.get(URL, status=301, headers={"Location": f"{BASE}/tickets/v2.json"})
+    api.get(f"{BASE}/tickets/v2.json", json={"ok": True})
+    assert make_client(clock).get_json("tickets.json") == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["https://evil.example/steal", "http://acme.zendesk.com/api/v2/tickets.json"],
+)
+def test_a_redirect_to_another_host_or_to_plain_http_is_refused(
+    api: responses.RequestsMock, clock: FakeClock, location: str
+) -> None:
+    api.get(URL, status=302, headers={"Location": location})
+    with pytest.raises(FatalAPIError, match="refusing to follow"):
+        make_client(clock).get("tickets.json")
+    assert len(api.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("base_url", "refused"),
+    [
+        ("http://acme.zendesk.com/api/v2", True),
+        ("http://10.0.0.5/api", True),
+        ("http://127.0.0.1:8080/api", False),
+        ("http://localhost:8080/api", False),
+        ("https://acme.zendesk.com/api/v2", False),
+    ],
+)
+def test_plain_http_is_refused_except_to_this_machine(
+    clock: FakeClock, base_url: str, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(FatalAPIError, match="plain http; use https://"):
+            HttpClient("acme", base_url, clock=clock)
+    else:
+        HttpClient("acme", base_url, clock=clock).close()
