@@ -1,0 +1,396 @@
+"""The connector contract: one pytest suite every connector runs against its own imitation.
+
+A connector, built-in or a plugin, proves the promises the sync engine builds on:
+
+1. a full sync stores every record the source serves, field by field;
+2. syncing again changes no row and stores nothing new;
+3. a crash after page k resumes with nothing lost or doubled;
+4. ``--since`` never moves a stored cursor back;
+5. a malformed record is skipped and counted, and the rest of its page is stored;
+6. 429, 5xx and dropped connections are retried (HTTP connectors).
+
+Subclass :class:`ConnectorContract` in a test module (name it ``Test…``) and give it a
+``source`` fixture that yields a :class:`ContractSource`: a fresh imitation of the vendor
+and how to reach it. A case the connector cannot express is named in ``cannot`` with the
+reason, and is skipped with it::
+
+    class TestHelpScoutContract(ConnectorContract):
+        cannot = {"bad_record": "every mailbox message maps"}
+
+        @pytest.fixture
+        def source(self) -> Iterator[ContractSource]:
+            with HelpScoutImitation(conversations=120) as server:
+                yield HelpScoutSource(server)
+
+The suite drives the real engine (``run_sync`` on a SQLite file in ``tmp_path``) and reads
+what was stored with plain SQL. Imitations should serve a few pages of each stream, so a
+crash can fall between two of them, and wait on a fake clock, so no retry sleeps.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from sqlalchemy import Engine, text
+
+from cskpi.connectors import base
+from cskpi.core.store.engine import open_engine
+from cskpi.core.sync import Source, SyncReport, run_sync
+
+TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
+_TABLE_OF: dict[type, str] = {
+    base.Ticket: "ticket", base.Message: "message", base.Rating: "rating",
+    base.Person: "person", base.Group: "grp", base.Organization: "organization",
+}  # fmt: skip
+# Columns holding another record's id: stored with the connector's name as prefix.
+_REFS = frozenset({"ticket_id", "author_id", "agent_id", "requester_id", "organization_id",
+                   "assignee_id", "group_id"})  # fmt: skip
+_WITHOUT_EXTERNAL_ID = frozenset({"message", "rating"})
+_WITHOUT_CONNECTOR = frozenset({"message"})
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+Row = dict[str, object]
+Stored = dict[str, dict[str, Row]]  # table -> stored id -> row
+Positions = dict[str, tuple[object, object]]  # stream -> stored (cursor, position)
+
+
+class ContractSource:
+    """One fresh imitation of a source, and how the contract reaches it.
+
+    Override :meth:`connector` and :meth:`held`; the hooks after them only for the cases
+    the connector can express (the others are named in ``ConnectorContract.cannot``).
+    """
+
+    name: str = "contract"
+    """The connector's name in the store (ids are stored as ``"{name}:{external id}"``)."""
+
+    def connector(self) -> base.Connector:
+        """A new connector instance named :attr:`name`, reading this imitation."""
+        raise NotImplementedError
+
+    def held(self) -> Mapping[str, Collection[str]]:
+        """Table -> the external ids of every record the imitation serves, known from the
+        imitation's own data (not from the connector). A table left out is checked against
+        what the connector's streams yield; a table given must match exactly."""
+        raise NotImplementedError
+
+    def serve_bad_record(self) -> tuple[str, str]:
+        """Make the imitation serve one malformed record, in the middle of a page; return
+        its table and external id."""
+        raise NotImplementedError
+
+    def script_faults(self) -> None:
+        """Script a 429, a 5xx and a dropped connection mid-stream, each answered once."""
+        raise NotImplementedError
+
+    def faults_served(self) -> Collection[int]:
+        """The HTTP statuses the imitation answered with, 0 for a dropped connection."""
+        raise NotImplementedError
+
+
+class SimulatedCrashError(Exception):
+    """Raised by a stream the contract crashes on purpose."""
+
+
+@dataclass
+class _Tap:
+    """Wraps a stream: remembers the pages it yields, and raises after ``crash_after``."""
+
+    name: str
+    inner: base.Stream
+    pages: list[base.Page] = field(default_factory=list)
+    crash_after: int | None = None
+
+    def read(self, cursor: str | None, since: datetime | None) -> Iterator[base.Page]:
+        for n, page in enumerate(self.inner.read(cursor, since), 1):
+            self.pages.append(page)
+            yield page
+            if n == self.crash_after:  # the engine asks for page k+1: the process dies
+                raise SimulatedCrashError(f"{self.name}: crashed after page {n}")
+
+
+class _Tapped:
+    """A connector whose streams are tapped; the one named ``crash`` crashes after k pages."""
+
+    type: ClassVar[str] = "contract-tap"
+    Settings: ClassVar[builtins.type[base.ConnectorSettings]] = base.ConnectorSettings
+
+    def __init__(self, inner: base.Connector, crash: tuple[str, int] | None = None) -> None:
+        self.inner, self.crash = inner, crash
+        self.taps: dict[str, _Tap] = {}
+
+    def check(self) -> None:
+        self.inner.check()
+
+    def streams(self) -> Sequence[base.Stream]:
+        self.taps = {s.name: _Tap(s.name, s) for s in self.inner.streams()}
+        if self.crash is not None:
+            self.taps[self.crash[0]].crash_after = self.crash[1]
+        return list(self.taps.values())
+
+    def yielded(self) -> Stored:
+        """What the streams yielded, in the form the store keeps (the last record of an id
+        wins, as an upsert's would)."""
+        found: Stored = {table: {} for table in TABLES}
+        for tap in self.taps.values():
+            for page in tap.pages:
+                for table, row in _rows_of(page, self.name):
+                    found[table][str(row["id"])] = row
+        return found
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.inner, "name", ""))
+
+
+class ConnectorContract:
+    """The suite; a subclass provides the ``source`` fixture (see the module docstring)."""
+
+    cannot: ClassVar[Mapping[str, str]] = {}
+    """Case -> why the connector cannot express it: ``"bad_record"``, ``"retries"``."""
+
+    since: ClassVar[datetime] = _EPOCH
+    """A ``--since`` older than any stored position the imitation leads to."""
+
+    @pytest.fixture
+    def database(self, tmp_path: Path) -> Callable[[str], Engine]:
+        """A fresh store per name; a subclass may return PostgreSQL ones instead."""
+        return lambda name: open_engine(f"sqlite:///{tmp_path / name}.db")
+
+    def test_a_full_sync_stores_every_record_field_by_field(
+        self, source: ContractSource, database: Callable[[str], Engine]
+    ) -> None:
+        engine = database("full")
+        tapped = _Tapped(source.connector())
+
+        report = _sync(engine, source, tapped)
+
+        assert report.ok, _errors(report)
+        _assert_equals_source(
+            stored(engine, source.name), tapped.yielded(), source.held(), source.name
+        )
+
+    def test_a_resync_changes_no_row_and_stores_nothing_new(
+        self, source: ContractSource, database: Callable[[str], Engine]
+    ) -> None:
+        engine = database("resync")
+        assert _sync(engine, source).ok
+        before, cursors = stored(engine, source.name), positions(engine, source.name)
+
+        report = _sync(engine, source)
+
+        assert report.ok, _errors(report)
+        assert stored(engine, source.name) == before
+        assert positions(engine, source.name) == cursors
+
+    def test_a_crash_after_page_k_resumes_with_nothing_lost_or_doubled(
+        self, source: ContractSource, database: Callable[[str], Engine]
+    ) -> None:
+        clean = _Tapped(source.connector())
+        whole = _sync(database("clean"), source, clean)
+        assert whole.ok, _errors(whole)
+        stream, pages = max(((n, len(t.pages)) for n, t in clean.taps.items()), key=_pages)
+        assert pages >= 2, "the imitation must serve some stream in two pages or more"
+        engine = database("crashed")
+
+        crashed = _sync(engine, source, _Tapped(source.connector(), (stream, pages // 2)))
+        assert [r.stream for r in crashed.streams if r.error] == [stream]
+        resumed = _sync(engine, source)
+
+        assert resumed.ok, _errors(resumed)
+        assert stored(engine, source.name) == stored(database("clean"), source.name)
+        assert _rows(resumed, stream) < _rows(whole, stream), f"{stream} started over"
+
+    def test_since_never_moves_the_stored_cursor_back(
+        self, source: ContractSource, database: Callable[[str], Engine]
+    ) -> None:
+        engine = database("since")
+        assert _sync(engine, source).ok
+        before, content = positions(engine, source.name), stored(engine, source.name)
+        assert any(position is not None for _, position in before.values())
+        since = int(self.since.timestamp())
+        assert all(since < _as_int(p) for _, p in before.values() if p is not None)
+
+        report = _sync(engine, source, since=self.since)
+
+        assert report.ok, _errors(report)
+        assert sum(r.rows for r in report.streams) > 0, "the backfill read nothing"
+        _assert_not_behind(positions(engine, source.name), before)
+        assert stored(engine, source.name) == content
+
+    def test_a_bad_record_is_skipped_and_counted_and_its_page_stored(
+        self, source: ContractSource, database: Callable[[str], Engine]
+    ) -> None:
+        self._able("bad_record")
+        table, bad = source.serve_bad_record()
+        engine = database("bad")
+        tapped = _Tapped(source.connector())
+
+        report = _sync(engine, source, tapped)
+
+        assert report.ok, _errors(report)
+        [skipping] = [r for r in report.streams if r.skipped]
+        assert skipping.skipped == 1
+        assert _query(engine, "SELECT skipped FROM sync_run") == [{"skipped": 1}]
+        held = {t: set(ids) - ({bad} if t == table else set()) for t, ids in source.held().items()}
+        assert bad in source.held()[table]
+        _assert_equals_source(stored(engine, source.name), tapped.yielded(), held, source.name)
+        assert positions(engine, source.name)[skipping.stream][0] is not None, "cursor held back"
+
+    def test_429_5xx_and_dropped_connections_are_retried(
+        self,
+        source: ContractSource,
+        database: Callable[[str], Engine],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        self._able("retries")
+        monkeypatch.setattr("time.sleep", _refuse_to_sleep)
+        source.script_faults()
+        engine = database("faults")
+        tapped = _Tapped(source.connector())
+
+        report = _sync(engine, source, tapped)
+
+        assert report.ok, _errors(report)
+        served = set(source.faults_served())
+        assert {429, 0} <= served, served
+        assert any(status >= 500 for status in served), served
+        _assert_equals_source(
+            stored(engine, source.name), tapped.yielded(), source.held(), source.name
+        )
+
+    def _able(self, case: str) -> None:
+        if case in self.cannot:
+            pytest.skip(f"{type(self).__name__} cannot express {case}: {self.cannot[case]}")
+
+
+# --- syncing and reading the store --------------------------------------------------------
+
+
+def _sync(
+    engine: Engine,
+    source: ContractSource,
+    connector: base.Connector | None = None,
+    since: datetime | None = None,
+) -> SyncReport:
+    return run_sync(engine, [Source(source.name, connector or source.connector())], since=since)
+
+
+def stored(engine: Engine, name: str) -> Stored:
+    """Every row the connector ``name`` has in each table, by id (plain SQL)."""
+    found: Stored = {}
+    for table in TABLES:
+        rows = _query(engine, f"SELECT * FROM {table}")  # noqa: S608
+        found[table] = {
+            str(r["id"]): _decoded(r) for r in rows if str(r["id"]).startswith(f"{name}:")
+        }
+    return found
+
+
+def positions(engine: Engine, name: str) -> Positions:
+    """Each stream's stored (cursor, position)."""
+    sql = "SELECT stream, cursor, position FROM sync_state WHERE connector = :name"
+    return {
+        str(r["stream"]): (r["cursor"], r["position"]) for r in _query(engine, sql, {"name": name})
+    }
+
+
+def _query(engine: Engine, sql: str, params: Mapping[str, object] | None = None) -> list[Row]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(text(sql), dict(params or {}))]
+
+
+def _rows_of(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
+    """A page's records in the form the store keeps them."""
+    for record in page.records:
+        table = _TABLE_OF[type(record)]
+        yield table, _stored_form(table, asdict(record), name)
+    for kind, rows in page.rows.items():  # the demo's store rows; goes with Page.rows
+        from cskpi.core.store.engine import UPSERTS
+
+        table, columns = _TABLE_OF[kind], UPSERTS[kind].fields.split()
+        for values in rows:
+            yield (
+                table,
+                _stored_form(table, _decoded(dict(zip(columns, values, strict=True))), name),
+            )
+
+
+def _stored_form(table: str, values: Row, name: str) -> Row:
+    row = {column: _stored_value(column, value, name) for column, value in values.items()}
+    row["id"] = f"{name}:{values['external_id']}"
+    if table in _WITHOUT_EXTERNAL_ID:
+        del row["external_id"]
+    if table not in _WITHOUT_CONNECTOR:
+        row["connector"] = name
+    return row
+
+
+def _stored_value(column: str, value: object, name: str) -> object:
+    if isinstance(value, datetime):
+        return int(value.timestamp())
+    if column in _REFS and value is not None:
+        return f"{name}:{value}"
+    if column == "tags" and isinstance(value, Sequence) and not isinstance(value, str):
+        return list(dict.fromkeys(value))  # a tag set: a repeated tag is kept once
+    return value
+
+
+def _decoded(row: Row) -> Row:
+    tags = row.get("tags")
+    return {**row, "tags": json.loads(tags)} if isinstance(tags, str) else row
+
+
+# --- what the cases assert -------------------------------------------------------------------
+
+
+def _assert_equals_source(
+    found: Stored, yielded: Stored, held: Mapping[str, Collection[str]], name: str
+) -> None:
+    """Stored = what the streams yielded, field by field; and for each table ``held``
+    names, the ids are exactly the imitation's."""
+    for table in TABLES:
+        stored_ids, yielded_ids = set(found[table]), set(yielded[table])
+        assert stored_ids == yielded_ids, (table, stored_ids ^ yielded_ids)
+        if table in held:
+            source_ids = {f"{name}:{i}" for i in held[table]}
+            assert stored_ids == source_ids, (table, sorted(stored_ids ^ source_ids)[:10])
+        for ident, row in yielded[table].items():
+            got = {column: found[table][ident].get(column) for column in row}
+            assert got == row, (table, ident)
+
+
+def _assert_not_behind(after: Positions, before: Positions) -> None:
+    for stream, (cursor, position) in before.items():
+        new_cursor, new_position = after[stream]
+        if position is None or new_position == position:
+            assert (new_cursor, new_position) == (cursor, position), stream
+        else:
+            assert _as_int(new_position) > _as_int(position), (stream, "moved back")
+
+
+def _pages(stream_pages: tuple[str, int]) -> int:
+    return stream_pages[1]
+
+
+def _as_int(value: object) -> int:
+    return int(str(value))
+
+
+def _rows(report: SyncReport, stream: str) -> int:
+    return sum(r.rows for r in report.streams if r.stream == stream)
+
+
+def _errors(report: SyncReport) -> list[str]:
+    return [f"{r.stream}: {r.error}" for r in report.streams if r.error]
+
+
+def _refuse_to_sleep(seconds: float) -> None:
+    raise AssertionError(f"slept {seconds} s in real time: retries must wait on a fake clock")
