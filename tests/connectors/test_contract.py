@@ -6,12 +6,31 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 
 from cskpi.connectors.base import Connector
 from cskpi.connectors.demo.connector import DemoConnector, DemoSettings
+from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
+from cskpi.core.clock import FakeClock
 from cskpi.testing.contract import ConnectorContract, ContractSource
+from tests.connectors.imitation import HttpImitation
+from tests.connectors.zendesk_desk import FIRST_GROUP, FIRST_ORG, GROUPS
+from tests.connectors.zendesk_server import ZendeskImitation
+
+Ids = Mapping[str, Collection[str]]
+
+
+class HttpSource(ContractSource):
+    """An HTTP imitation on a fake clock; faults are scripted on it and read from its log."""
+
+    def __init__(self, server: HttpImitation, clock: FakeClock) -> None:
+        self.server, self.clock = server, clock
+
+    def faults_served(self) -> Collection[int]:
+        return [entry.status for entry in getattr(self.server, "log", [])]
+
 
 # --- demo ---------------------------------------------------------------------------------
 
@@ -36,11 +55,54 @@ class DemoSource(ContractSource):
 
 
 class TestDemoContract(ConnectorContract):
-    cannot = {
+    cannot: ClassVar[Mapping[str, str]] = {
         "bad_record": "the generator makes no malformed record",
         "retries": "no network: the data is generated in the process",
     }
 
     @pytest.fixture
-    def source(self) -> Iterator[ContractSource]:
-        yield DemoSource()
+    def source(self) -> ContractSource:
+        return DemoSource()
+
+
+# --- zendesk ------------------------------------------------------------------------------
+
+
+class ZendeskSource(HttpSource):
+    server: ZendeskImitation
+
+    def connector(self) -> Connector:
+        settings = ZendeskSettings(
+            type="zendesk", email="ops@acme.test", api_token="env:ZD_CONTRACT_TOKEN",
+            base_url=self.server.url, per_page=100,
+        )  # fmt: skip
+        return ZendeskConnector(self.name, settings, clock=self.clock)
+
+    def held(self) -> Ids:
+        desk = self.server.desk
+        answered = [r for r in desk.ratings if r.score in ("good", "bad")]
+        return {
+            "ticket": [str(t) for t in desk.tickets],
+            "message": [str(c.id) for t in desk.tickets.values() for c in t.comments],
+            "rating": [str(r.id) for r in answered],
+            "person": [str(u) for u in desk.users],
+            "grp": [str(FIRST_GROUP + g) for g in range(GROUPS)],
+            "organization": [str(FIRST_ORG + o) for o in range(desk.orgs)],
+        }
+
+    def serve_bad_record(self) -> tuple[str, str]:
+        self.server.desk.bad_created.add(17)  # a created_at that cannot be parsed
+        return "ticket", "17"
+
+    def script_faults(self) -> None:
+        self.server.script("/api/v2/incremental/tickets/cursor.json", "ok", 429, "drop")
+        self.server.script("/api/v2/incremental/ticket_events.json", "ok", 503)
+
+
+class TestZendeskContract(ConnectorContract):
+    @pytest.fixture
+    def source(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[ContractSource]:
+        monkeypatch.setenv("ZD_CONTRACT_TOKEN", "zd-test-token-1234")
+        clock = FakeClock()
+        with ZendeskImitation(300, seed=3, clock=clock, bad_created=()) as server:
+            yield ZendeskSource(server, clock)
