@@ -12,9 +12,12 @@ import pytest
 
 from cskpi.connectors.base import Connector
 from cskpi.connectors.demo.connector import DemoConnector, DemoSettings
+from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
 from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
 from cskpi.core.clock import FakeClock
 from cskpi.testing.contract import ConnectorContract, ContractSource
+from tests.connectors import freshdesk_desk as fd
+from tests.connectors.freshdesk_server import FreshdeskImitation
 from tests.connectors.imitation import HttpImitation
 from tests.connectors.zendesk_desk import FIRST_GROUP, FIRST_ORG, GROUPS
 from tests.connectors.zendesk_server import ZendeskImitation
@@ -106,3 +109,48 @@ class TestZendeskContract(ConnectorContract):
         clock = FakeClock()
         with ZendeskImitation(300, seed=3, clock=clock, bad_created=()) as server:
             yield ZendeskSource(server, clock)
+
+
+# --- freshdesk ----------------------------------------------------------------------------
+
+
+class FreshdeskSource(HttpSource):
+    server: FreshdeskImitation
+
+    def connector(self) -> Connector:
+        settings = FreshdeskSettings(
+            type="freshdesk", domain="acme", api_key="env:FD_CONTRACT_KEY",
+            base_url=self.server.url, status_map={6: "on_hold"},
+        )  # fmt: skip
+        return FreshdeskConnector(self.name, settings, clock=self.clock)
+
+    def held(self) -> Ids:
+        desk = self.server.desk
+        listed = desk.listed()  # deleted and spam tickets come without their messages
+        return {
+            "ticket": [str(t) for t in desk.tickets],
+            "message": [m for t in listed for m in (f"{t.id}-description",
+                        *(str(c.id) for c in t.conversations))],
+            "rating": [str(r.id) for r in desk.ratings],
+            "person": [str(fd.FIRST_AGENT + a) for a in range(fd.AGENTS)]
+            + [str(r) for r in {t.requester for t in listed}],
+            "grp": [str(fd.FIRST_GROUP + g) for g in range(fd.GROUPS)],
+            "organization": [str(fd.FIRST_COMPANY + c) for c in range(desk.companies)],
+        }  # fmt: skip
+
+    def serve_bad_record(self) -> tuple[str, str]:
+        self.server.desk.malformed.add(fd.MALFORMED_RATING_TICKET)  # the docs' own bad shape
+        return "rating", str(fd.MALFORMED_RATING_TICKET * 10)
+
+    def script_faults(self) -> None:
+        self.server.script(fd.TICKET_LIST, "ok", 429, "drop", "ok", 503)
+
+
+class TestFreshdeskContract(ConnectorContract):
+    @pytest.fixture
+    def source(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[ContractSource]:
+        monkeypatch.setenv("FD_CONTRACT_KEY", "fd-test-key-1234")
+        clock = FakeClock()
+        with FreshdeskImitation(250, seed=3, clock=clock) as server:
+            server.desk.malformed.clear()
+            yield FreshdeskSource(server, clock)
