@@ -13,12 +13,15 @@ import pytest
 from cskpi.connectors.base import Connector
 from cskpi.connectors.demo.connector import DemoConnector, DemoSettings
 from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
+from cskpi.connectors.intercom import IntercomConnector, IntercomSettings
 from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
 from cskpi.core.clock import FakeClock
 from cskpi.testing.contract import ConnectorContract, ContractSource
 from tests.connectors import freshdesk_desk as fd
+from tests.connectors import intercom_desk as ic
 from tests.connectors.freshdesk_server import FreshdeskImitation
 from tests.connectors.imitation import HttpImitation
+from tests.connectors.intercom_server import IntercomImitation
 from tests.connectors.zendesk_desk import FIRST_GROUP, FIRST_ORG, GROUPS
 from tests.connectors.zendesk_server import ZendeskImitation
 
@@ -93,9 +96,9 @@ class ZendeskSource(HttpSource):
             "organization": [str(FIRST_ORG + o) for o in range(desk.orgs)],
         }
 
-    def serve_bad_record(self) -> tuple[str, str]:
+    def serve_bad_record(self) -> Ids:
         self.server.desk.bad_created.add(17)  # a created_at that cannot be parsed
-        return "ticket", "17"
+        return {"ticket": ["17"]}  # its comments come from the ticket events
 
     def script_faults(self) -> None:
         self.server.script("/api/v2/incremental/tickets/cursor.json", "ok", 429, "drop")
@@ -138,9 +141,9 @@ class FreshdeskSource(HttpSource):
             "organization": [str(fd.FIRST_COMPANY + c) for c in range(desk.companies)],
         }  # fmt: skip
 
-    def serve_bad_record(self) -> tuple[str, str]:
+    def serve_bad_record(self) -> Ids:
         self.server.desk.malformed.add(fd.MALFORMED_RATING_TICKET)  # the docs' own bad shape
-        return "rating", str(fd.MALFORMED_RATING_TICKET * 10)
+        return {"rating": [str(fd.MALFORMED_RATING_TICKET * 10)]}
 
     def script_faults(self) -> None:
         self.server.script(fd.TICKET_LIST, "ok", 429, "drop", "ok", 503)
@@ -154,3 +157,53 @@ class TestFreshdeskContract(ConnectorContract):
         with FreshdeskImitation(250, seed=3, clock=clock) as server:
             server.desk.malformed.clear()
             yield FreshdeskSource(server, clock)
+
+
+# --- intercom -----------------------------------------------------------------------------
+
+
+class IntercomSource(HttpSource):
+    server: IntercomImitation
+
+    def connector(self) -> Connector:
+        settings = IntercomSettings(
+            type="intercom", access_token="env:IC_CONTRACT_TOKEN", base_url=self.server.url
+        )
+        return IntercomConnector(self.name, settings, clock=self.clock)
+
+    def held(self) -> Ids:
+        return self._held(list(self.server.ws.convs.values()))
+
+    def serve_bad_record(self) -> Ids:
+        """Conversation 77, with its messages, rating and a contact only it has."""
+        self.server.ws.convs[77].malformed = True
+        rest = self._held([c for c in self.server.ws.convs.values() if c.id != 77])
+        return {t: set(ids) - set(rest[t]) for t, ids in self.held().items()}
+
+    def _held(self, convs: list[ic.Conv]) -> Ids:
+        shown = {c.id: c.parts[-ic.PARTS_SHOWN :] for c in convs}
+        return {
+            "ticket": [str(c.id) for c in convs],
+            "message": [m for c, parts in shown.items() for m in (f"{c}-source",
+                        *(str(p.id) for p in parts if p.kind in ("comment", "note")))],
+            "rating": [str(c.id) for c in convs if c.rating],
+            "person": [str(ic.FIRST_ADMIN + a) for a in range(ic.ADMINS)]
+            + [str(ic.BOT), *{c.contact for c in convs}],
+            "grp": [str(ic.FIRST_TEAM + t) for t in range(ic.TEAMS)],
+            "organization": [f"co{k}" for k in range(ic.COMPANIES)],
+        }  # fmt: skip
+
+    def script_faults(self) -> None:
+        self.server.script("/conversations/search", "ok", 429, "drop")
+        self.server.script("/conversations/7", 503)
+
+
+class TestIntercomContract(ConnectorContract):
+    crash_stream = "tickets"  # companies scroll in as many pages, but only as a whole
+
+    @pytest.fixture
+    def source(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[ContractSource]:
+        monkeypatch.setenv("IC_CONTRACT_TOKEN", ic.TOKEN)
+        clock = FakeClock()  # wall time 1.7e9: the imitation's data lies before it
+        with IntercomImitation(320, seed=3, clock=clock) as server:
+            yield IntercomSource(server, clock)
