@@ -4,6 +4,7 @@ real Dovecot, the demo against itself (its generator is the source)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -12,6 +13,8 @@ import pytest
 
 from cskpi.connectors.base import Connector
 from cskpi.connectors.demo.connector import DemoConnector, DemoSettings
+from cskpi.connectors.email.connector import EmailConnector, EmailSettings
+from cskpi.connectors.email.parse import key
 from cskpi.connectors.freshdesk import FreshdeskConnector, FreshdeskSettings
 from cskpi.connectors.intercom import IntercomConnector, IntercomSettings
 from cskpi.connectors.zendesk import ZendeskConnector, ZendeskSettings
@@ -19,6 +22,8 @@ from cskpi.core.clock import FakeClock
 from cskpi.testing.contract import ConnectorContract, ContractSource
 from tests.connectors import freshdesk_desk as fd
 from tests.connectors import intercom_desk as ic
+from tests.connectors.email import test_email as mail
+from tests.connectors.email.dovecot import Dovecot, available
 from tests.connectors.freshdesk_server import FreshdeskImitation
 from tests.connectors.imitation import HttpImitation
 from tests.connectors.intercom_server import IntercomImitation
@@ -207,3 +212,60 @@ class TestIntercomContract(ConnectorContract):
         clock = FakeClock()  # wall time 1.7e9: the imitation's data lies before it
         with IntercomImitation(320, seed=3, clock=clock) as server:
             yield IntercomSource(server, clock)
+
+
+# --- email --------------------------------------------------------------------------------
+
+
+class EmailSource(ContractSource):
+    """The mailbox of tests/connectors/email/test_email.py on a real Dovecot."""
+
+    def __init__(self, box: Dovecot) -> None:
+        self.box = box
+
+    def connector(self) -> Connector:
+        settings = EmailSettings(
+            type="email", host="127.0.0.1", port=self.box.port, tls="none",
+            username=self.box.user, password="env:MAILBOX_PASSWORD",
+            agent_addresses=["support@acme.test", "*@acme.test"], resolved_folders=["Resolved"],
+            rating_pattern=r"Rating: (\d)/5", page_size=4,
+        )  # fmt: skip
+        return EmailConnector(self.name, settings, clock=FakeClock(wall_start=mail.NOW.timestamp()))
+
+    def held(self) -> Ids:
+        every = [*mail.INBOX, *mail.SENT, *mail.RESOLVED]
+        ids = [re.search(rb"Message-ID: <([^>]+)>", m) for m in every]
+        found = [key(i.group(1).decode()) for i in ids if i and i.group(1) != b"o1@acme.test"]
+        return {
+            "ticket": list(mail.EXPECTED_TICKETS),
+            "message": [*found, mail.GRACE],  # every mail but the unanswered outbound one
+            "rating": [key("i2@wayne.test")],
+        }
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    running = Dovecot()
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.skipif(not available(), reason="Dovecot is not installed (apt dovecot-imapd)")
+class TestEmailContract(ConnectorContract):
+    cannot: ClassVar[Mapping[str, str]] = {
+        "bad_record": "every mail maps, best-effort (a missing Date, a broken MIME part)",
+        "retries": "IMAP has no 429 or 5xx; a dropped connection ends the sync and the "
+        "next one resumes from the last stored page (the crash case)",
+    }
+
+    @pytest.fixture
+    def source(self, dovecot: Dovecot, monkeypatch: pytest.MonkeyPatch) -> ContractSource:
+        monkeypatch.setenv("MAILBOX_PASSWORD", dovecot.password)
+        box = dovecot.mailbox()
+        box.append("INBOX", mail.INBOX[:7])
+        box.append("INBOX", [mail.INBOX[7]], when=mail.NO_DATE_RECEIVED)
+        box.append("INBOX", mail.INBOX[8:])
+        box.append("Sent", mail.SENT)
+        box.append("Resolved", mail.RESOLVED)
+        return EmailSource(box)
