@@ -123,8 +123,8 @@ class _Tapped:
     type: ClassVar[str] = "contract-tap"
     Settings: ClassVar[builtins.type[base.ConnectorSettings]] = base.ConnectorSettings
 
-    def __init__(self, inner: base.Connector, crash: tuple[str, int] | None = None) -> None:
-        self.inner, self.crash = inner, crash
+    def __init__(self, source: ContractSource, crash: tuple[str, int] | None = None) -> None:
+        self.inner, self.name, self.crash = source.connector(), source.name, crash
         self.taps: dict[str, _Tap] = {}
 
     def check(self) -> None:
@@ -145,10 +145,6 @@ class _Tapped:
                 for table, row in _rows_of(page, self.name):
                     found[table][str(row["id"])] = row
         return found
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.inner, "name", ""))
 
 
 class ConnectorContract:
@@ -173,7 +169,7 @@ class ConnectorContract:
         self, source: ContractSource, database: Callable[[str], Engine]
     ) -> None:
         engine = database("full")
-        tapped = _Tapped(source.connector())
+        tapped = _Tapped(source)
 
         report = _sync(engine, source, tapped)
 
@@ -198,7 +194,7 @@ class ConnectorContract:
     def test_a_crash_after_page_k_resumes_with_nothing_lost_or_doubled(
         self, source: ContractSource, database: Callable[[str], Engine]
     ) -> None:
-        clean = _Tapped(source.connector())
+        clean = _Tapped(source)
         whole = _sync(database("clean"), source, clean)
         assert whole.ok, _errors(whole)
         pages_of = {name: len(tap.pages) for name, tap in clean.taps.items()}
@@ -207,7 +203,7 @@ class ConnectorContract:
         assert pages >= 2, "the imitation must serve some stream in two pages or more"
         engine = database("crashed")
 
-        crashed = _sync(engine, source, _Tapped(source.connector(), (stream, pages // 2)))
+        crashed = _sync(engine, source, _Tapped(source, (stream, pages // 2)))
         assert [r.stream for r in crashed.streams if r.error] == [stream]
         resumed = _sync(engine, source)
 
@@ -238,7 +234,7 @@ class ConnectorContract:
         self._able("bad_record")
         lost = source.serve_bad_record()
         engine = database("bad")
-        tapped = _Tapped(source.connector())
+        tapped = _Tapped(source)
 
         report = _sync(engine, source, tapped)
 
@@ -262,7 +258,7 @@ class ConnectorContract:
         monkeypatch.setattr("time.sleep", _refuse_to_sleep)
         source.script_faults()
         engine = database("faults")
-        tapped = _Tapped(source.connector())
+        tapped = _Tapped(source)
 
         report = _sync(engine, source, tapped)
 
