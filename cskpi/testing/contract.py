@@ -197,10 +197,7 @@ class ConnectorContract:
         clean = _Tapped(source)
         whole = _sync(database("clean"), source, clean)
         assert whole.ok, _errors(whole)
-        pages_of = {name: len(tap.pages) for name, tap in clean.taps.items()}
-        stream = self.crash_stream or max(pages_of, key=pages_of.__getitem__)
-        pages = pages_of[stream]
-        assert pages >= 2, "the imitation must serve some stream in two pages or more"
+        stream, pages = self._crash_point(clean)
         engine = database("crashed")
 
         crashed = _sync(engine, source, _Tapped(source, (stream, pages // 2)))
@@ -215,12 +212,17 @@ class ConnectorContract:
         self, source: ContractSource, database: Callable[[str], Engine]
     ) -> None:
         engine = database("since")
-        assert _sync(engine, source).ok
+        first = _Tapped(source)
+        assert _sync(engine, source, first).ok
         before, content = positions(engine, source.name), stored(engine, source.name)
         assert any(position is not None for _, position in before.values())
         since = int(self.since.timestamp())
         assert all(since < _as_int(p) for _, p in before.values() if p is not None)
 
+        # a backfill that dies after its first page, then one that runs to the end
+        stream, _ = self._crash_point(first)
+        _sync(engine, source, _Tapped(source, (stream, 1)), since=self.since)
+        _assert_not_behind(positions(engine, source.name), before)
         report = _sync(engine, source, since=self.since)
 
         assert report.ok, _errors(report)
@@ -269,6 +271,13 @@ class ConnectorContract:
         _assert_equals_source(
             stored(engine, source.name), tapped.yielded(), source.held(), source.name
         )
+
+    def _crash_point(self, clean: _Tapped) -> tuple[str, int]:
+        """The stream to crash, and how many pages a clean sync read of it."""
+        pages_of = {name: len(tap.pages) for name, tap in clean.taps.items()}
+        stream = self.crash_stream or max(pages_of, key=pages_of.__getitem__)
+        assert pages_of[stream] >= 2, f"the imitation must serve {stream} in two pages or more"
+        return stream, pages_of[stream]
 
     def _able(self, case: str) -> None:
         if case in self.cannot:
