@@ -30,6 +30,7 @@ crash can fall between two of them, and wait on a fake clock, so no retry sleeps
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -325,15 +326,20 @@ def _rows_of(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
     for record in page.records:
         table = _TABLE_OF[type(record)]
         yield table, _stored_form(table, asdict(record), name)
-    for kind, rows in page.rows.items():  # the demo's store rows; goes with Page.rows
-        from cskpi.core.store.engine import UPSERTS
+    yield from _store_rows(page, name)
 
-        table, columns = _TABLE_OF[kind], UPSERTS[kind].fields.split()
-        for values in rows:
-            yield (
-                table,
-                _stored_form(table, _decoded(dict(zip(columns, values, strict=True))), name),
-            )
+
+def _store_rows(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
+    """The demo's ``Page.rows``, in store row form, for as long as pages carry them: looked
+    up by name, so that this module outlives them (issue 21 removes them)."""
+    rows = getattr(page, "rows", None)
+    if not rows:
+        return
+    upserts = importlib.import_module("cskpi.core.store.engine").UPSERTS
+    for kind, values in rows.items():
+        table, columns = _TABLE_OF[kind], upserts[kind].fields.split()
+        for row in values:
+            yield table, _stored_form(table, _decoded(dict(zip(columns, row, strict=True))), name)
 
 
 def _stored_form(table: str, values: Row, name: str) -> Row:
