@@ -5,9 +5,9 @@ real Dovecot, the demo against itself (its generator is the source)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import pytest
 
@@ -25,7 +25,6 @@ from tests.connectors import intercom_desk as ic
 from tests.connectors.email import test_email as mail
 from tests.connectors.email.dovecot import Dovecot, available
 from tests.connectors.freshdesk_server import FreshdeskImitation
-from tests.connectors.imitation import HttpImitation
 from tests.connectors.intercom_server import IntercomImitation
 from tests.connectors.zendesk_desk import FIRST_GROUP, FIRST_ORG, GROUPS
 from tests.connectors.zendesk_server import ZendeskImitation
@@ -33,14 +32,26 @@ from tests.connectors.zendesk_server import ZendeskImitation
 Ids = Mapping[str, Collection[str]]
 
 
+class Answered(Protocol):
+    @property
+    def status(self) -> int: ...  # 0: the connection was dropped
+
+
+class LoggingImitation(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def log(self) -> Sequence[Answered]: ...  # every request, as it was answered
+
+
 class HttpSource(ContractSource):
     """An HTTP imitation on a fake clock; faults are scripted on it and read from its log."""
 
-    def __init__(self, server: HttpImitation, clock: FakeClock) -> None:
+    def __init__(self, server: LoggingImitation, clock: FakeClock) -> None:
         self.server, self.clock = server, clock
 
     def faults_served(self) -> Collection[int]:
-        return [entry.status for entry in getattr(self.server, "log", [])]
+        return [entry.status for entry in self.server.log]
 
 
 # --- demo ---------------------------------------------------------------------------------
