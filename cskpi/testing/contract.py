@@ -162,9 +162,23 @@ class ConnectorContract:
     """A ``--since`` older than any stored position the imitation leads to."""
 
     @pytest.fixture
-    def database(self, tmp_path: Path) -> Callable[[str], Engine]:
-        """A fresh store per name; a subclass may return PostgreSQL ones instead."""
-        return lambda name: open_engine(f"sqlite:///{tmp_path / name}.db")
+    def database(self, store_url_for: Callable[[str], str]) -> Iterator[Callable[[str], Engine]]:
+        """The store of each name a case uses (the same store for the same name)."""
+        engines: dict[str, Engine] = {}
+
+        def store(name: str) -> Engine:
+            if name not in engines:
+                engines[name] = open_engine(store_url_for(name))
+            return engines[name]
+
+        yield store
+        for engine in engines.values():
+            engine.dispose()
+
+    @pytest.fixture
+    def store_url_for(self, tmp_path: Path) -> Callable[[str], str]:
+        """An empty store's URL for a name: a SQLite file; override it for PostgreSQL."""
+        return lambda name: f"sqlite:///{tmp_path / name}.db"
 
     def test_a_full_sync_stores_every_record_field_by_field(
         self, source: ContractSource, database: Callable[[str], Engine]

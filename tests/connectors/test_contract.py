@@ -5,8 +5,9 @@ real Dovecot, the demo against itself (its generator is the source)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import ClassVar, Protocol
 
 import pytest
@@ -28,6 +29,7 @@ from tests.connectors.freshdesk_server import FreshdeskImitation
 from tests.connectors.intercom_server import IntercomImitation
 from tests.connectors.zendesk_desk import FIRST_GROUP, FIRST_ORG, GROUPS
 from tests.connectors.zendesk_server import ZendeskImitation
+from tests.postgres import new_store
 
 Ids = Mapping[str, Collection[str]]
 
@@ -85,6 +87,14 @@ class TestDemoContract(ConnectorContract):
     @pytest.fixture
     def source(self) -> ContractSource:
         return DemoSource()
+
+
+class TestDemoContractOnPostgres(TestDemoContract):
+    """The same cases on the store's other dialect (skipped where no server can start)."""
+
+    @pytest.fixture
+    def store_url_for(self, request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+        return lambda name: new_store(request, "postgresql", tmp_path)
 
 
 # --- zendesk ------------------------------------------------------------------------------
