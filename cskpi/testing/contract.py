@@ -15,16 +15,17 @@ and how to reach it. A case the connector cannot express is named in ``cannot`` 
 reason, and is skipped with it::
 
     class TestHelpScoutContract(ConnectorContract):
-        cannot = {"bad_record": "every mailbox message maps"}
+        cannot: ClassVar[Mapping[str, str]] = {"bad_record": "every mailbox message maps"}
 
         @pytest.fixture
         def source(self) -> Iterator[ContractSource]:
             with HelpScoutImitation(conversations=120) as server:
                 yield HelpScoutSource(server)
 
-The suite drives the real engine (``run_sync`` on a SQLite file in ``tmp_path``) and reads
-what was stored with plain SQL. Imitations should serve a few pages of each stream, so a
-crash can fall between two of them, and wait on a fake clock, so no retry sleeps.
+The suite drives the real engine (``run_sync`` on a SQLite file in ``tmp_path``; override
+``store_url_for`` for PostgreSQL) and reads what was stored with plain SQL. Imitations
+should serve a few pages of each stream, so a crash can fall between two of them, and wait
+on a fake clock, so no retry sleeps.
 """
 
 from __future__ import annotations
