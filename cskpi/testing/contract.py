@@ -31,36 +31,21 @@ on a fake clock, so no retry sleeps.
 from __future__ import annotations
 
 import builtins
-import importlib
-import json
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from cskpi.connectors import base
 from cskpi.core.store.engine import open_engine
 from cskpi.core.sync import Source, SyncReport, run_sync
+from cskpi.testing.stored import TABLES, Positions, Stored, positions, query, rows_of, stored
 
-TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
-_TABLE_OF: dict[type, str] = {
-    base.Ticket: "ticket", base.Message: "message", base.Rating: "rating",
-    base.Person: "person", base.Group: "grp", base.Organization: "organization",
-}  # fmt: skip
-# Columns holding another record's id: stored with the connector's name as prefix.
-_REFS = frozenset({"ticket_id", "author_id", "agent_id", "requester_id", "organization_id",
-                   "assignee_id", "group_id"})  # fmt: skip
-_WITHOUT_EXTERNAL_ID = frozenset({"message", "rating"})
-_WITHOUT_CONNECTOR = frozenset({"message"})
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-Row = dict[str, object]
-Stored = dict[str, dict[str, Row]]  # table -> stored id -> row
-Positions = dict[str, tuple[object, object]]  # stream -> stored (cursor, position)
 
 
 class ContractSource:
@@ -144,7 +129,7 @@ class _Tapped:
         found: Stored = {table: {} for table in TABLES}
         for tap in self.taps.values():
             for page in tap.pages:
-                for table, row in _rows_of(page, self.name):
+                for table, row in rows_of(page, self.name):
                     found[table][str(row["id"])] = row
         return found
 
@@ -259,7 +244,7 @@ class ConnectorContract:
         assert report.ok, _errors(report)
         [skipping] = [r for r in report.streams if r.skipped]
         assert skipping.skipped == 1
-        assert _query(engine, "SELECT skipped FROM sync_run") == [{"skipped": 1}]
+        assert query(engine, "SELECT skipped FROM sync_run") == [{"skipped": 1}]
         served = source.held()
         assert all(set(ids) <= set(served[t]) for t, ids in lost.items()), "not served"
         held = {t: set(ids) - set(lost.get(t, ())) for t, ids in served.items()}
@@ -300,7 +285,7 @@ class ConnectorContract:
             pytest.skip(f"{type(self).__name__} cannot express {case}: {self.cannot[case]}")
 
 
-# --- syncing and reading the store --------------------------------------------------------
+# --- syncing -------------------------------------------------------------------------------
 
 
 def _sync(
@@ -310,76 +295,6 @@ def _sync(
     since: datetime | None = None,
 ) -> SyncReport:
     return run_sync(engine, [Source(source.name, connector or source.connector())], since=since)
-
-
-def stored(engine: Engine, name: str) -> Stored:
-    """Every row the connector ``name`` has in each table, by id (plain SQL)."""
-    found: Stored = {}
-    for table in TABLES:
-        rows = _query(engine, f"SELECT * FROM {table}")  # noqa: S608
-        found[table] = {
-            str(r["id"]): _decoded(r) for r in rows if str(r["id"]).startswith(f"{name}:")
-        }
-    return found
-
-
-def positions(engine: Engine, name: str) -> Positions:
-    """Each stream's stored (cursor, position)."""
-    sql = "SELECT stream, cursor, position FROM sync_state WHERE connector = :name"
-    return {
-        str(r["stream"]): (r["cursor"], r["position"]) for r in _query(engine, sql, {"name": name})
-    }
-
-
-def _query(engine: Engine, sql: str, params: Mapping[str, object] | None = None) -> list[Row]:
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(text(sql), dict(params or {}))]
-
-
-def _rows_of(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
-    """A page's records in the form the store keeps them."""
-    for record in page.records:
-        table = _TABLE_OF[type(record)]
-        yield table, _stored_form(table, asdict(record), name)
-    yield from _store_rows(page, name)
-
-
-def _store_rows(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
-    """The demo's ``Page.rows``, in store row form, for as long as pages carry them: looked
-    up by name, so that this module outlives them (issue 21 removes them)."""
-    rows = getattr(page, "rows", None)
-    if not rows:
-        return
-    upserts = importlib.import_module("cskpi.core.store.engine").UPSERTS
-    for kind, values in rows.items():
-        table, columns = _TABLE_OF[kind], upserts[kind].fields.split()
-        for row in values:
-            yield table, _stored_form(table, _decoded(dict(zip(columns, row, strict=True))), name)
-
-
-def _stored_form(table: str, values: Row, name: str) -> Row:
-    row = {column: _stored_value(column, value, name) for column, value in values.items()}
-    row["id"] = f"{name}:{values['external_id']}"
-    if table in _WITHOUT_EXTERNAL_ID:
-        del row["external_id"]
-    if table not in _WITHOUT_CONNECTOR:
-        row["connector"] = name
-    return row
-
-
-def _stored_value(column: str, value: object, name: str) -> object:
-    if isinstance(value, datetime):
-        return int(value.timestamp())
-    if column in _REFS and value is not None:
-        return f"{name}:{value}"
-    if column == "tags" and isinstance(value, Sequence) and not isinstance(value, str):
-        return list(dict.fromkeys(value))  # a tag set: a repeated tag is kept once
-    return value
-
-
-def _decoded(row: Row) -> Row:
-    tags = row.get("tags")
-    return {**row, "tags": json.loads(tags)} if isinstance(tags, str) else row
 
 
 # --- what the cases assert -------------------------------------------------------------------
