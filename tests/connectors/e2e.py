@@ -14,7 +14,7 @@ from cskpi.connectors.base import Connector
 from cskpi.core.clock import Clock
 from cskpi.core.store.engine import open_engine
 from cskpi.core.store.sync_state import all_states
-from cskpi.core.sync import Source, StreamResult, SyncReport, run_sync
+from cskpi.core.sync import Source, SyncReport, run_sync
 
 TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
 Row = tuple[object, ...]
@@ -55,19 +55,6 @@ def by_id(table: list[Row]) -> dict[str, Row]:
 
 def cursors(engine: Engine) -> dict[str, str | None]:
     return {s.stream: s.cursor for s in all_states(engine)}
-
-
-def the_failure(report: SyncReport) -> StreamResult:
-    """The one stream of a sync that failed (a crash mid-stream)."""
-    [failed] = [s for s in report.streams if s.error]
-    return failed
-
-
-def clean_sync(folder: Path, connector: PacedConnector) -> Content:
-    """What a first sync into a fresh database stores: what a resumed one must equal."""
-    clean = database(folder, "clean.db")
-    assert sync(clean, connector).ok
-    return content(clean)
 
 
 def positions(engine: Engine) -> dict[str, tuple[str | None, datetime | None]]:

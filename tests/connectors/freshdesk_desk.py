@@ -139,6 +139,7 @@ class Desk:
         self.companies = max(3, tickets // 50)
         self.tickets: dict[int, TicketData] = {}
         self.ratings: list[RatingData] = []
+        self.malformed = {MALFORMED_RATING_TICKET}  # tickets whose rating has a bad timestamp
         for i in range(tickets):
             self._generate(i)
         if MALFORMED_RATING_TICKET in self.tickets and not any(
@@ -299,7 +300,7 @@ class Desk:
 
     def rating_json(self, rating: RatingData) -> dict[str, Any]:
         created = iso(rating.created)
-        if rating.ticket == MALFORMED_RATING_TICKET:  # "T09:..." written as "T009:..."
+        if rating.ticket in self.malformed:  # "T09:..." written as "T009:..."
             created = created.replace("T", "T0")
         return {
             "id": rating.id,

@@ -52,6 +52,7 @@ class Conv:
     state: str = "open"
     rating: tuple[int, int, str] | None = None  # (score, at, remark)
     updated: int = 0
+    malformed: bool = False  # retrieved with a created_at no client can read
 
     def stats(self) -> dict[str, Any]:
         """``statistics`` as Intercom derives them from the conversation's history."""
@@ -254,6 +255,8 @@ def conversation_json(c: Conv, parts: bool) -> dict[str, Any]:
         "custom_attributes": {},
         "ai_agent_participated": False,
     }
+    if parts and c.malformed:
+        found["created_at"] = "yesterday"
     if parts:
         shown = c.parts[-PARTS_SHOWN:]
         found["conversation_parts"] = {

