@@ -101,16 +101,19 @@ class Sql:
 
     name: str = "sqlite"
 
-    def row_source(self, types: Sequence[str]) -> tuple[list[str], str]:
-        """For the bulk upsert of rows with these column types: the SQL naming each value
-        (the first value twice: it is the external id and the id's source) and the clause
-        that supplies them, ``{}`` standing for the values.
+    def row_source(self, table: str, types: Sequence[str]) -> tuple[list[str], str]:
+        """For the bulk upsert into ``table`` of rows with these column types: the SQL naming
+        each value (the first value twice: it is the external id and the id's source) and
+        the clause that supplies them, ``{}`` standing for the values.
 
         SQLite: one ``VALUES`` per row, ``executemany``; ``?1`` lets a value be used twice.
         """
         return ["?1"] + [f"?{i + 1}" for i in range(len(types))], "VALUES ({})"
 
-    def write_rows(self, conn: Connection, sql: str, rows: list[Row]) -> None:
+    def write_rows(
+        self, conn: Connection, sql: str, rows: list[Row], table: str, types: Sequence[str]
+    ) -> None:
+        """Run the upsert ``sql`` (made with ``row_source``) for ``rows``."""
         conn.exec_driver_sql(sql, rows)
 
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
@@ -171,23 +174,37 @@ class Sql:
 class Postgres(Sql):
     name: str = "postgresql"
 
-    def row_source(self, types: Sequence[str]) -> tuple[list[str], str]:
-        # One statement per page and table: the rows go as one binary array per column and
-        # `unnest` turns them back into rows, rather than a statement per row.
-        # https://www.postgresql.org/docs/15/functions-array.html (unnest, several arrays)
-        names = [f"c{i}" for i in range(len(types))]
-        arrays = ", ".join(f"%b::{t}[]" for t in types)
-        return (
-            ["u.c0"] + [f"u.{n}" for n in names],
-            f"SELECT {{}} FROM unnest({arrays}) AS u({', '.join(names)})",  # noqa: S608
-        )
+    def row_source(self, table: str, types: Sequence[str]) -> tuple[list[str], str]:
+        # One statement per page and table, from a temporary table the page's rows were
+        # copied into (`write_rows`): COPY takes them faster than any bound statement.
+        # In id order, the order two writers of one store take their row locks in.
+        names = [f"u.c{i}" for i in range(len(types))]
+        return [names[0], *names], f"SELECT {{}} FROM {_stage(table)} AS u ORDER BY u.c0"  # noqa: S608
 
-    def write_rows(self, conn: Connection, sql: str, rows: list[Row]) -> None:
+    def write_rows(
+        self, conn: Connection, sql: str, rows: list[Row], table: str, types: Sequence[str]
+    ) -> None:
+        # The stage lives as long as the connection and is emptied at each commit; made
+        # anew if a rolled-back transaction took it along.
+        # https://www.postgresql.org/docs/15/sql-createtable.html (TEMPORARY, ON COMMIT)
+        columns = ", ".join(f"c{i} {kind}" for i, kind in enumerate(types))
+        stage = _stage(table)
+        import psycopg
+
+        raw = conn.connection.dbapi_connection
+        assert isinstance(raw, psycopg.Connection), raw  # the driver make_engine picks
+        cursor = raw.cursor()
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({columns}) ON COMMIT DELETE ROWS")
         # One statement cannot update a row twice ("ON CONFLICT DO UPDATE command cannot
         # affect row a second time"), so a page that repeats an id is written in layers:
         # every id's first row, then every second row, … which is the same as row by row.
-        for layer in layers(rows):
-            conn.exec_driver_sql(sql, tuple(list(column) for column in zip(*layer, strict=True)))
+        for number, layer in enumerate(layers(rows)):
+            if number:
+                cursor.execute(f"DELETE FROM {stage}")  # noqa: S608 (a constant name)
+            with cursor.copy(f"COPY {stage} FROM STDIN") as copy:
+                for row in layer:
+                    copy.write_row(row)
+            cursor.execute(sql)
 
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         if not rows:
@@ -264,6 +281,10 @@ def pg_type(kind: TypeEngine[Any]) -> str:
     its collation (a column's collation applies to what is stored in it)."""
     name = str(kind.compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
     return name.split(" COLLATE ")[0]
+
+
+def _stage(table: str) -> str:
+    return f"cskpi_stage_{table}"
 
 
 def layers(rows: list[Row]) -> list[list[Row]]:

@@ -45,11 +45,12 @@ class UpsertSpec:
         if rows:
             rows.sort(key=itemgetter(0))  # stable: a page's repeats of an id keep their order
             dialect = sql_for(conn)
-            dialect.write_rows(conn, _statement(self, connector, dialect), rows)
+            statement = _statement(self, connector, dialect)
+            dialect.write_rows(conn, statement, rows, self.table, _types(self))
 
     def sql(self, connector: str, dialect: Sql) -> str:
         """The statement a page's rows are sent to (row source and binds: ``dialect``)."""
-        values, source = dialect.row_source(self.column_types())
+        values, source = dialect.row_source(self.table, _types(self))
         targets = self._targets(connector, values)
         news = {
             c: f"({self.table}.{c} OR excluded.{c})" if c in self.sticky else f"excluded.{c}"
@@ -95,6 +96,11 @@ class UpsertSpec:
     def _json_columns(self) -> set[str]:
         table = SQLModel.metadata.tables[self.table]
         return {c.name for c in table.c if pg_type(c.type) == "JSON"}
+
+
+@lru_cache(maxsize=16)
+def _types(spec: UpsertSpec) -> list[str]:
+    return spec.column_types()
 
 
 @lru_cache(maxsize=256)
