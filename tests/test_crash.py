@@ -37,7 +37,7 @@ def sync(folder: Path) -> subprocess.Popen[bytes]:
 
 def content(db: Path) -> dict[str, list[tuple[object, ...]]]:
     with sqlite3.connect(db) as conn:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY id").fetchall() for t in TABLES}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall() for t in TABLES}
 
 
 def stored_tickets(db: Path) -> int:

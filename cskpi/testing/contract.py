@@ -43,7 +43,16 @@ from sqlalchemy import Engine
 from cskpi.connectors import base
 from cskpi.core.store.engine import open_engine
 from cskpi.core.sync import Source, SyncReport, run_sync
-from cskpi.testing.stored import TABLES, Positions, Stored, positions, query, rows_of, stored
+from cskpi.testing.stored import (
+    TABLES,
+    Positions,
+    Stored,
+    positions,
+    query,
+    row_id,
+    rows_of,
+    stored,
+)
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -130,7 +139,7 @@ class _Tapped:
         for tap in self.taps.values():
             for page in tap.pages:
                 for table, row in rows_of(page, self.name):
-                    found[table][str(row["id"])] = row
+                    found[table][row_id(row)] = row
         return found
 
 

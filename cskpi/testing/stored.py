@@ -24,7 +24,7 @@ _TABLE_OF: dict[type, str] = {
 # Columns holding another record's id: stored with the connector's name as prefix.
 _REFS = frozenset({"ticket_id", "author_id", "agent_id", "requester_id", "organization_id",
                    "assignee_id", "group_id"})  # fmt: skip
-_WITHOUT_EXTERNAL_ID = frozenset({"message", "rating", "status_change"})
+_WITHOUT_EXTERNAL_ID = frozenset({"message", "rating"})
 _WITHOUT_CONNECTOR = frozenset({"message"})
 
 Row = dict[str, object]
@@ -37,10 +37,15 @@ def stored(engine: Engine, name: str) -> Stored:
     found: Stored = {}
     for table in TABLES:
         rows = query(engine, f"SELECT * FROM {table}")  # noqa: S608
-        found[table] = {
-            str(r["id"]): _decoded(r) for r in rows if str(r["id"]).startswith(f"{name}:")
-        }
+        found[table] = {row_id(r): _decoded(r) for r in rows if row_id(r).startswith(f"{name}:")}
     return found
+
+
+def row_id(row: Row) -> str:
+    """A row's id; a status change, which has none, is named by its ticket, time and status."""
+    if "id" in row:
+        return str(row["id"])
+    return f"{row['ticket_id']}@{row['at']}:{row['status']}"
 
 
 def positions(engine: Engine, name: str) -> Positions:
@@ -65,8 +70,9 @@ def rows_of(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
 
 def _stored_form(table: str, values: Row, name: str) -> Row:
     row = {column: _stored_value(column, value, name) for column, value in values.items()}
-    if table == "status_change":  # one change of a ticket: its instant and status name it
-        values = {**values, "external_id": f"{values['ticket_id']}@{row['at']}:{row['status']}"}
+    if table == "status_change":
+        row["connector"] = name
+        return row
     row["id"] = f"{name}:{values['external_id']}"
     if table in _WITHOUT_EXTERNAL_ID:
         row.pop("external_id", None)

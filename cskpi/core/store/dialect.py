@@ -69,6 +69,9 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     _wal(cur)
     cur.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash in WAL mode
+    # The indexes' upper levels stay in memory as a store grows past SQLite's default 2 MB
+    # cache; a sync's inserts land all over its id and ticket indexes.
+    cur.execute("PRAGMA cache_size=-16384")
     cur.close()
 
 

@@ -164,17 +164,15 @@ def m007_status_change(conn: Connection) -> None:
     the time in each status are read from it. A store synced before fills it as its
     connectors sync again, where the source keeps the history."""
     md = MetaData()
-    table = Table(
-        "status_change", md, _pk("id"), _req("connector", String), _req("ticket_id", String),
-        _req("at", BigInteger), _req("status", String),
+    Table(
+        "status_change", md, _pk("ticket_id"), _pk("at", BigInteger), _pk("status"),
+        _req("connector", String), sqlite_with_rowid=False,
     )  # fmt: skip
-    Index("ix_status_change_ticket_id_at", table.c.ticket_id, table.c.at)
     md.create_all(conn)
     if conn.dialect.name == "postgresql":  # ids compare byte by byte (see m006)
-        changes = ", ".join(
-            f'ALTER COLUMN {n} TYPE VARCHAR COLLATE "C"' for n in ("id", "ticket_id")
+        conn.execute(
+            text('ALTER TABLE status_change ALTER COLUMN ticket_id TYPE VARCHAR COLLATE "C"')
         )
-        conn.execute(text(f"ALTER TABLE status_change {changes}"))
 
 
 def m008_sync_run_owner(conn: Connection) -> None:

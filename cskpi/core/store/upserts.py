@@ -39,6 +39,8 @@ class UpsertSpec:
     has_external_id: bool = True  # ... and an `external_id` column
     keep_newer: bool = False  # skip the update when the stored row is newer (tickets)
     sticky: tuple[str, ...] = ()  # boolean columns that never go back from true
+    key: tuple[str, ...] = ("id",)  # the conflict target; a table keyed otherwise has no id
+    # column, and its rows are all key (or never change): stored once, never updated
 
     def write(self, conn: Connection, connector: str, rows: list[Row]) -> None:
         """Upsert rows built by ``build``, sorted by id (see ``upsert_records``)."""
@@ -52,6 +54,13 @@ class UpsertSpec:
         """The statement a page's rows are sent to (row source and binds: ``dialect``)."""
         values, source = dialect.row_source(self.table, _types(self))
         targets = self._targets(connector, values)
+        # Table and column names are this module's constants; the connector name is quoted.
+        insert = (
+            f"INSERT INTO {self.table} ({', '.join(targets)}) "
+            f"{source.format(', '.join(targets.values()))} "
+        )
+        if self.key != ("id",):
+            return insert + f"ON CONFLICT ({', '.join(self.key)}) DO NOTHING"
         news = {
             c: f"({self.table}.{c} OR excluded.{c})" if c in self.sticky else f"excluded.{c}"
             for c in targets
@@ -68,12 +77,7 @@ class UpsertSpec:
                 [_as_text(f"{self.table}.{c}", c in text) for c in news],
                 [_as_text(value, c in text) for c, value in news.items()],
             )
-        # Table and column names are this module's constants; the connector name is quoted.
-        return (
-            f"INSERT INTO {self.table} ({', '.join(targets)}) "
-            f"{source.format(', '.join(targets.values()))} "
-            f"ON CONFLICT (id) DO UPDATE SET {sets} WHERE {where}"
-        )
+        return insert + f"ON CONFLICT (id) DO UPDATE SET {sets} WHERE {where}"
 
     def column_types(self) -> list[str]:
         """The SQL type of each field (PostgreSQL's bulk path casts its arrays to them)."""
@@ -83,7 +87,7 @@ class UpsertSpec:
     def _targets(self, connector: str, values: Sequence[str]) -> dict[str, str]:
         """Column -> SQL expression; ``values[0]`` is the id's source, then one per field."""
         name = connector.replace("'", "''")
-        targets = {"id": f"'{name}:' || {values[0]}"}
+        targets = {"id": f"'{name}:' || {values[0]}"} if self.key == ("id",) else {}
         if self.has_connector:
             targets["connector"] = f"'{name}'"
         for field_name, value in zip(self.fields.split(), values[1:], strict=True):
@@ -153,8 +157,7 @@ def _organization_row(r: base.Organization) -> Row:
 
 
 def _status_change_row(c: base.StatusChange) -> Row:
-    at = to_epoch(c.at)
-    return (f"{c.ticket_id}@{at}:{c.status}", c.ticket_id, at, c.status)
+    return (c.ticket_id, to_epoch(c.at), c.status)
 
 
 _REFS = frozenset({"ticket_id", "author_id", "agent_id", "requester_id", "organization_id",
@@ -193,10 +196,11 @@ UPSERTS: dict[type, UpsertSpec] = {
     base.Organization: UpsertSpec("organization", "external_id name created_at", _organization_row),
     base.StatusChange: UpsertSpec(
         "status_change",
-        "external_id ticket_id at status",
+        "ticket_id at status",
         _status_change_row,
         _REFS,
         has_external_id=False,
+        key=("ticket_id", "at", "status"),
     ),
 }
 

@@ -54,7 +54,11 @@ def source(tmp_path: Path) -> str:
 
 def dump(engine: Engine, table: str) -> list[tuple[object, ...]]:
     """Every row in a dialect-neutral form (booleans as 0/1, JSON tags as lists)."""
-    order = {"sync_state": "connector, stream", "digest_run": "digest, target"}.get(table, "id")
+    order = {
+        "sync_state": "connector, stream",
+        "digest_run": "digest, target",
+        "status_change": "ticket_id, at, status",
+    }.get(table, "id")
     with engine.connect() as conn:
         rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}")).all()
     return [tuple(_neutral(v) for v in row) for row in rows]
