@@ -201,13 +201,14 @@ class Postgres(Sql):
         # One statement cannot update a row twice ("ON CONFLICT DO UPDATE command cannot
         # affect row a second time"), so a page that repeats an id is written in layers:
         # every id's first row, then every second row, … which is the same as row by row.
-        for number, layer in enumerate(layers(rows)):
-            if number:
-                cursor.execute(f"DELETE FROM {stage}")  # noqa: S608 (a constant name)
+        for layer in layers(rows):
             with cursor.copy(f"COPY {stage} FROM STDIN") as copy:
                 for row in layer:
                     copy.write_row(row)
             cursor.execute(sql)
+            # Emptied at once: the same transaction may stage this table again (another
+            # layer, another connector's records).
+            cursor.execute(f"DELETE FROM {stage}")  # noqa: S608 (a constant name)
 
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         if not rows:

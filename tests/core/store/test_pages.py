@@ -12,7 +12,7 @@ from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
 from cskpi.core.store import sync_state as state
-from cskpi.core.store.engine import open_engine
+from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.pages import store_page
 from cskpi.core.store.upserts import upsert_records
 from tests.core.store.test_upserts import dump, mixed_records
@@ -178,3 +178,12 @@ def test_storing_pages_on_postgresql_writes_no_error_to_the_server_log(
         lines.seek(before)
         written = lines.read().decode(errors="replace")
     assert "ERROR" not in written, written
+
+
+def test_two_connectors_records_in_one_transaction_each_keep_their_own(store: Engine) -> None:
+    """PostgreSQL stages a table's rows in a temporary table: what one call staged must
+    not come again with the next call's connector name."""
+    with write_transaction(store) as conn:
+        upsert_records(conn, "a", [ticket(1), ticket(1, status="solved")])
+        upsert_records(conn, "b", [ticket(2)])
+    assert [(r[0], r[4]) for r in dump(store)["ticket"]] == [("a:1", "solved"), ("b:2", "open")]
