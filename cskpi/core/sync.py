@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 from cskpi.connectors.base import Connector, Page, Stream
 from cskpi.core.config.secrets import redact
 from cskpi.core.prefetch import prefetch
+from cskpi.core.records import screen
 from cskpi.core.store import sync_state as state
 from cskpi.core.store.engine import write_transaction
 from cskpi.core.store.pages import Checkpoint, store_page
@@ -211,7 +212,9 @@ def _pull(
     stored: Checkpoint | None = None  # the newest cursor stored
     # The next pages are read in a thread while one is stored.
     with closing(prefetch(stream.read(how.cursor, how.since))) as pages:
-        for page in pages:
+        for read in pages:
+            kept, skipped = screen(read)
+            page = replace(read, records=kept, skipped=skipped)
             checkpoint = _checkpoint(page, how)
             rows = store_page(engine, name, page, stream.name, checkpoint)
             _count(result, name, page, rows)
