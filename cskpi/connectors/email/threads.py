@@ -16,6 +16,11 @@ Joining, in this order (https://www.jwz.org/doc/threading.html, simplified):
    the same normalised subject and the same customer within ``thread_window`` (a mail without
    a prefix joins only a thread of replies whose original had not been read yet).
 3. Otherwise it starts a thread.
+
+An auto-reply (``BOT``) takes step 1 only: it never joins, starts or merges a thread by its
+subject (SPEC §3b). Without a known link it waits in a thread of its own that has no subject
+or customer, so nothing can join it by subject, until a mail it refers to (or that refers to
+it) arrives; alone it is no ticket.
 """
 
 from __future__ import annotations
@@ -76,6 +81,11 @@ class Thread:
     @property
     def last_at(self) -> int:
         return max(e.at for e in self.entries.values())
+
+    def talk_span(self) -> tuple[int, int]:
+        """First and last time of its mail other than auto-replies (those join nothing)."""
+        times = [e.at for e in self.entries.values() if e.role != BOT] or [self.first_at]
+        return min(times), max(times)
 
     def dump(self) -> list[Any]:
         rows = [e.dump() for e in self.entries.values()]
@@ -183,6 +193,8 @@ class MailState:
         linked = {self.index[k] for k in (arrival.id, *arrival.parents) if k in self.index}
         if linked:
             thread = self._merge(sorted(linked))
+        elif arrival.entry.role == BOT:
+            thread = self._new(arrival)
         else:
             thread = self._by_subject(arrival, window) or self._new(arrival)
         self._attach(thread, arrival)
@@ -202,12 +214,18 @@ class MailState:
             if parent not in self.index:
                 thread.phantoms.add(parent)
                 self.index[parent] = thread.no
+        if arrival.entry.role == BOT:
+            return  # an auto-reply lends a thread neither its subject nor its customer
         if thread.customer is None and arrival.customer:
             thread.customer = arrival.customer
+        if not thread.subject:
+            thread.subject = arrival.subject[:300]
         self._index_subject(thread)
 
     def _new(self, arrival: Arrival) -> Thread:
-        thread = Thread(self.next_no, arrival.subject[:300], arrival.customer)
+        bot = arrival.entry.role == BOT
+        subject, customer = ("", None) if bot else (arrival.subject[:300], arrival.customer)
+        thread = Thread(self.next_no, subject, customer)
         self.next_no += 1
         self._register(thread)
         return thread
@@ -223,12 +241,14 @@ class MailState:
         span = int(window.total_seconds())
         at = arrival.entry.at
         candidates = (self.threads.get(no) for no in self.by_subject.get((subject, customer), ()))
-        near = [
-            t for t in candidates
-            if t and t.first_at - span <= at <= t.last_at + span
-            and (is_reply or normalise_subject(t.subject)[1])
-        ]  # fmt: skip
-        return max(near, key=lambda t: (t.last_at, t.no), default=None)
+        near: list[tuple[int, int, Thread]] = []
+        for t in candidates:
+            if t is None or not (is_reply or normalise_subject(t.subject)[1]):
+                continue
+            first, last = t.talk_span()
+            if first - span <= at <= last + span:
+                near.append((last, t.no, t))
+        return max(near, key=lambda found: found[:2])[2] if near else None
 
     def _merge(self, numbers: list[int]) -> Thread:
         """One thread from several: the one whose ticket was emitted (else the oldest) stays;
