@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, Self
 
@@ -176,8 +176,19 @@ class EmailConnector:
         return first + [(n, True) for n in resolved] + rest
 
     def _read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+        """Each page is yielded once the next one is made, so that the last can carry the
+        state of a whole sync: the solves it stored are established (see ``establish``)."""
         state = MailState.load(cursor) if cursor and since is None else MailState()
-        now = self.now()
+        held: Page | None = None
+        for page in self._pages(state, since, self.now()):
+            if held is not None:
+                yield held
+            held = page
+        if held is not None:
+            state.establish()
+            yield replace(held, cursor=state.dump())
+
+    def _pages(self, state: MailState, since: datetime | None, now: datetime) -> Iterator[Page]:
         with session(self.login) as client:
             for folder, resolved in self.folders(client):
                 yield from self._folder(client, state, folder, resolved, since, now)
@@ -281,6 +292,8 @@ class EmailConnector:
         if renamed and thread.ticket is not None:
             records.append(retired_ticket(thread.ticket, ticket))  # an earlier mail arrived
         thread.ticket, thread.status = ticket.external_id, ticket.status
+        solved = ticket.solved_at if ticket.status == "solved" else None
+        thread.solved = int(solved.timestamp()) if solved else None
         return records
 
     def _settle(self, state: MailState, since: datetime | None, now: datetime) -> Iterator[Page]:

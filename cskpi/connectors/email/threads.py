@@ -73,6 +73,8 @@ class Thread:
     ticket: str | None = None  # the ticket id last emitted
     status: str | None = None  # the status last emitted
     subject_at: int | None = None  # time of the customer mail the subject is from
+    solved: int | None = None  # the solve time last emitted, while the status is solved
+    seen: set[int] = field(default_factory=set)  # solve times stored by earlier, whole syncs
 
     @property
     def first_at(self) -> int:
@@ -90,12 +92,14 @@ class Thread:
     def dump(self) -> list[Any]:
         rows = [e.dump() for e in self.entries.values()]
         return [self.no, self.subject, self.customer, self.ticket, self.status, rows,
-                sorted(self.phantoms), self.subject_at]  # fmt: skip
+                sorted(self.phantoms), self.subject_at, self.solved, sorted(self.seen)]  # fmt: skip
 
     @classmethod
     def load(cls, row: list[Any]) -> Thread:
         entries = {r[0]: Entry.load(r) for r in row[5]}
-        return cls(row[0], row[1], row[2], entries, set(row[6]), row[3], row[4], row[7])
+        extra = row[8:10] if len(row) >= 10 else [None, []]  # cursors of before issue 22
+        return cls(row[0], row[1], row[2], entries, set(row[6]), row[3], row[4], row[7],
+                   extra[0], set(extra[1]))  # fmt: skip
 
     def take_subject(self, arrival: Arrival) -> None:
         """The ticket's subject is its first customer mail's (an agent's "Re:" until then)."""
@@ -262,6 +266,7 @@ class MailState:
             for k in (*other.entries, *other.phantoms):
                 self.index[k] = keep.no
             keep.phantoms -= keep.entries.keys()
+            keep.seen |= other.seen
             if other.subject_at is not None and (
                 keep.subject_at is None or other.subject_at < keep.subject_at
             ):
@@ -277,6 +282,13 @@ class MailState:
         subject, _ = normalise_subject(thread.subject)
         if thread.customer:
             self.by_subject.get((subject, thread.customer), set()).discard(thread.no)
+
+    def establish(self) -> None:
+        """At the end of a whole sync: every thread stored as solved was seen solved, so a
+        customer mail dated after that solve is a reopen, wherever it is filed later."""
+        for thread in self.threads.values():
+            if thread.status == "solved" and thread.solved is not None:
+                thread.seen.add(thread.solved)
 
     def take_changes(self) -> tuple[list[Thread], list[tuple[str, int]], set[str]]:
         """The threads touched, the tickets retired and the messages added or moved since the

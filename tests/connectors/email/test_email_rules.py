@@ -7,6 +7,7 @@ state now; a reopen is a customer mail after a solve the connector has establish
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,153 @@ def test_only_the_spec_s_headers_make_an_auto_reply(dovecot: Dovecot, tmp_path: 
     engine = engine_in(tmp_path)
     sync(engine, connector(dovecot))
     assert sorted(by_requester(engine)) == ["ed@e.test", "fay@f.test"]
+
+
+def test_one_message_id_in_two_folders_is_one_message(dovecot: Dovecot, tmp_path: Path) -> None:
+    """Ana Cc'd the shared address: each of her two replies sits in Sent and in INBOX, and
+    the second one was filed into Resolved with the thread."""
+    replies = [
+        msg("ana@acme.test", "hal@h.test", "Re: Export", "2026-11-16 10:00", "a1@acme.test",
+            f"Cc: {SUPPORT}", "In-Reply-To: <hal1@h.test>"),
+        msg("ana@acme.test", "hal@h.test", "Re: Export", "2026-11-16 12:00", None,
+            f"Cc: {SUPPORT}", "References: <hal1@h.test> <a1@acme.test> <hal2@h.test>"),
+    ]  # fmt: skip
+    dovecot.append("Sent", replies)
+    dovecot.append("INBOX", [
+        msg("hal@h.test", SUPPORT, "Export", "2026-11-16 09:00", "hal1@h.test"),
+        replies[0],
+        msg("hal@h.test", SUPPORT, "Re: Export", "2026-11-16 11:00", "hal2@h.test",
+            "In-Reply-To: <a1@acme.test>"),
+    ])  # fmt: skip
+    dovecot.append("Resolved", [replies[1]])
+    engine = engine_in(tmp_path)
+    sync(engine, connector(dovecot))
+
+    (hal,) = by_requester(engine).values()
+    assert hal[6:] == (2, 0)
+    assert query(engine, "SELECT author_role, count(*) FROM message GROUP BY 1 ORDER BY 1") == [
+        ("agent", 2),
+        ("customer", 2),
+    ]
+
+
+def test_a_thread_read_once_all_in_resolved_has_no_reopens(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """Three rounds, all filed together: solved once, at its latest message."""
+    dovecot.append("Resolved", [
+        msg("ivy@i.test", SUPPORT, "Refund", "2026-11-16 09:00", "i1@i.test"),
+        msg("ivy@i.test", SUPPORT, "Re: Refund", "2026-11-16 11:00", "i2@i.test",
+            "In-Reply-To: <ai1@acme.test>"),
+        msg("ivy@i.test", SUPPORT, "Re: Refund", "2026-11-16 13:00", "i3@i.test",
+            "In-Reply-To: <ai2@acme.test>"),
+    ])  # fmt: skip
+    dovecot.append("Sent", [
+        msg("ana@acme.test", "ivy@i.test", "Re: Refund", f"2026-11-16 {h}:00", f"ai{n}@acme.test",
+            f"In-Reply-To: <i{n}@i.test>")
+        for n, h in ((1, 10), (2, 12), (3, 14))
+    ])  # fmt: skip
+    engine = engine_in(tmp_path)
+    sync(engine, connector(dovecot, page_size=2))
+
+    (ivy,) = by_requester(engine).values()
+    last = ts("2026-11-16 14:00")
+    assert ivy == ("solved", "resolved_folder", ts("2026-11-16 09:00"),
+                   ts("2026-11-16 10:00"), last, last, 3, 0)  # fmt: skip
+
+
+def test_earlier_rounds_filed_with_a_later_one_are_one_solve(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """Rounds 1 and 2 were filed together, then Jo wrote again: one solve, one reopen."""
+    dovecot.append("Resolved", [
+        msg("jo@j.test", SUPPORT, "Login", "2026-11-16 09:00", "j1@j.test"),
+        msg("jo@j.test", SUPPORT, "Re: Login", "2026-11-16 11:00", "j2@j.test",
+            "References: <j1@j.test> <aj1@acme.test>"),
+    ])  # fmt: skip
+    dovecot.append("Sent", [
+        msg("ana@acme.test", "jo@j.test", "Re: Login", f"2026-11-16 {h}:00", f"aj{n}@acme.test",
+            f"In-Reply-To: <j{n}@j.test>")
+        for n, h in ((1, 10), (2, 12))
+    ])  # fmt: skip
+    dovecot.append("INBOX", [
+        msg("jo@j.test", SUPPORT, "Re: Login", "2026-11-17 09:00", "j3@j.test",
+            "In-Reply-To: <aj2@acme.test>"),
+    ])  # fmt: skip
+    engine = engine_in(tmp_path)
+    sync(engine, connector(dovecot))
+
+    (jo,) = by_requester(engine).values()
+    solve = ts("2026-11-16 12:00")
+    assert jo == ("open", "open", ts("2026-11-16 09:00"), ts("2026-11-16 10:00"),
+                  solve, solve, 2, 1)  # fmt: skip
+
+
+def test_a_thread_seen_solved_reopens_even_when_the_new_mail_is_filed_too(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """A sync saw Kay's thread solved; her next mail and its answer were filed before the
+    next sync, so no folder tells of the reopen: the earlier sync does."""
+    dovecot.append("Resolved", [msg("kay@k.test", SUPPORT, "VPN", "2026-11-16 09:00", "k1@k.test")])
+    dovecot.append("Sent", [msg("ana@acme.test", "kay@k.test", "Re: VPN", "2026-11-16 10:00",
+                                "ak1@acme.test", "In-Reply-To: <k1@k.test>")])  # fmt: skip
+    engine = engine_in(tmp_path)
+    sync(engine, connector(dovecot))
+    (kay,) = by_requester(engine).values()
+    assert kay[0] == "solved"
+
+    dovecot.append("Resolved", [msg("kay@k.test", SUPPORT, "Re: VPN", "2026-11-18 09:00",
+                                    "k2@k.test", "In-Reply-To: <ak1@acme.test>")])  # fmt: skip
+    dovecot.append("Sent", [msg("ana@acme.test", "kay@k.test", "Re: VPN", "2026-11-18 10:00",
+                                "ak2@acme.test", "In-Reply-To: <k2@k.test>")])  # fmt: skip
+    sync(engine, connector(dovecot))
+
+    (kay,) = by_requester(engine).values()
+    assert kay == ("solved", "resolved_folder", ts("2026-11-16 09:00"), ts("2026-11-16 10:00"),
+                   ts("2026-11-16 10:00"), ts("2026-11-18 10:00"), 2, 1)  # fmt: skip
+    # A third sync with nothing new changes nothing: the solve is not counted again.
+    sync(engine, connector(dovecot))
+    assert by_requester(engine)["kay@k.test"] == kay
+
+
+def test_wild_mail_still_makes_one_exact_ticket(dovecot: Dovecot, tmp_path: Path) -> None:
+    """A sender in another letter case, an obsolete zone name, In-Reply-To-only,
+    References-only and subject-only replies, no Message-ID, a broken MIME tree in an unknown
+    charset and a 3 MB attachment (only the first 16 KiB of a body is fetched)."""
+    attachment = base64.encodebytes(bytes(range(256)) * 12288)  # 3 MiB before encoding
+    dovecot.append("INBOX", [
+        mail("From: Lu <LU@L.Test>", f"To: {SUPPORT}", "Subject: Printer",
+             "Date: Mon, 16 Nov 2026 04:00:00 EST", "Message-ID: <lu1@l.test>"),
+        mail("From: lu@l.test", f"To: {SUPPORT}", "Subject: Re: Printer",
+             "Date: Mon, 16 Nov 2026 11:00:00 +0000", "References: <lu1@l.test> <al1@acme.test>",
+             "Content-Type: multipart/mixed", raw_body=b"--x\r\nContent-Type: text/plain; "
+             b"charset=bogus\r\n\r\n\xff\xfe broken\r\n"),
+        mail("From: Lu@l.test", f"To: {SUPPORT}", "Subject: AW: Printer",
+             "Date: Mon, 16 Nov 2026 13:00:00 +0000", "Message-ID: <lu3@l.test>",
+             'Content-Type: multipart/mixed; boundary="b"',
+             raw_body=b"--b\r\nContent-Type: text/plain; charset=x-unknown\r\n\r\nScan "
+             b"attached\r\n--b\r\nContent-Type: application/pdf\r\n"
+             b"Content-Transfer-Encoding: base64\r\n\r\n" + attachment + b"--b--\r\n"),
+    ])  # fmt: skip
+    dovecot.append("Sent", [
+        msg("ana@acme.test", "LU@l.test", "Re: Printer", "2026-11-16 10:00", "al1@acme.test",
+            "In-Reply-To: <lu1@l.test>"),
+        msg("ana@acme.test", "lu@L.TEST", "Re: Printer", "2026-11-16 14:00", "al2@acme.test"),
+    ])  # fmt: skip
+    engine = engine_in(tmp_path)
+    sync(engine, connector(dovecot))
+
+    assert by_requester(engine) == {
+        "lu@l.test": ("open", "answered", ts("2026-11-16 09:00"), ts("2026-11-16 10:00"),
+                      None, None, 2, 0),
+    }  # fmt: skip
+    assert [r for _, r in message_roles(engine)] == [
+        "customer",
+        "agent",
+        "customer",
+        "customer",
+        "agent",
+    ]
+    assert query(engine, "SELECT external_id, name FROM person WHERE role = 'customer'") == [
+        ("lu@l.test", "Lu")
+    ]
