@@ -104,6 +104,30 @@ def test_the_subject_joins_a_reply_of_the_same_customer_within_the_window(
     assert (len(state.threads) == 1) is joins
 
 
+@pytest.mark.parametrize("role", [BOT, INTERNAL])
+def test_a_mail_linked_only_to_mail_without_a_customer_still_joins_by_subject(role: str) -> None:
+    """The sent folder is read first: an auto-acknowledgement or an internal forward citing
+    the customer's mail, and the agent's reply without threading headers. The customer's
+    mail, linked to the first by headers, must still bring the reply's thread along."""
+    state = MailState()
+    state.add(arrival("x1", T0 + 60, role, parents=("c1",), subject="Re: Order", customer=None),
+              WEEK)  # fmt: skip
+    state.add(arrival("a1", T0 + H, AGENT, subject="Re: Order"), WEEK)
+    state.add(arrival("c1", T0), WEEK)
+    assert [sorted(t.entries) for t in state.threads.values()] == [["a1", "c1", "x1"]]
+    assert [t.subject for t in state.threads.values()] == ["Order"]
+
+
+def test_an_auto_reply_without_a_known_link_waits_alone_and_lends_no_subject() -> None:
+    state = MailState()
+    state.add(arrival("c1", T0), WEEK)
+    state.add(arrival("b1", T0 + H, BOT, subject="Re: Order"), WEEK)  # no headers: no join
+    state.add(arrival("b2", T0 + H, BOT, subject="Order", customer="d@x.test"), WEEK)
+    state.add(arrival("c2", T0 + 2 * H, subject="Order", customer="d@x.test"), WEEK)
+    assert [sorted(t.entries) for t in state.threads.values()] == [["c1"], ["b1"], ["b2"], ["c2"]]
+    assert [(t.subject, t.customer) for t in state.threads.values()][1:3] == [("", None)] * 2
+
+
 def test_the_cursor_keeps_every_thread_and_the_index() -> None:
     state = MailState(folders={"INBOX": (7, 42)})
     state.add(arrival("c1", T0, parents=("x0",), subject="Grüße"), WEEK)
