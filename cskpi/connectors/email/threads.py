@@ -12,7 +12,8 @@ Joining, in this order (https://www.jwz.org/doc/threading.html, simplified):
 1. A message whose id, References or In-Reply-To key is already in the index joins that
    thread. Referenced ids that have not arrived yet are indexed too ("phantoms"), so order of
    arrival does not matter. A message that links two threads merges them.
-2. Otherwise a reply (``Re:``/``Fwd:``/``AW:``/``SV:``... prefix) joins the latest thread with
+2. Otherwise (or when the threads it links have no customer yet: auto-replies and internal
+   mail only) a reply (``Re:``/``Fwd:``/``AW:``/``SV:``... prefix) joins the latest thread with
    the same normalised subject and the same customer within ``thread_window`` (a mail without
    a prefix joins only a thread of replies whose original had not been read yet).
 3. Otherwise it starts a thread.
@@ -195,12 +196,12 @@ class MailState:
         if known is not None and arrival.id in known.entries:
             return False
         linked = {self.index[k] for k in (arrival.id, *arrival.parents) if k in self.index}
-        if linked:
-            thread = self._merge(sorted(linked))
-        elif arrival.entry.role == BOT:
-            thread = self._new(arrival)
-        else:
-            thread = self._by_subject(arrival, window) or self._new(arrival)
+        if arrival.entry.role != BOT and not any(self.threads[n].customer for n in linked):
+            # Linked to auto-replies or internal mail only (they lend no subject and no
+            # customer, e.g. read from the sent folder first): the subject may still join.
+            found = self._by_subject(arrival, window)
+            linked |= {found.no} if found else set()
+        thread = self._merge(sorted(linked)) if linked else self._new(arrival)
         self._attach(thread, arrival)
         self.touched.add(thread.no)
         return True
