@@ -144,6 +144,14 @@ def test_the_cursor_keeps_every_thread_and_the_index() -> None:
         MailState.load("opaque")
 
 
+def test_a_cursor_written_before_the_solves_seen_were_kept_still_loads() -> None:
+    row = [1, "Order", "c@x.test", "c1", "solved", [["c1", T0, CUSTOMER, "c@x.test", 1, None]],
+           [], T0]  # fmt: skip
+    thread = Thread.load(row)
+    assert (thread.solved, thread.seen, thread.status) == (None, set(), "solved")
+    assert Thread.load(thread.dump()) == thread
+
+
 def test_rounds_give_replies_reopens_and_solves() -> None:
     thread = thread_of(
         Entry("c1", T0, CUSTOMER, "c@x.test"),
