@@ -294,3 +294,27 @@ def test_wild_mail_still_makes_one_exact_ticket(dovecot: Dovecot, tmp_path: Path
     assert query(engine, "SELECT external_id, name FROM person WHERE role = 'customer'") == [
         ("lu@l.test", "Lu")
     ]
+
+
+def test_a_quiet_solve_seen_by_a_sync_stays_a_solve_when_the_agent_writes_again(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """A sync saw Max's thread solved by resolve_after; then Ana followed up and Max answered
+    within an hour. No quiet period and no folder tell of that solve any more: the sync did."""
+    dovecot.append("INBOX", [msg("max@m.test", SUPPORT, "Setup", "2026-11-16 09:00", "x1@m.test")])
+    dovecot.append("Sent", [msg("ana@acme.test", "max@m.test", "Re: Setup", "2026-11-16 10:00",
+                                "ax1@acme.test", "In-Reply-To: <x1@m.test>")])  # fmt: skip
+    engine = engine_in(tmp_path)
+    sync(engine, connector(dovecot, datetime(2026, 11, 19, tzinfo=UTC), resolve_after="48h"))
+    assert by_requester(engine)["max@m.test"][:2] == ("solved", "resolved_after")
+
+    dovecot.append("Sent", [msg("ana@acme.test", "max@m.test", "Re: Setup", "2026-11-19 12:00",
+                                "ax2@acme.test", "In-Reply-To: <x1@m.test>")])  # fmt: skip
+    dovecot.append("INBOX", [msg("max@m.test", SUPPORT, "Re: Setup", "2026-11-19 13:00",
+                                 "x2@m.test", "In-Reply-To: <ax2@acme.test>")])  # fmt: skip
+    sync(engine, connector(dovecot, datetime(2026, 11, 19, 14, 0, tzinfo=UTC), resolve_after="48h"))
+
+    solve = ts("2026-11-16 10:00")
+    assert by_requester(engine)["max@m.test"] == (
+        "open", "open", ts("2026-11-16 09:00"), solve, solve, solve, 2, 1,
+    )  # fmt: skip
