@@ -2,16 +2,17 @@
 
 One stream, ``mail``, yields tickets (one per thread), messages, ratings (survey replies
 matching ``rating_pattern``), people and organizations. Modules, in the order mail flows:
-:mod:`email_imap` (connect, fetch new UIDs read-only), :mod:`email_parse` (headers to facts,
-best-effort), :mod:`email_threading` (threads, and the state kept in the cursor),
-:mod:`email_tickets` (derived fields and the resolution rule). docs/email.md has the rules.
+:mod:`.imap` (connect, fetch new UIDs read-only), :mod:`.parse` (headers to facts,
+best-effort), :mod:`.threads` (threads, and the state kept in the cursor), :mod:`.tickets`
+(derived fields and the resolution rule). docs/email.md has the rules.
 
 Cursor semantics: per folder ``UIDVALIDITY`` and the last stored UID, plus the thread index
-(see :mod:`email_threading`). Every page checkpoints: its cursor holds the folders read so far
-and exactly the threads built from them. A changed ``UIDVALIDITY`` rescans that folder from
-UID 1; the rescanned mail re-derives the same ids and is recognised, so nothing doubles.
-``since`` (``--since``, ``--full``, a first sync from ``start_date``) rebuilds the state from
-the whole mailbox, as threads need every message, and emits threads active since then.
+(see :mod:`.threads`). Every page checkpoints: its cursor holds the folders read so far and
+exactly the threads built from them; the last page's also marks the solves the sync stored
+as seen (reopens count from them). A changed ``UIDVALIDITY`` rescans that folder from UID 1;
+the rescanned mail re-derives the same ids and is recognised, so nothing doubles. ``since``
+(``--since``, ``--full``, a first sync from ``start_date``) rebuilds the state from the whole
+mailbox, as threads need every message, and emits threads active since then.
 """
 
 from __future__ import annotations

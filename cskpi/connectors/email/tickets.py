@@ -7,8 +7,9 @@ row replaces the stored one).
 The resolution rule (SPEC §3b). Where mail sits tells only the thread's state *now*: it is
 solved when its latest customer mail sits in a resolved folder, or, with ``resolve_after``,
 when an agent wrote last and it has been quiet that long; the solve time is the latest
-message's (IMAP records no move time). Earlier solves are only those the connector has
-established, each followed by a customer mail, which is its reopen:
+message's, of customer mail and public replies (IMAP records no move time). Earlier solves
+are only those the connector has established, each followed by a customer mail, which is its
+reopen:
 
 - the thread was seen solved by an earlier whole sync (:attr:`Thread.seen`);
 - an agent wrote last and it stayed quiet for ``resolve_after`` before the customer wrote;
