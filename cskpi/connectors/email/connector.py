@@ -2,16 +2,17 @@
 
 One stream, ``mail``, yields tickets (one per thread), messages, ratings (survey replies
 matching ``rating_pattern``), people and organizations. Modules, in the order mail flows:
-:mod:`email_imap` (connect, fetch new UIDs read-only), :mod:`email_parse` (headers to facts,
-best-effort), :mod:`email_threading` (threads, and the state kept in the cursor),
-:mod:`email_tickets` (derived fields and the resolution rule). docs/email.md has the rules.
+:mod:`.imap` (connect, fetch new UIDs read-only), :mod:`.parse` (headers to facts,
+best-effort), :mod:`.threads` (threads, and the state kept in the cursor), :mod:`.tickets`
+(derived fields and the resolution rule). docs/email.md has the rules.
 
 Cursor semantics: per folder ``UIDVALIDITY`` and the last stored UID, plus the thread index
-(see :mod:`email_threading`). Every page checkpoints: its cursor holds the folders read so far
-and exactly the threads built from them. A changed ``UIDVALIDITY`` rescans that folder from
-UID 1; the rescanned mail re-derives the same ids and is recognised, so nothing doubles.
-``since`` (``--since``, ``--full``, a first sync from ``start_date``) rebuilds the state from
-the whole mailbox, as threads need every message, and emits threads active since then.
+(see :mod:`.threads`). Every page checkpoints: its cursor holds the folders read so far and
+exactly the threads built from them; the last page's also marks the solves the sync stored
+as seen (reopens count from them). A changed ``UIDVALIDITY`` rescans that folder from UID 1;
+the rescanned mail re-derives the same ids and is recognised, so nothing doubles. ``since``
+(``--since``, ``--full``, a first sync from ``start_date``) rebuilds the state from the whole
+mailbox, as threads need every message, and emits threads active since then.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, Self
 
@@ -176,8 +177,19 @@ class EmailConnector:
         return first + [(n, True) for n in resolved] + rest
 
     def _read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+        """Each page is yielded once the next one is made, so that the last can carry the
+        state of a whole sync: the solves it stored are established (see ``establish``)."""
         state = MailState.load(cursor) if cursor and since is None else MailState()
-        now = self.now()
+        held: Page | None = None
+        for page in self._pages(state, since, self.now()):
+            if held is not None:
+                yield held
+            held = page
+        if held is not None:
+            state.establish()
+            yield replace(held, cursor=state.dump())
+
+    def _pages(self, state: MailState, since: datetime | None, now: datetime) -> Iterator[Page]:
         with session(self.login) as client:
             for folder, resolved in self.folders(client):
                 yield from self._folder(client, state, folder, resolved, since, now)
@@ -281,6 +293,8 @@ class EmailConnector:
         if renamed and thread.ticket is not None:
             records.append(retired_ticket(thread.ticket, ticket))  # an earlier mail arrived
         thread.ticket, thread.status = ticket.external_id, ticket.status
+        solved = ticket.solved_at if ticket.status == "solved" else None
+        thread.solved = int(solved.timestamp()) if solved else None
         return records
 
     def _settle(self, state: MailState, since: datetime | None, now: datetime) -> Iterator[Page]:

@@ -35,7 +35,8 @@ _FALLBACK_CHARSETS = ("cp1252", "latin-1")  # latin-1 decodes any byte: the last
 # Auto-replies and bulk mail: RFC 3834 (Auto-Submitted) and the de-facto X- headers.
 # https://www.rfc-editor.org/rfc/rfc3834#section-5
 _BULK_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply", "list"})
-_AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-response-suppress")
+# Not X-Auto-Response-Suppress: Outlook and Exchange put it on people's own mail too.
+_AUTO_HEADERS = ("x-autoreply", "x-autorespond")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +181,8 @@ def _date(head: _Headers, received: datetime | None, now: datetime) -> datetime:
 
 
 def _is_auto(head: _Headers) -> bool:
-    submitted = head.raw("auto-submitted").strip().lower()
+    # "auto-replied; owner-email=..." or "no (comment)": the keyword decides.
+    submitted = re.split(r"[\s;(]", head.raw("auto-submitted").strip().lower(), maxsplit=1)[0]
     if submitted and submitted != "no":
         return True
     if any(head.raw(name) for name in _AUTO_HEADERS):

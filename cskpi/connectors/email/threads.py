@@ -12,10 +12,16 @@ Joining, in this order (https://www.jwz.org/doc/threading.html, simplified):
 1. A message whose id, References or In-Reply-To key is already in the index joins that
    thread. Referenced ids that have not arrived yet are indexed too ("phantoms"), so order of
    arrival does not matter. A message that links two threads merges them.
-2. Otherwise a reply (``Re:``/``Fwd:``/``AW:``/``SV:``... prefix) joins the latest thread with
+2. Otherwise (or when the threads it links have no customer yet: auto-replies and internal
+   mail only) a reply (``Re:``/``Fwd:``/``AW:``/``SV:``... prefix) joins the latest thread with
    the same normalised subject and the same customer within ``thread_window`` (a mail without
    a prefix joins only a thread of replies whose original had not been read yet).
 3. Otherwise it starts a thread.
+
+An auto-reply (``BOT``) takes step 1 only: it never joins, starts or merges a thread by its
+subject (SPEC §3b). Without a known link it waits in a thread of its own that has no subject
+or customer, so nothing can join it by subject, until a mail it refers to (or that refers to
+it) arrives; alone it is no ticket.
 """
 
 from __future__ import annotations
@@ -68,6 +74,8 @@ class Thread:
     ticket: str | None = None  # the ticket id last emitted
     status: str | None = None  # the status last emitted
     subject_at: int | None = None  # time of the customer mail the subject is from
+    solved: int | None = None  # the solve time last emitted, while the status is solved
+    seen: set[int] = field(default_factory=set)  # solve times stored by earlier, whole syncs
 
     @property
     def first_at(self) -> int:
@@ -77,15 +85,22 @@ class Thread:
     def last_at(self) -> int:
         return max(e.at for e in self.entries.values())
 
+    def talk_span(self) -> tuple[int, int]:
+        """First and last time of its mail other than auto-replies (those join nothing)."""
+        times = [e.at for e in self.entries.values() if e.role != BOT] or [self.first_at]
+        return min(times), max(times)
+
     def dump(self) -> list[Any]:
         rows = [e.dump() for e in self.entries.values()]
         return [self.no, self.subject, self.customer, self.ticket, self.status, rows,
-                sorted(self.phantoms), self.subject_at]  # fmt: skip
+                sorted(self.phantoms), self.subject_at, self.solved, sorted(self.seen)]  # fmt: skip
 
     @classmethod
     def load(cls, row: list[Any]) -> Thread:
         entries = {r[0]: Entry.load(r) for r in row[5]}
-        return cls(row[0], row[1], row[2], entries, set(row[6]), row[3], row[4], row[7])
+        extra = row[8:10] if len(row) >= 10 else [None, []]  # cursors of before issue 22
+        return cls(row[0], row[1], row[2], entries, set(row[6]), row[3], row[4], row[7],
+                   extra[0], set(extra[1]))  # fmt: skip
 
     def take_subject(self, arrival: Arrival) -> None:
         """The ticket's subject is its first customer mail's (an agent's "Re:" until then)."""
@@ -181,10 +196,12 @@ class MailState:
         if known is not None and arrival.id in known.entries:
             return False
         linked = {self.index[k] for k in (arrival.id, *arrival.parents) if k in self.index}
-        if linked:
-            thread = self._merge(sorted(linked))
-        else:
-            thread = self._by_subject(arrival, window) or self._new(arrival)
+        if arrival.entry.role != BOT and not any(self.threads[n].customer for n in linked):
+            # Linked to auto-replies or internal mail only (they lend no subject and no
+            # customer, e.g. read from the sent folder first): the subject may still join.
+            found = self._by_subject(arrival, window)
+            linked |= {found.no} if found else set()
+        thread = self._merge(sorted(linked)) if linked else self._new(arrival)
         self._attach(thread, arrival)
         self.touched.add(thread.no)
         return True
@@ -202,12 +219,18 @@ class MailState:
             if parent not in self.index:
                 thread.phantoms.add(parent)
                 self.index[parent] = thread.no
+        if arrival.entry.role == BOT:
+            return  # an auto-reply lends a thread neither its subject nor its customer
         if thread.customer is None and arrival.customer:
             thread.customer = arrival.customer
+        if not thread.subject:
+            thread.subject = arrival.subject[:300]
         self._index_subject(thread)
 
     def _new(self, arrival: Arrival) -> Thread:
-        thread = Thread(self.next_no, arrival.subject[:300], arrival.customer)
+        bot = arrival.entry.role == BOT
+        subject, customer = ("", None) if bot else (arrival.subject[:300], arrival.customer)
+        thread = Thread(self.next_no, subject, customer)
         self.next_no += 1
         self._register(thread)
         return thread
@@ -223,12 +246,14 @@ class MailState:
         span = int(window.total_seconds())
         at = arrival.entry.at
         candidates = (self.threads.get(no) for no in self.by_subject.get((subject, customer), ()))
-        near = [
-            t for t in candidates
-            if t and t.first_at - span <= at <= t.last_at + span
-            and (is_reply or normalise_subject(t.subject)[1])
-        ]  # fmt: skip
-        return max(near, key=lambda t: (t.last_at, t.no), default=None)
+        near: list[tuple[int, int, Thread]] = []
+        for t in candidates:
+            if t is None or not (is_reply or normalise_subject(t.subject)[1]):
+                continue
+            first, last = t.talk_span()
+            if first - span <= at <= last + span:
+                near.append((last, t.no, t))
+        return max(near, key=lambda found: found[:2])[2] if near else None
 
     def _merge(self, numbers: list[int]) -> Thread:
         """One thread from several: the one whose ticket was emitted (else the oldest) stays;
@@ -242,6 +267,7 @@ class MailState:
             for k in (*other.entries, *other.phantoms):
                 self.index[k] = keep.no
             keep.phantoms -= keep.entries.keys()
+            keep.seen |= other.seen
             if other.subject_at is not None and (
                 keep.subject_at is None or other.subject_at < keep.subject_at
             ):
@@ -257,6 +283,13 @@ class MailState:
         subject, _ = normalise_subject(thread.subject)
         if thread.customer:
             self.by_subject.get((subject, thread.customer), set()).discard(thread.no)
+
+    def establish(self) -> None:
+        """At the end of a whole sync: every thread stored as solved was seen solved, so a
+        customer mail dated after that solve is a reopen, wherever it is filed later."""
+        for thread in self.threads.values():
+            if thread.status == "solved" and thread.solved is not None:
+                thread.seen.add(thread.solved)
 
     def take_changes(self) -> tuple[list[Thread], list[tuple[str, int]], set[str]]:
         """The threads touched, the tickets retired and the messages added or moved since the

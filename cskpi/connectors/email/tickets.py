@@ -4,12 +4,21 @@ Everything is recomputed from all of a thread's messages whenever one joins (tic
 upserted keep-newer by ``updated_at``, which is the newest message's time, so the recomputed
 row replaces the stored one).
 
-The resolution rule works on *rounds*: one or more customer messages and the agent replies
-that follow them. A round is resolved when its last customer message (or a reply after it)
-sits in a resolved folder, or when it ends with an agent's reply followed by ``resolve_after``
-of quiet (until the next customer message, or until now). A round resolves at its last
-message's time (IMAP records no move time). A customer message after a resolved round is a
-reopen. Bot mail, internal agent mail and survey replies take no part in rounds.
+The resolution rule (SPEC §3b). Where mail sits tells only the thread's state *now*: it is
+solved when its latest customer mail sits in a resolved folder, or, with ``resolve_after``,
+when an agent wrote last and it has been quiet that long; the solve time is the latest
+message's, of customer mail and public replies (IMAP records no move time). Earlier solves
+are only those the connector has established, each followed by a customer mail, which is its
+reopen:
+
+- the thread was seen solved by an earlier whole sync (:attr:`Thread.seen`);
+- an agent wrote last and it stayed quiet for ``resolve_after`` before the customer wrote;
+- a customer mail in a resolved folder is followed by a customer mail outside one (the thread
+  was filed before that mail came).
+
+Mail of earlier rounds filed together with the latest is no earlier solve. Between two
+customer mails there is at most one solve, at the latest of its established times. "Customer
+mail" leaves out survey replies; auto-replies and internal mail take no part at all.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 from cskpi.connectors import base
 from cskpi.connectors.email.threads import AGENT, BOT, CUSTOMER, INTERNAL, Entry, Thread
@@ -40,10 +50,16 @@ class Rules:
 
 
 @dataclass(frozen=True)
-class _Round:
-    start: Entry  # its first customer message
-    last: Entry
-    flagged: bool
+class Life:
+    """A thread's course: ``solves[i]`` is followed by the reopen at ``reopens[i]``, and the
+    last solve, when ``solved`` is true, by nothing (the thread is solved now)."""
+
+    created: Entry  # its first customer mail
+    replies: list[Entry]  # public agent replies after it
+    solves: list[int]
+    reopens: list[int]
+    solved: bool
+    raw_status: str  # open | answered | resolved_folder | resolved_after
 
 
 def when(seconds: int) -> datetime:
@@ -55,71 +71,85 @@ def organization_of(address: str | None) -> str | None:
     return domain if domain and domain not in FREE_MAIL else None
 
 
+def _asks(entry: Entry) -> bool:
+    return entry.role == CUSTOMER and entry.score is None
+
+
+def life_of(thread: Thread, rules: Rules, now: datetime) -> Life | None:
+    """The thread's course, or None while it has no customer mail (outbound, internal)."""
+    timeline = sorted(thread.entries.values(), key=lambda e: (e.at, e.id))
+    first = next((e for e in timeline if _asks(e)), None)
+    if first is None:
+        return None
+    talk = [e for e in timeline[timeline.index(first) :] if _asks(e) or e.role == AGENT]
+    rounds = _rounds(talk)
+    solves: list[int] = []
+    reopens: list[int] = []
+    quiet = rules.resolve_after.total_seconds() if rules.resolve_after else None
+    for (asked, last), (again, _) in pairwise(rounds):
+        calm = quiet is not None and last.role == AGENT and again.at - last.at >= quiet
+        seen = [s for s in thread.seen if asked.at <= s < again.at]
+        times = seen + ([last.at] if calm or (asked.resolved and not again.resolved) else [])
+        if times:
+            solves.append(max(times))
+            reopens.append(again.at)
+    asked, last = rounds[-1]
+    calm = quiet is not None and last.role == AGENT and now.timestamp() - last.at >= quiet
+    if asked.resolved or calm:
+        solves.append(last.at)
+    raw = "resolved_folder" if asked.resolved else "resolved_after" if calm else None
+    raw = raw or ("answered" if last.role == AGENT else "open")
+    replies = [e for e in talk if e.role == AGENT]
+    return Life(first, replies, solves, reopens, asked.resolved or calm, raw)
+
+
+def _rounds(talk: list[Entry]) -> list[tuple[Entry, Entry]]:
+    """(customer mail, the last of it and the agent replies before the next customer mail)."""
+    rounds: list[tuple[Entry, Entry]] = []
+    for entry in talk:
+        if entry.role == CUSTOMER:
+            rounds.append((entry, entry))
+        else:
+            rounds[-1] = (rounds[-1][0], entry)
+    return rounds
+
+
 def ticket_of(thread: Thread, rules: Rules, now: datetime) -> base.Ticket | None:
     """The thread's ticket, or None while it has no customer message (outbound, internal)."""
-    timeline = sorted(thread.entries.values(), key=lambda e: (e.at, e.id))
-    customers = [e for e in timeline if e.role == CUSTOMER and e.score is None]
-    if not customers:
+    life = life_of(thread, rules, now)
+    if life is None:
         return None
-    first = customers[0]
-    after = timeline[timeline.index(first) :]
-    replies = [e for e in after if e.role == AGENT]
-    rounds = _rounds(after)
-    resolved = _resolved(rounds, rules, now)
-    solves = [r.last.at for r, done in zip(rounds, resolved, strict=True) if done]
-    last_solved = resolved[-1]
-    status: base.TicketStatus = "solved" if last_solved else "open"
+    first, replies, solves = life.created, life.replies, life.solves
+    status: base.TicketStatus = "solved" if life.solved else "open"
     return base.Ticket(
-        external_id=first.id, created_at=when(first.at), updated_at=when(timeline[-1].at),
-        status=status, raw_status=_raw_status(rounds, last_solved), subject=thread.subject,
+        external_id=first.id, created_at=when(first.at),
+        updated_at=when(max(e.at for e in thread.entries.values())),
+        status=status, raw_status=life.raw_status, subject=thread.subject,
         channel="email", requester_id=first.author, organization_id=organization_of(first.author),
         assignee_id=replies[-1].author if replies else None,
         first_reply_at=when(replies[0].at) if replies else None,
         first_solved_at=when(solves[0]) if solves else None,
         solved_at=when(solves[-1]) if solves else None,
-        agent_replies=len(replies), reopens=len(solves) - (1 if last_solved else 0),
+        agent_replies=len(replies), reopens=len(life.reopens),
     )  # fmt: skip
 
 
-def _rounds(timeline: list[Entry]) -> list[_Round]:
-    rounds: list[_Round] = []
-    start: Entry | None = None
-    last: Entry | None = None
-    flagged = False
-    for entry in timeline:
-        if entry.role not in (CUSTOMER, AGENT) or entry.score is not None:
-            continue
-        if entry.role == CUSTOMER and last is not None and last.role == AGENT:
-            assert start is not None
-            rounds.append(_Round(start, last, flagged))
-            start = None
-        if entry.role == CUSTOMER:
-            start = start or entry
-            flagged = entry.resolved  # the round's last customer message decides
-        else:
-            flagged = flagged or entry.resolved
-        last = entry
-    if start is not None and last is not None:
-        rounds.append(_Round(start, last, flagged))
-    return rounds
-
-
-def _resolved(rounds: list[_Round], rules: Rules, now: datetime) -> list[bool]:
-    """Per round: resolved by its folder flag, or by an agent's last word and quiet."""
-    quiet = rules.resolve_after.total_seconds() if rules.resolve_after else None
-    done: list[bool] = []
-    for i, round_ in enumerate(rounds):
-        next_at = rounds[i + 1].start.at if i + 1 < len(rounds) else now.timestamp()
-        answered = round_.last.role == AGENT
-        calm = quiet is not None and answered and next_at - round_.last.at >= quiet
-        done.append(round_.flagged or calm)
-    return done
-
-
-def _raw_status(rounds: list[_Round], solved: bool) -> str:
-    if solved:
-        return "resolved_folder" if rounds[-1].flagged else "resolved_after"
-    return "answered" if rounds and rounds[-1].last.role == AGENT else "open"
+def status_history(
+    thread: Thread, rules: Rules, now: datetime
+) -> list[tuple[datetime, base.TicketStatus]]:
+    """The thread's status changes in time order, for ``status_change``: ``open`` at its
+    creation, ``solved`` at each established solve, ``open`` at each reopen. The first and
+    last ``solved`` are the ticket's first_solved_at and solved_at, the ``open`` after the
+    first its reopens, the last entry its status; empty while the thread is no ticket."""
+    life = life_of(thread, rules, now)
+    if life is None:
+        return []
+    changes: list[tuple[datetime, base.TicketStatus]] = [(when(life.created.at), "open")]
+    for i, solve in enumerate(life.solves):
+        changes.append((when(solve), "solved"))
+        if i < len(life.reopens):
+            changes.append((when(life.reopens[i]), "open"))
+    return changes
 
 
 def records_of(

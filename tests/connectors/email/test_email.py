@@ -147,10 +147,11 @@ def mailbox(dovecot: Dovecot) -> Dovecot:
 
 def connector(server: Dovecot, now: datetime = NOW, **extra: Any) -> EmailConnector:
     extra.setdefault("port", server.port)
+    extra.setdefault("page_size", 4)
     settings = EmailSettings(
         type="email", host="127.0.0.1", tls="none", username=server.user,
         password="env:MAILBOX_PASSWORD", agent_addresses=["support@acme.test", "*@acme.test"],
-        resolved_folders=["Resolved"], rating_pattern=r"Rating: (\d)/5", page_size=4, **extra,
+        resolved_folders=["Resolved"], rating_pattern=r"Rating: (\d)/5", **extra,
     )  # fmt: skip
     return EmailConnector("box", settings, clock=FakeClock(wall_start=now.timestamp()))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cskpi.connectors.email.connector import EmailSettings
@@ -20,7 +22,7 @@ from cskpi.connectors.email.threads import (
     Thread,
     normalise_subject,
 )
-from cskpi.connectors.email.tickets import Rules, ticket_of
+from cskpi.connectors.email.tickets import Rules, status_history, ticket_of
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -102,6 +104,30 @@ def test_the_subject_joins_a_reply_of_the_same_customer_within_the_window(
     assert (len(state.threads) == 1) is joins
 
 
+@pytest.mark.parametrize("role", [BOT, INTERNAL])
+def test_a_mail_linked_only_to_mail_without_a_customer_still_joins_by_subject(role: str) -> None:
+    """The sent folder is read first: an auto-acknowledgement or an internal forward citing
+    the customer's mail, and the agent's reply without threading headers. The customer's
+    mail, linked to the first by headers, must still bring the reply's thread along."""
+    state = MailState()
+    state.add(arrival("x1", T0 + 60, role, parents=("c1",), subject="Re: Order", customer=None),
+              WEEK)  # fmt: skip
+    state.add(arrival("a1", T0 + H, AGENT, subject="Re: Order"), WEEK)
+    state.add(arrival("c1", T0), WEEK)
+    assert [sorted(t.entries) for t in state.threads.values()] == [["a1", "c1", "x1"]]
+    assert [t.subject for t in state.threads.values()] == ["Order"]
+
+
+def test_an_auto_reply_without_a_known_link_waits_alone_and_lends_no_subject() -> None:
+    state = MailState()
+    state.add(arrival("c1", T0), WEEK)
+    state.add(arrival("b1", T0 + H, BOT, subject="Re: Order"), WEEK)  # no headers: no join
+    state.add(arrival("b2", T0 + H, BOT, subject="Order", customer="d@x.test"), WEEK)
+    state.add(arrival("c2", T0 + 2 * H, subject="Order", customer="d@x.test"), WEEK)
+    assert [sorted(t.entries) for t in state.threads.values()] == [["c1"], ["b1"], ["b2"], ["c2"]]
+    assert [(t.subject, t.customer) for t in state.threads.values()][1:3] == [("", None)] * 2
+
+
 def test_the_cursor_keeps_every_thread_and_the_index() -> None:
     state = MailState(folders={"INBOX": (7, 42)})
     state.add(arrival("c1", T0, parents=("x0",), subject="Grüße"), WEEK)
@@ -116,6 +142,14 @@ def test_the_cursor_keeps_every_thread_and_the_index() -> None:
     assert loaded.position == T0 + H
     with pytest.raises(ValueError, match="--full"):
         MailState.load("opaque")
+
+
+def test_a_cursor_written_before_the_solves_seen_were_kept_still_loads() -> None:
+    row = [1, "Order", "c@x.test", "c1", "solved", [["c1", T0, CUSTOMER, "c@x.test", 1, None]],
+           [], T0]  # fmt: skip
+    thread = Thread.load(row)
+    assert (thread.solved, thread.seen, thread.status) == (None, set(), "solved")
+    assert Thread.load(thread.dump()) == thread
 
 
 def test_rounds_give_replies_reopens_and_solves() -> None:
@@ -147,6 +181,95 @@ def test_rounds_give_replies_reopens_and_solves() -> None:
     assert waiting.status == "open"
 
 
+def at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def test_a_thread_all_in_resolved_is_one_solve_at_its_latest_message() -> None:
+    thread = thread_of(
+        Entry("c1", T0, CUSTOMER, "c@x.test", resolved=True),
+        Entry("a1", T0 + H, AGENT, "ana@acme.test"),
+        Entry("c2", T0 + 2 * H, CUSTOMER, "c@x.test", resolved=True),
+        Entry("a2", T0 + 3 * H, AGENT, "ana@acme.test"),
+        Entry("b1", T0 + 4 * H, BOT, "c@x.test"),  # her out-of-office: no part in it
+    )
+    ticket = ticket_of(thread, RULES, NOW)
+    assert ticket is not None
+    assert (ticket.status, ticket.reopens, ticket.first_solved_at, ticket.solved_at) == (
+        "solved", 0, at(T0 + 3 * H), at(T0 + 3 * H),
+    )  # fmt: skip
+    assert status_history(thread, RULES, NOW) == [(at(T0), "open"), (at(T0 + 3 * H), "solved")]
+
+
+def test_each_established_solve_followed_by_customer_mail_is_one_reopen() -> None:
+    quiet = Rules(timedelta(hours=48), "csat", (1, 5))
+    thread = thread_of(
+        Entry("c1", T0, CUSTOMER, "c@x.test", resolved=True),
+        Entry("c2", T0 + H, CUSTOMER, "c@x.test", resolved=True),  # filed with c1: no solve
+        Entry("a1", T0 + 2 * H, AGENT, "ana@acme.test"),
+        Entry("c3", T0 + 5 * H, CUSTOMER, "c@x.test"),  # came after the filing: reopen 1
+        Entry("a2", T0 + 6 * H, AGENT, "ana@acme.test"),
+        Entry("c4", T0 + 60 * H, CUSTOMER, "c@x.test", resolved=True),  # after quiet: 2
+        Entry("a3", T0 + 61 * H, AGENT, "ana@acme.test"),
+        Entry("c5", T0 + 70 * H, CUSTOMER, "c@x.test", resolved=True),  # seen solved: 3
+        Entry("a4", T0 + 71 * H, AGENT, "ana@acme.test"),
+        Entry("c6", T0 + 80 * H, CUSTOMER, "c@x.test"),  # came after c5 was filed: 4
+    )
+    thread.seen = {T0 + 61 * H, T0 + 6 * H}  # the second coincides with the quiet solve
+    ticket = ticket_of(thread, quiet, at(T0 + 81 * H))
+    assert ticket is not None
+    assert (ticket.status, ticket.raw_status, ticket.reopens) == ("open", "open", 4)
+    assert (ticket.first_solved_at, ticket.solved_at) == (at(T0 + 2 * H), at(T0 + 71 * H))
+    assert status_history(thread, quiet, at(T0 + 81 * H)) == [
+        (at(T0), "open"),
+        (at(T0 + 2 * H), "solved"), (at(T0 + 5 * H), "open"),
+        (at(T0 + 6 * H), "solved"), (at(T0 + 60 * H), "open"),
+        (at(T0 + 61 * H), "solved"), (at(T0 + 70 * H), "open"),
+        (at(T0 + 71 * H), "solved"), (at(T0 + 80 * H), "open"),
+    ]  # fmt: skip
+
+
+_ROLE = st.sampled_from([CUSTOMER, CUSTOMER, AGENT, AGENT, BOT, INTERNAL])
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    shape=st.lists(st.tuples(_ROLE, st.booleans(), st.integers(1, 80)), min_size=1, max_size=12),
+    seen=st.sets(st.integers(0, 600), max_size=3),
+    quiet=st.sampled_from([None, 24]),
+    later=st.integers(0, 100),
+)
+def test_the_status_history_agrees_with_the_ticket(
+    shape: list[tuple[str, bool, int]], seen: set[int], quiet: int | None, later: int
+) -> None:
+    """Whatever the thread: first and last ``solved`` are first_solved_at and solved_at, each
+    ``open`` after the first is a reopen, statuses alternate, the last is the status."""
+    entries, t = [], T0
+    for n, (role, resolved, gap) in enumerate(shape):
+        t += gap * H
+        author = "c@x.test" if role in (CUSTOMER, BOT) else "ana@acme.test"
+        entries.append(Entry(f"m{n}", t, role, author, resolved))
+    thread = thread_of(*entries)
+    thread.seen = {T0 + s * H for s in seen}
+    rules = Rules(timedelta(hours=quiet) if quiet else None, "csat", (1, 5))
+    now = at(t + later * H)
+    ticket = ticket_of(thread, rules, now)
+    history = status_history(thread, rules, now)
+    if ticket is None:
+        assert history == []
+        return
+    solves = [when for when, status in history if status == "solved"]
+    assert history[0] == (ticket.created_at, "open")
+    assert [s for _, s in history] == ["open", "solved"] * (len(history) // 2) + ["open"] * (
+        len(history) % 2
+    )
+    assert [w for w, _ in history] == sorted(w for w, _ in history)
+    assert ticket.first_solved_at == (solves[0] if solves else None)
+    assert ticket.solved_at == (solves[-1] if solves else None)
+    assert ticket.reopens == len(history[1:]) - len(solves)
+    assert history[-1][1] == ticket.status
+
+
 def test_a_thread_without_customer_mail_is_no_ticket() -> None:
     thread = thread_of(Entry("a1", T0, AGENT, "ana@acme.test"))
     assert ticket_of(thread, RULES, NOW) is None
@@ -161,6 +284,18 @@ def test_absurd_or_missing_dates_give_way_to_internaldate() -> None:
     raw = b"From: c@x.test\r\nDate: Fri, 20 Nov 2026 10:00:00 -0500\r\n\r\n"
     assert parse_mail("INBOX", 1, raw, received, NOW).sent_at == datetime(2026, 11, 20, 15, 0,
                                                                           tzinfo=UTC)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("zone", "hours"),
+    [("EST", 5), ("EDT", 4), ("PST", 8), ("GMT", 0), ("UT", 0), ("Z", 0), ("A", 0), ("-0000", 0)],
+)
+def test_obsolete_zone_names_are_read_as_rfc_5322_says(zone: str, hours: int) -> None:
+    """RFC 5322 §4.3: the US names are their offsets; military letters but Z are unknown,
+    read as -0000 (UTC)."""
+    raw = f"From: c@x.test\r\nDate: Fri, 20 Nov 2026 10:00:00 {zone}\r\n\r\n".encode()
+    sent = parse_mail("INBOX", 1, raw, None, NOW).sent_at
+    assert sent == datetime(2026, 11, 20, 10 + hours, 0, tzinfo=UTC)
 
 
 def test_references_are_read_through_junk_and_exclude_the_mail_itself() -> None:
