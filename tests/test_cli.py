@@ -305,3 +305,64 @@ def test_import_ratings_then_nps_counts_them(tmp_path: Path) -> None:
     failed = runner.invoke(app, ["import", "ratings", str(bad), "-c", str(cfg)])
     assert failed.exit_code == 1
     assert "bad.csv: line 3" in failed.output
+
+
+def test_demo_kpis_and_digest_agree_on_the_backlog_of_one_instant(tmp_path: Path) -> None:
+    """`cskpi demo` (its store's statuses and summary), `cskpi kpis` with and without
+    `--now`, and the digest give one backlog for the instant the demo's data ends (issue
+    22: 182 in the demo, 171 in `kpis` a moment later, reopened tickets dropped); an
+    earlier instant is reconstructed from the status history, not today's open tickets."""
+    import json
+    import re
+    from datetime import UTC, timedelta
+
+    from cskpi.core import quickstart
+    from cskpi.core.store.engine import open_engine
+
+    folder = tmp_path / "scratch"
+    args = ["--dir", str(folder), "--tickets", "3000", "--days", "30"]
+    assert runner.invoke(app, ["demo", *args]).exit_code == 0
+    cfg = str(folder / "cskpi.toml")
+    end = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC)
+    db = sqlite3.connect(folder / "cskpi.db")
+    unsolved = "status IN ('new', 'open', 'pending', 'on_hold')"
+    shown = db.execute(f"SELECT COUNT(*) FROM ticket WHERE {unsolved}").fetchone()[0]
+    reopened = f"SELECT COUNT(*) FROM ticket WHERE {unsolved} AND first_solved_at IS NOT NULL"
+    assert db.execute(reopened).fetchone()[0] > 0  # what dropped out before
+
+    def backlog(*options: str) -> int:
+        result = runner.invoke(app, ["kpis", "-c", cfg, "--format", "json", *options])
+        assert result.exit_code == 0, result.output
+        return int(json.loads(result.output)["kpis"]["backlog"]["value"])
+
+    digest = runner.invoke(
+        app,
+        ["digest", "-c", cfg, "--dry-run", "--date", f"{end + timedelta(hours=9):%Y-%m-%dT%H:%M}"],
+    )
+    assert digest.exit_code == 0, digest.output
+    line = re.search(r"^Backlog +(\d+)", digest.output, re.MULTILINE)
+    assert line is not None, digest.output
+    engine = open_engine(f"sqlite:///{folder / 'cskpi.db'}")
+    try:
+        summary = quickstart.summarize(engine, end)
+    finally:
+        engine.dispose()
+    agreed = {
+        "demo's open tickets": shown,
+        "demo summary": summary.backlog,
+        "kpis --now end": backlog("--period", "last-7d", "--now", end.isoformat()),
+        "kpis a moment later": backlog("--period", "last-7d"),
+        "digest": int(line.group(1)),
+    }
+    assert set(agreed.values()) == {shown}, agreed
+    # A week earlier: the history's answer, which is not today's open tickets.
+    before = end - timedelta(days=7)
+    at_before = backlog("--from", f"{before - timedelta(days=7):%Y-%m-%d}", "--to",
+                        f"{before:%Y-%m-%d}", "--now", f"{before:%Y-%m-%d}")  # fmt: skip
+    changes = (
+        "SELECT COUNT(*) FROM ticket t WHERE t.created_at < :a AND (SELECT s.status FROM "
+        "status_change s WHERE s.ticket_id = t.id AND s.at <= :a ORDER BY s.at DESC LIMIT 1) "
+        "IN ('new', 'open', 'pending', 'on_hold')"
+    )
+    expected = db.execute(changes, {"a": int(before.timestamp())}).fetchone()[0]
+    assert at_before == expected != shown

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from cskpi.core.kpis.backlog import backlog_counts, present
 from cskpi.core.store.schema import from_epoch
 
 DEMO_CONNECTOR = "demo"
@@ -103,6 +104,7 @@ def digest_instant(end: datetime) -> datetime:
 class Summary:
     tickets: int
     by_status: dict[str, int]
+    backlog: int  # at the summary's instant, by the backlog KPI's rule (kpis/backlog.py)
     by_channel: dict[str, int]
     first_created: datetime | None
     last_created: datetime | None
@@ -119,8 +121,9 @@ def _pairs(engine: Engine, sql: str) -> dict[str, int]:
         return {str(k): int(v) for k, v in conn.execute(text(sql))}
 
 
-def summarize(engine: Engine) -> Summary:
-    """What the store holds, in the few numbers a newcomer looks at first."""
+def summarize(engine: Engine, at: datetime | None = None) -> Summary:
+    """What the store holds, in the few numbers a newcomer looks at first; the backlog at
+    ``at`` (default now), the same number `cskpi kpis` and a digest give for that instant."""
     by_status = _pairs(
         engine, "SELECT status, COUNT(*) FROM ticket GROUP BY status ORDER BY 2 DESC"
     )
@@ -138,6 +141,7 @@ def summarize(engine: Engine) -> Summary:
     return Summary(
         tickets=sum(by_status.values()),
         by_status=by_status,
+        backlog=backlog_counts(engine, [at or present()])[0],
         by_channel=by_channel,
         first_created=from_epoch(first),
         last_created=from_epoch(last),

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config, DigestSettings
 from cskpi.core.config.periods import Window, midnight, month_start, period_window
+from cskpi.core.kpis.backlog import backlog_counts
 from cskpi.core.kpis.output import detail_text, duration_text, value_text
 from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
 from cskpi.core.store.schema import from_epoch, to_epoch
@@ -311,7 +312,7 @@ def _overdue(config: Config, priority: str | None, created: datetime, at: dateti
     return at - created > target
 
 
-def series(engine: Engine, window: Window) -> Series:
+def series(engine: Engine, window: Window, wall: datetime | None = None) -> Series:
     """Created, solved and end-of-day backlog for the 14 local days ending with the
     window's last day, with the KPI engine's rules for each (docs/kpis.md)."""
     last = (window.end - timedelta(microseconds=1)).astimezone(window.tz).date()
@@ -327,7 +328,8 @@ def series(engine: Engine, window: Window) -> Series:
         solved = _column(conn, "SELECT solved_at FROM ticket WHERE NOT deleted AND "
                          "status IN ('solved', 'closed') AND solved_at >= :s AND solved_at < :e",
                          edges)  # fmt: skip
-        backlog = [_backlog_at(conn, b, window) for b in bounds[1:]]
+    # Each day's end as the backlog KPI takes a window's: at now, if that comes first.
+    backlog = backlog_counts(engine, [min(b, window.now) for b in bounds[1:]], wall=wall)
     return Series(days, _per_day(created, edges), _per_day(solved, edges), backlog)
 
 
@@ -339,14 +341,3 @@ def _column(conn: Any, sql: str, edges: Any) -> Any:
 def _per_day(stamps: Any, edges: Any) -> list[int]:
     counts, _ = np.histogram(stamps, bins=edges)
     return [int(c) for c in counts]
-
-
-def _backlog_at(conn: Any, end: datetime, window: Window) -> int:
-    # The backlog KPI's rule: the live status when the end is the evaluation instant.
-    if end >= window.now:
-        sql = "t.status IN ('new', 'open', 'pending', 'on_hold')"
-    else:
-        sql = ("(COALESCE(t.first_solved_at, t.solved_at) IS NULL "
-               "OR COALESCE(t.first_solved_at, t.solved_at) >= :e)")  # fmt: skip
-    query = f"SELECT COUNT(*) FROM ticket t WHERE NOT t.deleted AND t.created_at < :e AND {sql}"  # noqa: S608
-    return int(conn.execute(text(query), {"e": to_epoch(end)}).scalar_one())

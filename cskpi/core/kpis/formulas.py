@@ -181,6 +181,8 @@ def _solved_rates(solved: Frame) -> dict[str, Entry]:
 
 
 def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
+    """Each ticket judged by what is known at ``now`` (SPEC §4): a reply or solve stamped
+    after ``now`` had not happened yet, so the ticket is judged as still waiting at ``now``."""
     if ctx.sla is None:
         return _null("no [sla] in the config", "%")
     targets: PriorityTargets = getattr(ctx.sla, kind)
@@ -192,7 +194,9 @@ def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
     else:
         solved = np.isin(created["status"], ("solved", "closed"))
         done = np.where(solved, created["solved_at"], np.nan)
-    at = np.where(np.isnan(done), float(to_epoch(w.at) or 0), done)
+    now = float(to_epoch(w.now) or 0)
+    done = np.where(done <= now, done, np.nan)  # NaN stays NaN: not done by now
+    at = np.where(np.isnan(done), now, done)
     elapsed = _elapsed(ctx, created["created_at"], at)
     counted = ~np.isnan(target)
     met = counted & ~np.isnan(done) & (elapsed <= target)

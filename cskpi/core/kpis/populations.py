@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine
 
 from cskpi.core.config.periods import Window
+from cskpi.core.kpis.backlog import conditions, is_present, unindexed
 from cskpi.core.store.dialect import SQLITE, Sql, sql_for
 from cskpi.core.store.reads.arrow import Columns
 from cskpi.core.store.reads.columns import read, row_key_for
@@ -28,8 +29,6 @@ from cskpi.core.store.schema import to_epoch
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 Obj = NDArray[np.object_]
-
-UNSOLVED = ("new", "open", "pending", "on_hold")
 
 # Group key of a ticket row (alias t) and of a rating row (alias r) for each dimension.
 _TICKET_KEY = {
@@ -69,7 +68,7 @@ class Frame:
 class Populations:
     created: Frame  # tickets created in W
     solved: Frame  # tickets solved in W
-    backlog: Frame  # tickets in the backlog at the window's end
+    backlog: Frame  # tickets in the backlog at ``at`` (backlog.py)
     ratings: Frame  # ratings given in W
     replies: Frame  # per answered customer message of a ticket created in W: ticket, seconds
     has_messages: bool  # whether the tickets created in W have any message at all
@@ -122,7 +121,8 @@ class _Query:
 
     @property
     def params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"s": to_epoch(self.window.start), "e": to_epoch(self.window.end)}
+        w = self.window
+        params: dict[str, Any] = {"s": to_epoch(w.start), "e": to_epoch(w.end), "a": to_epoch(w.at)}
         params.update({f"c{i}": name for i, name in enumerate(self.connectors)})
         params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
         return params
@@ -156,12 +156,12 @@ class _Query:
 
     def render(self, sql: str) -> str:
         """Fill in the dialect's spelling of the fragments named in braces."""
-        return (
+        return unindexed(
             sql.replace("{escalation_tag}", self.escalation_tag())
             .replace("{tags}", self.dialect.tag_table("t.tags", "x"))
             .replace("{t.rowid}", self.row_key("t"))
-            .replace("{r.rowid}", self.row_key("r"))
-            .replace("{+t.status}", self.dialect.unindexed("t.status"))
+            .replace("{r.rowid}", self.row_key("r")),
+            self.dialect,
         )
 
 
@@ -174,9 +174,12 @@ def load(
     tz: ZoneInfo | None = None,
     *,
     prefer_arrow: bool = True,
+    wall: datetime | None = None,
 ) -> Populations:
     """The window's populations, read in one snapshot; ``tz`` (default the window's) places
-    submissions by hour. ``prefer_arrow=False`` reads through the DB-API driver."""
+    submissions by hour; ``wall`` is the wall clock that tells whether the backlog's instant
+    is the real present (default now). ``prefer_arrow=False`` reads through the DB-API
+    driver."""
     tz = tz or window.tz
     row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
     q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key)
@@ -186,7 +189,7 @@ def load(
         _tickets(q, _SOLVED_IN_W, _SOLVED),
         _tickets(q, "t.created_at >= :s AND t.created_at < :e", _CREATED),
         _ratings(q),
-        _tickets(q, _backlog_condition(window), _BACKLOG),
+        _backlog(q, is_present(window.at, wall)),
         _has_messages(q), _organizations(q),
     ]  # fmt: skip
     results = read(engine, [q.render(sql) for sql in queries], q.params, prefer_arrow=prefer_arrow)
@@ -228,15 +231,6 @@ _BACKLOG = _t("rowid", "created_at")
 # SQLite is kept off the (status, created_at) backlog index, which would walk every
 # solved ticket ever stored instead of the window's range of solved_at.
 _SOLVED_IN_W = "{+t.status} IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
-
-
-def _backlog_condition(window: Window) -> str:
-    if window.end >= window.now:  # the current state is the state at the window's end
-        return "t.created_at < :e AND t.status IN ('new', 'open', 'pending', 'on_hold')"
-    return (
-        "t.created_at < :e AND (COALESCE(t.first_solved_at, t.solved_at) IS NULL "
-        "OR COALESCE(t.first_solved_at, t.solved_at) >= :e)"
-    )
 
 
 Keyed = bool | Literal["tag"]  # whether rows come with a group key; "tag": a list of them
@@ -297,6 +291,10 @@ def _tickets(q: _Query, condition: str, columns: Sequence[Column]) -> str:
         f"WHERE t.deleted = FALSE AND {condition}{q.connector_filter('t')}"
     )
     return sql
+
+
+def _backlog(q: _Query, live: bool) -> str:
+    return " UNION ALL ".join(_tickets(q, c, _BACKLOG) for c in conditions(live))
 
 
 _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True),

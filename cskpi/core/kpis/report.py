@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -55,9 +56,12 @@ def compute(
     *,
     connectors: Sequence[str] = (),
     by: str | None = None,
+    wall: datetime | None = None,
 ) -> Report:
-    """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension."""
-    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone)
+    """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension.
+    ``wall`` is the wall clock that tells whether the window's ``at`` is the real present
+    (default now: see ``backlog.py``)."""
+    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall)
     whole = totals(keyed) if by == "tag" else keyed  # one read serves both
     report = Report(window, _connectors(engine, connectors), kpi_set(whole, window, ctx))
     if by is None:

@@ -15,7 +15,7 @@ import requests
 import responses
 from responses.registries import OrderedRegistry
 
-from cskpi.connectors.base import Person, Record, Ticket
+from cskpi.connectors.base import Person, Record, StatusChange, Ticket
 from cskpi.connectors.registry import installed
 from cskpi.core.config.file import KPI_KEYS, Config, DigestSettings, load_config
 from cskpi.core.digest.chart import sparkline
@@ -120,6 +120,32 @@ def test_the_digest_text_on_a_hand_computed_helpdesk(tmp_path: Path) -> None:
     assert series.created == [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 3]
     assert series.solved == [0] * 12 + [1, 2]
     assert series.backlog == [0, 0, 0, 0] + [1] * 9 + [2]
+
+
+# Solved on the 12th, reopened on the 15th, solved again on the morning the digest goes out.
+REOPENED: list[Record] = [
+    ticket(6, at(11, 9), status="solved", first_solved_at=at(12, 9), solved_at=at(20, 8),
+           reopens=1),
+    StatusChange("t6", at(11, 9), "new"),
+    StatusChange("t6", at(12, 9), "solved"),
+    StatusChange("t6", at(15, 9), "open"),
+    StatusChange("t6", at(20, 8), "solved"),
+]  # fmt: skip
+
+
+def test_a_reopened_ticket_is_in_the_backlog_line_and_chart_from_its_reopen(
+    tmp_path: Path,
+) -> None:
+    """Its status history puts t6 in the backlog at the end of the 11th and from its reopen
+    on, in the line (19th: 3 against 2 on the 18th) and in the chart alike (issue 22); its
+    first solve dropped it from every later day before."""
+    rendered = preview(helpdesk(tmp_path, [*HELPDESK, *REOPENED]), "daily", AT)
+    line = next(line for line in rendered.digest.lines if line.key == "backlog")
+    assert line.value == "3"
+    assert line.delta is not None
+    assert (line.delta.arrow, line.delta.text) == ("▲", "+1 (+50.0%)")
+    # HELPDESK's t5 from the 10th and t3 on the 19th, with t6 on the 11th and 15th to 19th
+    assert rendered.digest.series.backlog == [0, 0, 0, 0, 1, 2, 1, 1, 1, 2, 2, 2, 2, 3]
 
 
 def test_the_block_kit_message_carries_the_same_numbers(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import holidays as holiday_calendars
@@ -35,6 +35,7 @@ RATED_KINDS = ("csat", "nps", "ces")  # esat feeds no KPI, so it is in no popula
 AGE_BUCKETS = ("<1d", "1-3d", "3-7d", ">7d")
 DAY = 86400
 NONE_LABEL = "(none)"
+PRESENT_SLACK = 60  # seconds an instant may lie behind the wall clock and be the present
 
 
 @dataclass(frozen=True)
@@ -168,11 +169,17 @@ class _Scope:
     end: float
     now: float
     ctx: Any  # cskpi.core.kpis.report.KpiContext: timezone, business, sla, escalation_tags, costs
+    wall: float  # the wall clock: whether `at` is the real present
+    history: Mapping[str, Sequence[tuple[int, str]]]  # ticket id -> (at, status) changes
     split_by: str | None = None  # set inside a group: cost and churn are then not split
 
     @property
     def at(self) -> float:
         return min(self.end, self.now)
+
+    @property
+    def live(self) -> bool:
+        return self.at >= self.wall - PRESENT_SLACK
 
     def in_w(self, moment: float | None) -> bool:
         return moment is not None and self.start <= moment < self.end
@@ -187,14 +194,23 @@ def _solved(tickets: Iterable[_Ticket], s: _Scope) -> list[_Ticket]:
 
 
 def _backlog(tickets: Iterable[_Ticket], s: _Scope) -> list[_Ticket]:
-    if s.end >= s.now:
-        return [t for t in tickets if t.created < s.end and t.status in UNSOLVED]
-    out = []
-    for t in tickets:
-        solved = t.first_solved if t.first_solved is not None else t.solved
-        if t.created < s.end and (solved is None or solved >= s.end):
-            out.append(t)
-    return out
+    return [t for t in tickets if t.created < s.at and _unsolved_at(t, s)]
+
+
+def _unsolved_at(t: _Ticket, s: _Scope) -> bool:
+    if s.live:
+        return t.status in UNSOLVED
+    if t.status in DONE and t.solved is not None and t.solved < s.at:
+        return False  # solved_at is the latest solve: it has stayed solved since
+    if t.first_solved is None and t.solved is None:
+        return True  # never solved
+    known = [(at, status) for at, status in s.history.get(t.id, ()) if at <= s.at]
+    if known:
+        latest = max(at for at, _ in known)
+        statuses = {status for at, status in known if at == latest}
+        return not statuses & set(DONE)  # a solve or close in the same second wins
+    solved = t.first_solved if t.first_solved is not None else t.solved
+    return solved is None or solved >= s.at
 
 
 # --- entries -----------------------------------------------------------------------------
@@ -409,10 +425,10 @@ def _sla_one(
     if target is None:
         return
     limit = target.total_seconds()
-    if done is not None:
+    if done is not None and done <= s.now:
         tally[0] += _elapsed(s, created, done) <= limit
         tally[1] += 1
-    elif _elapsed(s, created, s.at) > limit:
+    elif _elapsed(s, created, s.now) > limit:  # still waiting at now, known or not since
         tally[1] += 1
 
 
@@ -604,7 +620,7 @@ def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -
     for r, rk in zip(data.ratings, rating_keys, strict=True):
         if r.kind in RATED_KINDS and s.in_w(r.at) and r.scale_max > r.scale_min:
             keys.update(rk)
-    inner = _Scope(s.start, s.end, s.now, s.ctx, dimension)
+    inner = replace(s, split_by=dimension)
     groups = []
     for key in sorted(keys, key=lambda k: (k is None, k or "")):
         tickets = [t for t in data.tickets if key in ticket_keys[t.id]]
@@ -647,6 +663,17 @@ def _load(
     return data
 
 
+def _history(changes: PerConnector) -> dict[str, list[tuple[int, str]]]:
+    """Each ticket's status changes as stored: one per ticket, instant and status."""
+    out: dict[str, set[tuple[int, str]]] = {}
+    for c, records in changes.items():
+        for change in records:
+            at = _epoch(change.at)
+            assert at is not None
+            out.setdefault(f"{c}:{change.ticket_id}", set()).add((at, change.status))
+    return {ticket: sorted(pairs) for ticket, pairs in out.items()}
+
+
 def _labels(
     dimension: str, people: PerConnector, groups: PerConnector, organizations: PerConnector
 ) -> dict[str, str]:
@@ -671,15 +698,22 @@ def reference_kpis(
     *,
     people: PerConnector | None = None,
     groups: PerConnector | None = None,
+    changes: PerConnector | None = None,
+    wall: datetime | None = None,
 ) -> Report:
-    """The report for ``window`` as docs/kpis.md defines it.
+    """The report for ``window`` as docs/kpis.md defines it, with the wall clock at ``wall``
+    (default now).
 
     Records are given per connector name (``{"zd": [Ticket, ...]}``), with their source
     ids unprefixed, exactly as they would be passed to ``upsert_records``; organizations as
-    :class:`Account`. ``people`` and ``groups`` only provide labels for ``by``.
+    :class:`Account`; ``changes`` as ``StatusChange``. ``people`` and ``groups`` only provide
+    labels for ``by``.
     """
     data = _load(tickets, messages, ratings, organizations, connectors)
-    s = _Scope(window.start.timestamp(), window.end.timestamp(), window.now.timestamp(), ctx)
+    s = _Scope(
+        window.start.timestamp(), window.end.timestamp(), window.now.timestamp(), ctx,
+        (wall or datetime.now(UTC)).timestamp(), _history(changes or {}),
+    )  # fmt: skip
     report: Report = {"kpis": _kpis(data.tickets, data.messages, data.ratings, data.orgs, s)}
     report["by"] = None
     if by is not None:
@@ -701,9 +735,15 @@ class Dataset:
     organizations: dict[str, list[Account]] = field(default_factory=dict)
     people: dict[str, list[base.Person]] = field(default_factory=dict)
     groups: dict[str, list[base.Group]] = field(default_factory=dict)
+    changes: dict[str, list[base.StatusChange]] = field(default_factory=dict)
 
     def reference(
-        self, window: Window, ctx: Any, connectors: Sequence[str] = (), by: str | None = None
+        self,
+        window: Window,
+        ctx: Any,
+        connectors: Sequence[str] = (),
+        by: str | None = None,
+        wall: datetime | None = None,
     ) -> Report:
         return reference_kpis(
             self.tickets,
@@ -716,6 +756,8 @@ class Dataset:
             by,
             people=self.people,
             groups=self.groups,
+            changes=self.changes,
+            wall=wall,
         )
 
     def store(self, engine: Engine) -> None:
@@ -741,7 +783,8 @@ class Dataset:
 
     def _records(self) -> dict[str, list[base.Record]]:
         out: dict[str, list[base.Record]] = {}
-        for kind in (self.people, self.groups, self.tickets, self.messages, self.ratings):
+        kinds = (self.people, self.groups, self.tickets, self.messages, self.ratings, self.changes)
+        for kind in kinds:
             for c, records in kind.items():
                 out.setdefault(c, []).extend(records)
         for c, accounts in self.organizations.items():

@@ -118,6 +118,7 @@ class Case:
     by: str | None = None
     # (key, label, expected KPI entries) per group, in order
     groups: list[tuple[str | None, str, dict[str, Entry]]] | None = None
+    wall: datetime | None = None  # the wall clock; None: the real one (every `at` is past)
 
 
 def zd(**records: list[Any]) -> Dataset:
@@ -158,6 +159,7 @@ COUNTS = [
                 (1, 9, 1), (2, 12, 1), (3, 6, 1), (4, 0, 1), (5, 12, 1), (6, 23, 1)
             ),
         },
+        wall=at(3, 9),  # `at` is the real present: the stored status
     ),
     Case(
         "counts, past end: backlog from first_solved_at, else solved_at",
@@ -178,6 +180,72 @@ COUNTS = [
         zd(tickets=[tk("a", at(3, 5)), tk("b", at(3, 1, 12), "pending")]),
         {"backlog": count(2), "backlog_age": ages(1, 0, 1, 0)},  # a: 12 h; b: 4 d
         window=replace(W1, now=at(3, 5, 12)),
+    ),
+]
+
+
+def changes(ticket: str, *history: tuple[datetime, str]) -> list[base.StatusChange]:
+    return [base.StatusChange(ticket, moment, status) for moment, status in history]  # type: ignore[arg-type]
+
+
+# Histories around the end of W1 (Monday 9 March 00:00), the instant every case below asks for.
+HISTORY_TICKETS = [
+    tk("h1", at(3, 1, 10), "solved", first_solved_at=at(3, 3, 10), solved_at=at(3, 12),
+       reopens=1),  # solved, reopened on the 6th, solved again after the week
+    tk("h2", at(3, 2, 10), "open", first_solved_at=at(3, 4), solved_at=at(3, 4), reopens=1),
+    # ↑ solved on the 4th, reopened only after the week
+    tk("h3", at(3, 3, 10), "open", first_solved_at=at(3, 5), solved_at=at(3, 5)),  # no history
+    tk("h4", at(3, 6, 12), "new"),  # no history, never solved
+    tk("h5", at(3, 8, 18), "solved", solved_at=at(3, 10)),  # no history, solved after the week
+    tk("h6", at(3, 4), "closed", first_solved_at=at(3, 9), solved_at=at(3, 9)),  # solved at `at`
+    tk("h7", at(3, 4), "open", first_solved_at=at(3, 5, 10), solved_at=at(3, 5, 10)),
+    # ↑ a reply sent as solved: pending and solved in one second, reopened after the week
+    tk("h8", at(3, 9), "new"),  # created at `at`: not yet there
+    tk("h9", at(3, 8), "open"),  # its history starts only after `at`
+    tk("h10", at(3, 2), "closed", solved_at=at(3, 7)),  # solved on the 7th by its own stamp,
+    # though its history says open: the latest solve is trusted
+    tk("h11", at(3, 4, 6), "open"),  # no solve stamp: never solved, though its history says
+    # solved on the 5th
+]  # fmt: skip
+HISTORY = [
+    *changes("h1", (at(3, 1, 10), "new"), (at(3, 3, 10), "solved"), (at(3, 6), "open"),
+             (at(3, 7), "pending"), (at(3, 12), "solved")),
+    *changes("h2", (at(3, 2, 10), "new"), (at(3, 4), "solved"), (at(3, 10), "open")),
+    *changes("h6", (at(3, 4), "open"), (at(3, 9), "solved"), (at(3, 11), "closed")),
+    *changes("h7", (at(3, 4), "new"), (at(3, 5, 10), "pending"), (at(3, 5, 10), "solved"),
+             (at(3, 10), "open")),
+    *changes("h9", (at(3, 10), "pending")),
+    *changes("h10", (at(3, 2), "open")),
+    *changes("h11", (at(3, 4, 6), "new"), (at(3, 5), "solved"), (at(3, 10), "open")),
+]  # fmt: skip
+# In at 9 March 00:00: h1 (pending since its reopen on the 6th), h4, h5 (solved after),
+# h9 (no change by then, never solved), h11.
+# Ages: h1 7d14h | h4 2d12h, h9 exactly 1d | h11 4d18h | h5 6h.
+PAST_BACKLOG = {"backlog": count(5), "backlog_age": ages(1, 2, 1, 1)}
+
+BACKLOG_HISTORY = [
+    Case(
+        "backlog at a past end from status history (--to D --now D)",
+        zd(tickets=HISTORY_TICKETS, changes=HISTORY),
+        PAST_BACKLOG,
+        window=replace(W1, now=at(3, 9)),
+        wall=at(3, 20),
+    ),
+    Case(
+        "backlog at a past end from status history, evaluated later",
+        zd(tickets=HISTORY_TICKETS, changes=HISTORY),
+        PAST_BACKLOG,
+        window=replace(W1, now=at(3, 20)),
+        wall=at(3, 20),
+    ),
+    Case(
+        "backlog at the real present: the stored status",
+        zd(tickets=HISTORY_TICKETS, changes=HISTORY),
+        # open now: h2 h3 h4 h7 h9 h11; ages h2 6d14h, h3 5d14h, h7 5d, h11 4d18h | h4 2d12h,
+        # h9 1d
+        {"backlog": count(6), "backlog_age": ages(0, 2, 4, 0)},
+        window=replace(W1, now=at(3, 9)),
+        wall=at(3, 9, 0, 0, 30),  # half a minute after `at`: still the present
     ),
 ]
 
@@ -414,6 +482,36 @@ BUSINESS_SLA_TICKETS = [
     tk("b3", at(3, 9, 9, 30), priority="urgent"),  # 30 min at now: left out of both
 ]  # fmt: skip
 
+# Judged at now = Monday 9 March 00:30, half an hour after W1's end (urgent 1h / 4h).
+SLA_AT_NOW_TICKETS = [
+    tk("f1", at(3, 8, 23, 20), priority="urgent"),  # waiting 70m at now: fr breached
+    # (40m at the end); res left out
+    tk("f2", at(3, 8, 23, 45), priority="urgent"),  # waiting 45m at now: left out of both
+    tk("f3", at(3, 8, 23, 50), priority="urgent", first_reply_at=at(3, 9, 0, 40)),
+    # ↑ replied after now, within target: not known at now, 40m waiting: left out of both
+    tk("f4", at(3, 8, 20), "solved", priority="urgent", first_reply_at=at(3, 9, 2),
+       solved_at=at(3, 9, 1)),  # replied late after the end (and now): fr breached;
+    # solved after now, 4h30m at now: res breached
+    tk("f5", at(3, 8, 10), "solved", priority="urgent", first_reply_at=at(3, 8, 10, 30),
+       solved_at=at(3, 8, 12)),  # met both
+    tk("f6", at(3, 8, 22), "solved", priority="urgent", solved_at=at(3, 9, 0, 50)),
+    # ↑ no reply, 2h30m at now: fr breached; solved after now, 2h30m at now: res left out
+    tk("f7", at(3, 6, 10), priority="high", first_reply_at=at(3, 6, 10, 30)),
+    # ↑ fr met; unsolved 2d14h30m at now > 8h: res breached
+]  # fmt: skip
+
+# The week W1 evaluated five weeks later: 87 tickets answered in 30 min and solved in 2 h,
+# 14 answered and solved late after the week's end, and 2 created half an hour before the
+# end, still waiting: within target at the end, breached at now (urgent 1h / 4h).
+FIVE_WEEKS_AGO = [
+    *(tk(f"m{i}", at(3, 2, 8) + i * timedelta(hours=1), "solved", priority="urgent",
+         first_reply_at=at(3, 2, 8, 30) + i * timedelta(hours=1),
+         solved_at=at(3, 2, 10) + i * timedelta(hours=1)) for i in range(87)),
+    *(tk(f"l{i}", at(3, 8, 20, i), "solved", priority="urgent", first_reply_at=at(3, 9, 2),
+         solved_at=at(3, 9, 5)) for i in range(14)),
+    *(tk(f"w{i}", at(3, 8, 23, 30), priority="urgent") for i in range(2)),
+]  # fmt: skip
+
 SLA_CASES = [
     Case(
         "sla: met, breached, unanswered within and past target, no target",
@@ -439,6 +537,24 @@ SLA_CASES = [
         {"sla_first_response": rate(0, 2), "sla_resolution": rate(0, 2)},
         window=Window(at(3, 2), at(3, 16), BERLIN, at(3, 9, 10)),
         context=ctx(sla=SLA, business=NINE_TO_FIVE),
+    ),
+    Case(
+        "sla judged at now, after the end: waiting, replied after now, late after the end",
+        zd(tickets=SLA_AT_NOW_TICKETS),
+        {
+            "sla_first_response": rate(2, 5),  # met f5 f7; breached f1 f4 f6
+            "sla_resolution": rate(1, 3),  # met f5; breached f4 f7
+        },
+        window=replace(W1, now=at(3, 9, 0, 30)),
+        context=ctx(sla=SLA),
+    ),
+    Case(
+        "sla of a week five weeks ago: tickets still waiting are breaches by now",
+        zd(tickets=FIVE_WEEKS_AGO),
+        # 87 met of 101 judged at the week's end (86.1 %); 87 of 103 at now (84.5 %)
+        {"sla_first_response": rate(87, 103), "sla_resolution": rate(87, 103)},
+        window=replace(W1, now=at(4, 13)),
+        context=ctx(sla=SLA),
     ),
     Case(
         "sla not configured",
@@ -951,7 +1067,7 @@ GROUP_CASES = [
 ]
 
 CASES = (
-    COUNTS + DURATIONS + RESPONSE_TIME + SOLVED_RATES + SLA_CASES + BUSINESS_CASES
+    COUNTS + BACKLOG_HISTORY + DURATIONS + RESPONSE_TIME + SOLVED_RATES + SLA_CASES + BUSINESS_CASES
     + RATING_CASES + MONEY_CASES + SUBMISSIONS + SCOPE_CASES + GROUP_CASES
 )  # fmt: skip
 
@@ -969,14 +1085,19 @@ def evaluate(request: pytest.FixtureRequest, tmp_path: Path) -> Evaluate:
         try:
             case.data.store(engine)
             report = compute(
-                engine, case.window, case.context, connectors=case.connectors, by=case.by
+                engine,
+                case.window,
+                case.context,
+                connectors=case.connectors,
+                by=case.by,
+                wall=case.wall,
             )
             return report_as_data(report)
         finally:
             engine.dispose()
 
     def through_reference(case: Case) -> Report:
-        return case.data.reference(case.window, case.context, case.connectors, case.by)
+        return case.data.reference(case.window, case.context, case.connectors, case.by, case.wall)
 
     return through_reference if request.param == "reference" else through_engine
 
@@ -1049,9 +1170,18 @@ def test_the_engine_agrees_with_the_reference_on_every_case(
     for case in CASES:
         engine = open_engine(empty_store())
         case.data.store(engine)
-        report = compute(engine, case.window, case.context, connectors=case.connectors, by=case.by)
+        report = compute(
+            engine,
+            case.window,
+            case.context,
+            connectors=case.connectors,
+            by=case.by,
+            wall=case.wall,
+        )
         engine.dispose()
-        expected = case.data.reference(case.window, case.context, case.connectors, case.by)
+        expected = case.data.reference(
+            case.window, case.context, case.connectors, case.by, case.wall
+        )
         problems += [f"{case.id}: {d}" for d in differences(report_as_data(report), expected)]
     assert not problems, "\n".join(problems)
 

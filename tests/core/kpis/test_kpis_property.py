@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -33,6 +34,7 @@ ZONES = tuple(ZoneInfo(name) for name in ("Europe/Berlin", "UTC", "America/New_Y
 AGENTS = (None, "a1", "a2", "a3")
 SCALES = ((1, 5), (0, 1), (1, 10), (1, 3), (0, 10), (1, 7))
 HOUR = timedelta(hours=1)
+WALL = BASE + timedelta(days=60)  # the wall clock, unless a scenario sets one
 
 
 def moment(lo_hours: int, hi_hours: int) -> st.SearchStrategy[datetime]:
@@ -161,6 +163,71 @@ def datasets(draw: st.DrawFn) -> Dataset:
     return data
 
 
+# A ticket's life: from each status, the statuses it may change to (an agent's reply makes it
+# pending, the customer's answer open, a solve may be reopened or closed).
+NEXT: dict[str, tuple[str, ...]] = {
+    "new": ("open", "pending", "solved"),
+    "open": ("pending", "on_hold", "solved", "closed"),
+    "pending": ("open", "on_hold", "solved"),
+    "on_hold": ("open", "pending", "solved"),
+    "solved": ("open", "closed"),
+    "closed": (),
+}
+
+
+Life = list[tuple[datetime, str]]  # (instant, status) from the ticket's creation on
+
+
+def _changes(life: Life) -> list[tuple[datetime, str, str]]:
+    """(instant, status before, status after) of each change after the creation."""
+    return [(at, before, after) for (_, before), (at, after) in pairwise(life)]
+
+
+@st.composite
+def life(draw: st.DrawFn, created: datetime, horizon: datetime) -> Life:
+    """Random status changes from ``created`` up to ``horizon`` (the last sync), whole
+    minutes apart or none, so several can share an instant or meet a window's end."""
+    out: Life = [(created, "new")]
+    steps = st.sampled_from((0, 0, 1, 30, 60, 240, 1440, 4320))
+    while NEXT[out[-1][1]] and draw(st.integers(0, 4)) > 0:
+        moment_ = out[-1][0] + timedelta(minutes=draw(steps))
+        if moment_ > horizon:
+            break
+        status: str = draw(st.sampled_from(NEXT[out[-1][1]]))
+        out.append((moment_, status))
+    return out
+
+
+@st.composite
+def lives(draw: st.DrawFn, horizon: datetime) -> tuple[list[base.Ticket], list[base.StatusChange]]:
+    """Tickets with random histories, their fields derived as a connector would: status,
+    first reply (the first change to pending), first and latest solve (a close straight from
+    an unsolved status is a solve too), reopens; now and then a latest solve at odds with the
+    history, which the rule's precedence settles. A ticket's history is kept whole, from some
+    change on, or not at all (a source that records none)."""
+    tickets, changes = [], []
+    for i in range(draw(st.integers(0, 12))):
+        history = draw(life(draw(moment(-10 * 24, 20 * 24)), horizon))
+        solves = [at for at, before, after in _changes(history)
+                  if after == "solved" or (after == "closed" and before != "solved")]  # fmt: skip
+        replies = [at for at, _, after in _changes(history) if after == "pending"]
+        tickets.append(base.Ticket(
+            f"t{i}", history[0][0], history[-1][0], history[-1][1],  # type: ignore[arg-type]
+            priority=draw(st.sampled_from((None, *base.PRIORITIES))),
+            assignee_id=draw(st.sampled_from(AGENTS)),
+            first_reply_at=min(replies, default=None),
+            first_solved_at=min(solves, default=None) if draw(st.booleans()) else None,
+            solved_at=draw(st.sampled_from((max(solves, default=None), None, history[0][0]))),
+            reopens=sum(b == "solved" and a == "open" for _, b, a in _changes(history)),
+            deleted=draw(st.integers(0, 9)) == 0,
+        ))  # fmt: skip
+        kept = draw(st.sampled_from(("whole", "whole", "tail", "none")))
+        first = draw(st.integers(0, len(history) - 1)) if kept == "tail" else 0
+        if kept != "none":
+            changes += [base.StatusChange(f"t{i}", at, status) for at, status in history[first:]]  # type: ignore[arg-type]
+    return tickets, changes
+
+
 DAY_HOURS = (
     (),
     ((timedelta(hours=9), timedelta(hours=17)),),
@@ -250,11 +317,16 @@ def check(url: str, scenario: dict[str, Any]) -> None:
             scenario["context"],
             connectors=scenario["connectors"],
             by=scenario["by"],
+            wall=scenario.get("wall", WALL),
         )
     finally:
         engine.dispose()
     expected = data.reference(
-        scenario["window"], scenario["context"], scenario["connectors"], scenario["by"]
+        scenario["window"],
+        scenario["context"],
+        scenario["connectors"],
+        scenario["by"],
+        scenario.get("wall", WALL),
     )
     problems = differences(report_as_data(report), expected)
     assert not problems, "\n".join(problems[:20])
@@ -285,6 +357,61 @@ def pg_store(pg_server: PgServer) -> Iterator[str]:
 )
 @given(scenario=scenarios())
 def test_engine_equals_reference_on_postgresql(
+    pg_server: PgServer, pg_store: str, scenario: dict[str, Any]
+) -> None:
+    pg_server.clear(pg_store)
+    check(pg_store, scenario)
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> dict[str, Any]:
+    """Random ticket histories, a window ending at a random instant, a random ``now``, and a
+    wall clock long after (every ``at`` is in the past) or within two minutes of ``at``."""
+    horizon = BASE + timedelta(days=draw(st.integers(5, 25)))
+    tickets, changes = draw(lives(horizon))
+    business = draw(st.none() | calendars())
+    zone = draw(st.sampled_from(ZONES))
+    context = KpiContext(timezone=zone, business=business, sla=draw(slas(business is not None)))
+    start = BASE + draw(st.integers(-5 * 24, 20 * 24)) * HOUR
+    end = draw(moment((start - BASE) // HOUR + 1, (start - BASE) // HOUR + 10 * 24))
+    now = draw(moment((start - BASE) // HOUR, (end - BASE) // HOUR + 20 * 24))
+    at = min(end, now)
+    wall = draw(
+        st.just(horizon + timedelta(days=30))
+        | st.integers(-120, 120).map(lambda s: at + timedelta(seconds=s))
+    )
+    return {
+        "data": Dataset(tickets={"zd": tickets}, changes={"zd": changes}),
+        "window": Window(start, end, context.timezone, now),
+        "context": context,
+        "connectors": (),
+        "by": draw(st.sampled_from((None, "agent", "priority"))),
+        "wall": wall,
+    }
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=histories())
+def test_backlog_and_sla_from_random_histories_equal_the_reference(
+    migrated: Path, scenario: dict[str, Any]
+) -> None:
+    """The backlog at random past instants (and at the present), reopens included, and both
+    SLAs at a random ``now``: the whole report against the reference."""
+    with tempfile.TemporaryDirectory() as folder:
+        check(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}", scenario)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=histories())
+def test_backlog_and_sla_from_random_histories_on_postgresql(
     pg_server: PgServer, pg_store: str, scenario: dict[str, Any]
 ) -> None:
     pg_server.clear(pg_store)
