@@ -12,7 +12,8 @@ Streams, in sync order (mapping in :mod:`cskpi.connectors.freshdesk_map`):
     met in tickets) and, for every ticket on it, its whole conversation (``GET
     /tickets/{id}/conversations``, all pages): the tickets on a page are exactly the ones
     changed since the last run, and a ticket's ``agent_replies`` comes from its conversation,
-    so ticket and messages commit together with the cursor.
+    so ticket and messages commit together with the cursor. The ticket's ``stats`` stamps
+    give the status changes Freshdesk keeps (``freshdesk_map.status_history``).
 ``tickets_deleted``, ``tickets_spam``
     The same list with ``filter=deleted`` / ``filter=spam`` (the plain list leaves those out):
     their tickets are stored flagged ``deleted``, which the store never clears.
@@ -58,6 +59,7 @@ from cskpi.connectors.freshdesk_map import (
     map_requester,
     map_thread,
     map_ticket,
+    status_history,
     survey_scales,
 )
 from cskpi.connectors.pagination import NextUrlPaginator, SlidingWindowPaginator
@@ -315,17 +317,21 @@ class _TicketPage:
         self.status_map, self.deleted, self.boundary = status_map, deleted, boundary
         self.known = known
         self.tickets: list[tuple[base.Ticket, Raw]] = []
+        self.history: list[base.StatusChange] = []
         self.people: dict[str, base.Person] = {}
         self.thread: list[base.Record] = []
         self.skipped: list[Skipped] = []
 
     @property
     def records(self) -> list[base.Record]:
-        return [*self.people.values(), *(t for t, _ in self.tickets), *self.thread]
+        tickets = (t for t, _ in self.tickets)
+        return [*self.people.values(), *tickets, *self.history, *self.thread]
 
     def add(self, raw: Raw, agents: Container[str]) -> None:
         try:
             ticket = map_ticket(raw, self.status_map, deleted=self.deleted)
+            stats = raw.get("stats")
+            history = status_history(ticket, stats) if isinstance(stats, dict) else []
             requester = raw.get("requester")
             person = map_requester(requester) if isinstance(requester, dict) else None
         except (BadRecordError, TypeError, ValueError) as exc:
@@ -336,6 +342,7 @@ class _TicketPage:
             return  # stored already: the window's first second, read again
         self.boundary = (self.boundary or TimeBoundary(at)).advance(at, ident)
         self.tickets.append((ticket, raw))
+        self.history += history
         if person is None or self.deleted or person.external_id in agents:
             return
         if self.known.get(person.external_id) != person:

@@ -15,9 +15,19 @@ ratings and surveys ``#satisfaction-ratings`` / ``#surveys``, agents ``#agents``
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Mapping, Sequence
+from datetime import datetime
 
 from cskpi.connectors import base
-from cskpi.connectors.base import Group, Message, Organization, Person, Rating, Skipped, Ticket
+from cskpi.connectors.base import (
+    Group,
+    Message,
+    Organization,
+    Person,
+    Rating,
+    Skipped,
+    StatusChange,
+    Ticket,
+)
 from cskpi.connectors.fields import BadRecordError, Raw, maybe_when, ref, when
 
 StatusMap = Mapping[int, base.TicketStatus]
@@ -97,6 +107,52 @@ def apply_stats(ticket: Ticket, stats: Raw) -> None:
     ticket.first_solved_at = solved if solved is None or reopened is None else min(solved, reopened)
     ticket.reopens = 0 if reopened is None else 1
     ticket.closed_at = closed if ticket.status == "closed" else None
+
+
+def status_history(ticket: Ticket, stats: Raw) -> list[StatusChange]:
+    """The status changes ``stats`` shows (SPEC §3 ``status_change``), oldest first.
+
+    Freshdesk keeps one stamp per kind of change, the latest, and a reopen clears the
+    resolution and close before it (its server: ``update_ticket_states`` stamps each status
+    change, ``reset_tkt_states`` empties ``resolved_at`` and ``closed_at`` on a reopen;
+    github.com/Ramesh-Veeriaperumal/freshconsult, ``app/models/helpdesk/ticket.rb``,
+    ``ticket_state.rb``). So what is known:
+
+    * ``created_at``: open, Freshdesk's default for a new ticket, unless a stamp at that
+      same instant says it was created otherwise (pending, resolved, closed: an outbound
+      email or an API-created ticket);
+    * ``reopened_at``: open again (the latest reopen), out of a resolution whose time the
+      reopen erased;
+    * ``pending_since``: pending (the latest time it went pending: never cleared);
+    * ``resolved_at``, ``closed_at``: solved, closed, of the resolution after the last reopen;
+    * ``status_updated_at``: the current status (custom ones through ``status_map``) from the
+      last change on; a stamp after it (the API fills a missing one with the row's update
+      time) is dropped.
+
+    Not known: every earlier change of a kind (a second pending, a resolution a reopen
+    erased), and changes between custom statuses or back to open without a reopen. The
+    conversations carry no status, so they add nothing: a requester's reply that reopens a
+    ticket is the ``reopened_at`` stamp already.
+    """
+    latest = maybe_when(stats, "status_updated_at")
+    stamps: list[tuple[datetime | None, int, base.TicketStatus]] = [
+        (ticket.created_at, 0, "open"),  # rank: of stamps at one instant, the higher is later
+        (maybe_when(stats, "reopened_at"), 1, "open"),
+        (maybe_when(stats, "pending_since"), 2, "pending"),
+        (maybe_when(stats, "resolved_at"), 3, "solved"),
+        (maybe_when(stats, "closed_at"), 4, "closed"),
+        (latest, 5, ticket.status),
+    ]
+    known = sorted(
+        (at, rank, status) for at, rank, status in stamps
+        if at is not None and ticket.created_at <= at and (latest is None or at <= latest)
+    )  # fmt: skip
+    at_instant = {at: status for at, _, status in known}  # the last of an instant wins
+    history: list[StatusChange] = []
+    for at, status in at_instant.items():
+        if not history or history[-1].status != status:
+            history.append(StatusChange(ticket.external_id, at, status))
+    return history
 
 
 def _code(raw: Raw, key: str) -> int:

@@ -9,7 +9,7 @@ Streams, in sync order (mapping in :mod:`cskpi.connectors.intercom_map`):
     ``POST /conversations/search`` on ``updated_at``, ascending, 150 a page. Each conversation
     the search returns (so: changed since the last run) is then retrieved with ``GET
     /conversations/{id}`` for its parts, and one page stores the page's conversations with
-    their messages, ratings and the contacts who wrote, together with the cursor. Parts exist
+    their messages, status changes, ratings and the contacts who wrote, with the cursor. Parts exist
     only on a retrieved conversation, so this is the one request per changed conversation
     that cannot be avoided; unchanged conversations are never fetched again.
 

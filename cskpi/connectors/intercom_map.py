@@ -2,9 +2,10 @@
 
 A conversation is a ticket. Its ``statistics`` object carries Intercom's own first admin
 reply, first and last close, reopen and assignment counts; its parts (``GET
-/conversations/{id}`` only, the 500 most recent) carry the messages. Where the parts are
-complete they also give the public agent replies, the first reply and the closes exactly;
-where they are cut at 500, the statistics stand in (see :func:`map_conversation`).
+/conversations/{id}`` only, the 500 most recent) carry the messages and the state changes
+(:func:`state_history`). Where the parts are complete they also give the public agent
+replies, the first reply and the closes exactly; where they are cut at 500, the statistics
+stand in (see :func:`map_conversation`).
 
 Field references (``descriptions/2.16/api.intercom.io.yaml`` in intercom/Intercom-OpenAPI):
 conversation https://developers.intercom.com/docs/references/rest-api/api.intercom.io/conversations/conversation,
@@ -19,10 +20,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 from cskpi.connectors import base
-from cskpi.connectors.base import Group, Message, Organization, Person, Rating, Ticket
+from cskpi.connectors.base import (
+    Group,
+    Message,
+    Organization,
+    Person,
+    Rating,
+    StatusChange,
+    Ticket,
+)
 from cskpi.connectors.fields import BadRecordError, Raw, maybe_when, ref, when
 
 PARTS_LIMIT = 500  # "we will return the 500 most recent conversation parts"
@@ -49,6 +59,16 @@ _ROLE: dict[str, base.AuthorRole] = {
 _CUSTOMERS = frozenset({"user", "lead", "contact"})
 _MESSAGES = {"comment": True, "note": False}  # part_type -> public
 _STATES = frozenset({"open", "closed", "snoozed"})
+# The state a part of this type leaves the conversation in, where the part does not record
+# it (``state``, from 2.13): the Conversation Part Types table of
+# https://developers.intercom.com/docs/references/2.0/rest-api/conversations/conversation-model/,
+# and assign_and_reopen from 2.16's "Manage a conversation" examples. Other parts change
+# nothing.
+_PART_STATES = {
+    "open": "open", "close": "closed", "snoozed": "snoozed", "unsnoozed": "open",
+    "timer_unsnooze": "open", "assign_and_unsnooze": "open", "note_and_unsnooze": "open",
+    "note_and_reopen": "open", "assign_and_reopen": "open",
+}  # fmt: skip
 
 
 @dataclass
@@ -60,9 +80,10 @@ class Conversation:
     rating: Rating | None = None
     people: list[Person] = field(default_factory=list)
     truncated: bool = False
+    history: list[StatusChange] = field(default_factory=list)
 
     def records(self) -> list[base.Record]:
-        found: list[base.Record] = [self.ticket, *self.messages, *self.people]
+        found: list[base.Record] = [self.ticket, *self.messages, *self.people, *self.history]
         return [*found, self.rating] if self.rating is not None else found
 
 
@@ -189,7 +210,9 @@ def map_conversation(raw: Raw) -> Conversation:
     found.messages = [m for m in (opening, *_messages(parts, ticket.external_id)) if m]
     found.people = _contacts([_object(_object(raw, "source"), "author"), *_authors(parts)])
     found.rating = map_rating(raw)
-    _apply_thread(ticket, found.messages, parts, truncated)
+    states = state_history(raw, parts)
+    found.history = [StatusChange(ticket.external_id, at, _STATUS[s]) for at, s in states]
+    _apply_thread(ticket, found.messages, parts, truncated, states)
     return found
 
 
@@ -246,7 +269,10 @@ def _contacts(authors: Iterable[Raw]) -> list[Person]:
     return list(found.values())
 
 
-def _apply_thread(ticket: Ticket, messages: list[Message], parts: list[Raw], cut: bool) -> None:
+def _apply_thread(
+    ticket: Ticket, messages: list[Message], parts: list[Raw], cut: bool,
+    states: list[tuple[datetime, str]],
+) -> None:  # fmt: skip
     agent = [m for m in messages if m.author_role == "agent" and m.public]
     customer = [m.created_at for m in messages if m.author_role == "customer"]
     ticket.agent_replies = len([m for m in agent if not m.external_id.endswith("-source")])
@@ -256,28 +282,44 @@ def _apply_thread(ticket: Ticket, messages: list[Message], parts: list[Raw], cut
     after = customer[0] if customer else None
     replies = [m.created_at for m in agent if after is not None and m.created_at >= after]
     ticket.first_reply_at = min(replies, default=ticket.first_reply_at)
-    closes, reopens = _closes(parts)
+    closes = [at for at, state in states if state == "closed"]
     if closes:
         ticket.first_solved_at = closes[0]
         ticket.solved_at = closes[-1] if ticket.status == "solved" else None
-        ticket.reopens = max(ticket.reopens, reopens)
+        ticket.reopens = max(ticket.reopens, _reopens(states))
 
 
-def _closes(parts: list[Raw]) -> tuple[list[datetime], int]:
-    """Close times and reopens from the state each part records (``part.state``, the
-    conversation's state when it was written), or from close/open parts where it is absent."""
-    closes: list[datetime] = []
-    reopens, state = 0, "open"
+def state_history(raw: Raw, parts: list[Raw]) -> list[tuple[datetime, str]]:
+    """Each change of the conversation's state (open, closed, snoozed), oldest first.
+
+    A conversation a contact started is open from ``created_at`` (one an admin started, an
+    outbound message, has no state the API shows until its first part says one). Then each
+    part: the state it records (``part.state``, 2.13+: "the current state of conversation
+    when the conversation part was created"), else the state its ``part_type`` leaves
+    (:data:`_PART_STATES`), else no change. Parts cut off (beyond the 500 most recent) are
+    changes nobody can see.
+    """
+    state = "open" if _started_by_contact(raw) else None
+    history = [(when(raw, "created_at"), "open")] if state else []
     for part in parts:
-        kind = str(part.get("part_type"))
-        now = part.get("state") if part.get("state") in _STATES else None
-        now = now or {"close": "closed", "open": "open"}.get(kind, state)
-        if now == "closed" and state != "closed":
-            closes.append(when(part, "created_at"))
-        elif state == "closed" and now != "closed":
-            reopens += 1
-        state = str(now)
-    return closes, reopens
+        recorded = part.get("state")
+        now = recorded if recorded in _STATES else _PART_STATES.get(str(part.get("part_type")))
+        if now is not None and now != state:
+            history.append((when(part, "created_at"), str(now)))
+            state = now
+    return history
+
+
+def _started_by_contact(raw: Raw) -> bool:
+    source = _object(raw, "source")
+    if "delivered_as" in source:
+        return source.get("delivered_as") == "customer_initiated"
+    return _object(source, "author").get("type") in _CUSTOMERS
+
+
+def _reopens(states: list[tuple[datetime, str]]) -> int:
+    """Changes out of closed: a reopen each."""
+    return sum(1 for (_, before), _ in pairwise(states) if before == "closed")
 
 
 def _team_changes(parts: list[Raw]) -> int:

@@ -13,7 +13,8 @@ Streams, in sync order (mapping in :mod:`cskpi.connectors.zendesk_map`):
     archived tickets too (``/ticket_metrics`` leaves those out).
 ``messages``
     The ticket events export with ``include=comment_events`` (time-based: the only kind this
-    endpoint has). Author roles come from the agent list, read once per run.
+    endpoint has). Author roles come from the agent list, read once per run. The same events'
+    ``Create`` and ``Change`` children on ``status`` are each ticket's status history.
 ``ratings``
     Satisfaction ratings (legacy CSAT), cursor pagination with a ``start_time`` filter.
 
@@ -53,7 +54,7 @@ from cskpi.connectors.fields import Mapped, from_unix, map_each, ref
 from cskpi.connectors.pagination import CursorPaginator
 from cskpi.connectors.rest import Fetched, StreamSpec, fetch_pages, full_list
 from cskpi.connectors.zendesk_map import (
-    map_comments,
+    map_event,
     map_group,
     map_organization,
     map_rating,
@@ -237,13 +238,14 @@ class ZendeskConnector:
             yield Page(records, token, newest or cursor_position(token), [*bad, *skipped])
 
     def _messages(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
-        """Comment events, with author roles from the agent list (agents and admins)."""
+        """Comment events, with author roles from the agent list (agents and admins), and
+        the status changes the same events record (Create and Change on ``status``)."""
         agents = self._agent_ids()
         for raws, token, body, bad in fetch_pages(self.exports, EVENTS, cursor, since):
             records: list[base.Record] = []
             skipped: list[Skipped] = list(bad)
             for event in raws:
-                found, bad = map_comments(event, agents)
+                found, bad = map_event(event, agents)
                 records += found
                 skipped += bad
             yield Page(records, token, from_unix(body.get("end_time")), skipped)

@@ -80,6 +80,7 @@ class TicketData:
     closed: int | None = None
     updated: int = 0
     where: str = ""  # "", "deleted" or "spam"
+    history: list[tuple[int, int]] = field(default_factory=list)  # (time, status code)
 
     def public_agent_replies(self) -> list[Conversation]:
         return [c for c in self.conversations if not c.incoming and not c.private]
@@ -96,11 +97,16 @@ class _Timeline:
             Conversation(self.t.id * 100 + k, self.ts, user, incoming, private)
         )
 
+    def to(self, code: int, ts: int | None = None) -> None:
+        self.t.status = code
+        self.t.history.append((self.ts if ts is None else ts, code))
+
     def build(self) -> None:
         t, r = self.t, self.r
         if r.random() < 0.1:  # nobody has answered yet
-            t.status = 6 if r.random() < 0.5 else 2  # 6: a custom status
+            self.to(6 if r.random() < 0.5 else 2)  # 6: a custom status, set on creation
             return
+        self.to(2)
         t.group, t.responder = FIRST_GROUP + r.randrange(GROUPS), FIRST_AGENT + r.randrange(AGENTS)
         if r.random() < 0.2:
             self.add(r.randrange(30, 600), t.responder, False, private=True)
@@ -112,21 +118,24 @@ class _Timeline:
         if r.random() < 0.85:
             self._resolve()
         else:
-            t.status = 3
+            self.to(3)
 
     def _resolve(self) -> None:
         t, r = self.t, self.r
         self.ts += r.randrange(60, 86400)
         t.resolved = self.ts
+        self.to(4)
         if r.random() < 0.12:  # the customer writes back: a reopen, then a second resolution
             self.add(r.randrange(3600, 86400), t.requester, True)
             t.reopened = self.ts
+            self.to(2)
             self.add(r.randrange(600, 7200), t.responder or FIRST_AGENT, False)
             self.ts += 60
             t.resolved = self.ts
-        t.status = 4
+            self.to(4)
         if t.resolved + CLOSE_AFTER <= NOW:
-            t.status, t.closed = 5, t.resolved + CLOSE_AFTER
+            t.closed = t.resolved + CLOSE_AFTER
+            self.to(5, t.closed)
 
 
 class Desk:
@@ -264,17 +273,12 @@ class Desk:
         return found
 
     def stats_json(self, t: TicketData) -> dict[str, Any]:
-        last = t.conversations[-1] if t.conversations else None
-        status_at = t.closed or t.resolved or (last.ts if last else t.created)
+        stamps = _stamps(t.history)
         return {
             "agent_responded_at": _iso(t.first_reply),
             "requester_responded_at": None,
             "first_responded_at": _iso(t.first_reply),
-            "status_updated_at": iso(status_at),
-            "reopened_at": _iso(t.reopened),
-            "resolved_at": _iso(t.resolved),
-            "closed_at": _iso(t.closed),
-            "pending_since": None,
+            **{key: _iso(ts) for key, ts in stamps.items()},
         }
 
     def conversation_json(self, t: TicketData, c: Conversation) -> dict[str, Any]:
@@ -314,6 +318,27 @@ class Desk:
             "created_at": created,
             "updated_at": created,
         }
+
+
+def _stamps(history: list[tuple[int, int]]) -> dict[str, int | None]:
+    """The status stamps of ``stats`` as Freshdesk's server keeps them (freshconsult
+    ``Helpdesk::Ticket#update_ticket_states``, ``TicketState#reset_tkt_states``): the latest
+    of each; a reopen (out of 4 or 5) empties the resolution and the close."""
+    stamps: dict[str, int | None] = dict.fromkeys(
+        ("status_updated_at", "reopened_at", "resolved_at", "closed_at", "pending_since")
+    )
+    before = None
+    for ts, code in history:
+        if before in (4, 5) and code not in (4, 5):
+            stamps.update(reopened_at=ts, resolved_at=None, closed_at=None)
+        if code == 3:
+            stamps["pending_since"] = ts
+        if code in (4, 5):
+            stamps["resolved_at"] = ts if code == 4 else stamps["resolved_at"] or ts
+        if code == 5:
+            stamps["closed_at"] = ts
+        stamps["status_updated_at"], before = ts, code
+    return stamps
 
 
 def _iso(ts: int | None) -> str | None:

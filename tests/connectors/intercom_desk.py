@@ -54,6 +54,14 @@ class Conv:
     updated: int = 0
     malformed: bool = False  # retrieved with a created_at no client can read
 
+    def history(self) -> list[tuple[int, str]]:
+        """(time, state) at each change: open when the contact wrote in, then the parts'."""
+        found = [(self.created, "open")]
+        for p in self.parts:
+            if p.state != found[-1][1]:
+                found.append((p.ts, p.state))
+        return found
+
     def stats(self) -> dict[str, Any]:
         """``statistics`` as Intercom derives them from the conversation's history."""
         first_contact = self.created
@@ -93,7 +101,8 @@ class _Timeline:
 
     def add(self, kind: str, author: tuple[str, str], delay: int, **extra: Any) -> None:
         self.ts += max(1, delay)
-        state = {"close": "closed", "open": "open", "snoozed": "snoozed"}.get(kind, self.c.state)
+        state = {"close": "closed", "open": "open", "snoozed": "snoozed",
+                 "timer_unsnooze": "open"}.get(kind, self.c.state)  # fmt: skip
         self.c.state = state
         self.c.parts.append(
             Part(self.c.id * 1000 + len(self.c.parts), kind, self.ts, author, state, **extra)
@@ -125,6 +134,8 @@ class _Timeline:
                 self.add("close", admin, r.randrange(60, 3600))
         elif r.random() < 0.3:
             self.add("snoozed", admin, 60)
+            if r.random() < 0.5:  # the snooze ran out
+                self.add("timer_unsnooze", ("bot", str(BOT)), r.randrange(3600, 86400))
         if c.state == "closed" and r.random() < 0.4:
             c.rating = (r.choice((1, 3, 4, 5, 5, 5)), self.ts + 600, r.choice(("", "thanks!")))
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
+from cskpi.connectors.base import Message, Page, Person, Rating, StatusChange, Ticket
 from cskpi.connectors.freshdesk import (
     AGENTS,
     COMPANIES,
@@ -29,7 +29,13 @@ from cskpi.connectors.freshdesk import (
     FreshdeskConnector,
     FreshdeskSettings,
 )
-from cskpi.connectors.freshdesk_map import map_rating, map_thread, map_ticket, survey_scales
+from cskpi.connectors.freshdesk_map import (
+    map_rating,
+    map_thread,
+    map_ticket,
+    status_history,
+    survey_scales,
+)
 from cskpi.connectors.pagination import PaginationError, SlidingWindowPaginator
 from cskpi.connectors.rest import StreamSpec, TimeBoundary
 from cskpi.core.clock import FakeClock
@@ -217,6 +223,62 @@ def test_custom_statuses_map_through_the_setting_else_open(
     assert map_ticket(raw, status_map).status == expected
 
 
+# --- status history from the stats stamps ----------------------------------------------
+
+
+def history(raw: dict[str, Any], status_map: dict[int, Any] | None = None) -> list[tuple[str, str]]:
+    ticket = map_ticket(raw, status_map or {})
+    return [
+        (c.at.strftime("%Y-%m-%dT%H:%M:%SZ"), c.status)
+        for c in status_history(ticket, raw["stats"])
+    ]
+
+
+def test_an_outbound_email_created_closed_has_one_status_from_its_creation() -> None:
+    """Airbyte's recorded outbound email: resolved_at, closed_at and status_updated_at all
+    equal created_at (Freshdesk stamps a ticket created closed as resolved and closed)."""
+    [raw] = sample("ticket_with_stats_and_requester_airbyte_fixture.json")
+    assert history(raw) == [("2022-11-16T15:59:28Z", "closed")]
+
+
+def test_the_status_at_the_last_change_is_the_tickets_status_whatever_else_is_stamped() -> None:
+    """python-freshdesk's ticket: open now, its last change at status_updated_at, where a
+    resolved_at stamp says resolved: the status now wins that instant, and open since
+    creation is one status, no change."""
+    raw = sample("ticket_with_stats_python_freshdesk_fixture.json")
+    assert history(raw) == [("2016-05-18T04:36:04Z", "open")]
+
+
+def test_a_reopened_and_closed_ticket_shows_the_latest_of_each_stamp() -> None:
+    """A reopen empties resolved_at and closed_at (Freshdesk's reset_tkt_states), so the
+    resolution before it is gone; pending_since is never cleared: the latest pending."""
+    raw = sample("ticket_with_stats_python_freshdesk_fixture.json") | {"status": 5}
+    raw["stats"] |= {
+        "pending_since": "2020-06-26T01:23:39Z", "reopened_at": "2020-07-01T09:00:00Z",
+        "resolved_at": "2020-07-02T10:00:00Z", "closed_at": "2020-07-06T10:00:00Z",
+        "status_updated_at": "2020-07-06T10:00:00Z",
+    }  # fmt: skip
+    assert history(raw) == [
+        ("2016-05-18T04:36:04Z", "open"), ("2020-06-26T01:23:39Z", "pending"),
+        ("2020-07-01T09:00:00Z", "open"), ("2020-07-02T10:00:00Z", "solved"),
+        ("2020-07-06T10:00:00Z", "closed"),
+    ]  # fmt: skip
+
+
+def test_a_custom_status_holds_from_the_last_change_and_later_fillers_are_dropped() -> None:
+    """A custom status maps through status_map from status_updated_at on. The API fills a
+    missing pending_since of a pending ticket with the row's update time (freshconsult
+    tickets_test_helper ticket_states_pattern): a stamp after the last change is no change."""
+    raw = sample("ticket_with_stats_python_freshdesk_fixture.json") | {"status": 6}
+    raw["stats"] |= {"resolved_at": None, "status_updated_at": "2020-07-24T15:35:21Z"}
+    assert history(raw, {6: "on_hold"}) == [
+        ("2016-05-18T04:36:04Z", "open"), ("2020-07-24T15:35:21Z", "on_hold"),
+    ]  # fmt: skip
+    raw |= {"status": 3}
+    raw["stats"]["pending_since"] = "2020-08-01T00:00:00Z"  # after the last change: a filler
+    assert history(raw) == [("2016-05-18T04:36:04Z", "open"), ("2020-07-24T15:35:21Z", "pending")]
+
+
 def test_conversation_authors_by_agent_list_requester_and_incoming() -> None:
     ticket = map_ticket(sample("ticket_with_stats_python_freshdesk_fixture.json"), {})
     base = sample("conversations_python_freshdesk_fixture.json")[1]  # a public reply by user 1
@@ -343,6 +405,10 @@ def test_tickets_slide_the_window_store_requesters_and_read_each_thread_once(
     people = [r for r in pages[0].records if isinstance(r, Person)]
     assert people == [
         Person("67042965499", "customer", "Iryna Grankova", "iryna.grankova@airbyte.io")
+    ]
+    created = at("2022-11-16T15:59:28Z")  # each was created closed: one status each
+    assert [r for p in pages for r in p.records if isinstance(r, StatusChange)] == [
+        StatusChange(i, created, "closed") for i in ("21", "22", "23")
     ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,42 @@ def test_stats_and_conversations_agree(
     assert {s for *_, s, raw in got.values() if raw == "6"} == {"on_hold"}  # status_map
     roles = rows(engine, "SELECT author_role, public, COUNT(*) FROM message GROUP BY 1, 2")
     assert {(r[0], r[1]) for r in roles} == {("customer", 1), ("agent", 1), ("agent", 0)}
+
+
+def visible(history: list[tuple[int, int]]) -> list[tuple[int, str]]:
+    """What ``stats`` keeps of a status history: the creation, then everything from the last
+    reopen on (a reopen erases the resolution and close before it), with the statuses named
+    and repeats dropped. The imitation's tickets go pending at most once, so pending_since
+    loses nothing here."""
+    named = {2: "open", 3: "pending", 4: "solved", 5: "closed", 6: "on_hold"}
+    done = (4, 5)
+    reopens = [ts for (_, was), (ts, code) in pairwise(history) if was in done and code not in done]
+    kept = [history[0]] + [h for h in history[1:] if not reopens or h[0] >= reopens[-1]]
+    found: list[tuple[int, str]] = []
+    for ts, code in kept:
+        if not found or found[-1][1] != named[code]:
+            found.append((ts, named[code]))
+    return found
+
+
+def test_status_changes_are_what_the_stats_stamps_keep_of_each_history(
+    server: FreshdeskImitation, clock: FakeClock, key: str, tmp_path: Path
+) -> None:
+    engine = database(tmp_path)
+    assert sync(engine, freshdesk(server, clock, key)).ok
+
+    stored: dict[int, list[tuple[int, str]]] = {}
+    sql = "SELECT ticket_id, at, status FROM status_change ORDER BY ticket_id, at"
+    for ticket_id, at, status in rows(engine, sql):
+        stored.setdefault(int(str(ticket_id).removeprefix("fd:")), []).append(
+            (int(str(at)), str(status))
+        )
+
+    assert stored == {t.id: visible(t.history) for t in server.desk.tickets.values()}
+    lost = [t for t in server.desk.tickets.values() if len(visible(t.history)) < len(t.history)]
+    assert len(lost) > 10  # reopened: their first resolution is gone
+    statuses = {s for history in stored.values() for _, s in history}
+    assert statuses == {"open", "pending", "solved", "closed", "on_hold"}
 
 
 def test_check_passes_with_the_key_and_names_it_when_rejected(

@@ -19,12 +19,12 @@ from pydantic import ValidationError
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from cskpi.connectors.base import Message, Page, Person, Rating, Ticket
+from cskpi.connectors.base import Message, Page, Person, Rating, StatusChange, Ticket
 from cskpi.connectors.intercom import Boundary, IntercomConnector, IntercomSettings
 from cskpi.connectors.intercom_map import map_admin, map_conversation, map_rating, map_ticket
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, RetriableAPIError
-from tests.connectors.openapi import INTERCOM, schema_errors
+from tests.connectors.openapi import INTERCOM, document, schema_errors
 from tests.connectors.openapi.check import INTERCOM_DEVIATIONS, RequestCheck
 
 # ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
@@ -290,6 +290,70 @@ def test_a_reopen_and_team_moves_from_the_parts() -> None:
     assert (t.first_solved_at, t.solved_at, t.reopens, t.group_changes) == (
         at(1663597223), at(1740141857), 1, 1,
     )  # fmt: skip
+
+
+# --- status history ---------------------------------------------------------------------
+
+
+def managed(name: str) -> dict[str, Any]:
+    """One of 2.16's "Manage a conversation" response examples: the conversation after it."""
+    responses_ = document(INTERCOM)["paths"]["/conversations/{conversation_id}/parts"]["post"]
+    return copy.deepcopy(
+        responses_["responses"]["200"]["content"]["application/json"]["examples"][name]["value"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("example", "at_unix", "status"),
+    [
+        ("Close a conversation", 1734537584, "solved"),  # part_type close
+        ("Snooze a conversation", 1734537587, "pending"),  # snoozed
+        ("Open a conversation", 1734537601, "open"),  # open
+        ("Assign a conversation", 1734537605, "open"),  # assign_and_reopen
+    ],
+)
+def test_the_documented_state_changing_parts_are_status_changes(
+    example: str, at_unix: int, status: str
+) -> None:
+    """The examples carry no ``state`` on their parts: the part type says it. They are
+    admin-initiated, so nothing says the state before the part."""
+    found = map_conversation(managed(example))
+    assert found.history == [StatusChange(found.ticket.external_id, at(at_unix), status)]
+    assert StatusChange(found.ticket.external_id, at(at_unix), status) in found.records()
+
+
+def test_the_state_each_part_records_wins_and_a_contact_opens_a_conversation() -> None:
+    """2.16's retrieve example: state open on its comment, closed on custom_action_finished
+    (a workflow closed it, no close part); then the same as a contact's conversation."""
+    raw = sample("conversation_retrieve_with_parts_oas_2.16.json")
+    assert map_conversation(raw).history == [
+        StatusChange("503", at(1663597223), "open"), StatusChange("503", at(1740141857), "solved"),
+    ]  # fmt: skip
+    raw["source"]["delivered_as"] = "customer_initiated"  # open from creation on
+    assert map_conversation(raw).history == [
+        StatusChange("503", at(1734537511), "open"), StatusChange("503", at(1740141857), "solved"),
+    ]  # fmt: skip
+
+
+def test_parts_without_state_give_the_history_by_their_type_and_a_reopen_counts() -> None:
+    """Before 2.13 parts carry no ``state``: close, snoozed, timer_unsnooze, note_and_reopen
+    (IC-CM's Conversation Part Types) each set one; comments and assignments none."""
+    raw = sample("conversation_with_statistics_airbyte_record.json")  # customer_initiated
+    real = sample("conversation_parts_airbyte_records.json")[0]  # a real part: no state
+    del real["conversation_id"]  # added by Airbyte, not by the API
+    kinds = ["comment", "snoozed", "timer_unsnooze", "assignment", "close", "note_and_reopen",
+             "snoozed"]  # fmt: skip
+    base = 1607553300
+    raw["conversation_parts"] = {"type": "conversation_part.list", "total_count": len(kinds),
+        "conversation_parts": [{**real, "id": str(k), "part_type": kind, "created_at": base + k}
+                               for k, kind in enumerate(kinds)]}  # fmt: skip
+    raw["state"] = "snoozed"
+    found = map_conversation(raw)
+    assert [(c.at, c.status) for c in found.history] == [
+        (at(1607553243), "open"), (at(base + 1), "pending"), (at(base + 2), "open"),
+        (at(base + 4), "solved"), (at(base + 5), "open"), (at(base + 6), "pending"),
+    ]  # fmt: skip
+    assert (found.ticket.first_solved_at, found.ticket.reopens) == (at(base + 4), 1)
 
 
 # --- the tickets stream -----------------------------------------------------------------

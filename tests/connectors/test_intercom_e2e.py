@@ -116,6 +116,29 @@ def test_ticket_fields_agree_with_the_conversation_timelines(
     assert set(roles) == {"customer", "agent", "bot"}
 
 
+def test_status_changes_are_the_state_changes_the_parts_record(
+    server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path
+) -> None:
+    """Every conversation here was started by a contact: open from its creation, then each
+    state a part records (closes, reopens, snoozes, snoozes that ran out)."""
+    engine = database(tmp_path)
+    assert sync(engine, intercom(server, clock, token)).ok
+    named = {"open": "open", "snoozed": "pending", "closed": "solved"}
+
+    stored: dict[str, list[tuple[int, str]]] = {}
+    sql = "SELECT ticket_id, at, status FROM status_change ORDER BY ticket_id, at"
+    for ticket_id, at, status in rows(engine, sql):
+        stored.setdefault(str(ticket_id), []).append((int(str(at)), str(status)))
+
+    assert stored == {
+        f"ic:{c.id}": [(at, named[state]) for at, state in c.history()]
+        for c in server.ws.convs.values()
+    }
+    kinds = {p.kind for c in server.ws.convs.values() for p in c.parts}
+    assert {"close", "open", "snoozed", "timer_unsnooze"} <= kinds
+    assert {s for history in stored.values() for _, s in history} == {"open", "pending", "solved"}
+
+
 def test_a_resync_fetches_nothing_and_changes_refetch_exactly_those(
     server: IntercomImitation, clock: FakeClock, token: str, tmp_path: Path
 ) -> None:

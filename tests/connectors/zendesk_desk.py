@@ -60,7 +60,8 @@ class Comment:
 
 @dataclass
 class Audit:
-    """One ticket event: a comment, or a field change (``change`` = field, old, new)."""
+    """One ticket event: a comment, or a field change (``change`` = field, old, new; old
+    ``None`` on the ticket's creation, a ``Create`` child)."""
 
     id: int
     ts: int
@@ -98,6 +99,7 @@ class TicketData:
     comments: list[Comment] = field(default_factory=list)
     solves: list[int] = field(default_factory=list)
     audits: list[Audit] = field(default_factory=list)
+    history: list[tuple[int, str]] = field(default_factory=list)  # (time, status) changes
     status: str = "new"
     closed: int | None = None
     updated: int = 0
@@ -119,6 +121,14 @@ class _Timeline:
         self.t.comments.append(Comment(self.t.id * 1000 + 500 + k, self.ts, author, public,
                                        via or self.t.via))  # fmt: skip
 
+    def to(self, status: str) -> None:
+        """The status from now on; one update that changes it twice is one change."""
+        history = self.t.history
+        if len(history) > 1 and history[-1][0] == self.ts:
+            history.pop()
+        if history[-1][1] != status:
+            history.append((self.ts, status))
+
     def reply_delay(self) -> int:
         if self.t.messaging:
             return self.r.randrange(10, 900)
@@ -127,15 +137,19 @@ class _Timeline:
     def build(self) -> None:
         t, r = self.t, self.r
         t.comments.append(Comment(t.id * 1000 + 500, t.created, t.requester, True, t.via))
+        t.history.append((t.created, "new"))
         if r.random() < 0.05:  # a trigger's auto-reply
             self.add(1, ADMIN, via="rule")
+            self.to("open")
         if r.random() < 0.1:  # nobody has answered yet
             t.status = "new" if len(t.comments) == 1 else "open"
             return
         self._assign()
         if r.random() < 0.2:
             self.add(r.randrange(30, 600), t.assignee or ADMIN, public=False)
+            self.to("open")
         self.add(self.reply_delay(), t.assignee or ADMIN)
+        self.to("open")
         for _ in range(r.choice((0, 0, 1, 1, 2))):
             self.add(r.randrange(600, 86400), t.requester)
             self.add(self.reply_delay(), t.assignee or ADMIN)
@@ -143,6 +157,7 @@ class _Timeline:
             self._solve()
         else:
             t.status = "pending"
+            self.to("pending")
 
     def _assign(self) -> None:
         t, r = self.t, self.r
@@ -157,13 +172,18 @@ class _Timeline:
         t, r = self.t, self.r
         self.ts += r.choice((0, r.randrange(60, 86400)))
         t.solves.append(self.ts)
+        self.to("solved")
         if r.random() < 0.12:  # the customer writes back: a reopen
             self.add(r.randrange(3600, 2 * 86400), t.requester)
+            self.to("open")
             self.add(self.reply_delay(), t.assignee or ADMIN)
             t.solves.append(self.ts)
+            self.to("solved")
         t.status = "solved"
         if t.solves[-1] + CLOSE_AFTER <= NOW:
             t.status, t.closed = "closed", t.solves[-1] + CLOSE_AFTER
+            self.ts = t.closed
+            self.to("closed")
 
 
 class Desk:
@@ -219,10 +239,11 @@ class Desk:
         steps: list[tuple[int, int, str, Comment | None, tuple[str, str | None, str] | None]] = [
             (c.ts, c.author, c.via, c, None) for c in t.comments
         ]
-        steps += [(s, t.assignee or ADMIN, "web", None, ("status", "open", "solved"))
-                  for s in t.solves]  # fmt: skip
-        if t.closed:
-            steps.append((t.closed, ADMIN, "rule", None, ("status", "solved", "closed")))
+        (created, first), *changes = t.history
+        steps.append((created, t.requester, "web", None, ("status", None, first)))
+        steps += [(ts, ADMIN if new == "closed" else t.assignee or ADMIN,
+                   "rule" if new == "closed" else "web", None, ("status", old, new))
+                  for (_, old), (ts, new) in zip(t.history, changes, strict=False)]  # fmt: skip
         for k, (ts, who, via, comment, change) in enumerate(sorted(steps, key=lambda s: s[0])):
             t.audits.append(Audit(t.id * 1000 + k, ts, who, via, comment, change))
 
@@ -251,9 +272,10 @@ class Desk:
         with self.lock:
             for ident in ids:
                 t = self.tickets[ident]
+                before = str(t.priority)
                 for name, value in fields.items():
                     setattr(t, name, value)
-                self._touch(t, ("priority", None, str(fields)))
+                self._touch(t, ("priority", before, str(fields)))
 
     def delete_ticket(self, ident: int) -> None:
         with self.lock:
@@ -267,6 +289,8 @@ class Desk:
         self.now += 60
         audit = Audit(t.id * 1000 + len(t.audits), self.now, ADMIN, "web", None, change)
         t.audits.append(audit)
+        if change[0] == "status":
+            t.history.append((audit.ts, change[2]))
         t.updated = t.gts = self.now
         self.ticket_keys.append(t.gts << _ID_SHIFT | t.id)
         self.event_keys.append(audit.ts << _ID_SHIFT | audit.id)
@@ -346,6 +370,9 @@ class Desk:
             name, old, new = a.change
             child = {"id": a.id * 10, "via": a.via, "via_reference_id": None, name: new,
                      "previous_value": old, "event_type": "Change"}  # fmt: skip
+            if old is None:  # a new ticket's fields: Create children, nothing before them
+                del child["previous_value"]
+                child["event_type"] = "Create"
         return {
             "id": a.id, "ticket_id": t.id, "timestamp": a.ts, "created_at": iso(a.ts),
             "updater_id": a.updater, "via": a.via, "system": {"client": "imitation"},
