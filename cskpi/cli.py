@@ -26,6 +26,8 @@ from cskpi.commands.common import (
 from cskpi.commands.groups import connectors_app, import_app, secrets_app
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from cskpi.core.kpis.report import Report
     from cskpi.core.quickstart import Summary
 
@@ -310,7 +312,7 @@ def demo(
     path, end = quickstart.prepare(where, tickets, days, seed)
     out.print(f"demo helpdesk: {tickets:,} tickets over {days} days → {where}", highlight=False)
     sync(config=path)
-    out.print(summary_table(_demo_summary(path)))
+    out.print(summary_table(_demo_summary(path, end)))
     now = end.isoformat()
     kpis(config=path, period="last-7d", now=now)
     at = f"{quickstart.digest_instant(end):%Y-%m-%dT%H:%M}"
@@ -323,13 +325,13 @@ def demo(
     )
 
 
-def _demo_summary(path: Path) -> Summary:
+def _demo_summary(path: Path, end: datetime) -> Summary:
     from cskpi.core import quickstart
     from cskpi.core.store.engine import open_engine
 
     engine = open_engine(config_or_fail(path).database)
     try:
-        return quickstart.summarize(engine)
+        return quickstart.summarize(engine, end)
     finally:
         engine.dispose()
 

@@ -218,6 +218,7 @@ def summary_table(s: Summary) -> Table:
     span = f"{when(s.first_created)[:10]} → {when(s.last_created)[:10]}"
     table.add_row("tickets", f"{s.tickets:,}  (created {span})")
     table.add_row("by status", _counts(s.by_status))
+    table.add_row("backlog", f"{s.backlog:,} open at the data's end, as `cskpi kpis` counts it")
     table.add_row("by channel", _counts(s.by_channel))
     table.add_row("messages", f"{s.messages:,}")
     table.add_row("ratings", _counts(s.ratings) or "0")

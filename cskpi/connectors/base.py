@@ -120,7 +120,17 @@ class StatusChange:
     status: TicketStatus
 
 
-Record = Ticket | Message | Rating | Person | Group | Organization | StatusChange
+@dataclass(slots=True)
+class StatusHistory:
+    """A ticket's whole status history, as a source that recomputes it from scratch gives it
+    (the mailbox, from where its mail sits): it replaces every change stored for the ticket,
+    so a solve time that moved leaves no stale change behind."""
+
+    ticket_id: str
+    changes: Sequence[tuple[datetime, TicketStatus]]
+
+
+Record = Ticket | Message | Rating | Person | Group | Organization | StatusChange | StatusHistory
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,10 @@ def check(record: base.Record) -> None:
     """Raise :class:`BadRecordError` naming the first field the store must not take."""
     if not isinstance(record, _RECORD_TYPES):  # a plugin's page may hold anything
         raise BadRecordError(f"not a record: {type(record).__name__}")
+    if isinstance(record, base.StatusHistory):
+        odd = [status for _, status in record.changes if status not in base.TICKET_STATUSES]
+        if odd:
+            raise BadRecordError(f"changes: {_shown(odd[0])} is not one of SPEC §3's values")
     for field in dataclasses.fields(record):
         value = getattr(record, field.name)
         allowed = _VOCABULARY.get((type(record), field.name))
@@ -124,6 +128,8 @@ def _without_negative_durations(ticket: base.Ticket) -> tuple[base.Ticket, list[
 def _name(record: object) -> str:
     if isinstance(record, base.StatusChange):
         return f"{record.ticket_id}@{record.at.isoformat()}"
+    if isinstance(record, base.StatusHistory):
+        return f"{record.ticket_id} (status history)"
     return str(getattr(record, "external_id", type(record).__name__))
 
 

@@ -49,6 +49,7 @@ from cskpi.testing.stored import (
     Stored,
     positions,
     query,
+    replaced,
     row_id,
     rows_of,
     stored,
@@ -138,6 +139,10 @@ class _Tapped:
         found: Stored = {table: {} for table in TABLES}
         for tap in self.taps.values():
             for page in tap.pages:
+                gone = replaced(page, self.name)
+                changes = found["status_change"]
+                for key in [k for k, row in changes.items() if row["ticket_id"] in gone]:
+                    del changes[key]
                 for table, row in rows_of(page, self.name):
                     found[table][row_id(row)] = row
         return found

@@ -62,10 +62,21 @@ def query(engine: Engine, sql: str, params: Mapping[str, object] | None = None) 
 
 
 def rows_of(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
-    """A page's records in the form the store keeps them."""
+    """A page's records in the form the store keeps them (a status history as its changes;
+    ``replaced`` says which tickets' earlier changes it drops)."""
     for record in page.records:
+        if isinstance(record, base.StatusHistory):
+            for at, status in record.changes:
+                change = base.StatusChange(record.ticket_id, at, status)
+                yield "status_change", _stored_form("status_change", asdict(change), name)
+            continue
         table = _TABLE_OF[type(record)]
         yield table, _stored_form(table, asdict(record), name)
+
+
+def replaced(page: base.Page, name: str) -> set[str]:
+    """The stored ticket ids whose status changes the page's histories replace."""
+    return {f"{name}:{r.ticket_id}" for r in page.records if isinstance(r, base.StatusHistory)}
 
 
 def _stored_form(table: str, values: Row, name: str) -> Row:

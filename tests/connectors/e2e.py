@@ -16,7 +16,7 @@ from cskpi.core.store.engine import open_engine
 from cskpi.core.store.sync_state import all_states
 from cskpi.core.sync import Source, SyncReport, run_sync
 
-TABLES = ("ticket", "message", "rating", "person", "grp", "organization")
+TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "status_change")
 Row = tuple[object, ...]
 Content = dict[str, list[Row]]
 
@@ -46,7 +46,7 @@ def rows(engine: Engine, sql: str) -> list[Row]:
 
 
 def content(engine: Engine) -> Content:
-    return {t: rows(engine, f"SELECT * FROM {t} ORDER BY id") for t in TABLES}
+    return {t: rows(engine, f"SELECT * FROM {t} ORDER BY 1, 2, 3") for t in TABLES}
 
 
 def by_id(table: list[Row]) -> dict[str, Row]:

@@ -30,7 +30,7 @@ from imapclient import IMAPClient
 from pydantic import Field, field_validator, model_validator
 
 from cskpi.connectors import base
-from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, own_settings
+from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, StatusHistory, own_settings
 from cskpi.connectors.email.imap import Fetched, Login, check_folders, examine, new_mail, session
 from cskpi.connectors.email.imap import sent_folder as find_sent_folder
 from cskpi.connectors.email.parse import Mail, parse_mail
@@ -45,7 +45,13 @@ from cskpi.connectors.email.threads import (
     Thread,
     open_threads,
 )
-from cskpi.connectors.email.tickets import Rules, records_of, retired_ticket, ticket_of
+from cskpi.connectors.email.tickets import (
+    Rules,
+    records_of,
+    retired_ticket,
+    status_history,
+    ticket_of,
+)
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.secrets import Secret
 from cskpi.core.config.timespec import PositiveDuration
@@ -279,6 +285,7 @@ class EmailConnector:
             survivor = ticket_of(state.threads[number], self.rules, now)
             if survivor is not None and survivor.external_id != ticket_id:
                 records.append(retired_ticket(ticket_id, survivor))
+                records.append(StatusHistory(ticket_id, []))  # its history is the survivor's
         position = state.position
         at = datetime.fromtimestamp(position, UTC) if position is not None else None
         return Page(records, state.dump(), at)
@@ -290,8 +297,11 @@ class EmailConnector:
             return []
         renamed = thread.ticket != ticket.external_id
         records = records_of(thread, ticket, self.rules, None if renamed else fresh)
+        # Recomputed whole from the mail each time: a solve time may have moved since.
+        records.append(StatusHistory(ticket.external_id, status_history(thread, self.rules, now)))
         if renamed and thread.ticket is not None:
             records.append(retired_ticket(thread.ticket, ticket))  # an earlier mail arrived
+            records.append(StatusHistory(thread.ticket, []))
         thread.ticket, thread.status = ticket.external_id, ticket.status
         solved = ticket.solved_at if ticket.status == "solved" else None
         thread.solved = int(solved.timestamp()) if solved else None

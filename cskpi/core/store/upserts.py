@@ -9,13 +9,13 @@ must agree with the column types in ``schema.py`` (integer Unix seconds, JSON te
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlmodel import SQLModel
 
 from cskpi.connectors import base
@@ -205,7 +205,7 @@ UPSERTS: dict[type, UpsertSpec] = {
 }
 
 
-def upsert_records(conn: Connection, connector: str, records: Iterable[base.Record]) -> int:
+def upsert_records(conn: Connection, connector: str, records: Sequence[base.Record]) -> int:
     """Upsert records of any mix of types; returns how many were written.
 
     Tables are written in one fixed order and rows sorted by id, so two processes storing
@@ -213,9 +213,22 @@ def upsert_records(conn: Connection, connector: str, records: Iterable[base.Reco
     locks in the same order and cannot deadlock.
     """
     by_type: dict[type, list[Row]] = {}
-    for record in records:
+    histories = [r for r in records if isinstance(r, base.StatusHistory)]
+    if histories:  # a history replaces the ticket's stored changes: gone before it is written
+        ids = [{"t": f"{connector}:{h.ticket_id}"} for h in histories]
+        conn.execute(text("DELETE FROM status_change WHERE ticket_id = :t"), ids)
+    for record in _with_changes(records):
         kind = type(record)
         by_type.setdefault(kind, []).append(UPSERTS[kind].build(record))
     for kind, spec in UPSERTS.items():
         spec.write(conn, connector, by_type.get(kind, []))
     return sum(len(rows) for rows in by_type.values())
+
+
+def _with_changes(records: Iterable[base.Record]) -> Iterator[base.Record]:
+    """The records, each :class:`~base.StatusHistory` as its changes."""
+    for record in records:
+        if isinstance(record, base.StatusHistory):
+            yield from (base.StatusChange(record.ticket_id, at, s) for at, s in record.changes)
+        else:
+            yield record

@@ -276,6 +276,32 @@ def test_a_mailbox_becomes_exactly_these_tickets(
     assert ("ben@acme.test", "agent", "Ben") in people
     assert "INBOX UID 8: Date missing, unparseable or absurd; using INTERNALDATE" in caplog.text
     assert "INBOX UID 7: headers are not UTF-8; decoded best-effort" in caplog.text
+    stored = histories(engine)
+    for tid, row in tickets(engine).items():
+        if not row[-1]:  # a ticket merged away has no history
+            assert_history_agrees(stored[tid], row)
+
+
+def histories(engine: Engine) -> dict[str, list[tuple[int, str]]]:
+    found: dict[str, list[tuple[int, str]]] = {}
+    for ticket_id, at, status in query(
+        engine, "SELECT ticket_id, at, status FROM status_change ORDER BY ticket_id, at"
+    ):
+        found.setdefault(unprefixed(ticket_id), []).append((at, status))
+    return found
+
+
+def assert_history_agrees(history: list[tuple[int, str]], row: tuple[Any, ...]) -> None:
+    """SPEC §3 of a mail thread: open at creation, solved at each solve its rules
+    established, open at each reopen, ending in the ticket's status."""
+    status, created, first_solved, solved, reopens = row[1], row[6], row[8], row[9], row[11]
+    assert history[0] == (created, "open")
+    assert [s for _, s in history] == ["open", "solved"] * reopens + ["open"] + (
+        ["solved"] if status == "solved" else []
+    ), history
+    solves = [at for at, s in history if s == "solved"]
+    assert (solves[0] if solves else None) == first_solved
+    assert (solves[-1] if solves else None) == solved
 
 
 def test_sync_leaves_the_mailbox_unread(mailbox: Dovecot, tmp_path: Path) -> None:

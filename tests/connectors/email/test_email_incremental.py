@@ -176,4 +176,4 @@ def test_filing_a_thread_into_the_resolved_folder_solves_it_on_the_next_sync(
     dave = tickets(engine)[k("d1@mail.gmail.com")]
     assert dave[1:3] == ("solved", "resolved_folder")
     assert dave[8:12] == (ts("2026-11-17 10:00"), ts("2026-11-17 10:00"), 1, 0)
-    assert report.streams[0].rows == 1  # the ticket; the moved mail is known
+    assert report.streams[0].rows == 3  # the ticket and its history (open, solved)

@@ -187,3 +187,23 @@ def test_two_connectors_records_in_one_transaction_each_keep_their_own(store: En
         upsert_records(conn, "a", [ticket(1), ticket(1, status="solved")])
         upsert_records(conn, "b", [ticket(2)])
     assert [(r[0], r[4]) for r in dump(store)["ticket"]] == [("a:1", "solved"), ("b:2", "open")]
+
+
+def test_a_status_history_replaces_the_ticket_s_stored_changes(store: Engine) -> None:
+    """The mailbox recomputes a thread's history whole: a solve that moved leaves no stale
+    change, another ticket's changes stay, and the same change sent twice is one row."""
+    day = timedelta(days=1)
+    store_page(store, "zd", base.Page([
+        base.StatusHistory("1", [(T0, "open"), (T0 + day, "solved")]),
+        base.StatusChange("2", T0, "new"), base.StatusChange("2", T0, "new"),
+    ]))  # fmt: skip
+    store_page(store, "zd", base.Page([
+        base.StatusHistory("1", [(T0, "open"), (T0 + 2 * day, "solved")]),
+    ]))  # fmt: skip
+    with store.connect() as conn:
+        rows = conn.execute(text("SELECT ticket_id, at, status FROM status_change ORDER BY 1, 2"))
+        stored = [tuple(r) for r in rows]
+    start = int(T0.timestamp())
+    assert stored == [
+        ("zd:1", start, "open"), ("zd:1", start + 2 * 86400, "solved"), ("zd:2", start, "new"),
+    ]  # fmt: skip
