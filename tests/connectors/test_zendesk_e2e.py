@@ -114,7 +114,10 @@ def test_a_resync_changes_nothing_and_server_changes_change_exactly_those_ticket
     assert sync(engine, zendesk(server, clock, token)).ok
     after = content(engine)
 
-    assert [t for t in TABLES if after[t] != before[t]] == ["ticket"]
+    assert [t for t in TABLES if after[t] != before[t]] == ["ticket", "status_change"]
+    added = set(after["status_change"]) - set(before["status_change"])
+    assert set(before["status_change"]) <= set(after["status_change"])
+    assert {(row[0], row[2]) for row in added} == {("zd:1234", "closed")}  # the deletion
     old, new = by_id(before["ticket"]), by_id(after["ticket"])
     assert old.keys() == new.keys()
     assert sorted(k for k in old if old[k] != new[k]) == sorted(f"zd:{i}" for i in [*changed, 1234])
