@@ -89,13 +89,13 @@ def sync(
     """Pull new and changed records from every (or the named) connector."""
     from cskpi.commands.console import BarProgress, LogProgress, sync_report
     from cskpi.core import app as core
-    from cskpi.core.config.periods import parse_instant
+    from cskpi.core.config.periods import parse_past_instant
 
     cfg = config_or_fail(config, verbose)
     # A live bar on a terminal; plain log lines for cron, CI and files.
     observer = BarProgress() if sys.stderr.isatty() else LogProgress()
     try:
-        start = parse_instant(since, cfg.timezone) if since else None
+        start = parse_past_instant(since, cfg.timezone, "--since") if since else None
         with (
             observer if isinstance(observer, BarProgress) else contextlib.nullcontext(),
             stop_on_signal() as stop,
@@ -235,7 +235,7 @@ def digest(
     goes to each target once (see docs/digest.md)."""
     from datetime import UTC, datetime
 
-    from cskpi.core.config.periods import parse_instant
+    from cskpi.core.config.periods import parse_past_instant
     from cskpi.core.digest import runs as digests
 
     cfg = config_or_fail(config, verbose)
@@ -243,7 +243,7 @@ def digest(
         names = [name] if name else list(cfg.digests)
         for n in names:
             digests.settings_of(cfg, n)
-        at = parse_instant(date, cfg.timezone) if date else datetime.now(UTC)
+        at = parse_past_instant(date, cfg.timezone, "--date") if date else datetime.now(UTC)
     except (ValueError, digests.UnknownDigestError) as exc:
         fail(str(exc))
     if not names:

@@ -335,9 +335,9 @@ def test_demo_kpis_and_digest_agree_on_the_backlog_of_one_instant(tmp_path: Path
         assert result.exit_code == 0, result.output
         return int(json.loads(result.output)["kpis"]["backlog"]["value"])
 
+    at = min(end + timedelta(hours=9), datetime.now(UTC))  # --date refuses the future
     digest = runner.invoke(
-        app,
-        ["digest", "-c", cfg, "--dry-run", "--date", f"{end + timedelta(hours=9):%Y-%m-%dT%H:%M}"],
+        app, ["digest", "-c", cfg, "--dry-run", "--date", f"{at:%Y-%m-%dT%H:%M}"]
     )
     assert digest.exit_code == 0, digest.output
     line = re.search(r"^Backlog +(\d+)", digest.output, re.MULTILINE)
@@ -366,3 +366,55 @@ def test_demo_kpis_and_digest_agree_on_the_backlog_of_one_instant(tmp_path: Path
     )
     expected = db.execute(changes, {"a": int(before.timestamp())}).fetchone()[0]
     assert at_before == expected != shown
+
+
+# --- issue 23 item 8: every config error at once; the future refused at load ------------
+
+BAD_INPUT = [
+    pytest.param(
+        DEMO_CONFIG + "colour = 'blue'\n[kpis]\nescalation_tags = 'x'\n",
+        ["check"],
+        "error: c.toml: [kpis] escalation_tags: must be a list\n"
+        "error: c.toml: [connectors.shop] colour: unknown key\n",
+        2,
+        id="two-config-errors-two-lines",
+    ),
+    pytest.param(
+        'timezone = "UTC"\n',
+        ["sync"],
+        "error: c.toml: no connectors configured; add a [connectors.NAME] table "
+        "(`cskpi connectors list` shows the types)\n",
+        2,
+        id="no-connectors",
+    ),
+    pytest.param(
+        DEMO_CONFIG,
+        ["sync", "--since", "2999-01-01"],
+        "error: --since 2999-01-01: that is in the future; give a date up to now\n",
+        2,
+        id="since-in-the-future",
+    ),
+    pytest.param(
+        DEMO_CONFIG + '[digests.daily]\nschedule = "0 9 * * *"\n',
+        ["digest", "--dry-run", "--date", "2999-01-01T09:00"],
+        "error: --date 2999-01-01T09:00: that is in the future; give a date up to now\n",
+        2,
+        id="date-in-the-future",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "args", "expected", "code"), BAD_INPUT)
+def test_bad_input_is_one_error_line_each(
+    tmp_path: Path, text: str, args: list[str], expected: str, code: int
+) -> None:
+    write(tmp_path / "c.toml", text)
+    result = runner.invoke(app, [*args, "-c", "c.toml"])
+    assert (result.output, result.exit_code) == (expected, code)
+
+
+def test_a_config_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_bytes(b"\xef\xbb\xbf" + DEMO_CONFIG.encode())
+    (tmp_path / "data").mkdir()
+    result = runner.invoke(app, ["sync", "-c", "c.toml"])
+    assert result.exit_code == 0, result.output

@@ -56,7 +56,9 @@ def config_or_fail(path: Path | None, verbose: bool = False) -> Config:
     try:
         return load(find_config_path(path), installed_types())
     except ConfigError as exc:
-        fail(str(exc))
+        for line in exc.lines[:-1]:  # every problem at once, one `error:` line each
+            typer.echo(f"error: {line}", err=True)
+        fail(exc.lines[-1])
 
 
 @contextlib.contextmanager
