@@ -18,6 +18,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 def config(tmp_path: Path, body: str, timezone: str = "Europe/Berlin") -> Config:
     path = tmp_path / "cskpi.toml"
+    if "[connectors." not in body:  # a config needs a connector
+        body += '\n[connectors.demo]\ntype = "demo"\n'
     path.write_text(f'timezone = "{timezone}"\ndatabase = "sqlite:///cskpi.db"\n{body}')
     return load_config(path, installed())
 
