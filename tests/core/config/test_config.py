@@ -305,8 +305,22 @@ def test_literal_secret_warns_with_the_key_but_not_the_value(
         config = _load(text)
     assert config.connectors["acme"].api_token.get_secret_value() == TOKEN  # type: ignore[attr-defined]
     assert [r.getMessage() for r in caplog.records] == [
-        "api_token is written into the config as a literal secret; prefer env:VAR or keyring:NAME"
+        "api_token is written into the config as a literal secret; prefer env:VAR, keyring:NAME "
+        "or file:PATH"
     ]
+
+
+def test_file_secret_relative_to_the_config_and_its_error_names_key_and_path(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "zendesk").write_text(TOKEN + "\n")
+    config = _load(ACME.replace("env:ZD_TOKEN", "file:secrets/zendesk"))
+    assert config.connectors["acme"].api_token.get_secret_value() == TOKEN  # type: ignore[attr-defined]
+    assert _error(ACME.replace("env:ZD_TOKEN", "file:secrets/nope")) == (
+        "cskpi.toml: [connectors.acme] api_token: cannot read the secret file "
+        f"{tmp_path}/secrets/nope: No such file or directory"
+    )
 
 
 def test_keyring_secret(isolated: MemoryKeyring) -> None:
@@ -663,7 +677,7 @@ def test_no_keyring_backend() -> None:
     keyring.set_keyring(fail.Keyring())  # type: ignore[no-untyped-call]
     assert _error(ACME.replace("env:ZD_TOKEN", "keyring:acme")) == (
         "cskpi.toml: [connectors.acme] api_token: "
-        "no keyring backend is available on this machine; use env:VAR instead"
+        "no keyring backend is available on this machine; use env:VAR or file:PATH instead"
     )
 
 
