@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -418,3 +419,82 @@ def test_a_config_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     result = runner.invoke(app, ["sync", "-c", "c.toml"])
     assert result.exit_code == 0, result.output
+
+
+# --- issue 23 item 10: habits ------------------------------------------------------------
+
+
+def test_config_before_or_after_the_command(tmp_path: Path) -> None:
+    write(tmp_path / "one.toml", DEMO_CONFIG.replace("data/", ""))
+    write(tmp_path / "two.toml", DEMO_CONFIG.replace("data/kpi.db", "two.db"))
+    before = runner.invoke(app, ["-c", "one.toml", "sync"])
+    assert before.exit_code == 0, before.output
+    assert (tmp_path / "kpi.db").exists()
+    after_wins = runner.invoke(app, ["-c", "one.toml", "sync", "-c", "two.toml"])
+    assert after_wins.exit_code == 0, after_wins.output
+    assert (tmp_path / "two.db").exists()
+    answers = write(tmp_path / "nps.csv", "kind,score,rated_at\nnps,10,2026-10-05\n")
+    nested = runner.invoke(app, ["--config", "one.toml", "import", "ratings", str(answers)])
+    assert nested.exit_code == 0, nested.output
+    missing = runner.invoke(app, ["-c", "nope.toml", "status"])
+    assert missing.output == "error: nope.toml: no such config file (given with --config)\n"
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert (result.output, result.exit_code) == (f"cskpi {version('cskpi')}\n", 0)
+
+
+def test_shell_completion_is_offered() -> None:
+    assert "--install-completion" in runner.invoke(app, ["--help"]).output
+    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="cskpi")
+    assert script.exit_code == 0
+    assert "_CSKPI_COMPLETE=complete_bash" in script.output
+
+
+def every_command() -> list[str]:
+    from tests.test_docs import command_paths
+
+    return [path.removeprefix("cskpi ") for path in command_paths(app)]
+
+
+@pytest.mark.parametrize("command", every_command())
+def test_every_help_has_readable_placeholders_and_an_example(command: str) -> None:
+    result = runner.invoke(app, [*command.split(), "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    placeholders = re.findall(r"<(?:bool|str|int|float|path|list\[\w+\]|int range)>", result.output)
+    assert placeholders == []
+    assert f"Example: cskpi {command}" in result.output
+
+
+USAGE_ERRORS = [
+    (["sync", "--bogus"], "error: No such option: --bogus (Possible options: --verbose); "
+                          "see `cskpi sync --help`"),
+    (["nope"], "error: No such command 'nope'; see `cskpi --help`"),
+    (["kpis", "--period"], "error: Option '--period' requires an argument"),
+    (["demo", "--tickets", "many"], "error: Invalid value for '--tickets': Input should be a "
+                                    "valid integer, unable to parse string as an integer; "
+                                    "see `cskpi demo --help`"),
+    (["secrets", "set"], "error: Missing argument 'NAME'; see `cskpi secrets set --help`"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "expected"), USAGE_ERRORS)
+def test_usage_errors_are_one_error_line_with_exit_2(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, args, prog_name="cskpi")
+    assert (result.output, result.exit_code) == (expected + "\n", 2)
+
+
+def test_secrets_set_without_a_keyring_says_so_before_prompting() -> None:
+    import keyring
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())  # type: ignore[no-untyped-call]
+    result = runner.invoke(app, ["secrets", "set", "zd"], input="typed-for-nothing\n")
+    assert (result.output, result.exit_code) == (
+        "error: no keyring backend is available on this machine; use env:VAR or file:PATH "
+        "instead\n",
+        2,
+    )

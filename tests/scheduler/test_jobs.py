@@ -98,7 +98,7 @@ def test_owed_digest_within_grace(
 
 def test_latest_fire_time_picks_the_last_of_several(tmp_path: Path) -> None:
     cfg = config(tmp_path, '[digests.hourly]\nschedule = "0 * * * *"\ngrace = "3h"\n', "UTC")
-    trigger = job_specs(cfg)[0].trigger
+    trigger = specs(cfg)["digest:hourly"].trigger
     now = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
     assert latest_fire_time(trigger, now, timedelta(hours=3)) == datetime(
         2026, 11, 23, 12, 0, tzinfo=UTC

@@ -142,6 +142,13 @@ def delete_secret(name: str) -> None:
         raise SecretError(f"keyring has no secret {name}")
 
 
+def check_backend() -> None:
+    """:class:`SecretError` when no keyring backend can store a secret: said before anyone
+    types one in."""
+    if _no_backend():
+        raise SecretError(NO_BACKEND)
+
+
 def list_secrets() -> list[str]:
     """Names of the secrets stored through cskpi, sorted."""
     with _keyring_errors():
