@@ -498,3 +498,60 @@ def test_secrets_set_without_a_keyring_says_so_before_prompting() -> None:
         "instead\n",
         2,
     )
+
+
+class RejectedSettings(ConnectorSettings):
+    api_token: Secret
+
+
+class RejectedConnector:
+    """Six streams behind a token the helpdesk refuses, as Zendesk's are (issue 23: 18 lines)."""
+
+    type: ClassVar[str] = "rejected"
+    Settings: ClassVar[type[ConnectorSettings]] = RejectedSettings
+    reads: ClassVar[list[str]] = []
+
+    def __init__(self, name: str, settings: ConnectorSettings) -> None:
+        self.name = name
+
+    def check(self) -> None:
+        raise self.refusal("users/me")
+
+    def refusal(self, path: str) -> Exception:
+        from cskpi.core.http.client import AuthError
+
+        return AuthError(f"the token for connector {self.name} is rejected (401 on GET /{path})")
+
+    def streams(self) -> Sequence[Stream]:
+        return [self.stream(n) for n in ("groups", "people", "tickets", "messages", "ratings", "x")]
+
+    def stream(self, name: str) -> Stream:
+        connector = self
+
+        class Refused:
+            def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+                connector.reads.append(f"{connector.name}/{name}")
+                raise connector.refusal(name)
+
+        refused = Refused()
+        refused.name = name  # type: ignore[attr-defined]
+        return refused  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("command", ["sync", "check"])
+def test_a_rejected_token_is_one_error_line_per_connector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setattr(registry, "installed", lambda: {"rejected": RejectedConnector})
+    monkeypatch.setattr(RejectedConnector, "reads", [])
+    cfg = write(tmp_path / "c.toml", "".join(
+        f'[connectors.{n}]\ntype = "rejected"\napi_token = "tok-{n}-123"\n' for n in ("a", "b")
+    ))  # fmt: skip
+    result = runner.invoke(app, [command, "-c", str(cfg)], terminal_width=80)
+    assert result.exit_code == 1
+    assert result.output.count("rejected (401") == 2, result.output  # not 12
+    if command == "sync":  # and each is one line, whole
+        lines = [line for line in result.output.splitlines() if "rejected (401" in line]
+        assert [line.split(":")[0] for line in lines] == ["✗ a/groups", "✗ b/groups"]
+        assert lines[0].endswith("(401 on GET /groups); its other streams were not read")
+    assert RejectedConnector.reads == (["a/groups", "b/groups"] if command == "sync" else [])
