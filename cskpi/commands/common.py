@@ -18,9 +18,13 @@ from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from typer._click import exceptions as click_errors  # typer ≥ 0.20 carries its own click
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.models import CommandFunctionType
+
+try:
+    from typer._click import exceptions as click_errors  # newer typer carries its own click
+except ImportError:  # pragma: no cover - typer on the separate click package
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from cskpi.connectors.base import ConnectorFactory
