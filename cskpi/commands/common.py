@@ -44,7 +44,7 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")
 
 
 def _readable_placeholders(params: Sequence[Any]) -> None:
-    """``--dry-run`` rather than ``--dry-run <bool>``, ``--since SINCE`` rather than
+    """``--dry-run`` rather than ``--dry-run <bool>``, ``--format FORMAT`` rather than
     ``--format <str>``, ``NAME`` rather than ``name <str>``."""
     for param in params:
         if isinstance(param, TyperOption) and param.metavar is None:

@@ -174,16 +174,17 @@ def load_config(path: Path, connector_types: Mapping[str, ConnectorFactory]) -> 
     top.setdefault("database", DEFAULT_DATABASE)
     if isinstance(top["database"], str):
         top["database"] = absolute_database_url(top["database"], path.resolve().parent)
-    context = {"base": path.resolve().parent}
+    base = path.resolve().parent  # file: secrets are relative to it, like the database
     config: Config | None = None
     try:
-        config = Config.model_validate({**top, "path": path.resolve()}, context=context)
+        config = Config.model_validate({**top, "path": path.resolve()}, context={"base": base})
     except ValidationError as exc:
         errors.extend(_config_errors(shown, exc, raw))
     if config and config.sla and config.sla.business_hours and config.business_hours is None:
         errors.append(f"{shown}: [sla] business_hours: true needs a [business_hours] table")
     timezone = config.timezone if config else ZoneInfo("UTC")
-    connectors = _connectors(raw.get("connectors", {}), connector_types, timezone, shown, raw)
+    found = raw.get("connectors", {})
+    connectors = _connectors(found, connector_types, timezone, base, shown, raw)
     errors.extend(connectors.errors)
     if errors:
         raise ConfigError(errors)
@@ -253,6 +254,7 @@ def _connectors(
     tables: object,
     types: Mapping[str, ConnectorFactory],
     timezone: ZoneInfo,
+    base: Path,
     shown: str,
     raw: dict[str, Any],
 ) -> _Connectors:
@@ -265,7 +267,7 @@ def _connectors(
     result, errors = {}, []
     for name, table in tables.items():
         try:
-            result[name] = _connector(name, table, types, timezone, shown)
+            result[name] = _connector(name, table, types, timezone, base)
         except ValidationError as exc:
             errors.extend(_config_errors(shown, exc, raw, ("connectors", name)))
         except _KeyError as exc:
@@ -283,7 +285,7 @@ class _KeyError(Exception):
 
 
 def _connector(
-    name: str, table: object, types: Mapping[str, ConnectorFactory], timezone: ZoneInfo, shown: str
+    name: str, table: object, types: Mapping[str, ConnectorFactory], timezone: ZoneInfo, base: Path
 ) -> ConnectorSettings:
     installed = ", ".join(sorted(types)) or "none"
     if not _NAME.fullmatch(name):
@@ -297,7 +299,6 @@ def _connector(
         raise _KeyError("type", f"must be a string naming a connector type; installed: {installed}")
     if kind not in types:
         raise _KeyError("type", f"unknown connector type {kind!r}; installed: {installed}")
-    base = Path(shown).resolve().parent  # file: secrets are relative to the config's folder
     settings = types[kind].Settings.model_validate(table, context={"base": base})
     return _timing(settings, timezone)
 
