@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cskpi.commands.common import (
+    App,
     ConfigOption,
     Verbose,
+    config_everywhere,
     config_or_fail,
     fail,
     installed_types,
@@ -31,17 +33,44 @@ if TYPE_CHECKING:
     from cskpi.core.kpis.report import Report
     from cskpi.core.quickstart import Summary
 
-app = typer.Typer(
+app = App(
     no_args_is_help=True,
-    add_completion=False,
-    help="Customer-service KPIs from Zendesk, Freshdesk, Intercom and a support mailbox.",
+    help="Customer-service KPIs from Zendesk, Freshdesk, Intercom and a support mailbox.\n\n"
+    "Start with: cskpi demo",
 )
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(import_app, name="import")
 
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"cskpi {version('cskpi')}")
+        except PackageNotFoundError:  # a checkout on the path, not installed
+            typer.echo("cskpi (not installed)")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    # `cskpi -c f.toml sync` is `cskpi sync -c f.toml` (SPEC §1): the path becomes every
+    # command's default, so one given after the command still wins.
+    if config is not None:
+        ctx.default_map = config_everywhere(ctx.command, config)
+
+
 ConnectorsOption = Annotated[
-    list[str] | None, typer.Option("--connector", help="Only this connector (repeatable).")
+    list[str] | None,
+    typer.Option("--connector", metavar="NAME", help="Only this connector (repeatable)."),
 ]
 
 
@@ -50,7 +79,9 @@ def init(
     path: Annotated[Path | None, typer.Argument(help="Where to write it.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Write a commented config file (default ./cskpi.toml); never overwrites."""
+    """Write a commented config file (default ./cskpi.toml); never overwrites.
+
+    Example: cskpi init && cskpi check"""
     from cskpi.commands.console import out
     from cskpi.core.quickstart import example_config_text
 
@@ -63,7 +94,9 @@ def init(
 
 @app.command()
 def check(config: ConfigOption = None, verbose: Verbose = False) -> None:
-    """Validate the config; one cheap authenticated call per connector and digest target."""
+    """Validate the config; one cheap authenticated call per connector and digest target.
+
+    Example: cskpi check -c /etc/cskpi/cskpi.toml"""
     from cskpi.commands.console import check_table, out
     from cskpi.core import app as core
 
@@ -80,22 +113,26 @@ def sync(
     config: ConfigOption = None,
     since: Annotated[
         str | None,
-        typer.Option(help="Backfill from this date, datetime or span (2025-01-01, 30d)."),
+        typer.Option(
+            metavar="DATE", help="Backfill from this date, datetime or span (2025-01-01, 30d)."
+        ),
     ] = None,
     connector: ConnectorsOption = None,
     full: Annotated[bool, typer.Option(help="Re-read everything; stored cursors stay.")] = False,
     verbose: Verbose = False,
 ) -> None:
-    """Pull new and changed records from every (or the named) connector."""
+    """Pull new and changed records from every (or the named) connector.
+
+    Example: cskpi sync --since 30d --connector acme-zendesk"""
     from cskpi.commands.console import BarProgress, LogProgress, sync_report
     from cskpi.core import app as core
-    from cskpi.core.config.periods import parse_instant
+    from cskpi.core.config.periods import parse_past_instant
 
     cfg = config_or_fail(config, verbose)
     # A live bar on a terminal; plain log lines for cron, CI and files.
     observer = BarProgress() if sys.stderr.isatty() else LogProgress()
     try:
-        start = parse_instant(since, cfg.timezone) if since else None
+        start = parse_past_instant(since, cfg.timezone, "--since") if since else None
         with (
             observer if isinstance(observer, BarProgress) else contextlib.nullcontext(),
             stop_on_signal() as stop,
@@ -132,22 +169,29 @@ def kpis(
         ),
     ] = None,
     start: Annotated[
-        str | None, typer.Option("--from", help="Window start: date or datetime.")
+        str | None, typer.Option("--from", metavar="DATE", help="Window start: date or datetime.")
     ] = None,
     end: Annotated[
-        str | None, typer.Option("--to", help="Window end (exclusive); default now.")
+        str | None,
+        typer.Option("--to", metavar="DATE", help="Window end (exclusive); default now."),
     ] = None,
     by: Annotated[
         str | None,
-        typer.Option(help="agent, group, channel, type, priority, tag, connector or organization."),
+        typer.Option(
+            metavar="DIMENSION",
+            help="agent, group, channel, type, priority, tag, connector or organization.",
+        ),
     ] = None,
     connector: ConnectorsOption = None,
     now: Annotated[
-        str | None, typer.Option(help="Evaluate as of this instant (reproducible reports).")
+        str | None,
+        typer.Option(metavar="DATE", help="Evaluate as of this instant (reproducible reports)."),
     ] = None,
     output: Format = "table",
 ) -> None:
-    """Compute every KPI for a window, optionally per agent, group, channel, …"""
+    """Compute every KPI for a window, optionally per agent, group, channel, …
+
+    Example: cskpi kpis --period last-week --by agent --format csv"""
     from cskpi.core import app as core
     from cskpi.core.kpis.output import csv_text, json_text
 
@@ -176,7 +220,9 @@ def _print_kpis(report: Report) -> None:
 
 @app.command()
 def status(config: ConfigOption = None) -> None:
-    """Per connector and stream: last success, cursor, rows stored, last error."""
+    """Per connector and stream: last success, cursor, rows stored, last error.
+
+    Example: cskpi status -c cskpi.toml"""
     from datetime import UTC, datetime
 
     from cskpi.commands.console import daemon_text, out, runs_table, status_table, stored_table
@@ -195,11 +241,15 @@ def status(config: ConfigOption = None) -> None:
 
 @app.command("migrate-store")
 def migrate_store(
-    to: Annotated[str, typer.Option("--to", help="URL of the (empty) target database.")],
+    to: Annotated[
+        str, typer.Option("--to", metavar="URL", help="URL of the (empty) target database.")
+    ],
     config: ConfigOption = None,
 ) -> None:
     """Copy the configured store into another database (e.g. postgresql+psycopg://…) and
-    verify the row counts. See docs/postgres.md."""
+    verify the row counts. See docs/postgres.md.
+
+    Example: cskpi migrate-store --to postgresql+psycopg://cskpi@db/cskpi"""
     from sqlalchemy.exc import SQLAlchemyError
 
     from cskpi.core.store.transfer import StoreCopyError, copy_store
@@ -227,15 +277,18 @@ def digest(
     ] = None,
     force: Annotated[bool, typer.Option(help="Send again a window already sent.")] = False,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", help="Also write Block Kit JSON, HTML and PNG here.")
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Also write Block Kit JSON, HTML and PNG here."),
     ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Render and send a digest for the window its period gives at --date; each window
-    goes to each target once (see docs/digest.md)."""
+    goes to each target once (see docs/digest.md).
+
+    Example: cskpi digest daily --dry-run --date 2026-11-20T09:00"""
     from datetime import UTC, datetime
 
-    from cskpi.core.config.periods import parse_instant
+    from cskpi.core.config.periods import parse_past_instant
     from cskpi.core.digest import runs as digests
 
     cfg = config_or_fail(config, verbose)
@@ -243,7 +296,7 @@ def digest(
         names = [name] if name else list(cfg.digests)
         for n in names:
             digests.settings_of(cfg, n)
-        at = parse_instant(date, cfg.timezone) if date else datetime.now(UTC)
+        at = parse_past_instant(date, cfg.timezone, "--date") if date else datetime.now(UTC)
     except (ValueError, digests.UnknownDigestError) as exc:
         fail(str(exc))
     if not names:
@@ -272,7 +325,9 @@ def run(
     ] = "text",
     verbose: Verbose = False,
 ) -> None:
-    """Long-running scheduler: each connector's sync and each digest on its schedule."""
+    """Long-running scheduler: each connector's sync and each digest on its schedule.
+
+    Example: cskpi run --log-format json"""
     import logging
     import os
 
@@ -304,7 +359,9 @@ def demo(
     seed: int = 1,
     config: ConfigOption = None,
 ) -> None:
-    """Run the whole pipeline on the built-in demo helpdesk, in a scratch folder."""
+    """Run the whole pipeline on the built-in demo helpdesk, in a scratch folder.
+
+    Example: cskpi demo --tickets 1000 --days 30"""
     from cskpi.commands.console import out, summary_table
     from cskpi.core import quickstart
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -335,9 +336,9 @@ def test_demo_kpis_and_digest_agree_on_the_backlog_of_one_instant(tmp_path: Path
         assert result.exit_code == 0, result.output
         return int(json.loads(result.output)["kpis"]["backlog"]["value"])
 
+    at = min(end + timedelta(hours=9), datetime.now(UTC))  # --date refuses the future
     digest = runner.invoke(
-        app,
-        ["digest", "-c", cfg, "--dry-run", "--date", f"{end + timedelta(hours=9):%Y-%m-%dT%H:%M}"],
+        app, ["digest", "-c", cfg, "--dry-run", "--date", f"{at:%Y-%m-%dT%H:%M}"]
     )
     assert digest.exit_code == 0, digest.output
     line = re.search(r"^Backlog +(\d+)", digest.output, re.MULTILINE)
@@ -366,3 +367,191 @@ def test_demo_kpis_and_digest_agree_on_the_backlog_of_one_instant(tmp_path: Path
     )
     expected = db.execute(changes, {"a": int(before.timestamp())}).fetchone()[0]
     assert at_before == expected != shown
+
+
+# --- issue 23 item 8: every config error at once; the future refused at load ------------
+
+BAD_INPUT = [
+    pytest.param(
+        DEMO_CONFIG + "colour = 'blue'\n[kpis]\nescalation_tags = 'x'\n",
+        ["check"],
+        "error: c.toml: [kpis] escalation_tags: must be a list\n"
+        "error: c.toml: [connectors.shop] colour: unknown key\n",
+        2,
+        id="two-config-errors-two-lines",
+    ),
+    pytest.param(
+        'timezone = "UTC"\n',
+        ["sync"],
+        "error: c.toml: no connectors configured; add a [connectors.NAME] table "
+        "(`cskpi connectors list` shows the types)\n",
+        2,
+        id="no-connectors",
+    ),
+    pytest.param(
+        DEMO_CONFIG,
+        ["sync", "--since", "2999-01-01"],
+        "error: --since 2999-01-01: that is in the future; give a date up to now\n",
+        2,
+        id="since-in-the-future",
+    ),
+    pytest.param(
+        DEMO_CONFIG + '[digests.daily]\nschedule = "0 9 * * *"\n',
+        ["digest", "--dry-run", "--date", "2999-01-01T09:00"],
+        "error: --date 2999-01-01T09:00: that is in the future; give a date up to now\n",
+        2,
+        id="date-in-the-future",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "args", "expected", "code"), BAD_INPUT)
+def test_bad_input_is_one_error_line_each(
+    tmp_path: Path, text: str, args: list[str], expected: str, code: int
+) -> None:
+    write(tmp_path / "c.toml", text)
+    result = runner.invoke(app, [*args, "-c", "c.toml"])
+    assert (result.output, result.exit_code) == (expected, code)
+
+
+def test_a_config_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_bytes(b"\xef\xbb\xbf" + DEMO_CONFIG.encode())
+    (tmp_path / "data").mkdir()
+    result = runner.invoke(app, ["sync", "-c", "c.toml"])
+    assert result.exit_code == 0, result.output
+
+
+# --- issue 23 item 10: habits ------------------------------------------------------------
+
+
+def test_config_before_or_after_the_command(tmp_path: Path) -> None:
+    write(tmp_path / "one.toml", DEMO_CONFIG.replace("data/", ""))
+    write(tmp_path / "two.toml", DEMO_CONFIG.replace("data/kpi.db", "two.db"))
+    before = runner.invoke(app, ["-c", "one.toml", "sync"])
+    assert before.exit_code == 0, before.output
+    assert (tmp_path / "kpi.db").exists()
+    after_wins = runner.invoke(app, ["-c", "one.toml", "sync", "-c", "two.toml"])
+    assert after_wins.exit_code == 0, after_wins.output
+    assert (tmp_path / "two.db").exists()
+    answers = write(tmp_path / "nps.csv", "kind,score,rated_at\nnps,10,2026-10-05\n")
+    nested = runner.invoke(app, ["--config", "one.toml", "import", "ratings", str(answers)])
+    assert nested.exit_code == 0, nested.output
+    missing = runner.invoke(app, ["-c", "nope.toml", "status"])
+    assert missing.output == "error: nope.toml: no such config file (given with --config)\n"
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert (result.output, result.exit_code) == (f"cskpi {version('cskpi')}\n", 0)
+
+
+def test_shell_completion_is_offered() -> None:
+    assert "--install-completion" in runner.invoke(app, ["--help"]).output
+    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="cskpi")
+    assert script.exit_code == 0
+    assert "_CSKPI_COMPLETE=complete_bash" in script.output
+
+
+def every_command() -> list[str]:
+    from tests.test_docs import command_paths
+
+    return [path.removeprefix("cskpi ") for path in command_paths(app)]
+
+
+@pytest.mark.parametrize("command", every_command())
+def test_every_help_has_readable_placeholders_and_an_example(command: str) -> None:
+    result = runner.invoke(app, [*command.split(), "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    placeholders = re.findall(r"<(?:bool|str|int|float|path|list\[\w+\]|int range)>", result.output)
+    assert placeholders == []
+    assert f"Example: cskpi {command}" in result.output
+
+
+USAGE_ERRORS = [
+    (["sync", "--bogus"], "error: No such option: --bogus (Possible options: --verbose); "
+                          "see `cskpi sync --help`"),
+    (["nope"], "error: No such command 'nope'; see `cskpi --help`"),
+    (["kpis", "--period"], "error: Option '--period' requires an argument"),
+    (["demo", "--tickets", "many"], "error: Invalid value for '--tickets': Input should be a "
+                                    "valid integer, unable to parse string as an integer; "
+                                    "see `cskpi demo --help`"),
+    (["secrets", "set"], "error: Missing argument 'NAME'; see `cskpi secrets set --help`"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "expected"), USAGE_ERRORS)
+def test_usage_errors_are_one_error_line_with_exit_2(args: list[str], expected: str) -> None:
+    result = runner.invoke(app, args, prog_name="cskpi")
+    assert (result.output, result.exit_code) == (expected + "\n", 2)
+
+
+def test_secrets_set_without_a_keyring_says_so_before_prompting() -> None:
+    import keyring
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())  # type: ignore[no-untyped-call]
+    result = runner.invoke(app, ["secrets", "set", "zd"], input="typed-for-nothing\n")
+    assert (result.output, result.exit_code) == (
+        "error: no keyring backend is available on this machine; use env:VAR or file:PATH "
+        "instead\n",
+        2,
+    )
+
+
+class RejectedSettings(ConnectorSettings):
+    api_token: Secret
+
+
+class RejectedConnector:
+    """Six streams behind a token the helpdesk refuses, as Zendesk's are (issue 23: 18 lines)."""
+
+    type: ClassVar[str] = "rejected"
+    Settings: ClassVar[type[ConnectorSettings]] = RejectedSettings
+    reads: ClassVar[list[str]] = []
+
+    def __init__(self, name: str, settings: ConnectorSettings) -> None:
+        self.name = name
+
+    def check(self) -> None:
+        raise self.refusal("users/me")
+
+    def refusal(self, path: str) -> Exception:
+        from cskpi.core.http.client import AuthError
+
+        return AuthError(f"the token for connector {self.name} is rejected (401 on GET /{path})")
+
+    def streams(self) -> Sequence[Stream]:
+        return [self.stream(n) for n in ("groups", "people", "tickets", "messages", "ratings", "x")]
+
+    def stream(self, name: str) -> Stream:
+        connector = self
+
+        class Refused:
+            def read(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+                connector.reads.append(f"{connector.name}/{name}")
+                raise connector.refusal(name)
+
+        refused = Refused()
+        refused.name = name  # type: ignore[attr-defined]
+        return refused  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("command", ["sync", "check"])
+def test_a_rejected_token_is_one_error_line_per_connector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setattr(registry, "installed", lambda: {"rejected": RejectedConnector})
+    monkeypatch.setattr(RejectedConnector, "reads", [])
+    cfg = write(tmp_path / "c.toml", "".join(
+        f'[connectors.{n}]\ntype = "rejected"\napi_token = "tok-{n}-123"\n' for n in ("a", "b")
+    ))  # fmt: skip
+    result = runner.invoke(app, [command, "-c", str(cfg)], terminal_width=80)
+    assert result.exit_code == 1
+    assert result.output.count("rejected (401") == 2, result.output  # not 12
+    if command == "sync":  # and each is one line, whole
+        lines = [line for line in result.output.splitlines() if "rejected (401" in line]
+        assert [line.split(":")[0] for line in lines] == ["✗ a/groups", "✗ b/groups"]
+        assert lines[0].endswith("(401 on GET /groups); its other streams were not read")
+    assert RejectedConnector.reads == (["a/groups", "b/groups"] if command == "sync" else [])

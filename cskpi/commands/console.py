@@ -77,7 +77,7 @@ class LogProgress:
         self.log.debug("%s/%s: %d rows so far", result.connector, result.stream, result.rows)
 
     def stream_finished(self, result: StreamResult) -> None:
-        state = f"failed: {result.error}" if result.error else "done"
+        state = "failed (the error is in the summary)" if result.error else "done"
         self.log.info(
             "%s/%s: %s, %d rows in %d pages, %d skipped, up to %s",
             result.connector, result.stream, state, result.rows, result.pages,
@@ -134,7 +134,9 @@ def sync_report(report: SyncReport) -> None:
     for s in report.streams:
         if s.error:
             where, error = escape(f"{s.connector}/{s.stream}"), escape(s.error)
-            err.print(f"[red]✗ {where}[/]: {error}", markup=True, highlight=False)
+            rest = "; its other streams were not read" if s.rejected else ""
+            # One line per failure, never wrapped: a log reader greps it whole.
+            err.print(f"[red]✗ {where}[/]: {error}{rest}", highlight=False, soft_wrap=True)
     total = sum(s.rows for s in report.streams)
     skipped = sum(s.skipped for s in report.streams)
     note = f", {skipped:,} bad records skipped (see log)" if skipped else ""

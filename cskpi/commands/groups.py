@@ -13,13 +13,11 @@ from typing import Annotated
 
 import typer
 
-from cskpi.commands.common import ConfigOption, config_or_fail, fail, installed_types
+from cskpi.commands.common import App, ConfigOption, config_or_fail, fail, installed_types
 
-connectors_app = typer.Typer(no_args_is_help=True, help="Installed connector types.")
-secrets_app = typer.Typer(no_args_is_help=True, help="Secrets kept in the OS keyring.")
-import_app = typer.Typer(
-    no_args_is_help=True, help="Load survey answers and account data from CSV files."
-)
+connectors_app = App(no_args_is_help=True, help="Installed connector types.")
+secrets_app = App(no_args_is_help=True, help="Secrets kept in the OS keyring.")
+import_app = App(no_args_is_help=True, help="Load survey answers and account data from CSV files.")
 
 CsvFile = Annotated[Path, typer.Argument(help="CSV file with a header row.")]
 
@@ -27,13 +25,17 @@ CsvFile = Annotated[Path, typer.Argument(help="CSV file with a header row.")]
 @import_app.command("ratings")
 def import_ratings(file: CsvFile, config: ConfigOption = None) -> None:
     """Survey answers (CSAT, NPS, CES, eSAT): kind, score, rated_at, optional scale, id,
-    ticket, agent, comment. All rows or none."""
+    ticket, agent, comment. All rows or none.
+
+    Example: cskpi import ratings nps-export.csv"""
     _import(file, config, "ratings")
 
 
 @import_app.command("accounts")
 def import_accounts(file: CsvFile, config: ConfigOption = None) -> None:
-    """Account data: organization (id or name), mrr, created_at, churned_at. All rows or none."""
+    """Account data: organization (id or name), mrr, created_at, churned_at. All rows or none.
+
+    Example: cskpi import accounts accounts.csv"""
     _import(file, config, "accounts")
 
 
@@ -57,7 +59,9 @@ def _import(file: Path, config: Path | None, what: str) -> None:
 
 @connectors_app.command("list")
 def connectors_list(config: ConfigOption = None) -> None:
-    """Installed connector types, built-in and plugins, with their config keys."""
+    """Installed connector types, built-in and plugins, with their config keys.
+
+    Example: cskpi connectors list"""
     from cskpi.commands.console import connector_types_table, out
 
     out.print(connector_types_table(installed_types()))
@@ -65,11 +69,14 @@ def connectors_list(config: ConfigOption = None) -> None:
 
 @secrets_app.command("set")
 def secrets_set(name: str, config: ConfigOption = None) -> None:
-    """Store a secret in the OS keyring (prompted, never echoed); use it as keyring:NAME."""
-    from cskpi.core.config.secrets import SecretError, set_secret
+    """Store a secret in the OS keyring (prompted, never echoed); use it as keyring:NAME.
 
-    value = typer.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
+    Example: cskpi secrets set acme-zendesk"""
+    from cskpi.core.config.secrets import SecretError, check_backend, set_secret
+
     try:
+        check_backend()
+        value = typer.prompt(f"value for {name}", hide_input=True, confirmation_prompt=True)
         set_secret(name, value)
     except SecretError as exc:
         fail(str(exc))
@@ -78,7 +85,9 @@ def secrets_set(name: str, config: ConfigOption = None) -> None:
 
 @secrets_app.command("delete")
 def secrets_delete(name: str, config: ConfigOption = None) -> None:
-    """Remove a secret from the OS keyring."""
+    """Remove a secret from the OS keyring.
+
+    Example: cskpi secrets delete acme-zendesk"""
     from cskpi.core.config.secrets import SecretError, delete_secret
 
     try:
@@ -90,7 +99,9 @@ def secrets_delete(name: str, config: ConfigOption = None) -> None:
 
 @secrets_app.command("list")
 def secrets_list(config: ConfigOption = None) -> None:
-    """Names of the secrets cskpi stored (never their values)."""
+    """Names of the secrets cskpi stored (never their values).
+
+    Example: cskpi secrets list"""
     from cskpi.core.config.secrets import SecretError, list_secrets
 
     try:

@@ -90,14 +90,15 @@ def prepare(
     return config, end
 
 
-def digest_instant(end: datetime) -> datetime:
-    """When the demo's digest preview is evaluated: 09:00 on the latest day up to ``end``
-    whose "yesterday" is a weekday (the demo's agents work Monday to Friday). After
-    midnight, so yesterday's backlog is judged as of its end, not from the state at ``end``."""
-    at = end
+def digest_instant(end: datetime, now: datetime | None = None) -> datetime:
+    """When the demo's digest preview is evaluated: 09:00 (or now, if earlier: `--date`
+    refuses the future) on the latest day up to ``end`` whose "yesterday" is a weekday (the
+    demo's agents work Monday to Friday). After midnight, so yesterday's backlog is judged
+    as of its end, not from the state at ``end``."""
+    at = min(end + timedelta(hours=9), now or datetime.now(UTC))
     while (at - timedelta(days=1)).weekday() >= 5:
         at -= timedelta(days=1)
-    return at + timedelta(hours=9)
+    return at
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.base import Connector, Page, Stream
 from cskpi.core.config.secrets import redact
+from cskpi.core.http.client import AuthError
 from cskpi.core.prefetch import prefetch
 from cskpi.core.records import screen
 from cskpi.core.store import sync_state as state
@@ -55,6 +56,7 @@ class StreamResult:
     position: datetime | None = None
     error: str | None = None
     interrupted: bool = False  # told to stop before the stream's end
+    rejected: bool = False  # the credentials were refused: the other streams are not read
 
 
 @dataclass
@@ -167,6 +169,8 @@ def _sync_source(engine: Engine, source: Source, options: _Options) -> list[Stre
                 results.append(StreamResult(source.name, stream.name, interrupted=True))
                 continue
             results.append(_sync_stream(engine, source, stream, options))
+            if results[-1].rejected:  # every other stream would be refused the same way
+                break
     except Exception as exc:  # streams() itself failed: a broken connector, not a bad page
         results.append(StreamResult(source.name, "*", error=_describe(exc)))
     errors = [f"{r.stream}: {r.error}" for r in results if r.error]
@@ -191,8 +195,9 @@ def _sync_stream(engine: Engine, source: Source, stream: Stream, options: _Optio
     try:
         _pull(engine, source.name, stream, how, result, options)
     except Exception as exc:
-        result.error = _describe(exc)
-        log.error("%s/%s failed: %s", source.name, stream.name, result.error)
+        result.error, result.rejected = _describe(exc), isinstance(exc, AuthError)
+        # Said once, by whoever ran the sync: the command's summary, the daemon's job line.
+        log.debug("%s/%s failed: %s", source.name, stream.name, result.error)
     if not result.interrupted:  # a stream told to stop has not caught up: no success yet
         with write_transaction(engine) as conn:
             state.finish_stream(conn, source.name, stream.name, result.error)

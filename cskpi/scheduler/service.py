@@ -148,7 +148,7 @@ class Daemon:
         try:
             config = load_config(path, self.types)
         except ConfigError as exc:
-            log.error("config not reloaded, keeping the running one: %s", exc)
+            log.error("config not reloaded, keeping the running one: %s", "; ".join(exc.lines))
             return
         if config.database != self.config.database:
             log.error("config not reloaded: `database` changed; restart `cskpi run` for that")

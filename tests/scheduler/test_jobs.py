@@ -18,6 +18,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 
 def config(tmp_path: Path, body: str, timezone: str = "Europe/Berlin") -> Config:
     path = tmp_path / "cskpi.toml"
+    if "[connectors." not in body:  # a config needs a connector
+        body += '\n[connectors.demo]\ntype = "demo"\n'
     path.write_text(f'timezone = "{timezone}"\ndatabase = "sqlite:///cskpi.db"\n{body}')
     return load_config(path, installed())
 
@@ -96,7 +98,7 @@ def test_owed_digest_within_grace(
 
 def test_latest_fire_time_picks_the_last_of_several(tmp_path: Path) -> None:
     cfg = config(tmp_path, '[digests.hourly]\nschedule = "0 * * * *"\ngrace = "3h"\n', "UTC")
-    trigger = job_specs(cfg)[0].trigger
+    trigger = specs(cfg)["digest:hourly"].trigger
     now = datetime(2026, 11, 23, 12, 30, tzinfo=UTC)
     assert latest_fire_time(trigger, now, timedelta(hours=3)) == datetime(
         2026, 11, 23, 12, 0, tzinfo=UTC

@@ -15,6 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -80,6 +81,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NAME_RULE = "a name must start with a letter or digit and use only letters, digits, _ . -"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_POSITION = re.compile(r"(.*) \(at line (\d+), column \d+\)", re.DOTALL)
+NO_CONNECTORS = (
+    "no connectors configured; add a [connectors.NAME] table (`cskpi connectors list` "
+    "shows the types)"
+)
 _REASONS = {
     "extra_forbidden": "unknown key",
     "missing": "required key is missing",
@@ -91,7 +96,12 @@ _REASONS = {
 
 
 class ConfigError(Exception):
-    """An invalid or missing config; ``str()`` is one line naming file, table, key and reason."""
+    """An invalid or missing config: ``lines`` holds every problem found, each one line naming
+    file, table, key and reason; ``str()`` joins them with newlines."""
+
+    def __init__(self, lines: str | list[str]) -> None:
+        self.lines = [lines] if isinstance(lines, str) else lines
+        super().__init__("\n".join(self.lines))
 
 
 def _database(value: str) -> str:
@@ -154,23 +164,32 @@ def find_config_path(explicit: Path | None) -> Path:
 
 
 def load_config(path: Path, connector_types: Mapping[str, ConnectorFactory]) -> Config:
-    """Read and validate ``path``; :class:`ConfigError` on anything wrong."""
+    """Read and validate ``path``; :class:`ConfigError` listing everything wrong."""
     shown = str(path)
     raw = _read_toml(path, shown)
-    top = {key: value for key, value in raw.items() if key != "connectors"}
-    if "path" in top:
-        raise ConfigError(f"{shown}: path: {_REASONS['extra_forbidden']}")
+    errors: list[str] = []
+    top = {key: value for key, value in raw.items() if key not in ("connectors", "path")}
+    if "path" in raw:
+        errors.append(f"{shown}: path: {_REASONS['extra_forbidden']}")
     top.setdefault("database", DEFAULT_DATABASE)
     if isinstance(top["database"], str):
         top["database"] = absolute_database_url(top["database"], path.resolve().parent)
+    base = path.resolve().parent  # file: secrets are relative to it, like the database
+    config: Config | None = None
     try:
-        config = Config.model_validate({**top, "path": path.resolve()})
+        config = Config.model_validate({**top, "path": path.resolve()}, context={"base": base})
     except ValidationError as exc:
-        raise _config_error(shown, exc, raw) from None
-    if config.sla is not None and config.sla.business_hours and config.business_hours is None:
-        raise ConfigError(f"{shown}: [sla] business_hours: true needs a [business_hours] table")
-    connectors = _connectors(raw.get("connectors", {}), connector_types, config, shown, raw)
-    return config.model_copy(update={"connectors": connectors})
+        errors.extend(_config_errors(shown, exc, raw))
+    if config and config.sla and config.sla.business_hours and config.business_hours is None:
+        errors.append(f"{shown}: [sla] business_hours: true needs a [business_hours] table")
+    timezone = config.timezone if config else ZoneInfo("UTC")
+    found = raw.get("connectors", {})
+    connectors = _connectors(found, connector_types, timezone, base, shown, raw)
+    errors.extend(connectors.errors)
+    if errors:
+        raise ConfigError(errors)
+    assert config is not None
+    return config.model_copy(update={"connectors": connectors.settings})
 
 
 def absolute_database_url(url: str, base: Path) -> str:
@@ -191,43 +210,70 @@ def absolute_database_url(url: str, base: Path) -> str:
 
 def _read_toml(path: Path, shown: str) -> dict[str, Any]:
     try:
-        with path.open("rb") as file:
-            return tomllib.load(file)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{shown}: no such config file; `cskpi init` writes one") from None
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror}") from None
+    try:
+        # Windows editors save UTF-8 with a byte-order mark; TOML itself does not allow one.
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise ConfigError(f"{shown}: invalid TOML: the file is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = _TOML_POSITION.fullmatch(str(exc))
-        where = f" line {match[2]}:" if match else ""
-        reason = match[1] if match else str(exc)
-        raise ConfigError(f"{shown}:{where} invalid TOML: {reason}") from None
+        raise ConfigError(_toml_error(shown, str(exc), text)) from None
+
+
+def _toml_error(shown: str, message: str, text: str) -> str:
+    match = _TOML_POSITION.fullmatch(message)
+    if not match:
+        return f"{shown}: invalid TOML: {message}"
+    reason, line = match[1], int(match[2])
+    source = text.splitlines()[line - 1] if line <= len(text.splitlines()) else ""
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', "", source).split("#")[0]
+    if unquoted.count("{") > unquoted.count("}"):
+        reason = (
+            "an inline table { … } must stay on one line; put it on one line or write it "
+            f"as a [table] of its own ({reason})"
+        )
+    return f"{shown}: line {line}: invalid TOML: {reason}"
 
 
 # --- connectors -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Connectors:
+    settings: dict[str, ConnectorSettings]
+    errors: list[str]
+
+
 def _connectors(
     tables: object,
     types: Mapping[str, ConnectorFactory],
-    config: Config,
+    timezone: ZoneInfo,
+    base: Path,
     shown: str,
     raw: dict[str, Any],
-) -> dict[str, ConnectorSettings]:
+) -> _Connectors:
     if not isinstance(tables, dict):
-        raise ConfigError(f"{shown}: connectors: must be a table of [connectors.NAME] tables")
-    result = {}
+        return _Connectors(
+            {}, [f"{shown}: connectors: must be a table of [connectors.NAME] tables"]
+        )
+    if not tables:
+        return _Connectors({}, [f"{shown}: {NO_CONNECTORS}"])
+    result, errors = {}, []
     for name, table in tables.items():
         try:
-            result[name] = _connector(name, table, types, config)
+            result[name] = _connector(name, table, types, timezone, base)
         except ValidationError as exc:
-            raise _config_error(shown, exc, raw, ("connectors", name)) from None
+            errors.extend(_config_errors(shown, exc, raw, ("connectors", name)))
         except _KeyError as exc:
             loc = ("connectors", name) if exc.key is None else ("connectors", name, exc.key)
-            raise ConfigError(f"{shown}: {_locate(loc, raw)}: {exc.reason}") from None
-    return result
+            errors.append(f"{shown}: {_locate(loc, raw)}: {exc.reason}")
+    return _Connectors(result, errors)
 
 
 class _KeyError(Exception):
@@ -239,7 +285,7 @@ class _KeyError(Exception):
 
 
 def _connector(
-    name: str, table: object, types: Mapping[str, ConnectorFactory], config: Config
+    name: str, table: object, types: Mapping[str, ConnectorFactory], timezone: ZoneInfo, base: Path
 ) -> ConnectorSettings:
     installed = ", ".join(sorted(types)) or "none"
     if not _NAME.fullmatch(name):
@@ -253,11 +299,11 @@ def _connector(
         raise _KeyError("type", f"must be a string naming a connector type; installed: {installed}")
     if kind not in types:
         raise _KeyError("type", f"unknown connector type {kind!r}; installed: {installed}")
-    settings = types[kind].Settings.model_validate(table)
-    return _timing(settings, config)
+    settings = types[kind].Settings.model_validate(table, context={"base": base})
+    return _timing(settings, timezone)
 
 
-def _timing(settings: ConnectorSettings, config: Config) -> ConnectorSettings:
+def _timing(settings: ConnectorSettings, timezone: ZoneInfo) -> ConnectorSettings:
     """Checks the keys every connector shares, and puts a naive start_date in the config zone."""
     if settings.schedule is not None and settings.every is not None:
         raise _KeyError("every", "give either schedule or every, not both")
@@ -274,7 +320,7 @@ def _timing(settings: ConnectorSettings, config: Config) -> ConnectorSettings:
         raise _KeyError("every", exc.reason) from None
     start = settings.start_date
     if start is not None:
-        zoned = start if start.tzinfo is not None else start.replace(tzinfo=config.timezone)
+        zoned = start if start.tzinfo is not None else start.replace(tzinfo=timezone)
         update["start_date"] = zoned.astimezone(UTC)
     return settings.model_copy(update=update) if update else settings
 
@@ -282,16 +328,21 @@ def _timing(settings: ConnectorSettings, config: Config) -> ConnectorSettings:
 # --- error messages ---------------------------------------------------------------------
 
 
-def _config_error(
+def _config_errors(
     shown: str, exc: ValidationError, raw: dict[str, Any], prefix: tuple[str, ...] = ()
-) -> ConfigError:
+) -> list[str]:
+    lines: list[str] = []
     errors = exc.errors(include_url=False)
-    first = errors[0]
-    where = _locate((*prefix, *first["loc"]), raw)
-    # An item's error also fails its container (a length check, say): one mistake, one count.
-    others = [e for e in errors[1:] if e["loc"] != first["loc"][: len(e["loc"])]]
-    more = f" (and {len(others)} more)" if others else ""
-    return ConfigError(f"{shown}: {where + ': ' if where else ''}{_reason(first)}{more}")
+    for error in errors:
+        loc = error["loc"]
+        # An item's error also fails its container (a length check, say): one mistake, one line.
+        if any(other["loc"][: len(loc)] == loc and other["loc"] != loc for other in errors):
+            continue
+        where = _locate((*prefix, *loc), raw)
+        line = f"{shown}: {where + ': ' if where else ''}{_reason(error)}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _reason(error: Any) -> str:

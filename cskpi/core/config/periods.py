@@ -31,6 +31,16 @@ def parse_instant(text: str, tz: tzinfo, now: datetime | None = None) -> datetim
     return ((now or datetime.now(UTC)) - span).astimezone(UTC)
 
 
+def parse_past_instant(text: str, tz: tzinfo, option: str, now: datetime | None = None) -> datetime:
+    """:func:`parse_instant` for ``--since`` and ``--date``, which name what has happened: a
+    moment after now is refused (a digest of the future would mark its window as sent)."""
+    now = now or datetime.now(UTC)
+    moment = parse_instant(text, tz, now)
+    if moment > now:
+        raise ValueError(f"{option} {text}: that is in the future; give a date up to now")
+    return moment
+
+
 @dataclass(frozen=True)
 class Window:
     """A half-open reporting window [start, end), evaluated at ``now``; all aware UTC."""

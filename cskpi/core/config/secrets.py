@@ -1,4 +1,5 @@
-"""Secret references (``env:VAR``, ``keyring:NAME``, literals), the keyring store, and redaction.
+"""Secret references (``env:VAR``, ``keyring:NAME``, ``file:PATH``, literals), the keyring
+store, and redaction.
 
 Every value resolved or stored here is remembered for the life of the process so that
 :func:`redact` and :class:`RedactingFilter` can scrub it from anything that is printed or
@@ -10,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
 
@@ -25,7 +28,7 @@ INDEX_ENTRY = "__cskpi_index__"  # keyring cannot enumerate, so the names live i
 MASK = "***"
 _MIN_REDACTED = 4  # shorter values would mask ordinary words and digits
 
-NO_BACKEND = "no keyring backend is available on this machine; use env:VAR instead"
+NO_BACKEND = "no keyring backend is available on this machine; use env:VAR or file:PATH instead"
 
 _log = logging.getLogger("cskpi")
 _registered: set[str] = set()
@@ -35,13 +38,14 @@ class SecretError(ValueError):
     """A secret reference that cannot be resolved, or a keyring operation that failed."""
 
 
-def resolve_reference(ref: object, what: str | None = None) -> SecretStr:
-    """Turn ``env:VAR``, ``keyring:NAME`` or a literal into the secret, and register it."""
+def resolve_reference(ref: object, what: str | None = None, base: Path | None = None) -> SecretStr:
+    """Turn ``env:VAR``, ``keyring:NAME``, ``file:PATH`` (relative to ``base``) or a literal
+    into the secret, and register it."""
     if isinstance(ref, SecretStr):  # already resolved (settings built in code, or re-validated)
         register_secret(ref.get_secret_value())
         return ref
     if not isinstance(ref, str):
-        raise SecretError("must be a string: env:VAR, keyring:NAME or the secret itself")
+        raise SecretError("must be a string: env:VAR, keyring:NAME, file:PATH or the secret itself")
     if not ref:
         raise SecretError("the secret is empty")
     scheme, _, name = ref.partition(":")
@@ -49,10 +53,13 @@ def resolve_reference(ref: object, what: str | None = None) -> SecretStr:
         value = _from_env(name)
     elif scheme == "keyring":
         value = get_secret(name)
+    elif scheme == "file":
+        value = _from_file(name, base)
     else:
         # Says that a literal is used, never what it is.
         _log.warning(
-            "%s is written into the config as a literal secret; prefer env:VAR or keyring:NAME",
+            "%s is written into the config as a literal secret; prefer env:VAR, keyring:NAME "
+            "or file:PATH",
             what or "a secret",
         )
         value = ref
@@ -63,7 +70,8 @@ def resolve_reference(ref: object, what: str | None = None) -> SecretStr:
 
 
 def _validate_secret(value: object, info: ValidationInfo) -> SecretStr:
-    return resolve_reference(value, what=info.field_name)
+    base = info.context.get("base") if isinstance(info.context, dict) else None
+    return resolve_reference(value, what=info.field_name, base=base)
 
 
 Secret = Annotated[SecretStr, BeforeValidator(_validate_secret)]
@@ -77,6 +85,27 @@ def _from_env(var: str) -> str:
     if value is None:
         raise SecretError(f"environment variable {var} is not set")
     return value
+
+
+def _from_file(reference: str, base: Path | None) -> str:
+    """A file holding the secret: Docker and Kubernetes secrets, systemd's credentials
+    (``file:$CREDENTIALS_DIRECTORY/zendesk``). One trailing newline, as editors and
+    ``echo`` add, is not part of it."""
+    if not reference:
+        raise SecretError("file: needs a path, e.g. file:/run/secrets/zendesk_token")
+    for var in re.findall(r"\$\{?(\w+)\}?", reference):
+        if var not in os.environ:
+            raise SecretError(f"file:{reference}: environment variable {var} is not set")
+    path = Path(os.path.expandvars(reference)).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SecretError(f"cannot read the secret file {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise SecretError(f"cannot read the secret file {path}: {exc.strerror}") from None
+    return text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
 
 
 def get_secret(name: str) -> str:
@@ -111,6 +140,13 @@ def delete_secret(name: str) -> None:
         _write_index(_read_index() - {name})
     if not present:
         raise SecretError(f"keyring has no secret {name}")
+
+
+def check_backend() -> None:
+    """:class:`SecretError` when no keyring backend can store a secret: said before anyone
+    types one in."""
+    if _no_backend():
+        raise SecretError(NO_BACKEND)
 
 
 def list_secrets() -> list[str]:

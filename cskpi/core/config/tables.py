@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     PositiveFloat,
+    SecretStr,
     model_validator,
 )
 
@@ -71,6 +72,13 @@ class _Model(BaseModel):
 def _country(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{2}", value):
         raise ValueError("must be a two-letter ISO country code such as US or DE")
+    import holidays  # only a config that names a country pays for the import
+
+    if value.upper() not in holidays.list_supported_countries():
+        raise ValueError(
+            f"the holidays package has no calendar for {value.upper()}; use an ISO code such "
+            "as US, DE or GB, or list the days in `holidays`"
+        )
     return value.upper()
 
 
@@ -172,8 +180,16 @@ def _smtp_url(value: str) -> str:
 Address = Annotated[str, AfterValidator(_address)]
 
 
+def _webhook(value: SecretStr | None) -> SecretStr | None:
+    # The URL is a secret: the message never repeats it.
+    parts = urlsplit(value.get_secret_value()) if value is not None else None
+    if parts is not None and (parts.scheme not in ("https", "http") or not parts.hostname):
+        raise ValueError("must be a URL such as https://hooks.slack.com/services/…")
+    return value
+
+
 class SlackTarget(_Model):
-    webhook_url: Secret | None = None
+    webhook_url: Annotated[Secret | None, AfterValidator(_webhook)] = None
     token: Secret | None = None
     channel: str | None = None
     base_url: str = "https://slack.com/api/"

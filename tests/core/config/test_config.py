@@ -83,21 +83,34 @@ def _write(text: str) -> Path:
     return path
 
 
+DEMO = '[connectors.try-it]\ntype = "demo"\n'
+
+
+def _with_a_connector(text: str) -> str:
+    """``text``, and a demo connector when it has none (a config needs one)."""
+    return text if "[connectors" in text else f"{text}\n{DEMO}"
+
+
 def _load(text: str, types: dict[str, Any] = TYPES) -> Config:
-    return load_config(_write(text), types)
+    return load_config(_write(_with_a_connector(text)), types)
 
 
 def _error(text: str, types: dict[str, Any] = TYPES) -> str:
+    """Every error of ``text``, one per line."""
     with pytest.raises(ConfigError) as info:
         _load(text, types)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+    assert all("\n" not in line for line in info.value.lines)
+    assert str(info.value) == "\n".join(info.value.lines)
+    return str(info.value)
+
+
+HOOK = "https://hooks.slack.com/services/T000/B000/hook-secret"
 
 
 @pytest.fixture
 def token(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("ZD_TOKEN", TOKEN)
+    monkeypatch.setenv("SLACK_URL", HOOK)
     return TOKEN
 
 
@@ -110,7 +123,7 @@ def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     assert config.path.is_absolute()
     assert str(config.timezone) == "UTC"
     assert config.database == f"sqlite:///{tmp_path / 'cskpi.db'}"
-    assert config.connectors == {}
+    assert list(config.connectors) == ["try-it"]
     assert config.business_hours is None
     assert config.sla is None
     assert config.costs is None
@@ -164,7 +177,7 @@ email = { to = ["lead@acme.com"], smtp_url = "smtp://mail.acme.com:587", from = 
 
 [digests.weekly]
 schedule = "0 8 * * 1"
-slack = { webhook_url = "env:ZD_TOKEN" }
+slack = { webhook_url = "env:SLACK_URL" }
 """
 
 
@@ -268,7 +281,7 @@ def test_database_url(tmp_path: Path, database: str, expected: str) -> None:
 def test_relative_sqlite_path_follows_the_config_not_the_cwd(tmp_path: Path) -> None:
     folder = tmp_path / "elsewhere"
     folder.mkdir()
-    (folder / "my.toml").write_text('database = "sqlite:///cskpi.db"\n', encoding="utf-8")
+    (folder / "my.toml").write_text(_with_a_connector('database = "sqlite:///cskpi.db"\n'))
     config = load_config(Path("elsewhere/my.toml"), TYPES)
     assert config.database == f"sqlite:///{folder / 'cskpi.db'}"
     assert config.path == folder / "my.toml"
@@ -292,8 +305,22 @@ def test_literal_secret_warns_with_the_key_but_not_the_value(
         config = _load(text)
     assert config.connectors["acme"].api_token.get_secret_value() == TOKEN  # type: ignore[attr-defined]
     assert [r.getMessage() for r in caplog.records] == [
-        "api_token is written into the config as a literal secret; prefer env:VAR or keyring:NAME"
+        "api_token is written into the config as a literal secret; prefer env:VAR, keyring:NAME "
+        "or file:PATH"
     ]
+
+
+def test_file_secret_relative_to_the_config_and_its_error_names_key_and_path(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "zendesk").write_text(TOKEN + "\n")
+    config = _load(ACME.replace("env:ZD_TOKEN", "file:secrets/zendesk"))
+    assert config.connectors["acme"].api_token.get_secret_value() == TOKEN  # type: ignore[attr-defined]
+    assert _error(ACME.replace("env:ZD_TOKEN", "file:secrets/nope")) == (
+        "cskpi.toml: [connectors.acme] api_token: cannot read the secret file "
+        f"{tmp_path}/secrets/nope: No such file or directory"
+    )
 
 
 def test_keyring_secret(isolated: MemoryKeyring) -> None:
@@ -326,7 +353,7 @@ ERRORS = [
         id="unknown-digest-key",
     ),
     pytest.param(
-        DIGEST + 'slack = { webhook_url = "env:ZD_TOKEN", chanel = "#x" }',
+        DIGEST + 'slack = { webhook_url = "env:SLACK_URL", chanel = "#x" }',
         "cskpi.toml: [digests.daily.slack] chanel: unknown key",
         id="unknown-slack-key",
     ),
@@ -561,10 +588,64 @@ ERRORS = [
         "or e.g. postgresql://host/db",
         id="database-not-a-url",
     ),
+    # Issue 23 item 8: every error at once, one line each; more caught at load.
     pytest.param(
         'timzone = "UTC"\ndatabse = "x"',
-        "cskpi.toml: timzone: unknown key (and 1 more)",
+        "cskpi.toml: timzone: unknown key\ncskpi.toml: databse: unknown key",
         id="several-errors",
+    ),
+    pytest.param(
+        'timezone = "Mars/Olympus"\n[kpis]\nescalation_tags = "x"\n'
+        + ACME.replace('subdomain = "acme"', "subdomain = 5")
+        + '[connectors.other]\ntype = "zendsk"\n'
+        + DIGEST
+        + 'perod = "x"\nkpis = ["csat", "nope"]\n',
+        "cskpi.toml: timezone: unknown time zone; use an IANA name such as Europe/Berlin\n"
+        "cskpi.toml: [kpis] escalation_tags: must be a list\n"
+        "cskpi.toml: [digests.daily] kpis[1]: unknown KPI; known: " + ", ".join(KPI_KEYS) + "\n"
+        "cskpi.toml: [digests.daily] perod: unknown key\n"
+        "cskpi.toml: [connectors.acme] subdomain: Input should be a valid string\n"
+        "cskpi.toml: [connectors.other] type: unknown connector type 'zendsk'; "
+        "installed: demo, fakedesk",
+        id="errors-in-every-table",
+    ),
+    pytest.param(
+        'timezone = "UTC"\n[connectors]\n',
+        "cskpi.toml: no connectors configured; add a [connectors.NAME] table "
+        "(`cskpi connectors list` shows the types)",
+        id="empty-connectors-table",
+    ),
+    pytest.param(
+        '[business_hours]\nmon = "09:00-17:00"\ncountry = "XX"',
+        "cskpi.toml: [business_hours] country: the holidays package has no calendar for XX; "
+        "use an ISO code such as US, DE or GB, or list the days in `holidays`",
+        id="unknown-holiday-country",
+    ),
+    pytest.param(
+        DIGEST + 'slack = { webhook_url = "env:ZD_TOKEN" }',
+        "cskpi.toml: [digests.daily.slack] webhook_url: "
+        "must be a URL such as https://hooks.slack.com/services/…",
+        id="webhook-not-a-url",
+    ),
+    pytest.param(
+        DIGEST + 'slack = { webhook_url = "hooks.slack.com/services/T0/B0/x" }',
+        "cskpi.toml: [digests.daily.slack] webhook_url: "
+        "must be a URL such as https://hooks.slack.com/services/…",
+        id="webhook-without-scheme",
+    ),
+    pytest.param(
+        DIGEST + 'email = { to = ["a@b.c"], smtp_url = "smtp://h",\n  from = "a@b.c" }',
+        "cskpi.toml: line 3: invalid TOML: an inline table { … } must stay on one line; put it "
+        "on one line or write it as a [table] of its own "
+        "(Invalid initial character for a key part)",
+        id="multi-line-inline-table",
+    ),
+    pytest.param(
+        '[digests.daily]\nschedule = "0 9 * * *"\nslack = { channel = "#x", token = "env:T",\n}',
+        "cskpi.toml: line 3: invalid TOML: an inline table { … } must stay on one line; put it "
+        "on one line or write it as a [table] of its own "
+        "(Invalid initial character for a key part)",
+        id="inline-table-with-a-hash-in-a-string",
     ),
 ]
 
@@ -575,12 +656,28 @@ def test_errors(text: str, expected: str) -> None:
     assert _error(text) == expected
 
 
+@pytest.mark.parametrize("text", ["", 'timezone = "UTC"\n', DIGEST])
+def test_a_config_without_connectors_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(text), TYPES)
+    assert info.value.lines == [
+        "cskpi.toml: no connectors configured; add a [connectors.NAME] table "
+        "(`cskpi connectors list` shows the types)"
+    ]
+
+
+def test_a_utf8_byte_order_mark_is_accepted(token: str) -> None:
+    Path("cskpi.toml").write_bytes(b"\xef\xbb\xbf" + ACME.encode())
+    config = load_config(Path("cskpi.toml"), TYPES)
+    assert list(config.connectors) == ["acme"]
+
+
 @pytest.mark.usefixtures("token")
 def test_no_keyring_backend() -> None:
     keyring.set_keyring(fail.Keyring())  # type: ignore[no-untyped-call]
     assert _error(ACME.replace("env:ZD_TOKEN", "keyring:acme")) == (
         "cskpi.toml: [connectors.acme] api_token: "
-        "no keyring backend is available on this machine; use env:VAR instead"
+        "no keyring backend is available on this machine; use env:VAR or file:PATH instead"
     )
 
 
@@ -599,7 +696,7 @@ def test_missing_file_names_it_and_the_fix() -> None:
 def test_error_names_the_file_as_given(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "my.toml"
     path.parent.mkdir()
-    path.write_text("bogus = 1\n", encoding="utf-8")
+    path.write_text(_with_a_connector("bogus = 1\n"), encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config(path, TYPES)
     assert str(info.value) == f"{path}: bogus: unknown key"

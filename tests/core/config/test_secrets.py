@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import keyring
 import pytest
@@ -80,7 +82,7 @@ def test_keyring_reference_missing_names_the_fix() -> None:
 @pytest.mark.parametrize("backend", [fail.Keyring, null.Keyring])
 def test_no_keyring_backend(backend: type[keyring.backend.KeyringBackend]) -> None:
     keyring.set_keyring(backend())
-    expected = "no keyring backend is available on this machine; use env:VAR instead"
+    expected = "no keyring backend is available on this machine; use env:VAR or file:PATH instead"
     for attempt in (lambda: resolve_reference("keyring:acme"), lambda: set_secret("a", "b"),
                     list_secrets):  # fmt: skip
         with pytest.raises(SecretError) as info:
@@ -97,7 +99,8 @@ def test_literal_is_used_with_a_warning_that_does_not_repeat_it(
     assert record.name == "cskpi"
     assert record.levelno == logging.WARNING
     assert record.getMessage() == (
-        "api_token is written into the config as a literal secret; prefer env:VAR or keyring:NAME"
+        "api_token is written into the config as a literal secret; prefer env:VAR, keyring:NAME "
+        "or file:PATH"
     )
     assert redact(TOKEN) == "***"
 
@@ -116,7 +119,7 @@ def test_env_and_keyring_references_do_not_warn(
 @pytest.mark.parametrize(
     ("ref", "message"),
     [
-        (42, "must be a string: env:VAR, keyring:NAME or the secret itself"),
+        (42, "must be a string: env:VAR, keyring:NAME, file:PATH or the secret itself"),
         ("", "the secret is empty"),
         ("env:", "env: needs a variable name, e.g. env:ZENDESK_TOKEN"),
     ],
@@ -125,6 +128,74 @@ def test_bad_references(ref: object, message: str) -> None:
     with pytest.raises(SecretError) as info:
         resolve_reference(ref)
     assert str(info.value) == message
+
+
+# --- file:PATH (issue 23 item 10): Docker/Kubernetes secrets, systemd credentials -------
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (f"{TOKEN}\n", TOKEN),  # echo and editors add a newline: one is stripped
+        (f"{TOKEN}\r\n", TOKEN),
+        (TOKEN, TOKEN),
+        (f"{TOKEN}\n\n", f"{TOKEN}\n"),  # only one
+        (f" {TOKEN} ", f" {TOKEN} "),  # spaces may belong to a password
+    ],
+)
+def test_file_reference(tmp_path: Path, content: str, expected: str) -> None:
+    (tmp_path / "token").write_bytes(content.encode())
+    assert resolve_reference(f"file:{tmp_path / 'token'}").get_secret_value() == expected
+    assert redact(f"sent {expected}") == "sent ***"  # registered like every secret
+
+
+def test_file_reference_is_relative_to_the_base_and_expands_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "zendesk").write_text(TOKEN)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    expanded = resolve_reference("file:$CREDENTIALS_DIRECTORY/zendesk")
+    relative = resolve_reference("file:creds/zendesk", base=tmp_path)
+    assert expanded.get_secret_value() == relative.get_secret_value() == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("file:", "file: needs a path, e.g. file:/run/secrets/zendesk_token"),
+        (
+            "file:{tmp}/missing",
+            "cannot read the secret file {tmp}/missing: No such file or directory",
+        ),
+        ("file:{tmp}", "cannot read the secret file {tmp}: Is a directory"),
+        ("file:{tmp}/empty", "the secret is empty"),
+        ("file:{tmp}/binary", "cannot read the secret file {tmp}/binary: not UTF-8 text"),
+        (
+            "file:$NO_SUCH_DIRECTORY/x",
+            "file:$NO_SUCH_DIRECTORY/x: environment variable NO_SUCH_DIRECTORY is not set",
+        ),
+    ],
+)
+def test_bad_file_references(tmp_path: Path, ref: str, message: str) -> None:
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(SecretError) as info:
+        resolve_reference(ref.format(tmp=tmp_path))
+    assert str(info.value) == message.format(tmp=tmp_path)
+
+
+def test_unreadable_file_reference(tmp_path: Path) -> None:
+    secret = tmp_path / "token"
+    secret.write_text(TOKEN)
+    secret.chmod(0)
+    try:
+        if os.access(secret, os.R_OK):
+            pytest.skip("running as a user who can read anything")
+        with pytest.raises(SecretError, match="Permission denied"):
+            resolve_reference(f"file:{secret}")
+    finally:
+        secret.chmod(0o600)
 
 
 def test_empty_environment_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

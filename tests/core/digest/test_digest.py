@@ -31,6 +31,9 @@ CONFIG = """\
 timezone = "UTC"
 database = "sqlite:///kpi.db"
 
+[connectors.hd]
+type = "demo"
+
 [sla]
 first_response = { urgent = "1h", high = "4h", normal = "8h", low = "24h" }
 

@@ -151,7 +151,7 @@ def test_cli_copies_the_configured_store(
     for attribute in ("handlers", "level", "propagate"):
         monkeypatch.setattr(logger, attribute, copy.copy(getattr(logger, attribute)))
     config = tmp_path / "cskpi.toml"
-    config.write_text(f'database = "{source}"\n', encoding="utf-8")
+    config.write_text(f'database = "{source}"\n[connectors.d]\ntype = "demo"\n', encoding="utf-8")
     target = empty_store(request, "postgresql", tmp_path)
     result = CliRunner().invoke(app, ["migrate-store", "--to", target, "-c", str(config)])
     assert result.exit_code == 0, result.output
