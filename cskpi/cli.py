@@ -17,6 +17,7 @@ import typer
 
 from cskpi.commands.common import (
     ConfigOption,
+    CskpiGroup,
     Verbose,
     config_or_fail,
     fail,
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     from cskpi.core.quickstart import Summary
 
 app = typer.Typer(
+    cls=CskpiGroup,
+    # Locals in a traceback would print the config, database password and all (typer's
+    # default before 0.16); a bug's traceback names files and lines only.
+    pretty_exceptions_show_locals=False,
     no_args_is_help=True,
     add_completion=False,
     help="Customer-service KPIs from Zendesk, Freshdesk, Intercom and a support mailbox.",
@@ -71,8 +76,8 @@ def check(config: ConfigOption = None, verbose: Verbose = False) -> None:
     results = core.check(cfg, installed_types())
     out.print(f"{cfg.path}: config ok", highlight=False)
     out.print(check_table(results))
-    if not all(r.ok for r in results):
-        raise typer.Exit(1)
+    if failed := [r.code for r in results if not r.ok]:
+        raise typer.Exit(max(failed))
 
 
 @app.command()

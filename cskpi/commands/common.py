@@ -14,9 +14,12 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
+
+from cskpi.core.store.errors import StoreError
 
 if TYPE_CHECKING:
     from cskpi.connectors.base import ConnectorFactory
@@ -38,6 +41,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     # Plain echo: one unwrapped line, and no markup parsing of "[connectors.x]".
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+class CskpiGroup(TyperGroup):
+    """The app's command group: a database that cannot be used, met by any command, answers
+    with its one line and exit status (SPEC §1), not a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # a click.Context (newer typers vendor their own click)
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            fail(str(exc), exc.code)
 
 
 def installed_types() -> dict[str, ConnectorFactory]:

@@ -14,7 +14,7 @@ from cskpi.core.config.periods import Window, explicit_window, parse_instant, pe
 from cskpi.core.config.secrets import redact
 from cskpi.core.kpis.report import KpiContext, Report, compute
 from cskpi.core.store import lease as daemon
-from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.engine import StoreError, check_store, open_engine, write_transaction
 from cskpi.core.store.lease import DaemonInfo
 from cskpi.core.store.sync_state import (
     RunInfo,
@@ -69,13 +69,14 @@ class CheckResult:
     connector: str
     ok: bool
     detail: str
+    code: int = 1  # the exit status when it failed: 2 for a config to fix (SPEC §1)
 
 
 def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckResult]:
-    """One cheap authenticated call per connector and per digest target."""
+    """The database, then one cheap authenticated call per connector and per digest target."""
     from cskpi.core.digest.runs import check_targets
 
-    results = []
+    results = [_check_database(config)]
     for source in build_sources(config, types):
         try:
             source.connector.check()
@@ -84,6 +85,13 @@ def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckRe
         else:
             results.append(CheckResult(source.name, True, "ok"))
     return results + [CheckResult(*target) for target in check_targets(config)]
+
+
+def _check_database(config: Config) -> CheckResult:
+    try:
+        return CheckResult("database", True, check_store(config.database))
+    except StoreError as exc:
+        return CheckResult("database", False, str(exc), exc.code)
 
 
 @dataclass(frozen=True)
