@@ -57,12 +57,14 @@ def init(
 ) -> None:
     """Write a commented config file (default ./cskpi.toml); never overwrites."""
     from cskpi.commands.console import out
+    from cskpi.core.files import write_private
     from cskpi.core.quickstart import example_config_text
 
     target = path or config or Path("cskpi.toml")
-    if target.exists():
+    try:  # 0600: the config may come to hold secrets
+        write_private(target, example_config_text(), exclusive=True)
+    except FileExistsError:
         fail(f"{target} already exists; not overwriting it")
-    target.write_text(example_config_text(), encoding="utf-8")
     out.print(f"wrote {target}; edit it, then run `cskpi check -c {target}`", highlight=False)
 
 

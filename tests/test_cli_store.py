@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,64 @@ def test_a_traceback_never_prints_local_variables(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "RuntimeError: a bug, not a database problem" in done.stderr  # typer's traceback
     assert PASSWORD not in done.stdout + done.stderr
+
+
+# --- files of customer data are 0600 (item 14) --------------------------------------------
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most systems give a user (022), so a file made with no mode is 0644."""
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def mode(path: Path) -> str:
+    return oct(stat.S_IMODE(path.stat().st_mode))
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_the_store_and_its_wal_and_shm_files_are_0600(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from cskpi.core.store.engine import open_engine, write_transaction
+
+    assert (
+        runner.invoke(app, ["sync", "-c", str(config(tmp_path, "sqlite:///kpi.db"))]).exit_code == 0
+    )
+    assert mode(tmp_path / "kpi.db") == "0o600"
+    engine = open_engine(f"sqlite:///{tmp_path / 'kpi.db'}")  # WAL files live while it is open
+    try:
+        with write_transaction(engine) as conn:
+            conn.execute(text("DELETE FROM sync_run"))
+        made = sorted(p.name for p in tmp_path.glob("kpi.db*"))
+        assert made == ["kpi.db", "kpi.db-shm", "kpi.db-wal"]
+        assert {p.name: mode(p) for p in tmp_path.glob("kpi.db*")} == dict.fromkeys(made, "0o600")
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_init_writes_its_config_0600(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    assert mode(tmp_path / "cskpi.toml") == "0o600"
+    again = runner.invoke(app, ["init"])
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_digest_out_files_are_0600_also_when_they_replace_older_ones(tmp_path: Path) -> None:
+    demo = runner.invoke(app, ["demo", "--dir", str(tmp_path / "d"), "--tickets", "200"])
+    assert demo.exit_code == 0, demo.output
+    out = tmp_path / "digest"
+    out.mkdir()
+    (out / "digest-daily.txt").write_text("an older digest, 0644\n")
+    args = ["digest", "-c", str(tmp_path / "d" / "cskpi.toml"), "--dry-run", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = {p.name: mode(p) for p in out.iterdir()}
+    assert len(written) == 5
+    assert written == dict.fromkeys(written, "0o600")
+    assert mode(tmp_path / "d" / "cskpi.db") == mode(tmp_path / "d" / "cskpi.toml") == "0o600"

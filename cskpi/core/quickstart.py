@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from cskpi.core.files import write_private
 from cskpi.core.kpis.backlog import backlog_counts, present
 from cskpi.core.store.schema import from_epoch
 
@@ -77,7 +78,8 @@ def prepare(
         old.unlink()
     end = end or datetime.combine(datetime.now(UTC).date(), time(), UTC)
     config = folder / "cskpi.toml"
-    config.write_text(
+    write_private(
+        config,
         _CONFIG.format(
             name=DEMO_CONNECTOR,
             tickets=tickets,
@@ -85,7 +87,6 @@ def prepare(
             seed=seed,
             end=end.strftime("%Y-%m-%dT%H:%M:%SZ"),
         ),
-        encoding="utf-8",
     )
     return config, end
 

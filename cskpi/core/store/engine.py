@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
 from cskpi.core.config.secrets import redact
+from cskpi.core.files import create_private
 from cskpi.core.store.dialect import make_engine, normalise_url
 from cskpi.core.store.errors import StoreError
 from cskpi.core.store.migrations import migrate
@@ -36,6 +37,8 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
     target = _target(url)
     if target.file is not None:
         _check_file(target.file, create=create, write=create)
+        if create:
+            create_private(target.file)  # before SQLite makes it 0644
     engine = _engine(url, target)
     try:
         if not create:
