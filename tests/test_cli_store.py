@@ -68,6 +68,7 @@ def unwritable(folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     real = os.access
     locked = folder / "locked"
     locked.mkdir()
+    synced_store(locked)  # there, so that the read commands meet the lock, not a missing file
     monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and real(p, mode))
     return "sqlite:///locked/kpi.db"
 
@@ -256,3 +257,60 @@ def test_digest_out_files_are_0600_also_when_they_replace_older_ones(tmp_path: P
     assert len(written) == 5
     assert written == dict.fromkeys(written, "0o600")
     assert mode(tmp_path / "d" / "cskpi.db") == mode(tmp_path / "d" / "cskpi.toml") == "0o600"
+
+
+# --- read commands create nothing; counts mean what they say (item 22) --------------------
+
+
+@pytest.mark.parametrize("command", ["status", "kpis"])
+def test_a_read_command_never_creates_the_database(tmp_path: Path, command: str) -> None:
+    result = runner.invoke(app, [command, "-c", str(config(tmp_path, "sqlite:///kpi.db"))])
+    assert (result.exit_code, result.output.count("\n")) == (1, 1), result.output
+    assert f"database {tmp_path / 'kpi.db'}: no such file" in result.output
+    assert "run `cskpi sync` first" in result.output
+    assert list(tmp_path.glob("kpi.db*")) == []
+
+
+@pytest.mark.parametrize("command", ["status", "kpis"])
+def test_an_empty_file_is_not_a_store_to_read(tmp_path: Path, command: str) -> None:
+    (tmp_path / "kpi.db").touch()
+    result = runner.invoke(app, [command, "-c", str(config(tmp_path, "sqlite:///kpi.db"))])
+    assert result.exit_code == 1, result.output
+    assert "holds no cskpi store yet; run `cskpi sync` first" in result.output
+
+
+def test_kpis_on_a_store_never_synced_names_cskpi_sync(tmp_path: Path) -> None:
+    from cskpi.core.store.engine import open_engine
+
+    open_engine(f"sqlite:///{tmp_path / 'kpi.db'}").dispose()  # made, migrated, empty
+    cfg = config(tmp_path, "sqlite:///kpi.db")
+    result = runner.invoke(app, ["kpis", "-c", str(cfg)])
+    assert (result.exit_code, result.output) == (
+        1, "error: the database holds nothing synced yet: run `cskpi sync` first\n"
+    )  # fmt: skip
+    assert runner.invoke(app, ["sync", "-c", str(cfg)]).exit_code == 0
+    assert runner.invoke(app, ["kpis", "-c", str(cfg)]).exit_code == 0
+
+
+def test_a_sync_that_changes_nothing_says_so(tmp_path: Path) -> None:
+    cfg = str(config(tmp_path, "sqlite:///kpi.db"))
+    first = runner.invoke(app, ["sync", "-c", cfg])
+    assert first.exit_code == 0
+    assert first.output.endswith("sync ok: 3,431 rows new or changed of 3,431 read\n")
+    again = runner.invoke(app, ["sync", "-c", cfg])
+    assert again.output.endswith("sync ok: nothing changed (13 rows read, all stored already)\n")
+    full = runner.invoke(app, ["sync", "-c", cfg, "--full"])
+    assert full.exit_code == 0
+    assert full.output.endswith("sync ok: nothing changed (3,431 rows read, all stored already)\n")
+
+
+def test_importing_the_same_file_again_says_unchanged(tmp_path: Path) -> None:
+    cfg = str(config(tmp_path, "sqlite:///kpi.db"))
+    assert runner.invoke(app, ["sync", "-c", cfg]).exit_code == 0
+    answers = tmp_path / "nps.csv"
+    answers.write_text("kind,score,rated_at\nnps,10,2026-10-05\nnps,3,2026-10-06\n")
+    first = runner.invoke(app, ["import", "ratings", str(answers), "-c", cfg])
+    assert first.output == f"{answers}: 2 ratings rows, 2 new, 0 updated, 0 unchanged\n"
+    again = runner.invoke(app, ["import", "ratings", str(answers), "-c", cfg])
+    assert again.exit_code == 0
+    assert again.output == f"{answers}: unchanged; its 2 ratings rows are stored already\n"

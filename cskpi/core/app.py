@@ -125,7 +125,7 @@ def stored_counts(engine: Engine) -> dict[str, dict[str, int]]:
 
 
 def status(config: Config) -> Status:
-    engine = open_engine(config.database)
+    engine = open_engine(config.database, create=False)
     try:
         with write_transaction(engine) as conn:
             end_dead_runs(conn)
@@ -172,11 +172,25 @@ def kpis(config: Config, request: KpiRequest) -> Report:
     if unknown:
         raise UsageError(f"no connector named {unknown[0]!r} in {config.path.name}")
     window = kpi_window(config, request)
-    engine = open_engine(config.database)
+    engine = open_engine(config.database, create=False)
     try:
+        _require_synced(engine, request.connectors)
         return compute(
             engine, window, KpiContext.from_config(config),
             connectors=request.connectors, by=request.by,
         )  # fmt: skip
     finally:
         engine.dispose()
+
+
+def _require_synced(engine: Engine, connectors: Sequence[str]) -> None:
+    """KPIs of a store no sync has filled would be zeros that look like a quiet week."""
+    with engine.connect() as conn:
+        synced = set(conn.execute(text(
+            "SELECT connector FROM sync_state WHERE last_success_at IS NOT NULL OR rows > 0"
+        )).scalars())  # fmt: skip
+    if not synced:
+        raise StoreError("the database holds nothing synced yet: run `cskpi sync` first", 1)
+    if missing := [name for name in connectors if name not in synced]:
+        raise StoreError(f"connector {missing[0]!r} has not synced yet: run "
+                         f"`cskpi sync --connector {missing[0]}` first", 1)  # fmt: skip

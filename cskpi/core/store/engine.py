@@ -36,7 +36,8 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
     made yet is a :class:`StoreError` naming `cskpi sync`, and nothing is created."""
     target = _target(url)
     if target.file is not None:
-        _check_file(target.file, create=create, write=create)
+        # Readers write too: SQLite's -shm file, and `status` ends runs of dead processes.
+        _check_file(target.file, create=create, write=True)
         if create:
             create_private(target.file)  # before SQLite makes it 0644
     engine = _engine(url, target)
