@@ -316,7 +316,10 @@ def demo(
     from cskpi.core import quickstart
 
     where = folder or quickstart.home() / "demo"
-    path, end = quickstart.prepare(where, tickets, days, seed)
+    try:
+        path, end = quickstart.prepare(where, tickets, days, seed)
+    except quickstart.DemoFolderError as exc:
+        fail(str(exc))
     out.print(f"demo helpdesk: {tickets:,} tickets over {days} days → {where}", highlight=False)
     sync(config=path)
     out.print(summary_table(_demo_summary(path, end)))

@@ -68,12 +68,19 @@ def home() -> Path:
     return Path(os.environ.get("CSKPI_HOME") or Path.home() / ".cskpi")
 
 
+MARKER = ".cskpi-demo"  # in a folder `cskpi demo` made, which it may rewrite
+
+
+class DemoFolderError(ValueError):
+    """A folder the demo will not write into: it may hold someone's project."""
+
+
 def prepare(
     folder: Path, tickets: int, days: int, seed: int, end: datetime | None = None
 ) -> tuple[Path, datetime]:
     """Write a fresh demo config (and drop an old demo database) in ``folder``; returns the
     config's path and the instant the demo data ends at (its "now")."""
-    folder.mkdir(parents=True, exist_ok=True)
+    _claim(folder)
     for old in folder.glob("cskpi.db*"):
         old.unlink()
     end = end or datetime.combine(datetime.now(UTC).date(), time(), UTC)
@@ -89,6 +96,22 @@ def prepare(
         ),
     )
     return config, end
+
+
+def _claim(folder: Path) -> None:
+    """Take ``folder`` for the demo, marked as its own: a new or empty folder, one the demo
+    made before (its marker), or cskpi's own $CSKPI_HOME/demo. Anything else may be a
+    project whose config and database the demo would replace: a DemoFolderError."""
+    if folder.exists() and not folder.is_dir():
+        raise DemoFolderError(f"--dir {folder}: is a file, not a folder")
+    ours = folder.resolve() == (home() / "demo").resolve() or (folder / MARKER).is_file()
+    if folder.is_dir() and not ours and any(folder.iterdir()):
+        raise DemoFolderError(
+            f"--dir {folder}: not a folder `cskpi demo` made, and not empty; the demo "
+            "replaces the config and database in its folder: give a new or empty one"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("Made by `cskpi demo`, which rewrites this folder.\n")
 
 
 def digest_instant(end: datetime) -> datetime:
