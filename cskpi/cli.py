@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from cskpi.core.quickstart import Summary
 
 app = App(
+    # Locals in a traceback would print the config, database password and all (typer's
+    # default before 0.16); a bug's traceback names files and lines only.
+    pretty_exceptions_show_locals=False,
     no_args_is_help=True,
     help="Customer-service KPIs from Zendesk, Freshdesk, Intercom and a support mailbox.\n\n"
     "Start with: cskpi demo",
@@ -83,12 +86,14 @@ def init(
 
     Example: cskpi init && cskpi check"""
     from cskpi.commands.console import out
+    from cskpi.core.files import write_private
     from cskpi.core.quickstart import example_config_text
 
     target = path or config or Path("cskpi.toml")
-    if target.exists():
+    try:  # 0600: the config may come to hold secrets
+        write_private(target, example_config_text(), exclusive=True)
+    except FileExistsError:
         fail(f"{target} already exists; not overwriting it")
-    target.write_text(example_config_text(), encoding="utf-8")
     out.print(f"wrote {target}; edit it, then run `cskpi check -c {target}`", highlight=False)
 
 
@@ -104,8 +109,8 @@ def check(config: ConfigOption = None, verbose: Verbose = False) -> None:
     results = core.check(cfg, installed_types())
     out.print(f"{cfg.path}: config ok", highlight=False)
     out.print(check_table(results))
-    if not all(r.ok for r in results):
-        raise typer.Exit(1)
+    if failed := [r.code for r in results if not r.ok]:
+        raise typer.Exit(max(failed))
 
 
 @app.command()
@@ -366,7 +371,10 @@ def demo(
     from cskpi.core import quickstart
 
     where = folder or quickstart.home() / "demo"
-    path, end = quickstart.prepare(where, tickets, days, seed)
+    try:
+        path, end = quickstart.prepare(where, tickets, days, seed)
+    except quickstart.DemoFolderError as exc:
+        fail(str(exc))
     out.print(f"demo helpdesk: {tickets:,} tickets over {days} days → {where}", highlight=False)
     sync(config=path)
     out.print(summary_table(_demo_summary(path, end)))

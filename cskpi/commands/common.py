@@ -26,6 +26,8 @@ try:
 except ImportError:  # pragma: no cover - typer on the separate click package
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
+from cskpi.core.store.errors import StoreError
+
 if TYPE_CHECKING:
     from cskpi.connectors.base import ConnectorFactory
     from cskpi.core.config.file import Config
@@ -72,6 +74,14 @@ class Group(TyperGroup):
         params = super().get_params(ctx)
         _readable_placeholders(params)
         return params
+
+    def invoke(self, ctx: Any) -> Any:  # a click.Context (newer typers vendor their own click)
+        """A database that cannot be used, met by any command, answers with its one line and
+        exit status (SPEC §1), not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            fail(str(exc), exc.code)
 
     def main(  # type: ignore[override]
         self, args: Sequence[str] | None = None, prog_name: str | None = None, **extra: Any

@@ -137,12 +137,22 @@ def sync_report(report: SyncReport) -> None:
             rest = "; its other streams were not read" if s.rejected else ""
             # One line per failure, never wrapped: a log reader greps it whole.
             err.print(f"[red]✗ {where}[/]: {error}{rest}", highlight=False, soft_wrap=True)
-    total = sum(s.rows for s in report.streams)
+    read = sum(s.rows for s in report.streams)
     skipped = sum(s.skipped for s in report.streams)
     note = f", {skipped:,} bad records skipped (see log)" if skipped else ""
     failed = sum(1 for s in report.streams if s.error)
     outcome = f"{failed} stream(s) failed" if failed else "ok"
-    err.print(f"sync {outcome}: {total:,} rows stored{note}", highlight=False)
+    counts = _changes(read, sum(s.changed for s in report.streams))
+    err.print(f"sync {outcome}: {counts}{note}", highlight=False)
+
+
+def _changes(read: int, changed: int) -> str:
+    # Rows stored already, unchanged, are read but not written (store/upserts.py).
+    if changed:
+        return f"{changed:,} rows new or changed of {read:,} read"
+    if read:
+        return f"nothing changed ({read:,} rows read, all stored already)"
+    return "nothing changed (nothing new to read)"
 
 
 def status_table(status: Status) -> Table:

@@ -52,9 +52,11 @@ def _import(file: Path, config: Path | None, what: str) -> None:
         fail(str(exc), code=1)
     finally:
         engine.dispose()
-    typer.echo(
-        f"{file}: {result.rows:,} {what} rows, {result.created:,} new, {result.updated:,} updated"
-    )
+    if result.created or result.updated:
+        typer.echo(f"{file}: {result.rows:,} {what} rows, {result.created:,} new, "
+                   f"{result.updated:,} updated, {result.unchanged:,} unchanged")  # fmt: skip
+    else:
+        typer.echo(f"{file}: unchanged; its {result.rows:,} {what} rows are stored already")
 
 
 @connectors_app.command("list")

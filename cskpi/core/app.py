@@ -14,7 +14,7 @@ from cskpi.core.config.periods import Window, explicit_window, parse_instant, pe
 from cskpi.core.config.secrets import redact
 from cskpi.core.kpis.report import KpiContext, Report, compute
 from cskpi.core.store import lease as daemon
-from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.engine import StoreError, check_store, open_engine, write_transaction
 from cskpi.core.store.lease import DaemonInfo
 from cskpi.core.store.sync_state import (
     RunInfo,
@@ -69,13 +69,14 @@ class CheckResult:
     connector: str
     ok: bool
     detail: str
+    code: int = 1  # the exit status when it failed: 2 for a config to fix (SPEC §1)
 
 
 def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckResult]:
-    """One cheap authenticated call per connector and per digest target."""
+    """The database, then one cheap authenticated call per connector and per digest target."""
     from cskpi.core.digest.runs import check_targets
 
-    results = []
+    results = [_check_database(config)]
     for source in build_sources(config, types):
         try:
             source.connector.check()
@@ -84,6 +85,13 @@ def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckRe
         else:
             results.append(CheckResult(source.name, True, "ok"))
     return results + [CheckResult(*target) for target in check_targets(config)]
+
+
+def _check_database(config: Config) -> CheckResult:
+    try:
+        return CheckResult("database", True, check_store(config.database))
+    except StoreError as exc:
+        return CheckResult("database", False, str(exc), exc.code)
 
 
 @dataclass(frozen=True)
@@ -117,7 +125,7 @@ def stored_counts(engine: Engine) -> dict[str, dict[str, int]]:
 
 
 def status(config: Config) -> Status:
-    engine = open_engine(config.database)
+    engine = open_engine(config.database, create=False)
     try:
         with write_transaction(engine) as conn:
             end_dead_runs(conn)
@@ -164,11 +172,25 @@ def kpis(config: Config, request: KpiRequest) -> Report:
     if unknown:
         raise UsageError(f"no connector named {unknown[0]!r} in {config.path.name}")
     window = kpi_window(config, request)
-    engine = open_engine(config.database)
+    engine = open_engine(config.database, create=False)
     try:
+        _require_synced(engine, request.connectors)
         return compute(
             engine, window, KpiContext.from_config(config),
             connectors=request.connectors, by=request.by,
         )  # fmt: skip
     finally:
         engine.dispose()
+
+
+def _require_synced(engine: Engine, connectors: Sequence[str]) -> None:
+    """KPIs of a store no sync has filled would be zeros that look like a quiet week."""
+    with engine.connect() as conn:
+        synced = set(conn.execute(text(
+            "SELECT connector FROM sync_state WHERE last_success_at IS NOT NULL OR rows > 0"
+        )).scalars())  # fmt: skip
+    if not synced:
+        raise StoreError("the database holds nothing synced yet: run `cskpi sync` first", 1)
+    if missing := [name for name in connectors if name not in synced]:
+        raise StoreError(f"connector {missing[0]!r} has not synced yet: run "
+                         f"`cskpi sync --connector {missing[0]}` first", 1)  # fmt: skip

@@ -2,7 +2,9 @@
 
 A file is read and checked whole before anything is written, then written in one
 transaction, so a bad row fails the whole file (naming its line) and leaves the store as it
-was. Importing the same file again rewrites the same rows: they count as updated, not created.
+was. Importing the same file again changes nothing and says so: a row counts as updated only
+when one of its values differs from the stored one (the statements skip the others and
+their row counts tell), else as unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy import Connection, Engine, bindparam, text
 
 from cskpi.connectors import base
 from cskpi.core.config.periods import parse_instant
+from cskpi.core.store.dialect import sql_for
 from cskpi.core.store.engine import write_transaction
 from cskpi.core.store.schema import to_epoch
 from cskpi.core.store.upserts import UPSERTS, upsert_records
@@ -59,7 +62,8 @@ class ImportResult:
     file: Path
     rows: int
     created: int
-    updated: int
+    updated: int  # stored before, and a value differed
+    unchanged: int = 0  # stored before with the same values
 
 
 class _CellError(Exception):
@@ -208,8 +212,10 @@ def import_ratings(
     with write_transaction(engine) as conn:
         _check_refs(path, conn, rows)
         stored = _existing(conn, "rating", (f"{source}:{r.external_id}" for r in ratings))
-        _RATING_UPSERT.write(conn, source, [_RATING_UPSERT.build(r) for r in ratings])
-    return ImportResult(path, len(ratings), len(ratings) - len(stored), len(stored))
+        changed = _RATING_UPSERT.write(conn, source, [_RATING_UPSERT.build(r) for r in ratings])
+    created = len(ratings) - len(stored)
+    updated = changed - created
+    return ImportResult(path, len(ratings), created, updated, len(stored) - updated)
 
 
 def _rating(cells: Cells, tz: tzinfo) -> base.Rating:
@@ -291,9 +297,9 @@ def _check_refs(path: Path, conn: Connection, rows: Rows) -> None:
 # churned account's MRR, which churn_rate still needs); an empty churned_at means the
 # account is active, so it clears a churn (a win-back). A column left out changes nothing.
 _ACCOUNT_SETS = {
-    "mrr": "mrr = COALESCE(:mrr, mrr)",
-    "created_at": "created_at = COALESCE(:created_at, created_at)",
-    "churned_at": "churned_at = :churned_at",
+    "mrr": "COALESCE(:mrr, mrr)",
+    "created_at": "COALESCE(:created_at, created_at)",
+    "churned_at": ":churned_at",
 }
 _ID_SHAPE = re.compile(r"[\w.-]+:\S+")  # "acme-zendesk:77": a stored id, never a new name
 
@@ -312,8 +318,9 @@ def import_accounts(engine: Engine, path: Path, tz: tzinfo) -> ImportResult:
     accounts = _parse(path, rows, _account, tz)
     with write_transaction(engine) as conn:
         targets = _resolve(path, conn, rows, accounts)
-        created = _write_accounts(conn, columns, accounts, targets)
-    return ImportResult(path, len(accounts), created, len(accounts) - created)
+        created, updated = _write_accounts(conn, columns, accounts, targets)
+    unchanged = len(accounts) - created - updated
+    return ImportResult(path, len(accounts), created, updated, unchanged)
 
 
 def _account(cells: Cells, tz: tzinfo) -> _Account:
@@ -379,15 +386,25 @@ def _fold(name: str) -> str:
 
 def _write_accounts(
     conn: Connection, columns: list[str], accounts: list[_Account], targets: list[tuple[str, bool]]
-) -> int:
-    """Create the new organizations, set the given columns on all; returns how many are new."""
+) -> tuple[int, int]:
+    """Create the new organizations, set the given columns on all; returns how many are new
+    and how many stored ones changed."""
     pairs = list(zip(accounts, targets, strict=True))
     new = [(org_id, a) for a, (org_id, is_new) in pairs if is_new]
     orgs = [base.Organization(i.partition(":")[2], a.organization) for i, a in new]
     if orgs:  # created_at comes with the update below
         upsert_records(conn, IMPORT_CONNECTOR, orgs)
-    if sets := ", ".join(_ACCOUNT_SETS[c] for c in _ACCOUNT_SETS if c in columns):
-        params = [{**dataclasses.asdict(a), "id": org_id} for a, (org_id, _) in pairs]
-        # The SET clauses are this module's constants; values are bound.
-        conn.execute(text(f"UPDATE organization SET {sets} WHERE id = :id"), params)  # noqa: S608
-    return len(orgs)
+    given = [c for c in _ACCOUNT_SETS if c in columns]
+    if not given:
+        return len(orgs), 0
+    sets = ", ".join(f"{c} = {_ACCOUNT_SETS[c]}" for c in given)
+    # Only a row whose values differ is written, so the row count is what changed.
+    differs = sql_for(conn).differs(given, [_ACCOUNT_SETS[c] for c in given])
+    # The SET and WHERE clauses are this module's constants; values are bound.
+    update = text(f"UPDATE organization SET {sets} WHERE id = :id AND {differs}")  # noqa: S608
+    params = {fresh: [{**dataclasses.asdict(a), "id": i} for a, (i, is_new) in pairs
+                      if is_new is fresh] for fresh in (True, False)}  # fmt: skip
+    if params[True]:
+        conn.execute(update, params[True])
+    updated = conn.execute(update, params[False]).rowcount if params[False] else 0
+    return len(orgs), max(updated, 0)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from cskpi.core.files import write_private
 from cskpi.core.kpis.backlog import backlog_counts, present
 from cskpi.core.store.schema import from_epoch
 
@@ -67,17 +68,25 @@ def home() -> Path:
     return Path(os.environ.get("CSKPI_HOME") or Path.home() / ".cskpi")
 
 
+MARKER = ".cskpi-demo"  # in a folder `cskpi demo` made, which it may rewrite
+
+
+class DemoFolderError(ValueError):
+    """A folder the demo will not write into: it may hold someone's project."""
+
+
 def prepare(
     folder: Path, tickets: int, days: int, seed: int, end: datetime | None = None
 ) -> tuple[Path, datetime]:
     """Write a fresh demo config (and drop an old demo database) in ``folder``; returns the
     config's path and the instant the demo data ends at (its "now")."""
-    folder.mkdir(parents=True, exist_ok=True)
+    _claim(folder)
     for old in folder.glob("cskpi.db*"):
         old.unlink()
     end = end or datetime.combine(datetime.now(UTC).date(), time(), UTC)
     config = folder / "cskpi.toml"
-    config.write_text(
+    write_private(
+        config,
         _CONFIG.format(
             name=DEMO_CONNECTOR,
             tickets=tickets,
@@ -85,9 +94,24 @@ def prepare(
             seed=seed,
             end=end.strftime("%Y-%m-%dT%H:%M:%SZ"),
         ),
-        encoding="utf-8",
     )
     return config, end
+
+
+def _claim(folder: Path) -> None:
+    """Take ``folder`` for the demo, marked as its own: a new or empty folder, one the demo
+    made before (its marker), or cskpi's own $CSKPI_HOME/demo. Anything else may be a
+    project whose config and database the demo would replace: a DemoFolderError."""
+    if folder.exists() and not folder.is_dir():
+        raise DemoFolderError(f"--dir {folder}: is a file, not a folder")
+    ours = folder.resolve() == (home() / "demo").resolve() or (folder / MARKER).is_file()
+    if folder.is_dir() and not ours and any(folder.iterdir()):
+        raise DemoFolderError(
+            f"--dir {folder}: not a folder `cskpi demo` made, and not empty; the demo "
+            "replaces the config and database in its folder: give a new or empty one"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("Made by `cskpi demo`, which rewrites this folder.\n")
 
 
 def digest_instant(end: datetime, now: datetime | None = None) -> datetime:

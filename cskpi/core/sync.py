@@ -33,6 +33,7 @@ from cskpi.core.records import screen
 from cskpi.core.store import sync_state as state
 from cskpi.core.store.engine import write_transaction
 from cskpi.core.store.pages import Checkpoint, store_page
+from cskpi.core.store.upserts import Written
 
 log = logging.getLogger("cskpi.sync")
 
@@ -50,7 +51,8 @@ class Source:
 class StreamResult:
     connector: str
     stream: str
-    rows: int = 0
+    rows: int = 0  # rows read and sent to the store
+    changed: int = 0  # of them, new or different from what was stored
     skipped: int = 0
     pages: int = 0
     position: datetime | None = None
@@ -221,8 +223,8 @@ def _pull(
             kept, skipped = screen(read)
             page = replace(read, records=kept, skipped=skipped)
             checkpoint = _checkpoint(page, how)
-            rows = store_page(engine, name, page, stream.name, checkpoint)
-            _count(result, name, page, rows)
+            written = store_page(engine, name, page, stream.name, checkpoint)
+            _count(result, name, page, written)
             if page.cursor is not None:
                 last = (page.cursor, page.position)
             stored = checkpoint or stored
@@ -248,9 +250,10 @@ def _checkpoint(page: Page, how: _Plan) -> Checkpoint | None:
     return (page.cursor, page.position)
 
 
-def _count(result: StreamResult, name: str, page: Page, rows: int) -> None:
+def _count(result: StreamResult, name: str, page: Page, written: Written) -> None:
     result.pages += 1
-    result.rows += rows
+    result.rows += written.rows
+    result.changed += written.changed
     result.skipped += len(page.skipped)
     if page.position is not None:
         result.position = page.position

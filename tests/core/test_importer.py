@@ -30,7 +30,10 @@ JAN_1_2025_BERLIN = 1735686000  # 2024-12-31T23:00Z
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    engine = open_engine("sqlite:///" + str(tmp_path / "t.db"))
+    return seeded(open_engine("sqlite:///" + str(tmp_path / "t.db")))
+
+
+def seeded(engine: Engine) -> Engine:
     with write_transaction(engine) as conn:
         upsert_records(
             conn,
@@ -140,7 +143,8 @@ def test_reimport_without_ids_changes_nothing(engine: Engine, tmp_path: Path) ->
     path = write(tmp_path, body)
     assert import_ratings(engine, path, BERLIN) == ImportResult(path, 4, created=4, updated=0)
     first = ratings(engine)
-    assert import_ratings(engine, path, BERLIN) == ImportResult(path, 4, created=0, updated=4)
+    # The same file again: unchanged, not "4 updated" (issue 23, item 22).
+    assert import_ratings(engine, path, BERLIN) == ImportResult(path, 4, 0, 0, unchanged=4)
     assert ratings(engine) == first
     ids = [r[0] for r in first]
     assert len(set(ids)) == 4  # the requester tells answers apart; true repeats are numbered
@@ -156,7 +160,7 @@ def test_derived_id_follows_the_answer_not_its_spelling(engine: Engine, tmp_path
         "b.csv",
     )
     import_ratings(engine, first, BERLIN)
-    assert import_ratings(engine, same, BERLIN) == ImportResult(same, 1, created=0, updated=1)
+    assert import_ratings(engine, same, BERLIN) == ImportResult(same, 1, 0, 0, unchanged=1)
     assert len(ratings(engine)) == 1
 
 
@@ -291,7 +295,7 @@ def test_an_unknown_name_creates_an_organization_once(engine: Engine, tmp_path: 
     new = ("import:new-co-eu", "import", "new-co-eu", "New Co. (EU)", 500.0, JAN_1_2026_BERLIN,
            None)  # fmt: skip
     assert organizations(engine)[0] == new
-    assert import_accounts(engine, path, BERLIN) == ImportResult(path, 1, created=0, updated=1)
+    assert import_accounts(engine, path, BERLIN) == ImportResult(path, 1, 0, 0, unchanged=1)
     assert organizations(engine)[0] == new
     assert len(organizations(engine)) == 3
 
@@ -370,3 +374,20 @@ def test_a_new_name_whose_id_is_taken_is_refused(engine: Engine, tmp_path: Path)
         f"{path}: line 2: column organization: 'New-Co' would be stored as import:new-co, "
         "the id of 'New Co'; use it"
     )
+
+
+def test_a_reimport_counts_only_the_rows_whose_values_changed(
+    store_url: str, tmp_path: Path
+) -> None:
+    engine = seeded(open_engine(store_url))
+    ratings_csv = "id,kind,score,rated_at\n1,csat,4,2026-03-02\n2,csat,5,2026-03-02\n"
+    path = write(tmp_path, ratings_csv, "r.csv")
+    assert import_ratings(engine, path, UTC) == ImportResult(path, 2, 2, 0, 0)
+    write(tmp_path, ratings_csv.replace("csat,4", "csat,3") + "3,nps,9,2026-03-03\n", "r.csv")
+    assert import_ratings(engine, path, UTC) == ImportResult(path, 3, 1, 1, unchanged=1)
+    accounts_csv = "organization,mrr,churned_at\nzd:77,100,\nGlobex,50,\n"
+    path = write(tmp_path, accounts_csv, "a.csv")
+    assert import_accounts(engine, path, UTC) == ImportResult(path, 2, 0, 2, 0)
+    assert import_accounts(engine, path, UTC) == ImportResult(path, 2, 0, 0, unchanged=2)
+    write(tmp_path, accounts_csv.replace("50,", "50,2026-03-01") + "Initech,7,\n", "a.csv")
+    assert import_accounts(engine, path, UTC) == ImportResult(path, 3, 1, 1, unchanged=1)

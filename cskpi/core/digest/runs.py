@@ -34,6 +34,7 @@ from cskpi.core.digest import render
 from cskpi.core.digest.chart import chart_png
 from cskpi.core.digest.content import Digest, build, window_label
 from cskpi.core.digest.errors import DeliveryError
+from cskpi.core.files import write_private
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.schema import to_epoch
 
@@ -299,7 +300,7 @@ def write_files(rendered: Rendered, folder: Path) -> list[Path]:
         folder / f"{stem}.html": rendered.html(png.name),
         folder / f"{stem}.txt": rendered.text,
     }
-    for path, content in files.items():
-        path.write_text(content + ("" if content.endswith("\n") else "\n"), encoding="utf-8")
-    png.write_bytes(rendered.png)
+    for path, content in files.items():  # customer data: 0600 (core/files.py)
+        write_private(path, content + ("" if content.endswith("\n") else "\n"))
+    write_private(png, rendered.png)
     return [*files, png]

@@ -115,9 +115,11 @@ class Sql:
 
     def write_rows(
         self, conn: Connection, sql: str, rows: list[Row], table: str, types: Sequence[str]
-    ) -> None:
-        """Run the upsert ``sql`` (made with ``row_source``) for ``rows``."""
-        conn.exec_driver_sql(sql, rows)
+    ) -> int:
+        """Run the upsert ``sql`` (made with ``row_source``) for ``rows``; returns how many
+        rows it inserted or changed (an upsert whose WHERE skips a row does not count)."""
+        # sqlite3's executemany rowcount is the sum of sqlite3_changes() over the rows.
+        return max(conn.exec_driver_sql(sql, rows).rowcount, 0)
 
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         """Plain bulk INSERT of whole rows, in the table's column order (a store copy)."""
@@ -186,7 +188,7 @@ class Postgres(Sql):
 
     def write_rows(
         self, conn: Connection, sql: str, rows: list[Row], table: str, types: Sequence[str]
-    ) -> None:
+    ) -> int:
         # The stage lives as long as the connection and is emptied at each commit; made
         # anew if a rolled-back transaction took it along.
         # https://www.postgresql.org/docs/15/sql-createtable.html (TEMPORARY, ON COMMIT)
@@ -201,14 +203,17 @@ class Postgres(Sql):
         # One statement cannot update a row twice ("ON CONFLICT DO UPDATE command cannot
         # affect row a second time"), so a page that repeats an id is written in layers:
         # every id's first row, then every second row, … which is the same as row by row.
+        changed = 0
         for layer in layers(rows):
             with cursor.copy(f"COPY {stage} FROM STDIN") as copy:
                 for row in layer:
                     copy.write_row(row)
             cursor.execute(sql)
+            changed += max(cursor.rowcount, 0)  # INSERT 0 n: rows inserted or updated
             # Emptied at once: the same transaction may stage this table again (another
             # layer, another connector's records).
             cursor.execute(f"DELETE FROM {stage}")  # noqa: S608 (a constant name)
+        return changed
 
     def insert_rows(self, conn: Connection, table: Table, rows: list[Row]) -> None:
         if not rows:

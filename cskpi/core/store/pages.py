@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from cskpi.connectors.base import Page
 from cskpi.core.store import sync_state
 from cskpi.core.store.engine import write_transaction
-from cskpi.core.store.upserts import upsert_records
+from cskpi.core.store.upserts import Written, upsert_records
 
 Checkpoint = tuple[str, datetime | None]  # a cursor, and the source time it stands at
 
@@ -26,11 +26,11 @@ def store_page(
     page: Page,
     stream: str | None = None,
     checkpoint: Checkpoint | None = None,
-) -> int:
+) -> Written:
     """Store ``page``'s records; with ``stream``, count them there and move its cursor to
-    ``checkpoint`` (when given) in the same transaction. Returns how many rows were written."""
+    ``checkpoint`` (when given) in the same transaction. Returns the rows sent and changed."""
     with write_transaction(engine) as conn:
-        rows = upsert_records(conn, connector, page.records)
+        written = upsert_records(conn, connector, page.records)
         if stream is not None:
-            sync_state.save_progress(conn, connector, stream, rows, checkpoint)
-    return rows
+            sync_state.save_progress(conn, connector, stream, written.rows, checkpoint)
+    return written

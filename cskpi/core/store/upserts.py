@@ -15,7 +15,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, bindparam, text
 from sqlmodel import SQLModel
 
 from cskpi.connectors import base
@@ -42,13 +42,15 @@ class UpsertSpec:
     key: tuple[str, ...] = ("id",)  # the conflict target; a table keyed otherwise has no id
     # column, and its rows are all key (or never change): stored once, never updated
 
-    def write(self, conn: Connection, connector: str, rows: list[Row]) -> None:
-        """Upsert rows built by ``build``, sorted by id (see ``upsert_records``)."""
-        if rows:
-            rows.sort(key=itemgetter(0))  # stable: a page's repeats of an id keep their order
-            dialect = sql_for(conn)
-            statement = _statement(self, connector, dialect)
-            dialect.write_rows(conn, statement, rows, self.table, _types(self))
+    def write(self, conn: Connection, connector: str, rows: list[Row]) -> int:
+        """Upsert rows built by ``build``, sorted by id (see ``upsert_records``); returns how
+        many were new or changed a stored row."""
+        if not rows:
+            return 0
+        rows.sort(key=itemgetter(0))  # stable: a page's repeats of an id keep their order
+        dialect = sql_for(conn)
+        statement = _statement(self, connector, dialect)
+        return dialect.write_rows(conn, statement, rows, self.table, _types(self))
 
     def sql(self, connector: str, dialect: Sql) -> str:
         """The statement a page's rows are sent to (row source and binds: ``dialect``)."""
@@ -67,16 +69,16 @@ class UpsertSpec:
             if c != "id"
         }
         sets = ", ".join(f"{c} = {value}" for c, value in news.items())
+        # A row sent again unchanged (a person comes with every ticket they raise, a ticket
+        # with every re-read) is left alone: no new row version, index entries or WAL, and
+        # it is not counted as written (``write`` returns the statement's row count).
+        text = self._json_columns()
+        where = dialect.differs(
+            [_as_text(f"{self.table}.{c}", c in text) for c in news],
+            [_as_text(value, c in text) for c, value in news.items()],
+        )
         if self.keep_newer:
-            where = f"excluded.updated_at >= {self.table}.updated_at"
-        else:
-            # A row sent again unchanged (a person comes with every ticket they raise) is
-            # left alone: no new row version, index entries or WAL.
-            text = self._json_columns()
-            where = dialect.differs(
-                [_as_text(f"{self.table}.{c}", c in text) for c in news],
-                [_as_text(value, c in text) for c, value in news.items()],
-            )
+            where = f"excluded.updated_at >= {self.table}.updated_at AND {where}"
         return insert + f"ON CONFLICT (id) DO UPDATE SET {sets} WHERE {where}"
 
     def column_types(self) -> list[str]:
@@ -205,8 +207,20 @@ UPSERTS: dict[type, UpsertSpec] = {
 }
 
 
-def upsert_records(conn: Connection, connector: str, records: Sequence[base.Record]) -> int:
-    """Upsert records of any mix of types; returns how many were written.
+@dataclass(frozen=True)
+class Written:
+    """What storing records did: ``rows`` sent to the store, ``changed`` of them new or
+    different from the stored row (plus stored status changes a history dropped)."""
+
+    rows: int = 0
+    changed: int = 0
+
+    def __add__(self, other: Written) -> Written:
+        return Written(self.rows + other.rows, self.changed + other.changed)
+
+
+def upsert_records(conn: Connection, connector: str, records: Sequence[base.Record]) -> Written:
+    """Upsert records of any mix of types; returns how many rows were sent and changed.
 
     Tables are written in one fixed order and rows sorted by id, so two processes storing
     overlapping pages at once (the daemon and a backfill, on PostgreSQL) take their row
@@ -214,15 +228,40 @@ def upsert_records(conn: Connection, connector: str, records: Sequence[base.Reco
     """
     by_type: dict[type, list[Row]] = {}
     histories = [r for r in records if isinstance(r, base.StatusHistory)]
-    if histories:  # a history replaces the ticket's stored changes: gone before it is written
-        ids = [{"t": f"{connector}:{h.ticket_id}"} for h in histories]
-        conn.execute(text("DELETE FROM status_change WHERE ticket_id = :t"), ids)
+    dropped = _drop_stale_changes(conn, connector, histories) if histories else 0
     for record in _with_changes(records):
         kind = type(record)
         by_type.setdefault(kind, []).append(UPSERTS[kind].build(record))
-    for kind, spec in UPSERTS.items():
-        spec.write(conn, connector, by_type.get(kind, []))
-    return sum(len(rows) for rows in by_type.values())
+    changed = sum(
+        spec.write(conn, connector, by_type.get(kind, [])) for kind, spec in UPSERTS.items()
+    )
+    return Written(sum(len(rows) for rows in by_type.values()), changed + dropped)
+
+
+_STORED_CHANGES = text(
+    "SELECT ticket_id, at, status FROM status_change WHERE ticket_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def _drop_stale_changes(
+    conn: Connection, connector: str, histories: Sequence[base.StatusHistory]
+) -> int:
+    """A history replaces its ticket's stored changes: delete those it no longer has (the
+    ones it keeps stay, and are not counted as written again); returns how many."""
+    new = {
+        (f"{connector}:{h.ticket_id}", to_epoch(at), s) for h in histories for at, s in h.changes
+    }
+    ids = sorted({f"{connector}:{h.ticket_id}" for h in histories})
+    stale = []
+    for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+        rows = conn.execute(_STORED_CHANGES, {"ids": ids[start : start + 500]})
+        stale += [{"t": t, "a": a, "s": s} for t, a, s in rows if (t, a, s) not in new]
+    if stale:
+        conn.execute(
+            text("DELETE FROM status_change WHERE ticket_id = :t AND at = :a AND status = :s"),
+            stale,
+        )
+    return len(stale)
 
 
 def _with_changes(records: Iterable[base.Record]) -> Iterator[base.Record]:

@@ -14,7 +14,7 @@ from cskpi.connectors import base
 from cskpi.core.store import sync_state as state
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.pages import store_page
-from cskpi.core.store.upserts import upsert_records
+from cskpi.core.store.upserts import Written, upsert_records
 from tests.core.store.test_upserts import dump, mixed_records
 from tests.fakes import T0, ticket
 from tests.postgres import DIALECTS, PgServer, new_store
@@ -49,7 +49,7 @@ def as_list(tags: object) -> object:
 
 
 def test_pages_end_as_the_source_says(store: Engine) -> None:
-    assert [store_page(store, "zd", page) for page in PAGES] == [8, 5, 2, 1, 1]
+    assert [store_page(store, "zd", page).rows for page in PAGES] == [8, 5, 2, 1, 1]
     stored = dump(store)
     assert [len(stored[t]) for t in stored] == [4, 2, 1, 1, 1, 1]
     with store.connect() as conn:
@@ -66,7 +66,7 @@ def test_pages_end_as_the_source_says(store: Engine) -> None:
 
 
 def test_a_page_and_its_cursor_commit_together(store: Engine) -> None:
-    assert store_page(store, "zd", base.Page(mixed_records()), "tickets", ("42", T0)) == 8
+    assert store_page(store, "zd", base.Page(mixed_records()), "tickets", ("42", T0)).rows == 8
     store_page(store, "zd", base.Page([ticket(9)]), "tickets")  # no checkpoint: rows counted
     with store.connect() as conn:
         saved = state.load_state(conn, "zd", "tickets")
@@ -91,9 +91,14 @@ def people(*named: tuple[str, str]) -> list[base.Person]:
 
 def test_a_person_changing_across_pages_ends_as_the_last_page_says(store: Engine) -> None:
     names = ["Ann", "Ann", "Anna", "Ann", "Ann", "Anne", "Anne"]
+    changed = []
     for i, name in enumerate(names):
         page = base.Page([*people(("u1", name), ("u2", "Bo")), ticket(i)])
-        assert store_page(store, "zd", page) == 3
+        written = store_page(store, "zd", page)
+        assert written.rows == 3
+        changed.append(written.changed)
+    # Each page's new ticket, and u1 when the name differs from the one stored.
+    assert changed == [3, 1, 2, 2, 1, 2, 1]
     stored = {row[0]: row[3] for row in dump(store)["person"]}
     assert stored == {"zd:u1": "Anne", "zd:u2": "Bo"}
     assert [r[0] for r in dump(store)["ticket"]] == [f"zd:{i}" for i in range(len(names))]
@@ -101,7 +106,7 @@ def test_a_person_changing_across_pages_ends_as_the_last_page_says(store: Engine
 
 def test_an_in_memory_store_is_written_like_a_file() -> None:
     engine = open_engine("sqlite://")
-    assert store_page(engine, "zd", base.Page(mixed_records())) == 8
+    assert store_page(engine, "zd", base.Page(mixed_records())).rows == 8
     assert [len(rows) for rows in dump(engine).values()] == [2, 2, 1, 1, 1, 1]
 
 
@@ -193,13 +198,18 @@ def test_a_status_history_replaces_the_ticket_s_stored_changes(store: Engine) ->
     """The mailbox recomputes a thread's history whole: a solve that moved leaves no stale
     change, another ticket's changes stay, and the same change sent twice is one row."""
     day = timedelta(days=1)
-    store_page(store, "zd", base.Page([
+    first = store_page(store, "zd", base.Page([
         base.StatusHistory("1", [(T0, "open"), (T0 + day, "solved")]),
         base.StatusChange("2", T0, "new"), base.StatusChange("2", T0, "new"),
     ]))  # fmt: skip
-    store_page(store, "zd", base.Page([
+    same = base.Page([base.StatusHistory("1", [(T0, "open"), (T0 + day, "solved")])])
+    again = store_page(store, "zd", same)
+    moved = store_page(store, "zd", base.Page([
         base.StatusHistory("1", [(T0, "open"), (T0 + 2 * day, "solved")]),
     ]))  # fmt: skip
+    # Counted as changed: rows new to the store, and stale ones a history dropped.
+    assert (first.changed, again.changed) == (3, 0)
+    assert moved == Written(rows=2, changed=2)  # the old solve gone, the new one stored
     with store.connect() as conn:
         rows = conn.execute(text("SELECT ticket_id, at, status FROM status_change ORDER BY 1, 2"))
         stored = [tuple(r) for r in rows]

@@ -9,6 +9,7 @@ from cskpi.connectors import base
 from cskpi.core.store import schema
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.pages import store_page
+from cskpi.core.store.upserts import Written
 from tests.fakes import T0, ticket
 
 
@@ -55,15 +56,16 @@ def mixed_records() -> list[base.Record]:
     ]
 
 
-def write(engine: Engine, records: list[base.Record], connector: str = "zd") -> int:
+def write(engine: Engine, records: list[base.Record], connector: str = "zd") -> Written:
     """As the sync engine stores a page."""
     return store_page(engine, connector, base.Page(records))
 
 
 def test_upsert_twice_changes_nothing(engine: Engine) -> None:
-    assert write(engine, mixed_records()) == 8
+    assert write(engine, mixed_records()) == Written(rows=8, changed=8)
     first = dump(engine)
-    write(engine, mixed_records())
+    # Counted as sent but not as changed: a no-op sync says nothing changed (issue 23, 22).
+    assert write(engine, mixed_records()) == Written(rows=8, changed=0)
     assert dump(engine) == first
     assert [len(first[t]) for t in first] == [2, 2, 1, 1, 1, 1]
 
@@ -187,7 +189,7 @@ def test_a_page_that_repeats_a_ticket_is_stored_as_if_row_by_row(engine: Engine)
         ticket(1, status="pending", updated_at=T0 + timedelta(days=2)),
         ticket(2, status="new"),
     ]
-    assert write(engine, page) == 5
+    assert write(engine, page) == Written(rows=5, changed=4)  # ticket 1 of day 1 is older
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, status, deleted FROM ticket ORDER BY id")).all()
     assert [tuple(r) for r in rows] == [("zd:1", "pending", True), ("zd:2", "new", False)]
