@@ -66,7 +66,9 @@ _CSV_FIELDS = ("dimension", "key", "label", "kpi", "value", "unit", "n", "median
 def csv_text(report: Report) -> str:
     """One row per group x KPI; the first block (empty dimension) is the whole window."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    # Text quoted, numbers bare: a CR in a name stays inside its cell, a number stays a number.
+    writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n",
+                            quoting=csv.QUOTE_NONNUMERIC)  # fmt: skip
     writer.writeheader()
     blocks: list[tuple[str, str | None, str, dict[str, Entry]]] = [("", None, "all", report.kpis)]
     if report.by is not None:
@@ -77,8 +79,18 @@ def csv_text(report: Report) -> str:
             row = {**entry, "dimension": dimension, "key": key or "", "label": label, "kpi": name}
             row["value"] = json.dumps(value) if isinstance(value, dict | list) else value
             row["n"] = entry.get("n", entry.get("tickets_solved", ""))
-            writer.writerow(row)
+            writer.writerow({field: _cell(v) for field, v in row.items()})
     return out.getvalue()
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (`=HYPERLINK(…)` in an
+# agent or tag name); a leading ' makes it text. Numbers are written as numbers, so a
+# negative figure stays one. https://owasp.org/www-community/attacks/CSV_Injection
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
 
 
 def duration_text(seconds: float | None) -> str:
