@@ -151,8 +151,7 @@ def kpis(
     from cskpi.core import app as core
     from cskpi.core.kpis.output import csv_text, json_text
 
-    if output not in ("table", "json", "csv"):
-        fail(f"--format {output!r}: use table, json or csv")
+    output = _format(output, ("table", "json", "csv"))
     cfg = config_or_fail(config)
     request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
     try:
@@ -167,6 +166,13 @@ def kpis(
         _print_kpis(report)
 
 
+def _format(given: str, choices: tuple[str, ...]) -> str:
+    """``--format`` in any case (JSON, Csv); a usage error naming the choices otherwise."""
+    if given.lower() not in choices:
+        fail(f"--format {given!r}: use {', '.join(choices[:-1])} or {choices[-1]}")
+    return given.lower()
+
+
 def _print_kpis(report: Report) -> None:
     from cskpi.commands.console import kpi_tables, out
 
@@ -175,14 +181,31 @@ def _print_kpis(report: Report) -> None:
 
 
 @app.command()
-def status(config: ConfigOption = None) -> None:
+def status(
+    config: ConfigOption = None,
+    output: Annotated[
+        str, typer.Option("--format", "-f", help="table, or json for monitoring.")
+    ] = "table",
+) -> None:
     """Per connector and stream: last success, cursor, rows stored, last error."""
+    import json
     from datetime import UTC, datetime
 
-    from cskpi.commands.console import daemon_text, out, runs_table, status_table, stored_table
+    from cskpi.commands.console import (
+        daemon_text,
+        out,
+        runs_table,
+        status_document,
+        status_table,
+        stored_table,
+    )
     from cskpi.core import app as core
 
+    output = _format(output, ("table", "json"))
     report = core.status(config_or_fail(config))
+    if output == "json":
+        typer.echo(json.dumps(status_document(report, datetime.now(UTC)), indent=2))
+        return
     typer.echo(daemon_text(report.daemon, datetime.now(UTC)))
     if report.runs:
         out.print(runs_table(report))

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -189,6 +190,36 @@ def daemon_text(info: DaemonInfo | None, now: datetime) -> str:
         f"  next {job}: {when(at and at.astimezone(UTC))}" for job, at in sorted(info.jobs.items())
     ]
     return "\n".join(lines)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def status_document(status: Status, now: datetime) -> dict[str, Any]:
+    """`cskpi status --format json`, for monitoring: ``ok`` is false when the daemon holding
+    the store stopped answering, a connector's last run failed or a stream has an error."""
+    info = status.daemon
+    daemon = None if info is None else {
+        "state": "running" if info.alive(now) else "not_responding", "pid": info.pid,
+        "host": info.host, "started_at": _iso(info.started_at),
+        "heartbeat_at": _iso(info.heartbeat_at),
+        "next": {job: _iso(at) for job, at in sorted(info.jobs.items())},
+    }  # fmt: skip
+    runs = [{"connector": r.connector, "status": r.status, "started_at": _iso(r.started_at),
+             "finished_at": _iso(r.finished_at), "rows": r.rows, "skipped": r.skipped,
+             "error": r.error} for r in status.runs]  # fmt: skip
+    streams = [{"connector": s.connector, "stream": s.stream,
+                "last_success_at": _iso(s.last_success_at), "synced_up_to": _iso(s.position),
+                "rows_written": s.rows, "cursor": s.cursor, "last_error": s.last_error}
+               for s in status.streams]  # fmt: skip
+    ok = (
+        (daemon is None or daemon["state"] == "running")
+        and not any(r["status"] == "failed" for r in runs)
+        and not any(s["last_error"] for s in streams)
+    )
+    return {"ok": ok, "checked_at": _iso(now), "daemon": daemon, "runs": runs,
+            "streams": streams, "stored": dict(sorted(status.stored.items()))}  # fmt: skip
 
 
 def stored_table(status: Status) -> Table:

@@ -59,28 +59,44 @@ def json_text(report: Report) -> str:
     return json.dumps(to_json(report), indent=2, ensure_ascii=False)
 
 
-_CSV_FIELDS = ("dimension", "key", "label", "kpi", "value", "unit", "n", "median", "p90",
-               "mean", "numerator", "denominator", "reason")  # fmt: skip
+_CSV_FIELDS = (
+    "from", "to", "timezone", "dimension", "key", "label", "kpi", "bucket", "value", "unit",
+    "n", "median", "p90", "mean", "numerator", "denominator", "reason",
+)  # fmt: skip
 
 
 def csv_text(report: Report) -> str:
-    """One row per group x KPI; the first block (empty dimension) is the whole window."""
+    """One row per group x KPI, and per bucket of a matrix KPI (backlog_age by age,
+    submissions_by_hour by weekday and hour); the first block (empty dimension) is the whole
+    window, and every row names the window, so rows stay meaningful when filtered or joined."""
     out = io.StringIO()
     # Text quoted, numbers bare: a CR in a name stays inside its cell, a number stays a number.
     writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n",
                             quoting=csv.QUOTE_NONNUMERIC)  # fmt: skip
     writer.writeheader()
+    w = report.window
+    window = {"from": w.start.astimezone(w.tz).isoformat(),
+              "to": w.end.astimezone(w.tz).isoformat(), "timezone": str(w.tz)}  # fmt: skip
     blocks: list[tuple[str, str | None, str, dict[str, Entry]]] = [("", None, "all", report.kpis)]
     if report.by is not None:
         blocks += [(report.by.dimension, g.key, g.label, g.kpis) for g in report.by.groups]
     for dimension, key, label, kpis in blocks:
+        head = {**window, "dimension": dimension, "key": key or "", "label": label}
         for name, entry in _kpis(kpis).items():
-            value = entry["value"]
-            row = {**entry, "dimension": dimension, "key": key or "", "label": label, "kpi": name}
-            row["value"] = json.dumps(value) if isinstance(value, dict | list) else value
-            row["n"] = entry.get("n", entry.get("tickets_solved", ""))
-            writer.writerow({field: _cell(v) for field, v in row.items()})
+            for row in _csv_rows(name, entry):
+                writer.writerow({field: _cell(v) for field, v in {**head, **row}.items()})
     return out.getvalue()
+
+
+def _csv_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
+    value = entry["value"]
+    if isinstance(value, dict):  # backlog_age
+        return [{"kpi": name, "bucket": b, "value": n, "unit": entry["unit"]}
+                for b, n in value.items()]  # fmt: skip
+    if isinstance(value, list):  # submissions_by_hour: 7 weekdays (0 = Monday) x 24 hours
+        return [{"kpi": name, "bucket": f"{_DAYS[d]} {h:02d}:00", "value": n, "unit": entry["unit"]}
+                for d, hours in enumerate(value) for h, n in enumerate(hours)]  # fmt: skip
+    return [{**entry, "kpi": name, "n": entry.get("n", entry.get("tickets_solved", ""))}]
 
 
 # A spreadsheet reads a cell starting with one of these as a formula (`=HYPERLINK(…)` in an
