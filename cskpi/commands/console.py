@@ -18,7 +18,7 @@ from rich.table import Table
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import CheckResult, Status
 from cskpi.core.config.secrets import RedactingFilter
-from cskpi.core.kpis.output import detail_text, value_text
+from cskpi.core.kpis.output import clipped, detail_text, value_text
 from cskpi.core.kpis.report import Report
 from cskpi.core.quickstart import Summary
 from cskpi.core.store.lease import DaemonInfo
@@ -291,7 +291,7 @@ def kpi_tables(report: Report) -> list[Table]:
         board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
                       title=f"by {report.by.dimension}")  # fmt: skip
         for g in report.by.groups:
-            board.add_row(escape(g.label), *(value_text(k, g.kpis[k]) for k in _BOARD))
+            board.add_row(escape(clipped(g.label)), *(value_text(k, g.kpis[k]) for k in _BOARD))
         tables.append(board)
     return tables
 

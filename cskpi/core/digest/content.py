@@ -7,6 +7,7 @@ unanswered tickets, read here with the engine's own population rules (docs/kpis.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from sqlalchemy import Engine, text
 from cskpi.core.config.file import Config, DigestSettings
 from cskpi.core.config.periods import Window, midnight, month_start, period_window
 from cskpi.core.kpis.backlog import backlog_counts
-from cskpi.core.kpis.output import detail_text, duration_text, value_text
+from cskpi.core.kpis.output import clipped, detail_text, duration_text, value_text
 from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
 from cskpi.core.store.schema import from_epoch, to_epoch
 
@@ -227,7 +228,9 @@ def _change_text(unit: str, key: str, change: float, before: float) -> str:
         head = f"{change:+,.2f}"
     if before == 0 or change == 0:
         return head if change else "±0"
-    return f"{head} ({100 * change / abs(before):+.1f}%)"
+    if not math.isfinite(relative := 100 * change / abs(before)):
+        return head
+    return f"{head} ({relative:+.1f}%)"
 
 
 def _breaches(kpis: dict[str, Entry]) -> Breaches:
@@ -253,7 +256,9 @@ def _leaderboard(report: Report) -> Leaderboard | None:
     )
     rows = [
         LeaderRow(
-            label="(unassigned)" if g.key is None and report.by.dimension == "agent" else g.label,
+            label=clipped(
+                "(unassigned)" if g.key is None and report.by.dimension == "agent" else g.label
+            ),
             solved=value_text("tickets_solved", g.kpis["tickets_solved"]),
             frt=value_text("first_response_time", g.kpis["first_response_time"]),
             csat=value_text("csat", g.kpis["csat"]),
@@ -293,8 +298,8 @@ def _unanswered_row(
     started = from_epoch(created)
     assert started is not None
     return Unanswered(
-        ticket_id=ticket_id,
-        subject=subject or "(no subject)",
+        ticket_id=clipped(ticket_id),
+        subject=clipped(subject or "(no subject)"),
         age=duration_text((at - started).total_seconds()),
         priority=prio,
         overdue=_overdue(config, prio, started, at),

@@ -104,6 +104,12 @@ def _escape(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _code(value: str) -> str:
+    """Text for inside a ``` block: escaped, and with its backticks swapped for a look-alike
+    (U+02CB), since mrkdwn has no escape for them and three would close the block."""
+    return _escape(value).replace("`", "\u02cb")
+
+
 def _section(markdown: str) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(markdown, MAX_SECTION)}}
 
@@ -143,7 +149,7 @@ def blocks(d: Digest, *, sparkline: bool) -> list[Block]:
     out += [{"type": "divider"}, _section(f"*{_escape(sla_text(d))}*"), _unanswered_block(d)]
     if d.leaderboard is not None:
         rows = "\n".join(leaderboard_lines(d, LEADERBOARD_ROWS))
-        out.append(_section(f"*Leaderboard*\n```{_escape(rows)}```"))
+        out.append(_section(f"*Leaderboard*\n```{_code(rows)}```"))
     if sparkline:
         spark = "\n".join(f"{lbl:<8} {s}  {ends}" for lbl, s, ends in sparklines(d.series))
         out.append(_section(f"*Last 14 days*\n```{spark}```"))
@@ -154,7 +160,7 @@ def _unanswered_block(d: Digest) -> Block:
     lines = unanswered_lines(d)
     if len(lines) == 1:
         return _section(_escape(lines[0]))
-    return _section(f"*{_escape(lines[0])}*\n```{_escape(chr(10).join(lines[1:]))}```")
+    return _section(f"*{_escape(lines[0])}*\n```{_code(chr(10).join(lines[1:]))}```")
 
 
 def slack_message(d: Digest, *, sparkline: bool) -> dict[str, Any]:

@@ -77,7 +77,19 @@ def kpi_set(
         **_money(p, w, ctx, split),
     }
     assert tuple(entries) == KPI_KEYS, "kpi_set must follow SPEC order"
-    return entries
+    return {key: finite(entry) for key, entry in entries.items()}
+
+
+NOT_FINITE = "too large to compute: an input (an MRR or cost near 1e308?) overflows"
+
+
+def finite(entry: Entry) -> Entry:
+    """``entry``, or null with a reason when a figure in it overflowed to infinity or NaN
+    (a 1e308 MRR or cost): JSON has no Infinity, and half an entry would mislead."""
+    numbers = [v for v in entry.values() if isinstance(v, float)]
+    if all(math.isfinite(v) for v in numbers):
+        return entry
+    return _null(NOT_FINITE, entry["unit"])
 
 
 def _count(n: int) -> Entry:
@@ -311,8 +323,10 @@ def _money(p: Populations, w: Window, ctx: KpiContext, split: str | None) -> dic
         np.isnan(orgs["churned_at"]) | (orgs["churned_at"] >= start)
     )
     churned = active & (orgs["churned_at"] < float(to_epoch(w.end) or 0))
+    with np.errstate(over="ignore"):  # an overflow makes the entries null: see ``finite``
+        mrr = float(orgs["mrr"][active].sum())
     return {
-        **_costs(len(p.solved), float(orgs["mrr"][active].sum()), w, ctx),
+        **_costs(len(p.solved), mrr, w, ctx),
         "churn_rate": rate(int(np.count_nonzero(churned)), int(np.count_nonzero(active)),
                            "no organization with mrr was active at the window's start"),
     }  # fmt: skip

@@ -56,7 +56,8 @@ def to_json(report: Report) -> dict[str, Any]:
 
 
 def json_text(report: Report) -> str:
-    return json.dumps(to_json(report), indent=2, ensure_ascii=False)
+    # allow_nan=False: never the invalid JSON `Infinity`/`NaN` (formulas.finite makes them null)
+    return json.dumps(to_json(report), indent=2, ensure_ascii=False, allow_nan=False)
 
 
 _CSV_FIELDS = (
@@ -107,6 +108,15 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def _cell(value: Any) -> Any:
     return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+TEXT_LIMIT = 200
+
+
+def clipped(text: str, size: int = TEXT_LIMIT) -> str:
+    """Helpdesk text (a subject, a name) cut to ``size`` characters with an ellipsis, for what
+    people read: a 10 MB subject must not make a 20 MB digest. JSON and CSV keep it whole."""
+    return text if len(text) <= size else text[: size - 1] + "…"
 
 
 def duration_text(seconds: float | None) -> str:

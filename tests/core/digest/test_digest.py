@@ -361,3 +361,29 @@ def test_same_digest_and_exactly_once_on_sqlite_and_postgresql(
             "sent", "skipped", "sent"
         ]  # fmt: skip
         assert len(slack.calls) == 2
+
+
+# --- hostile text: code fences, huge subjects (issue 23, item 15) -------------------------
+
+
+def test_backticks_cannot_break_out_of_a_slack_code_block_and_long_text_is_cut(
+    tmp_path: Path,
+) -> None:
+    huge = "```<!channel> " + "x" * 2_000_000  # a 2 MB subject, opening a code fence
+    records: list[Record] = [
+        Person("a1", "agent", "Ana ```*bold*``` " + "n" * 500),
+        ticket(1, at(19, 8), subject=huge, assignee_id="a1"),
+    ]
+    rendered = preview(helpdesk(tmp_path, records), "daily", AT)
+    for block in rendered.webhook_message["blocks"]:
+        text = block.get("text", {}).get("text", "")
+        assert text.count("```") in (0, 2), text[:300]  # each fence opened is the one closed
+    blocks = json.dumps(rendered.webhook_message, ensure_ascii=False)
+    assert "<!channel>" not in blocks
+    (waiting,) = rendered.digest.unanswered
+    assert len(waiting.subject) == 200
+    assert waiting.subject.endswith("x…")
+    assert rendered.digest.leaderboard is not None
+    assert all(len(r.label) <= 200 for r in rendered.digest.leaderboard.rows)
+    assert len(rendered.text) < 5000
+    assert len(rendered.html(None)) < 50_000
