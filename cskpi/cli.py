@@ -146,16 +146,28 @@ def kpis(
         str | None, typer.Option(help="Evaluate as of this instant (reproducible reports).")
     ] = None,
     output: Format = "table",
+    sort: Annotated[
+        str,
+        typer.Option(
+            help="--by groups: volume (created + solved), created, solved, backlog or name."
+        ),
+    ] = "volume",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="--by groups: only the first N.", show_default=False)
+    ] = None,
 ) -> None:
     """Compute every KPI for a window, optionally per agent, group, channel, …"""
     from cskpi.core import app as core
     from cskpi.core.kpis.output import csv_text, json_text
+    from cskpi.core.kpis.report import SORTS, arrange
 
     output = _format(output, ("table", "json", "csv"))
+    if sort.lower() not in SORTS:
+        fail(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     cfg = config_or_fail(config)
     request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
     try:
-        report = core.kpis(cfg, request)
+        report = arrange(core.kpis(cfg, request), sort.lower(), limit)
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
     if output == "json":

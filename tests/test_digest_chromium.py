@@ -65,7 +65,7 @@ def test_the_email_renders_in_chromium_with_its_numbers_and_chart(tmp_path: Path
         "SLA first response met 2 / 3 66.7% ▼ -33.3 pts",
         "SLA breaches: 1 first response",
         "23h 00m normal hd:t3 Ticket 3 (SLA breached)",
-        "Ana 1 30m - Ben 1 2h 00m -",
+        "Ana 1 0h 30m - Ben 1 2h 00m -",
     ):
         assert expected in text, (expected, text)
 

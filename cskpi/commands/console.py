@@ -18,7 +18,7 @@ from rich.table import Table
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import CheckResult, Status
 from cskpi.core.config.secrets import RedactingFilter
-from cskpi.core.kpis.output import clipped, detail_text, value_text
+from cskpi.core.kpis.output import clipped, detail_text, duration_column, value_text
 from cskpi.core.kpis.report import Report
 from cskpi.core.quickstart import Summary
 from cskpi.core.store.lease import DaemonInfo
@@ -288,12 +288,25 @@ def kpi_tables(report: Report) -> list[Table]:
         table.add_row(key, escape(value_text(key, entry)), escape(detail_text(key, entry)))
     tables = [table]
     if report.by is not None:
-        board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
-                      title=f"by {report.by.dimension}")  # fmt: skip
-        for g in report.by.groups:
-            board.add_row(escape(clipped(g.label)), *(value_text(k, g.kpis[k]) for k in _BOARD))
-        tables.append(board)
+        tables.append(_board(report))
     return tables
+
+
+def _board(report: Report) -> Table:
+    """One row per group of the headline KPIs; each duration column in one format."""
+    assert report.by is not None
+    board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
+                  title=f"by {report.by.dimension}")  # fmt: skip
+    groups = report.by.groups
+    columns = [
+        duration_column([g.kpis[k]["value"] for g in groups])
+        if k in _DURATIONS
+        else [value_text(k, g.kpis[k]) for g in groups]
+        for k in _BOARD
+    ]
+    for g, *cells in zip(groups, *columns, strict=True):
+        board.add_row(escape(clipped(g.label)), *cells)
+    return board
 
 
 _SHORT = {
@@ -302,3 +315,4 @@ _SHORT = {
     "fcr_rate": "FCR", "csat": "CSAT",
 }  # fmt: skip
 _BOARD = tuple(_SHORT)
+_DURATIONS = {"first_response_time", "resolution_time"}

@@ -19,7 +19,13 @@ from sqlalchemy import Engine, text
 from cskpi.core.config.file import Config, DigestSettings
 from cskpi.core.config.periods import Window, midnight, month_start, period_window
 from cskpi.core.kpis.backlog import backlog_counts
-from cskpi.core.kpis.output import clipped, detail_text, duration_text, value_text
+from cskpi.core.kpis.output import (
+    clipped,
+    detail_text,
+    duration_column,
+    duration_text,
+    value_text,
+)
 from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
 from cskpi.core.store.schema import from_epoch, to_epoch
 
@@ -254,16 +260,15 @@ def _leaderboard(report: Report) -> Leaderboard | None:
         report.by.groups,
         key=lambda g: (-(g.kpis["tickets_solved"]["value"] or 0), g.label.casefold()),
     )
+    frt = duration_column([g.kpis["first_response_time"]["value"] for g in groups])
     rows = [
         LeaderRow(
-            label=clipped(
-                "(unassigned)" if g.key is None and report.by.dimension == "agent" else g.label
-            ),
+            label=clipped(g.label),
             solved=value_text("tickets_solved", g.kpis["tickets_solved"]),
-            frt=value_text("first_response_time", g.kpis["first_response_time"]),
+            frt=time,
             csat=value_text("csat", g.kpis["csat"]),
         )
-        for g in groups
+        for g, time in zip(groups, frt, strict=True)
     ]
     return Leaderboard(report.by.dimension, rows)
 

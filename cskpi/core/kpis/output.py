@@ -136,6 +136,30 @@ def duration_text(seconds: float | None) -> str:
     return f"{sign}{days}d {hours:02d}h"
 
 
+def duration_column(values: list[float | None]) -> list[str]:
+    """Durations shown one under another in one format, the one the largest needs
+    (``0h 45m`` above ``26h 10m``, not ``45m``), so a column reads at a glance."""
+    present = [abs(round(v)) for v in values if v is not None]
+    largest = max(present, default=0)
+    if largest < 60:
+        return duration_texts(values, "s")
+    return duration_texts(values, "m" if largest < 3600 else "h" if largest < 48 * 3600 else "d")
+
+
+def duration_texts(values: list[float | None], unit: str) -> list[str]:
+    texts = []
+    for v in values:
+        if v is None:
+            texts.append("-")
+            continue
+        sign, s = ("-" if v < 0 else ""), abs(round(v))
+        parts = {"s": f"{s}s", "m": f"{s // 60}m {s % 60:02d}s",
+                 "h": f"{s // 3600}h {s % 3600 // 60:02d}m",
+                 "d": f"{s // 86400}d {s % 86400 // 3600:02d}h"}  # fmt: skip
+        texts.append(sign + parts[unit])
+    return texts
+
+
 def value_text(key: str, entry: Entry) -> str:
     """The headline figure as a person reads it."""
     value, unit = entry["value"], entry["unit"]

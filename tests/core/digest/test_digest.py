@@ -99,7 +99,7 @@ Waiting for a first reply: 2; oldest:
   23h 00m  normal  hd:t3  Ticket 3  (SLA breached)
 
 Agent         solved       FRT    CSAT
-Ana                1       30m       -
+Ana                1    0h 30m       -
 Ben                1    2h 00m       -
 (unassigned)       0         -       -
 

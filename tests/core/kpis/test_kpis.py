@@ -940,7 +940,7 @@ TAGS = zd(
 
 GROUP_CASES = [
     Case(
-        "by agent: assignee for tickets, rated agent for ratings, Person names, (none) last",
+        "by agent: assignee for tickets, rated agent for ratings, Person names, (unassigned) last",
         AGENTS,
         {
             "tickets_created": count(4),
@@ -962,7 +962,7 @@ GROUP_CASES = [
             ),
             ("zd:a2", "zd:a2", {"tickets_created": count(1), "backlog": count(1)}),
             ("zd:a3", "Bea", {"tickets_created": count(0), "csat": CSAT_ALL}),
-            (None, "(none)", {"tickets_created": count(1), "csat": CSAT_NONE}),
+            (None, "(unassigned)", {"tickets_created": count(1), "csat": CSAT_NONE}),
         ],
     ),
     Case(
