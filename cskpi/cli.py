@@ -58,7 +58,11 @@ def init(
     if target.exists():
         fail(f"{target} already exists; not overwriting it")
     target.write_text(example_config_text(), encoding="utf-8")
-    out.print(f"wrote {target}; edit it, then run `cskpi check -c {target}`", highlight=False)
+    out.print(
+        f"wrote {target}; edit it, then run `cskpi check -c {target}`",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -357,6 +361,7 @@ def demo(
         f"Next: cskpi kpis -c {path} --now {now} --by agent\n      cskpi status -c {path}"
         f"\n      cskpi digest -c {path} --date {at} --dry-run --out digest/",
         highlight=False,
+        soft_wrap=True,  # a command broken over two lines cannot be pasted
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,8 +25,24 @@ from cskpi.core.quickstart import Summary
 from cskpi.core.store.lease import DaemonInfo
 from cskpi.core.sync import StreamResult, SyncReport
 
-out = Console()
-err = Console(stderr=True)
+# Piped or redirected output has no terminal width to fit: rich would break every line at 80
+# columns, splitting a command in a hint. There text lines are never broken and tables get
+# 200 columns, unless COLUMNS says otherwise.
+PIPED_WIDTH = 200
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    width = os.environ.get("COLUMNS", "")
+    return Console(
+        stderr=stderr, soft_wrap=True, width=int(width) if width.isdigit() else PIPED_WIDTH
+    )
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 class JsonFormatter(logging.Formatter):
