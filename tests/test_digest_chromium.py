@@ -54,7 +54,7 @@ def test_the_email_renders_in_chromium_with_its_numbers_and_chart(tmp_path: Path
     match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.DOTALL)
     assert match is not None, dom[-2000:]
     seen = json.loads(match[1].replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
-    assert seen["images"] == [[True, 1080, 450]]
+    assert seen["images"] == [[True, 1080, 600]]
     text = " ".join(seen["text"].split())  # as read on screen, whitespace aside
     for expected in (
         "daily digest · Thu 19 Nov 2026 Changes vs Wed 18 Nov 2026",

@@ -193,10 +193,22 @@ def _solved_rates(solved: Frame) -> dict[str, Entry]:
 
 
 def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
-    """Each ticket judged by what is known at ``now`` (SPEC §4): a reply or solve stamped
-    after ``now`` had not happened yet, so the ticket is judged as still waiting at ``now``."""
     if ctx.sla is None:
         return _null("no [sla] in the config", "%")
+    met, breached = sla_judged(created, w, ctx, kind)
+    return rate(int(np.count_nonzero(met)), int(np.count_nonzero(met | breached)),
+                "no ticket created in the window has a due " + kind.replace("_", " "))  # fmt: skip
+
+
+def sla_judged(
+    created: Frame, w: Window, ctx: KpiContext, kind: str
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Which tickets met and which breached their ``kind`` target (``first_response`` or
+    ``resolution``); neither when they have none or are still within it. Each ticket is judged
+    by what is known at ``now`` (SPEC §4): a reply or solve stamped after ``now`` had not
+    happened yet, so the ticket is judged as still waiting at ``now``. The digest lists the
+    breached ones with this same judgement."""
+    assert ctx.sla is not None
     targets: PriorityTargets = getattr(ctx.sla, kind)
     seconds = {p: t.total_seconds() for p in ("urgent", "high", "normal", "low")
                if (t := targets.target(p)) is not None}  # fmt: skip
@@ -212,9 +224,7 @@ def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
     elapsed = _elapsed(ctx, created["created_at"], at)
     counted = ~np.isnan(target)
     met = counted & ~np.isnan(done) & (elapsed <= target)
-    breached = counted & (elapsed > target)
-    return rate(int(np.count_nonzero(met)), int(np.count_nonzero(met | breached)),
-                "no ticket created in the window has a due " + kind.replace("_", " "))  # fmt: skip
+    return met, counted & (elapsed > target)
 
 
 def _lookup(values: NDArray[np.object_], table: dict[str, float]) -> F64:
