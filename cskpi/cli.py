@@ -94,7 +94,11 @@ def init(
         write_private(target, example_config_text(), exclusive=True)
     except FileExistsError:
         fail(f"{target} already exists; not overwriting it")
-    out.print(f"wrote {target}; edit it, then run `cskpi check -c {target}`", highlight=False)
+    out.print(
+        f"wrote {target}; edit it, then run `cskpi check -c {target}`",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -193,19 +197,30 @@ def kpis(
         typer.Option(metavar="DATE", help="Evaluate as of this instant (reproducible reports)."),
     ] = None,
     output: Format = "table",
+    sort: Annotated[
+        str,
+        typer.Option(
+            help="--by groups: volume (created + solved), created, solved, backlog or name."
+        ),
+    ] = "volume",
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="--by groups: only the first N.", show_default=False)
+    ] = None,
 ) -> None:
     """Compute every KPI for a window, optionally per agent, group, channel, …
 
     Example: cskpi kpis --period last-week --by agent --format csv"""
     from cskpi.core import app as core
     from cskpi.core.kpis.output import csv_text, json_text
+    from cskpi.core.kpis.report import SORTS, arrange
 
-    if output not in ("table", "json", "csv"):
-        fail(f"--format {output!r}: use table, json or csv")
+    output = _format(output, ("table", "json", "csv"))
+    if sort.lower() not in SORTS:
+        fail(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     cfg = config_or_fail(config)
     request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
     try:
-        report = core.kpis(cfg, request)
+        report = arrange(core.kpis(cfg, request), sort.lower(), limit)
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
     if output == "json":
@@ -216,6 +231,13 @@ def kpis(
         _print_kpis(report)
 
 
+def _format(given: str, choices: tuple[str, ...]) -> str:
+    """``--format`` in any case (JSON, Csv); a usage error naming the choices otherwise."""
+    if given.lower() not in choices:
+        fail(f"--format {given!r}: use {', '.join(choices[:-1])} or {choices[-1]}")
+    return given.lower()
+
+
 def _print_kpis(report: Report) -> None:
     from cskpi.commands.console import kpi_tables, out
 
@@ -224,16 +246,33 @@ def _print_kpis(report: Report) -> None:
 
 
 @app.command()
-def status(config: ConfigOption = None) -> None:
+def status(
+    config: ConfigOption = None,
+    output: Annotated[
+        str, typer.Option("--format", "-f", help="table, or json for monitoring.")
+    ] = "table",
+) -> None:
     """Per connector and stream: last success, cursor, rows stored, last error.
 
-    Example: cskpi status -c cskpi.toml"""
+    Example: cskpi status -c cskpi.toml --format json"""
+    import json
     from datetime import UTC, datetime
 
-    from cskpi.commands.console import daemon_text, out, runs_table, status_table, stored_table
+    from cskpi.commands.console import (
+        daemon_text,
+        out,
+        runs_table,
+        status_document,
+        status_table,
+        stored_table,
+    )
     from cskpi.core import app as core
 
+    output = _format(output, ("table", "json"))
     report = core.status(config_or_fail(config))
+    if output == "json":
+        typer.echo(json.dumps(status_document(report, datetime.now(UTC)), indent=2))
+        return
     typer.echo(daemon_text(report.daemon, datetime.now(UTC)))
     if report.runs:
         out.print(runs_table(report))
@@ -387,6 +426,7 @@ def demo(
         f"Next: cskpi kpis -c {path} --now {now} --by agent\n      cskpi status -c {path}"
         f"\n      cskpi digest -c {path} --date {at} --dry-run --out digest/",
         highlight=False,
+        soft_wrap=True,  # a command broken over two lines cannot be pasted
     )
 
 

@@ -54,7 +54,7 @@ def test_the_email_renders_in_chromium_with_its_numbers_and_chart(tmp_path: Path
     match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.DOTALL)
     assert match is not None, dom[-2000:]
     seen = json.loads(match[1].replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&"))
-    assert seen["images"] == [[True, 1080, 450]]
+    assert seen["images"] == [[True, 1080, 600]]
     text = " ".join(seen["text"].split())  # as read on screen, whitespace aside
     for expected in (
         "daily digest · Thu 19 Nov 2026 Changes vs Wed 18 Nov 2026",
@@ -65,7 +65,7 @@ def test_the_email_renders_in_chromium_with_its_numbers_and_chart(tmp_path: Path
         "SLA first response met 2 / 3 66.7% ▼ -33.3 pts",
         "SLA breaches: 1 first response",
         "23h 00m normal hd:t3 Ticket 3 (SLA breached)",
-        "Ana 1 30m - Ben 1 2h 00m -",
+        "Ana 1 0h 30m - Ben 1 2h 00m -",
     ):
         assert expected in text, (expected, text)
 

@@ -144,7 +144,9 @@ def test_email_arrives_with_values_deltas_and_inline_chart(
     assert box.logins == [SMTP_USER]
     assert box.recipients == [["lead@acme.test"]]
     (msg,) = box.messages
-    assert msg["Subject"] == "[cskpi] daily digest · Thu 19 Nov 2026"
+    assert msg["Subject"] == (
+        "[cskpi] daily digest · Thu 19 Nov 2026 · backlog 67, first response 3h 20m"
+    )
     assert msg.get_content_type() == "multipart/alternative"
     plain, related = msg.get_payload()  # type: ignore[misc]
     assert plain.get_content_type() == "text/plain"
@@ -155,7 +157,7 @@ def test_email_arrives_with_values_deltas_and_inline_chart(
     cid = image["Content-ID"].strip("<>")
     html = html_part.get_content()
     assert f'src="cid:{cid}"' in html
-    assert png_size(image.get_content()) == (1080, 450)
+    assert png_size(image.get_content()) == (1080, 600)
 
     now, before = expected(cfg)
     text = plain.get_content()
@@ -303,7 +305,7 @@ def test_token_posts_blocks_then_uploads_the_chart_after_a_429(
     blocks = args["blocks"] if isinstance(args["blocks"], list) else json.loads(args["blocks"])
     block_kit_limits({"blocks": blocks, "text": args["text"]})
     assert not any("Last 14 days" in json.dumps(b) for b in blocks)  # the image replaces it
-    assert png_size(slack.calls[3].body) == (1080, 450)
+    assert png_size(slack.calls[3].body) == (1080, 600)
     complete = slack.calls[4].form()
     assert complete["channel_id"] == "C0SUPPORT"  # the ID the post answered, not "#support"
 

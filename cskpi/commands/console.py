@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,14 +19,30 @@ from rich.table import Table
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import CheckResult, Status
 from cskpi.core.config.secrets import RedactingFilter
-from cskpi.core.kpis.output import detail_text, value_text
+from cskpi.core.kpis.output import clipped, detail_text, duration_column, value_text
 from cskpi.core.kpis.report import Report
 from cskpi.core.quickstart import Summary
 from cskpi.core.store.lease import DaemonInfo
 from cskpi.core.sync import StreamResult, SyncReport
 
-out = Console()
-err = Console(stderr=True)
+# Piped or redirected output has no terminal width to fit: rich would break every line at 80
+# columns, splitting a command in a hint. There text lines are never broken and tables get
+# 200 columns, unless COLUMNS says otherwise.
+PIPED_WIDTH = 200
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    width = os.environ.get("COLUMNS", "")
+    return Console(
+        stderr=stderr, soft_wrap=True, width=int(width) if width.isdigit() else PIPED_WIDTH
+    )
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 class JsonFormatter(logging.Formatter):
@@ -203,6 +221,36 @@ def daemon_text(info: DaemonInfo | None, now: datetime) -> str:
     return "\n".join(lines)
 
 
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def status_document(status: Status, now: datetime) -> dict[str, Any]:
+    """`cskpi status --format json`, for monitoring: ``ok`` is false when the daemon holding
+    the store stopped answering, a connector's last run failed or a stream has an error."""
+    info = status.daemon
+    daemon = None if info is None else {
+        "state": "running" if info.alive(now) else "not_responding", "pid": info.pid,
+        "host": info.host, "started_at": _iso(info.started_at),
+        "heartbeat_at": _iso(info.heartbeat_at),
+        "next": {job: _iso(at) for job, at in sorted(info.jobs.items())},
+    }  # fmt: skip
+    runs = [{"connector": r.connector, "status": r.status, "started_at": _iso(r.started_at),
+             "finished_at": _iso(r.finished_at), "rows": r.rows, "skipped": r.skipped,
+             "error": r.error} for r in status.runs]  # fmt: skip
+    streams = [{"connector": s.connector, "stream": s.stream,
+                "last_success_at": _iso(s.last_success_at), "synced_up_to": _iso(s.position),
+                "rows_written": s.rows, "cursor": s.cursor, "last_error": s.last_error}
+               for s in status.streams]  # fmt: skip
+    ok = (
+        (daemon is None or daemon["state"] == "running")
+        and not any(r["status"] == "failed" for r in runs)
+        and not any(s["last_error"] for s in streams)
+    )
+    return {"ok": ok, "checked_at": _iso(now), "daemon": daemon, "runs": runs,
+            "streams": streams, "stored": dict(sorted(status.stored.items()))}  # fmt: skip
+
+
 def stored_table(status: Status) -> Table:
     table = Table("connector", "tickets", "messages", "ratings", "people", "groups", "orgs")
     for connector, n in sorted(status.stored.items()):
@@ -269,12 +317,25 @@ def kpi_tables(report: Report) -> list[Table]:
         table.add_row(key, escape(value_text(key, entry)), escape(detail_text(key, entry)))
     tables = [table]
     if report.by is not None:
-        board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
-                      title=f"by {report.by.dimension}")  # fmt: skip
-        for g in report.by.groups:
-            board.add_row(escape(g.label), *(value_text(k, g.kpis[k]) for k in _BOARD))
-        tables.append(board)
+        tables.append(_board(report))
     return tables
+
+
+def _board(report: Report) -> Table:
+    """One row per group of the headline KPIs; each duration column in one format."""
+    assert report.by is not None
+    board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
+                  title=f"by {report.by.dimension}")  # fmt: skip
+    groups = report.by.groups
+    columns = [
+        duration_column([g.kpis[k]["value"] for g in groups])
+        if k in _DURATIONS
+        else [value_text(k, g.kpis[k]) for g in groups]
+        for k in _BOARD
+    ]
+    for g, *cells in zip(groups, *columns, strict=True):
+        board.add_row(escape(clipped(g.label)), *cells)
+    return board
 
 
 _SHORT = {
@@ -283,3 +344,4 @@ _SHORT = {
     "fcr_rate": "FCR", "csat": "CSAT",
 }  # fmt: skip
 _BOARD = tuple(_SHORT)
+_DURATIONS = {"first_response_time", "resolution_time"}

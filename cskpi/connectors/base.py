@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -168,6 +169,25 @@ class ConnectorSettings(BaseModel):
     schedule: str | None = None
     every: str | None = None
     start_date: datetime | None = None
+
+    def ticket_url(self, external_id: str) -> str | None:
+        """Where an agent opens the ticket ``external_id`` in the helpdesk's own web UI, for
+        links in digests; None when the source has none (a mailbox). A type overrides it."""
+        return None
+
+
+def vendor_origin(base_url: str | None, vendor_domain: str) -> str | None:
+    """``https://host`` of a ``base_url`` on the vendor's own domain (a regional or custom
+    host of it); None for a proxy or a test server, whose host is no agent UI."""
+    if not base_url:
+        return None
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    return f"https://{host}" if host.endswith("." + vendor_domain) else None
+
+
+def url_segment(external_id: str) -> str:
+    return quote(external_id, safe="")
 
 
 @runtime_checkable

@@ -128,6 +128,15 @@ class FreshdeskSettings(ConnectorSettings):
             raise ValueError("set domain (or base_url)")
         return self
 
+    def ticket_url(self, external_id: str) -> str | None:
+        """The agent UI's ticket page, e.g. https://acme.freshdesk.com/a/tickets/123."""
+        origin = (
+            f"https://{self.domain}.freshdesk.com"
+            if self.domain
+            else base.vendor_origin(self.base_url, "freshdesk.com")
+        )
+        return origin and f"{origin}/a/tickets/{base.url_segment(external_id)}"
+
     def root(self) -> str:
         """The API root, ``https://{domain}.freshdesk.com/api/v2/`` unless overridden."""
         host = self.base_url or f"https://{self.domain}.freshdesk.com"

@@ -76,6 +76,12 @@ HOSTS = {
     "eu": "https://api.eu.intercom.io",
     "au": "https://api.au.intercom.io",
 }
+# The web app (the Inbox) of each region's workspaces.
+APP_HOSTS = {
+    "us": "https://app.intercom.com",
+    "eu": "https://app.eu.intercom.com",
+    "au": "https://app.au.intercom.com",
+}
 # The newest version in intercom/Intercom-OpenAPI (descriptions/2.16); pinned, because
 # versions change shapes (2.10's search answered 404 "User Not Found": airbyte PR #36277).
 DEFAULT_VERSION = "2.16"
@@ -114,6 +120,12 @@ class IntercomSettings(ConnectorSettings):
 
     def root(self) -> str:
         return (self.base_url or HOSTS[self.region]).rstrip("/") + "/"
+
+    def ticket_url(self, external_id: str) -> str | None:
+        """The Inbox's conversation page in the workspace's region; ``_`` stands for the
+        workspace id, which the Inbox fills in for a signed-in teammate."""
+        conversation = base.url_segment(external_id)
+        return f"{APP_HOSTS[self.region]}/a/inbox/_/inbox/conversation/{conversation}"
 
 
 class WindowLimiter(RateLimiter):

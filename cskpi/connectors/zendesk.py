@@ -112,6 +112,15 @@ class ZendeskSettings(ConnectorSettings):
             raise ValueError("set subdomain (or base_url)")
         return self
 
+    def ticket_url(self, external_id: str) -> str | None:
+        """The agent UI's ticket page, e.g. https://acme.zendesk.com/agent/tickets/123."""
+        origin = (
+            f"https://{self.subdomain}.zendesk.com"
+            if self.subdomain
+            else base.vendor_origin(self.base_url, "zendesk.com")
+        )
+        return origin and f"{origin}/agent/tickets/{base.url_segment(external_id)}"
+
     def root(self) -> str:
         """The API root, ``https://{subdomain}.zendesk.com/api/v2/`` unless overridden."""
         host = self.base_url or f"https://{self.subdomain}.zendesk.com"

@@ -7,7 +7,8 @@ unanswered tickets, read here with the engine's own population rules (docs/kpis.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -18,13 +19,22 @@ from sqlalchemy import Engine, text
 from cskpi.core.config.file import Config, DigestSettings
 from cskpi.core.config.periods import Window, midnight, month_start, period_window
 from cskpi.core.kpis.backlog import backlog_counts
-from cskpi.core.kpis.output import detail_text, duration_text, value_text
+from cskpi.core.kpis.formulas import sla_judged
+from cskpi.core.kpis.output import (
+    clipped,
+    detail_text,
+    duration_column,
+    duration_text,
+    value_text,
+)
+from cskpi.core.kpis.populations import Frame
 from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
 from cskpi.core.store.schema import from_epoch, to_epoch
 
 Tone = Literal["good", "bad", "neutral"]
 CHART_DAYS = 14
 UNANSWERED_SHOWN = 5
+BREACHED_SHOWN = 5
 
 LABELS = {
     "tickets_created": "Tickets created", "tickets_solved": "Tickets solved",
@@ -76,6 +86,18 @@ class Unanswered:
     age: str
     priority: str | None
     overdue: bool  # past its first-response SLA target
+    url: str | None = None  # the ticket in the helpdesk's agent UI, when it has one
+
+
+@dataclass(frozen=True)
+class Breached:
+    """A ticket created in the window that missed a target, judged as the SLA KPIs judge."""
+
+    ticket_id: str
+    subject: str
+    priority: str | None
+    missed: str  # "first response", "resolution" or both
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +142,8 @@ class Digest:
     unanswered_total: int
     leaderboard: Leaderboard | None
     series: Series
+    breached: list[Breached] = field(default_factory=list)  # the oldest BREACHED_SHOWN
+    headline: str = ""  # "backlog 12, first response 1h 05m": for the email subject
 
 
 def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
@@ -133,6 +157,8 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
     # Waiting now, when the digest is read: at ``at``, not at the window's end.
     shown, total = unanswered(engine, config, at)
     return Digest(
+        breached=breached(engine, config, window, ctx),
+        headline=headline(report.kpis),
         name=name,
         title=f"{name} digest · {window_label(window)}",
         window=window,
@@ -227,7 +253,9 @@ def _change_text(unit: str, key: str, change: float, before: float) -> str:
         head = f"{change:+,.2f}"
     if before == 0 or change == 0:
         return head if change else "±0"
-    return f"{head} ({100 * change / abs(before):+.1f}%)"
+    if not math.isfinite(relative := 100 * change / abs(before)):
+        return head
+    return f"{head} ({relative:+.1f}%)"
 
 
 def _breaches(kpis: dict[str, Entry]) -> Breaches:
@@ -244,26 +272,51 @@ def _breaches(kpis: dict[str, Entry]) -> Breaches:
     return Breaches(counts[0], counts[1], reason)
 
 
+# A leaderboard row with none of these (no ticket solved, no first reply, no rating) says
+# nothing: "(unassigned) 0 - -" is left out.
+_BOARD = ("tickets_solved", "first_response_time", "csat")
+
+
 def _leaderboard(report: Report) -> Leaderboard | None:
     if report.by is None:
         return None
+    shown = [g for g in report.by.groups if any(g.kpis[k]["value"] for k in _BOARD)]
     groups = sorted(
-        report.by.groups,
-        key=lambda g: (-(g.kpis["tickets_solved"]["value"] or 0), g.label.casefold()),
+        shown, key=lambda g: (-(g.kpis["tickets_solved"]["value"] or 0), g.label.casefold())
     )
+    frt = duration_column([g.kpis["first_response_time"]["value"] for g in groups])
     rows = [
         LeaderRow(
-            label="(unassigned)" if g.key is None and report.by.dimension == "agent" else g.label,
+            label=clipped(g.label),
             solved=value_text("tickets_solved", g.kpis["tickets_solved"]),
-            frt=value_text("first_response_time", g.kpis["first_response_time"]),
+            frt=time,
             csat=value_text("csat", g.kpis["csat"]),
         )
-        for g in groups
+        for g, time in zip(groups, frt, strict=True)
     ]
     return Leaderboard(report.by.dimension, rows)
 
 
+def headline(kpis: dict[str, Entry]) -> str:
+    """The two figures a lead looks at first, for the subject line and notification."""
+    text = f"backlog {value_text('backlog', kpis['backlog'])}"
+    frt = kpis["first_response_time"]
+    if frt["value"] is not None:
+        text += f", first response {value_text('first_response_time', frt)}"
+    return text
+
+
 # --- what the KPI engine does not give: unanswered tickets, the daily series ------------
+
+
+def ticket_url(config: Config, connector: str, external_id: str) -> str | None:
+    """The ticket's page in its helpdesk (``ConnectorSettings.ticket_url``); a link is an
+    extra, so a plugin whose method fails gives none rather than stopping the digest."""
+    settings = config.connectors.get(connector)
+    try:
+        return settings.ticket_url(external_id) if settings is not None else None
+    except Exception:
+        return None
 
 
 def unanswered(engine: Engine, config: Config, at: datetime) -> tuple[list[Unanswered], int]:
@@ -280,7 +333,8 @@ def unanswered(engine: Engine, config: Config, at: datetime) -> tuple[list[Unans
         total = int(conn.execute(text(f"SELECT COUNT(*) {where}"), params).scalar_one())
         rows = conn.execute(
             text(
-                f"SELECT id, subject, created_at, priority {where} ORDER BY created_at, id LIMIT :n"
+                "SELECT id, subject, created_at, priority, connector, external_id "
+                f"{where} ORDER BY created_at, id LIMIT :n"
             ),
             params,
         ).all()
@@ -288,17 +342,58 @@ def unanswered(engine: Engine, config: Config, at: datetime) -> tuple[list[Unans
 
 
 def _unanswered_row(
-    config: Config, at: datetime, ticket_id: str, subject: str | None, created: int, prio: Any
-) -> Unanswered:
+    config: Config, at: datetime, ticket_id: str, subject: str | None, created: int, prio: Any,
+    connector: str, external_id: str,
+) -> Unanswered:  # fmt: skip
     started = from_epoch(created)
     assert started is not None
     return Unanswered(
-        ticket_id=ticket_id,
-        subject=subject or "(no subject)",
+        ticket_id=clipped(ticket_id),
+        subject=clipped(subject or "(no subject)"),
         age=duration_text((at - started).total_seconds()),
         priority=prio,
         overdue=_overdue(config, prio, started, at),
+        url=ticket_url(config, connector, external_id),
     )
+
+
+def breached(engine: Engine, config: Config, window: Window, ctx: KpiContext) -> list[Breached]:
+    """The oldest tickets created in the window that breached a first-response or resolution
+    target: the tickets the SLA KPIs count as breaches (``formulas.sla_judged``)."""
+    if ctx.sla is None:
+        return []
+    sql = ("SELECT id, created_at, first_reply_at, priority, status, solved_at FROM ticket "
+           "WHERE NOT deleted AND created_at >= :s AND created_at < :e "
+           "AND priority IS NOT NULL ORDER BY created_at, id")  # fmt: skip
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), {"s": to_epoch(window.start), "e": to_epoch(window.end)})
+        columns = list(zip(*rows, strict=False)) or [()] * 6
+    stamps = [np.array([np.nan if v is None else v for v in c], dtype=np.float64)
+              for c in (columns[1], columns[2], columns[5])]  # fmt: skip
+    frame = Frame({"created_at": stamps[0], "first_reply_at": stamps[1], "solved_at": stamps[2],
+                   "priority": np.array(columns[3], dtype=object),
+                   "status": np.array(columns[4], dtype=object)}, None)  # fmt: skip
+    kinds = ("first_response", "resolution")
+    missed = [sla_judged(frame, window, ctx, kind)[1] for kind in kinds]
+    shown = np.flatnonzero(missed[0] | missed[1])[:BREACHED_SHOWN]
+    what = {str(columns[0][i]): ", ".join(k.replace("_", " ") for k, m in zip(kinds, missed,
+            strict=True) if m[i]) for i in shown}  # fmt: skip
+    return _breached_rows(engine, config, what)
+
+
+def _breached_rows(engine: Engine, config: Config, missed: dict[str, str]) -> list[Breached]:
+    if not missed:
+        return []
+    marks = ", ".join(f":k{n}" for n in range(len(missed)))
+    sql = ("SELECT id, subject, priority, connector, external_id FROM ticket "  # noqa: S608
+           f"WHERE id IN ({marks}) ORDER BY created_at, id")  # fmt: skip
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), {f"k{n}": k for n, k in enumerate(missed)}).all()
+    return [
+        Breached(clipped(i), clipped(subject or "(no subject)"), prio, missed[i],
+                 ticket_url(config, connector, external_id))
+        for i, subject, prio, connector, external_id in rows
+    ]  # fmt: skip
 
 
 def _overdue(config: Config, priority: str | None, created: datetime, at: datetime) -> bool:

@@ -26,7 +26,8 @@ Block = dict[str, Any]
 
 
 def subject(d: Digest) -> str:
-    return f"[cskpi] {d.title}"
+    """With the headline figures, so the inbox line alone says how the day went."""
+    return f"[cskpi] {d.title}" + (f" · {d.headline}" if d.headline else "")
 
 
 def delta_text(delta: Delta | None) -> str:
@@ -46,7 +47,7 @@ def text(d: Digest) -> str:
     for line in d.lines:
         tail = line.detail if line.null else delta_text(line.delta)
         out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}".rstrip())
-    out += ["", sla_text(d), *unanswered_lines(d)]
+    out += ["", sla_text(d), *breached_lines(d), *unanswered_lines(d)]
     if d.leaderboard is not None:
         out += ["", *leaderboard_lines(d, EMAIL_LEADERBOARD_ROWS)]
     out += ["", "Last 14 days"]
@@ -66,16 +67,39 @@ def sla_text(d: Digest) -> str:
     return "SLA breaches: " + ", ".join(parts)
 
 
+def _columns(rows: list[list[str]]) -> list[str]:
+    """Rows of cells as aligned text lines, each column as wide as its widest cell (the
+    last one unpadded), indented two spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        (
+            "  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def breached_lines(d: Digest) -> list[str]:
+    """The tickets behind the breach counts, oldest first, with their links."""
+    if not d.breached:
+        return []
+    rows = [["Ticket", "Priority", "Missed", "Subject"]] + [
+        [b.ticket_id, b.priority or "-", b.missed, b.subject + (f"  {b.url}" if b.url else "")]
+        for b in d.breached
+    ]
+    return _columns(rows)
+
+
 def unanswered_lines(d: Digest) -> list[str]:
     if d.unanswered_total == 0:
         return ["No ticket is waiting for a first reply."]
     head = f"Waiting for a first reply: {d.unanswered_total:,}; oldest:"
-    rows = [
-        f"  {u.age:>7}  {(u.priority or '-'):<7} {u.ticket_id}  {u.subject}"
-        + ("  (SLA breached)" if u.overdue else "")
+    rows = [["Waiting", "Priority", "Ticket", "Subject"]] + [
+        [u.age, u.priority or "-", u.ticket_id,
+         u.subject + ("  (SLA breached)" if u.overdue else "") + (f"  {u.url}" if u.url else "")]
         for u in d.unanswered
-    ]
-    return [head, *rows]
+    ]  # fmt: skip
+    return [head, *_columns(rows)]
 
 
 def leaderboard_lines(d: Digest, limit: int) -> list[str]:
@@ -102,6 +126,12 @@ def _clip(value: str, size: int) -> str:
 def _escape(value: str) -> str:
     # https://docs.slack.dev/messaging/formatting-message-text#escaping
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _code(value: str) -> str:
+    """Text for inside a ``` block: escaped, and with its backticks swapped for a look-alike
+    (U+02CB), since mrkdwn has no escape for them and three would close the block."""
+    return _escape(value).replace("`", "\u02cb")
 
 
 def _section(markdown: str) -> Block:
@@ -140,21 +170,51 @@ def blocks(d: Digest, *, sparkline: bool) -> list[Block]:
     if d.compare_label:
         out.append(_context(f"Changes {_escape(d.compare_label)}"))
     out += _packed([_kpi_markdown(line) for line in d.lines])
-    out += [{"type": "divider"}, _section(f"*{_escape(sla_text(d))}*"), _unanswered_block(d)]
+    out += [{"type": "divider"}, _breached_block(d), _unanswered_block(d)]
     if d.leaderboard is not None:
         rows = "\n".join(leaderboard_lines(d, LEADERBOARD_ROWS))
-        out.append(_section(f"*Leaderboard*\n```{_escape(rows)}```"))
+        out.append(_section(f"*Leaderboard*\n```{_code(rows)}```"))
     if sparkline:
         spark = "\n".join(f"{lbl:<8} {s}  {ends}" for lbl, s, ends in sparklines(d.series))
         out.append(_section(f"*Last 14 days*\n```{spark}```"))
     return out[:MAX_BLOCKS]
 
 
+def _text(value: str) -> str:
+    """Helpdesk text in mrkdwn: escaped, and no backtick to open a code block with."""
+    return _code(value)
+
+
+def _ticket(ticket_id: str, url: str | None) -> str:
+    # https://docs.slack.dev/messaging/formatting-message-text#linking-urls
+    return f"<{_escape(url)}|{_text(ticket_id)}>" if url else f"`{_text(ticket_id)}`"
+
+
+def _priority(priority: str | None) -> str:
+    return f" · {_text(priority)}" if priority else ""
+
+
+def _breached_block(d: Digest) -> Block:
+    head = f"*{_escape(sla_text(d))}*"
+    items = [
+        f"• {_ticket(b.ticket_id, b.url)}  {_text(b.subject)}{_priority(b.priority)}"
+        f" · missed {b.missed}"
+        for b in d.breached
+    ]
+    return _section("\n".join([head, *items]))
+
+
 def _unanswered_block(d: Digest) -> Block:
-    lines = unanswered_lines(d)
-    if len(lines) == 1:
-        return _section(_escape(lines[0]))
-    return _section(f"*{_escape(lines[0])}*\n```{_escape(chr(10).join(lines[1:]))}```")
+    """Each ticket a line with its link (a link in a code block would not be one)."""
+    head = unanswered_lines(d)[0]
+    if not d.unanswered:
+        return _section(_escape(head))
+    items = [
+        f"• `{u.age}`  {_ticket(u.ticket_id, u.url)}  {_text(u.subject)}{_priority(u.priority)}"
+        + (" · :red_circle: SLA breached" if u.overdue else "")
+        for u in d.unanswered
+    ]
+    return _section("\n".join([f"*{_escape(head)}*", *items]))
 
 
 def slack_message(d: Digest, *, sparkline: bool) -> dict[str, Any]:

@@ -77,7 +77,19 @@ def kpi_set(
         **_money(p, w, ctx, split),
     }
     assert tuple(entries) == KPI_KEYS, "kpi_set must follow SPEC order"
-    return entries
+    return {key: finite(entry) for key, entry in entries.items()}
+
+
+NOT_FINITE = "too large to compute: an input (an MRR or cost near 1e308?) overflows"
+
+
+def finite(entry: Entry) -> Entry:
+    """``entry``, or null with a reason when a figure in it overflowed to infinity or NaN
+    (a 1e308 MRR or cost): JSON has no Infinity, and half an entry would mislead."""
+    numbers = [v for v in entry.values() if isinstance(v, float)]
+    if all(math.isfinite(v) for v in numbers):
+        return entry
+    return _null(NOT_FINITE, entry["unit"])
 
 
 def _count(n: int) -> Entry:
@@ -181,10 +193,22 @@ def _solved_rates(solved: Frame) -> dict[str, Entry]:
 
 
 def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
-    """Each ticket judged by what is known at ``now`` (SPEC §4): a reply or solve stamped
-    after ``now`` had not happened yet, so the ticket is judged as still waiting at ``now``."""
     if ctx.sla is None:
         return _null("no [sla] in the config", "%")
+    met, breached = sla_judged(created, w, ctx, kind)
+    return rate(int(np.count_nonzero(met)), int(np.count_nonzero(met | breached)),
+                "no ticket created in the window has a due " + kind.replace("_", " "))  # fmt: skip
+
+
+def sla_judged(
+    created: Frame, w: Window, ctx: KpiContext, kind: str
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """Which tickets met and which breached their ``kind`` target (``first_response`` or
+    ``resolution``); neither when they have none or are still within it. Each ticket is judged
+    by what is known at ``now`` (SPEC §4): a reply or solve stamped after ``now`` had not
+    happened yet, so the ticket is judged as still waiting at ``now``. The digest lists the
+    breached ones with this same judgement."""
+    assert ctx.sla is not None
     targets: PriorityTargets = getattr(ctx.sla, kind)
     seconds = {p: t.total_seconds() for p in ("urgent", "high", "normal", "low")
                if (t := targets.target(p)) is not None}  # fmt: skip
@@ -200,9 +224,7 @@ def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
     elapsed = _elapsed(ctx, created["created_at"], at)
     counted = ~np.isnan(target)
     met = counted & ~np.isnan(done) & (elapsed <= target)
-    breached = counted & (elapsed > target)
-    return rate(int(np.count_nonzero(met)), int(np.count_nonzero(met | breached)),
-                "no ticket created in the window has a due " + kind.replace("_", " "))  # fmt: skip
+    return met, counted & (elapsed > target)
 
 
 def _lookup(values: NDArray[np.object_], table: dict[str, float]) -> F64:
@@ -311,8 +333,10 @@ def _money(p: Populations, w: Window, ctx: KpiContext, split: str | None) -> dic
         np.isnan(orgs["churned_at"]) | (orgs["churned_at"] >= start)
     )
     churned = active & (orgs["churned_at"] < float(to_epoch(w.end) or 0))
+    with np.errstate(over="ignore"):  # an overflow makes the entries null: see ``finite``
+        mrr = float(orgs["mrr"][active].sum())
     return {
-        **_costs(len(p.solved), float(orgs["mrr"][active].sum()), w, ctx),
+        **_costs(len(p.solved), mrr, w, ctx),
         "churn_rate": rate(int(np.count_nonzero(churned)), int(np.count_nonzero(active)),
                            "no organization with mrr was active at the window's start"),
     }  # fmt: skip

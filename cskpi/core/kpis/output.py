@@ -56,29 +56,67 @@ def to_json(report: Report) -> dict[str, Any]:
 
 
 def json_text(report: Report) -> str:
-    return json.dumps(to_json(report), indent=2, ensure_ascii=False)
+    # allow_nan=False: never the invalid JSON `Infinity`/`NaN` (formulas.finite makes them null)
+    return json.dumps(to_json(report), indent=2, ensure_ascii=False, allow_nan=False)
 
 
-_CSV_FIELDS = ("dimension", "key", "label", "kpi", "value", "unit", "n", "median", "p90",
-               "mean", "numerator", "denominator", "reason")  # fmt: skip
+_CSV_FIELDS = (
+    "from", "to", "timezone", "dimension", "key", "label", "kpi", "bucket", "value", "unit",
+    "n", "median", "p90", "mean", "numerator", "denominator", "reason",
+)  # fmt: skip
 
 
 def csv_text(report: Report) -> str:
-    """One row per group x KPI; the first block (empty dimension) is the whole window."""
+    """One row per group x KPI, and per bucket of a matrix KPI (backlog_age by age,
+    submissions_by_hour by weekday and hour); the first block (empty dimension) is the whole
+    window, and every row names the window, so rows stay meaningful when filtered or joined."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    # Text quoted, numbers bare: a CR in a name stays inside its cell, a number stays a number.
+    writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n",
+                            quoting=csv.QUOTE_NONNUMERIC)  # fmt: skip
     writer.writeheader()
+    w = report.window
+    window = {"from": w.start.astimezone(w.tz).isoformat(),
+              "to": w.end.astimezone(w.tz).isoformat(), "timezone": str(w.tz)}  # fmt: skip
     blocks: list[tuple[str, str | None, str, dict[str, Entry]]] = [("", None, "all", report.kpis)]
     if report.by is not None:
         blocks += [(report.by.dimension, g.key, g.label, g.kpis) for g in report.by.groups]
     for dimension, key, label, kpis in blocks:
+        head = {**window, "dimension": dimension, "key": key or "", "label": label}
         for name, entry in _kpis(kpis).items():
-            value = entry["value"]
-            row = {**entry, "dimension": dimension, "key": key or "", "label": label, "kpi": name}
-            row["value"] = json.dumps(value) if isinstance(value, dict | list) else value
-            row["n"] = entry.get("n", entry.get("tickets_solved", ""))
-            writer.writerow(row)
+            for row in _csv_rows(name, entry):
+                writer.writerow({field: _cell(v) for field, v in {**head, **row}.items()})
     return out.getvalue()
+
+
+def _csv_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
+    value = entry["value"]
+    if isinstance(value, dict):  # backlog_age
+        return [{"kpi": name, "bucket": b, "value": n, "unit": entry["unit"]}
+                for b, n in value.items()]  # fmt: skip
+    if isinstance(value, list):  # submissions_by_hour: 7 weekdays (0 = Monday) x 24 hours
+        return [{"kpi": name, "bucket": f"{_DAYS[d]} {h:02d}:00", "value": n, "unit": entry["unit"]}
+                for d, hours in enumerate(value) for h, n in enumerate(hours)]  # fmt: skip
+    return [{**entry, "kpi": name, "n": entry.get("n", entry.get("tickets_solved", ""))}]
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (`=HYPERLINK(…)` in an
+# agent or tag name); a leading ' makes it text. Numbers are written as numbers, so a
+# negative figure stays one. https://owasp.org/www-community/attacks/CSV_Injection
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+TEXT_LIMIT = 200
+
+
+def clipped(text: str, size: int = TEXT_LIMIT) -> str:
+    """Helpdesk text (a subject, a name) cut to ``size`` characters with an ellipsis, for what
+    people read: a 10 MB subject must not make a 20 MB digest. JSON and CSV keep it whole."""
+    return text if len(text) <= size else text[: size - 1] + "…"
 
 
 def duration_text(seconds: float | None) -> str:
@@ -96,6 +134,30 @@ def duration_text(seconds: float | None) -> str:
     if s < 48 * 3600:
         return f"{sign}{days * 24 + hours}h {minutes:02d}m"
     return f"{sign}{days}d {hours:02d}h"
+
+
+def duration_column(values: list[float | None]) -> list[str]:
+    """Durations shown one under another in one format, the one the largest needs
+    (``0h 45m`` above ``26h 10m``, not ``45m``), so a column reads at a glance."""
+    present = [abs(round(v)) for v in values if v is not None]
+    largest = max(present, default=0)
+    if largest < 60:
+        return duration_texts(values, "s")
+    return duration_texts(values, "m" if largest < 3600 else "h" if largest < 48 * 3600 else "d")
+
+
+def duration_texts(values: list[float | None], unit: str) -> list[str]:
+    texts = []
+    for v in values:
+        if v is None:
+            texts.append("-")
+            continue
+        sign, s = ("-" if v < 0 else ""), abs(round(v))
+        parts = {"s": f"{s}s", "m": f"{s // 60}m {s % 60:02d}s",
+                 "h": f"{s // 3600}h {s % 3600 // 60:02d}m",
+                 "d": f"{s // 86400}d {s % 86400 // 3600:02d}h"}  # fmt: skip
+        texts.append(sign + parts[unit])
+    return texts
 
 
 def value_text(key: str, entry: Entry) -> str:

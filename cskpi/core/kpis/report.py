@@ -25,7 +25,10 @@ from cskpi.core.config.periods import Window
 from cskpi.core.kpis.formulas import Entry, KpiContext, kpi_set
 from cskpi.core.kpis.populations import Frame, Populations, load, totals
 
-__all__ = ["Entry", "Group", "Grouping", "KpiContext", "Report", "compute", "kpi_set"]
+__all__ = [
+    "SORTS", "Entry", "Group", "Grouping", "KpiContext", "Report", "arrange", "compute",
+    "kpi_set", "none_label",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,11 +73,45 @@ def compute(
     labels = _labels(engine, by, [k for k in keys if k is not None])
     restrict = _split(keyed)
     groups = [
-        Group(k, labels.get(k, k) if k is not None else "(none)",
+        Group(k, labels.get(k, k) if k is not None else none_label(by),
               kpi_set(restrict(k), window, ctx, split=by))
         for k in keys
     ]  # fmt: skip
     return Report(report.window, report.connectors, report.kpis, Grouping(by, groups))
+
+
+def none_label(dimension: str) -> str:
+    """The one label of the group without a value: tickets nobody is assigned to are
+    "(unassigned)" in tables, JSON, CSV and digests alike."""
+    return "(unassigned)" if dimension == "agent" else "(none)"
+
+
+# How ``arrange`` orders groups: the most first by a count, or by name. ``volume`` is the
+# tickets a group created and solved in the window: the work that went through it.
+SORTS: dict[str, Callable[[Group], tuple[Any, ...]]] = {
+    "volume": lambda g: (-_count(g, "tickets_created") - _count(g, "tickets_solved"),),
+    "created": lambda g: (-_count(g, "tickets_created"),),
+    "solved": lambda g: (-_count(g, "tickets_solved"),),
+    "backlog": lambda g: (-_count(g, "backlog"),),
+    "name": lambda g: (),
+}
+
+
+def _count(group: Group, key: str) -> int:
+    return int(group.kpis[key]["value"] or 0)
+
+
+def arrange(report: Report, sort: str = "volume", limit: int | None = None) -> Report:
+    """``report`` with its groups in ``sort`` order (ties by name, then key), the first
+    ``limit`` of them. ``compute`` gives them by key, which reads a1, a10, a2."""
+    if report.by is None:
+        return report
+    order = SORTS[sort]
+    groups = sorted(
+        report.by.groups, key=lambda g: (*order(g), g.label.casefold(), g.key is None, g.key or "")
+    )
+    return Report(report.window, report.connectors, report.kpis,
+                  Grouping(report.by.dimension, groups[:limit]))  # fmt: skip
 
 
 def _connectors(engine: Engine, chosen: Sequence[str]) -> list[str]:

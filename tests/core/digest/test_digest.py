@@ -13,14 +13,15 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 import responses
+from matplotlib.text import Text
 from responses.registries import OrderedRegistry
 
 from cskpi.connectors.base import Person, Record, StatusChange, Ticket
 from cskpi.connectors.registry import installed
 from cskpi.core.config.file import KPI_KEYS, Config, DigestSettings, load_config
-from cskpi.core.digest.chart import sparkline
-from cskpi.core.digest.content import compare_window, delta, window_label
-from cskpi.core.digest.render import MAX_BLOCKS, MAX_HEADER, MAX_SECTION
+from cskpi.core.digest.chart import chart_figure, sparkline
+from cskpi.core.digest.content import Breached, Series, compare_window, delta, window_label
+from cskpi.core.digest.render import MAX_BLOCKS, MAX_HEADER, MAX_SECTION, subject
 from cskpi.core.digest.runs import preview, run_digest
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.upserts import upsert_records
@@ -97,14 +98,16 @@ CSAT                              -  no csat rating in the window
 SLA first response met        66.7%  ▼ -33.3 pts (worse)
 
 SLA breaches: 1 first response
+  Ticket  Priority  Missed          Subject
+  hd:t3   normal    first response  Ticket 3
 Waiting for a first reply: 2; oldest:
-  10d 00h  -       hd:t5  Ticket 5
-  23h 00m  normal  hd:t3  Ticket 3  (SLA breached)
+  Waiting  Priority  Ticket  Subject
+  10d 00h  -         hd:t5   Ticket 5
+  23h 00m  normal    hd:t3   Ticket 3  (SLA breached)
 
-Agent         solved       FRT    CSAT
-Ana                1       30m       -
-Ben                1    2h 00m       -
-(unassigned)       0         -       -
+Agent  solved       FRT    CSAT
+Ana         1    0h 30m       -
+Ben         1    2h 00m       -
 
 Last 14 days
   created  ▁▁▁▁▃▁▁▁▁▁▁▁▃█  0 → 3
@@ -162,8 +165,13 @@ def test_the_block_kit_message_carries_the_same_numbers(tmp_path: Path) -> None:
         "*CSAT*  `-`  _no csat rating in the window_",
         "*SLA first response met*  `66.7%`  :red_circle: ▼ -33.3 pts",
     ]
-    assert sections[1] == "*SLA breaches: 1 first response*"
-    assert message["text"] == "[cskpi] daily digest · Thu 19 Nov 2026"
+    assert sections[1].splitlines() == [
+        "*SLA breaches: 1 first response*",
+        "• `hd:t3`  Ticket 3 · normal · missed first response",
+    ]
+    assert message["text"] == (
+        "[cskpi] daily digest · Thu 19 Nov 2026 · backlog 2, first response 1h 15m"
+    )
 
 
 def test_the_html_colours_each_change_by_the_kpis_direction(tmp_path: Path) -> None:
@@ -179,6 +187,7 @@ def test_subjects_and_names_are_escaped(tmp_path: Path) -> None:
     records: list[Record] = [
         Person("a1", "agent", "<b>Ana</b> & co"),
         ticket(1, at(19, 8), subject="<script>alert(1)</script>", assignee_id="a1"),
+        ticket(2, at(19, 8), assignee_id="a1", status="solved", solved_at=at(19, 9)),
     ]
     rendered = preview(helpdesk(tmp_path, records), "daily", AT)
     html = rendered.html(None)
@@ -303,13 +312,13 @@ def test_200_agents_stay_within_every_block_kit_limit(tmp_path: Path) -> None:
             assert len(block["text"]["text"]) <= MAX_SECTION
     texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
     board = next(t for t in texts if t.startswith("*Leaderboard*"))
-    assert "… and 191 more (cskpi kpis --by agent)" in board  # 200 agents + unassigned
+    assert "… and 190 more (cskpi kpis --by agent)" in board  # not (unassigned): nothing solved
     assert len(board.splitlines()) == 13  # title, fence+head, 10 agents, the "more" line
     kpi_text = "\n".join(texts)
     assert "*Tickets solved*  `200`" in kpi_text
     rendered = preview(cfg, "daily", AT)  # the email shows the top 25 in text and HTML
-    assert "… and 176 more (cskpi kpis --by agent)" in rendered.text
-    assert "… and 176 more (cskpi kpis --by agent)" in rendered.html(None)
+    assert "… and 175 more (cskpi kpis --by agent)" in rendered.text
+    assert "… and 175 more (cskpi kpis --by agent)" in rendered.html(None)
     assert "*Tickets created*  `400`" in kpi_text
 
 
@@ -364,3 +373,78 @@ def test_same_digest_and_exactly_once_on_sqlite_and_postgresql(
             "sent", "skipped", "sent"
         ]  # fmt: skip
         assert len(slack.calls) == 2
+
+
+# --- hostile text: code fences, huge subjects (issue 23, item 15) -------------------------
+
+
+def test_backticks_cannot_break_out_of_a_slack_code_block_and_long_text_is_cut(
+    tmp_path: Path,
+) -> None:
+    huge = "```<!channel> " + "x" * 2_000_000  # a 2 MB subject, opening a code fence
+    records: list[Record] = [
+        Person("a1", "agent", "Ana ```*bold*``` " + "n" * 500),
+        ticket(1, at(19, 8), subject=huge, assignee_id="a1"),
+    ]
+    rendered = preview(helpdesk(tmp_path, records), "daily", AT)
+    for block in rendered.webhook_message["blocks"]:
+        text = block.get("text", {}).get("text", "")
+        assert text.count("```") in (0, 2), text[:300]  # each fence opened is the one closed
+    blocks = json.dumps(rendered.webhook_message, ensure_ascii=False)
+    assert "<!channel>" not in blocks
+    (waiting,) = rendered.digest.unanswered
+    assert len(waiting.subject) == 200
+    assert waiting.subject.endswith("x…")
+    assert rendered.digest.leaderboard is not None
+    assert all(len(r.label) <= 200 for r in rendered.digest.leaderboard.rows)
+    assert len(rendered.text) < 5000
+    assert len(rendered.html(None)) < 50_000
+
+
+# --- what a lead acts on: breached tickets, links, headers, the subject (issue 23, item 17) -
+
+
+def test_breached_and_waiting_tickets_are_listed_with_headers_and_links(tmp_path: Path) -> None:
+    zendesk = '[connectors.hd]\ntype = "zendesk"\nsubdomain = "acme"\naccess_token = "zd-tok-17"\n'
+    cfg = helpdesk(tmp_path, HELPDESK, CONFIG.replace('[connectors.hd]\ntype = "demo"\n', zendesk))
+    rendered = preview(cfg, "daily", AT)
+    t3, t5 = (f"https://acme.zendesk.com/agent/tickets/t{n}" for n in (3, 5))
+    assert rendered.digest.breached == [
+        Breached("hd:t3", "Ticket 3", "normal", "first response", t3)
+    ]
+    assert [u.url for u in rendered.digest.unanswered] == [t5, t3]
+    assert "  Waiting  Priority  Ticket  Subject" in rendered.text
+    assert f"  10d 00h  -         hd:t5   Ticket 5  {t5}" in rendered.text
+    assert "  Ticket  Priority  Missed          Subject" in rendered.text
+
+    sections = [b["text"]["text"] for b in rendered.webhook_message["blocks"]
+                if b["type"] == "section"]  # fmt: skip
+    assert f"• <{t3}|hd:t3>  Ticket 3 · normal · missed first response" in sections[1]
+    assert f"• `10d 00h`  <{t5}|hd:t5>  Ticket 5" in sections[2]
+
+    html = rendered.html(None)
+    assert f'<a href="{t3}" style="color:#0969da;">hd:t3</a>' in html
+    for header in ("Waiting", "Priority", "Ticket", "Subject", "Missed"):
+        assert f">{header}</td>" in html
+    # t5 is unassigned and nobody's ticket was solved, replied or rated: no "(unassigned) 0"
+    assert rendered.digest.leaderboard is not None
+    assert [r.label for r in rendered.digest.leaderboard.rows] == ["Ana", "Ben"]
+    assert subject(rendered.digest) == (
+        "[cskpi] daily digest · Thu 19 Nov 2026 · backlog 2, first response 1h 15m"
+    )
+
+
+def test_the_chart_legend_covers_no_data_and_its_text_reads_on_a_phone() -> None:
+    series = Series([date(2026, 11, 6) + timedelta(days=i) for i in range(14)],
+                    [9] * 14, [9] * 14, [40] * 14)  # fmt: skip
+    fig = chart_figure(series)
+    fig.canvas.draw()  # type: ignore[no-untyped-call]
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    plot, twin = fig.axes
+    legend = twin.get_legend()
+    assert legend is not None
+    box = legend.get_window_extent(renderer)
+    assert box.y0 >= plot.get_window_extent(renderer).y1 - 1  # above the plot, on nothing
+    phone = 340 / (fig.get_figwidth() * fig.dpi)  # the 1080 px image shown 340 px wide
+    texts = [t for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+    assert min(t.get_fontsize() * fig.dpi / 72 * phone for t in texts) >= 9

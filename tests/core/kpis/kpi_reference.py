@@ -625,7 +625,8 @@ def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -
     for key in sorted(keys, key=lambda k: (k is None, k or "")):
         tickets = [t for t in data.tickets if key in ticket_keys[t.id]]
         ratings = [r for r, rk in zip(data.ratings, rating_keys, strict=True) if key in rk]
-        label = NONE_LABEL if key is None else labels.get(key) or key
+        none = "(unassigned)" if dimension == "agent" else NONE_LABEL
+        label = none if key is None else labels.get(key) or key
         kpis = _kpis(tickets, data.messages, ratings, data.orgs, inner)
         groups.append({"key": key, "label": label, "kpis": kpis})
     return groups

@@ -22,6 +22,7 @@ import pytest
 from cskpi.connectors import base
 from cskpi.core.config.file import KPI_KEYS, Costs, PriorityTargets, Sla
 from cskpi.core.config.periods import Window
+from cskpi.core.kpis import formulas
 from cskpi.core.kpis import populations as kpi_data
 from cskpi.core.kpis import report as kpis
 from cskpi.core.kpis.business_hours import BusinessCalendar
@@ -939,7 +940,7 @@ TAGS = zd(
 
 GROUP_CASES = [
     Case(
-        "by agent: assignee for tickets, rated agent for ratings, Person names, (none) last",
+        "by agent: assignee for tickets, rated agent for ratings, Person names, (unassigned) last",
         AGENTS,
         {
             "tickets_created": count(4),
@@ -961,7 +962,7 @@ GROUP_CASES = [
             ),
             ("zd:a2", "zd:a2", {"tickets_created": count(1), "backlog": count(1)}),
             ("zd:a3", "Bea", {"tickets_created": count(0), "csat": CSAT_ALL}),
-            (None, "(none)", {"tickets_created": count(1), "csat": CSAT_NONE}),
+            (None, "(unassigned)", {"tickets_created": count(1), "csat": CSAT_NONE}),
         ],
     ),
     Case(
@@ -1206,3 +1207,24 @@ def test_a_population_is_partitioned_by_key_in_row_order() -> None:
         "a": [2, 6],
         "7": [4, 7],
     }
+
+
+def test_an_overflowing_mrr_or_cost_is_null_with_a_reason(tmp_path: Path) -> None:
+    """Issue 23, item 15: a 1e308 MRR or cost overflows to infinity; the entry is null with a
+    reason, never Infinity or NaN (invalid JSON)."""
+    from cskpi.core.kpis.output import json_text
+
+    huge = [Account("o1", mrr=1e308), Account("o2", mrr=1e308)]
+    engine = open_engine(f"sqlite:///{tmp_path / 'kpi.db'}")
+    try:
+        zd(tickets=MONTH_SOLVED, organizations=huge).store(engine)
+        report = compute(engine, W_MONTHS, ctx(costs=Costs(monthly_support_cost=1e308)))
+    finally:
+        engine.dispose()
+    for key in ("cost_per_ticket", "cost_revenue_ratio"):
+        assert report.kpis[key] == {
+            "value": None, "reason": formulas.NOT_FINITE, "unit": report.kpis[key]["unit"]
+        }  # fmt: skip
+    assert report.kpis["churn_rate"]["value"] == 0.0
+    assert "Infinity" not in json_text(report)
+    assert "NaN" not in json_text(report)
