@@ -94,6 +94,7 @@ def fetch_pages(
     paginator = spec.paginator()
     start = _start(spec, paginator, cursor, since)
     request = _request(spec, start, paginator.first_params())
+    previous: frozenset[str] = frozenset()
     for _ in range(spec.max_pages):
         response = client.request(
             spec.method, request.url or spec.path, params=request.query, json=request.body
@@ -101,6 +102,7 @@ def fetch_pages(
         body = decode_json(response)
         token = paginator.resume_token(body) if spec.cursor_param else None
         raws, skipped = _records(spec, body)
+        previous = _not_again(spec, raws, previous)
         yield Fetched(raws, token, body if isinstance(body, dict) else {"records": body}, skipped)
         after = paginator.next(body, response)
         if after is None:
@@ -144,6 +146,20 @@ def _request(spec: StreamSpec, start: Mapping[str, Any], page: PageParams) -> Pa
         return PageParams(url=page.url, body=body)
     fixed = {k: v for k, v in spec.params.items() if k != spec.since_param}
     return PageParams(query={**fixed, **start, **page.query}, body=body)
+
+
+def _not_again(spec: StreamSpec, raws: list[RawRecord], previous: frozenset[str]) -> frozenset[str]:
+    """The page's record ids; the same ids as the page before is a vendor handing out new
+    cursors over the same records (paging that would never end): refused before the page, and
+    its cursor, are stored."""
+    ids = frozenset(str(raw["id"]) for raw in raws if raw.get("id") is not None)
+    if ids and ids == previous:
+        shown = ", ".join(sorted(ids, key=_id_order)[:5])
+        raise PaginationError(
+            f"{spec.name}: the API returned the same records again ({len(ids)}: {shown}"
+            f"{', ...' if len(ids) > 5 else ''}) under a new cursor; stopping instead of looping"
+        )
+    return ids
 
 
 def _records(spec: StreamSpec, body: Any) -> tuple[list[RawRecord], list[Skipped]]:
