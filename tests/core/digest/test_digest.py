@@ -14,6 +14,7 @@ import pytest
 import requests
 import responses
 from responses.registries import OrderedRegistry
+from sqlalchemy import text
 
 from cskpi.connectors.base import Person, Record, StatusChange, Ticket
 from cskpi.connectors.registry import installed
@@ -23,6 +24,7 @@ from cskpi.core.digest.content import compare_window, delta, window_label
 from cskpi.core.digest.render import MAX_BLOCKS, MAX_HEADER, MAX_SECTION
 from cskpi.core.digest.runs import preview, run_digest
 from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.sync_state import finish_stream
 from cskpi.core.store.upserts import upsert_records
 from tests.digest_servers import slack_server
 
@@ -361,3 +363,41 @@ def test_same_digest_and_exactly_once_on_sqlite_and_postgresql(
             "sent", "skipped", "sent"
         ]  # fmt: skip
         assert len(slack.calls) == 2
+
+
+UNSYNCED = '[connectors.zd]\ntype = "demo"\n'
+
+
+def test_a_store_not_synced_past_the_window_sends_nothing(tmp_path: Path) -> None:
+    with slack_server() as slack:
+        hook = f'slack = {{ webhook_url = "{slack.base}/hooks/T/B/z" }}\n'
+        cfg = helpdesk(tmp_path, HELPDESK, CONFIG + hook + UNSYNCED)
+        waiting = run_digest(cfg, "daily", AT)
+        assert not waiting.ok
+        assert waiting.targets == []
+        assert waiting.summary() == (
+            "digest daily (Thu 19 Nov 2026): not sent: not synced since the window ended "
+            "(2026-11-20 00:00Z): zd (last success: never); run `cskpi sync` first (--force sends)"
+        )
+        assert slack.calls == []
+        engine = open_engine(cfg.database)
+        with write_transaction(engine) as conn:  # synced before the window's end: still stale
+            finish_stream(conn, "zd", "tickets", None)
+            conn.execute(text("UPDATE sync_state SET last_success_at = :t"),
+                         {"t": int(at(19, 23).timestamp())})  # fmt: skip
+        assert "zd (last success: 2026-11-19 23:00Z)" in str(run_digest(cfg, "daily", AT).unsynced)
+        assert slack.calls == []
+        with write_transaction(engine) as conn:
+            conn.execute(text("UPDATE sync_state SET last_success_at = :t"),
+                         {"t": int(at(20, 0).timestamp())})  # fmt: skip
+        engine.dispose()
+        assert [t.status for t in run_digest(cfg, "daily", AT).targets] == ["sent"]
+        assert len(slack.calls) == 1
+
+
+def test_force_sends_from_a_store_not_synced_past_the_window(tmp_path: Path) -> None:
+    with slack_server() as slack:
+        hook = f'slack = {{ webhook_url = "{slack.base}/hooks/T/B/f" }}\n'
+        cfg = helpdesk(tmp_path, HELPDESK, CONFIG + hook + UNSYNCED)
+        assert [t.status for t in run_digest(cfg, "daily", AT, force=True).targets] == ["sent"]
+        assert len(slack.calls) == 1
