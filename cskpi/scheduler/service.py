@@ -152,7 +152,7 @@ class Daemon:
         if settings is None:  # removed by a reload
             self._waiting.discard((name, at))
             return False
-        window = period_window(settings.period, config.timezone, at)
+        window = period_window(settings.period, config.timezone, at, settings.schedule)
         reason = unsynced(self.engine, config, window)
         if reason is None:
             with self._lock:

@@ -168,7 +168,7 @@ def run_digest(
     sent to for that window (every target with ``force``). Nothing is sent while a connector
     has not synced since the window ended (unless ``force``): see :func:`unsynced`."""
     settings = settings_of(config, name)
-    window = period_window(settings.period, config.timezone, at)
+    window = period_window(settings.period, config.timezone, at, settings.schedule)
     with _engine(config, engine) as eng:
         if not force and (waiting := unsynced(eng, config, window)):
             return DigestResult(name, window, unsynced=waiting)

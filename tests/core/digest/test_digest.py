@@ -19,6 +19,7 @@ from sqlalchemy import text
 from cskpi.connectors.base import Person, Record, StatusChange, Ticket
 from cskpi.connectors.registry import installed
 from cskpi.core.config.file import KPI_KEYS, Config, DigestSettings, load_config
+from cskpi.core.config.periods import period_window
 from cskpi.core.digest.chart import sparkline
 from cskpi.core.digest.content import compare_window, delta, window_label
 from cskpi.core.digest.render import MAX_BLOCKS, MAX_HEADER, MAX_SECTION
@@ -401,3 +402,48 @@ def test_force_sends_from_a_store_not_synced_past_the_window(tmp_path: Path) -> 
         cfg = helpdesk(tmp_path, HELPDESK, CONFIG + hook + UNSYNCED)
         assert [t.status for t in run_digest(cfg, "daily", AT, force=True).targets] == ["sent"]
         assert len(slack.calls) == 1
+
+
+WEEKDAYS = "0 9 * * mon-fri"
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "end", "before"),
+    [
+        # Monday's digest covers the weekend; run by hand later that day, the same window
+        ("2026-11-23T09:00", "2026-11-20T09:00", "2026-11-23T09:00", "2026-11-19T09:00"),
+        ("2026-11-23T10:30", "2026-11-20T09:00", "2026-11-23T09:00", "2026-11-19T09:00"),
+        ("2026-11-24T09:00", "2026-11-23T09:00", "2026-11-24T09:00", "2026-11-20T09:00"),
+        ("2026-11-22T12:00", "2026-11-19T09:00", "2026-11-20T09:00", "2026-11-18T09:00"),
+    ],
+)
+def test_since_last_runs_from_the_previous_scheduled_time(
+    now: str, start: str, end: str, before: str
+) -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    settings = DigestSettings.model_validate({"schedule": WEEKDAYS, "period": "since-last"})
+    moment = datetime.fromisoformat(now).replace(tzinfo=tz)
+    window = period_window("since-last", tz, moment, settings.schedule)
+    local = [w.astimezone(tz) for w in (window.start, window.end)]
+    assert local == [datetime.fromisoformat(x).replace(tzinfo=tz) for x in (start, end)]
+    compare = compare_window(settings, tz, moment)  # the run before this one
+    assert compare is not None
+    assert [compare.start.astimezone(tz), compare.end] == [
+        datetime.fromisoformat(before).replace(tzinfo=tz), window.start
+    ]  # fmt: skip
+
+
+def test_since_last_is_a_digest_period_only() -> None:
+    with pytest.raises(ValueError, match="since-last is a digest's period"):
+        period_window("since-last", ZoneInfo("UTC"), AT)
+
+
+def test_mondays_since_last_digest_counts_the_weekend(tmp_path: Path) -> None:
+    weekend = [ticket(7, at(21, 14)), ticket(8, at(22, 20)), ticket(9, at(20, 8))]  # Sat, Sun, Fri
+    config = CONFIG.replace('schedule = "0 9 * * mon-fri"', 'schedule = "0 9 * * mon-fri"\n'
+                            'period = "since-last"')  # fmt: skip
+    cfg = helpdesk(tmp_path, weekend, config)
+    monday = preview(cfg, "daily", datetime(2026, 11, 23, 9, tzinfo=UTC)).digest
+    created = next(line for line in monday.lines if line.key == "tickets_created")
+    assert created.value == "2"  # Saturday's and Sunday's; Friday 08:00 was Friday's digest
+    assert monday.title == "daily digest · 20 Nov to 23 Nov 2026"
