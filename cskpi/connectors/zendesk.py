@@ -190,6 +190,10 @@ class ZendeskConnector:
         )  # fmt: skip
         self._users = _export("people", "incremental/users/cursor.json", "users", per_page=per_page)
 
+    def close(self) -> None:
+        """Close the HTTP session (the export client shares it)."""
+        self.http.close()
+
     def check(self) -> None:
         """``GET /api/v2/users/me.json``: a 401/403 says the token is rejected; a user who
         is not an admin is refused too, as only admins may use the incremental exports."""
