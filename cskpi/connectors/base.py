@@ -168,6 +168,9 @@ class ConnectorSettings(BaseModel):
     schedule: str | None = None
     every: str | None = None
     start_date: datetime | None = None
+    # The longest a vendor may make a run wait (Retry-After, a used-up quota), e.g. "15m";
+    # asked to wait longer, the run fails and the next one resumes. Default: 15 minutes.
+    longest_wait: str | None = None
 
 
 @runtime_checkable

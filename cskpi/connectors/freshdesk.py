@@ -69,6 +69,7 @@ from cskpi.connectors.rest import (
     fetch_pages,
     full_list,
     iso_utc,
+    longest_wait,
 )
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.secrets import Secret
@@ -198,6 +199,7 @@ class FreshdeskConnector:
             name, self.settings.root(), auth=HTTPBasicAuth(key, "X"),
             ca_bundle=self.settings.ca_bundle, limiter=account, clock=self.clock,
             secret_hint="api_key",  # noqa: S106 - a setting's name, not a secret
+            longest_wait=longest_wait(self.settings),
         )  # fmt: skip
         # The three ticket passes share the endpoint's budget, and so one include (one cost).
         listing = RateLimiter(list_budget, clock=self.clock, within=account, cost=_credits(TICKETS))

@@ -62,6 +62,7 @@ from cskpi.connectors.rest import (
     StreamSpec,
     fetch_pages,
     full_list,
+    longest_wait,
     unix_seconds,
 )
 from cskpi.core.clock import Clock, SystemClock
@@ -225,7 +226,7 @@ class IntercomConnector:
         return HttpClient(
             self.name, s.root(), ca_bundle=s.ca_bundle, clock=self.clock, limiter=limiter,
             secret_hint="access_token",  # noqa: S106 - the setting's name, not a secret
-            max_attempts=attempts,
+            max_attempts=attempts, longest_wait=longest_wait(s),
             headers={
                 "Authorization": f"Bearer {s.access_token.get_secret_value()}",
                 "Intercom-Version": s.intercom_version, "Accept": "application/json",

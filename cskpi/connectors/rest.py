@@ -17,7 +17,9 @@ from cskpi.connectors import base
 from cskpi.connectors.base import Page, Skipped
 from cskpi.connectors.fields import Raw, map_each, split_objects
 from cskpi.connectors.pagination import PageParams, PaginationError, Paginator, dig
+from cskpi.core.config.timespec import parse_duration
 from cskpi.core.http.client import HttpClient, decode_json
+from cskpi.core.http.ratelimit import MAX_RETRY_AFTER
 
 RawRecord = dict[str, Any]
 
@@ -30,6 +32,13 @@ class Fetched(NamedTuple):
     cursor: str | None
     body: dict[str, Any]
     skipped: list[Skipped]
+
+
+def longest_wait(settings: base.ConnectorSettings) -> float:
+    """The connector's ``longest_wait`` in seconds, for its :class:`HttpClient`."""
+    if settings.longest_wait is None:
+        return MAX_RETRY_AFTER
+    return parse_duration(settings.longest_wait).total_seconds()
 
 
 def unix_seconds(moment: datetime) -> int:

@@ -317,7 +317,7 @@ class HttpClient:
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, APIError) and exc.retry_after is not None:
-            return min(exc.retry_after, MAX_RETRY_AFTER)
+            return min(exc.retry_after, self.longest_wait)
         return float(self._backoff(state))
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
