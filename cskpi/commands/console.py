@@ -59,9 +59,16 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         line.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
-        if record.exc_info:
+        if record.exc_text:  # what RedactingFilter scrubbed; exc_info formatted anew is not
+            line["exception"] = record.exc_text
+        elif record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line)
+
+
+# Libraries whose own warnings reach the user (the scheduler's missed runs, a job's crash):
+# through the same handler, so they are redacted and, with --log-format json, JSON too.
+LIBRARY_LOGGERS = ("apscheduler",)
 
 
 def setup_logging(verbose: bool = False, json_lines: bool = False) -> None:
@@ -77,6 +84,11 @@ def setup_logging(verbose: bool = False, json_lines: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers[:] = [handler]
+        library.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        library.propagate = False
 
 
 def when(moment: datetime | None) -> str:

@@ -169,6 +169,9 @@ class ConnectorSettings(BaseModel):
     schedule: str | None = None
     every: str | None = None
     start_date: datetime | None = None
+    # The longest a vendor may make a run wait (Retry-After, a used-up quota), e.g. "15m";
+    # asked to wait longer, the run fails and the next one resumes. Default: 15 minutes.
+    longest_wait: str | None = None
 
     def ticket_url(self, external_id: str) -> str | None:
         """Where an agent opens the ticket ``external_id`` in the helpdesk's own web UI, for
@@ -202,7 +205,12 @@ class Stream(Protocol):
 
 
 class Connector(Protocol):
-    """A helpdesk source. Constructed with its name and its validated settings."""
+    """A helpdesk source. Constructed with its name and its validated settings.
+
+    A connector holding resources beyond one read (an HTTP session's pooled sockets) may
+    define ``close()``: the engine calls it, through :func:`close_connector`, when the run
+    (a sync, a check) is over. It is optional, so it is not part of this protocol.
+    """
 
     type: ClassVar[str]
     Settings: ClassVar[builtins.type[ConnectorSettings]]
@@ -214,6 +222,14 @@ class Connector(Protocol):
     def streams(self) -> Sequence[Stream]:
         """The streams to sync, in the order they should be synced."""
         ...
+
+
+def close_connector(connector: object) -> None:
+    """Call the connector's optional ``close()``: one mechanism for built-ins and plugins, so
+    a long-running daemon's sessions close with each run instead of waiting for the GC."""
+    close = getattr(connector, "close", None)
+    if callable(close):
+        close()
 
 
 class ConnectorFactory(Protocol):

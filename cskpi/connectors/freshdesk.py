@@ -63,7 +63,14 @@ from cskpi.connectors.freshdesk_map import (
     survey_scales,
 )
 from cskpi.connectors.pagination import NextUrlPaginator, SlidingWindowPaginator
-from cskpi.connectors.rest import StreamSpec, TimeBoundary, fetch_pages, full_list, iso_utc
+from cskpi.connectors.rest import (
+    StreamSpec,
+    TimeBoundary,
+    fetch_pages,
+    full_list,
+    iso_utc,
+    longest_wait,
+)
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.secrets import Secret
 from cskpi.core.http.client import AuthError, FatalAPIError, HttpClient
@@ -201,10 +208,15 @@ class FreshdeskConnector:
             name, self.settings.root(), auth=HTTPBasicAuth(key, "X"),
             ca_bundle=self.settings.ca_bundle, limiter=account, clock=self.clock,
             secret_hint="api_key",  # noqa: S106 - a setting's name, not a secret
+            longest_wait=longest_wait(self.settings),
         )  # fmt: skip
         # The three ticket passes share the endpoint's budget, and so one include (one cost).
         listing = RateLimiter(list_budget, clock=self.clock, within=account, cost=_credits(TICKETS))
         self.listing = self.http.with_limiter(listing)
+
+    def close(self) -> None:
+        """Close the HTTP session (the listing client shares it)."""
+        self.http.close()
 
     def check(self) -> None:
         """``GET /api/v2/agents/me`` (one credit): a 401/403 names ``api_key``."""

@@ -57,7 +57,14 @@ from cskpi.connectors.intercom_map import (
     unix_of,
 )
 from cskpi.connectors.pagination import PageParams, Paginator, StartingAfterPaginator, dig
-from cskpi.connectors.rest import RawRecord, StreamSpec, fetch_pages, full_list, unix_seconds
+from cskpi.connectors.rest import (
+    RawRecord,
+    StreamSpec,
+    fetch_pages,
+    full_list,
+    longest_wait,
+    unix_seconds,
+)
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.secrets import Secret
 from cskpi.core.http.client import (
@@ -231,12 +238,17 @@ class IntercomConnector:
         return HttpClient(
             self.name, s.root(), ca_bundle=s.ca_bundle, clock=self.clock, limiter=limiter,
             secret_hint="access_token",  # noqa: S106 - the setting's name, not a secret
-            max_attempts=attempts,
+            max_attempts=attempts, longest_wait=longest_wait(s),
             headers={
                 "Authorization": f"Bearer {s.access_token.get_secret_value()}",
                 "Intercom-Version": s.intercom_version, "Accept": "application/json",
             },
         )  # fmt: skip
+
+    def close(self) -> None:
+        """Close both HTTP sessions: the one for requests and the scroll's one-attempt one."""
+        self.http.close()
+        self.scroll_once.close()
 
     def check(self) -> None:
         """``GET /me``: the admin the token belongs to; a 401 names ``access_token``."""

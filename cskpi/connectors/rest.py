@@ -17,7 +17,9 @@ from cskpi.connectors import base
 from cskpi.connectors.base import Page, Skipped
 from cskpi.connectors.fields import Raw, map_each, split_objects
 from cskpi.connectors.pagination import PageParams, PaginationError, Paginator, dig
+from cskpi.core.config.timespec import parse_duration
 from cskpi.core.http.client import HttpClient, decode_json
+from cskpi.core.http.ratelimit import MAX_RETRY_AFTER
 
 RawRecord = dict[str, Any]
 
@@ -30,6 +32,13 @@ class Fetched(NamedTuple):
     cursor: str | None
     body: dict[str, Any]
     skipped: list[Skipped]
+
+
+def longest_wait(settings: base.ConnectorSettings) -> float:
+    """The connector's ``longest_wait`` in seconds, for its :class:`HttpClient`."""
+    if settings.longest_wait is None:
+        return MAX_RETRY_AFTER
+    return parse_duration(settings.longest_wait).total_seconds()
 
 
 def unix_seconds(moment: datetime) -> int:
@@ -94,6 +103,7 @@ def fetch_pages(
     paginator = spec.paginator()
     start = _start(spec, paginator, cursor, since)
     request = _request(spec, start, paginator.first_params())
+    previous: frozenset[str] = frozenset()
     for _ in range(spec.max_pages):
         response = client.request(
             spec.method, request.url or spec.path, params=request.query, json=request.body
@@ -101,6 +111,7 @@ def fetch_pages(
         body = decode_json(response)
         token = paginator.resume_token(body) if spec.cursor_param else None
         raws, skipped = _records(spec, body)
+        previous = _not_again(spec, raws, previous)
         yield Fetched(raws, token, body if isinstance(body, dict) else {"records": body}, skipped)
         after = paginator.next(body, response)
         if after is None:
@@ -144,6 +155,20 @@ def _request(spec: StreamSpec, start: Mapping[str, Any], page: PageParams) -> Pa
         return PageParams(url=page.url, body=body)
     fixed = {k: v for k, v in spec.params.items() if k != spec.since_param}
     return PageParams(query={**fixed, **start, **page.query}, body=body)
+
+
+def _not_again(spec: StreamSpec, raws: list[RawRecord], previous: frozenset[str]) -> frozenset[str]:
+    """The page's record ids; the same ids as the page before is a vendor handing out new
+    cursors over the same records (paging that would never end): refused before the page, and
+    its cursor, are stored."""
+    ids = frozenset(str(raw["id"]) for raw in raws if raw.get("id") is not None)
+    if ids and ids == previous:
+        shown = ", ".join(sorted(ids, key=_id_order)[:5])
+        raise PaginationError(
+            f"{spec.name}: the API returned the same records again ({len(ids)}: {shown}"
+            f"{', ...' if len(ids) > 5 else ''}) under a new cursor; stopping instead of looping"
+        )
+    return ids
 
 
 def _records(spec: StreamSpec, body: Any) -> tuple[list[RawRecord], list[Skipped]]:

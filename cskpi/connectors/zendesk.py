@@ -52,7 +52,7 @@ from cskpi.connectors import base
 from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, Skipped, own_settings
 from cskpi.connectors.fields import Mapped, from_unix, map_each, ref
 from cskpi.connectors.pagination import CursorPaginator
-from cskpi.connectors.rest import Fetched, StreamSpec, fetch_pages, full_list
+from cskpi.connectors.rest import Fetched, StreamSpec, fetch_pages, full_list, longest_wait
 from cskpi.connectors.zendesk_map import (
     map_event,
     map_group,
@@ -186,6 +186,7 @@ class ZendeskConnector:
         self.http = HttpClient(
             name, self.settings.root(), auth=auth, headers=headers,
             ca_bundle=self.settings.ca_bundle, limiter=general, clock=self.clock, secret_hint=hint,
+            longest_wait=longest_wait(self.settings),
         )  # fmt: skip
         budget = HIGH_VOLUME_EXPORT_BUDGET if self.settings.high_volume else EXPORT_BUDGET
         # One limiter for every incremental endpoint: Zendesk counts them together.
@@ -198,6 +199,10 @@ class ZendeskConnector:
             include="metric_sets", per_page=per_page,
         )  # fmt: skip
         self._users = _export("people", "incremental/users/cursor.json", "users", per_page=per_page)
+
+    def close(self) -> None:
+        """Close the HTTP session (the export client shares it)."""
+        self.http.close()
 
     def check(self) -> None:
         """``GET /api/v2/users/me.json``: a 401/403 says the token is rejected; a user who

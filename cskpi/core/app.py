@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import Engine, text
 
-from cskpi.connectors.base import ConnectorFactory
+from cskpi.connectors.base import ConnectorFactory, close_connector
 from cskpi.core.config.file import DIMENSIONS, Config
 from cskpi.core.config.periods import Window, explicit_window, parse_instant, period_window
 from cskpi.core.config.secrets import redact
@@ -72,19 +76,60 @@ class CheckResult:
     code: int = 1  # the exit status when it failed: 2 for a config to fix (SPEC §1)
 
 
-def check(config: Config, types: Mapping[str, ConnectorFactory]) -> list[CheckResult]:
-    """The database, then one cheap authenticated call per connector and per digest target."""
+# How long `cskpi check` waits for its probes, which run at once: an unreachable host (a
+# blackholed address, a vendor retrying 5xx) is reported after this, not after minutes.
+CHECK_TIMEOUT = 10.0
+
+
+def check(
+    config: Config, types: Mapping[str, ConnectorFactory], timeout: float = CHECK_TIMEOUT
+) -> list[CheckResult]:
+    """The database, then one cheap authenticated call per connector and per digest target,
+    all at once; a probe without an answer within ``timeout`` seconds fails."""
     from cskpi.core.digest.runs import check_targets
 
-    results = [_check_database(config)]
-    for source in build_sources(config, types):
-        try:
-            source.connector.check()
-        except Exception as exc:
-            results.append(CheckResult(source.name, False, redact(f"{type(exc).__name__}: {exc}")))
-        else:
-            results.append(CheckResult(source.name, True, "ok"))
-    return results + [CheckResult(*target) for target in check_targets(config)]
+    sources = build_sources(config, types)
+    probes: list[Callable[[], list[CheckResult]]] = [partial(_probe, s) for s in sources]
+    probes.append(lambda: [CheckResult(*target) for target in check_targets(config)])
+    names = [s.name for s in sources] + ["digest targets"]
+    late = f"no answer within {timeout:g} s (is the host reachable?)"
+    answers = in_parallel(probes, timeout)
+    missing = {
+        n: [CheckResult(n, False, late)] for n, a in zip(names, answers, strict=True) if a is None
+    }
+    probed = [r for n, a in zip(names, answers, strict=True) for r in (a or missing.get(n, []))]
+    return [_check_database(config), *probed]
+
+
+def _probe(source: Source) -> list[CheckResult]:
+    try:
+        source.connector.check()
+    except Exception as exc:
+        return [CheckResult(source.name, False, redact(f"{type(exc).__name__}: {exc}"))]
+    finally:
+        close_connector(source.connector)
+    return [CheckResult(source.name, True, "ok")]
+
+
+T = TypeVar("T")
+
+
+def in_parallel(calls: Sequence[Callable[[], T]], timeout: float) -> list[T | None]:
+    """Each call's result, run at once in daemon threads; ``None`` for one still running after
+    ``timeout`` seconds (left behind: a daemon thread does not hold the process's exit)."""
+    results: list[T | None] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        results[i] = calls[i]()
+
+    threads = [threading.Thread(target=run, args=(i,), name="cskpi-check", daemon=True)
+               for i in range(len(calls))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return [None if t.is_alive() else r for t, r in zip(threads, results, strict=True)]
 
 
 def _check_database(config: Config) -> CheckResult:

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from cskpi.connectors.base import Connector, Page, Stream
+from cskpi.connectors.base import Connector, Page, Stream, close_connector
 from cskpi.core.config.secrets import redact
 from cskpi.core.http.client import AuthError
 from cskpi.core.prefetch import prefetch
@@ -175,6 +175,8 @@ def _sync_source(engine: Engine, source: Source, options: _Options) -> list[Stre
                 break
     except Exception as exc:  # streams() itself failed: a broken connector, not a bad page
         results.append(StreamResult(source.name, "*", error=_describe(exc)))
+    finally:
+        _close(source)
     errors = [f"{r.stream}: {r.error}" for r in results if r.error]
     with write_transaction(engine) as conn:
         state.finish_run(
@@ -259,6 +261,14 @@ def _count(result: StreamResult, name: str, page: Page, written: Written) -> Non
         result.position = page.position
     for bad in page.skipped:
         log.warning("%s/%s: skipped record %s: %s", name, result.stream, bad.record_id, bad.reason)
+
+
+def _close(source: Source) -> None:
+    """Release the connector's sessions with its run; a failure to is logged, not raised."""
+    try:
+        close_connector(source.connector)
+    except Exception as exc:
+        log.warning("%s: closing the connector failed: %s", source.name, _describe(exc))
 
 
 def _describe(exc: BaseException) -> str:

@@ -3,8 +3,12 @@
 * Every job has ``max_instances=1`` and ``coalesce=True``: a sync never overlaps itself,
   and runs missed while it was busy collapse into one. The pool has a thread per job, so a
   slow sync delays only its own next run.
-* On start, digests whose time passed within their grace period are sent (``digest_run``
-  decides whether one already went out, so a restart never sends twice).
+* On start, every connector syncs at once, and digests whose time passed within their grace
+  period are sent (``digest_run`` decides whether one already went out, so a restart never
+  sends twice).
+* A digest waits while a connector has not synced since its window ended (an empty store
+  would report zeros): it is sent after the sync that brings the store past it, or dropped,
+  with a log line, once its grace has passed.
 * SIGTERM/SIGINT: no new jobs start; a running sync stops after the page it is storing is
   committed; the lease is released; exit within ``STOP_TIMEOUT``.
 * SIGHUP: the config file is read again; jobs are rebuilt from it. An invalid file is
@@ -26,6 +30,7 @@ from sqlalchemy import Engine
 
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.config.file import Config, ConfigError, load_config
+from cskpi.core.config.periods import Window, period_window
 from cskpi.core.config.timespec import cron_trigger
 from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import open_engine
@@ -46,6 +51,12 @@ STOP_TIMEOUT = 8.0  # seconds to let running jobs commit their page; the issue a
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
+
+
+def unsynced(engine: Engine, config: Config, window: Window) -> str | None:
+    from cskpi.core.digest.runs import unsynced
+
+    return unsynced(engine, config, window)
 
 
 def _send_digest(config: Config, name: str, at: datetime) -> Any:
@@ -78,6 +89,7 @@ class Daemon:
         self.reload_wanted = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
+        self._waiting: set[tuple[str, datetime]] = set()  # digests owed, waiting for a sync
         self.engine: Engine = open_engine(config.database)
         workers = len(config.connectors) + len(config.digests) + 2
         self.scheduler = BackgroundScheduler(
@@ -86,23 +98,27 @@ class Daemon:
 
     # --- jobs -----------------------------------------------------------------------------
 
-    def schedule(self) -> list[str]:
-        """(Re)build the jobs from ``self.config``; returns their ids."""
+    def schedule(self, previous: Config | None = None) -> list[str]:
+        """(Re)build the jobs from ``self.config``; returns their ids. A connector new since
+        ``previous`` (every one, on start) syncs at once, not one interval later."""
         self.scheduler.remove_all_jobs()
+        known = previous.connectors if previous else {}
         for spec in job_specs(self.config):
-            self._add(spec)
+            at_once = spec.id.startswith("sync:") and spec.id.split(":", 1)[1] not in known
+            self._add(spec, self.clock() if at_once else None)
         self.scheduler.add_job(
             self.heartbeat, "interval", id="heartbeat",
             seconds=daemon.HEARTBEAT_EVERY.total_seconds(), coalesce=True, max_instances=1,
         )  # fmt: skip
         return [job.id for job in self.scheduler.get_jobs()]
 
-    def _add(self, spec: JobSpec) -> None:
+    def _add(self, spec: JobSpec, first: datetime | None) -> None:
         grace = spec.misfire_grace
+        when = {} if first is None else {"next_run_time": first}
         self.scheduler.add_job(
             self._job, spec.trigger, args=[spec.id], id=spec.id, name=spec.id,
             max_instances=1, coalesce=True,
-            misfire_grace_time=None if grace is None else int(grace.total_seconds()),
+            misfire_grace_time=None if grace is None else int(grace.total_seconds()), **when,
         )  # fmt: skip
 
     def _job(self, job_id: str) -> None:
@@ -120,18 +136,55 @@ class Daemon:
         kind, name = job_id.split(":", 1)
         config = self.config
         if kind == "sync":
-            return run_sync_job(self.engine, config, self.types, name, self.stopping.is_set)
+            ok = run_sync_job(self.engine, config, self.types, name, self.stopping.is_set)
+            self.send_waiting()
+            return ok
         settings = config.digests[name]
         if at is None:
             trigger = cron_trigger(settings.schedule, config.timezone)
             at = latest_fire_time(trigger, self.clock(), settings.grace) or self.clock()
-        return run_digest_job(self.send_digest, config, name, at)
+        return self._digest(name, at)
+
+    def _digest(self, name: str, at: datetime) -> bool:
+        """Send digest ``name`` due ``at``, or keep it waiting for a sync (within its grace)."""
+        config = self.config
+        settings = config.digests.get(name)
+        if settings is None:  # removed by a reload
+            self._waiting.discard((name, at))
+            return False
+        window = period_window(settings.period, config.timezone, at, settings.schedule)
+        reason = unsynced(self.engine, config, window)
+        if reason is None:
+            with self._lock:
+                self._waiting.discard((name, at))
+            return run_digest_job(self.send_digest, config, name, at)
+        due = at.isoformat()
+        if self.clock() >= at + settings.grace:
+            self._waiting.discard((name, at))
+            log.error("digest:%s due %s not sent: its grace passed while the store was %s",
+                      name, due, reason)  # fmt: skip
+        elif (name, at) not in self._waiting:
+            self._waiting.add((name, at))
+            log.info("digest:%s due %s waits: the store is %s; it goes out after that sync",
+                     name, due, reason)  # fmt: skip
+        return False
+
+    def send_waiting(self) -> None:
+        """The digests waiting for a sync: sent once the store is synced past their window,
+        dropped once their grace has passed."""
+        with self._lock:
+            waiting = sorted(self._waiting)
+        for name, at in waiting:
+            with self._lock:
+                if (name, at) not in self._waiting:
+                    continue  # another sync's thread sent it just now
+            self._digest(name, at)
 
     def catch_up(self) -> list[tuple[str, datetime]]:
         """Send the digests owed from while the daemon was down (see ``owed_digests``)."""
         owed = owed_digests(self.config, self.clock())
         for name, at in owed:
-            log.info("digest:%s was due at %s; sending it now", name, at.isoformat())
+            log.info("digest:%s was due at %s while the daemon was down", name, at.isoformat())
             self.run_job(f"digest:{name}", at)
         return owed
 
@@ -141,6 +194,7 @@ class Daemon:
         if not daemon.beat(self.engine, self.me, self.clock(), jobs):
             log.error("another daemon took over this database; stopping")
             self.stopping.set()
+        self.send_waiting()  # drops those whose grace passed
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -153,8 +207,8 @@ class Daemon:
         if config.database != self.config.database:
             log.error("config not reloaded: `database` changed; restart `cskpi run` for that")
             return
-        self.config = config
-        log.info("config reloaded: %s", ", ".join(self.schedule()))
+        previous, self.config = self.config, config
+        log.info("config reloaded: %s", ", ".join(self.schedule(previous)))
 
     def run(self, install_signals: bool = True) -> bool:
         """Serve until SIGTERM/SIGINT; True when every running job finished in time."""

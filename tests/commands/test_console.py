@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 
 import pytest
 from rich.console import Console
@@ -42,3 +44,32 @@ def test_a_check_detail_is_text_in_its_table() -> None:
 
     assert "page[size] must be between" in written.getvalue()
     assert "acme[eu]" in written.getvalue()
+
+
+@pytest.fixture
+def restore_loggers(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("cskpi", "apscheduler"):
+        logger = logging.getLogger(name)
+        for attr in ("handlers", "propagate", "level"):
+            monkeypatch.setattr(logger, attr, getattr(logger, attr))
+
+
+@pytest.mark.usefixtures("restore_loggers")
+def test_apscheduler_warnings_go_through_the_redacting_json_handler(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    console.setup_logging(json_lines=True)
+    echoed = "Authorization: Basic dXNlcjpzM2NyZXQ="  # user:s3cret, as a proxy echoed it
+    try:
+        raise RuntimeError(f"proxy said {echoed}")
+    except RuntimeError:  # what APScheduler's executor logs when a job raises
+        logging.getLogger("apscheduler.executors.default").exception(
+            'Job "%s" raised an exception (%s)', "sync:zd", echoed
+        )
+    logging.getLogger("apscheduler.scheduler").info("Added job")  # its chatter stays out
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["logger"] == "apscheduler.executors.default"
+    assert lines[0]["message"] == 'Job "sync:zd" raised an exception (Authorization: Basic ***)'
+    assert "dXNlcjpzM2NyZXQ" not in json.dumps(lines)
+    assert "RuntimeError: proxy said Authorization: Basic ***" in lines[0]["exception"]

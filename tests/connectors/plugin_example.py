@@ -48,6 +48,9 @@ class AcmeDeskConnector:
     def check(self) -> None:
         self.http.get_json("me")
 
+    def close(self) -> None:  # optional: the engine calls it when a sync or check is over
+        self.http.close()
+
     def streams(self) -> Sequence[base.Stream]:
         return [PagesStream("tickets", self._tickets)]
 

@@ -118,7 +118,7 @@ def test_a_cursor_that_repeats_stops_with_an_error_after_yielding_its_pages(
 ) -> None:
     page = {"tickets": [{"id": 1}], "after_cursor": "again", "end_of_stream": False}
     api.get(EXPORT, json=page)
-    api.get(EXPORT, json=page)
+    api.get(EXPORT, json={**page, "tickets": [{"id": 2}]})
 
     pages = fetch_pages(client(ZENDESK), TICKETS, None, SINCE)
     assert next(pages)[1] == "again"
@@ -220,7 +220,8 @@ def test_intercom_search_carries_starting_after_in_the_body(api: responses.Reque
     then = {**search, "pagination": {"per_page": 150, "starting_after": token}}
     next_page = {**found, "pages": {"next": {"starting_after": token}}}
     api.post(url, json=next_page, match=[matchers.json_params_matcher(first)])
-    api.post(url, json=found, match=[matchers.json_params_matcher(then)])
+    later = {**found, "conversations": [{**found["conversations"][0], "id": "516"}]}
+    api.post(url, json=later, match=[matchers.json_params_matcher(then)])
     spec = StreamSpec(
         "conversations",
         "conversations/search",
@@ -232,7 +233,7 @@ def test_intercom_search_carries_starting_after_in_the_body(api: responses.Reque
 
     pages = list(fetch_pages(client(INTERCOM), spec, None, None))
     ids = [[c["id"] for c in records] for records, _, _, _ in pages]
-    assert ids == [[found["conversations"][0]["id"]]] * 2
+    assert ids == [[found["conversations"][0]["id"]], ["516"]]
     assert [page.cursor for page in pages] == [None, None]
 
 
@@ -255,3 +256,17 @@ def test_since_formats() -> None:
     assert iso_utc(moment) == "2024-01-31T12:00:00Z"
     with pytest.raises(ValueError, match="timezone-aware"):
         unix_seconds(datetime(2024, 1, 31))
+
+
+def test_new_cursors_over_the_same_records_stop_before_the_repeat_is_stored(
+    api: responses.RequestsMock,
+) -> None:
+    for n in range(2):  # a vendor that hands out a fresh cursor with the same two tickets
+        page = {"tickets": [{"id": 1}, {"id": 2}], "after_cursor": f"c{n}", "end_of_stream": False}
+        api.get(EXPORT, json=page)
+
+    pages = fetch_pages(client(ZENDESK), TICKETS, None, SINCE)
+    assert next(pages)[1] == "c0"
+    with pytest.raises(PaginationError, match=r"same records again \(2: 1, 2\) under a new cursor"):
+        next(pages)  # the second page's cursor is never handed out to be stored
+    assert len(api.calls) == 2

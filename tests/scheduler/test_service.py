@@ -132,9 +132,74 @@ def test_catch_up_sends_only_the_digests_still_within_grace(tmp_path: Path) -> N
     d = Daemon(
         write_config(tmp_path, DIGESTS), installed(), clock=lambda: NOW, send_digest=recorder
     )
+    d.run_job("sync:demo")
     assert d.catch_up() == [("morning", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))]
     assert recorder.sent == [("morning", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))]
     d.engine.dispose()
+
+
+def test_a_digest_on_an_unsynced_store_waits_for_the_sync_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    d = Daemon(
+        write_config(tmp_path, DIGESTS), installed(), clock=lambda: NOW, send_digest=recorder
+    )
+    caplog.set_level("INFO", logger="cskpi.run")
+    d.catch_up()  # started 10:30 on an empty store: the 09:00 digest is owed, not sendable
+    assert recorder.sent == []
+    assert (
+        "digest:morning due 2026-11-23T09:00:00+01:00 waits: the store is not synced since "
+        "the window ended (2026-11-22 23:00Z): demo (last success: never)" in caplog.text
+    )
+    d.send_waiting()  # still within grace: it keeps waiting, and says so once
+    assert caplog.text.count("waits") == 1
+    assert d.run_job("sync:demo") is True  # the first sync brings the store past the window
+    assert recorder.sent == [("morning", datetime(2026, 11, 23, 8, 0, tzinfo=UTC))]
+    d.run_job("sync:demo")
+    assert len(recorder.sent) == 1
+    d.engine.dispose()
+
+
+def test_a_waiting_digest_is_dropped_when_its_grace_passes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    now = [NOW]
+    d = Daemon(write_config(tmp_path, DIGESTS), installed(), clock=lambda: now[0],
+               send_digest=recorder)  # fmt: skip
+    d.catch_up()
+    now[0] = NOW + timedelta(hours=5)  # 09:00 Berlin + 6 h grace ended at 14:00 UTC
+    d.send_waiting()  # as each heartbeat does
+    assert "digest:morning due 2026-11-23T09:00:00+01:00 not sent: its grace passed" in caplog.text
+    d.run_job("sync:demo")
+    assert recorder.sent == []
+    d.engine.dispose()
+
+
+def test_every_connector_syncs_at_start_and_a_new_one_on_reload(tmp_path: Path) -> None:
+    d = Daemon(write_config(tmp_path, DIGESTS), installed(), clock=lambda: NOW)
+    d.schedule()
+    d.scheduler.start(paused=True)
+    try:
+        jobs = {job.id: job.next_run_time for job in d.scheduler.get_jobs()}
+        assert jobs["sync:demo"] == NOW  # not 5 minutes (its `every`) later
+        assert jobs["digest:morning"] > NOW
+        old = d.config
+        d.config = write_config(
+            tmp_path,
+            DIGESTS.replace(
+                "[digests.morning]",
+                ('[connectors.more]\ntype = "demo"\nevery = "1h"\n[digests.morning]'),
+            ),
+        )
+        d.schedule(old)
+        jobs = {job.id: job.next_run_time for job in d.scheduler.get_jobs()}
+        assert jobs["sync:more"] == NOW
+        assert jobs["sync:demo"] > NOW  # known before the reload: its own interval
+    finally:
+        d.scheduler.shutdown(wait=False)
+        d.engine.dispose()
 
 
 def test_jobs_never_overlap_and_coalesce(tmp_path: Path) -> None:

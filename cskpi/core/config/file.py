@@ -313,16 +313,21 @@ def _timing(settings: ConnectorSettings, timezone: ZoneInfo) -> ConnectorSetting
             update["schedule"] = validate_cron(settings.schedule)
     except TimespecError as exc:
         raise _KeyError("schedule", exc.reason) from None
-    try:
-        if settings.every is not None and parse_duration(settings.every) <= timedelta(0):
-            raise _KeyError("every", "must be longer than zero")
-    except TimespecError as exc:
-        raise _KeyError("every", exc.reason) from None
+    for key in ("every", "longest_wait"):
+        _positive_duration(key, getattr(settings, key))
     start = settings.start_date
     if start is not None:
         zoned = start if start.tzinfo is not None else start.replace(tzinfo=timezone)
         update["start_date"] = zoned.astimezone(UTC)
     return settings.model_copy(update=update) if update else settings
+
+
+def _positive_duration(key: str, value: str | None) -> None:
+    try:
+        if value is not None and parse_duration(value) <= timedelta(0):
+            raise _KeyError(key, "must be longer than zero")
+    except TimespecError as exc:
+        raise _KeyError(key, exc.reason) from None
 
 
 # --- error messages ---------------------------------------------------------------------

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from cskpi.core.config.timespec import parse_duration
+from cskpi.core.config.timespec import last_fire_times, parse_duration
+
+# A digest's own period: from its previous scheduled time to this one (a weekday digest's
+# Monday covers Friday to Monday, the weekend included).
+SINCE_LAST = "since-last"
 
 
 def parse_instant(text: str, tz: tzinfo, now: datetime | None = None) -> datetime:
@@ -67,10 +71,13 @@ def month_start(day: date, months_back: int = 0) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def period_window(period: str, tz: ZoneInfo, now: datetime) -> Window:
+def period_window(period: str, tz: ZoneInfo, now: datetime, schedule: str | None = None) -> Window:
     """SPEC §1 periods, in ``tz``: today, yesterday, last-7d, last-30d, Nd, this-week,
-    last-week, this-month, last-month."""
+    last-week, this-month, last-month; and, for a digest (its cron ``schedule`` given),
+    since-last: from the schedule's previous time to its latest at or before ``now``."""
     now = now.astimezone(UTC)
+    if period == SINCE_LAST:
+        return _since_last(schedule, tz, now)
     today = now.astimezone(tz).date()
     monday = today - timedelta(days=today.weekday())
     spans: dict[str, tuple[date, date | None]] = {
@@ -92,6 +99,19 @@ def period_window(period: str, tz: ZoneInfo, now: datetime) -> Window:
     first, last = spans[period]
     end = now if last is None else midnight(last, tz)
     return Window(midnight(first, tz), end, tz, now)
+
+
+def _since_last(schedule: str | None, tz: ZoneInfo, now: datetime) -> Window:
+    if schedule is None:
+        raise ValueError(
+            f"{SINCE_LAST} is a digest's period (from its previous scheduled time to this one); "
+            "give --period or --from/--to"
+        )
+    fires = last_fire_times(schedule, tz, now, 2)
+    if len(fires) < 2:
+        raise ValueError(f"{schedule!r} has not fired twice before {now.isoformat()}")
+    start, end = (fire.astimezone(UTC) for fire in fires)
+    return Window(start, end, tz, now)
 
 
 def _days(period: str) -> int | None:

@@ -8,6 +8,8 @@ logged, whatever path it took to get there.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
@@ -194,10 +196,18 @@ def _no_backend() -> bool:
 
 
 def register_secret(value: str) -> None:
-    """Remember ``value`` (and its URL-encoded form) so that :func:`redact` hides it."""
-    for form in (value, quote(value, safe="")):
-        if len(form) >= _MIN_REDACTED:
-            _registered.add(form)
+    """Remember ``value``, its URL-encoded and its base64 forms, so that :func:`redact` hides
+    it however it is echoed back (a proxy repeating ``Authorization: Basic …``). For a Basic
+    credential register ``user:password`` too: its base64 is not made of the parts' own."""
+    encoded = base64.b64encode(value.encode()).decode()
+    forms = {
+        value,
+        quote(value, safe=""),
+        encoded,
+        encoded.rstrip("="),
+        base64.urlsafe_b64encode(value.encode()).decode().rstrip("="),
+    }
+    _registered.update(form for form in forms if len(form) >= _MIN_REDACTED)
 
 
 def forget_secrets() -> None:
@@ -205,19 +215,39 @@ def forget_secrets() -> None:
     _registered.clear()
 
 
+# Credential-carrying header values, whoever's they are (a server or proxy echoing a request):
+# `Authorization: Basic …`, `"x-api-key": "…"`, `Cookie=…`. The scheme word stays visible.
+_HEADER = re.compile(
+    r"""(?ix)\b((?:proxy-)?authorization|x-api-key|api-key|x-auth-token|(?:set-)?cookie)
+    (["']?\s*[:=]\s*["']?)((?:basic|bearer|token|digest)\s+)?([^\s"',;)\]}]+)"""
+)
+_BASIC = re.compile(r"(?i)\b(basic\s+)([A-Za-z0-9+/_-]{6,}={0,2})")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)([A-Za-z0-9._~+/-]{12,}=*)")
+
+
 def redact(text: str) -> str:
-    """``text`` with every registered secret replaced by ``***``."""
+    """``text`` with every registered secret, its encodings, and any credential header value
+    replaced by ``***``."""
     for value in sorted(_registered, key=len, reverse=True):
         text = text.replace(value, MASK)
-    return text
+    text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{m[3] or ''}{MASK}", text)
+    text = _BASIC.sub(lambda m: m[1] + MASK if _is_basic(m[2]) else m[0], text)
+    return _BEARER.sub(lambda m: m[1] + MASK if re.search(r"[\d._~+/-]", m[2]) else m[0], text)
+
+
+def _is_basic(token: str) -> bool:
+    """A Basic credential: base64 of ``user:password`` (not the word after "basic" in prose)."""
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_")
+    except (binascii.Error, ValueError):
+        return False
+    return b":" in decoded
 
 
 class RedactingFilter(logging.Filter):
     """Scrubs registered secrets from a record's message, exception and stack text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _registered:
-            return True
         try:
             message = record.getMessage()
         except Exception:  # a malformed record is the handler's to report, not ours

@@ -153,11 +153,11 @@ def _kpi_key(value: str) -> str:
 
 
 def _period(value: str) -> str:
-    if value in PERIODS or re.fullmatch(r"[1-9]\d*d", value):
+    if value in (*PERIODS, "since-last") or re.fullmatch(r"[1-9]\d*d", value):
         return value
     raise ValueError(
         "must be one of today, yesterday, last-7d, last-30d, Nd (e.g. 14d), "
-        "this-week, last-week, this-month, last-month"
+        "this-week, last-week, this-month, last-month, since-last"
     )
 
 

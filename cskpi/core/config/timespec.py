@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import deque
 from dataclasses import dataclass
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Annotated, NamedTuple
 
 from pydantic import AfterValidator, BeforeValidator
@@ -251,3 +252,23 @@ def _clock(text: str) -> timedelta:
 
 
 DayHours = Annotated[tuple[OpenHours, ...], BeforeValidator(_day_hours)]
+
+
+# Every valid cron fires within 8 years (29 February on a given weekday comes back by then).
+_LONGEST_GAP = timedelta(days=8 * 366)
+
+
+def last_fire_times(expr: str, timezone: tzinfo, at: datetime, count: int) -> list[datetime]:
+    """The last ``count`` times ``expr`` fired at or before ``at``, oldest first. APScheduler
+    only looks forward, so this reads forward from ever earlier starts until it has them."""
+    trigger = cron_trigger(expr, timezone)
+    span = timedelta(days=1)
+    while True:
+        fires: deque[datetime] = deque(maxlen=count)
+        fire = trigger.get_next_fire_time(None, at - span)
+        while fire is not None and fire <= at:
+            fires.append(fire)
+            fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+        if len(fires) == count or span > _LONGEST_GAP:
+            return list(fires)
+        span *= 4

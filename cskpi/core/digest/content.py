@@ -17,7 +17,7 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config, DigestSettings
-from cskpi.core.config.periods import Window, midnight, month_start, period_window
+from cskpi.core.config.periods import SINCE_LAST, Window, midnight, month_start, period_window
 from cskpi.core.kpis.backlog import backlog_counts
 from cskpi.core.kpis.formulas import sla_judged
 from cskpi.core.kpis.output import (
@@ -150,7 +150,7 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
     """The digest ``name`` for the window its period gives at ``at``."""
     settings = config.digests[name]
     ctx = KpiContext.from_config(config)
-    window = period_window(settings.period, config.timezone, at)
+    window = period_window(settings.period, config.timezone, at, settings.schedule)
     report = compute(engine, window, ctx, by=settings.by)
     compare = compare_window(settings, config.timezone, at)
     before = compute(engine, compare, ctx).kpis if compare is not None else None
@@ -181,9 +181,12 @@ def compare_window(settings: DigestSettings, tz: ZoneInfo, at: datetime) -> Wind
     before, this-month-to-date vs last month to the same day) or 7 days earlier."""
     if settings.compare == "none":
         return None
+    period, schedule = settings.period, settings.schedule
     if settings.compare == "same-period-last-week":
-        return period_window(settings.period, tz, at - timedelta(days=7))
-    return period_window(settings.period, tz, _one_period_back(settings.period, tz, at))
+        return period_window(period, tz, at - timedelta(days=7), schedule)
+    if period == SINCE_LAST:  # the run before: up to this window's start
+        return period_window(period, tz, period_window(period, tz, at, schedule).start, schedule)
+    return period_window(period, tz, _one_period_back(period, tz, at))
 
 
 def _one_period_back(period: str, tz: ZoneInfo, at: datetime) -> datetime:

@@ -4,7 +4,9 @@
 to, its row is claimed in one write transaction (status ``sending``, ``sent_at`` = the claim
 time); the send then marks it ``sent`` or ``failed``. So a second run, or a scheduler and a
 manual run at once, find the claim and skip; a failed target is tried again by the next run;
-one target failing does not stop the other. A claim left ``sending`` by a process that died
+one target failing does not stop the other. A digest is not built at all while a configured
+connector has not synced successfully since its window ended (:func:`unsynced`): an empty or
+stale store would report zeros. A claim left ``sending`` by a process that died
 mid-send is taken over after :data:`STALE_CLAIM` (a digest may then be sent twice rather
 than never: the crash may have come before the post).
 
@@ -37,12 +39,16 @@ from cskpi.core.digest.errors import DeliveryError
 from cskpi.core.files import write_private
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.schema import to_epoch
+from cskpi.core.store.sync_state import all_states
 
 if TYPE_CHECKING:
     from cskpi.core.digest.notify import Chart  # slack_sdk and smtplib load only when sending
 
 log = logging.getLogger("cskpi.digest")
 STALE_CLAIM = timedelta(minutes=15)
+# A window still open when the digest is made (today, this-week) cannot have a sync after its
+# end; a sync this recent is fresh enough (the daemon's default sync interval).
+OPEN_WINDOW_FRESH = timedelta(minutes=15)
 Status = Literal["sent", "skipped", "failed"]
 Target = SlackTarget | EmailTarget
 
@@ -64,14 +70,17 @@ class DigestResult:
     digest: str
     window: Window
     targets: list[TargetResult] = field(default_factory=list)
+    unsynced: str | None = None  # why nothing was sent: the store is not synced past the window
 
     @property
     def ok(self) -> bool:
-        return all(t.status != "failed" for t in self.targets)
+        return self.unsynced is None and all(t.status != "failed" for t in self.targets)
 
     def summary(self) -> str:
         """One line per target, for the command line."""
         head = f"digest {self.digest} ({window_label(self.window)})"
+        if self.unsynced:
+            return f"{head}: not sent: {self.unsynced}; run `cskpi sync` first (--force sends)"
         if not self.targets:
             return f"{head}: no slack or email target configured; nothing sent (try --dry-run)"
         notes = {"skipped": "already sent for this window; --force sends it again"}
@@ -157,10 +166,13 @@ def run_digest(
     engine: Engine | None = None,
 ) -> DigestResult:
     """Send digest ``name`` for the window its period gives at ``at`` to each target not yet
-    sent to for that window (every target with ``force``)."""
+    sent to for that window (every target with ``force``). Nothing is sent while a connector
+    has not synced since the window ended (unless ``force``): see :func:`unsynced`."""
     settings = settings_of(config, name)
-    window = period_window(settings.period, config.timezone, at)
+    window = period_window(settings.period, config.timezone, at, settings.schedule)
     with _engine(config, engine) as eng:
+        if not force and (waiting := unsynced(eng, config, window)):
+            return DigestResult(name, window, unsynced=waiting)
         runs = _Runs(eng, name, window, clock)
         claimed = [(t, target) for t, target in targets_of(settings) if runs.claim(t, force)]
         skipped = [TargetResult(t, "skipped") for t, _ in targets_of(settings)
@@ -177,6 +189,32 @@ def run_digest(
                                                           for t, _ in claimed)])  # fmt: skip
         sent = [_deliver(runs, name, t, target, rendered, clock) for t, target in claimed]
     return DigestResult(name, window, _in_order(settings, [*skipped, *sent]))
+
+
+def unsynced(engine: Engine, config: Config, window: Window) -> str | None:
+    """Why the store cannot make this window's digest yet, or ``None``: every stream of every
+    configured connector must have synced successfully since the window ended (within
+    :data:`OPEN_WINDOW_FRESH` of its evaluation for a window still open then)."""
+    needed = window.end if window.end < window.now else window.now - OPEN_WINDOW_FRESH
+    streams: dict[str, list[datetime | None]] = {name: [] for name in config.connectors}
+    for state in all_states(engine):
+        streams.get(state.connector, []).append(state.last_success_at)
+    behind = {name: _oldest(times) for name, times in streams.items()}
+    behind = {name: t for name, t in behind.items() if t is None or t < needed}
+    if not behind:
+        return None
+    shown = ", ".join(f"{n} (last success: {_when(t) if t else 'never'})"
+                      for n, t in behind.items())  # fmt: skip
+    return f"not synced since the window ended ({_when(needed)}): {shown}"
+
+
+def _oldest(times: list[datetime | None]) -> datetime | None:
+    """When every stream had last succeeded; ``None`` if one never did (or none exists)."""
+    return None if not times or None in times else min(t for t in times if t is not None)
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%MZ")
 
 
 def _in_order(settings: DigestSettings, results: list[TargetResult]) -> list[TargetResult]:

@@ -317,7 +317,7 @@ class HttpClient:
     def _wait(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, APIError) and exc.retry_after is not None:
-            return min(exc.retry_after, MAX_RETRY_AFTER)
+            return min(exc.retry_after, self.longest_wait)
         return float(self._backoff(state))
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
@@ -373,8 +373,12 @@ def _object(response: requests.Response) -> dict[str, Any]:
 def _register_credentials(auth: AuthBase | None, headers: Mapping[str, str]) -> None:
     # Belt and braces: settings resolve secrets through cskpi.core.config.secrets already.
     if isinstance(auth, HTTPBasicAuth):
-        password = auth.password
-        register_secret(password.decode() if isinstance(password, bytes) else str(password))
+        user, password = (
+            part.decode() if isinstance(part, bytes) else str(part)
+            for part in (auth.username, auth.password)
+        )
+        register_secret(password)
+        register_secret(f"{user}:{password}")  # its base64 is what `Authorization: Basic` sends
     for key, value in headers.items():
         if key.lower() in ("authorization", "x-api-key", "api-key"):
             register_secret(value)

@@ -498,7 +498,7 @@ ERRORS = [
     pytest.param(
         DIGEST + 'period = "last-fortnight"',
         "cskpi.toml: [digests.daily] period: must be one of today, yesterday, last-7d, "
-        "last-30d, Nd (e.g. 14d), this-week, last-week, this-month, last-month",
+        "last-30d, Nd (e.g. 14d), this-week, last-week, this-month, last-month, since-last",
         id="bad-period",
     ),
     pytest.param(

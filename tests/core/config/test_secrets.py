@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from collections.abc import Iterator
@@ -343,3 +344,37 @@ def test_without_the_filter_the_secret_would_be_logged(
     register_secret(TOKEN)
     logger.warning("token=%s", TOKEN)
     assert handler.lines == [f"WARNING token={TOKEN}"]
+
+
+def test_redact_hides_the_base64_forms_of_a_secret() -> None:
+    register_secret(TOKEN)
+    alone = base64.b64encode(TOKEN.encode()).decode()
+    assert redact(f"x-echo: {alone} / {alone.rstrip('=')}") == "x-echo: *** / ***"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # whoever's credentials a server echoes, registered or not
+        ("Authorization: Basic dXNlcjpzM2NyZXQ=", "Authorization: Basic ***"),
+        ('{"authorization": "Bearer abc.def-123"}', '{"authorization": "Bearer ***"}'),
+        ("Proxy-Authorization=Basic dXNlcjpzM2NyZXQ", "Proxy-Authorization=Basic ***"),
+        ("'X-Api-Key': 'k-12345'", "'X-Api-Key': '***'"),
+        ("sent Basic dXNlcjpzM2NyZXQ= upstream", "sent Basic *** upstream"),
+        ("Bearer eyJhbGciOi.J9-x", "Bearer ***"),
+        # prose stays readable
+        ("Basic authentication failed", "Basic authentication failed"),
+        ("check the Bearer token", "check the Bearer token"),
+    ],
+)
+def test_redact_hides_credential_header_values(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_the_filter_redacts_header_values_with_nothing_registered(
+    collected: tuple[logging.Logger, _Collect],
+) -> None:
+    logger, handler = collected
+    handler.addFilter(RedactingFilter())
+    logger.warning("proxy said %s", "Authorization: Basic dXNlcjpzM2NyZXQ=")
+    assert handler.lines == ["WARNING proxy said Authorization: Basic ***"]

@@ -5,7 +5,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cskpi.core.config.timespec import cron_trigger, parse_duration, validate_cron
+from cskpi.core.config.timespec import (
+    cron_trigger,
+    last_fire_times,
+    parse_duration,
+    validate_cron,
+)
 
 THURSDAY = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # 2026-01-01 is a Thursday
 
@@ -153,3 +158,13 @@ def test_cron_steps_and_month_names() -> None:
         "Fri 2026-01-02 08:45 +0000",
     ]
     assert _fires("0 0 1 jul *", count=1) == ["Wed 2026-07-01 00:00 +0000"]
+
+
+def test_last_fire_times_look_back_as_far_as_the_cron_needs() -> None:
+    at = datetime(2028, 3, 1, tzinfo=UTC)
+    assert last_fire_times("0 0 29 2 *", UTC, at, 2) == [
+        datetime(2024, 2, 29, tzinfo=UTC), datetime(2028, 2, 29, tzinfo=UTC)
+    ]  # fmt: skip
+    assert last_fire_times("*/30 * * * *", UTC, at, 3) == [
+        at - timedelta(minutes=60), at - timedelta(minutes=30), at
+    ]  # fmt: skip

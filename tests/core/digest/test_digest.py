@@ -15,15 +15,18 @@ import requests
 import responses
 from matplotlib.text import Text
 from responses.registries import OrderedRegistry
+from sqlalchemy import text
 
 from cskpi.connectors.base import Person, Record, StatusChange, Ticket
 from cskpi.connectors.registry import installed
 from cskpi.core.config.file import KPI_KEYS, Config, DigestSettings, load_config
+from cskpi.core.config.periods import period_window
 from cskpi.core.digest.chart import chart_figure, sparkline
 from cskpi.core.digest.content import Breached, Series, compare_window, delta, window_label
 from cskpi.core.digest.render import MAX_BLOCKS, MAX_HEADER, MAX_SECTION, subject
 from cskpi.core.digest.runs import preview, run_digest
 from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.sync_state import finish_stream
 from cskpi.core.store.upserts import upsert_records
 from tests.digest_servers import slack_server
 
@@ -82,6 +85,7 @@ def helpdesk(tmp_path: Path, records: list[Record], config: str = CONFIG) -> Con
     try:
         with write_transaction(engine) as conn:
             upsert_records(conn, "hd", records)
+            finish_stream(conn, "hd", "tickets", None)  # synced now: past every window here
     finally:
         engine.dispose()
     return cfg
@@ -448,3 +452,86 @@ def test_the_chart_legend_covers_no_data_and_its_text_reads_on_a_phone() -> None
     phone = 340 / (fig.get_figwidth() * fig.dpi)  # the 1080 px image shown 340 px wide
     texts = [t for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
     assert min(t.get_fontsize() * fig.dpi / 72 * phone for t in texts) >= 9
+
+
+UNSYNCED = '[connectors.zd]\ntype = "demo"\n'
+
+
+def test_a_store_not_synced_past_the_window_sends_nothing(tmp_path: Path) -> None:
+    with slack_server() as slack:
+        hook = f'slack = {{ webhook_url = "{slack.base}/hooks/T/B/z" }}\n'
+        cfg = helpdesk(tmp_path, HELPDESK, CONFIG + hook + UNSYNCED)
+        waiting = run_digest(cfg, "daily", AT)
+        assert not waiting.ok
+        assert waiting.targets == []
+        assert waiting.summary() == (
+            "digest daily (Thu 19 Nov 2026): not sent: not synced since the window ended "
+            "(2026-11-20 00:00Z): zd (last success: never); run `cskpi sync` first (--force sends)"
+        )
+        assert slack.calls == []
+        engine = open_engine(cfg.database)
+        with write_transaction(engine) as conn:  # synced before the window's end: still stale
+            finish_stream(conn, "zd", "tickets", None)
+            conn.execute(text("UPDATE sync_state SET last_success_at = :t"),
+                         {"t": int(at(19, 23).timestamp())})  # fmt: skip
+        assert "zd (last success: 2026-11-19 23:00Z)" in str(run_digest(cfg, "daily", AT).unsynced)
+        assert slack.calls == []
+        with write_transaction(engine) as conn:
+            conn.execute(text("UPDATE sync_state SET last_success_at = :t"),
+                         {"t": int(at(20, 0).timestamp())})  # fmt: skip
+        engine.dispose()
+        assert [t.status for t in run_digest(cfg, "daily", AT).targets] == ["sent"]
+        assert len(slack.calls) == 1
+
+
+def test_force_sends_from_a_store_not_synced_past_the_window(tmp_path: Path) -> None:
+    with slack_server() as slack:
+        hook = f'slack = {{ webhook_url = "{slack.base}/hooks/T/B/f" }}\n'
+        cfg = helpdesk(tmp_path, HELPDESK, CONFIG + hook + UNSYNCED)
+        assert [t.status for t in run_digest(cfg, "daily", AT, force=True).targets] == ["sent"]
+        assert len(slack.calls) == 1
+
+
+WEEKDAYS = "0 9 * * mon-fri"
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "end", "before"),
+    [
+        # Monday's digest covers the weekend; run by hand later that day, the same window
+        ("2026-11-23T09:00", "2026-11-20T09:00", "2026-11-23T09:00", "2026-11-19T09:00"),
+        ("2026-11-23T10:30", "2026-11-20T09:00", "2026-11-23T09:00", "2026-11-19T09:00"),
+        ("2026-11-24T09:00", "2026-11-23T09:00", "2026-11-24T09:00", "2026-11-20T09:00"),
+        ("2026-11-22T12:00", "2026-11-19T09:00", "2026-11-20T09:00", "2026-11-18T09:00"),
+    ],
+)
+def test_since_last_runs_from_the_previous_scheduled_time(
+    now: str, start: str, end: str, before: str
+) -> None:
+    tz = ZoneInfo("Europe/Berlin")
+    settings = DigestSettings.model_validate({"schedule": WEEKDAYS, "period": "since-last"})
+    moment = datetime.fromisoformat(now).replace(tzinfo=tz)
+    window = period_window("since-last", tz, moment, settings.schedule)
+    local = [w.astimezone(tz) for w in (window.start, window.end)]
+    assert local == [datetime.fromisoformat(x).replace(tzinfo=tz) for x in (start, end)]
+    compare = compare_window(settings, tz, moment)  # the run before this one
+    assert compare is not None
+    assert [compare.start.astimezone(tz), compare.end] == [
+        datetime.fromisoformat(before).replace(tzinfo=tz), window.start
+    ]  # fmt: skip
+
+
+def test_since_last_is_a_digest_period_only() -> None:
+    with pytest.raises(ValueError, match="since-last is a digest's period"):
+        period_window("since-last", ZoneInfo("UTC"), AT)
+
+
+def test_mondays_since_last_digest_counts_the_weekend(tmp_path: Path) -> None:
+    weekend = [ticket(7, at(21, 14)), ticket(8, at(22, 20)), ticket(9, at(20, 8))]  # Sat, Sun, Fri
+    config = CONFIG.replace('schedule = "0 9 * * mon-fri"', 'schedule = "0 9 * * mon-fri"\n'
+                            'period = "since-last"')  # fmt: skip
+    cfg = helpdesk(tmp_path, weekend, config)
+    monday = preview(cfg, "daily", datetime(2026, 11, 23, 9, tzinfo=UTC)).digest
+    created = next(line for line in monday.lines if line.key == "tickets_created")
+    assert created.value == "2"  # Saturday's and Sunday's; Friday 08:00 was Friday's digest
+    assert monday.title == "daily digest · 20 Nov to 23 Nov 2026"

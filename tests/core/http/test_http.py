@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import math
@@ -554,3 +555,28 @@ def test_plain_http_is_refused_except_to_this_machine(
             HttpClient("acme", base_url, clock=clock)
     else:
         HttpClient("acme", base_url, clock=clock).close()
+
+
+def _echo(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+    """A proxy that repeats the request's headers in its error page."""
+    return 502, {}, json.dumps({"error": "bad gateway", "request": dict(request.headers)})
+
+
+@pytest.mark.parametrize(
+    ("user", "secret"),
+    [("agent@acme.test/token", "zd-T0ken-4f9c2e71"), ("fd-ApiKey-7c1e93d0", "X")],
+)
+def test_an_echoed_basic_authorization_never_reaches_the_error(
+    api: responses.RequestsMock, clock: FakeClock, user: str, secret: str
+) -> None:
+    api.add_callback(responses.GET, URL, callback=_echo)
+    client = make_client(clock, auth=HTTPBasicAuth(user, secret), max_attempts=1)
+
+    with pytest.raises(RetriableAPIError) as caught:
+        client.get("tickets.json")
+    message = str(caught.value)
+    credentials = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    assert api.calls[0].request.headers["Authorization"] == f"Basic {credentials}"
+    for leaked in (credentials, credentials.rstrip("="), user if secret == "X" else secret):
+        assert leaked not in message
+    assert '"Authorization": "Basic ***"' in message
