@@ -180,11 +180,24 @@ def _smtp_url(value: str) -> str:
 Address = Annotated[str, AfterValidator(_address)]
 
 
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_PLAIN_HTTP = "is plain http://; use https:// (http:// only to 127.0.0.1 or localhost)"
+
+
 def _webhook(value: SecretStr | None) -> SecretStr | None:
     # The URL is a secret: the message never repeats it.
     parts = urlsplit(value.get_secret_value()) if value is not None else None
     if parts is not None and (parts.scheme not in ("https", "http") or not parts.hostname):
         raise ValueError("must be a URL such as https://hooks.slack.com/services/…")
+    if parts is not None and parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise ValueError(_PLAIN_HTTP)
+    return value
+
+
+def _api_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        raise ValueError(_PLAIN_HTTP)
     return value
 
 
@@ -192,7 +205,7 @@ class SlackTarget(_Model):
     webhook_url: Annotated[Secret | None, AfterValidator(_webhook)] = None
     token: Secret | None = None
     channel: str | None = None
-    base_url: str = "https://slack.com/api/"
+    base_url: Annotated[str, AfterValidator(_api_url)] = "https://slack.com/api/"
 
     @model_validator(mode="after")
     def _one_way_in(self) -> Self:

@@ -634,6 +634,19 @@ ERRORS = [
         id="webhook-without-scheme",
     ),
     pytest.param(
+        DIGEST + 'slack = { webhook_url = "http://hooks.slack.com/services/T0/B0/x" }',
+        "cskpi.toml: [digests.daily.slack] webhook_url: is plain http://; use https:// "
+        "(http:// only to 127.0.0.1 or localhost)",
+        id="webhook-in-plain-http",
+    ),
+    pytest.param(
+        DIGEST
+        + 'slack = { token = "xoxb-1234", channel = "#s", base_url = "http://slack.com/api/" }',
+        "cskpi.toml: [digests.daily.slack] base_url: is plain http://; use https:// "
+        "(http:// only to 127.0.0.1 or localhost)",
+        id="slack-api-in-plain-http",
+    ),
+    pytest.param(
         DIGEST + 'email = { to = ["a@b.c"], smtp_url = "smtp://h",\n  from = "a@b.c" }',
         "cskpi.toml: line 3: invalid TOML: an inline table { … } must stay on one line; put it "
         "on one line or write it as a [table] of its own "
