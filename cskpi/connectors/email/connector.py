@@ -18,7 +18,6 @@ mailbox, as threads need every message, and emits threads active since then.
 from __future__ import annotations
 
 import builtins
-import ipaddress
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -53,6 +52,7 @@ from cskpi.connectors.email.tickets import (
     ticket_of,
 )
 from cskpi.core.clock import Clock, SystemClock
+from cskpi.core.config.hosts import is_loopback
 from cskpi.core.config.secrets import Secret
 from cskpi.core.config.timespec import PositiveDuration
 
@@ -108,17 +108,10 @@ class EmailSettings(ConnectorSettings):
         return value
 
     @model_validator(mode="after")
-    def _plain_only_on_loopback(self) -> Self:
-        if self.tls == "none" and not _loopback(self.host):
+    def _plain_only_onis_loopback(self) -> Self:
+        if self.tls == "none" and not is_loopback(self.host):
             raise ValueError('tls = "none" is allowed only for 127.0.0.1: use ssl or starttls')
         return self
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)

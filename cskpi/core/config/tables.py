@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from cskpi.core.config.hosts import plain_http_elsewhere
 from cskpi.core.config.secrets import Secret
 from cskpi.core.config.timespec import (
     CronExpression,
@@ -180,7 +181,6 @@ def _smtp_url(value: str) -> str:
 Address = Annotated[str, AfterValidator(_address)]
 
 
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _PLAIN_HTTP = "is plain http://; use https:// (http:// only to 127.0.0.1 or localhost)"
 
 
@@ -189,14 +189,13 @@ def _webhook(value: SecretStr | None) -> SecretStr | None:
     parts = urlsplit(value.get_secret_value()) if value is not None else None
     if parts is not None and (parts.scheme not in ("https", "http") or not parts.hostname):
         raise ValueError("must be a URL such as https://hooks.slack.com/services/…")
-    if parts is not None and parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+    if value is not None and plain_http_elsewhere(value.get_secret_value()):
         raise ValueError(_PLAIN_HTTP)
     return value
 
 
 def _api_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+    if plain_http_elsewhere(value):
         raise ValueError(_PLAIN_HTTP)
     return value
 

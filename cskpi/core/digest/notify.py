@@ -7,7 +7,6 @@ digest, the target and the setting to fix.
 
 from __future__ import annotations
 
-import ipaddress
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from slack_sdk.http_retry.state import RetryState
 
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.file import EmailTarget, SlackTarget
+from cskpi.core.config.hosts import is_loopback
 from cskpi.core.config.secrets import redact, register_secret
 from cskpi.core.digest.errors import DeliveryError
 from cskpi.core.http.client import APIError, FatalAPIError, HttpClient, RetriableAPIError
@@ -226,15 +226,6 @@ def email_message(
     return msg
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def smtp_session(where: str, target: EmailTarget) -> smtplib.SMTP:
     """Connected, encrypted (smtps: TLS from the start; smtp: STARTTLS) and logged in."""
     parts = urlsplit(target.smtp_url)
@@ -266,7 +257,7 @@ def _secure_and_login(
             if smtp.has_extn("starttls"):
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
-            elif not _loopback(host):
+            elif not is_loopback(host):
                 # Never send a password or a report in clear text over a network.
                 raise DeliveryError(f"{where}: {host} does not offer STARTTLS; use smtps://")
         if target.password is not None:

@@ -27,6 +27,7 @@ import tenacity
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from cskpi.core.clock import Clock, SystemClock
+from cskpi.core.config.hosts import plain_http_elsewhere
 from cskpi.core.config.secrets import redact, register_secret
 from cskpi.core.http.ratelimit import MAX_RETRY_AFTER, RateLimiter, header_number
 
@@ -328,7 +329,6 @@ class HttpClient:
 
 
 _MAX_REDIRECTS = 5
-_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 # What the resolver and the kernel say when a host cannot be reached at all; retrying for
 # minutes would only delay saying so (socket.gaierror and ECONNREFUSED messages).
 _UNREACHABLE = (
@@ -349,8 +349,7 @@ def _unreachable(exc: Exception) -> str | None:
 
 def _refuse_plaintext(name: str, base_url: str) -> None:
     """Credentials never cross the network in clear: http:// only to this machine."""
-    parts = urlsplit(base_url)
-    if parts.scheme.lower() == "http" and (parts.hostname or "") not in _LOOPBACK:
+    if plain_http_elsewhere(base_url):
         raise FatalAPIError(
             f"{name}: base_url {safe_url(base_url)} is plain http; use https:// "
             "(http:// is allowed only for 127.0.0.1 and localhost)"
