@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from cskpi.connectors import base
@@ -118,3 +120,65 @@ def test_bad_records_never_block_a_connector(tmp_path: Path) -> None:
     again = run_sync(engine, [Source("zd", FakeConnector(stream))])  # type: ignore[arg-type]
     assert again.ok
     assert stream.calls[-1] == ("6", None)
+
+
+# --- generated tickets against an independent statement of the rules ----------------------
+
+_PLAIN = st.text(st.sampled_from(["a", "Z", " ", "é", "✓", "="]), max_size=4)
+_TEXT = st.one_of(_PLAIN, _PLAIN, _PLAIN, st.text(st.sampled_from(["a", "\ud800", "\udfff"])))
+
+
+# Mostly times a store takes, and now and then one on the wrong side of a bound or naive.
+def _moments(years: list[int]) -> st.SearchStrategy[datetime]:
+    return st.builds(
+        datetime, st.sampled_from(years), st.integers(1, 12), st.integers(1, 28),
+        st.integers(0, 23), st.integers(0, 59), st.integers(0, 59),
+    )  # fmt: skip
+
+
+_GOOD = _moments([1970, 2025, 2026, 2199]).map(lambda d: d.replace(tzinfo=UTC))
+_BAD = _moments([1, 1969, 2200, 2300, 9999]).map(lambda d: d.replace(tzinfo=UTC)) | _moments([2026])
+_TIME = st.one_of(st.none(), _GOOD, _GOOD, _GOOD, _GOOD, _GOOD, _BAD)
+_COUNT = st.one_of(*[st.integers(0, 9)] * 4, st.sampled_from([-1, 2**31 - 1, 2**31]))
+_TIMES = ("first_reply_at", "first_solved_at", "solved_at", "closed_at")
+
+
+@st.composite
+def tickets(draw: st.DrawFn) -> base.Ticket:
+    created = draw(_TIME.filter(lambda d: d is not None))
+    return base.Ticket(
+        external_id=draw(_TEXT), created_at=created, updated_at=created,
+        status=draw(st.sampled_from([*base.TICKET_STATUSES, "weird"])),
+        subject=draw(st.none() | _TEXT), priority=draw(st.sampled_from([None, "high", "p1"])),
+        tags=draw(st.lists(_TEXT, max_size=2)),
+        **{name: draw(_TIME) for name in _TIMES},
+        **{name: draw(_COUNT) for name in ("agent_replies", "reopens")},
+    )  # type: ignore[arg-type]  # fmt: skip
+
+
+def fit_to_store(t: base.Ticket) -> bool:
+    """SPEC §3 said again, independently of core/records.py."""
+    texts = [t.external_id, t.subject or "", *t.tags]
+    times = [t.created_at, t.updated_at, *(getattr(t, n) for n in _TIMES)]
+    return (
+        not any(0xD800 <= ord(c) <= 0xDFFF for text in texts for c in text)
+        and all(x is None or (x.tzinfo is not None and 1970 <= x.year < 2200) for x in times)
+        and all(0 <= n < 2**31 for n in (t.agent_replies, t.reopens))
+        and t.status in base.TICKET_STATUSES
+        and t.priority in (None, *base.PRIORITIES)
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(tickets())
+def test_generated_tickets_are_kept_exactly_when_the_rules_allow(t: base.Ticket) -> None:
+    kept, skipped = screen(base.Page([t]))
+    if not fit_to_store(t):
+        assert (kept, len(skipped)) == ([], 1)
+        return
+    (stored,) = kept
+    assert isinstance(stored, base.Ticket)
+    early = [n for n in _TIMES if getattr(t, n) is not None and getattr(t, n) < t.created_at]
+    for name in _TIMES:
+        assert getattr(stored, name) == (None if name in early else getattr(t, name))
+    assert len(skipped) == len(early)
