@@ -48,6 +48,7 @@ from cskpi.core.config.tables import (
     PriorityTargets,
     Sla,
     SlackTarget,
+    Targets,
 )
 from cskpi.core.config.timespec import TimespecError, parse_duration, validate_cron
 
@@ -132,6 +133,7 @@ class Config(BaseModel):
     sla: Sla | None = None
     kpis: KpiSettings = KpiSettings()
     costs: Costs | None = None
+    targets: Targets = Targets()
     digests: dict[Annotated[str, AfterValidator(_name)], DigestSettings] = {}
 
     @model_validator(mode="before")

@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
-from typing import Annotated, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveFloat,
     SecretStr,
+    ValidationInfo,
+    create_model,
     model_validator,
 )
 
 from cskpi.core.config.hosts import plain_http_elsewhere
 from cskpi.core.config.secrets import Secret
+from cskpi.core.config.targets import Target, parse_target
 from cskpi.core.config.timespec import (
     CronExpression,
     DayHours,
@@ -136,6 +140,33 @@ def _currency(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{3}", value):
         raise ValueError("must be a three-letter ISO currency code such as USD or EUR")
     return value.upper()
+
+
+def _target(value: object, info: ValidationInfo) -> Target | None:
+    if value is None or isinstance(value, Target):
+        return value
+    if not isinstance(value, str):
+        raise ValueError('must be a string such as ">= 85%" or "<= 2h"')
+    assert info.field_name is not None
+    return parse_target(info.field_name, value)
+
+
+class TargetsBase(_Model):
+    """``[targets]``: one optional goal per KPI key (``config/targets.py``)."""
+
+    def get(self, key: str) -> Target | None:
+        target = getattr(self, key, None)
+        return target if isinstance(target, Target) else None
+
+
+_TargetField = Annotated[Target | None, BeforeValidator(_target)]
+# One field per KPI, so an error names its key and an unknown key is refused as elsewhere.
+if TYPE_CHECKING:
+    Targets = TargetsBase
+else:
+    Targets = create_model(
+        "Targets", __base__=TargetsBase, **dict.fromkeys(KPI_KEYS, (_TargetField, None))
+    )
 
 
 class Costs(_Model):

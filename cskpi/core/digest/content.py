@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config, DigestSettings
 from cskpi.core.config.periods import SINCE_LAST, Window, midnight, month_start, period_window
+from cskpi.core.config.targets import Target
 from cskpi.core.kpis.backlog import backlog_counts
 from cskpi.core.kpis.formulas import sla_judged
 from cskpi.core.kpis.output import (
@@ -77,6 +78,16 @@ class KpiLine:
     detail: str  # supporting numbers, or why the value is null
     delta: Delta | None
     null: bool = False
+    target: str = ""  # "≥ 85%" from [targets], "" when none is set
+    met: bool | None = None  # None: no target, or no value to judge
+
+
+def goal_text(line: KpiLine) -> str:
+    """``target ≥ 85%: met``; "" without a target."""
+    if not line.target:
+        return ""
+    verdict = "no value" if line.met is None else "met" if line.met else "missed"
+    return f"target {line.target}: {verdict}"
 
 
 @dataclass(frozen=True)
@@ -164,7 +175,10 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
         window=window,
         compare=compare,
         compare_label=f"vs {window_label(compare)}" if compare else "",
-        lines=[kpi_line(k, report.kpis[k], before[k] if before else None) for k in settings.kpis],
+        lines=[
+            kpi_line(k, report.kpis[k], before[k] if before else None, config.targets.get(k))
+            for k in settings.kpis
+        ],
         breaches=_breaches(report.kpis),
         unanswered=shown,
         unanswered_total=total,
@@ -214,9 +228,11 @@ def window_label(w: Window) -> str:
 # --- KPI lines --------------------------------------------------------------------------
 
 
-def kpi_line(key: str, entry: Entry, before: Entry | None) -> KpiLine:
+def kpi_line(key: str, entry: Entry, before: Entry | None, target: Target | None = None) -> KpiLine:
     null = entry["value"] is None
     return KpiLine(
+        target=target.label if target else "",
+        met=target.met(entry["value"]) if target else None,
         key=key,
         label=LABELS.get(key, key),
         value=value_text(key, entry),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cskpi.core.digest.chart import sparklines
-from cskpi.core.digest.content import Delta, Digest, KpiLine
+from cskpi.core.digest.content import Delta, Digest, KpiLine, goal_text
 
 MAX_BLOCKS = 50
 MAX_SECTION = 3000
@@ -46,7 +46,8 @@ def text(d: Digest) -> str:
     width = max(len(line.label) for line in d.lines)
     for line in d.lines:
         tail = line.detail if line.null else delta_text(line.delta)
-        out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}".rstrip())
+        goal = f"  [{goal_text(line)}]" if line.target else ""
+        out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}{goal}".rstrip())
     out += ["", sla_text(d), *breached_lines(d), *unanswered_lines(d)]
     if d.leaderboard is not None:
         out += ["", *leaderboard_lines(d, EMAIL_LEADERBOARD_ROWS)]
@@ -142,13 +143,17 @@ def _context(markdown: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(markdown, 3000)}]}
 
 
+_GOAL_EMOJI = {True: ":white_check_mark:", False: ":x:", None: ":white_circle:"}
+
+
 def _kpi_markdown(line: KpiLine) -> str:
     head = f"*{line.label}*  `{line.value}`"
+    goal = f"  {_GOAL_EMOJI[line.met]} {_escape(goal_text(line))}" if line.target else ""
     if line.null:
-        return f"{head}  _{_escape(line.detail)}_"
+        return f"{head}  _{_escape(line.detail)}_{goal}"
     if line.delta is None:
-        return head
-    return f"{head}  {_TONE_EMOJI[line.delta.tone]} {line.delta.arrow} {line.delta.text}"
+        return head + goal
+    return f"{head}  {_TONE_EMOJI[line.delta.tone]} {line.delta.arrow} {line.delta.text}{goal}"
 
 
 def _packed(lines: list[str]) -> list[Block]:
@@ -237,6 +242,7 @@ def html(d: Digest, image_src: str | None) -> str:
     template = env.get_template("digest.html.j2")
     return template.render(
         d=d,
+        goal_text=goal_text,
         sla=sla_text(d),
         unanswered_head=unanswered_lines(d)[0],
         colour=TONE_COLOUR,

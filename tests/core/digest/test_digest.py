@@ -19,7 +19,7 @@ from sqlalchemy import text
 
 from cskpi.connectors.base import Person, Record, StatusChange, Ticket
 from cskpi.connectors.registry import installed
-from cskpi.core.config.file import KPI_KEYS, Config, DigestSettings, load_config
+from cskpi.core.config.file import KPI_KEYS, Config, ConfigError, DigestSettings, load_config
 from cskpi.core.config.periods import period_window
 from cskpi.core.digest.chart import chart_figure, sparkline
 from cskpi.core.digest.content import Breached, Series, compare_window, delta, window_label
@@ -535,3 +535,62 @@ def test_mondays_since_last_digest_counts_the_weekend(tmp_path: Path) -> None:
     created = next(line for line in monday.lines if line.key == "tickets_created")
     assert created.value == "2"  # Saturday's and Sunday's; Friday 08:00 was Friday's digest
     assert monday.title == "daily digest · 20 Nov to 23 Nov 2026"
+
+
+TARGETS = """
+[targets]
+tickets_created = ">= 3"
+backlog = "< 2"
+first_response_time = "<= 1h15m"
+csat = ">= 85%"
+sla_first_response = ">= 70%"
+"""
+
+
+def test_each_kpi_line_shows_its_target_as_met_or_missed(tmp_path: Path) -> None:
+    """The hand-computed day: 3 created (≥ 3 met), backlog 2 (< 2 missed), first response
+    1h 15m (≤ 1h15m met, on the edge), no csat rating (no value), SLA 66.7 % (≥ 70 % missed)."""
+    rendered = preview(helpdesk(tmp_path, HELPDESK, CONFIG + TARGETS), "daily", AT)
+    verdicts = {line.key: (line.target, line.met) for line in rendered.digest.lines}
+    assert verdicts == {
+        "tickets_created": ("≥ 3", True),
+        "tickets_solved": ("", None),
+        "backlog": ("< 2", False),
+        "first_response_time": ("≤ 1h15m", True),
+        "csat": ("≥ 85%", None),
+        "sla_first_response": ("≥ 70%", False),
+    }
+    lines = rendered.text.splitlines()
+    assert lines[2].endswith("▲ +2 (+200.0%)  [target ≥ 3: met]")
+    assert lines[3].endswith("(better)")  # no target, nothing added
+    assert lines[4].endswith("(worse)  [target < 2: missed]")
+    assert lines[6].endswith("no csat rating in the window  [target ≥ 85%: no value]")
+    markdown = json.dumps(rendered.webhook_message, ensure_ascii=False)
+    assert ":x: target &lt; 2: missed" in markdown  # mrkdwn escapes < as &lt;
+    assert ":white_check_mark: target ≥ 3: met" in markdown
+    html = rendered.html(None)
+    assert "✗ target &lt; 2: missed" in html
+    assert "✓ target ≥ 3: met" in html
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "error"),
+    [
+        ("csat", '"<= 2h"', 'percentage KPI: write the target like ">= 85%"'),
+        ("first_response_time", '">= 85%"', 'duration KPI: write the target like "<= 2h"'),
+        ("backlog_age", '"<= 3"', "a split of counts, with no single value"),
+        ("tickets_created", "5", 'must be a string such as ">= 85%"'),
+        ("backlog", '"about 5"', "must be a comparison and a number"),
+        ("backlog", '"<= five"', "must end in a number"),
+        ("nope", '">= 1"', "unknown key"),
+    ],
+)
+def test_a_bad_target_is_a_config_error_naming_its_key(
+    tmp_path: Path, key: str, value: str, error: str
+) -> None:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG + f"\n[targets]\n{key} = {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, installed())
+    assert str(caught.value) == f"{path}: [targets] {key}: " + str(caught.value).split(": ", 2)[2]
+    assert error in str(caught.value)
