@@ -216,9 +216,7 @@ class TokenSource:
         rotated = body.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != self.grant.refresh_token:
             self._rotate(rotated)
-        log.info(
-            "%s: got a new OAuth2 access token from %s", self.name, safe_url(self.settings.url)
-        )
+        log.debug("%s: got an OAuth2 access token from %s", self.name, safe_url(self.settings.url))
         return token
 
     def _rotate(self, refresh_token: str) -> None:
@@ -226,8 +224,8 @@ class TokenSource:
         self.grant.refresh_token = refresh_token
         name = self.settings.keyring_name
         if name is None:
-            log.info("%s: the token endpoint issued a new refresh token; using it until exit "
-                     "(not written back: the reference is not keyring:)", self.name)  # fmt: skip
+            log.debug("%s: the token endpoint issued a new refresh token; using it until exit "
+                      "(not written back: the reference is not keyring:)", self.name)  # fmt: skip
             return
         try:
             set_secret(name, refresh_token)
@@ -235,7 +233,7 @@ class TokenSource:
             log.warning("%s: could not store the new refresh token in keyring:%s (%s); "
                         "using it until exit", self.name, name, exc)  # fmt: skip
             return
-        log.info("%s: stored the new refresh token in keyring:%s", self.name, name)
+        log.debug("%s: stored the new refresh token in keyring:%s", self.name, name)
 
     def _form(self) -> dict[str, str]:
         s = self.settings

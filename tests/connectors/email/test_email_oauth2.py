@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -406,3 +407,25 @@ def test_the_token_url_defaults_by_provider(monkeypatch: pytest.MonkeyPatch) -> 
     assert url(provider="custom", token_url="http://localhost:8080/t", scope="mail") == (
         "http://localhost:8080/t", "mail",
     )  # fmt: skip
+
+
+def test_microsoft_refreshes_send_the_scope_and_use_the_rotated_token_until_exit(
+    box: Dovecot, authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority.rotate = True  # as Microsoft: every refresh returns a new refresh token
+    first = granted(box, authority, monkeypatch)
+    clock = FakeClock(wall_start=NOW)
+    connector(box, authority, clock, provider="microsoft").check()
+    clock.advance(3600)
+    connector(box, authority, clock, provider="microsoft").check()
+
+    forms = authority.refreshes()
+    second = forms[1]["refresh_token"]
+    assert [form["refresh_token"] for form in forms] == [first, second]
+    assert second != first
+    assert {form["scope"] for form in forms} == {
+        "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+    }
+    issued = list(authority.refresh_tokens)  # in the order the authority made them
+    assert second == issued[issued.index(first) + 1]  # the one the first refresh returned
+    assert os.environ["REFRESH_TOKEN"] == first  # env: is never written
