@@ -24,6 +24,7 @@ class Authority:
 
     expires_in: int = 3600
     rotate: bool = False  # issue a new refresh token with every access token (as Microsoft)
+    outage: int | None = None  # answer /token with this status and no JSON
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> user
     access_tokens: dict[str, str] = field(default_factory=dict)  # access token -> user
     issued: list[str] = field(default_factory=list)  # access tokens, in order
@@ -50,6 +51,8 @@ class Authority:
         return [form for path, form in self.requests if path == "/token"]
 
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        if self.outage is not None:
+            return self.outage, {}
         user = self.refresh_tokens.get(form.get("refresh_token", ""))
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return 401, {"error": "invalid_client", "error_description": "Unauthorized"}

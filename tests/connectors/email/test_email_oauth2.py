@@ -25,7 +25,7 @@ from cskpi.connectors.email.oauth2 import MARGIN, TokenEndpointUnreachableError,
 from cskpi.connectors.email.sasl import choose, oauthbearer, xoauth2
 from cskpi.core.clock import FakeClock
 from cskpi.core.config.file import ConfigError, load_config
-from cskpi.core.http.client import AuthError
+from cskpi.core.http.client import AuthError, FatalAPIError
 from cskpi.core.store.engine import open_engine
 from cskpi.core.sync import Source, run_sync
 from tests.conftest import MemoryKeyring
@@ -60,7 +60,7 @@ def server(authority: Authority) -> Iterator[Dovecot]:
 def fresh(authority: Authority, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No grant cached from another test; the authority's defaults; the client secret."""
     oauth2.forget_tokens()
-    authority.expires_in, authority.rotate = 3600, False
+    authority.expires_in, authority.rotate, authority.outage = 3600, False, None
     authority.requests.clear()
     authority.issued.clear()
     monkeypatch.setenv("OAUTH_CLIENT_SECRET", CLIENT_SECRET)
@@ -277,6 +277,19 @@ def test_a_wrong_client_secret_is_named(
                        r"secret; Unauthorized\): check connectors.box.oauth2.client_id and "
                        r"oauth2.client_secret$"):  # fmt: skip
         connector(box, authority).check()
+
+
+def test_a_token_endpoint_out_of_order_is_named(
+    box: Dovecot, authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    granted(box, authority, monkeypatch)
+    authority.outage = 503
+    with pytest.raises(FatalAPIError) as caught:
+        connector(box, authority).check()
+    assert str(caught.value) == (
+        f"the token endpoint {authority.url}/token of connector box answered 503 Service "
+        "Unavailable"
+    )
 
 
 def test_an_unreachable_token_endpoint_is_named(
