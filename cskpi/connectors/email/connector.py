@@ -2,7 +2,8 @@
 
 One stream, ``mail``, yields tickets (one per thread), messages, ratings (survey replies
 matching ``rating_pattern``), people and organizations. Modules, in the order mail flows:
-:mod:`.imap` (connect, fetch new UIDs read-only), :mod:`.parse` (headers to facts,
+:mod:`.imap` (connect, sign in with a password or, through :mod:`.oauth2` and :mod:`.sasl`,
+an OAuth2 access token; fetch new UIDs read-only), :mod:`.parse` (headers to facts,
 best-effort), :mod:`.threads` (threads, and the state kept in the cursor), :mod:`.tickets`
 (derived fields and the resolution rule). docs/email.md has the rules.
 

@@ -25,6 +25,7 @@ from cskpi.connectors.email.oauth2 import MARGIN, TokenEndpointUnreachableError,
 from cskpi.connectors.email.sasl import choose, oauthbearer, xoauth2
 from cskpi.core.clock import FakeClock
 from cskpi.core.config.file import ConfigError, load_config
+from cskpi.core.config.secrets import SecretError
 from cskpi.core.http.client import AuthError, FatalAPIError
 from cskpi.core.store.engine import open_engine
 from cskpi.core.sync import Source, run_sync
@@ -324,6 +325,30 @@ def test_a_rotated_refresh_token_is_used_and_stored_in_the_keyring(
     connector(box, authority, clock, refresh_token="keyring:box-oauth").check()
 
     assert [form["refresh_token"] for form in authority.refreshes()] == [first, second]
+
+
+def test_a_locked_keyring_keeps_the_rotated_token_in_memory(
+    box: Dovecot, authority: Authority, isolated: MemoryKeyring,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    def locked(name: str, value: str) -> None:
+        raise SecretError("the keyring is locked; unlock it and try again")
+
+    monkeypatch.setattr(oauth2, "set_secret", locked)
+    authority.rotate = True
+    first = authority.grant(box.user)
+    isolated.passwords[("cskpi", "box-oauth")] = first
+    clock = FakeClock(wall_start=NOW)
+    connector(box, authority, clock, refresh_token="keyring:box-oauth").check()
+    clock.advance(3600)
+    connector(box, authority, clock, refresh_token="keyring:box-oauth").check()
+
+    assert isolated.passwords[("cskpi", "box-oauth")] == first
+    assert authority.refreshes()[1]["refresh_token"] != first
+    assert (
+        "box: could not store the new refresh token in keyring:box-oauth (the keyring is "
+        "locked; unlock it and try again); using it until exit"
+    ) in caplog.text
 
 
 def test_cskpi_check_names_a_revoked_refresh_token_and_exits_1(
