@@ -2,7 +2,8 @@
 
 One stream, ``mail``, yields tickets (one per thread), messages, ratings (survey replies
 matching ``rating_pattern``), people and organizations. Modules, in the order mail flows:
-:mod:`.imap` (connect, fetch new UIDs read-only), :mod:`.parse` (headers to facts,
+:mod:`.imap` (connect, sign in with a password or, through :mod:`.oauth2` and :mod:`.sasl`,
+an OAuth2 access token; fetch new UIDs read-only), :mod:`.parse` (headers to facts,
 best-effort), :mod:`.threads` (threads, and the state kept in the cursor), :mod:`.tickets`
 (derived fields and the resolution rule). docs/email.md has the rules.
 
@@ -32,6 +33,7 @@ from cskpi.connectors import base
 from cskpi.connectors.base import ConnectorSettings, Page, PagesStream, StatusHistory, own_settings
 from cskpi.connectors.email.imap import Fetched, Login, check_folders, examine, new_mail, session
 from cskpi.connectors.email.imap import sent_folder as find_sent_folder
+from cskpi.connectors.email.oauth2 import OAuth2Settings, TokenSource
 from cskpi.connectors.email.parse import Mail, parse_mail
 from cskpi.connectors.email.threads import (
     AGENT,
@@ -71,7 +73,12 @@ class EmailSettings(ConnectorSettings):
         default="ssl", description="ssl | starttls | none (none only for 127.0.0.1)."
     )
     username: str = Field(description="The mailbox login.")
-    password: Secret = Field(description="The mailbox password (a secret reference).")
+    password: Secret | None = Field(
+        default=None, description="The mailbox password (a secret reference); or oauth2."
+    )
+    oauth2: OAuth2Settings | None = Field(
+        default=None, description="Sign in with an OAuth2 refresh token instead of password."
+    )
     ca_bundle: str | None = Field(default=None, description="CA bundle to verify the server.")
     folders: list[str] = Field(default=["INBOX"], min_length=1, description="Folders of mail.")
     sent_folder: str | None = Field(
@@ -113,6 +120,14 @@ class EmailSettings(ConnectorSettings):
             raise ValueError('tls = "none" is allowed only for 127.0.0.1: use ssl or starttls')
         return self
 
+    @model_validator(mode="after")
+    def _one_sign_in(self) -> Self:
+        if self.password is None and self.oauth2 is None:
+            raise ValueError("needs password or oauth2 (an OAuth2 refresh token) to sign in")
+        if self.password is not None and self.oauth2 is not None:
+            raise ValueError("give either password or oauth2, not both")
+        return self
+
 
 @dataclass(frozen=True)
 class _Agents:
@@ -142,16 +157,19 @@ class EmailConnector:
         self.settings = own_settings(settings, EmailSettings)
         self.clock: Clock = clock or SystemClock()
         s = self.settings
+        password = s.password.get_secret_value() if s.password is not None else None
+        tokens = TokenSource(name, s.oauth2, self.clock) if s.oauth2 is not None else None
         self.login = Login(
-            s.host, s.port or _PORTS[s.tls], s.tls, s.username, s.password.get_secret_value(),
-            s.ca_bundle, f"the password of connector {name} (connectors.{name}.password)",
+            s.host, s.port or _PORTS[s.tls], s.tls, s.username, password, s.ca_bundle,
+            f"the password of connector {name} (connectors.{name}.password)", tokens,
         )  # fmt: skip
         self.agents = _Agents.of(s.agent_addresses)
         self.rules = Rules(s.resolve_after, s.rating_kind, s.rating_scale)
         self.rating = re.compile(s.rating_pattern) if s.rating_pattern else None
 
     def check(self) -> None:
-        """Log in and open every folder read-only (a refused login names the secret)."""
+        """Log in and open every folder read-only. A refused login names the secret; with
+        OAuth2, which step failed: the token endpoint, or the IMAP server."""
         with session(self.login) as client:
             check_folders(client, [folder for folder, _ in self.folders(client)])
 

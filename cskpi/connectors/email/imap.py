@@ -21,6 +21,8 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 from imapclient.imapclient import SENT
 
+from cskpi.connectors.email.oauth2 import TokenSource
+from cskpi.connectors.email.sasl import sign_in
 from cskpi.core.http.client import AuthError
 
 log = logging.getLogger("cskpi.connectors.email.connector")
@@ -41,9 +43,10 @@ class Login:
     port: int
     tls: str  # ssl | starttls | none
     username: str
-    password: str
+    password: str | None  # None: signed in with OAuth2 (``oauth``)
     ca_bundle: str | None
     secret_hint: str  # which setting holds the password, for the error message
+    oauth: TokenSource | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +74,23 @@ def session(login: Login) -> Iterator[IMAPClient]:
         if login.tls == "starttls":
             client.starttls(context)
         client.normalise_times = False  # aware INTERNALDATEs, not local naive times
-        try:
-            client.login(login.username, login.password)
-        except LoginError:
-            raise AuthError(
-                f"the IMAP server {login.host} refused the login of {login.username}: "
-                f"check {login.secret_hint}"
-            ) from None
+        _sign_in(client, login)
         yield client
     finally:
         _close(client)
+
+
+def _sign_in(client: IMAPClient, login: Login) -> None:
+    if login.oauth is not None:
+        sign_in(client, login.username, login.oauth, login.host)
+        return
+    try:
+        client.login(login.username, login.password)
+    except LoginError:
+        raise AuthError(
+            f"the IMAP server {login.host} refused the login of {login.username}: "
+            f"check {login.secret_hint}"
+        ) from None
 
 
 def _close(client: IMAPClient) -> None:

@@ -36,7 +36,7 @@ protocols = imap
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth2_mechanisms}
 default_internal_user = {internal}
 default_login_user = {login}
 first_valid_uid = {uid}
@@ -49,8 +49,9 @@ mail_access_groups =
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/users
+  mechanisms = plain login
 }}
-userdb {{
+{oauth2_passdb}userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/mail/%n
 }}
@@ -74,6 +75,32 @@ service imap-login {{
     port = 0
   }}
 }}
+"""
+
+
+# Dovecot 2.3's oauth2 passdb (built into dovecot-core), asking a test's introspection
+# endpoint about each token: https://doc.dovecot.org/2.3/configuration_manual/authentication/oauth2/
+# No failure delay and no anvil penalty for 127.0.0.1, so refused tokens answer at once.
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
+}}
+auth_failure_delay = 0
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+"""
+_OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+force_introspection = yes
 """
 
 
@@ -107,6 +134,7 @@ class Dovecot:
     user: str = USER
     password: str = PASSWORD
     handed_out: int = 0
+    introspection_url: str | None = None  # set: XOAUTH2 and OAUTHBEARER asking this URL
 
     def start(self) -> None:
         internal, login, uid, gid = _accounts()
@@ -117,11 +145,20 @@ class Dovecot:
         (self.root / "users").write_text("".join(f"{u}:{{PLAIN}}{self.password}\n" for u in users))
         config = self.root / "dovecot.conf"
         values = {"root": self.root, "port": self.port, "uid": uid, "gid": gid}
+        values.update(self._oauth2())
         config.write_text(_CONFIG.format(internal=internal, login=login, **values))
         # Without -F the master daemonizes after its listeners are bound: ready on return.
         # Its output goes to a file: a pipe would stay open in the daemon and block run().
         with (self.root / "start.log").open("wb") as out:
             subprocess.run([DOVECOT, "-c", str(config)], check=True, stdout=out, stderr=out)
+
+    def _oauth2(self) -> dict[str, str]:
+        if self.introspection_url is None:
+            return {"oauth2_mechanisms": "", "oauth2_passdb": ""}
+        ext = self.root / "dovecot-oauth2.conf.ext"
+        ext.write_text(_OAUTH2_CONF.format(url=self.introspection_url))
+        return {"oauth2_mechanisms": " xoauth2 oauthbearer",
+                "oauth2_passdb": _OAUTH2_PASSDB.format(root=self.root)}  # fmt: skip
 
     def mailbox(self) -> Dovecot:
         """Another empty mailbox on this server, so that tests can share one server; the
