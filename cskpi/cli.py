@@ -470,7 +470,8 @@ def demo(
     digest(config=path, dry_run=True, date=at)
     out.print(
         f"Next: cskpi kpis -c {path} --now {now} --by agent\n      cskpi status -c {path}"
-        f"\n      cskpi digest -c {path} --date {at} --dry-run --out digest/",
+        f"\n      cskpi digest -c {path} --date {at} --dry-run --out digest/"
+        f"\n      cskpi report -c {path} --now {now} --by agent",
         highlight=False,
         soft_wrap=True,  # a command broken over two lines cannot be pasted
     )

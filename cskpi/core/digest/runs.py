@@ -144,12 +144,17 @@ def attached_report(
     engine: Engine, config: Config, report: str | None, at: datetime
 ) -> tuple[str, str] | None:
     """The report a digest's ``attach_report`` names, for the window its own period gives
-    at the digest's time: its file name (the ``out`` pattern's last part) and HTML."""
+    at the digest's time: its file name (the ``out`` pattern's last part) and HTML. One that
+    cannot be made is logged and left out: the digest still goes."""
     if report is None:
         return None
     from cskpi.core.digest.report.page import scheduled
 
-    page, path = scheduled(engine, config, report, at)
+    try:
+        page, path = scheduled(engine, config, report, at)
+    except Exception as exc:
+        log.error("report %s not attached: %s", report, redact(f"{type(exc).__name__}: {exc}"))
+        return None
     return path.name, page.html
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import stat
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -321,3 +322,22 @@ def test_a_digest_email_attaches_its_report(tmp_path: Path) -> None:
     assert attached[0].get_content() == report
     assert Parsed(report).figures()["tickets_created"] == 4
     assert "weekly-2026-11-13.html" in [p.name for p in write_files(rendered, tmp_path / "o")]
+
+
+def test_a_report_that_fails_is_left_out_and_the_digest_still_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cskpi.core.digest.report import page
+    from cskpi.core.digest.runs import preview
+
+    def broken(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(page, "scheduled", broken)
+    monkeypatch.setattr(logging.getLogger("cskpi"), "propagate", True)
+    attach = 'by = "agent"\nattach_report = "weekly"\n'
+    cfg = helpdesk(tmp_path, HELPDESK, CONFIG.replace('by = "agent"\n', attach) + REPORTS)
+    rendered = preview(cfg, "daily", AT)
+    assert rendered.report is None
+    assert rendered.text.startswith("daily digest · Thu 19 Nov 2026")
+    assert "report weekly not attached: OSError: disk full" in caplog.text
