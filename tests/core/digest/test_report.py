@@ -154,6 +154,9 @@ def test_headings_are_in_order_and_tables_have_headers(tmp_path: Path) -> None:
     assert len(ths) > 100
     assert all(a.get("scope") in ("col", "row") for a in ths)
     assert [t for t, _ in page.tags].count("table") == [t for t, _ in page.tags].count("caption")
+    ids = [a["id"] for _, a in page.tags if "id" in a]
+    assert len(ids) == len(set(ids)), "every id once, the charts' SVG ids too"
+    assert sum(i.startswith("series-") for i in ids) > 10
 
 
 def test_sections_without_data_say_why(tmp_path: Path) -> None:
