@@ -231,6 +231,52 @@ def kpis(
         _print_kpis(report)
 
 
+@app.command()
+def report(
+    config: ConfigOption = None,
+    period: Annotated[
+        str | None,
+        typer.Option("--period", "-p", help="As for kpis: last-7d (default), last-30d, Nd, …"),
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", metavar="DATE", help="Window start: date or datetime.")
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--to", metavar="DATE", help="Window end (exclusive); default now."),
+    ] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(metavar="DIMENSION", help="Add a table per agent, group, channel, …"),
+    ] = None,
+    connector: ConnectorsOption = None,
+    now: Annotated[
+        str | None,
+        typer.Option(metavar="DATE", help="Evaluate as of this instant (reproducible reports)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", metavar="FILE", help="Default: report-FROM-TO.html here."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace the file if it exists.")] = False,
+) -> None:
+    """Write one self-contained HTML report of a window: KPIs with their change, daily
+    chart, distributions, heatmap, SLA breaches, data freshness (see README: Reports).
+
+    Example: cskpi report --period last-30d --by agent --out november.html"""
+    from cskpi.core import app as core
+
+    cfg = config_or_fail(config)
+    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
+    try:
+        path = core.report(cfg, request, out, replace=force)
+    except FileExistsError as exc:
+        fail(f"{exc.filename} already exists; --force replaces it")
+    except (ValueError, core.UsageError) as exc:
+        fail(str(exc))
+    typer.echo(f"wrote {path}")
+
+
 def _format(given: str, choices: tuple[str, ...]) -> str:
     """``--format`` in any case (JSON, Csv); a usage error naming the choices otherwise."""
     if given.lower() not in choices:
@@ -424,7 +470,8 @@ def demo(
     digest(config=path, dry_run=True, date=at)
     out.print(
         f"Next: cskpi kpis -c {path} --now {now} --by agent\n      cskpi status -c {path}"
-        f"\n      cskpi digest -c {path} --date {at} --dry-run --out digest/",
+        f"\n      cskpi digest -c {path} --date {at} --dry-run --out digest/"
+        f"\n      cskpi report -c {path} --now {now} --by agent",
         highlight=False,
         soft_wrap=True,  # a command broken over two lines cannot be pasted
     )

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, text
@@ -16,6 +17,7 @@ from cskpi.connectors.base import ConnectorFactory, close_connector
 from cskpi.core.config.file import DIMENSIONS, Config
 from cskpi.core.config.periods import Window, explicit_window, parse_instant, period_window
 from cskpi.core.config.secrets import redact
+from cskpi.core.files import write_private
 from cskpi.core.kpis.report import KpiContext, Report, compute
 from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import StoreError, check_store, open_engine, write_transaction
@@ -209,13 +211,17 @@ def kpi_window(config: Config, request: KpiRequest) -> Window:
     return explicit_window(request.start, end, tz, now)
 
 
-def kpis(config: Config, request: KpiRequest) -> Report:
-    """The KPI report for a period or explicit window (SPEC §1 `cskpi kpis`)."""
+def _check_request(config: Config, request: KpiRequest) -> None:
     if request.by is not None and request.by not in DIMENSIONS:
         raise UsageError(f"--by {request.by!r}: use one of {', '.join(DIMENSIONS)}")
     unknown = [n for n in request.connectors if n not in config.connectors]
     if unknown:
         raise UsageError(f"no connector named {unknown[0]!r} in {config.path.name}")
+
+
+def kpis(config: Config, request: KpiRequest) -> Report:
+    """The KPI report for a period or explicit window (SPEC §1 `cskpi kpis`)."""
+    _check_request(config, request)
     window = kpi_window(config, request)
     engine = open_engine(config.database, create=False)
     try:
@@ -239,3 +245,26 @@ def _require_synced(engine: Engine, connectors: Sequence[str]) -> None:
     if missing := [name for name in connectors if name not in synced]:
         raise StoreError(f"connector {missing[0]!r} has not synced yet: run "
                          f"`cskpi sync --connector {missing[0]}` first", 1)  # fmt: skip
+
+
+def report(
+    config: Config, request: KpiRequest, out: Path | None = None, *, replace: bool = False
+) -> Path:
+    """Write the HTML report of a window (SPEC §9 `cskpi report`) to ``out``, by default
+    ``report-FROM-TO.html`` in the current folder; an existing file is kept (FileExistsError)
+    unless ``replace``. 0600: it holds ticket subjects."""
+    from cskpi.core.digest.report.page import build, file_name
+
+    _check_request(config, request)
+    window = kpi_window(config, request)
+    period = None if request.start else (request.period or DEFAULT_PERIOD)
+    engine = open_engine(config.database, create=False)
+    try:
+        _require_synced(engine, request.connectors)
+        page = build(engine, config, window, period=period, by=request.by,
+                     connectors=request.connectors)  # fmt: skip
+    finally:
+        engine.dispose()
+    path = out or Path(file_name(window))
+    write_private(path, page.html, exclusive=not replace)
+    return path

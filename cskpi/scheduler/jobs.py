@@ -24,6 +24,8 @@ log = logging.getLogger("cskpi.run")
 # A connector with neither `schedule` nor `every` still syncs: often enough for a daily
 # digest to be fresh, rarely enough for any vendor's rate limit.
 DEFAULT_EVERY = timedelta(minutes=15)
+# A report due while the scheduler was busy is still written this late (as a digest's grace).
+REPORT_GRACE = timedelta(hours=6)
 
 
 class Trigger(Protocol):
@@ -40,7 +42,7 @@ class DigestSender(Protocol):
 
 @dataclass(frozen=True)
 class JobSpec:
-    """One scheduled job: ``id`` is ``sync:NAME`` or ``digest:NAME``."""
+    """One scheduled job: ``id`` is ``sync:NAME``, ``digest:NAME`` or ``report:NAME``."""
 
     id: str
     trigger: Trigger
@@ -69,6 +71,10 @@ def job_specs(config: Config) -> list[JobSpec]:
     specs += [
         JobSpec(f"digest:{name}", cron_trigger(d.schedule, tz), d.grace)
         for name, d in config.digests.items()
+    ]
+    specs += [
+        JobSpec(f"report:{name}", cron_trigger(r.schedule, tz), REPORT_GRACE)
+        for name, r in config.reports.items()
     ]
     return specs
 
@@ -125,6 +131,21 @@ def run_digest_job(send: DigestSender, config: Config, name: str, at: datetime) 
     detail = "; ".join(f"{t.target}: {t.error}" for t in failed) or None
     _log_job(f"digest:{name}", started, sum(t.status == "sent" for t in targets), detail)
     return not failed
+
+
+def run_report_job(engine: Engine, config: Config, name: str, at: datetime) -> bool:
+    """Write report ``name`` for the window its period gives at ``at`` (its ``out`` file)."""
+    from cskpi.core.digest.report.page import write_scheduled
+
+    started = time.monotonic()
+    try:
+        path = write_scheduled(engine, config, name, at)
+    except Exception as exc:
+        _log_job(f"report:{name}", started, 0, f"{type(exc).__name__}: {exc}")
+        return False
+    _log_job(f"report:{name}", started, 1, None)
+    log.info("report:%s written to %s", name, path)
+    return True
 
 
 def _log_job(job: str, started: float, rows: int, error: str | None) -> None:

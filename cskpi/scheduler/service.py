@@ -35,12 +35,14 @@ from cskpi.core.config.timespec import cron_trigger
 from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import open_engine
 from cskpi.scheduler.jobs import (
+    REPORT_GRACE,
     DigestSender,
     JobSpec,
     job_specs,
     latest_fire_time,
     owed_digests,
     run_digest_job,
+    run_report_job,
     run_sync_job,
 )
 
@@ -91,7 +93,7 @@ class Daemon:
         self._lock = threading.Lock()
         self._waiting: set[tuple[str, datetime]] = set()  # digests owed, waiting for a sync
         self.engine: Engine = open_engine(config.database)
-        workers = len(config.connectors) + len(config.digests) + 2
+        workers = len(config.connectors) + len(config.digests) + len(config.reports) + 2
         self.scheduler = BackgroundScheduler(
             timezone=config.timezone, executors={"default": ThreadPoolExecutor(workers)}
         )
@@ -139,6 +141,11 @@ class Daemon:
             ok = run_sync_job(self.engine, config, self.types, name, self.stopping.is_set)
             self.send_waiting()
             return ok
+        if kind == "report":
+            schedule = config.reports[name].schedule
+            trigger = cron_trigger(schedule, config.timezone)
+            at = at or latest_fire_time(trigger, self.clock(), REPORT_GRACE) or self.clock()
+            return run_report_job(self.engine, config, name, at)
         settings = config.digests[name]
         if at is None:
             trigger = cron_trigger(settings.schedule, config.timezone)

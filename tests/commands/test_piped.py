@@ -19,10 +19,11 @@ def test_piped_demo_output_keeps_each_command_on_one_line(tmp_path: Path) -> Non
     )  # fmt: skip
     lines = done.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("Next: "))
-    hints = [line.removeprefix("Next:").strip() for line in lines[start : start + 3]]
+    hints = [line.removeprefix("Next:").strip() for line in lines[start : start + 4]]
     config = folder / "cskpi.toml"
     assert [h.split(" --")[0] for h in hints] == [
-        f"cskpi kpis -c {config}", f"cskpi status -c {config}", f"cskpi digest -c {config}"
+        f"cskpi kpis -c {config}", f"cskpi status -c {config}", f"cskpi digest -c {config}",
+        f"cskpi report -c {config}",
     ]  # fmt: skip
     assert hints[0].endswith("--by agent")
     assert hints[2].endswith("--dry-run --out digest/")

@@ -296,3 +296,32 @@ def test_a_restart_never_sends_a_digest_twice(tmp_path: Path, webhook: str) -> N
         rows = conn.execute("SELECT digest, target, status, window_from FROM digest_run").fetchall()
     yesterday = int(datetime(2026, 11, 21, 23, 0, tzinfo=UTC).timestamp())  # 22 Nov, Berlin
     assert rows == [("morning", "slack", "sent", yesterday)]
+
+
+REPORTS = """
+[reports.weekly]
+schedule = "0 6 * * mon"
+period = "last-week"
+out = "reports/{name}-{from}-{to}.html"
+by = "agent"
+"""
+
+
+def test_a_report_job_writes_its_window_beside_the_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = NOW.replace(hour=5, minute=0, second=2)  # Monday 06:00:02 in Berlin
+    d = Daemon(write_config(tmp_path, REPORTS), installed(), clock=lambda: clock)
+    assert sorted(d.schedule()) == ["heartbeat", "report:weekly", "sync:demo"]
+    assert {j.id: j for j in d.scheduler.get_jobs()}["report:weekly"].misfire_grace_time == 6 * 3600
+    caplog.set_level("INFO", logger="cskpi.run")
+    assert d.run_job("sync:demo") is True
+    assert d.run_job("report:weekly") is True
+    d.engine.dispose()
+    written = tmp_path / "reports" / "weekly-2026-11-16-2026-11-22.html"  # last week, Mon-Sun
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == [written.name]
+    assert written.stat().st_mode & 0o777 == 0o600
+    html = written.read_text(encoding="utf-8")
+    assert "<h1>Support report · 16 Nov to 22 Nov 2026</h1>" in html
+    assert "KPIs by agent, the busiest first" in html
+    assert f"report:weekly written to {written}" in caplog.text

@@ -46,6 +46,7 @@ from cskpi.core.config.tables import (
     EmailTarget,
     KpiSettings,
     PriorityTargets,
+    ReportSettings,
     Sla,
     SlackTarget,
     Targets,
@@ -68,6 +69,7 @@ __all__ = [
     "EmailTarget",
     "KpiSettings",
     "PriorityTargets",
+    "ReportSettings",
     "Sla",
     "SlackTarget",
     "absolute_database_url",
@@ -135,6 +137,7 @@ class Config(BaseModel):
     costs: Costs | None = None
     targets: Targets = Targets()
     digests: dict[Annotated[str, AfterValidator(_name)], DigestSettings] = {}
+    reports: dict[Annotated[str, AfterValidator(_name)], ReportSettings] = {}
 
     @model_validator(mode="before")
     @classmethod
@@ -188,10 +191,29 @@ def load_config(path: Path, connector_types: Mapping[str, ConnectorFactory]) -> 
     found = raw.get("connectors", {})
     connectors = _connectors(found, connector_types, timezone, base, shown, raw)
     errors.extend(connectors.errors)
+    if config is not None:
+        errors.extend(_report_references(config, shown, found))
     if errors:
         raise ConfigError(errors)
     assert config is not None
     return config.model_copy(update={"connectors": connectors.settings})
+
+
+def _report_references(config: Config, shown: str, connectors: object) -> list[str]:
+    """A digest's ``attach_report`` names a report; a report's ``connectors`` are configured."""
+    errors = []
+    reports = ", ".join(config.reports) or "none"
+    for name, digest in config.digests.items():
+        if digest.attach_report is not None and digest.attach_report not in config.reports:
+            missing = digest.attach_report
+            errors.append(f"{shown}: [digests.{name}] attach_report: no [reports.{missing}] "
+                          f"table; configured reports: {reports}")  # fmt: skip
+    known = connectors if isinstance(connectors, dict) else {}
+    for name, report in config.reports.items():
+        if unknown := [c for c in report.connectors if c not in known]:
+            errors.append(f"{shown}: [reports.{name}] connectors: no connector named "
+                          f"{unknown[0]!r}; configured: {', '.join(known) or 'none'}")  # fmt: skip
+    return errors
 
 
 def absolute_database_url(url: str, base: Path) -> str:

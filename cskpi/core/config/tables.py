@@ -1,6 +1,6 @@
 """The models of the config file's own tables: ``[business_hours]``, ``[sla]``, ``[kpis]``,
-``[costs]`` and ``[digests.NAME]`` with its Slack and email targets, and the KPI, period and
-dimension names they accept.
+``[costs]``, ``[digests.NAME]`` with its Slack and email targets and ``[reports.NAME]``, and
+the KPI, period and dimension names they accept.
 
 They are apart from ``file.py`` because they say what a valid table holds, while
 ``file.py`` reads the file, validates the connector tables against each plugin's own
@@ -11,6 +11,7 @@ from ``cskpi.core.config.file``, which re-exports them with the top-level :class
 from __future__ import annotations
 
 import re
+import string
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal, Self, get_args
 from urllib.parse import urlsplit
@@ -267,3 +268,40 @@ class DigestSettings(_Model):
     slack: SlackTarget | None = None
     email: EmailTarget | None = None
     grace: Duration = timedelta(hours=6)
+    attach_report: str | None = None  # a [reports.NAME] to attach to the email
+
+
+# --- [reports.NAME] ---------------------------------------------------------------------
+
+OUT_PLACEHOLDERS = ("name", "from", "to")
+
+
+def _report_period(value: str) -> str:
+    if value in PERIODS or re.fullmatch(r"[1-9]\d*d", value):
+        return value
+    raise ValueError(
+        "must be one of today, yesterday, last-7d, last-30d, Nd (e.g. 14d), this-week, "
+        "last-week, this-month, last-month"
+    )
+
+
+def _out_pattern(value: str) -> str:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(value) if f is not None]
+    except ValueError:
+        raise ValueError("is not a valid pattern; write a literal { or } as {{ or }}") from None
+    if unknown := [f for f in fields if f not in OUT_PLACEHOLDERS]:
+        raise ValueError(f"unknown placeholder {{{unknown[0]}}}; use {{name}}, {{from}}, {{to}}")
+    if not value.strip():
+        raise ValueError("must name a file, e.g. reports/{name}-{from}.html")
+    return value
+
+
+class ReportSettings(_Model):
+    """A report written on a schedule by `cskpi run` (README: Reports)."""
+
+    schedule: CronExpression
+    period: Annotated[str, AfterValidator(_report_period)] = "last-7d"
+    out: Annotated[str, AfterValidator(_out_pattern)] = "reports/{name}-{from}.html"
+    by: Dimension | None = None
+    connectors: tuple[str, ...] = ()

@@ -1,9 +1,16 @@
-"""The digest's 14-day chart: a PNG drawn with matplotlib's Agg canvas, and a text sparkline
-for where no image can go (a Slack webhook cannot upload files)."""
+"""The charts of the digest and the report, each drawn once as a matplotlib figure and saved
+as PNG (the email digest, Slack) or as inline SVG (the HTML report): one drawing, two formats.
+Also a text sparkline for where no image can go (a Slack webhook cannot upload files).
+
+Colour is never the only signal: solved bars are hatched, the backlog line has markers, and
+every chart has a legend or labels with its numbers."""
 
 from __future__ import annotations
 
 import io
+import math
+import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cskpi.core.digest.content import Series
@@ -38,7 +45,12 @@ WIDTH_IN, HEIGHT_IN, DPI = 5.4, 3.0, 200
 TEXT_PT, TITLE_PT = 11, 13
 
 
-def chart_figure(series: Series, title: str = "Last 14 days") -> Figure:
+# The report shows its charts up to 760 px wide: a wider figure keeps the same point sizes
+# at ~13 px there.
+REPORT_WIDTH_IN = 8.4
+
+
+def chart_figure(series: Series, title: str = "Last 14 days", width: float = WIDTH_IN) -> Figure:
     """Created vs solved per day as bars, the end-of-day backlog as a line on its own axis;
     the legend sits above the plot, beside the title, so it covers no bar or point."""
     # Figure + the Agg canvas, not pyplot: no global state, safe in the scheduler's threads.
@@ -46,16 +58,20 @@ def chart_figure(series: Series, title: str = "Last 14 days") -> Figure:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width, HEIGHT_IN * max(1.0, width / WIDTH_IN * 0.7)), dpi=DPI,
+                 layout="constrained")  # fmt: skip
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     x = list(range(len(series.days)))
     ax.bar([i - 0.2 for i in x], series.created, width=0.4, color=CREATED, label="created")
-    ax.bar([i + 0.2 for i in x], series.solved, width=0.4, color=SOLVED, label="solved")
-    # Every other day labelled, counted back from the last so the latest day always is.
-    last = len(x) - 1
+    ax.bar([i + 0.2 for i in x], series.solved, width=0.4, color=SOLVED, label="solved",
+           hatch="///", edgecolor="white", linewidth=0)  # fmt: skip
+    # Every other day labelled (every n-th for a longer series), counted back from the last
+    # so the latest day always is.
+    last, step = len(x) - 1, max(1, math.ceil(len(x) / (8 * width / WIDTH_IN)))
     ax.set_xticks(
-        x, [f"{d:%a}\n{d.day}" if (last - i) % 2 == 0 else "" for i, d in enumerate(series.days)]
+        x,
+        [f"{d:%a}\n{d.day}" if (last - i) % step == 0 else "" for i, d in enumerate(series.days)],
     )
     ax.tick_params(labelsize=TEXT_PT)
     ax.set_ylabel("tickets per day", fontsize=TEXT_PT)
@@ -75,8 +91,62 @@ def chart_figure(series: Series, title: str = "Last 14 days") -> Figure:
     return fig
 
 
-def chart_png(series: Series, title: str = "Last 14 days") -> bytes:
+def bars_figure(
+    labels: Sequence[str], counts: Sequence[int], title: str, width: float = REPORT_WIDTH_IN
+) -> Figure:
+    """Counts per bucket as horizontal bars, first bucket on top, each bar's count written
+    beside it: a distribution (first response, resolution, backlog age) read at a glance."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    height = max(1.2, 0.42 * len(labels) + 0.7)
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    y = list(range(len(labels)))
+    ax.barh(y, counts, color=BACKLOG, height=0.6)
+    ax.set_yticks(y, list(labels))
+    ax.invert_yaxis()
+    ax.set_xlim(0, max([*counts, 1]) * 1.15)  # room for the last count's text
+    for i, n in zip(y, counts, strict=True):
+        ax.text(n, i, f" {n:,}", va="center", fontsize=TEXT_PT)
+    ax.tick_params(labelsize=TEXT_PT)
+    ax.xaxis.set_visible(False)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title, fontsize=TITLE_PT, loc="left")
+    return fig
+
+
+def png(fig: Figure) -> bytes:
     out = io.BytesIO()
     # No Software/date metadata: the same data gives the same bytes.
-    chart_figure(series, title).savefig(out, format="png", metadata={"Software": None})
+    fig.savefig(out, format="png", metadata={"Software": None})
     return out.getvalue()
+
+
+_SVG_START = re.compile(r"^.*?(?=<svg)", re.DOTALL)  # the XML prolog and its DOCTYPE
+_SVG_DROP = re.compile(r"<metadata>.*?</metadata>|<style[^>]*>.*?</style>", re.DOTALL)
+_SVG_ID = re.compile(r'(id="|url\(#|href="#)([^")]+)')
+
+
+def svg(fig: Figure, label: str, prefix: str) -> str:
+    """The figure as an ``<svg>`` element to put inside HTML: text kept as text (smaller,
+    searchable, read by screen readers), no prolog, metadata or global style, every id
+    given ``prefix`` so several charts in one page cannot clash, and ``label`` as its
+    accessible name."""
+    from matplotlib import rc_context
+
+    out = io.StringIO()
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": prefix}):
+        fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
+    text = _SVG_DROP.sub("", _SVG_START.sub("", out.getvalue(), count=1))
+    text = _SVG_ID.sub(lambda m: f"{m[1]}{prefix}-{m[2]}", text)
+    title = label.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    head = f'<svg role="img" aria-labelledby="{prefix}-title"'
+    text = text.replace("<svg", head, 1)
+    return re.sub(r"(<svg[^>]*>)", rf'\1<title id="{prefix}-title">{title}</title>', text, count=1)
+
+
+def chart_png(series: Series, title: str = "Last 14 days") -> bytes:
+    return png(chart_figure(series, title))

@@ -8,6 +8,7 @@ unanswered tickets, read here with the engine's own population rules (docs/kpis.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -200,10 +201,11 @@ def compare_window(settings: DigestSettings, tz: ZoneInfo, at: datetime) -> Wind
         return period_window(period, tz, at - timedelta(days=7), schedule)
     if period == SINCE_LAST:  # the run before: up to this window's start
         return period_window(period, tz, period_window(period, tz, at, schedule).start, schedule)
-    return period_window(period, tz, _one_period_back(period, tz, at))
+    return period_window(period, tz, one_period_back(period, tz, at))
 
 
-def _one_period_back(period: str, tz: ZoneInfo, at: datetime) -> datetime:
+def one_period_back(period: str, tz: ZoneInfo, at: datetime) -> datetime:
+    """``at`` moved back by one ``period`` (a month back for a month period)."""
     local = at.astimezone(tz)
     if period.endswith("month"):
         first = month_start(local.date(), 1)
@@ -338,16 +340,21 @@ def ticket_url(config: Config, connector: str, external_id: str) -> str | None:
         return None
 
 
-def unanswered(engine: Engine, config: Config, at: datetime) -> tuple[list[Unanswered], int]:
-    """The oldest tickets with no first reply at ``at`` (and not solved by then), and how
-    many there are; judged from the stored timestamps, so a past ``at`` is reproducible."""
+def unanswered(
+    engine: Engine, config: Config, at: datetime, limit: int = UNANSWERED_SHOWN,
+    connectors: Sequence[str] = (),
+) -> tuple[list[Unanswered], int]:  # fmt: skip
+    """The ``limit`` oldest tickets with no first reply at ``at`` (and not solved by then),
+    and how many there are; judged from the stored timestamps, so a past ``at`` is
+    reproducible. ``connectors``: only theirs (default every connector)."""
+    only, params = _only(connectors)
     where = (
         "FROM ticket WHERE NOT deleted AND created_at < :at "
         "AND (first_reply_at IS NULL OR first_reply_at >= :at) "
         "AND (COALESCE(first_solved_at, solved_at) IS NULL OR "
-        "COALESCE(first_solved_at, solved_at) >= :at)"
+        f"COALESCE(first_solved_at, solved_at) >= :at){only}"
     )
-    params = {"at": to_epoch(at), "n": UNANSWERED_SHOWN}
+    params |= {"at": to_epoch(at), "n": limit}
     with engine.connect() as conn:
         total = int(conn.execute(text(f"SELECT COUNT(*) {where}"), params).scalar_one())
         rows = conn.execute(
@@ -358,6 +365,14 @@ def unanswered(engine: Engine, config: Config, at: datetime) -> tuple[list[Unans
             params,
         ).all()
     return [_unanswered_row(config, at, *row) for row in rows], total
+
+
+def _only(connectors: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The SQL condition (and its parameters) keeping the tickets of ``connectors``."""
+    if not connectors:
+        return "", {}
+    marks = ", ".join(f":c{n}" for n in range(len(connectors)))
+    return f" AND connector IN ({marks})", {f"c{n}": c for n, c in enumerate(connectors)}
 
 
 def _unanswered_row(
@@ -376,16 +391,21 @@ def _unanswered_row(
     )
 
 
-def breached(engine: Engine, config: Config, window: Window, ctx: KpiContext) -> list[Breached]:
-    """The oldest tickets created in the window that breached a first-response or resolution
-    target: the tickets the SLA KPIs count as breaches (``formulas.sla_judged``)."""
+def breached(
+    engine: Engine, config: Config, window: Window, ctx: KpiContext, limit: int = BREACHED_SHOWN,
+    connectors: Sequence[str] = (),
+) -> list[Breached]:  # fmt: skip
+    """The ``limit`` oldest tickets created in the window that breached a first-response or
+    resolution target: the tickets the SLA KPIs count as breaches (``formulas.sla_judged``)."""
     if ctx.sla is None:
         return []
-    sql = ("SELECT id, created_at, first_reply_at, priority, status, solved_at FROM ticket "
+    only, params = _only(connectors)
+    sql = ("SELECT id, created_at, first_reply_at, priority, status, solved_at FROM ticket "  # noqa: S608
            "WHERE NOT deleted AND created_at >= :s AND created_at < :e "
-           "AND priority IS NOT NULL ORDER BY created_at, id")  # fmt: skip
+           f"AND priority IS NOT NULL{only} ORDER BY created_at, id")  # fmt: skip
+    params |= {"s": to_epoch(window.start), "e": to_epoch(window.end)}
     with engine.connect() as conn:
-        rows = conn.execute(text(sql), {"s": to_epoch(window.start), "e": to_epoch(window.end)})
+        rows = conn.execute(text(sql), params)
         columns = list(zip(*rows, strict=False)) or [()] * 6
     stamps = [np.array([np.nan if v is None else v for v in c], dtype=np.float64)
               for c in (columns[1], columns[2], columns[5])]  # fmt: skip
@@ -394,7 +414,7 @@ def breached(engine: Engine, config: Config, window: Window, ctx: KpiContext) ->
                    "status": np.array(columns[4], dtype=object)}, None)  # fmt: skip
     kinds = ("first_response", "resolution")
     missed = [sla_judged(frame, window, ctx, kind)[1] for kind in kinds]
-    shown = np.flatnonzero(missed[0] | missed[1])[:BREACHED_SHOWN]
+    shown = np.flatnonzero(missed[0] | missed[1])[:limit]
     what = {str(columns[0][i]): ", ".join(k.replace("_", " ") for k, m in zip(kinds, missed,
             strict=True) if m[i]) for i in shown}  # fmt: skip
     return _breached_rows(engine, config, what)

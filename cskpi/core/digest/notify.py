@@ -204,10 +204,12 @@ def _slack_reason(exc: Exception) -> str:
 
 
 def email_message(
-    target: EmailTarget, subject: str, text: str, html_for: Any, chart: Chart | None
-) -> EmailMessage:
+    target: EmailTarget, subject: str, text: str, html_for: Any, chart: Chart | None,
+    attachment: tuple[str, str] | None = None,
+) -> EmailMessage:  # fmt: skip
     """multipart/alternative: text/plain, then multipart/related (text/html + the chart
-    inline by Content-ID). ``html_for(image_src)`` renders the HTML around the image."""
+    inline by Content-ID). ``html_for(image_src)`` renders the HTML around the image.
+    ``attachment``: (file name, HTML) attached after them (multipart/mixed): the report."""
     msg = EmailMessage()
     domain = target.from_.rpartition("@")[2]
     msg["Subject"] = subject
@@ -223,6 +225,9 @@ def email_message(
         html_part = msg.get_body(("html",))
         assert isinstance(html_part, EmailMessage)
         html_part.add_related(chart.png, "image", "png", cid=cid, filename=chart.filename)
+    if attachment is not None:
+        name, html = attachment
+        msg.add_attachment(html, subtype="html", filename=name)  # text/html; charset=utf-8
     return msg
 
 

@@ -100,6 +100,7 @@ class Rendered:
     png: bytes
     webhook_message: dict[str, Any]
     api_message: dict[str, Any]
+    report: tuple[str, str] | None = None  # (file name, HTML) of the `attach_report` report
 
     def html(self, image_src: str | None) -> str:
         return render.html(self.digest, image_src)
@@ -127,7 +128,7 @@ def targets_of(settings: DigestSettings) -> list[tuple[str, Target]]:
 
 
 def render_digest(engine: Engine, config: Config, name: str, at: datetime) -> Rendered:
-    settings_of(config, name)
+    settings = settings_of(config, name)
     digest = build(engine, config, name, at)
     return Rendered(
         digest=digest,
@@ -135,7 +136,26 @@ def render_digest(engine: Engine, config: Config, name: str, at: datetime) -> Re
         png=chart_png(digest.series),
         webhook_message=render.slack_message(digest, sparkline=True),
         api_message=render.slack_message(digest, sparkline=False),
+        report=attached_report(engine, config, settings.attach_report, at),
     )
+
+
+def attached_report(
+    engine: Engine, config: Config, report: str | None, at: datetime
+) -> tuple[str, str] | None:
+    """The report a digest's ``attach_report`` names, for the window its own period gives
+    at the digest's time: its file name (the ``out`` pattern's last part) and HTML. One that
+    cannot be made is logged and left out: the digest still goes."""
+    if report is None:
+        return None
+    from cskpi.core.digest.report.page import scheduled
+
+    try:
+        page, path = scheduled(engine, config, report, at)
+    except Exception as exc:
+        log.error("report %s not attached: %s", report, redact(f"{type(exc).__name__}: {exc}"))
+        return None
+    return path.name, page.html
 
 
 @contextmanager
@@ -249,7 +269,7 @@ def _send(where: str, target: Target, rendered: Rendered, clock: Clock | None) -
     if isinstance(target, EmailTarget):
         msg = notify.email_message(
             target, render.subject(rendered.digest), rendered.text,
-            partial(render.html, rendered.digest), rendered.chart,
+            partial(render.html, rendered.digest), rendered.chart, rendered.report,
         )  # fmt: skip
         return notify.send_email(where, target, msg)
     if target.webhook_url is not None:
@@ -338,6 +358,8 @@ def write_files(rendered: Rendered, folder: Path) -> list[Path]:
         folder / f"{stem}.html": rendered.html(png.name),
         folder / f"{stem}.txt": rendered.text,
     }
+    if rendered.report is not None:
+        files[folder / rendered.report[0]] = rendered.report[1]
     for path, content in files.items():  # customer data: 0600 (core/files.py)
         write_private(path, content + ("" if content.endswith("\n") else "\n"))
     write_private(png, rendered.png)

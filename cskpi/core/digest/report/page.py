@@ -1,0 +1,123 @@
+"""`cskpi report`: one self-contained HTML file (``templates/report.html.j2``) with inline CSS
+and inline SVG charts, no script and no remote resource, so it opens the same offline, in a
+browser, attached to an email and on a phone.
+
+The figures are `cskpi kpis --format json`'s (``kpis.output.to_json`` of ``kpis.compute``);
+the previous window is the same engine over the window one period earlier (a month back for
+the month periods, the same number of days back otherwise, the span just before for
+``--from/--to``) evaluated at the same instant, so `cskpi kpis --from … --to … --now …`
+reproduces both columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from cskpi.core.config.file import Config, ReportSettings
+from cskpi.core.config.periods import Window, period_window
+from cskpi.core.digest.content import one_period_back, window_label
+from cskpi.core.digest.report.sections import Inputs, sections
+from cskpi.core.files import write_private
+from cskpi.core.kpis.output import to_json
+from cskpi.core.kpis.report import KpiContext, arrange, compute
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    window: Window
+    html: str
+
+
+def previous_window(window: Window, period: str | None) -> Window:
+    """The window the change column compares with, evaluated at ``window.now``."""
+    if period is None:
+        span = window.end - window.start
+        return Window(window.start - span, window.start, window.tz, window.now)
+    earlier = period_window(period, window.tz, one_period_back(period, window.tz, window.now))
+    return Window(earlier.start, earlier.end, window.tz, window.now)
+
+
+def build(
+    engine: Engine,
+    config: Config,
+    window: Window,
+    *,
+    period: str | None = None,
+    by: str | None = None,
+    connectors: Sequence[str] = (),
+) -> ReportPage:
+    """The report of ``window``; ``period`` is what made it (for the previous window)."""
+    ctx = KpiContext.from_config(config)
+    chosen = tuple(connectors)
+    report = arrange(compute(engine, window, ctx, connectors=chosen, by=by), "volume")
+    previous = previous_window(window, period)
+    before = compute(engine, previous, ctx, connectors=chosen)
+    doc, before_doc = to_json(report), to_json(before)
+    inputs = Inputs(config, engine, window, previous, ctx, chosen, doc, before_doc)
+    return ReportPage(window, render(inputs, by, period))
+
+
+def render(i: Inputs, by: str | None, period: str | None) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cskpi.core.digest", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    w = i.window
+    return env.get_template("report.html.j2").render(
+        title=f"Support report · {window_label(w)}",
+        window=w,
+        local=lambda moment: f"{moment.astimezone(w.tz):%Y-%m-%d %H:%M}",
+        previous=i.previous,
+        previous_label=window_label(i.previous),
+        connectors=i.doc["connectors"],
+        by=by,
+        command=reproduce(i, by),
+        sections=sections(i),
+    )
+
+
+def reproduce(i: Inputs, by: str | None) -> str:
+    """The `cskpi kpis` command that prints this report's figures."""
+    w = i.window
+    parts = ["cskpi kpis", f"--from {w.start.astimezone(w.tz).isoformat()}",
+             f"--to {w.end.astimezone(w.tz).isoformat()}",
+             f"--now {w.now.astimezone(w.tz).isoformat()}"]  # fmt: skip
+    parts += [f"--connector {c}" for c in i.connectors]
+    parts += [f"--by {by}"] if by else []
+    return " ".join([*parts, "--format json"])
+
+
+def file_name(window: Window, pattern: str = "report-{from}-{to}.html", name: str = "") -> str:
+    """``pattern`` with {name} and the window's local first and last dates ({from}, {to})."""
+    first = window.start.astimezone(window.tz).date()
+    last = (window.end - timedelta(microseconds=1)).astimezone(window.tz).date()
+    return pattern.format_map({"name": name, "from": first.isoformat(), "to": last.isoformat()})
+
+
+def scheduled(engine: Engine, config: Config, name: str, at: datetime) -> tuple[ReportPage, Path]:
+    """The report ``[reports.NAME]`` for the window its period gives at ``at``, and where it
+    goes (``out``, relative to the config file's folder)."""
+    settings: ReportSettings = config.reports[name]
+    window = period_window(settings.period, config.timezone, at, settings.schedule)
+    page = build(engine, config, window, period=settings.period, by=settings.by,
+                 connectors=settings.connectors)  # fmt: skip
+    path = Path(file_name(window, settings.out, name)).expanduser()
+    return page, path if path.is_absolute() else config.path.parent / path
+
+
+def write_scheduled(engine: Engine, config: Config, name: str, at: datetime) -> Path:
+    """Write the scheduled report, replacing the file of the same window (a rerun refreshes
+    it); 0600, as every file of customer data."""
+    page, path = scheduled(engine, config, name, at)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private(path, page.html)
+    return path

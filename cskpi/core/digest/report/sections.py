@@ -1,0 +1,491 @@
+"""The sections of `cskpi report` (SPEC §9), one provider each, in the order they are shown.
+
+Every figure comes from the document `cskpi kpis --format json` prints for the same window
+(``Inputs.doc``, made by ``kpis.output.to_json``), or from the same engine run over another
+window (the previous window; the daily series until SPEC §6's ``--interval`` lands). A
+provider whose data this version does not compute returns :class:`Missing` with the reason;
+wiring such a section is filling its provider.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from cskpi.core.config.file import Config
+from cskpi.core.config.periods import Window, midnight
+from cskpi.core.digest import chart
+from cskpi.core.digest.content import LABELS, Series, breached, delta, unanswered
+from cskpi.core.digest.report.blocks import (
+    Block,
+    Cell,
+    Chart,
+    Heading,
+    Missing,
+    Note,
+    Section,
+    Table,
+)
+from cskpi.core.kpis.definitions import definition
+from cskpi.core.kpis.output import detail_text, duration_text, value_text
+from cskpi.core.kpis.report import Entry, KpiContext, compute
+from cskpi.core.store.sync_state import all_states
+
+TICKETS_SHOWN = 20  # breached and waiting tickets: the oldest, so the file stays small
+GROUPS_SHOWN = 50  # rows of the --by table
+SERIES_DAYS = 92  # the stand-in daily series runs the engine once a day: a quarter at most
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_TONE_WORD = {"good": "better", "bad": "worse", "neutral": ""}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every provider may read."""
+
+    config: Config
+    engine: Engine
+    window: Window
+    previous: Window
+    ctx: KpiContext
+    connectors: tuple[str, ...]
+    doc: dict[str, Any]  # `cskpi kpis --format json` of the window
+    before: dict[str, Any]  # the same for the previous window
+
+    @property
+    def kpis(self) -> dict[str, Entry]:
+        kpis: dict[str, Entry] = self.doc["kpis"]
+        return kpis
+
+
+Provider = Callable[[Inputs], list[Block]]
+
+
+def label(key: str) -> str:
+    return LABELS.get(key, key.replace("_", " ").capitalize())
+
+
+def figure(key: str, value: Any, field: str = "value", **more: str) -> dict[str, str]:
+    """The data attributes that carry a figure exactly as the JSON document has it."""
+    attrs = {"data-kpi": key, "data-field": field, "data-value": json.dumps(value)}
+    return attrs | {f"data-{k}": v for k, v in more.items()}
+
+
+def shown(key: str, entry: Entry) -> str:
+    """The headline as a person reads it; a shape this version's formatter does not know (a
+    KPI added later) is shown plainly rather than failing the report."""
+    value = entry.get("value")
+    try:
+        return value_text(key, entry)
+    except (KeyError, TypeError, ValueError):
+        if isinstance(value, dict):
+            return " / ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in
+                              value.items())  # fmt: skip
+        return str(value)
+
+
+def detail(key: str, entry: Entry) -> str:
+    try:
+        return detail_text(key, entry)
+    except (KeyError, TypeError, ValueError):
+        return str(entry.get("reason", ""))
+
+
+# --- the KPI table ----------------------------------------------------------------------
+
+
+def kpi_table(i: Inputs) -> list[Block]:
+    before = i.before["kpis"]
+    rows = [_kpi_row(key, entry, before.get(key)) for key, entry in i.kpis.items()]
+    head = ["KPI", "Value", "Detail", "Previous window", "Change"]
+    return [Table("Every KPI of the window, with the previous window's value", head, rows)]
+
+
+def _kpi_row(key: str, entry: Entry, before: Entry | None) -> list[Cell]:
+    change = _change(key, entry, before)
+    previous = before.get("value") if before else None
+    return [
+        Cell(label(key), {"data-kpi": key, "data-entry": json.dumps(entry)}, header=True),
+        Cell(shown(key, entry), figure(key, entry.get("value")), cls="num"),
+        Cell(detail(key, entry)),
+        Cell(shown(key, before) if before else "-", figure(key, previous, "previous"), cls="num"),
+        change,
+    ]
+
+
+def _change(key: str, entry: Entry, before: Entry | None) -> Cell:
+    """The change as text with its direction in words (colour is not the only signal)."""
+    now, then = entry.get("value"), before.get("value") if before else None
+    if not (_number(now) and _number(then)) or before is None:
+        return Cell("")
+    d = delta(key, entry, before)
+    if d is None:
+        return Cell("")
+    word = _TONE_WORD[d.tone]
+    return Cell(f"{d.arrow} {d.text}" + (f" ({word})" if word else ""), cls=d.tone)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# --- daily series -----------------------------------------------------------------------
+
+
+def daily_series(i: Inputs) -> list[Block]:
+    series = _series_of(i.doc) or _engine_series(i)
+    if series is None:
+        return [Missing(f"the daily chart covers windows of up to {SERIES_DAYS} days")]
+    title = "Tickets created and solved per day, and the backlog at each day's end"
+    rows = [
+        [Cell(f"{d:%a %d %b}", header=True),
+         *(Cell(f"{v:,}", {"data-day": d.isoformat(), "data-field": name, "data-value": str(v)},
+                cls="num") for name, v in (("created", c), ("solved", s), ("backlog", b)))]
+        for d, c, s, b in zip(series.days, series.created, series.solved, series.backlog,
+                              strict=True)
+    ]  # fmt: skip
+    table = Table("The numbers per day", ["Day", "Created", "Solved", "Backlog"], rows, folded=True)
+    return [
+        Chart(
+            chart.svg(chart.chart_figure(series, "Per day", chart.REPORT_WIDTH_IN), title, "series")
+        ),
+        table,
+    ]
+
+
+def _series_of(doc: dict[str, Any]) -> Series | None:
+    """The series `kpis --interval day` gives (SPEC §6), when the document has one."""
+    series = doc.get("series")
+    if not series or series.get("interval") != "day":
+        return None
+    buckets = series["buckets"]
+    values = {k: [int(b["kpis"][k]["value"] or 0) for b in buckets]
+              for k in ("tickets_created", "tickets_solved", "backlog")}  # fmt: skip
+    days = [datetime.fromisoformat(b["from"]).date() for b in buckets]
+    return Series(days, values["tickets_created"], values["tickets_solved"], values["backlog"])
+
+
+def _engine_series(i: Inputs) -> Series | None:
+    """STAND-IN until SPEC §6's ``--interval day`` series lands: the KPI engine run once
+    per local day of the window (that day's [from, to), the window's ``now``), so each
+    point is the figure `cskpi kpis` gives for that day. Replace it with the series in
+    ``Inputs.doc`` (see :func:`_series_of`), which computes the buckets in one pass."""
+    if _day_count(i.window) > SERIES_DAYS:
+        return None
+    days = local_days(i.window)
+    created, solved, backlog = [], [], []
+    for start, end in days:
+        day = Window(start, end, i.window.tz, i.window.now)
+        kpis = compute(i.engine, day, i.ctx, connectors=i.connectors).kpis
+        created.append(int(kpis["tickets_created"]["value"]))
+        solved.append(int(kpis["tickets_solved"]["value"]))
+        backlog.append(int(kpis["backlog"]["value"]))
+    dates = [s.astimezone(i.window.tz).date() for s, _ in days]
+    return Series(dates, created, solved, backlog)
+
+
+def _first_last(w: Window) -> tuple[date, date]:
+    return w.start.astimezone(w.tz).date(), (w.end - timedelta(microseconds=1)).astimezone(
+        w.tz
+    ).date()
+
+
+def _day_count(w: Window) -> int:
+    first, last = _first_last(w)
+    return (last - first).days + 1
+
+
+def local_days(w: Window) -> list[tuple[datetime, datetime]]:
+    """The window cut at local midnights: [from, to) of each day, the first and last clipped."""
+    first, _ = _first_last(w)
+    days = [first + timedelta(days=n) for n in range(_day_count(w))]
+    return [(max(w.start, midnight(d, w.tz)), min(w.end, midnight(d + timedelta(days=1), w.tz)))
+            for d in days]  # fmt: skip
+
+
+# --- distributions and stages -----------------------------------------------------------
+
+_DISTRIBUTIONS = {
+    "first_response_distribution": "Time to first reply, tickets created in the window",
+    "resolution_distribution": "Time to resolution, tickets solved in the window",
+    "backlog_age": "Backlog by age at the window's end",
+}
+
+
+def distributions(i: Inputs) -> list[Block]:
+    blocks: list[Block] = []
+    for key, title in _DISTRIBUTIONS.items():
+        blocks.append(Heading(label(key)))
+        blocks += _distribution(key, title, i.kpis.get(key))
+    return blocks
+
+
+def _distribution(key: str, title: str, entry: Entry | None) -> list[Block]:
+    if entry is None:
+        return [Missing(f"{key} is not computed by this version (SPEC §6)")]
+    value = entry.get("value")
+    if not isinstance(value, dict):
+        return [Missing(str(entry.get("reason", f"{key} has no buckets")))]
+    names, counts = list(value), [int(v) for v in value.values()]
+    rows = [[Cell(n, header=True), Cell(f"{c:,}", figure(key, c, "bucket", bucket=n), cls="num")]
+            for n, c in zip(names, counts, strict=True)]  # fmt: skip
+    svg = chart.svg(chart.bars_figure(names, counts, title), title, key)
+    return [Chart(svg), Table(f"{title}: the numbers", ["Bucket", "Tickets"], rows, folded=True)]
+
+
+_STAGED = ("resolution_stages", "time_in_status")
+
+
+def stages(i: Inputs) -> list[Block]:
+    blocks: list[Block] = []
+    for key in _STAGED:
+        blocks.append(Heading(label(key)))
+        blocks += _stages(key, i.kpis.get(key))
+    return blocks
+
+
+def _stages(key: str, entry: Entry | None) -> list[Block]:
+    """Each part of the entry that has a median (a stage, a status) as a row."""
+    if entry is None:
+        return [Missing(f"{key} is not computed by this version (SPEC §6)")]
+    parts = {k: v for k, v in entry.items() if isinstance(v, dict) and "median" in v}
+    if not parts:
+        return [Missing(str(entry.get("reason", f"{key} has no stages")))]
+    rows = [
+        [Cell(name.replace("_", " "), header=True),
+         *(Cell(duration_text(part.get(s)), figure(key, part.get(s), s, stage=name), cls="num")
+           for s in ("median", "p90", "mean"))]
+        for name, part in parts.items()
+    ]  # fmt: skip
+    n = entry.get("n")
+    note = f"over {n:,} tickets" if isinstance(n, int) else ""
+    return [Table(label(key), ["Stage", "Median", "p90", "Mean"], rows, note)]
+
+
+# --- submissions heatmap ----------------------------------------------------------------
+
+
+def heatmap(i: Inputs) -> list[Block]:
+    key = "submissions_by_hour"
+    matrix = i.kpis.get(key, {}).get("value")
+    if not isinstance(matrix, list):
+        return [Missing(f"{key} is not in the KPI document")]
+    top = max((n for row in matrix for n in row), default=0)
+    rows = []
+    for day, hours in enumerate(matrix):
+        cells = [Cell(f"{n:,}", figure(key, n, "cell", day=str(day), hour=str(h)),
+                      cls=f"num heat-{math.ceil(5 * n / top) if top else 0}")
+                 for h, n in enumerate(hours)]  # fmt: skip
+        rows.append([Cell(_DAYS[day], header=True), *cells, Cell(f"{sum(hours):,}", cls="num")])
+    head = ["Day", *(f"{h:02d}" for h in range(24)), "Total"]
+    caption = (f"Tickets created by weekday and hour ({i.window.tz}); darker is busier, "
+               "each cell shows its count")  # fmt: skip
+    return [Table(caption, head, rows)]
+
+
+# --- the --by table ---------------------------------------------------------------------
+
+_BY_COLUMNS = {
+    "tickets_created": "Created", "tickets_solved": "Solved", "backlog": "Backlog",
+    "first_response_time": "First response", "resolution_time": "Resolution",
+    "fcr_rate": "FCR", "csat": "CSAT", "sla_first_response": "SLA first reply met",
+}  # fmt: skip
+
+
+def by_table(i: Inputs) -> list[Block]:
+    by = i.doc.get("by")
+    if by is None:
+        return [Missing("no --by dimension given (e.g. cskpi report --by agent)")]
+    groups = by["groups"]
+    rows = [_group_row(g) for g in groups[:GROUPS_SHOWN]]
+    more = len(groups) - GROUPS_SHOWN
+    note = (f"… and {more:,} more: cskpi kpis --by {by['dimension']} --format csv lists them all"
+            if more > 0 else "")  # fmt: skip
+    head = [by["dimension"].capitalize(), *_BY_COLUMNS.values()]
+    return [Table(f"KPIs by {by['dimension']}, the busiest first", head, rows, note)]
+
+
+def _group_row(group: dict[str, Any]) -> list[Cell]:
+    kpis = group["kpis"]
+    key = json.dumps(group["key"])
+    return [Cell(group["label"], header=True)] + [
+        Cell(shown(k, kpis[k]), figure(k, kpis[k]["value"], group=key), cls="num")
+        for k in _BY_COLUMNS
+        if k in kpis
+    ]
+
+
+# --- SLA breaches and waiting tickets ---------------------------------------------------
+
+
+def sla(i: Inputs) -> list[Block]:
+    rows = [_sla_row(k, i.kpis[k]) for k in ("sla_first_response", "sla_resolution")]
+    head = ["Target", "Met", "Judged", "Breaches"]
+    blocks: list[Block] = [Table("SLA targets of tickets created in the window", head, rows)]
+    return blocks + _breached(i) + _waiting(i)
+
+
+def _sla_row(key: str, entry: Entry) -> list[Cell]:
+    if entry["value"] is None:
+        return [Cell(label(key), header=True), Cell("-", figure(key, None)),
+                Cell(str(entry.get("reason", ""))), Cell("")]  # fmt: skip
+    judged, met = int(entry["denominator"]), int(entry["numerator"])
+    return [
+        Cell(label(key), header=True),
+        Cell(shown(key, entry), figure(key, entry["value"]), cls="num"),
+        Cell(f"{met:,} of {judged:,}", figure(key, judged, "denominator"), cls="num"),
+        Cell(f"{judged - met:,}", figure(key, judged - met, "breaches"), cls="num"),
+    ]
+
+
+def _breached(i: Inputs) -> list[Block]:
+    found = breached(i.engine, i.config, i.window, i.ctx, TICKETS_SHOWN + 1, i.connectors)
+    if not found:
+        return [Note("No ticket created in the window missed a target.")]
+    rows = [[Cell(b.ticket_id, href=b.url, header=True), Cell(b.priority or "-"),
+             Cell(b.missed), Cell(b.subject)] for b in found[:TICKETS_SHOWN]]  # fmt: skip
+    note = f"the oldest {TICKETS_SHOWN} are shown" if len(found) > TICKETS_SHOWN else ""
+    head = ["Ticket", "Priority", "Missed", "Subject"]
+    return [Table("Tickets that missed a target, oldest first", head, rows, note)]
+
+
+def _waiting(i: Inputs) -> list[Block]:
+    at = i.window.at
+    found, total = unanswered(i.engine, i.config, at, TICKETS_SHOWN, i.connectors)
+    if not total:
+        return [Note("No ticket was waiting for a first reply at the window's end.")]
+    rows = [[Cell(u.ticket_id, href=u.url, header=True), Cell(u.age, cls="num"),
+             Cell(u.priority or "-"), Cell("breached" if u.overdue else "-"),
+             Cell(u.subject)] for u in found]  # fmt: skip
+    head = ["Ticket", "Waiting", "Priority", "First-reply SLA", "Subject"]
+    caption = f"Waiting for a first reply at the window's end: {total:,}; the oldest"
+    return [Table(caption, head, rows)]
+
+
+# --- sections other work fills ----------------------------------------------------------
+
+
+def unhappy(i: Inputs) -> list[Block]:
+    return [Missing("the unhappy-customer list (SPEC §6, cskpi tickets --unhappy) is not built "
+                    "in this version")]  # fmt: skip
+
+
+def accounts(i: Inputs) -> list[Block]:
+    by = i.doc.get("by")
+    if by is None or by["dimension"] != "organization":
+        return [Missing("accounts at risk need --by organization")]
+    groups = [g for g in by["groups"] if "account" in g]
+    if not groups:
+        return [Missing("account data (SPEC §6) is not computed by this version")]
+    risky = [g for g in groups if g["account"].get("at_risk")]
+    if not risky:
+        return [Note("No account is at risk.")]
+    rows = [[Cell(g["label"], header=True),
+             Cell(f"{g['account'].get('mrr') or 0:,.2f}", figure("account", g["account"].get("mrr"),
+                  "mrr", group=json.dumps(g["key"])), cls="num"),
+             Cell(", ".join(r.replace("_", " ") for r in g["account"].get("reasons", [])))]
+            for g in risky[:GROUPS_SHOWN]]  # fmt: skip
+    return [Table("Accounts at risk, by MRR", ["Organization", "MRR", "Why"], rows)]
+
+
+def divergence(i: Inputs) -> list[Block]:
+    native = {k: e["native"] for k, e in i.kpis.items() if isinstance(e.get("native"), dict)}
+    if not native:
+        return [Missing("vendor-native figures (SPEC §7, kpis --native) are not computed by this "
+                        "version")]  # fmt: skip
+    rows = [[Cell(label(k), header=True), Cell(shown(k, i.kpis[k]), cls="num"),
+             Cell(duration_text(n.get("value")), figure(k, n.get("value"), "native"), cls="num"),
+             Cell(f"{n.get('diverging', 0):,} of {n.get('n', 0):,}", cls="num"),
+             Cell(", ".join(f"{r.replace('_', ' ')} {c:,}" for r, c in
+                            (n.get("reasons") or {}).items()))]
+            for k, n in native.items()]  # fmt: skip
+    head = ["KPI", "cskpi", "Vendor", "Tickets diverging", "Why"]
+    return [Table("cskpi's figures beside the vendors' own", head, rows)]
+
+
+def forecast(i: Inputs) -> list[Block]:
+    return [Missing("the arrivals forecast (SPEC §8, cskpi forecast) is not built in this version")]
+
+
+def staffing(i: Inputs) -> list[Block]:
+    return [Missing("the staffing plan (SPEC §8, cskpi staffing) is not built in this version")]
+
+
+def alerts(i: Inputs) -> list[Block]:
+    return [Missing("alerts (SPEC §8, [alerts.NAME]) are not built in this version")]
+
+
+# --- data freshness and definitions -----------------------------------------------------
+
+
+def freshness(i: Inputs) -> list[Block]:
+    states = [s for s in all_states(i.engine) if s.connector in i.doc["connectors"]]
+    if not states:
+        return [Missing("no connector has a sync record")]
+    rows = []
+    for name in sorted({s.connector for s in states}):
+        mine = [s for s in states if s.connector == name]
+        times = [s.last_success_at for s in mine]
+        oldest = None if None in times else min(t for t in times if t is not None)
+        errors = "; ".join(f"{s.stream}: {s.last_error}" for s in mine if s.last_error)
+        rows.append([
+            Cell(name, header=True),
+            Cell(_when(oldest, i.window), {"data-connector": name, "data-field": "last_success",
+                                           "data-value": json.dumps(_iso(oldest))}),
+            Cell(f"{len(mine)}", cls="num"),
+            Cell(f"{sum(s.rows for s in mine):,}", cls="num"),
+            Cell(errors or "-"),
+        ])  # fmt: skip
+    head = ["Connector", "Every stream synced by", "Streams", "Rows", "Last error"]
+    return [Table("Last successful sync per connector", head, rows)]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _when(moment: datetime | None, w: Window) -> str:
+    if moment is None:
+        return "never (a stream has not synced yet)"
+    age = duration_text((w.now - moment).total_seconds())
+    return f"{moment.astimezone(w.tz):%Y-%m-%d %H:%M} ({age} before the report's instant)"
+
+
+def definitions(i: Inputs) -> list[Block]:
+    rows = [[Cell(label(k), {"id": f"def-{k}"}, header=True), Cell(k), Cell(definition(k))]
+            for k in i.kpis]  # fmt: skip
+    return [
+        Table(
+            "What each KPI counts (docs/kpis.md has every rule)", ["KPI", "Key", "Definition"], rows
+        )
+    ]
+
+
+# (id, title, provider) in SPEC §9's order
+SECTIONS: tuple[tuple[str, str, Provider], ...] = (
+    ("kpis", "Key figures", kpi_table),
+    ("series", "Created, solved and backlog per day", daily_series),
+    ("distributions", "First response, resolution and backlog age", distributions),
+    ("stages", "Resolution stages", stages),
+    ("heatmap", "When tickets arrive", heatmap),
+    ("by", "Breakdown", by_table),
+    ("sla", "SLA breaches and the oldest waiting tickets", sla),
+    ("unhappy", "Unhappy customers", unhappy),
+    ("accounts", "Accounts at risk", accounts),
+    ("divergence", "Vendor figures", divergence),
+    ("forecast", "Forecast", forecast),
+    ("staffing", "Staffing gaps", staffing),
+    ("alerts", "Alerts fired in the window", alerts),
+    ("freshness", "Data freshness", freshness),
+    ("definitions", "Definitions", definitions),
+)
+
+
+def sections(i: Inputs, only: Sequence[str] = ()) -> list[Section]:
+    return [Section(sid, title, provider(i)) for sid, title, provider in SECTIONS
+            if not only or sid in only]  # fmt: skip

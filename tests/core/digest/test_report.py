@@ -1,0 +1,346 @@
+"""`cskpi report` (SPEC §9): the figures are `cskpi kpis --format json`'s, the previous window
+and the daily series come from the same engine, the file is self-contained (no script, no
+remote resource but ticket links), and long lists are capped. The small helpdesk's numbers
+are worked out by hand; the demo store's are compared with `kpis --format json`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import stat
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from typer.testing import CliRunner
+
+from cskpi.cli import app as cli
+from cskpi.connectors.base import Record, Ticket
+from cskpi.connectors.registry import installed
+from cskpi.core import app, quickstart
+from cskpi.core.config.file import KPI_KEYS, ConfigError, load_config
+from cskpi.core.config.periods import Window
+from cskpi.core.digest.report.page import file_name, previous_window
+from cskpi.core.kpis.definitions import DEFINITIONS
+from tests.core.digest.test_digest import AT, CONFIG, HELPDESK, at, helpdesk
+
+runner = CliRunner()
+NOW = AT.isoformat()  # Fri 20 Nov 09:00 UTC; last-7d = 13-19 Nov
+DEMO_END = datetime(2026, 11, 23, tzinfo=UTC)
+ZENDESK = '[connectors.hd]\ntype = "zendesk"\nsubdomain = "acme"\naccess_token = "zd-tok-17"\n'
+
+
+class Parsed(HTMLParser):
+    """Every start tag with its attributes, the text, and the heading levels in order."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def figures(self, field: str = "value") -> dict[str, Any]:
+        """data-kpi → data-value of the window's figures (not a group's)."""
+        return {a["data-kpi"]: json.loads(a["data-value"]) for _, a in self.tags
+                if a.get("data-field") == field and "data-group" not in a
+                and "data-kpi" in a}  # fmt: skip
+
+    def find(self, **wanted: str) -> list[dict[str, str]]:
+        return [a for _, a in self.tags
+                if all(a.get(f"data-{k}") == v for k, v in wanted.items())]  # fmt: skip
+
+    @property
+    def words(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def write(tmp_path: Path, config: Path, *args: str) -> Parsed:
+    out = tmp_path / "r.html"
+    result = runner.invoke(cli, ["report", "-c", str(config), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(f"wrote {out}\n")
+    return Parsed(out.read_text(encoding="utf-8"))
+
+
+def small(tmp_path: Path, config: str = CONFIG, records: list[Record] = HELPDESK) -> Path:
+    return helpdesk(tmp_path, records, config).path
+
+
+# --- a hand-computed helpdesk -----------------------------------------------------------
+
+
+def test_kpis_and_their_change_against_the_previous_week(tmp_path: Path) -> None:
+    page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
+    value, previous = page.figures(), page.figures("previous")
+    # 13-19 Nov: t4 (18th), t1-t3 (19th); the week before: t5 (10th)
+    assert (value["tickets_created"], previous["tickets_created"]) == (4, 1)
+    assert (value["tickets_solved"], previous["tickets_solved"]) == (3, 0)
+    # open at 20 Nov 00:00: t3 and t5; at 13 Nov 00:00: t5
+    assert (value["backlog"], previous["backlog"]) == (2, 1)
+    words = page.words
+    assert "Tickets created 4 1 ▲ +3 (+300.0%) Tickets solved 3 0 ▲ +3 (better)" in words
+    assert "Backlog 2 1 ▲ +1 (+100.0%) (worse)" in words
+    assert "First response (median) 30m p90 1h 42m, mean 53m 20s, n 3 - First" in words
+
+
+def test_the_daily_series_is_the_engine_per_day(tmp_path: Path) -> None:
+    page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
+    days = [f"2026-11-{d}" for d in range(13, 20)]
+    series = {f: [int(page.find(day=d, field=f)[0]["data-value"]) for d in days]
+              for f in ("created", "solved", "backlog")}  # fmt: skip
+    assert series == {
+        "created": [0, 0, 0, 0, 0, 1, 3],
+        "solved": [0, 0, 0, 0, 0, 1, 2],
+        "backlog": [1, 1, 1, 1, 1, 1, 2],  # t5 all week, t3 from the 19th
+    }
+    assert sum(series["created"]) == page.figures()["tickets_created"]
+    assert series["backlog"][-1] == page.figures()["backlog"]
+
+
+def test_heatmap_cells_and_sla_breaches(tmp_path: Path) -> None:
+    page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
+    cells = {(a["data-day"], a["data-hour"]): int(a["data-value"])
+             for a in page.find(kpi="submissions_by_hour", field="cell")}  # fmt: skip
+    assert len(cells) == 7 * 24
+    assert {k: v for k, v in cells.items() if v} == {("3", "8"): 1, ("3", "9"): 1,
+                                                     ("3", "10"): 1, ("2", "10"): 1}  # fmt: skip
+    # first response: t1 (high, 30m of 4h), t2 (normal, 2h of 8h), t4 (low, 10m of 24h) met;
+    # t3 (normal) unanswered 23h at now: a breach
+    assert page.figures()["sla_first_response"] == 75.0
+    assert page.find(kpi="sla_first_response", field="breaches")[0]["data-value"] == "1"
+    words = page.words
+    assert "Tickets that missed a target, oldest first Ticket Priority Missed Subject " \
+           "hd:t3 normal first response Ticket 3" in words  # fmt: skip
+    # waiting at the window's end (20 Nov 00:00), oldest first
+    assert "Waiting for a first reply at the window's end: 2; the oldest" in words
+    assert "hd:t5 9d 15h - - Ticket 5 hd:t3 14h 00m normal breached Ticket 3 " in words
+
+
+def test_ticket_links_are_the_only_remote_addresses_and_there_is_no_script(
+    tmp_path: Path,
+) -> None:
+    config = small(tmp_path, CONFIG.replace('[connectors.hd]\ntype = "demo"\n', ZENDESK))
+    page = write(tmp_path, config, "--period", "last-7d", "--now", NOW)
+    assert "script" not in {tag for tag, _ in page.tags}
+    remote = [(tag, a) for tag, a in page.tags
+              for k in ("src", "href") if a.get(k, "").lower().startswith("http")]  # fmt: skip
+    assert remote, "the zendesk tickets have links"
+    assert all(tag == "a" and a.get("class") == "ticket" for tag, a in remote)
+    assert {a["href"] for _, a in remote} == {
+        "https://acme.zendesk.com/agent/tickets/t3",
+        "https://acme.zendesk.com/agent/tickets/t5",
+    }
+    assert not [tag for tag, a in page.tags if tag in ("link", "iframe", "object", "embed", "img")]
+    assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]
+
+
+def test_headings_are_in_order_and_tables_have_headers(tmp_path: Path) -> None:
+    page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
+    levels = [int(tag[1]) for tag, _ in page.tags if tag in ("h1", "h2", "h3", "h4")]
+    assert levels[0] == 1
+    assert levels.count(1) == 1
+    assert all(b - a <= 1 for a, b in itertools.pairwise(levels))
+    ths = [a for tag, a in page.tags if tag == "th"]
+    assert len(ths) > 100
+    assert all(a.get("scope") in ("col", "row") for a in ths)
+    assert [t for t, _ in page.tags].count("table") == [t for t, _ in page.tags].count("caption")
+    ids = [a["id"] for _, a in page.tags if "id" in a]
+    assert len(ids) == len(set(ids)), "every id once, the charts' SVG ids too"
+    assert sum(i.startswith("series-") for i in ids) > 10
+
+
+def test_sections_without_data_say_why(tmp_path: Path) -> None:
+    page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
+    words = page.words
+    for reason in (
+        "not available: first_response_distribution is not computed by this version (SPEC §6)",
+        "not available: no --by dimension given (e.g. cskpi report --by agent)",
+        "not available: accounts at risk need --by organization",
+        "not available: the arrivals forecast (SPEC §8, cskpi forecast) is not built",
+        "not available: alerts (SPEC §8, [alerts.NAME]) are not built",
+    ):
+        assert reason in words, reason
+    ids = [a["id"] for tag, a in page.tags if tag == "section"]
+    assert ids == ["kpis", "series", "distributions", "stages", "heatmap", "by", "sla",
+                   "unhappy", "accounts", "divergence", "forecast", "staffing", "alerts",
+                   "freshness", "definitions"]  # fmt: skip
+
+
+def test_the_file_is_private_named_by_its_window_and_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = small(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    args = ["report", "-c", str(config), "--period", "last-7d", "--now", NOW]
+    assert runner.invoke(cli, args).output == "wrote report-2026-11-13-2026-11-19.html\n"
+    made = tmp_path / "report-2026-11-13-2026-11-19.html"
+    assert stat.S_IMODE(made.stat().st_mode) == 0o600
+    made.write_text("mine")
+    refused = runner.invoke(cli, args)
+    assert (refused.exit_code, refused.output) == (
+        2,
+        "error: report-2026-11-13-2026-11-19.html already exists; --force replaces it\n",
+    )
+    assert made.read_text() == "mine"
+    assert runner.invoke(cli, [*args, "--force"]).exit_code == 0
+    assert made.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_long_lists_are_capped(tmp_path: Path) -> None:
+    waiting: list[Record] = [Ticket(f"w{n}", at(19, 1) + timedelta(minutes=n), at(19, 2), "open",
+                      subject=f"Waiting {n}", priority="low", assignee_id=f"a{n}")
+               for n in range(60)]  # fmt: skip
+    page = write(tmp_path, small(tmp_path, records=waiting), "--period", "last-7d",
+                 "--now", NOW, "--by", "agent")  # fmt: skip
+    assert "Waiting for a first reply at the window's end: 60; the oldest" in page.words
+    assert "Waiting 19 " in page.words
+    assert "Waiting 20 " not in page.words
+    assert len({a["data-group"] for a in page.find(kpi="tickets_created")
+                if "data-group" in a}) == 50  # fmt: skip
+    assert "… and 10 more: cskpi kpis --by agent --format csv lists them all" in page.words
+
+
+def test_previous_window_one_period_back_at_the_same_instant() -> None:
+    tz = ZoneInfo("UTC")
+    month = Window(datetime(2026, 10, 1, tzinfo=tz), datetime(2026, 11, 1, tzinfo=tz), tz, AT)
+    before = previous_window(month, "last-month")
+    assert (before.start, before.end, before.now) == (
+        datetime(2026, 9, 1, tzinfo=tz),
+        datetime(2026, 10, 1, tzinfo=tz),
+        AT,
+    )
+    span = previous_window(month, None)
+    assert (span.start, span.end) == (datetime(2026, 8, 31, tzinfo=tz), month.start)
+    assert file_name(month, "r/{name}-{from}-{to}.html", "m") == "r/m-2026-10-01-2026-10-31.html"
+
+
+# --- the demo store: every figure is `kpis --format json`'s -----------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("demo")
+    path, _ = quickstart.prepare(folder / "demo", 600, 30, 1, DEMO_END)
+    assert app.sync(load_config(path, installed()), installed()).ok
+    return path
+
+
+def test_the_demo_report_has_every_kpi_as_kpis_json_gives_it(demo: Path, tmp_path: Path) -> None:
+    args = ["--period", "last-7d", "--now", DEMO_END.isoformat(), "--by", "agent"]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["kpis", "-c", str(demo), *args, "--format", "json"])
+    doc = json.loads(result.output)
+    assert set(doc["kpis"]) == set(KPI_KEYS)
+    assert page.figures() == {k: e["value"] for k, e in doc["kpis"].items()}
+    entries = {a["data-kpi"]: json.loads(a["data-entry"]) for a in page.find() if "data-entry" in a}
+    assert entries == doc["kpis"]
+    for group in doc["by"]["groups"]:
+        shown = {a["data-kpi"]: json.loads(a["data-value"])
+                 for a in page.find(group=json.dumps(group["key"]))}  # fmt: skip
+        assert len(shown) == 8
+        assert shown == {k: group["kpis"][k]["value"] for k in shown}
+    window = ["--from", "2026-11-09", "--to", "2026-11-16", "--now", DEMO_END.isoformat()]
+    before = runner.invoke(cli, ["kpis", "-c", str(demo), *window, "--format", "json"])
+    assert page.figures("previous") == {
+        k: e["value"] for k, e in json.loads(before.output)["kpis"].items()
+    }
+
+
+def test_every_kpi_has_a_definition() -> None:
+    assert set(KPI_KEYS) <= set(DEFINITIONS)
+
+
+# --- [reports.NAME] ---------------------------------------------------------------------
+
+REPORTS = '\n[reports.weekly]\nschedule = "0 6 * * mon"\n'
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ('out = "r/{week}.html"',
+         "[reports.weekly] out: unknown placeholder {week}; use {name}, {from}, {to}"),
+        ('period = "since-last"', "[reports.weekly] period: must be one of today, yesterday"),
+        ('by = "moon"', "[reports.weekly] by: Input should be 'agent'"),
+        ('connectors = ["zz"]',
+         "[reports.weekly] connectors: no connector named 'zz'; configured: hd"),
+        ("shedule = 1", "[reports.weekly] shedule: unknown key"),
+    ],
+)  # fmt: skip
+def test_report_tables_are_checked_with_one_line_errors(
+    tmp_path: Path, table: str, error: str
+) -> None:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG + REPORTS + table + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, installed())
+    assert len(raised.value.lines) == 1
+    assert raised.value.lines[0].startswith(f"{path}: {error}"), raised.value.lines
+
+
+def test_attach_report_must_name_a_report(tmp_path: Path) -> None:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG.replace('by = "agent"\n', 'by = "agent"\nattach_report = "weekly"\n'))
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, installed())
+    assert raised.value.lines == [f"{path}: [digests.daily] attach_report: no [reports.weekly] "
+                                  "table; configured reports: none"]  # fmt: skip
+
+
+def test_a_digest_email_attaches_its_report(tmp_path: Path) -> None:
+    from email.message import EmailMessage
+
+    from cskpi.core.digest.notify import email_message
+    from cskpi.core.digest.render import html, subject
+    from cskpi.core.digest.runs import preview, write_files
+
+    email = ('email = { to = ["lead@acme.com"], smtp_url = "smtp://127.0.0.1:2525", '
+             'from = "kpi@acme.com" }\nattach_report = "weekly"\n')  # fmt: skip
+    body = CONFIG.replace('by = "agent"\n', 'by = "agent"\n' + email) + REPORTS
+    cfg = helpdesk(tmp_path, HELPDESK, body + 'out = "r/{name}-{from}.html"\n')
+    rendered = preview(cfg, "daily", AT)
+    assert rendered.report is not None
+    name, report = rendered.report
+    assert name == "weekly-2026-11-13.html"  # last-7d at Fri 20 Nov 09:00: 13-19 Nov
+    target = cfg.digests["daily"].email
+    assert target is not None
+    page = lambda src: html(rendered.digest, src)  # noqa: E731
+    msg = email_message(target, subject(rendered.digest), rendered.text, page, rendered.chart,
+                        rendered.report)  # fmt: skip
+    assert msg.get_content_type() == "multipart/mixed"
+    attached = [p for p in msg.iter_attachments() if isinstance(p, EmailMessage)]
+    assert [(p.get_content_type(), p.get_filename()) for p in attached] == [
+        ("text/html", "weekly-2026-11-13.html")
+    ]
+    assert attached[0].get_content() == report
+    assert Parsed(report).figures()["tickets_created"] == 4
+    assert "weekly-2026-11-13.html" in [p.name for p in write_files(rendered, tmp_path / "o")]
+
+
+def test_a_report_that_fails_is_left_out_and_the_digest_still_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cskpi.core.digest.report import page
+    from cskpi.core.digest.runs import preview
+
+    def broken(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(page, "scheduled", broken)
+    monkeypatch.setattr(logging.getLogger("cskpi"), "propagate", True)
+    attach = 'by = "agent"\nattach_report = "weekly"\n'
+    cfg = helpdesk(tmp_path, HELPDESK, CONFIG.replace('by = "agent"\n', attach) + REPORTS)
+    rendered = preview(cfg, "daily", AT)
+    assert rendered.report is None
+    assert rendered.text.startswith("daily digest · Thu 19 Nov 2026")
+    assert "report weekly not attached: OSError: disk full" in caplog.text
