@@ -8,6 +8,7 @@ week of Monday 2 March 2026 (``W1``) unless a case says otherwise.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import Any
 import pytest
 
 from cskpi.connectors import base
+from cskpi.core.kpis import populations as kpi_data
+from cskpi.core.kpis import report as kpis
 from cskpi.core.kpis.output import csv_text, detail_text, json_text, value_text
 from cskpi.core.kpis.report import compute
 from cskpi.core.store.engine import open_engine
-from tests.core.kpis.kpi_reference import Dataset, Entry, Report, report_as_data
+from tests.core.kpis.kpi_reference import Dataset, Entry, Report, differences, report_as_data
 from tests.core.kpis.test_kpis import (
     NINE_TO_FIVE,
     W1,
@@ -36,7 +39,7 @@ from tests.core.kpis.test_kpis import (
     tk,
     zd,
 )
-from tests.postgres import DIALECTS, new_store
+from tests.postgres import DIALECTS, new_store, store_maker
 
 H = 3600
 D = 86400
@@ -507,3 +510,27 @@ def test_split_and_stage_kpis_render_in_every_format(tmp_path: Path) -> None:
     assert len(rows) == 4  # three stages and unreplied
     assert any('"after_reopen",84600.0,"s",3,84600.0,224280.0,114600.0' in r for r in rows)
     assert any('"unreplied",2,"count"' in r for r in rows)
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_every_case_agrees_with_the_reference_through_the_db_api_reader(
+    request: pytest.FixtureRequest, dialect: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole report of every case above, every KPI and group, read through the DB-API
+    driver (the in-memory store's reader) instead of ADBC."""
+    monkeypatch.setattr(kpis, "load", functools.partial(kpi_data.load, prefer_arrow=False))
+    problems = []
+    empty_store = store_maker(request, dialect, tmp_path)
+    for case in CASES:
+        engine = open_engine(empty_store())
+        try:
+            case.data.store(engine)
+            report = compute(engine, case.window, case.context, connectors=case.connectors,
+                             by=case.by, wall=case.wall)  # fmt: skip
+        finally:
+            engine.dispose()
+        expected = case.data.reference(
+            case.window, case.context, case.connectors, case.by, case.wall
+        )
+        problems += [f"{case.id}: {d}" for d in differences(report_as_data(report), expected)]
+    assert not problems, "\n".join(problems)
