@@ -49,6 +49,12 @@ KPI_KEYS: tuple[str, ...] = (
     "escalation_rate", "sla_first_response", "sla_resolution", "csat", "nps", "ces",
     "agent_replies_per_solved", "submissions_by_hour", "cost_per_ticket",
     "cost_revenue_ratio", "churn_rate",
+    # SPEC §6, in its table's order
+    "first_resolution_time", "first_resolution_time_business", "resolution_stages",
+    "time_in_status", "reassignment_rate", "touches", "first_response_distribution",
+    "resolution_distribution", "esat", "public_replies", "internal_notes", "tickets_touched",
+    "active_agents", "awaiting_reply", "unique_customers", "repeat_contact_rate",
+    "backlog_time_to_clear",
 )  # fmt: skip
 DEFAULT_DIGEST_KPIS: tuple[str, ...] = (
     "tickets_created", "tickets_solved", "backlog", "first_response_time",
@@ -135,6 +141,8 @@ class Sla(_Model):
 
 class KpiSettings(_Model):
     escalation_tags: tuple[str, ...] = ("escalated",)
+    # how long after a solve a new ticket from the same requester is a repeat contact (§6)
+    repeat_window: PositiveDuration = timedelta(days=7)
 
 
 def _currency(value: str) -> str:

@@ -51,17 +51,32 @@ LABELS = {
     "csat": "CSAT", "nps": "NPS", "ces": "CES", "agent_replies_per_solved": "Replies per solved",
     "submissions_by_hour": "Busiest hour", "cost_per_ticket": "Cost per ticket",
     "cost_revenue_ratio": "Cost / revenue", "churn_rate": "Churn rate",
+    "first_resolution_time": "First resolution (median)",
+    "first_resolution_time_business": "First resolution, business (median)",
+    "resolution_stages": "Resolution stages (median)", "time_in_status": "Time in status (median)",
+    "reassignment_rate": "Reassignment rate", "touches": "Touches",
+    "first_response_distribution": "First response spread",
+    "resolution_distribution": "Resolution spread", "esat": "eSAT",
+    "public_replies": "Public replies", "internal_notes": "Internal notes",
+    "tickets_touched": "Tickets touched", "active_agents": "Active agents",
+    "awaiting_reply": "Awaiting reply", "unique_customers": "Unique customers",
+    "repeat_contact_rate": "Repeat contact rate", "backlog_time_to_clear": "Days to clear backlog",
 }  # fmt: skip
 
 # Which way is better; a KPI not listed (volume, CES whose scale direction varies) is neutral.
 _HIGHER_IS_BETTER = {"tickets_solved", "fcr_rate", "sla_first_response", "sla_resolution",
-                     "csat", "nps"}  # fmt: skip
+                     "csat", "nps", "public_replies"}  # fmt: skip
 _LOWER_IS_BETTER = {"backlog", "backlog_change", "first_response_time",
                     "first_response_time_business", "response_time", "resolution_time",
                     "resolution_time_business", "reopen_rate", "escalation_rate",
                     "agent_replies_per_solved", "cost_per_ticket", "cost_revenue_ratio",
-                    "churn_rate"}  # fmt: skip
-_NO_DELTA = {"backlog_age", "submissions_by_hour"}
+                    "churn_rate", "first_resolution_time", "first_resolution_time_business",
+                    "reassignment_rate", "repeat_contact_rate",
+                    "backlog_time_to_clear"}  # fmt: skip
+# Split into buckets or stages: no one change to show.
+_NO_DELTA = {"backlog_age", "submissions_by_hour", "resolution_stages", "time_in_status",
+             "touches", "first_response_distribution", "resolution_distribution",
+             "awaiting_reply"}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -37,6 +38,7 @@ class KpiContext:
     sla: Sla | None = None
     escalation_tags: tuple[str, ...] = ("escalated",)
     costs: Costs | None = None
+    repeat_window: timedelta = timedelta(days=7)  # [kpis] repeat_window
 
     @classmethod
     def from_config(cls, config: Config) -> KpiContext:
@@ -47,6 +49,7 @@ class KpiContext:
             sla=config.sla,
             escalation_tags=config.kpis.escalation_tags,
             costs=config.costs,
+            repeat_window=config.kpis.repeat_window,
         )
 
 
@@ -57,6 +60,8 @@ def kpi_set(
     p: Populations, w: Window, ctx: KpiContext, split: str | None = None
 ) -> dict[str, Entry]:
     """Every KPI, in SPEC order, from one set of populations."""
+    from cskpi.core.kpis import views  # §6's formulas, built on the helpers of this module
+
     solved = len(p.solved)
     created = len(p.created)
     entries: dict[str, Entry] = {
@@ -75,6 +80,13 @@ def kpi_set(
         "agent_replies_per_solved": _replies_per_solved(p.solved),
         "submissions_by_hour": _by_hour(p.created["hour_of_week"]),
         **_money(p, w, ctx, split),
+        **views.ticket_views(p, w, ctx),
+        "awaiting_reply": views.awaiting_reply(p.backlog, p.threads, w.at),
+        "unique_customers": views.unique_customers(p.created),
+        "repeat_contact_rate": views.repeat_contact_rate(p.solved),
+        "backlog_time_to_clear": views.time_to_clear(
+            len(p.backlog), p.days_created, p.days_solved, w.end, ctx.timezone
+        ),
     }
     assert tuple(entries) == KPI_KEYS, "kpi_set must follow SPEC order"
     return {key: finite(entry) for key, entry in entries.items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from typing import Any
 
 from cskpi.core.kpis.report import Entry, Report
@@ -13,9 +14,10 @@ from cskpi.core.kpis.report import Entry, Report
 # Decimal places per field of an entry, by unit; fields not listed are kept as they are.
 _PLACES: dict[str, dict[str, int]] = {
     "s": {"value": 1, "median": 1, "p90": 1, "mean": 1},
-    "%": {"value": 1, "mean": 3, "cost": 2, "revenue": 2},
+    "%": {"value": 1, "mean": 3, "cost": 2, "revenue": 2, "mean_assignees": 2},
     "score": {"value": 2, "top2": 1},
     "ratio": {"value": 2},
+    "days": {"value": 1, "net_per_day": 2},
 }
 _MONEY = {"value": 2, "cost": 2}
 
@@ -24,10 +26,16 @@ def rounded(key: str, entry: Entry) -> Entry:
     places = _PLACES.get(entry["unit"], _MONEY if key == "cost_per_ticket" else {})
     if key == "nps":
         places = {"value": 1}
-    return {
-        field: round(v, places[field]) if field in places and isinstance(v, float) else v
-        for field, v in entry.items()
-    }
+    return {field: _round(v, places[field]) if field in places else v for field, v in entry.items()}
+
+
+def _round(value: Any, places: int) -> Any:
+    """A float rounded; a stage duration KPI's figures per stage (a dict) each rounded."""
+    if isinstance(value, float):
+        return round(value, places)
+    if isinstance(value, dict):
+        return {k: _round(v, places) for k, v in value.items()}
+    return value
 
 
 def _kpis(kpis: dict[str, Entry]) -> dict[str, Entry]:
@@ -89,9 +97,32 @@ def csv_text(report: Report) -> str:
     return out.getvalue()
 
 
+# Figures of an entry that have no CSV column: one row each, the field named in ``bucket``.
+_EXTRA_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
+    "resolution_stages": (("unreplied", "count"),),
+    "reassignment_rate": (("mean_assignees", "ratio"),),
+    "esat": (("top2", "%"),),
+    "repeat_contact_rate": (("cross_channel", "count"), ("pending", "count")),
+    "backlog_time_to_clear": (("backlog", "count"), ("net_per_day", "count")),
+}
+
+
 def _csv_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
+    rows = _csv_main_rows(name, entry)
+    return rows + [
+        {"kpi": name, "bucket": field, "value": entry[field], "unit": unit}
+        for field, unit in _EXTRA_ROWS.get(name, ())
+        if field in entry
+    ]
+
+
+def _csv_main_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
     value = entry["value"]
-    if isinstance(value, dict):  # backlog_age
+    if isinstance(value, dict) and entry["unit"] == "s":  # stages: median, p90, mean each
+        return [{"kpi": name, "bucket": b, "value": m, "median": m, "p90": entry["p90"][b],
+                 "mean": entry["mean"][b], "n": entry["n"], "unit": "s"}
+                for b, m in value.items()]  # fmt: skip
+    if isinstance(value, dict):  # backlog_age and the other counts by bucket
         return [{"kpi": name, "bucket": b, "value": n, "unit": entry["unit"]}
                 for b, n in value.items()]  # fmt: skip
     if isinstance(value, list):  # submissions_by_hour: 7 weekdays (0 = Monday) x 24 hours
@@ -165,12 +196,14 @@ def value_text(key: str, entry: Entry) -> str:
     value, unit = entry["value"], entry["unit"]
     if value is None:
         return "-"
+    if isinstance(value, dict):
+        return _split_text(key, value, unit)
     if unit == "s":
         return duration_text(value)
     if unit == "%":
         return f"{value:.1f}%"
-    if key == "backlog_age":
-        return " / ".join(f"{v:,}" for v in value.values())
+    if unit == "days":
+        return f"{value:,.1f} days"
     if key == "submissions_by_hour":
         return _busiest(value)
     if unit == "count":
@@ -180,6 +213,18 @@ def value_text(key: str, entry: Entry) -> str:
     return f"{value:,.2f}" + (f" {unit}" if key == "cost_per_ticket" else "")
 
 
+def _split_text(key: str, value: dict[str, Any], unit: str) -> str:
+    """A KPI split into buckets or stages, in one short line: its figures in bucket order;
+    awaiting_reply as its two totals (the buckets go in the detail)."""
+    if key == "awaiting_reply":
+        totals = {w: sum(n for k, n in value.items() if k.startswith(w + ".")) for w in _WHO}
+        return " / ".join(f"{w} {n:,}" for w, n in totals.items())
+    if unit == "s":
+        return " / ".join(duration_text(v) for v in value.values())
+    return " / ".join(f"{v:,}" for v in value.values())
+
+
+_WHO = ("agent", "customer")
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -194,19 +239,61 @@ def detail_text(key: str, entry: Entry) -> str:
         return str(entry.get("reason", ""))
     if key == "backlog_age":
         return "age " + " / ".join(entry["value"])
+    if isinstance(entry["value"], dict):
+        return _split_detail(key, entry)
+    if key in _DETAILS:
+        return _DETAILS[key](entry)
     if entry["unit"] == "s":
         p90, mean = duration_text(entry["p90"]), duration_text(entry["mean"])
         return f"p90 {p90}, mean {mean}, n {entry['n']:,}"
     if "denominator" in entry:
-        return f"{entry['numerator']:,} / {entry['denominator']:,}"
-    if key == "csat":
-        return f"{entry['numerator']:,} of {entry['n']:,} positive, mean {entry['mean']:.2f}"
-    if key == "nps":
-        return f"n {entry['n']:,}: {entry['promoters']} promoters, {entry['detractors']} detractors"
-    if key == "ces":
-        return f"n {entry['n']:,}, top two boxes {entry['top2']:.1f}%"
-    if key == "cost_per_ticket":
-        return f"cost {entry['cost']:,.2f} over {entry['tickets_solved']:,} solved"
-    if key == "cost_revenue_ratio":
-        return f"cost {entry['cost']:,.2f} / revenue {entry['revenue']:,.2f}"
+        return _fraction(entry)
     return ""
+
+
+def _fraction(entry: Entry) -> str:
+    return f"{entry['numerator']:,} / {entry['denominator']:,}"
+
+
+def _top2(entry: Entry) -> str:
+    return f"n {entry['n']:,}, top two boxes {entry['top2']:.1f}%"
+
+
+# The detail of the KPIs whose supporting numbers are their own.
+_DETAILS: dict[str, Callable[[Entry], str]] = {
+    "csat": lambda e: f"{e['numerator']:,} of {e['n']:,} positive, mean {e['mean']:.2f}",
+    "nps": lambda e: f"n {e['n']:,}: {e['promoters']} promoters, {e['detractors']} detractors",
+    "ces": _top2,
+    "esat": _top2,
+    "cost_per_ticket": lambda e: f"cost {e['cost']:,.2f} over {e['tickets_solved']:,} solved",
+    "cost_revenue_ratio": lambda e: f"cost {e['cost']:,.2f} / revenue {e['revenue']:,.2f}",
+    "reassignment_rate": lambda e: f"{_fraction(e)}, mean assignees {e['mean_assignees']:.2f}",
+    "repeat_contact_rate": lambda e: (
+        f"{_fraction(e)}, {e['cross_channel']:,} cross-channel, {e['pending']:,} pending"
+    ),
+    "backlog_time_to_clear": lambda e: (
+        f"backlog {e['backlog']:,}, net {e['net_per_day']:.2f} solved a day"
+    ),
+}
+
+
+_SPLIT_LABELS = {"touches": "agent replies "}
+_STAGE_NAMES = {"to_first_reply": "to reply", "to_first_solve": "to solve",
+                "after_reopen": "after reopen"}  # fmt: skip
+
+
+def _split_detail(key: str, entry: Entry) -> str:
+    """What the figures of a split KPI are: its buckets' names, or for stages p90 and n."""
+    value: dict[str, Any] = entry["value"]
+    if key == "awaiting_reply":
+        return "; ".join(
+            f"{w}: " + ", ".join(f"{k.split('.', 1)[1]} {n:,}" for k, n in value.items()
+                                 if k.startswith(w + "."))
+            for w in _WHO
+        )  # fmt: skip
+    if entry["unit"] == "s":
+        p90 = " / ".join(duration_text(v) for v in entry["p90"].values())
+        unreplied = f", {entry['unreplied']:,} unreplied" if "unreplied" in entry else ""
+        names = " / ".join(_STAGE_NAMES.get(k, k) for k in value)
+        return f"{names} median; p90 {p90}; n {entry['n']:,}{unreplied}"
+    return _SPLIT_LABELS.get(key, "") + " / ".join(value)

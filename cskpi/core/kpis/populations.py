@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -19,8 +19,9 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine
 
-from cskpi.core.config.periods import Window
+from cskpi.core.config.periods import Window, midnight
 from cskpi.core.kpis.backlog import conditions, is_present, unindexed
+from cskpi.core.kpis.derived import repeat_contacts, status_seconds
 from cskpi.core.store.dialect import SQLITE, Sql, sql_for
 from cskpi.core.store.reads.arrow import Columns
 from cskpi.core.store.reads.columns import read, row_key_for
@@ -67,12 +68,22 @@ class Frame:
 @dataclass(frozen=True)
 class Populations:
     created: Frame  # tickets created in W
-    solved: Frame  # tickets solved in W
+    solved: Frame  # tickets solved in W, with their time in each status and repeat contact
     backlog: Frame  # tickets in the backlog at ``at`` (backlog.py)
     ratings: Frame  # ratings given in W
     replies: Frame  # per answered customer message of a ticket created in W: ticket, seconds
     has_messages: bool  # whether the tickets created in W have any message at all
     organizations: Frame  # mrr, created_at, churned_at (no key: never grouped)
+    # SPEC §6. Agent messages created in W (rowid, ticket, public, author); keyed by author
+    # with --by agent, else by their ticket's key.
+    activity: Frame
+    # Public customer and agent messages before ``at`` of the backlog tickets (ticket, at,
+    # agent): who is awaited (no key: restricted through the backlog's rowids).
+    threads: Frame
+    # Tickets created (rowid, created_at) and solved (rowid, solved_at) in the 14 local days
+    # before ``to``'s date, for backlog_time_to_clear; they make no group of their own.
+    days_created: Frame
+    days_solved: Frame
 
 
 def hour_of_week(created_at: F64, tz: ZoneInfo) -> I64:
@@ -102,7 +113,8 @@ def totals(p: Populations) -> Populations:
 
     return Populations(
         once(p.created), once(p.solved), once(p.backlog), once(p.ratings),
-        p.replies, p.has_messages, p.organizations,
+        p.replies, p.has_messages, p.organizations, once(p.activity), p.threads,
+        once(p.days_created), once(p.days_solved),
     )  # fmt: skip
 
 
@@ -118,11 +130,16 @@ class _Query:
     escalation_tags: Sequence[str]
     dialect: Sql = SQLITE
     row_key: Callable[[str], str] = SQLITE.row_key  # as the reader wants it: row_key_for
+    repeat_window: timedelta = timedelta(days=7)
+    tz: ZoneInfo | None = None  # local days of backlog_time_to_clear (default the window's)
 
     @property
     def params(self) -> dict[str, Any]:
         w = self.window
-        params: dict[str, Any] = {"s": to_epoch(w.start), "e": to_epoch(w.end), "a": to_epoch(w.at)}
+        days = clearing_days(w.end, self.tz or w.tz)
+        params: dict[str, Any] = {"s": to_epoch(w.start), "e": to_epoch(w.end), "a": to_epoch(w.at),
+                                  "rh": to_epoch(w.end + self.repeat_window),
+                                  "ds": to_epoch(days[0]), "de": to_epoch(days[1])}  # fmt: skip
         params.update({f"c{i}": name for i, name in enumerate(self.connectors)})
         params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
         return params
@@ -160,7 +177,8 @@ class _Query:
             sql.replace("{escalation_tag}", self.escalation_tag())
             .replace("{tags}", self.dialect.tag_table("t.tags", "x"))
             .replace("{t.rowid}", self.row_key("t"))
-            .replace("{r.rowid}", self.row_key("r")),
+            .replace("{r.rowid}", self.row_key("r"))
+            .replace("{m.rowid}", self.row_key("m")),
             self.dialect,
         )
 
@@ -175,36 +193,62 @@ def load(
     *,
     prefer_arrow: bool = True,
     wall: datetime | None = None,
+    repeat_window: timedelta = timedelta(days=7),
 ) -> Populations:
     """The window's populations, read in one snapshot; ``tz`` (default the window's) places
-    submissions by hour; ``wall`` is the wall clock that tells whether the backlog's instant
-    is the real present (default now). ``prefer_arrow=False`` reads through the DB-API
-    driver."""
+    submissions by hour and the local days of backlog_time_to_clear; ``wall`` is the wall
+    clock that tells whether the backlog's instant is the real present (default now);
+    ``repeat_window`` is ``[kpis] repeat_window``. ``prefer_arrow=False`` reads through the
+    DB-API driver."""
     tz = tz or window.tz
     row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
-    q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key)
+    q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key,
+               repeat_window, tz)  # fmt: skip
     keyed: Keyed = "tag" if dimension == "tag" else dimension is not None
+    live = is_present(window.at, wall)
     queries = [  # the longest first (see ``read``)
+        _activity(q),
         _replies(q),
-        _tickets(q, _SOLVED_IN_W, _SOLVED),
+        _solved(q),
         _tickets(q, "t.created_at >= :s AND t.created_at < :e", _CREATED),
         _ratings(q),
-        _backlog(q, is_present(window.at, wall)),
+        _backlog(q, live),
+        _threads(q, live),
+        _history(q),
+        _contacts(),
+        _tickets(q, "t.created_at >= :ds AND t.created_at < :de", _t("rowid", "created_at")),
+        _tickets(q, _SOLVED_IN_DAYS, _t("rowid", "solved_at")),
         _has_messages(q), _organizations(q),
     ]  # fmt: skip
     results = read(engine, [q.render(sql) for sql in queries], q.params, prefer_arrow=prefer_arrow)
-    replies, solved, created, ratings, backlog, messages, organizations = results
+    (activity, replies, solved, created, ratings, backlog, threads, history, contacts,
+     days_created, days_solved, messages, organizations) = results  # fmt: skip
     frame = _frame(created, _CREATED, keyed)
     frame.cols["hour_of_week"] = hour_of_week(frame["created_at"], tz)
+    solved_frame = _frame(solved, _SOLVED, keyed)
+    _derive(solved_frame, _frame(history, _HISTORY_COLS, False),
+            _frame(contacts, _CONTACT_COLS, False), q)  # fmt: skip
     return Populations(
         created=frame,
-        solved=_frame(solved, _SOLVED, keyed),
+        solved=solved_frame,
         backlog=_frame(backlog, _BACKLOG, keyed),
         ratings=_frame(ratings, _RATING_COLS, keyed),
         replies=_answers(replies),
         has_messages=bool(messages[0][0]),
         organizations=_frame(organizations, _ORGANIZATION_COLS, False),
+        activity=_frame(activity, _ACTIVITY_COLS, keyed),
+        threads=_frame(threads, _THREAD_COLS, False),
+        days_created=_frame(days_created, _t("rowid", "created_at"), keyed),
+        days_solved=_frame(days_solved, _t("rowid", "solved_at"), keyed),
     )
+
+
+def clearing_days(end: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The 14 local calendar days before ``end``'s local date, as [from, to): the days whose
+    net solving backlog_time_to_clear averages (``end``'s own day, whole or part, is not one
+    of them; docs/kpis.md)."""
+    last: date = end.astimezone(tz).date()
+    return midnight(last - timedelta(days=14), tz), midnight(last, tz)
 
 
 @dataclass(frozen=True)
@@ -214,23 +258,29 @@ class Column:
     text: bool = False
 
 
+_TEXT = ("priority", "status", "requester_id", "connector", "channel")
+
+
 def _t(*names: str) -> tuple[Column, ...]:
     return tuple(
-        Column(n, "{t.rowid}" if n == "rowid" else f"t.{n}", text=n in ("priority", "status"))
-        for n in names
+        Column(n, "{t.rowid}" if n == "rowid" else f"t.{n}", text=n in _TEXT) for n in names
     )
 
 
-_CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "solved_at")
+_CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "solved_at",
+              "requester_id")  # fmt: skip
 _SOLVED = (
     *_t("rowid", "created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
     # 1 when a tag is one of the escalation tags (bound as :x0, :x1, …)
     Column("escalated", "t.group_changes > 0 OR {escalation_tag}"),
+    *_t("first_solved_at", "first_reply_at", "assignee_changes", "connector", "channel"),
+    Column("email", "p.email", text=True),  # the requester's, for repeat contacts
 )  # fmt: skip
 _BACKLOG = _t("rowid", "created_at")
 # SQLite is kept off the (status, created_at) backlog index, which would walk every
 # solved ticket ever stored instead of the window's range of solved_at.
 _SOLVED_IN_W = "{+t.status} IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
+_SOLVED_IN_DAYS = "{+t.status} IN ('solved', 'closed') AND t.solved_at >= :ds AND t.solved_at < :de"
 
 
 Keyed = bool | Literal["tag"]  # whether rows come with a group key; "tag": a list of them
@@ -284,13 +334,19 @@ def _text(values: NDArray[Any]) -> Obj:
     return np.array([None if v != v else str(v) for v in values.tolist()], dtype=object)
 
 
-def _tickets(q: _Query, condition: str, columns: Sequence[Column]) -> str:
+def _tickets(q: _Query, condition: str, columns: Sequence[Column], source: str = "ticket t") -> str:
     cols = ", ".join(c.sql for c in columns)
     sql = (
-        f"SELECT {cols}, {q.ticket_key()} FROM ticket t "  # noqa: S608 (constants only)
+        f"SELECT {cols}, {q.ticket_key()} FROM {source} "  # noqa: S608 (constants only)
         f"WHERE t.deleted = FALSE AND {condition}{q.connector_filter('t')}"
     )
     return sql
+
+
+def _solved(q: _Query) -> str:
+    """The tickets solved in W, with their requester's email (repeat_contact_rate)."""
+    source = "ticket t LEFT JOIN person p ON p.id = t.requester_id"
+    return _tickets(q, _SOLVED_IN_W, _SOLVED, source)
 
 
 def _backlog(q: _Query, live: bool) -> str:
@@ -320,8 +376,8 @@ def _ratings(q: _Query) -> str:
     sql = (
         f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
         f"FROM {source} WHERE r.rated_at >= :s AND r.rated_at < :e AND {alive} "
-        # esat has no KPI, so it makes no group; a scale without a span is no scale
-        "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
+        # a scale without a span is no scale
+        "AND r.kind IN ('csat', 'nps', 'ces', 'esat') AND r.scale_max > r.scale_min"
         f"{q.connector_filter('r')}"
     )
     return sql
@@ -377,3 +433,82 @@ def _organizations(q: _Query) -> str:
 
 _ORGANIZATION_COLS = (Column("mrr", "o.mrr"), Column("created_at", "o.created_at"),
                       Column("churned_at", "o.churned_at"))  # fmt: skip
+
+
+# --- SPEC §6 ------------------------------------------------------------------------------
+
+_ACTIVITY_COLS = (
+    Column("rowid", "{m.rowid}"), Column("ticket", "{t.rowid}"), Column("public", "m.public"),
+    Column("author", "m.author_id", text=True),
+)  # fmt: skip
+
+
+def _activity(q: _Query) -> str:
+    """Agent messages created in W (bots and system messages are not agents), keyed by their
+    author with --by agent, else by their ticket's key. The message table has no index on
+    created_at, so this reads every message once (docs/kpis.md)."""
+    key = "m.author_id" if q.dimension == "agent" else q.ticket_key()
+    return (
+        f"SELECT {{m.rowid}}, {{t.rowid}}, m.public, m.author_id, {key} "  # noqa: S608
+        "FROM message m JOIN ticket t ON t.id = m.ticket_id "
+        "WHERE m.created_at >= :s AND m.created_at < :e AND m.author_role = 'agent' "
+        f"AND t.deleted = FALSE{q.connector_filter('t')}"
+    )
+
+
+_THREAD_COLS = (Column("ticket", "{t.rowid}"), Column("at", "m.created_at"),
+                Column("agent", "m.author_role = 'agent'"))  # fmt: skip
+
+
+def _threads(q: _Query, live: bool) -> str:
+    """The public customer and agent messages before ``at`` of the backlog tickets (one
+    query per disjoint backlog condition, joined by UNION ALL, as ``_backlog``). CROSS JOIN
+    keeps SQLite's planner on the tickets first (for a past ``at`` it chose to scan every
+    message instead); PostgreSQL plans it as the inner join it is."""
+    return " UNION ALL ".join(
+        "SELECT {t.rowid}, m.created_at, m.author_role = 'agent' "  # noqa: S608
+        "FROM ticket t CROSS JOIN message m "
+        f"WHERE m.ticket_id = t.id AND t.deleted = FALSE AND {c} AND m.public = TRUE "
+        f"AND m.author_role IN ('customer', 'agent') AND m.created_at < :a{q.connector_filter('t')}"
+        for c in conditions(live)
+    )
+
+
+def _history(q: _Query) -> str:
+    """The status changes of the tickets solved in W (time_in_status)."""
+    return (
+        "SELECT {t.rowid}, s.at, s.status "  # noqa: S608
+        "FROM ticket t JOIN status_change s ON s.ticket_id = t.id "
+        f"WHERE t.deleted = FALSE AND {_SOLVED_IN_W}{q.connector_filter('t')}"
+    )
+
+
+_HISTORY_COLS = (Column("ticket", ""), Column("at", ""), Column("status", "", text=True))
+_CONTACT_COLS = (Column("created_at", ""), Column("connector", "", text=True),
+                 Column("channel", "", text=True), Column("email", "", text=True))  # fmt: skip
+
+
+def _derive(solved: Frame, history: Frame, contacts: Frame, q: _Query) -> None:
+    """Add each solved ticket's time in each status and its repeat contact (derived.py)."""
+    solved.cols.update(status_seconds(
+        solved["rowid"], solved["created_at"], solved["solved_at"],
+        history["ticket"], history["at"], history["status"],
+    ))  # fmt: skip
+    mine = (solved["created_at"], solved["solved_at"], solved["connector"], solved["channel"],
+            solved["email"])  # fmt: skip
+    theirs = (contacts["created_at"], contacts["connector"], contacts["channel"],
+              contacts["email"])  # fmt: skip
+    now = float(to_epoch(q.window.now) or 0)
+    solved.cols.update(repeat_contacts(mine, theirs, q.repeat_window.total_seconds(), now))
+
+
+def _contacts() -> str:
+    """Every ticket created from W's start to its end plus the repeat window whose requester
+    has an email: the later contacts a solve in W may have had. SPEC §6 looks them up in the
+    whole store, so neither the connector filter (nor --where, nor --by) applies here."""
+    return (
+        "SELECT t.created_at, t.connector, t.channel, p.email "
+        "FROM ticket t JOIN person p ON p.id = t.requester_id "
+        "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :rh "
+        "AND p.email IS NOT NULL"
+    )

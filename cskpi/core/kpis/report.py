@@ -64,7 +64,8 @@ def compute(
     """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension.
     ``wall`` is the wall clock that tells whether the window's ``at`` is the real present
     (default now: see ``backlog.py``)."""
-    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall)
+    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall,
+                 repeat_window=ctx.repeat_window)  # fmt: skip
     whole = totals(keyed) if by == "tag" else keyed  # one read serves both
     report = Report(window, _connectors(engine, connectors), kpi_set(whole, window, ctx))
     if by is None:
@@ -123,8 +124,10 @@ def _connectors(engine: Engine, chosen: Sequence[str]) -> list[str]:
 
 
 def _keys(p: Populations) -> list[str | None]:
+    """The keys of the window's populations; the days before ``to`` that backlog_time_to_clear
+    reads make no group of their own."""
     found: set[str | None] = set()
-    for frame in (p.created, p.solved, p.backlog, p.ratings):
+    for frame in (p.created, p.solved, p.backlog, p.ratings, p.activity):
         assert frame.key is not None
         found.update(frame.key.tolist())
     return sorted((k for k in found if k is not None), key=str) + ([None] if None in found else [])
@@ -149,19 +152,22 @@ def _partition(frame: Frame) -> dict[str | None, NDArray[np.intp]]:
 
 def _split(p: Populations) -> Callable[[str | None], Populations]:
     """A function giving the populations of one group key."""
-    parts = [_partition(f) for f in (p.created, p.solved, p.backlog, p.ratings)]
+    keyed = (p.created, p.solved, p.backlog, p.ratings, p.activity, p.days_created,
+             p.days_solved)  # fmt: skip
+    parts = [_partition(f) for f in keyed]
     empty = np.zeros(0, dtype=np.intp)
     replies_of = _rows_of_tickets(p.replies["ticket"])
+    threads_of = _rows_of_tickets(p.threads["ticket"])
 
     def restrict(key: str | None) -> Populations:
-        created, solved, backlog, ratings = (
-            frame.take(part.get(key, empty))
-            for frame, part in zip((p.created, p.solved, p.backlog, p.ratings), parts, strict=True)
+        created, solved, backlog, ratings, activity, days_created, days_solved = (
+            frame.take(part.get(key, empty)) for frame, part in zip(keyed, parts, strict=True)
         )
-        replies = p.replies.take(replies_of(created["rowid"]))
         return Populations(
-            created, solved, backlog, ratings, replies, p.has_messages, p.organizations
-        )
+            created, solved, backlog, ratings, p.replies.take(replies_of(created["rowid"])),
+            p.has_messages, p.organizations, activity, p.threads.take(threads_of(backlog["rowid"])),
+            days_created, days_solved,
+        )  # fmt: skip
 
     return restrict
 

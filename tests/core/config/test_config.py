@@ -129,6 +129,7 @@ def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
     assert config.sla is None
     assert config.costs is None
     assert config.kpis.escalation_tags == ("escalated",)
+    assert config.kpis.repeat_window == timedelta(days=7)
     assert config.digests == {}
 
 
@@ -161,6 +162,7 @@ business_hours = true
 
 [kpis]
 escalation_tags = ["escalated", "tier2"]
+repeat_window = "3d12h"
 
 [costs]
 monthly_support_cost = 42000
@@ -217,6 +219,7 @@ def test_full_file(tmp_path: Path, token: str) -> None:
     assert sla.resolution.target("low") == 168 * hour
 
     assert config.kpis.escalation_tags == ("escalated", "tier2")
+    assert config.kpis.repeat_window == timedelta(days=3, hours=12)
     assert config.costs == Costs(monthly_support_cost=42000, monthly_revenue=900000.5)
     assert config.costs.currency == "USD"
 
@@ -258,6 +261,11 @@ def test_kpi_keys_are_the_spec_section_4_table_in_order() -> None:
         "escalation_rate", "sla_first_response", "sla_resolution", "csat", "nps", "ces",
         "agent_replies_per_solved", "submissions_by_hour", "cost_per_ticket",
         "cost_revenue_ratio", "churn_rate",
+        "first_resolution_time", "first_resolution_time_business", "resolution_stages",
+        "time_in_status", "reassignment_rate", "touches", "first_response_distribution",
+        "resolution_distribution", "esat", "public_replies", "internal_notes",
+        "tickets_touched", "active_agents", "awaiting_reply", "unique_customers",
+        "repeat_contact_rate", "backlog_time_to_clear",
     )  # fmt: skip
     assert set(DigestSettings.model_fields["kpis"].default) <= set(KPI_KEYS)
 
@@ -474,6 +482,11 @@ ERRORS = [
         '[kpis]\nescalation_tags = "escalated"',
         "cskpi.toml: [kpis] escalation_tags: must be a list",
         id="not-a-list",
+    ),
+    pytest.param(
+        '[kpis]\nrepeat_window = "soon"',
+        "cskpi.toml: [kpis] repeat_window: not a duration; use e.g. 90s, 15m, 4h, 7d, 1h30m",
+        id="repeat-window-not-a-duration",
     ),
     pytest.param(
         "[connectors]\nacme = 3",

@@ -31,7 +31,7 @@ PerConnector = Mapping[str, Sequence[Any]]
 
 UNSOLVED = ("new", "open", "pending", "on_hold")
 DONE = ("solved", "closed")
-RATED_KINDS = ("csat", "nps", "ces")  # esat feeds no KPI, so it is in no population
+RATED_KINDS = ("csat", "nps", "ces", "esat")
 AGE_BUCKETS = ("<1d", "1-3d", "3-7d", ">7d")
 DAY = 86400
 NONE_LABEL = "(none)"
@@ -72,6 +72,8 @@ class _Ticket:
     reopens: int
     group_changes: int
     deleted: bool
+    requester_id: str | None = None
+    assignee_changes: int = 0
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class _Message:
     role: str
     public: bool
     at: int
+    author_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,8 @@ def _store_ticket(c: str, t: base.Ticket) -> _Ticket:
         t.reopens,
         t.group_changes,
         t.deleted,
+        _prefix(c, t.requester_id),
+        t.assignee_changes,
     )
 
 
@@ -153,7 +158,7 @@ def _store_rating(c: str, r: base.Rating) -> _Rating:
 def _store_message(c: str, m: base.Message) -> _Message:
     at = _epoch(m.created_at)
     assert at is not None
-    return _Message(f"{c}:{m.ticket_id}", m.author_role, m.public, at)
+    return _Message(f"{c}:{m.ticket_id}", m.author_role, m.public, at, _prefix(c, m.author_id))
 
 
 def _wanted(connector: str, connectors: Sequence[str]) -> bool:
@@ -172,6 +177,9 @@ class _Scope:
     wall: float  # the wall clock: whether `at` is the real present
     history: Mapping[str, Sequence[tuple[int, str]]]  # ticket id -> (at, status) changes
     split_by: str | None = None  # set inside a group: cost and churn are then not split
+    # the whole store, whatever the connector filter or group: repeat contacts look here
+    everyone: Sequence[_Ticket] = ()
+    emails: Mapping[str, str] = field(default_factory=dict)  # person id -> email
 
     @property
     def at(self) -> float:
@@ -558,6 +566,200 @@ def _money(tickets_solved: int, orgs: list[_Org], s: _Scope) -> dict[str, Entry]
     return out
 
 
+# --- SPEC §6: the working views ------------------------------------------------------------
+
+STATUS_ORDER = ("new", "open", "pending", "on_hold", "solved", "closed")  # later wins a second
+HOUR = 3600
+
+
+def _split(
+    values: Iterable[float], edges: Sequence[tuple[str, float]], rest: str
+) -> dict[str, int]:
+    """Counts per half-open bucket: the first label whose upper edge is above the value."""
+    out = dict.fromkeys([label for label, _ in edges] + [rest], 0)
+    for v in values:
+        out[next((label for label, upper in edges if v < upper), rest)] += 1
+    return out
+
+
+def _parts(parts: Mapping[str, list[float]], reason: str) -> Entry:
+    entries = {name: _duration(values) for name, values in parts.items()}
+    n = len(next(iter(parts.values())))
+    if n == 0:
+        return _null("s", reason)
+    return {
+        "value": {name: e["median"] for name, e in entries.items()},
+        "median": {name: e["median"] for name, e in entries.items()},
+        "p90": {name: e["p90"] for name, e in entries.items()},
+        "mean": {name: e["mean"] for name, e in entries.items()},
+        "n": n,
+        "unit": "s",
+    }
+
+
+def _solved_views(tickets: list[_Ticket], s: _Scope) -> dict[str, Entry]:
+    solved = _solved(tickets, s)
+    stamped = [t for t in solved if t.first_solved is not None]
+    pairs = [(t.created, t.first_solved) for t in stamped if t.first_solved is not None]
+    out = {"first_resolution_time": _duration(b - a for a, b in pairs)}
+    cal = s.ctx.business
+    out["first_resolution_time_business"] = (
+        _null("s", "no [business_hours] configured")
+        if cal is None
+        else _duration(business_seconds(cal, a, b) for a, b in pairs)
+    )
+    both = [t for t in solved if t.first_reply is not None and t.first_solved is not None]
+    stages = _parts(
+        {
+            "to_first_reply": [t.first_reply - t.created for t in both],  # type: ignore[operator]
+            "to_first_solve": [max(0, t.first_solved - t.first_reply) for t in both],  # type: ignore[operator]
+            "after_reopen": [t.solved - t.first_solved for t in both],  # type: ignore[operator]
+        },
+        "no stages",
+    )
+    if stages["value"] is not None:
+        stages["unreplied"] = sum(t.first_reply is None for t in solved)
+    out["resolution_stages"] = stages
+    out["time_in_status"] = _time_in_status(solved, s)
+    reassigned = _rate(sum(t.assignee_changes >= 1 for t in solved), len(solved))
+    if solved:
+        reassigned["mean_assignees"] = 1 + sum(t.assignee_changes for t in solved) / len(solved)
+    out["reassignment_rate"] = reassigned
+    touches = {"0": 0, "1": 0, "2": 0, "3+": 0}
+    for t in solved:
+        touches[str(t.agent_replies) if t.agent_replies < 3 else "3+"] += 1
+    out["touches"] = _count(touches)
+    out["resolution_distribution"] = _count(
+        _split(
+            (t.solved - t.created for t in solved if t.solved is not None),
+            [("<4h", 4 * HOUR), ("4-24h", DAY), ("1-3d", 3 * DAY), ("3-7d", 7 * DAY)],
+            ">7d",
+        )
+    )
+    out["repeat_contact_rate"] = _repeat_contacts(solved, s)
+    return out
+
+
+def _time_in_status(solved: list[_Ticket], s: _Scope) -> Entry:
+    spent: dict[str, list[float]] = {name: [] for name in UNSOLVED}
+    for t in solved:
+        changes = s.history.get(t.id)
+        if not changes or t.solved is None:
+            continue
+        totals = dict.fromkeys(UNSOLVED, 0.0)
+        status, since = "new", -math.inf
+        ordered = sorted(changes, key=lambda c: (c[0], STATUS_ORDER.index(c[1])))
+        for moment, after in [*ordered, (math.inf, "")]:
+            lo, hi = max(since, t.created), min(moment, t.solved)
+            if status in totals and hi > lo:
+                totals[status] += hi - lo
+            status, since = after, moment
+        for name in UNSOLVED:
+            spent[name].append(totals[name])
+    return _parts(spent, "no ticket with status history")
+
+
+def _email(person_id: str | None, s: _Scope) -> str:
+    address = s.emails.get(person_id or "")
+    return address.strip().lower() if address else ""
+
+
+def _repeat_contacts(solved: list[_Ticket], s: _Scope) -> Entry:
+    window = s.ctx.repeat_window.total_seconds()
+    judged = repeats = cross = pending = 0
+    for t in solved:
+        email = _email(t.requester_id, s)
+        if not email or t.solved is None:
+            continue
+        if t.solved + window > s.now:
+            pending += 1
+            continue
+        judged += 1
+        later = [
+            u
+            for u in s.everyone
+            if u.id != t.id
+            and _email(u.requester_id, s) == email
+            and t.solved < u.created <= t.solved + window
+        ]
+        repeats += bool(later)
+        cross += any(u.connector != t.connector or u.channel != t.channel for u in later)
+    entry = _rate(repeats, judged)
+    if judged:
+        entry |= {"cross_channel": cross, "pending": pending}
+    return entry
+
+
+def _created_views(tickets: list[_Ticket], s: _Scope) -> dict[str, Entry]:
+    created = _created(tickets, s)
+    answered = [t.first_reply - t.created for t in created
+                if t.first_reply is not None and t.first_reply <= s.now]  # fmt: skip
+    first = _split(
+        answered, [("<1h", HOUR), ("1-4h", 4 * HOUR), ("4-8h", 8 * HOUR), ("8-24h", DAY)], ">24h"
+    )
+    first["unanswered"] = len(created) - len(answered)
+    return {
+        "first_response_distribution": _count(first),
+        "unique_customers": _count(len({t.requester_id for t in created if t.requester_id})),
+    }
+
+
+def _activity(messages: Iterable[_Message], s: _Scope) -> dict[str, Entry]:
+    mine = [m for m in messages if m.role == "agent" and s.in_w(m.at)]
+    public = [m for m in mine if m.public]
+    return {
+        "public_replies": _count(len(public)),
+        "internal_notes": _count(len(mine) - len(public)),
+        "tickets_touched": _count(len({m.ticket_id for m in mine})),
+        "active_agents": _count(len({m.author_id for m in public if m.author_id is not None})),
+    }
+
+
+def _awaiting(tickets: list[_Ticket], messages: Mapping[str, list[_Message]], s: _Scope) -> Entry:
+    edges = [("<1h", HOUR), ("1-4h", 4 * HOUR), ("4-24h", DAY), ("1-3d", 3 * DAY)]
+    waits: dict[str, list[float]] = {"agent": [], "customer": []}
+    for t in _backlog(tickets, s):
+        thread = [m for m in messages.get(t.id, [])
+                  if m.public and m.role in ("customer", "agent") and m.at < s.at]  # fmt: skip
+        agent = max((m.at for m in thread if m.role == "agent"), default=None)
+        customer = max((m.at for m in thread if m.role == "customer"), default=None)
+        awaited = (
+            "agent" if agent is None or (customer is not None and customer > agent) else "customer"
+        )
+        waits[awaited].append(s.at - (agent if agent is not None else t.created))
+    counts: dict[str, int] = {}
+    for who, values in waits.items():
+        counts |= {f"{who}.{k}": n for k, n in _split(values, edges, ">3d").items()}
+    return _count(counts)
+
+
+def _time_to_clear(tickets: list[_Ticket], backlog: int, s: _Scope) -> Entry:
+    tz = s.ctx.timezone
+    last_day = datetime.fromtimestamp(s.end, tz).date()
+    first = datetime.combine(last_day - timedelta(days=14), time(), tz).timestamp()
+    last = datetime.combine(last_day, time(), tz).timestamp()
+    made = sum(first <= t.created < last for t in tickets)
+    done = sum(t.status in DONE and t.solved is not None and first <= t.solved < last
+               for t in tickets)  # fmt: skip
+    net = (done - made) / 14
+    if net <= 0:
+        return _null("days", "backlog growing")
+    return {"value": backlog / net, "backlog": backlog, "net_per_day": net, "unit": "days"}
+
+
+def _esat(ratings: list[_Rating], s: _Scope) -> Entry:
+    rated = [r for r in ratings if r.kind == "esat" and s.in_w(r.at) and r.scale_max > r.scale_min]
+    if not rated:
+        return _null("score", "no esat ratings")
+    good = sum(is_positive(r.score, r.scale_min, r.scale_max) for r in rated)
+    return {
+        "value": sum(r.score for r in rated) / len(rated),
+        "n": len(rated),
+        "top2": 100 * good / len(rated),
+        "unit": "score",
+    }
+
+
 # --- the report --------------------------------------------------------------------------
 
 
@@ -567,7 +769,10 @@ def _kpis(
     ratings: list[_Rating],
     orgs: list[_Org],
     s: _Scope,
+    activity: Iterable[_Message] | None = None,
 ) -> dict[str, Entry]:
+    """Every KPI over these tickets and ratings; ``activity``: the messages the activity KPIs
+    count (default every message of ``tickets``)."""
     out = _counts(tickets, s)
     out |= _durations(tickets, s)
     out["response_time"] = _response_time(tickets, messages, s)
@@ -575,6 +780,14 @@ def _kpis(
     out |= _sla(tickets, s)
     out |= _ratings(ratings, s)
     out |= _money(out["tickets_solved"]["value"], orgs, s)
+    out |= _solved_views(tickets, s)
+    out |= _created_views(tickets, s)
+    out["esat"] = _esat(ratings, s)
+    if activity is None:
+        activity = [m for t in tickets for m in messages.get(t.id, [])]
+    out |= _activity(activity, s)
+    out["awaiting_reply"] = _awaiting(tickets, messages, s)
+    out["backlog_time_to_clear"] = _time_to_clear(tickets, out["backlog"]["value"], s)
     return out
 
 
@@ -614,20 +827,30 @@ def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -
     by_id = {t.id: t for t in data.tickets}
     ticket_keys = {t.id: _ticket_keys(t, dimension) for t in data.tickets}
     rating_keys = [_rating_keys(r, dimension, by_id) for r in data.ratings]
+    messages = [m for thread in data.messages.values() for m in thread]
+
+    def message_keys(m: _Message) -> list[str | None]:
+        """SPEC §6: by agent, a message is its author's; otherwise its ticket's."""
+        return [m.author_id] if dimension == "agent" else ticket_keys[m.ticket_id]
+
     keys: set[str | None] = set()
     for t in _created(data.tickets, s) + _solved(data.tickets, s) + _backlog(data.tickets, s):
         keys.update(ticket_keys[t.id])
     for r, rk in zip(data.ratings, rating_keys, strict=True):
         if r.kind in RATED_KINDS and s.in_w(r.at) and r.scale_max > r.scale_min:
             keys.update(rk)
+    for m in messages:
+        if m.role == "agent" and s.in_w(m.at):
+            keys.update(message_keys(m))
     inner = replace(s, split_by=dimension)
     groups = []
     for key in sorted(keys, key=lambda k: (k is None, k or "")):
         tickets = [t for t in data.tickets if key in ticket_keys[t.id]]
         ratings = [r for r, rk in zip(data.ratings, rating_keys, strict=True) if key in rk]
+        activity = [m for m in messages if key in message_keys(m)]
         none = "(unassigned)" if dimension == "agent" else NONE_LABEL
         label = none if key is None else labels.get(key) or key
-        kpis = _kpis(tickets, data.messages, ratings, data.orgs, inner)
+        kpis = _kpis(tickets, data.messages, ratings, data.orgs, inner, activity)
         groups.append({"key": key, "label": label, "kpis": kpis})
     return groups
 
@@ -711,9 +934,14 @@ def reference_kpis(
     labels for ``by``.
     """
     data = _load(tickets, messages, ratings, organizations, connectors)
+    everyone = [t for c, records in tickets.items() for t in (_store_ticket(c, r) for r in records)
+                if not t.deleted]  # fmt: skip
+    emails = {f"{c}:{p.external_id}": p.email
+              for c, records in (people or {}).items() for p in records if p.email}  # fmt: skip
     s = _Scope(
         window.start.timestamp(), window.end.timestamp(), window.now.timestamp(), ctx,
         (wall or datetime.now(UTC)).timestamp(), _history(changes or {}),
+        everyone=everyone, emails=emails,
     )  # fmt: skip
     report: Report = {"kpis": _kpis(data.tickets, data.messages, data.ratings, data.orgs, s)}
     report["by"] = None

@@ -966,7 +966,7 @@ GROUP_CASES = [
         ],
     ),
     Case(
-        "by agent: esat ratings are in no population, so they make no group",
+        "by agent: esat ratings are a population (SPEC §6), so they make a group too",
         zd(
             ratings=[
                 rating("r1", "csat", 5, (1, 5), agent_id="a1"),
@@ -975,7 +975,14 @@ GROUP_CASES = [
         ),
         {},
         by="agent",
-        groups=[("zd:a1", "zd:a1", {"csat": CSAT_ALL})],
+        groups=[
+            ("zd:a1", "zd:a1", {"csat": CSAT_ALL, "esat": null("score")}),
+            (
+                "zd:a9",
+                "zd:a9",
+                {"csat": null("%"), "esat": {"value": 5.0, "n": 1, "top2": 100.0, "unit": "score"}},
+            ),
+        ],
     ),
     Case(
         "by tag: a tag repeated on a ticket still counts the ticket once",
@@ -1138,6 +1145,13 @@ UNITS = {
     **dict.fromkeys(("fcr_rate", "reopen_rate", "escalation_rate", "sla_first_response",
                      "sla_resolution", "csat", "cost_revenue_ratio", "churn_rate"), "%"),
     "nps": "score", "ces": "score", "agent_replies_per_solved": "ratio", "cost_per_ticket": "GBP",
+    **dict.fromkeys(("first_resolution_time", "first_resolution_time_business",
+                     "resolution_stages", "time_in_status"), "s"),
+    **dict.fromkeys(("touches", "first_response_distribution", "resolution_distribution",
+                     "public_replies", "internal_notes", "tickets_touched", "active_agents",
+                     "awaiting_reply", "unique_customers"), "count"),
+    "reassignment_rate": "%", "repeat_contact_rate": "%", "esat": "score",
+    "backlog_time_to_clear": "days",
 }  # fmt: skip
 
 

@@ -34,6 +34,8 @@ ZONES = tuple(ZoneInfo(name) for name in ("Europe/Berlin", "UTC", "America/New_Y
 AGENTS = (None, "a1", "a2", "a3")
 SCALES = ((1, 5), (0, 1), (1, 10), (1, 3), (0, 10), (1, 7))
 HOUR = timedelta(hours=1)
+REQUESTERS = (None, "u1", "u2", "u3")
+EMAILS = (None, "ann@x.io", " Ann@X.io", "bob@x.io", "")
 WALL = BASE + timedelta(days=60)  # the wall clock, unless a scenario sets one
 
 
@@ -87,6 +89,8 @@ def tickets(draw: st.DrawFn) -> list[base.Ticket]:
                 reopens=draw(st.integers(0, 2)),
                 group_changes=draw(st.integers(0, 2)),
                 deleted=draw(st.integers(0, 6)) == 0,
+                requester_id=draw(st.sampled_from(REQUESTERS)),
+                assignee_changes=draw(st.integers(0, 2)),
             )
         )
     return out
@@ -104,6 +108,7 @@ def messages(draw: st.DrawFn, ticket_list: list[base.Ticket]) -> list[base.Messa
                     t.created_at + timedelta(minutes=draw(st.integers(-30, 3 * 24 * 60))),
                     draw(st.sampled_from(("customer", "customer", "agent", "bot", "system"))),
                     draw(st.integers(0, 4)) > 0,
+                    draw(st.sampled_from((None, "a1", "a2", "u1"))),
                 )
             )
     return out
@@ -158,6 +163,10 @@ def datasets(draw: st.DrawFn) -> Dataset:
         data.people[c] = [
             base.Person(a, "agent", draw(st.sampled_from((None, f"Agent {a}"))))
             for a in ("a1", "a2")
+        ] + [  # the same email in several connectors: a repeat contact through another one
+            base.Person(u, "customer", email=draw(st.sampled_from(EMAILS)))
+            for u in REQUESTERS
+            if u is not None
         ]
         data.groups[c] = [base.Group("g1", draw(st.sampled_from((None, "Tier 1"))))]
     return data
@@ -276,6 +285,7 @@ def contexts(draw: st.DrawFn, business: BusinessCalendar | None) -> KpiContext:
         sla=draw(st.none() | slas(business is not None)),
         escalation_tags=draw(st.sampled_from(((), ("escalated",), ("vip", "escalated")))),
         costs=costs,
+        repeat_window=draw(st.sampled_from((timedelta(days=7), timedelta(days=1), 5 * HOUR))),
     )
 
 
@@ -381,7 +391,11 @@ def histories(draw: st.DrawFn) -> dict[str, Any]:
         | st.integers(-120, 120).map(lambda s: at + timedelta(seconds=s))
     )
     return {
-        "data": Dataset(tickets={"zd": tickets}, changes={"zd": changes}),
+        "data": Dataset(
+            tickets={"zd": tickets},
+            changes={"zd": changes},
+            messages={"zd": draw(messages(tickets))},
+        ),
         "window": Window(start, end, context.timezone, now),
         "context": context,
         "connectors": (),
