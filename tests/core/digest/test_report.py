@@ -162,8 +162,9 @@ def test_headings_are_in_order_and_tables_have_headers(tmp_path: Path) -> None:
 def test_sections_without_data_say_why(tmp_path: Path) -> None:
     page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
     words = page.words
+    assert "first_response_distribution is not computed" not in words  # §6's KPIs are in
+    assert page.find(kpi="first_response_distribution")
     for reason in (
-        "not available: first_response_distribution is not computed by this version (SPEC §6)",
         "not available: no --by dimension given (e.g. cskpi report --by agent)",
         "not available: accounts at risk need --by organization",
         "not available: the arrivals forecast (SPEC §8, cskpi forecast) is not built",
