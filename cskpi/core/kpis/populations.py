@@ -445,8 +445,7 @@ _ACTIVITY_COLS = (
 
 def _activity(q: _Query) -> str:
     """Agent messages created in W (bots and system messages are not agents), keyed by their
-    author with --by agent, else by their ticket's key. The message table has no index on
-    created_at, so this reads every message once (docs/kpis.md)."""
+    author with --by agent, else by their ticket's key; a range of ix_message_created_at."""
     key = "m.author_id" if q.dimension == "agent" else q.ticket_key()
     return (
         f"SELECT {{m.rowid}}, {{t.rowid}}, m.public, m.author_id, {key} "  # noqa: S608

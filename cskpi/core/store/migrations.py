@@ -181,6 +181,12 @@ def m008_sync_run_owner(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE sync_run ADD COLUMN host VARCHAR"))
 
 
+def m011_message_created_at_index(conn: Connection) -> None:
+    """The activity KPIs (public replies, internal notes, tickets touched, active agents) read
+    the messages written in a window; without this they read every message ever stored."""
+    conn.execute(text("CREATE INDEX ix_message_created_at ON message (created_at)"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     m001_tables,
     m002_indexes,
@@ -190,6 +196,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     m006_ids_in_byte_order,
     m007_status_change,
     m008_sync_run_owner,
+    m011_message_created_at_index,  # m009 and m010 are added by issues 25 and 26
 )
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"

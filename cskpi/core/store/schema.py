@@ -95,7 +95,7 @@ class Message(SQLModel, table=True):
     author_id: str | None = None
     author_role: str
     public: bool = True
-    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_at: datetime = Field(sa_type=UTCDateTime, index=True)
 
 
 class Rating(SQLModel, table=True):
