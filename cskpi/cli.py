@@ -245,6 +245,75 @@ def _print_kpis(report: Report) -> None:
         out.print(table)
 
 
+NowOption = Annotated[
+    str | None,
+    typer.Option("--now", metavar="DATE", help="Evaluate as of this instant (default now)."),
+]
+
+
+@app.command()
+def forecast(
+    config: ConfigOption = None,
+    days: Annotated[int, typer.Option(min=1, max=366, help="Days to forecast.")] = 28,
+    now: NowOption = None,
+    output: Format = "table",
+) -> None:
+    """Arrivals by day and hour with an 80% band, solves and the projected backlog, from
+    the same hours of the last 8 weeks; with the backtest error (docs/planning.md).
+
+    Example: cskpi forecast --days 14 --format json"""
+    import json
+
+    from cskpi.commands.console import out
+    from cskpi.commands.planning import forecast_csv, forecast_document, forecast_table
+    from cskpi.core import app as core
+
+    output = _format(output, ("table", "json", "csv"))
+    cfg = config_or_fail(config)
+    try:
+        report = core.forecast(cfg, days, now)
+    except ValueError as exc:
+        fail(str(exc))
+    if output == "json":
+        typer.echo(json.dumps(forecast_document(report), indent=2))
+    elif output == "csv":
+        typer.echo(forecast_csv(report), nl=False)
+    else:
+        out.print(forecast_table(report))
+
+
+@app.command()
+def staffing(
+    config: ConfigOption = None,
+    weeks: Annotated[int, typer.Option(min=1, max=52, help="Whole weeks of history.")] = 4,
+    now: NowOption = None,
+    output: Format = "table",
+) -> None:
+    """Agents required (Erlang C for live channels, workload for async ones), agents seen at
+    work and the gap, per hour of the week ([staffing] in the config; docs/planning.md).
+
+    Example: cskpi staffing --weeks 8 --format csv"""
+    import json
+
+    from cskpi.commands.console import out
+    from cskpi.commands.planning import staffing_csv, staffing_document, staffing_views
+    from cskpi.core import app as core
+
+    output = _format(output, ("table", "json", "csv"))
+    cfg = config_or_fail(config)
+    try:
+        plan = core.staffing(cfg, weeks, now)
+    except ValueError as exc:
+        fail(str(exc))
+    if output == "json":
+        typer.echo(json.dumps(staffing_document(plan), indent=2))
+    elif output == "csv":
+        typer.echo(staffing_csv(plan), nl=False)
+    else:
+        for view in staffing_views(plan):
+            out.print(view, highlight=False)
+
+
 @app.command()
 def status(
     config: ConfigOption = None,

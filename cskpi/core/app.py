@@ -28,6 +28,8 @@ from cskpi.core.store.sync_state import (
     last_runs,
 )
 from cskpi.core.sync import Source, SyncObserver, SyncReport, run_sync
+from cskpi.core.workload.forecast import ForecastReport, forecast_report
+from cskpi.core.workload.staffing import StaffingPlan, staffing_plan
 
 
 class UsageError(ValueError):
@@ -239,3 +241,31 @@ def _require_synced(engine: Engine, connectors: Sequence[str]) -> None:
     if missing := [name for name in connectors if name not in synced]:
         raise StoreError(f"connector {missing[0]!r} has not synced yet: run "
                          f"`cskpi sync --connector {missing[0]}` first", 1)  # fmt: skip
+
+
+def _instant(config: Config, now: str | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    return parse_instant(now, config.timezone)
+
+
+def forecast(config: Config, days: int, now: str | None = None) -> ForecastReport:
+    """Arrivals, solves and backlog for ``days`` days from today (SPEC §8 `cskpi forecast`)."""
+    at = _instant(config, now)
+    engine = open_engine(config.database, create=False)
+    try:
+        _require_synced(engine, ())
+        return forecast_report(engine, config.timezone, at, days)
+    finally:
+        engine.dispose()
+
+
+def staffing(config: Config, weeks: int, now: str | None = None) -> StaffingPlan:
+    """Required and observed agents per hour of the week (SPEC §8 `cskpi staffing`)."""
+    at = _instant(config, now)
+    engine = open_engine(config.database, create=False)
+    try:
+        _require_synced(engine, ())
+        return staffing_plan(engine, config.timezone, config.staffing, at, weeks)
+    finally:
+        engine.dispose()

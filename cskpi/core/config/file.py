@@ -34,10 +34,13 @@ from pydantic import (
 from cskpi.connectors.base import ConnectorFactory, ConnectorSettings
 from cskpi.core.config.secrets import redact, register_secret
 from cskpi.core.config.tables import (
+    ALERT_COUNTS,
+    ALERT_MEASURES,
     DEFAULT_DIGEST_KPIS,
     DIMENSIONS,
     KPI_KEYS,
     PERIODS,
+    AlertSettings,
     BusinessHours,
     Compare,
     Costs,
@@ -46,17 +49,22 @@ from cskpi.core.config.tables import (
     EmailTarget,
     KpiSettings,
     PriorityTargets,
+    ServiceTarget,
     Sla,
     SlackTarget,
+    StaffingSettings,
 )
 from cskpi.core.config.timespec import TimespecError, parse_duration, validate_cron
 
 __all__ = [
+    "ALERT_COUNTS",
+    "ALERT_MEASURES",
     "DEFAULT_DATABASE",
     "DEFAULT_DIGEST_KPIS",
     "DIMENSIONS",
     "KPI_KEYS",
     "PERIODS",
+    "AlertSettings",
     "BusinessHours",
     "Compare",
     "Config",
@@ -67,8 +75,10 @@ __all__ = [
     "EmailTarget",
     "KpiSettings",
     "PriorityTargets",
+    "ServiceTarget",
     "Sla",
     "SlackTarget",
+    "StaffingSettings",
     "absolute_database_url",
     "find_config_path",
     "load_config",
@@ -133,6 +143,8 @@ class Config(BaseModel):
     kpis: KpiSettings = KpiSettings()
     costs: Costs | None = None
     digests: dict[Annotated[str, AfterValidator(_name)], DigestSettings] = {}
+    staffing: StaffingSettings | None = None
+    alerts: dict[Annotated[str, AfterValidator(_name)], AlertSettings] = {}
 
     @model_validator(mode="before")
     @classmethod
