@@ -431,6 +431,45 @@ def digest(
 
 
 @app.command()
+def alerts(
+    name: Annotated[str | None, typer.Argument(help="Alert name. Default: every alert.")] = None,
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what fires; post and record nothing.")
+    ] = False,
+    now: NowOption = None,
+    verbose: Verbose = False,
+) -> None:
+    """Evaluate each [alerts.NAME] for the hour or day that ended last before --now, and
+    post what is unusual, once per key and bucket (docs/planning.md).
+
+    Example: cskpi alerts --dry-run --now 2026-11-20T10:05"""
+    from datetime import UTC, datetime
+
+    from cskpi.commands.planning import alert_lines
+    from cskpi.core.alerts import runs
+    from cskpi.core.config.periods import parse_past_instant
+
+    cfg = config_or_fail(config, verbose)
+    try:
+        names = [name] if name else list(cfg.alerts)
+        for n in names:
+            runs.settings_of(cfg, n)
+        at = parse_past_instant(now, cfg.timezone, "--now") if now else datetime.now(UTC)
+    except (ValueError, runs.UnknownAlertError) as exc:
+        fail(str(exc))
+    if not names:
+        fail(f"{cfg.path.name} has no [alerts.NAME] table")
+    ok = True
+    for n in names:
+        result = runs.run_alert(cfg, n, at, dry_run=dry_run)
+        typer.echo(alert_lines(result, cfg.alerts[n], dry_run=dry_run))
+        ok = ok and result.ok
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
 def run(
     config: ConfigOption = None,
     log_format: Annotated[

@@ -15,6 +15,9 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
+from cskpi.core.alerts.message import bucket_label, plain
+from cskpi.core.alerts.runs import AlertResult, targets_of
+from cskpi.core.config.file import AlertSettings
 from cskpi.core.workload.forecast import ForecastReport
 from cskpi.core.workload.staffing import WEEKDAYS, Grid, StaffingPlan
 
@@ -164,3 +167,28 @@ def staffing_views(plan: StaffingPlan) -> list[Table | str]:
     tail = "Most understaffed hours:\n" + "\n".join(short) if short else "No hour is understaffed."
     return [head, staffing_grid("live (chat, messaging, phone)", plan.live),
             staffing_grid("async (email, web, other)", plan.async_), tail]  # fmt: skip
+
+
+# --- alerts -----------------------------------------------------------------------------
+
+
+def alert_lines(result: AlertResult, settings: AlertSettings, *, dry_run: bool) -> str:
+    """What `cskpi alerts` prints for one alert: the bucket, the keys judged and fired, each
+    alarm's text and, when sending, what became of each target."""
+    head = f"alert {result.alert} ({bucket_label(result.bucket)})"
+    if result.unsynced:
+        return f"{head}: not evaluated: {result.unsynced}; run `cskpi sync` first"
+    fired = len(result.alarms)
+    lines = [f"{head}: {len(result.findings)} key(s) judged, {fired} unusual"]
+    if dry_run and result.unsynced is None:
+        lines += [plain(alarm, result.alert).rstrip() for alarm in result.alarms]
+    elif fired and not targets_of(settings):
+        lines.append("no slack or email target configured; nothing sent (try --dry-run)")
+    for d in result.deliveries:
+        note = (
+            f": {d.error}"
+            if d.error
+            else " (already sent for this bucket)" * (d.status == "skipped")
+        )
+        lines.append(f"  {d.key or 'all'}: {d.target} {d.status}{note}")
+    return "\n".join(lines)

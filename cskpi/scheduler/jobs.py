@@ -26,6 +26,12 @@ log = logging.getLogger("cskpi.run")
 DEFAULT_EVERY = timedelta(minutes=15)
 
 
+# An alert is evaluated as each bucket ends; one that waited for a sync (or for the daemon)
+# is dropped once the next bucket has ended too: that one's evaluation covers the present.
+ALERT_CRON = {"hour": "0 * * * *", "day": "0 0 * * *"}
+ALERT_GRACE = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
 class Trigger(Protocol):
     """The part of an APScheduler trigger the daemon uses."""
 
@@ -38,9 +44,13 @@ class DigestSender(Protocol):
     def __call__(self, config: Config, name: str, at: datetime) -> Any: ...
 
 
+class AlertSender(Protocol):
+    def __call__(self, config: Config, name: str, at: datetime) -> Any: ...
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """One scheduled job: ``id`` is ``sync:NAME`` or ``digest:NAME``."""
+    """One scheduled job: ``id`` is ``sync:NAME``, ``digest:NAME`` or ``alert:NAME``."""
 
     id: str
     trigger: Trigger
@@ -69,6 +79,10 @@ def job_specs(config: Config) -> list[JobSpec]:
     specs += [
         JobSpec(f"digest:{name}", cron_trigger(d.schedule, tz), d.grace)
         for name, d in config.digests.items()
+    ]
+    specs += [
+        JobSpec(f"alert:{name}", cron_trigger(ALERT_CRON[a.interval], tz), ALERT_GRACE[a.interval])
+        for name, a in config.alerts.items()
     ]
     return specs
 
@@ -125,6 +139,24 @@ def run_digest_job(send: DigestSender, config: Config, name: str, at: datetime) 
     detail = "; ".join(f"{t.target}: {t.error}" for t in failed) or None
     _log_job(f"digest:{name}", started, sum(t.status == "sent" for t in targets), detail)
     return not failed
+
+
+def run_alert_job(send: AlertSender, config: Config, name: str, at: datetime) -> Any:
+    """One alert's evaluation; the result (``None`` when it raised) tells whether the store
+    was synced enough to judge the bucket."""
+    started = time.monotonic()
+    try:
+        result = send(config, name, at)
+    except Exception as exc:
+        _log_job(f"alert:{name}", started, 0, str(exc))
+        return None
+    if getattr(result, "unsynced", None):
+        return result
+    failed = [d for d in getattr(result, "deliveries", ()) if d.status == "failed"]
+    detail = "; ".join(f"{d.target}: {d.error}" for d in failed) or None
+    sent = sum(d.status == "sent" for d in getattr(result, "deliveries", ()))
+    _log_job(f"alert:{name}", started, sent, detail)
+    return result
 
 
 def _log_job(job: str, started: float, rows: int, error: str | None) -> None:
