@@ -46,13 +46,20 @@ def text(d: Digest) -> str:
     width = max(len(line.label) for line in d.lines)
     for line in d.lines:
         tail = line.detail if line.null else delta_text(line.delta)
+        tail = f"{tail}  (unusual)".lstrip() if line.unusual else tail
         out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}".rstrip())
     out += ["", sla_text(d), *breached_lines(d), *unanswered_lines(d)]
+    if d.understaffed:
+        out += ["", understaffed_text(d)]
     if d.leaderboard is not None:
         out += ["", *leaderboard_lines(d, EMAIL_LEADERBOARD_ROWS)]
     out += ["", "Last 14 days"]
     out += [f"  {label:<8} {spark}  {ends}" for label, spark, ends in sparklines(d.series)]
     return "\n".join(out) + "\n"
+
+
+def understaffed_text(d: Digest) -> str:
+    return "Most understaffed hours (last 4 weeks): " + "; ".join(d.understaffed)
 
 
 def sla_text(d: Digest) -> str:
@@ -143,7 +150,7 @@ def _context(markdown: str) -> Block:
 
 
 def _kpi_markdown(line: KpiLine) -> str:
-    head = f"*{line.label}*  `{line.value}`"
+    head = f"*{line.label}*  `{line.value}`" + ("  :warning: _unusual_" if line.unusual else "")
     if line.null:
         return f"{head}  _{_escape(line.detail)}_"
     if line.delta is None:
@@ -171,6 +178,8 @@ def blocks(d: Digest, *, sparkline: bool) -> list[Block]:
         out.append(_context(f"Changes {_escape(d.compare_label)}"))
     out += _packed([_kpi_markdown(line) for line in d.lines])
     out += [{"type": "divider"}, _breached_block(d), _unanswered_block(d)]
+    if d.understaffed:
+        out.append(_context(_escape(understaffed_text(d))))
     if d.leaderboard is not None:
         rows = "\n".join(leaderboard_lines(d, LEADERBOARD_ROWS))
         out.append(_section(f"*Leaderboard*\n```{_code(rows)}```"))
@@ -239,6 +248,7 @@ def html(d: Digest, image_src: str | None) -> str:
         d=d,
         sla=sla_text(d),
         unanswered_head=unanswered_lines(d)[0],
+        understaffed=understaffed_text(d) if d.understaffed else "",
         colour=TONE_COLOUR,
         image_src=image_src,
         leaderboard=d.leaderboard.rows if d.leaderboard else [],
