@@ -98,3 +98,41 @@ def test_bad_staffing_config_names_the_key(tmp_path: Path) -> None:
     result = runner.invoke(app, ["staffing", "-c", str(path)])
     assert result.exit_code == 2
     assert '[staffing] target: must look like "80% in 60s"' in result.output
+
+
+ALERTS = """
+[alerts.volume]
+kpi = "tickets_created"
+interval = "hour"
+[alerts.frt]
+kpi = "first_response_time"
+by = "channel"
+"""
+
+
+def test_alerts_dry_run(tmp_path: Path, config: Path) -> None:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG.replace("sqlite:///kpi.db", f"sqlite:///{config.parent}/kpi.db")
+                    + ALERTS)  # fmt: skip
+    result = runner.invoke(app, ["alerts", "-c", str(path), "--dry-run", "--now", NOW])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "alert volume (Mon 23 Nov 2026 09:00-10:00): 1 key(s) judged, 0 unusual"
+    assert lines[1].startswith("alert frt (Sun 22 Nov 2026): ")
+    one = runner.invoke(app, ["alerts", "frt", "-c", str(path), "--dry-run", "--now", NOW])
+    assert one.output.startswith("alert frt")
+    assert "volume" not in one.output
+    unknown = runner.invoke(app, ["alerts", "nope", "-c", str(path)])
+    assert unknown.exit_code == 2
+    assert "no alert named 'nope'" in unknown.output
+
+
+def test_alerts_need_a_table_and_a_known_kpi(tmp_path: Path, config: Path) -> None:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG)
+    assert "has no [alerts.NAME] table" in runner.invoke(app, ["alerts", "-c", str(path)]).output
+    path.write_text(CONFIG + '[alerts.x]\nkpi = "nps"\ninterval = "week"\n')
+    result = runner.invoke(app, ["alerts", "-c", str(path)])
+    assert result.exit_code == 2
+    assert "[alerts.x] kpi: no alert for this KPI; use one of tickets_created" in result.output
+    assert "[alerts.x] interval: Input should be 'hour' or 'day'" in result.output

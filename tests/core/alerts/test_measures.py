@@ -1,0 +1,95 @@
+"""Duration and rate alerts through the KPI engine: a slow day fires with n >= 20 and not
+below; a CSAT drop fires, a CSAT rise does not; the backlog per key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cskpi.connectors.base import Rating, Record, Ticket
+from cskpi.connectors.registry import installed
+from cskpi.core.alerts.evaluate import evaluate
+from cskpi.core.config.file import Config, load_config
+from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.store.sync_state import finish_stream
+from cskpi.core.store.upserts import upsert_records
+
+DAY = datetime(2026, 11, 18, tzinfo=UTC)  # a Wednesday
+NOW = DAY + timedelta(days=1, minutes=5)
+CONFIG = """\
+timezone = "UTC"
+database = "sqlite:///kpi.db"
+[connectors.hd]
+type = "demo"
+[alerts.frt]
+kpi = "first_response_time"
+[alerts.csat]
+kpi = "csat"
+[alerts.backlog]
+kpi = "backlog"
+by = "channel"
+min_count = 5
+"""
+
+
+def helpdesk(tmp_path: Path, tickets: int, reply: timedelta, good: int) -> Config:
+    """Eight earlier Wednesdays: 25 tickets answered in 1 h, 25 ratings with 20 good. The
+    Wednesday ``DAY``: ``tickets`` answered after ``reply``, 25 ratings with ``good`` good."""
+    records: list[Record] = []
+    for week in range(9):
+        day = DAY - timedelta(weeks=8 - week)
+        spike = week == 8
+        for i in range(tickets if spike else 25):
+            at = day + timedelta(hours=9, minutes=i)
+            wait = reply if spike else timedelta(hours=1)
+            records.append(Ticket(f"{week}-{i}", at, at, "solved", channel="email",
+                                  first_reply_at=at + wait, solved_at=at + 2 * wait))  # fmt: skip
+        for i in range(25):
+            score = 5 if i < (good if spike else 20) else 1
+            records.append(Rating(f"r{week}-{i}", "csat", score, 1, 5,
+                                  day + timedelta(hours=12, minutes=i)))  # fmt: skip
+    tmp_path.mkdir(exist_ok=True)
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    cfg = load_config(path, installed())
+    engine = open_engine(cfg.database)
+    with write_transaction(engine) as conn:
+        upsert_records(conn, "hd", records)
+        finish_stream(conn, "hd", "tickets", None)
+    engine.dispose()
+    return cfg
+
+
+def judged(config: Config, name: str) -> list[tuple[str, float, float, int | None, bool]]:
+    engine = open_engine(config.database)
+    found = evaluate(engine, config, name, NOW)
+    engine.dispose()
+    return [(f.key, f.value, f.usual, f.n, f.fired) for f in found]
+
+
+@pytest.mark.parametrize(("tickets", "fired"), [(20, True), (19, False)])
+def test_a_slow_day_fires_with_enough_tickets(tmp_path: Path, tickets: int, fired: bool) -> None:
+    config = helpdesk(tmp_path, tickets, timedelta(hours=3), good=20)
+    # m = 3600, MAD = 0: s = max(0, 360, 1) = 360; z = (10800 - 3600)/360 = 20
+    assert judged(config, "frt") == [("", 10800.0, 3600.0, tickets, fired)]
+
+
+def test_a_csat_drop_fires_and_a_rise_does_not(tmp_path: Path) -> None:
+    # usual 80 % (20 of 25); 40 % is z = (40 - 80)/8 = -5: a drop
+    assert judged(helpdesk(tmp_path / "a", 25, timedelta(hours=1), good=10), "csat") == [
+        ("", 40.0, 80.0, 25, True)
+    ]
+    assert judged(helpdesk(tmp_path / "b", 25, timedelta(hours=1), good=25), "csat") == [
+        ("", 100.0, 80.0, 25, False)
+    ]
+
+
+def test_backlog_by_channel(tmp_path: Path) -> None:
+    config = helpdesk(tmp_path, 25, timedelta(hours=1), good=20)
+    # every ticket solved within hours: the backlog at each midnight is 0, nothing fires;
+    # the ratings, which have no ticket, make the engine's "(none)" group
+    assert judged(config, "backlog") == [
+        ("(none)", 0.0, 0.0, None, False), ("email", 0.0, 0.0, None, False),
+    ]  # fmt: skip
