@@ -111,28 +111,26 @@ def keys_of(raw: object, dimension: str | None) -> list[str]:
 def count_values(
     engine: Engine, kpi: str, dimension: str | None, buckets: Sequence[Bucket]
 ) -> Values:
-    """tickets_created or tickets_solved per bucket and key: one read of the buckets' rows."""
+    """tickets_created or tickets_solved per bucket and key: one read, counted in SQL by
+    bucket and stored key (a tag list is one key there, split here: a store holds a few
+    hundred distinct lists)."""
     column = "t.created_at" if kpi == "tickets_created" else "t.solved_at"
     solved = " AND t.status IN ('solved', 'closed')" if kpi == "tickets_solved" else ""
-    ranges = " OR ".join(f"({column} >= :s{i} AND {column} < :e{i})" for i in range(len(buckets)))
+    ranges = [f"{column} >= :s{i} AND {column} < :e{i}" for i in range(len(buckets))]
+    which = " ".join(f"WHEN {r} THEN {i}" for i, r in enumerate(ranges))
     key = TICKET_KEY[dimension] if dimension else "NULL"
-    sql = (f"SELECT {column}, {key} FROM ticket t WHERE t.deleted = FALSE{solved} "  # noqa: S608
-           f"AND ({ranges})")  # fmt: skip
+    sql = (f"SELECT CASE {which} END AS b, {key} AS k, COUNT(*) FROM ticket t "  # noqa: S608
+           f"WHERE t.deleted = FALSE{solved} AND ({' OR '.join(f'({r})' for r in ranges)}) "
+           f"GROUP BY b, k")  # fmt: skip
     params = {f"{e}{i}": _epoch(getattr(b, n)) for i, b in enumerate(buckets)
               for e, n in (("s", "start"), ("e", "end"))}  # fmt: skip
     with engine.connect() as conn:
         rows = conn.execute(text(sql), params).all()
-    starts = np.array([_epoch(b.start) for b in buckets])
-    ends = np.array([_epoch(b.end) for b in buckets])
-    values: dict[str, list[float | None]] = {}
-    for at, raw in rows:
-        hit = np.flatnonzero((starts <= at) & (at < ends))
+    values: Values = {WHOLE: [0.0] * len(buckets)} if dimension is None else {}
+    for bucket, raw, count in rows:
         for k in keys_of(raw, dimension):
             slots = values.setdefault(k, [0.0] * len(buckets))
-            for i in hit:
-                slots[int(i)] = (slots[int(i)] or 0.0) + 1
-    if dimension is None:
-        values.setdefault(WHOLE, [0.0] * len(buckets))
+            slots[int(bucket)] = (slots[int(bucket)] or 0.0) + count
     return values
 
 
@@ -157,7 +155,10 @@ def measure_values(
     sizes: Sizes = {}
     for i, b in enumerate(buckets):
         window = Window(b.start, b.end, config.timezone, max(now, b.end))
-        report = compute(engine, window, ctx, by=dimension, wall=now)
+        # Only the backlog needs the rule for a past instant (status history, the costly
+        # read); for any other KPI the bucket's end passes for the present.
+        wall = now if kpi == "backlog" else b.end
+        report = compute(engine, window, ctx, by=dimension, wall=wall)
         entries = {WHOLE: report.kpis[kpi]} if dimension is None else {
             g.key if g.key is not None else none_label(dimension): g.kpis[kpi]
             for g in (report.by.groups if report.by else [])

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import poisson
 
 F64 = NDArray[np.float64]
 
@@ -51,9 +50,11 @@ def robust_z(value: float, baseline: F64) -> Score:
 def poisson_tail(value: float, mean: float) -> float:
     """P(X ≥ value) for X ~ Poisson(mean); 1 for value ≤ 0, and for a mean of 0 the tail of
     any positive count is 0 (nothing ever arrives)."""
+    from scipy.special import pdtrc  # P(X > k); scipy.stats takes seconds to import
+
     if value <= 0:
         return 1.0
-    return float(poisson.sf(np.ceil(value) - 1, mean))
+    return float(pdtrc(np.ceil(value) - 1, mean))
 
 
 def count_fires(value: float, baseline: F64, z: float, min_count: float) -> bool:

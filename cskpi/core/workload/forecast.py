@@ -57,8 +57,9 @@ def forecast_report(
     first = _first_day(engine, tz, today, connectors)
     history = (today - first).days
     s, e = int(midnight(first, tz).timestamp()), int(begin.timestamp())
-    created = day_hours(arrivals(engine, s, e, connectors).at, tz, first, history)
-    solved = day_hours(solves(engine, s, e, connectors).at, tz, first, history)
+    came, went = arrivals(engine, s, e, connectors), solves(engine, s, e, connectors)
+    created = day_hours(came.at, tz, first, history, came.n)
+    solved = day_hours(went.at, tz, first, history, went.n)
     made, done = forecast(created, days), forecast(solved, days)
     if isinstance(made, NoForecast) or isinstance(done, NoForecast):
         reason = made.reason if isinstance(made, NoForecast) else getattr(done, "reason", "")

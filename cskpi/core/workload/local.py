@@ -28,13 +28,16 @@ def local_seconds(stamps: F64, tz: ZoneInfo) -> I64:
     return shifted
 
 
-def day_hours(stamps: F64, tz: ZoneInfo, first: date, days: int) -> F64:
-    """(days, 24) counts of ``stamps`` by local day (``first`` is row 0) and local hour."""
+def day_hours(stamps: F64, tz: ZoneInfo, first: date, days: int, weights: F64 | None = None) -> F64:
+    """(days, 24) counts of ``stamps`` (each ``weights`` times) by local day (``first`` is
+    row 0) and local hour."""
     local = local_seconds(stamps, tz)
     row = local // 86400 - (first - EPOCH_DAY).days
     cell = row * 24 + local % 86400 // 3600
-    cell = cell[(row >= 0) & (row < days)]
-    return np.bincount(cell, minlength=days * 24).astype(np.float64).reshape(days, 24)
+    inside = (row >= 0) & (row < days)
+    weight = None if weights is None else weights[inside]
+    counts = np.bincount(cell[inside], weights=weight, minlength=days * 24)
+    return counts.astype(np.float64).reshape(days, 24)
 
 
 def week_hours(stamps: F64, tz: ZoneInfo, weights: F64 | None = None) -> F64:

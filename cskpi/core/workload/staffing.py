@@ -101,7 +101,7 @@ def staffing_plan(
     worked = agent_hours(engine, s, e, connectors)
     live, async_ = (
         _grid(
-            week_hours(came.at[came.live == flag], tz) / weeks,
+            week_hours(came.at[came.live == flag], tz, came.n[came.live == flag]) / weeks,
             _present(worked, tz, worked.live == flag) / weeks,
             settings,
             aht,

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cskpi.core.plan.anomaly import count_fires, measure_fires, poisson_tail, robust_z
@@ -49,3 +49,11 @@ def test_z_sign_follows_the_median(values: list[int], x: int) -> None:
     assert score.spread >= 1
     assert (score.z > 0) == (x > np.median(baseline))
     assert poisson_tail(x + 1, float(baseline.mean())) <= poisson_tail(x, float(baseline.mean()))
+
+
+@settings(deadline=None)  # the first call imports scipy.stats
+@given(st.integers(0, 300), st.floats(0, 200))
+def test_poisson_tail_agrees_with_scipy_stats(x: int, mean: float) -> None:
+    from scipy.stats import poisson
+
+    assert poisson_tail(x, mean) == pytest.approx(float(poisson.sf(x - 1, mean)), abs=1e-12)

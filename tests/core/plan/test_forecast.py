@@ -14,6 +14,7 @@ from cskpi.core.plan.forecast import (
     band,
     forecast,
     momentum,
+    poisson_quantile,
     project_backlog,
 )
 
@@ -91,3 +92,12 @@ def test_band_holds_the_mean(history: np.ndarray, days: int) -> None:
     assert np.all(np.floor(made.daily) <= made.daily_high)
     assert 0.8 <= made.momentum <= 1.25
     np.testing.assert_allclose(made.daily, made.hourly.sum(axis=1))
+
+
+@settings(deadline=None)  # the first call imports scipy.stats
+@given(st.lists(st.floats(0, 2000), min_size=1, max_size=20), st.sampled_from([0.1, 0.5, 0.9]))
+def test_poisson_quantile_agrees_with_scipy_stats(means: list[float], q: float) -> None:
+    from scipy.stats import poisson
+
+    values = np.array(means)
+    np.testing.assert_array_equal(poisson_quantile(q, values), poisson.ppf(q, values))

@@ -1,9 +1,11 @@
-"""The reads behind the forecast, the staffing plan and the alerts: ticket arrivals and
-solves as timestamps, the agents at work by hour, and the vendors' handle times. One query
-each through the KPI engine's reader (``columns.read``), never a row per Python object.
+"""The reads behind the forecast and the staffing plan: ticket arrivals and solves counted by
+quarter hour, the agents at work by hour, and the vendors' handle times. One query each
+through the KPI engine's reader (``columns.read``), never a row per Python object.
 
-Timestamps come back as epoch seconds (float64, as the KPI populations hold them); the
-callers bucket them by local hour with numpy.
+Arrivals and solves are counted in SQL per UTC quarter hour (every zone's offset is a
+whole number of quarter hours, so a quarter hour lies in one local hour): 12 weeks are
+8,064 rows whatever the volume, where a row per ticket was 230,000 on the 1M-ticket store.
+The callers place them by local hour with numpy.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ MESSAGE_LOOKBACK = 30 * 86400
 
 
 @dataclass(frozen=True)
-class Stamps:
-    """Epoch seconds of events, with 1.0 where the ticket's channel is live."""
+class Counts:
+    """Events per UTC quarter hour and channel class."""
 
-    at: F64
-    live: F64
+    at: F64  # the quarter hour's start, epoch seconds
+    live: F64  # 1.0 for chat, messaging and phone tickets
+    n: F64  # how many
 
 
 def _only(connectors: Sequence[str], alias: str = "t") -> tuple[str, dict[str, Any]]:
@@ -44,25 +47,26 @@ def _only(connectors: Sequence[str], alias: str = "t") -> tuple[str, dict[str, A
     return f" AND {alias}.connector IN ({marks})", {f"c{i}": c for i, c in enumerate(connectors)}
 
 
-def _stamps(columns: list[NDArray[Any]]) -> Stamps:
-    return Stamps(np.asarray(columns[0], dtype=np.float64), np.asarray(columns[1], dtype=float))
-
-
-def arrivals(engine: Engine, start: int, end: int, connectors: Sequence[str] = ()) -> Stamps:
-    """created_at of the tickets created in [start, end) (not deleted)."""
+def _counts(engine: Engine, column: str, where: str, start: int, end: int,
+            connectors: Sequence[str]) -> Counts:  # fmt: skip
     only, params = _only(connectors)
-    sql = (f"SELECT t.created_at, {_LIVE} FROM ticket t WHERE t.deleted = FALSE "  # noqa: S608
-           f"AND t.created_at >= :s AND t.created_at < :e{only}")  # fmt: skip
-    return _stamps(read(engine, [sql], {"s": start, "e": end, **params})[0])
+    sql = (f"SELECT {column} / 900 AS q, {_LIVE} AS live, COUNT(*) FROM ticket t "  # noqa: S608
+           f"WHERE t.deleted = FALSE{where} AND {column} >= :s AND {column} < :e{only} "
+           "GROUP BY q, live")  # fmt: skip
+    q, live, n = read(engine, [sql], {"s": start, "e": end, **params})[0]
+    return Counts(np.asarray(q, dtype=np.float64) * 900, np.asarray(live, dtype=np.float64),
+                  np.asarray(n, dtype=np.float64))  # fmt: skip
 
 
-def solves(engine: Engine, start: int, end: int, connectors: Sequence[str] = ()) -> Stamps:
-    """solved_at of the tickets solved in [start, end), as the tickets_solved KPI counts."""
-    only, params = _only(connectors)
-    sql = (f"SELECT t.solved_at, {_LIVE} FROM ticket t WHERE t.deleted = FALSE "  # noqa: S608
-           "AND t.status IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
-           f"{only}")  # fmt: skip
-    return _stamps(read(engine, [sql], {"s": start, "e": end, **params})[0])
+def arrivals(engine: Engine, start: int, end: int, connectors: Sequence[str] = ()) -> Counts:
+    """The tickets created in [start, end) (not deleted)."""
+    return _counts(engine, "t.created_at", "", start, end, connectors)
+
+
+def solves(engine: Engine, start: int, end: int, connectors: Sequence[str] = ()) -> Counts:
+    """The tickets solved in [start, end), as the tickets_solved KPI counts them."""
+    solved = " AND t.status IN ('solved', 'closed')"
+    return _counts(engine, "t.solved_at", solved, start, end, connectors)
 
 
 @dataclass(frozen=True)
