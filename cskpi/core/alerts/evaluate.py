@@ -35,7 +35,7 @@ WHOLE = ""  # the key of an alert without ``by``
 TICKET_KEY = {
     "agent": "t.assignee_id", "group": "t.group_id", "channel": "t.channel", "type": "t.type",
     "priority": "t.priority", "organization": "t.organization_id", "connector": "t.connector",
-    "tag": "t.tags",
+    "tag": "CAST(t.tags AS TEXT)",  # the stored JSON list, as text on every database
 }  # fmt: skip
 
 

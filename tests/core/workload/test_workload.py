@@ -24,15 +24,15 @@ MONDAY = datetime(2026, 9, 28, tzinfo=TZ)  # 8 whole weeks before Mon 23 Nov 202
 NOW = datetime(2026, 11, 23, 10, tzinfo=TZ)
 
 
-def store(tmp_path: Path, records: list[Record]) -> Engine:
-    engine = open_engine(f"sqlite:///{tmp_path / 'kpi.db'}")
+def store(tmp_path: Path, records: list[Record], url: str | None = None) -> Engine:
+    engine = open_engine(url or f"sqlite:///{tmp_path / 'kpi.db'}")
     with write_transaction(engine) as conn:
         upsert_records(conn, "hd", records)
         finish_stream(conn, "hd", "tickets", None)
     return engine
 
 
-def test_a_fixed_week_is_forecast_as_it_was(tmp_path: Path) -> None:
+def test_a_fixed_week_is_forecast_as_it_was(tmp_path: Path, store_url: str) -> None:
     # Every weekday: 3 tickets created at 10:xx, solved at 11:xx; Saturdays 1 at 15:xx.
     records: list[Record] = []
     for day in range(56):
@@ -43,7 +43,7 @@ def test_a_fixed_week_is_forecast_as_it_was(tmp_path: Path) -> None:
                 created = start.replace(hour=hour, minute=10 * i)
                 records.append(Ticket(f"{day}-{i}", created, created, "solved",
                                       solved_at=created + timedelta(hours=1)))  # fmt: skip
-    engine = store(tmp_path, records)
+    engine = store(tmp_path, records, store_url)
     report = forecast_report(engine, TZ, NOW, 7)
     assert report.created is not None
     assert report.solved is not None
@@ -68,7 +68,7 @@ def test_under_two_weeks_of_history_gives_a_reason(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_staffing_grid_by_hand(tmp_path: Path) -> None:
+def test_staffing_grid_by_hand(tmp_path: Path, store_url: str) -> None:
     # Each of 4 weeks, Mon 10:00-11:00: 200 chats (λ = 200/3600 per s; AHT 180 s: A = 10,
     # SPEC §8's vector, so 80 % in 20 s needs 14) with replies by 3 agents; Tue 09:00: 30
     # emails (30/3600 · 180 = 1.5 Erlangs of work: ⌈1.5⌉ = 2 at full occupancy).
@@ -84,7 +84,7 @@ def test_staffing_grid_by_hand(tmp_path: Path) -> None:
         for i in range(30):
             at = monday.replace(hour=9) + timedelta(days=1, minutes=i)
             records.append(Ticket(f"e{week}-{i}", at, at, "open", channel="email"))
-    engine = store(tmp_path, records)
+    engine = store(tmp_path, records, store_url)
     settings = StaffingSettings(aht=timedelta(minutes=3), target=ServiceTarget(0.8, 20.0),
                                 shrinkage=0.0, max_occupancy=1.0)  # fmt: skip
     plan = staffing_plan(engine, TZ, settings, NOW, 4)
