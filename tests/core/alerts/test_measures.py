@@ -13,6 +13,7 @@ from cskpi.connectors.registry import installed
 from cskpi.core.alerts.evaluate import evaluate
 from cskpi.core.alerts.runs import run_alert
 from cskpi.core.config.file import AlertSettings, Config, SlackTarget, load_config
+from cskpi.core.digest.runs import check_targets
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.sync_state import finish_stream
 from cskpi.core.store.upserts import upsert_records
@@ -135,3 +136,15 @@ def test_posted_once_on_either_database(tmp_path: Path, store_url: str) -> None:
         "frt: First response (median) unusual Wed 18 Nov 2026: 3h 00m, usually 1h 00m "
         "(+2h 00m, +200%; robust z +20.0)"
     )
+
+
+def test_check_probes_alert_targets(tmp_path: Path) -> None:
+    with slack_server() as slack:
+        hook = "/hooks/T/B/check"
+        slack.script[hook] = [(400, {}, "no_text")]  # a live hook refuses an empty payload
+        config = helpdesk(tmp_path, 1, timedelta(hours=1), good=20)
+        target = SlackTarget(webhook_url=f"{slack.base}{hook}")  # type: ignore[arg-type]
+        settings = config.alerts["frt"].model_copy(update={"slack": target})
+        config = config.model_copy(update={"alerts": {"frt": settings}})
+        assert [(w, ok) for w, ok, _ in check_targets(config)] == [("alert frt: slack", True)]
+        assert slack.calls[0].json() == {}  # nothing posted
