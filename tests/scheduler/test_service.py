@@ -296,3 +296,29 @@ def test_a_restart_never_sends_a_digest_twice(tmp_path: Path, webhook: str) -> N
         rows = conn.execute("SELECT digest, target, status, window_from FROM digest_run").fetchall()
     yesterday = int(datetime(2026, 11, 21, 23, 0, tzinfo=UTC).timestamp())  # 22 Nov, Berlin
     assert rows == [("morning", "slack", "sent", yesterday)]
+
+
+def test_an_alert_on_an_unsynced_store_waits_for_the_sync(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cskpi.core.alerts.runs import run_alert
+
+    judged: list[bool] = []
+
+    def send_alert(config: Config, name: str, at: datetime) -> Any:
+        result = run_alert(config, name, at, engine=d.engine)
+        judged.append(result.unsynced is None)
+        return result
+
+    alert = '\n[alerts.volume]\nkpi = "tickets_created"\ninterval = "hour"\n'
+    d = Daemon(write_config(tmp_path, alert), installed(), clock=lambda: NOW,
+               send_alert=send_alert)  # fmt: skip
+    caplog.set_level("INFO", logger="cskpi.run")
+    d.catch_up()  # started on an empty store: the 10:00-11:00 Berlin hour cannot be judged
+    assert judged == [False]
+    assert "alert:volume waits: the store is not synced since the window ended" in caplog.text
+    d.run_job("sync:demo")  # the sync brings the store past the hour: judged now
+    assert judged == [False, True]
+    d.run_job("sync:demo")  # nothing waits any more
+    assert judged == [False, True]
+    d.engine.dispose()
