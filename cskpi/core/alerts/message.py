@@ -72,6 +72,20 @@ def change(kpi: str, value: float, usual: float) -> str:
     return f"{head}, {100 * delta / usual:+.0f}%" if usual else head
 
 
+_NAMED = {"agent": "person", "group": "grp", "organization": "organization"}
+
+
+def label_of(engine: Engine, dimension: str | None, key: str) -> str:
+    """An agent's, group's or organization's name for its id; the key itself otherwise."""
+    table = _NAMED.get(dimension or "")
+    if table is None:
+        return key
+    sql = f"SELECT name FROM {table} WHERE id = :k AND name IS NOT NULL"  # noqa: S608
+    with engine.connect() as conn:
+        name = conn.execute(text(sql), {"k": key}).scalar()
+    return clipped(str(name)) if name else key
+
+
 def newest_tickets(engine: Engine, config: Config, finding: Finding) -> list[Linked]:
     """The five newest tickets of the bucket with the finding's key: created in it, solved
     in it for the KPIs over solved tickets, rated in it for csat."""

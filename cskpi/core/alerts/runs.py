@@ -16,14 +16,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
 from sqlalchemy import Engine, text
 
 from cskpi.core.alerts.evaluate import Bucket, Finding, evaluate, last_bucket
-from cskpi.core.alerts.message import Alarm, html, newest_tickets, plain, slack_message
+from cskpi.core.alerts.message import (
+    Alarm,
+    html,
+    label_of,
+    newest_tickets,
+    plain,
+    slack_message,
+)
 from cskpi.core.clock import Clock
 from cskpi.core.config.file import AlertSettings, Config, EmailTarget, SlackTarget
 from cskpi.core.config.periods import Window
@@ -107,7 +114,13 @@ def run_alert(
         if waiting and not dry_run:
             return AlertResult(name, bucket, unsynced=waiting)
         findings = evaluate(eng, config, name, now, bucket)
-        alarms = [Alarm(f, newest_tickets(eng, config, f)) for f in findings if f.fired]
+        alarms = [
+            Alarm(
+                replace(f, label=label_of(eng, f.dimension, f.key)), newest_tickets(eng, config, f)
+            )
+            for f in findings
+            if f.fired
+        ]
         if dry_run:
             return AlertResult(name, bucket, findings, alarms, unsynced=waiting)
         runs = _Runs(eng, name, bucket, clock)

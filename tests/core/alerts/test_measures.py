@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cskpi.connectors.base import Rating, Record, Ticket
+from cskpi.connectors.base import Person, Rating, Record, Ticket
 from cskpi.connectors.registry import installed
 from cskpi.core.alerts.evaluate import evaluate
+from cskpi.core.alerts.message import label_of
 from cskpi.core.alerts.runs import run_alert
 from cskpi.core.config.file import AlertSettings, Config, SlackTarget, load_config
 from cskpi.core.digest.runs import check_targets
@@ -148,3 +149,14 @@ def test_check_probes_alert_targets(tmp_path: Path) -> None:
         config = config.model_copy(update={"alerts": {"frt": settings}})
         assert [(w, ok) for w, ok, _ in check_targets(config)] == [("alert frt: slack", True)]
         assert slack.calls[0].json() == {}  # nothing posted
+
+
+def test_agents_and_groups_are_named(tmp_path: Path) -> None:
+    config = helpdesk(tmp_path, 1, timedelta(hours=1), good=20)
+    engine = open_engine(config.database)
+    with write_transaction(engine) as conn:
+        upsert_records(conn, "hd", [Person("a1", "agent", "Ana")])
+    assert label_of(engine, "agent", "hd:a1") == "Ana"
+    assert label_of(engine, "agent", "hd:a2") == "hd:a2"  # unknown: the id
+    assert label_of(engine, "tag", "vip") == "vip"
+    engine.dispose()
