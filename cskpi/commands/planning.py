@@ -173,17 +173,17 @@ def staffing_views(plan: StaffingPlan) -> list[Table | str]:
 
 
 def alert_lines(result: AlertResult, settings: AlertSettings, *, dry_run: bool) -> str:
-    """What `cskpi alerts` prints for one alert: the bucket, the keys judged and fired, each
-    alarm's text and, when sending, what became of each target."""
+    """What `cskpi alerts` prints for one alert: the bucket, the keys judged and how many are
+    unusual, each alarm's text and, when sending, what became of each target."""
     head = f"alert {result.alert} ({bucket_label(result.bucket)})"
-    if result.unsynced:
+    if result.unsynced and not dry_run:
         return f"{head}: not evaluated: {result.unsynced}; run `cskpi sync` first"
-    fired = len(result.alarms)
-    lines = [f"{head}: {len(result.findings)} key(s) judged, {fired} unusual"]
-    if dry_run and result.unsynced is None:
-        lines += [plain(alarm, result.alert).rstrip() for alarm in result.alarms]
-    elif fired and not targets_of(settings):
-        lines.append("no slack or email target configured; nothing sent (try --dry-run)")
+    lines = [f"{head}: {len(result.findings)} key(s) judged, {len(result.alarms)} unusual"]
+    if result.unsynced:  # a dry run shows what the store holds, with the warning
+        lines.append(f"  (the store is {result.unsynced}: this bucket may be incomplete)")
+    lines += [plain(alarm, result.alert).rstrip() for alarm in result.alarms]
+    if result.alarms and not dry_run and not targets_of(settings):
+        lines.append("no slack or email target configured; nothing sent")
     for d in result.deliveries:
         note = (
             f": {d.error}"

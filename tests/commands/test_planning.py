@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,19 @@ def test_alerts_need_a_table_and_a_known_kpi(tmp_path: Path, config: Path) -> No
     assert result.exit_code == 2
     assert "[alerts.x] kpi: no alert for this KPI; use one of tickets_created" in result.output
     assert "[alerts.x] interval: Input should be 'hour' or 'day'" in result.output
+
+
+def test_alerts_on_an_unsynced_store(tmp_path: Path) -> None:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG + ALERTS)
+    runner.invoke(app, ["sync", "-c", str(path)])
+    with sqlite3.connect(tmp_path / "kpi.db") as conn:
+        conn.execute("UPDATE sync_state SET last_success_at = 0")
+    sent = runner.invoke(app, ["alerts", "volume", "-c", str(path), "--now", NOW])
+    assert sent.exit_code == 1
+    assert sent.output.startswith("alert volume (Mon 23 Nov 2026 09:00-10:00): not evaluated: "
+                                  "not synced since the window ended")  # fmt: skip
+    dry = runner.invoke(app, ["alerts", "volume", "-c", str(path), "--now", NOW, "--dry-run"])
+    assert dry.exit_code == 0
+    assert "1 key(s) judged" in dry.output
+    assert "this bucket may be incomplete" in dry.output
