@@ -71,6 +71,14 @@ def _send_digest(config: Config, name: str, at: datetime) -> Any:
     return run_digest(config, name, at)
 
 
+def alert_window(config: Config, name: str, at: datetime) -> Window:
+    """The bucket alert ``name`` judges at ``at``, as a window for the synced-store check."""
+    from cskpi.core.alerts.evaluate import last_bucket
+
+    b = last_bucket(config.alerts[name].interval, config.timezone, at)
+    return Window(b.start.astimezone(UTC), b.end.astimezone(UTC), config.timezone, at)
+
+
 def _send_alert(config: Config, name: str, at: datetime) -> Any:
     from cskpi.core.alerts.runs import run_alert
 
@@ -195,18 +203,18 @@ class Daemon:
             self._waiting_alerts.discard((name, at))
         if settings is None:  # removed by a reload
             return False
-        result = run_alert_job(self.send_alert, self.config, name, at)
-        reason = getattr(result, "unsynced", None)
-        if not reason:
+        reason = unsynced(self.engine, self.config, alert_window(self.config, name, at))
+        if reason is None:
+            result = run_alert_job(self.send_alert, self.config, name, at)
             return result is not None and bool(getattr(result, "ok", True))
         if self.clock() >= at + ALERT_GRACE[settings.interval]:
             log.error("alert:%s for the bucket ended by %s dropped: the store was %s",
                       name, at.isoformat(), reason)  # fmt: skip
-        else:
-            with self._lock:
-                self._waiting_alerts.add((name, at))
-            if not was_waiting:
-                log.info("alert:%s waits: the store is %s", name, reason)
+            return False
+        with self._lock:
+            self._waiting_alerts.add((name, at))
+        if not was_waiting:
+            log.info("alert:%s waits: the store is %s", name, reason)
         return False
 
     def send_waiting(self) -> None:
