@@ -102,7 +102,7 @@ def keys_of(raw: object, dimension: str | None) -> list[str]:
     if dimension is None:
         return [WHOLE]
     if dimension == "tag":
-        # SQLite hands the stored JSON list over as text, PostgreSQL as a parsed list
+        # the stored JSON list, read as text (a driver that parses it hands over a list)
         tags = json.loads(raw) if isinstance(raw, str) else raw if isinstance(raw, list) else []
         return [str(t) for t in tags] or [none_label("tag")]
     return [none_label(dimension) if raw is None else str(raw)]
