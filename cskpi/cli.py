@@ -291,6 +291,75 @@ def _print_kpis(report: Report) -> None:
         out.print(table)
 
 
+NowOption = Annotated[
+    str | None,
+    typer.Option("--now", metavar="DATE", help="Evaluate as of this instant (default now)."),
+]
+
+
+@app.command()
+def forecast(
+    config: ConfigOption = None,
+    days: Annotated[int, typer.Option(min=1, max=366, help="Days to forecast.")] = 28,
+    now: NowOption = None,
+    output: Format = "table",
+) -> None:
+    """Arrivals by day and hour with an 80% band, solves and the projected backlog, from
+    the same hours of the last 8 weeks; with the backtest error (docs/planning.md).
+
+    Example: cskpi forecast --days 14 --format json"""
+    import json
+
+    from cskpi.commands.console import out
+    from cskpi.commands.planning import forecast_csv, forecast_document, forecast_table
+    from cskpi.core import app as core
+
+    output = _format(output, ("table", "json", "csv"))
+    cfg = config_or_fail(config)
+    try:
+        report = core.forecast(cfg, days, now)
+    except ValueError as exc:
+        fail(str(exc))
+    if output == "json":
+        typer.echo(json.dumps(forecast_document(report), indent=2))
+    elif output == "csv":
+        typer.echo(forecast_csv(report), nl=False)
+    else:
+        out.print(forecast_table(report))
+
+
+@app.command()
+def staffing(
+    config: ConfigOption = None,
+    weeks: Annotated[int, typer.Option(min=1, max=52, help="Whole weeks of history.")] = 4,
+    now: NowOption = None,
+    output: Format = "table",
+) -> None:
+    """Agents required (Erlang C for live channels, workload for async ones), agents seen at
+    work and the gap, per hour of the week ([staffing] in the config; docs/planning.md).
+
+    Example: cskpi staffing --weeks 8 --format csv"""
+    import json
+
+    from cskpi.commands.console import out
+    from cskpi.commands.planning import staffing_csv, staffing_document, staffing_views
+    from cskpi.core import app as core
+
+    output = _format(output, ("table", "json", "csv"))
+    cfg = config_or_fail(config)
+    try:
+        plan = core.staffing(cfg, weeks, now)
+    except ValueError as exc:
+        fail(str(exc))
+    if output == "json":
+        typer.echo(json.dumps(staffing_document(plan), indent=2))
+    elif output == "csv":
+        typer.echo(staffing_csv(plan), nl=False)
+    else:
+        for view in staffing_views(plan):
+            out.print(view, highlight=False)
+
+
 @app.command()
 def status(
     config: ConfigOption = None,
@@ -403,6 +472,45 @@ def digest(
             result = digests.run_digest(cfg, n, at, force=force)
             typer.echo(result.summary())
             ok = ok and result.ok
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def alerts(
+    name: Annotated[str | None, typer.Argument(help="Alert name. Default: every alert.")] = None,
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what fires; post and record nothing.")
+    ] = False,
+    now: NowOption = None,
+    verbose: Verbose = False,
+) -> None:
+    """Evaluate each [alerts.NAME] for the hour or day that ended last before --now, and
+    post what is unusual, once per key and bucket (docs/planning.md).
+
+    Example: cskpi alerts --dry-run --now 2026-11-20T10:05"""
+    from datetime import UTC, datetime
+
+    from cskpi.commands.planning import alert_lines
+    from cskpi.core.alerts import runs
+    from cskpi.core.config.periods import parse_past_instant
+
+    cfg = config_or_fail(config, verbose)
+    try:
+        names = [name] if name else list(cfg.alerts)
+        for n in names:
+            runs.settings_of(cfg, n)
+        at = parse_past_instant(now, cfg.timezone, "--now") if now else datetime.now(UTC)
+    except (ValueError, runs.UnknownAlertError) as exc:
+        fail(str(exc))
+    if not names:
+        fail(f"{cfg.path.name} has no [alerts.NAME] table")
+    ok = True
+    for n in names:
+        result = runs.run_alert(cfg, n, at, dry_run=dry_run)
+        typer.echo(alert_lines(result, cfg.alerts[n], dry_run=dry_run))
+        ok = ok and (dry_run or result.ok)  # a dry run sends nothing that could fail
     if not ok:
         raise typer.Exit(1)
 

@@ -30,6 +30,8 @@ from cskpi.core.store.sync_state import (
     last_runs,
 )
 from cskpi.core.sync import Source, SyncObserver, SyncReport, run_sync
+from cskpi.core.workload.forecast import ForecastReport, forecast_report
+from cskpi.core.workload.staffing import StaffingPlan, staffing_plan
 
 
 class UsageError(ValueError):
@@ -268,3 +270,31 @@ def report(
     path = out or Path(file_name(window))
     write_private(path, page.html, exclusive=not replace)
     return path
+
+
+def _instant(config: Config, now: str | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    return parse_instant(now, config.timezone)
+
+
+def forecast(config: Config, days: int, now: str | None = None) -> ForecastReport:
+    """Arrivals, solves and backlog for ``days`` days from today (SPEC §8 `cskpi forecast`)."""
+    at = _instant(config, now)
+    engine = open_engine(config.database, create=False)
+    try:
+        _require_synced(engine, ())
+        return forecast_report(engine, config.timezone, at, days)
+    finally:
+        engine.dispose()
+
+
+def staffing(config: Config, weeks: int, now: str | None = None) -> StaffingPlan:
+    """Required and observed agents per hour of the week (SPEC §8 `cskpi staffing`)."""
+    at = _instant(config, now)
+    engine = open_engine(config.database, create=False)
+    try:
+        _require_synced(engine, ())
+        return staffing_plan(engine, config.timezone, config.staffing, at, weeks)
+    finally:
+        engine.dispose()

@@ -28,6 +28,12 @@ DEFAULT_EVERY = timedelta(minutes=15)
 REPORT_GRACE = timedelta(hours=6)
 
 
+# An alert is evaluated as each bucket ends; one that waited for a sync (or for the daemon)
+# is dropped once the next bucket has ended too: that one's evaluation covers the present.
+ALERT_CRON = {"hour": "0 * * * *", "day": "0 0 * * *"}
+ALERT_GRACE = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
 class Trigger(Protocol):
     """The part of an APScheduler trigger the daemon uses."""
 
@@ -40,9 +46,14 @@ class DigestSender(Protocol):
     def __call__(self, config: Config, name: str, at: datetime) -> Any: ...
 
 
+class AlertSender(Protocol):
+    def __call__(self, config: Config, name: str, at: datetime) -> Any: ...
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """One scheduled job: ``id`` is ``sync:NAME``, ``digest:NAME`` or ``report:NAME``."""
+    """One scheduled job: ``id`` is ``sync:NAME``, ``digest:NAME``, ``report:NAME`` or
+    ``alert:NAME``."""
 
     id: str
     trigger: Trigger
@@ -75,6 +86,10 @@ def job_specs(config: Config) -> list[JobSpec]:
     specs += [
         JobSpec(f"report:{name}", cron_trigger(r.schedule, tz), REPORT_GRACE)
         for name, r in config.reports.items()
+    ]
+    specs += [
+        JobSpec(f"alert:{name}", cron_trigger(ALERT_CRON[a.interval], tz), ALERT_GRACE[a.interval])
+        for name, a in config.alerts.items()
     ]
     return specs
 
@@ -146,6 +161,24 @@ def run_report_job(engine: Engine, config: Config, name: str, at: datetime) -> b
     _log_job(f"report:{name}", started, 1, None)
     log.info("report:%s written to %s", name, path)
     return True
+
+
+def run_alert_job(send: AlertSender, config: Config, name: str, at: datetime) -> Any:
+    """One alert's evaluation; the result (``None`` when it raised) tells whether the store
+    was synced enough to judge the bucket."""
+    started = time.monotonic()
+    try:
+        result = send(config, name, at)
+    except Exception as exc:
+        _log_job(f"alert:{name}", started, 0, str(exc))
+        return None
+    if getattr(result, "unsynced", None):
+        return result
+    failed = [d for d in getattr(result, "deliveries", ()) if d.status == "failed"]
+    detail = "; ".join(f"{d.target}: {d.error}" for d in failed) or None
+    sent = sum(d.status == "sent" for d in getattr(result, "deliveries", ()))
+    _log_job(f"alert:{name}", started, sent, detail)
+    return result
 
 
 def _log_job(job: str, started: float, rows: int, error: str | None) -> None:

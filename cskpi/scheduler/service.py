@@ -9,6 +9,9 @@
 * A digest waits while a connector has not synced since its window ended (an empty store
   would report zeros): it is sent after the sync that brings the store past it, or dropped,
   with a log line, once its grace has passed.
+* Each ``[alerts.NAME]`` is evaluated as each hour or day ends (and on start, for the bucket
+  that ended last); like a digest it waits for a sync past the bucket, and ``alert_run``
+  makes sure a finding is posted once, across restarts.
 * SIGTERM/SIGINT: no new jobs start; a running sync stops after the page it is storing is
   committed; the lease is released; exit within ``STOP_TIMEOUT``.
 * SIGHUP: the config file is read again; jobs are rebuilt from it. An invalid file is
@@ -36,11 +39,14 @@ from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import open_engine
 from cskpi.scheduler.jobs import (
     REPORT_GRACE,
+    ALERT_GRACE,
+    AlertSender,
     DigestSender,
     JobSpec,
     job_specs,
     latest_fire_time,
     owed_digests,
+    run_alert_job,
     run_digest_job,
     run_report_job,
     run_sync_job,
@@ -67,6 +73,20 @@ def _send_digest(config: Config, name: str, at: datetime) -> Any:
     return run_digest(config, name, at)
 
 
+def alert_window(config: Config, name: str, at: datetime) -> Window:
+    """The bucket alert ``name`` judges at ``at``, as a window for the synced-store check."""
+    from cskpi.core.alerts.evaluate import last_bucket
+
+    b = last_bucket(config.alerts[name].interval, config.timezone, at)
+    return Window(b.start.astimezone(UTC), b.end.astimezone(UTC), config.timezone, at)
+
+
+def _send_alert(config: Config, name: str, at: datetime) -> Any:
+    from cskpi.core.alerts.runs import run_alert
+
+    return run_alert(config, name, at)
+
+
 class Daemon:
     """One `cskpi run`. ``clock`` and ``send_digest`` are injectable for tests."""
 
@@ -77,6 +97,7 @@ class Daemon:
         *,
         clock: Callable[[], datetime] = _now,
         send_digest: DigestSender = _send_digest,
+        send_alert: AlertSender = _send_alert,
         me: daemon.Me | None = None,
     ) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
@@ -86,14 +107,17 @@ class Daemon:
         self.types = types
         self.clock = clock
         self.send_digest = send_digest
+        self.send_alert = send_alert
         self.me = me or daemon.Me()
         self.stopping = threading.Event()
         self.reload_wanted = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
         self._waiting: set[tuple[str, datetime]] = set()  # digests owed, waiting for a sync
+        self._waiting_alerts: set[tuple[str, datetime]] = set()  # alerts waiting for a sync
         self.engine: Engine = open_engine(config.database)
-        workers = len(config.connectors) + len(config.digests) + len(config.reports) + 2
+        workers = (len(config.connectors) + len(config.digests) + len(config.reports)
+                   + len(config.alerts) + 2)
         self.scheduler = BackgroundScheduler(
             timezone=config.timezone, executors={"default": ThreadPoolExecutor(workers)}
         )
@@ -146,6 +170,8 @@ class Daemon:
             trigger = cron_trigger(schedule, config.timezone)
             at = at or latest_fire_time(trigger, self.clock(), REPORT_GRACE) or self.clock()
             return run_report_job(self.engine, config, name, at)
+        if kind == "alert":
+            return self._alert(name, at or self.clock())
         settings = config.digests[name]
         if at is None:
             trigger = cron_trigger(settings.schedule, config.timezone)
@@ -176,6 +202,29 @@ class Daemon:
                      name, due, reason)  # fmt: skip
         return False
 
+    def _alert(self, name: str, at: datetime) -> bool:
+        """Evaluate alert ``name`` for the bucket ended by ``at``, or keep it waiting for a
+        sync until the next bucket has ended too (its evaluation then covers the present)."""
+        settings = self.config.alerts.get(name)
+        with self._lock:
+            was_waiting = (name, at) in self._waiting_alerts
+            self._waiting_alerts.discard((name, at))
+        if settings is None:  # removed by a reload
+            return False
+        reason = unsynced(self.engine, self.config, alert_window(self.config, name, at))
+        if reason is None:
+            result = run_alert_job(self.send_alert, self.config, name, at)
+            return result is not None and bool(getattr(result, "ok", True))
+        if self.clock() >= at + ALERT_GRACE[settings.interval]:
+            log.error("alert:%s for the bucket ended by %s dropped: the store was %s",
+                      name, at.isoformat(), reason)  # fmt: skip
+            return False
+        with self._lock:
+            self._waiting_alerts.add((name, at))
+        if not was_waiting:
+            log.info("alert:%s waits: the store is %s", name, reason)
+        return False
+
     def send_waiting(self) -> None:
         """The digests waiting for a sync: sent once the store is synced past their window,
         dropped once their grace has passed."""
@@ -186,6 +235,10 @@ class Daemon:
                 if (name, at) not in self._waiting:
                     continue  # another sync's thread sent it just now
             self._digest(name, at)
+        with self._lock:
+            alerts = sorted(self._waiting_alerts)
+        for name, at in alerts:
+            self._alert(name, at)
 
     def catch_up(self) -> list[tuple[str, datetime]]:
         """Send the digests owed from while the daemon was down (see ``owed_digests``)."""
@@ -193,6 +246,8 @@ class Daemon:
         for name, at in owed:
             log.info("digest:%s was due at %s while the daemon was down", name, at.isoformat())
             self.run_job(f"digest:{name}", at)
+        for name in self.config.alerts:  # the bucket that ended last; alert_run dedups
+            self.run_job(f"alert:{name}", self.clock())
         return owed
 
     def heartbeat(self) -> None:

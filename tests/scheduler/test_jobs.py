@@ -109,3 +109,14 @@ def test_latest_fire_time_picks_the_last_of_several(tmp_path: Path) -> None:
 def test_digest_grace_is_its_misfire_grace(tmp_path: Path) -> None:
     spec = specs(config(tmp_path, DIGEST))["digest:daily"]
     assert spec.misfire_grace == timedelta(hours=6)
+
+
+def test_alerts_fire_at_the_end_of_each_local_hour_or_day(tmp_path: Path) -> None:
+    cfg = config(tmp_path, '[alerts.h]\nkpi = "tickets_created"\ninterval = "hour"\n'
+                 '[alerts.d]\nkpi = "backlog"\n')  # fmt: skip
+    jobs = specs(cfg)
+    now = datetime(2026, 11, 23, 10, 20, tzinfo=UTC)  # 11:20 in Berlin
+    hourly, daily = jobs["alert:h"], jobs["alert:d"]
+    assert hourly.trigger.get_next_fire_time(None, now) == datetime(2026, 11, 23, 11, tzinfo=UTC)
+    assert daily.trigger.get_next_fire_time(None, now) == datetime(2026, 11, 23, 23, tzinfo=UTC)
+    assert (hourly.misfire_grace, daily.misfire_grace) == (timedelta(hours=1), timedelta(days=1))

@@ -325,3 +325,30 @@ def test_a_report_job_writes_its_window_beside_the_config(
     assert "<h1>Support report · 16 Nov to 22 Nov 2026</h1>" in html
     assert "KPIs by agent, the busiest first" in html
     assert f"report:weekly written to {written}" in caplog.text
+
+
+def test_an_alert_on_an_unsynced_store_waits_for_the_sync(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cskpi.core.alerts.runs import run_alert
+
+    judged: list[bool] = []
+
+    def send_alert(config: Config, name: str, at: datetime) -> Any:
+        result = run_alert(config, name, at, engine=d.engine)
+        judged.append(result.unsynced is None)
+        return result
+
+    alert = '\n[alerts.volume]\nkpi = "tickets_created"\ninterval = "hour"\n'
+    d = Daemon(write_config(tmp_path, alert), installed(), clock=lambda: NOW,
+               send_alert=send_alert)  # fmt: skip
+    caplog.set_level("INFO", logger="cskpi.run")
+    d.catch_up()  # started on an empty store: the 10:00-11:00 Berlin hour cannot be judged
+    d.send_waiting()  # as each heartbeat does: it keeps waiting, and says so once
+    assert judged == []
+    assert caplog.text.count("alert:volume waits: the store is not synced since the window") == 1
+    d.run_job("sync:demo")  # the sync brings the store past the hour: judged now
+    assert judged == [True]
+    d.run_job("sync:demo")  # nothing waits any more
+    assert judged == [True]
+    d.engine.dispose()

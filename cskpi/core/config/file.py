@@ -34,10 +34,13 @@ from pydantic import (
 from cskpi.connectors.base import ConnectorFactory, ConnectorSettings
 from cskpi.core.config.secrets import redact, register_secret
 from cskpi.core.config.tables import (
+    ALERT_COUNTS,
+    ALERT_MEASURES,
     DEFAULT_DIGEST_KPIS,
     DIMENSIONS,
     KPI_KEYS,
     PERIODS,
+    AlertSettings,
     BusinessHours,
     Compare,
     Costs,
@@ -47,18 +50,23 @@ from cskpi.core.config.tables import (
     KpiSettings,
     PriorityTargets,
     ReportSettings,
+    ServiceTarget,
     Sla,
     SlackTarget,
+    StaffingSettings,
     Targets,
 )
 from cskpi.core.config.timespec import TimespecError, parse_duration, validate_cron
 
 __all__ = [
+    "ALERT_COUNTS",
+    "ALERT_MEASURES",
     "DEFAULT_DATABASE",
     "DEFAULT_DIGEST_KPIS",
     "DIMENSIONS",
     "KPI_KEYS",
     "PERIODS",
+    "AlertSettings",
     "BusinessHours",
     "Compare",
     "Config",
@@ -70,8 +78,10 @@ __all__ = [
     "KpiSettings",
     "PriorityTargets",
     "ReportSettings",
+    "ServiceTarget",
     "Sla",
     "SlackTarget",
+    "StaffingSettings",
     "absolute_database_url",
     "find_config_path",
     "load_config",
@@ -138,6 +148,8 @@ class Config(BaseModel):
     targets: Targets = Targets()
     digests: dict[Annotated[str, AfterValidator(_name)], DigestSettings] = {}
     reports: dict[Annotated[str, AfterValidator(_name)], ReportSettings] = {}
+    staffing: StaffingSettings | None = None
+    alerts: dict[Annotated[str, AfterValidator(_name)], AlertSettings] = {}
 
     @model_validator(mode="before")
     @classmethod

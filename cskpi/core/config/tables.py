@@ -1,6 +1,6 @@
 """The models of the config file's own tables: ``[business_hours]``, ``[sla]``, ``[kpis]``,
-``[costs]``, ``[digests.NAME]`` with its Slack and email targets and ``[reports.NAME]``, and
-the KPI, period and dimension names they accept.
+``[costs]``, ``[digests.NAME]`` with its Slack and email targets, ``[reports.NAME]``,
+``[staffing]`` and ``[alerts.NAME]``, and the KPI, period and dimension names they accept.
 
 They are apart from ``file.py`` because they say what a valid table holds, while
 ``file.py`` reads the file, validates the connector tables against each plugin's own
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import string
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple, Self, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -40,6 +40,8 @@ from cskpi.core.config.timespec import (
     Duration,
     OpenHours,
     PositiveDuration,
+    TimespecError,
+    parse_duration,
 )
 
 KPI_KEYS: tuple[str, ...] = (
@@ -313,3 +315,70 @@ class ReportSettings(_Model):
     out: Annotated[str, AfterValidator(_out_pattern)] = "reports/{name}-{from}.html"
     by: Dimension | None = None
     connectors: tuple[str, ...] = ()
+
+
+# --- [staffing] -------------------------------------------------------------------------
+
+_TARGET = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s+in\s+(\S+)\s*")
+
+
+class ServiceTarget(NamedTuple):
+    share: float  # 0.8 for "80%"
+    seconds: float  # the answer time: 60 for "60s"
+
+
+def _service_target(value: object) -> ServiceTarget:
+    if isinstance(value, ServiceTarget):
+        return value
+    match = _TARGET.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError('must look like "80% in 60s": a share answered within a time')
+    share = float(match[1])
+    if not 0 < share < 100:
+        raise ValueError("the share must be above 0% and below 100%")
+    try:
+        seconds = parse_duration(match[2]).total_seconds()
+    except TimespecError as exc:
+        raise ValueError(f"the answer time: {exc.reason}") from None
+    if seconds <= 0:
+        raise ValueError("the answer time must be longer than zero")
+    return ServiceTarget(share / 100, seconds)
+
+
+class StaffingSettings(_Model):
+    """How `cskpi staffing` turns arrivals into agents (SPEC §8, docs/planning.md). ``aht``
+    unset: the vendors' median handle time where stored, else 8 minutes."""
+
+    aht: PositiveDuration | None = None
+    target: Annotated[ServiceTarget, BeforeValidator(_service_target)] = ServiceTarget(0.8, 60.0)
+    shrinkage: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    max_occupancy: Annotated[float, Field(gt=0, le=1)] = 0.85
+
+
+# --- [alerts.NAME] ----------------------------------------------------------------------
+
+ALERT_COUNTS: tuple[str, ...] = ("tickets_created", "tickets_solved", "backlog")
+ALERT_MEASURES: tuple[str, ...] = (
+    "first_response_time", "first_response_time_business", "resolution_time",
+    "resolution_time_business", "response_time", "fcr_rate", "reopen_rate",
+    "escalation_rate", "sla_first_response", "sla_resolution", "csat",
+)  # fmt: skip
+
+
+def _alert_kpi(value: str) -> str:
+    if value not in (*ALERT_COUNTS, *ALERT_MEASURES):
+        raise ValueError(
+            f"no alert for this KPI; use one of {', '.join(ALERT_COUNTS + ALERT_MEASURES)}"
+        )
+    return value
+
+
+class AlertSettings(_Model):
+    kpi: Annotated[str, AfterValidator(_alert_kpi)]
+    by: Dimension | None = None
+    interval: Literal["hour", "day"] = "day"
+    baseline_weeks: Annotated[int, Field(ge=2, le=52)] = 8
+    z: PositiveFloat = 3.0
+    min_count: Annotated[int, Field(ge=0)] = 10
+    slack: SlackTarget | None = None
+    email: EmailTarget | None = None

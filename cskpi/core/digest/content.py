@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -31,7 +31,10 @@ from cskpi.core.kpis.output import (
 )
 from cskpi.core.kpis.populations import Frame
 from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
+from cskpi.core.plan.anomaly import robust_z
+from cskpi.core.store.reads.hourly import first_arrival
 from cskpi.core.store.schema import from_epoch, to_epoch
+from cskpi.core.workload.staffing import staffing_plan
 
 Tone = Literal["good", "bad", "neutral"]
 CHART_DAYS = 14
@@ -97,6 +100,7 @@ class KpiLine:
     target: str = ""  # "≥ 85%" from [targets], "" when none is set
     met: bool | None = None  # None: no target, or no value to judge
 
+    unusual: bool = False  # robust z >= 3 against the same window of the last 8 weeks
 
 def goal_text(line: KpiLine) -> str:
     """``target ≥ 85%: met``; "" without a target."""
@@ -171,6 +175,7 @@ class Digest:
     series: Series
     breached: list[Breached] = field(default_factory=list)  # the oldest BREACHED_SHOWN
     headline: str = ""  # "backlog 12, first response 1h 05m": for the email subject
+    understaffed: list[str] = field(default_factory=list)  # with [staffing]: the worst hours
 
 
 def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
@@ -183,7 +188,13 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
     before = compute(engine, compare, ctx).kpis if compare is not None else None
     # Waiting now, when the digest is read: at ``at``, not at the window's end.
     shown, total = unanswered(engine, config, at)
+    odd = unusual(engine, config, name, at, report.kpis)
+    lines = [
+        kpi_line(k, report.kpis[k], before[k] if before else None, config.targets.get(k))
+        for k in settings.kpis
+    ]
     return Digest(
+        understaffed=understaffed(engine, config, at),
         breached=breached(engine, config, window, ctx),
         headline=headline(report.kpis),
         name=name,
@@ -191,16 +202,59 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
         window=window,
         compare=compare,
         compare_label=f"vs {window_label(compare)}" if compare else "",
-        lines=[
-            kpi_line(k, report.kpis[k], before[k] if before else None, config.targets.get(k))
-            for k in settings.kpis
-        ],
+        lines=[replace(line, unusual=line.key in odd) for line in lines],
         breaches=_breaches(report.kpis),
         unanswered=shown,
         unanswered_total=total,
         leaderboard=_leaderboard(report),
         series=series(engine, window),
     )
+
+
+# --- unusual lines and understaffed hours (SPEC §8, docs/planning.md) ---------------------
+
+UNUSUAL_WEEKS = 8
+UNUSUAL_Z = 3.0
+UNUSUAL_MIN_WEEKS = 4  # earlier windows with data needed before a line can be unusual
+
+
+def unusual(
+    engine: Engine, config: Config, name: str, at: datetime, kpis: dict[str, Entry]
+) -> set[str]:
+    """The digest's KPIs whose value has a robust |z| >= 3 against the same window 1…8 weeks
+    earlier (the same weekday, for a daily digest); windows before the oldest stored ticket
+    are no baseline (they would read as zeros)."""
+    settings = config.digests[name]
+    oldest = first_arrival(engine)
+    if oldest is None:
+        return set()
+    ctx = KpiContext.from_config(config)
+    past: dict[str, list[float]] = {k: [] for k in settings.kpis}
+    for weeks in range(1, UNUSUAL_WEEKS + 1):
+        moment = at - timedelta(weeks=weeks)
+        window = period_window(settings.period, config.timezone, moment, settings.schedule)
+        if to_epoch(window.start) < oldest:  # type: ignore[operator]
+            break
+        earlier = compute(engine, window, ctx).kpis
+        for key in settings.kpis:
+            if isinstance(value := earlier[key]["value"], int | float):
+                past[key].append(float(value))
+    return {
+        key for key in settings.kpis
+        if isinstance(value := kpis[key]["value"], int | float)
+        and len(past[key]) >= UNUSUAL_MIN_WEEKS
+        and abs(robust_z(float(value), np.array(past[key])).z) >= UNUSUAL_Z
+    }  # fmt: skip
+
+
+def understaffed(engine: Engine, config: Config, at: datetime) -> list[str]:
+    """With ``[staffing]``: the five most understaffed hours of the week over the last four
+    whole weeks, as "Mon 10:00 (5 needed, 3.2 at work)"."""
+    if config.staffing is None:
+        return []
+    plan = staffing_plan(engine, config.timezone, config.staffing, at, 4)
+    return [f"{u.label} ({u.required:.0f} needed, {u.observed:.1f} at work)"
+            for u in plan.understaffed()]  # fmt: skip
 
 
 # --- windows ----------------------------------------------------------------------------

@@ -46,14 +46,21 @@ def text(d: Digest) -> str:
     width = max(len(line.label) for line in d.lines)
     for line in d.lines:
         tail = line.detail if line.null else delta_text(line.delta)
+        tail = f"{tail}  (unusual)".lstrip() if line.unusual else tail
         goal = f"  [{goal_text(line)}]" if line.target else ""
         out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}{goal}".rstrip())
     out += ["", sla_text(d), *breached_lines(d), *unanswered_lines(d)]
+    if d.understaffed:
+        out += ["", understaffed_text(d)]
     if d.leaderboard is not None:
         out += ["", *leaderboard_lines(d, EMAIL_LEADERBOARD_ROWS)]
     out += ["", "Last 14 days"]
     out += [f"  {label:<8} {spark}  {ends}" for label, spark, ends in sparklines(d.series)]
     return "\n".join(out) + "\n"
+
+
+def understaffed_text(d: Digest) -> str:
+    return "Most understaffed hours (last 4 weeks): " + "; ".join(d.understaffed)
 
 
 def sla_text(d: Digest) -> str:
@@ -147,7 +154,7 @@ _GOAL_EMOJI = {True: ":white_check_mark:", False: ":x:", None: ":white_circle:"}
 
 
 def _kpi_markdown(line: KpiLine) -> str:
-    head = f"*{line.label}*  `{line.value}`"
+    head = f"*{line.label}*  `{line.value}`" + ("  :warning: _unusual_" if line.unusual else "")
     goal = f"  {_GOAL_EMOJI[line.met]} {_escape(goal_text(line))}" if line.target else ""
     if line.null:
         return f"{head}  _{_escape(line.detail)}_{goal}"
@@ -176,6 +183,8 @@ def blocks(d: Digest, *, sparkline: bool) -> list[Block]:
         out.append(_context(f"Changes {_escape(d.compare_label)}"))
     out += _packed([_kpi_markdown(line) for line in d.lines])
     out += [{"type": "divider"}, _breached_block(d), _unanswered_block(d)]
+    if d.understaffed:
+        out.append(_context(_escape(understaffed_text(d))))
     if d.leaderboard is not None:
         rows = "\n".join(leaderboard_lines(d, LEADERBOARD_ROWS))
         out.append(_section(f"*Leaderboard*\n```{_code(rows)}```"))
@@ -245,6 +254,7 @@ def html(d: Digest, image_src: str | None) -> str:
         goal_text=goal_text,
         sla=sla_text(d),
         unanswered_head=unanswered_lines(d)[0],
+        understaffed=understaffed_text(d) if d.understaffed else "",
         colour=TONE_COLOUR,
         image_src=image_src,
         leaderboard=d.leaderboard.rows if d.leaderboard else [],

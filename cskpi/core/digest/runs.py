@@ -279,14 +279,19 @@ def _send(where: str, target: Target, rendered: Rendered, clock: Clock | None) -
 
 
 def check_targets(config: Config) -> list[tuple[str, bool, str]]:
-    """(``digest NAME: target``, ok, detail) for every digest target: one cheap
-    authenticated call each (SPEC §1 `cskpi check`)."""
+    """(``digest NAME: target``, ok, detail) for every digest target, and likewise for every
+    ``[alerts.NAME]`` target (they share the models): one cheap authenticated call each
+    (SPEC §1 `cskpi check`)."""
     from cskpi.core.digest import notify
 
     results = []
-    for name, settings in config.digests.items():
-        for t, target in targets_of(settings):
-            where = f"digest {name}: {t}"
+    tables = [("digest", n, s.slack, s.email) for n, s in config.digests.items()]
+    tables += [("alert", n, s.slack, s.email) for n, s in config.alerts.items()]
+    for kind, name, slack, email in tables:
+        for t, target in (("slack", slack), ("email", email)):
+            if target is None:
+                continue
+            where = f"{kind} {name}: {t}"
             try:
                 if isinstance(target, EmailTarget):
                     detail = notify.check_email(where, target)

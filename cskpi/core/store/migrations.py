@@ -181,6 +181,19 @@ def m008_sync_run_owner(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE sync_run ADD COLUMN host VARCHAR"))
 
 
+def m010_alert_run(conn: Connection) -> None:
+    """Each alert fires once per key, bucket and target (SPEC §8), as ``digest_run`` does
+    for digests; the value and the usual value are kept for the report of alerts fired."""
+    md = MetaData()
+    Table(
+        "alert_run", md, _pk("alert"), _pk("key"), _pk("bucket_from", BigInteger),
+        _pk("target"), _req("bucket_to", BigInteger), _opt("value", Float),
+        _opt("usual", Float), _opt("sent_at", BigInteger), _req("status", String),
+        _opt("error"),
+    )  # fmt: skip
+    md.create_all(conn)
+
+
 def m011_message_created_at_index(conn: Connection) -> None:
     """The activity KPIs (public replies, internal notes, tickets touched, active agents) read
     the messages written in a window; without this they read every message ever stored."""
@@ -196,7 +209,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     m006_ids_in_byte_order,
     m007_status_change,
     m008_sync_run_owner,
-    m011_message_created_at_index,  # m009 and m010 are added by issues 25 and 26
+    m010_alert_run,
+    m011_message_created_at_index,  # m009 is added by issue 25
 )
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"

@@ -189,6 +189,22 @@ class DigestRun(SQLModel, table=True):
     error: str | None = None
 
 
+class AlertRun(SQLModel, table=True):
+    """One (alert, key, bucket, target) sent or being sent: an alert fires once (SPEC §8)."""
+
+    __tablename__ = "alert_run"
+    alert: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)  # the --by value; "" for the whole store
+    bucket_from: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    target: str = Field(primary_key=True)
+    bucket_to: datetime = Field(sa_type=UTCDateTime)
+    value: float | None = None
+    usual: float | None = None
+    sent_at: datetime | None = _ts()
+    status: str
+    error: str | None = None
+
+
 class Daemon(SQLModel, table=True):
     """The running `cskpi run`: one row per database, so a second daemon is refused and
     `cskpi status` can tell whether it is alive (heartbeat) and when each job runs next."""

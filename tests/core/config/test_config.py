@@ -14,6 +14,7 @@ from pydantic import BaseModel, field_validator, model_validator
 from cskpi.connectors.base import ConnectorSettings
 from cskpi.core.config.file import (
     KPI_KEYS,
+    AlertSettings,
     BusinessHours,
     Config,
     ConfigError,
@@ -25,6 +26,7 @@ from cskpi.core.config.file import (
     ReportSettings,
     Sla,
     SlackTarget,
+    StaffingSettings,
     find_config_path,
     load_config,
 )
@@ -872,12 +874,14 @@ def test_example_config_loads() -> None:
         SlackTarget,
         EmailTarget,
         ReportSettings,
+        StaffingSettings,
+        AlertSettings,
     ],
 )
 def test_example_config_documents_every_key(model: type[BaseModel]) -> None:
     text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
     for name, field in model.model_fields.items():
-        if name in ("path", "connectors", "digests", "reports"):
+        if name in ("path", "connectors", "digests", "reports", "alerts"):
             continue
         key = field.alias or name
         documented = f"{key} =" in text or f"[{key}]" in text

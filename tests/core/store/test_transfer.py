@@ -30,7 +30,7 @@ from tests.postgres import DIALECTS, empty_store, new_store
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "sync_state",
-          "status_change", "sync_run", "digest_run")  # fmt: skip
+          "status_change", "sync_run", "digest_run", "alert_run")  # fmt: skip
 
 
 @pytest.fixture
@@ -48,6 +48,12 @@ def source(tmp_path: Path) -> str:
                 "status) VALUES ('daily', 1, 2, 'slack', 3, 'sent')"
             )
         )
+        conn.execute(
+            text(
+                "INSERT INTO alert_run (alert, key, bucket_from, target, bucket_to, value, "
+                "usual, sent_at, status) VALUES ('spike', 'vip', 1, 'slack', 2, 30, 10, 3, 'sent')"
+            )
+        )
     engine.dispose()
     return url
 
@@ -57,6 +63,7 @@ def dump(engine: Engine, table: str) -> list[tuple[object, ...]]:
     order = {
         "sync_state": "connector, stream",
         "digest_run": "digest, target",
+        "alert_run": "alert, key, target",
         "status_change": "ticket_id, at, status",
     }.get(table, "id")
     with engine.connect() as conn:
@@ -89,6 +96,7 @@ def test_a_copied_store_is_the_same_store(
     assert set(counts) == set(TABLES)
     assert counts["ticket"] == 400
     assert counts["digest_run"] == 1
+    assert counts["alert_run"] == 1
     for table in TABLES:
         assert dump(new, table) == dump(old, table), table
     assert kpis(new) == kpis(old)
