@@ -16,7 +16,8 @@ Streams, in sync order (mapping in :mod:`cskpi.connectors.zendesk_map`):
     endpoint has). Author roles come from the agent list, read once per run. The same events'
     ``Create`` and ``Change`` children on ``status`` are each ticket's status history.
 ``ratings``
-    Satisfaction ratings (legacy CSAT), cursor pagination with a ``start_time`` filter.
+    Satisfaction ratings (legacy CSAT), answered and offered, cursor pagination with a
+    ``start_time`` filter.
 
 Cursor semantics, per stream:
 
@@ -61,6 +62,7 @@ from cskpi.connectors.zendesk_map import (
     map_ticket,
     map_user,
     newest_position,
+    vendor_metrics,
 )
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.secrets import Secret
@@ -161,10 +163,9 @@ EVENTS = StreamSpec(
     lambda: CursorPaginator("end_time", "start_time"), cursor_param="start_time",
     since_param="start_time", params={"start_time": 0, "include": "comment_events"},
 )  # fmt: skip
-# `score=received` asks for answered surveys only (good and bad, with or without comment).
-RATINGS = _listing(
-    "ratings", "satisfaction_ratings.json", "satisfaction_ratings", score="received", start_time=0
-)
+# No `score` filter: answered surveys (good, bad) and offered ones not answered yet, for
+# csat_response_rate (SPEC §7); `unoffered` records are skipped in the mapping.
+RATINGS = _listing("ratings", "satisfaction_ratings.json", "satisfaction_ratings", start_time=0)
 GROUPS = _listing("groups", "groups.json", "groups")
 ORGANIZATIONS = _listing("organizations", "organizations.json", "organizations")
 AGENTS = _listing("agents", "users.json", "users", **{"role[]": ["agent", "admin"]})
@@ -293,7 +294,13 @@ def _tickets(fetched: Fetched) -> Mapped:
     by_ticket = {
         m.get("ticket_id"): m for m in loaded or () if isinstance(m, Mapping)
     } if isinstance(loaded, list) else {}  # fmt: skip
-    return map_each(raws, lambda raw: map_ticket(raw, by_ticket.get(raw.get("id"))))
+    records, skipped = map_each(raws, lambda raw: map_ticket(raw, by_ticket.get(raw.get("id"))))
+    mapped = {r.external_id for r in records if isinstance(r, base.Ticket)}
+    for raw in raws:
+        found = vendor_metrics(raw, by_ticket.get(raw.get("id")))
+        if found is not None and found.ticket_id in mapped:
+            records.append(found)
+    return records, skipped
 
 
 def _users(fetched: Fetched) -> Mapped:

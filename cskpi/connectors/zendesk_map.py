@@ -30,6 +30,7 @@ from cskpi.connectors.base import (
     Skipped,
     StatusChange,
     Ticket,
+    VendorMetrics,
 )
 from cskpi.connectors.fields import (
     BadRecordError,
@@ -63,7 +64,6 @@ _PERSON_ROLE: dict[str, base.PersonRole] = {
     "end-user": "customer", "agent": "agent", "admin": "agent",
 }  # fmt: skip
 _CSAT = {"good": 1.0, "bad": 0.0}  # legacy CSAT: two boxes, good is the top one
-_UNANSWERED = frozenset({"offered", "unoffered"})  # a survey sent (or not), no answer yet
 # Child events that set a field: Create (on a new ticket) and Change. The docs' oldest ticket
 # event example has no event_type at all (None): its status key is read the same way.
 _SETS_A_FIELD = frozenset({"Create", "Change", None})
@@ -191,6 +191,40 @@ def _first_solve(ticket: Ticket, metrics: Raw) -> datetime | None:
     return first if ticket.solved_at is None else min(first, ticket.solved_at)
 
 
+# metric_set pairs {calendar, business} in whole minutes -> vendor_metric names (the
+# business one with ``_business``). docs/kpis.md "Vendor-native figures".
+NATIVE = {
+    "reply_time_in_minutes": "reply_time",
+    "first_resolution_time_in_minutes": "first_resolution_time",
+    "full_resolution_time_in_minutes": "full_resolution_time",
+    "agent_wait_time_in_minutes": "agent_wait_time",
+    "requester_wait_time_in_minutes": "requester_wait_time",
+    "on_hold_time_in_minutes": "on_hold_time",
+}
+
+
+def vendor_metrics(raw: Raw, metrics: Raw | None = None) -> VendorMetrics | None:
+    """Zendesk's own durations from a ticket's metric set, in seconds (minutes x 60); None
+    for a ticket without one (deleted). A half that is null (not happened yet) or not a
+    whole number of minutes is left out; the reply time only once a reply counts (see
+    :func:`_first_reply`)."""
+    metric_set = metrics if metrics is not None else raw.get("metric_set")
+    ticket_id = ref(raw.get("id"))
+    if not isinstance(metric_set, dict) or ticket_id is None:
+        return None
+    replied = type(metric_set.get("replies")) is int and metric_set["replies"] > 0
+    found: list[tuple[str, int]] = []
+    for key, name in NATIVE.items():
+        pair = metric_set.get(key)
+        if not isinstance(pair, dict) or (name == "reply_time" and not replied):
+            continue
+        for half, suffix in (("calendar", ""), ("business", "_business")):
+            minutes = pair.get(half)
+            if type(minutes) is int and 0 <= minutes < 2**31 // 60:
+                found.append((name + suffix, minutes * 60))
+    return VendorMetrics(ticket_id, found)
+
+
 def newest_position(raws: Iterable[object]) -> datetime | None:
     """Where a page of an export stands: its newest ``generated_timestamp`` (moved by system
     updates too, and what the ticket export filters on), else its newest ``updated_at``."""
@@ -316,18 +350,25 @@ def author_role(author: str, channel: str | None, agents: Container[str]) -> bas
 
 def map_rating(raw: Raw) -> Rating | None:
     """A legacy CSAT rating: good 1, bad 0 on a 0..1 scale, rated on its last update (the
-    answer), for the ticket's assignee. Offered or unoffered surveys are not ratings."""
+    answer), for the ticket's assignee. The record is made when the survey is offered, so
+    its ``created_at`` is ``offered_at``; an offered survey not answered yet (``score:
+    offered``) is a rating with no score, rated (offered) at that time. ``unoffered`` is no
+    survey at all: no rating."""
     score = raw.get("score")
-    if score in _UNANSWERED:
+    if score == "unoffered":
         return None
-    value = _CSAT.get(str(score))
-    if value is None:
+    offered = maybe_when(raw, "created_at")
+    value = None if score == "offered" else _CSAT.get(str(score))
+    if value is None and score != "offered":
         raise BadRecordError(f"score: unknown value {score!r}")
+    rated = offered if value is None else maybe_when(raw, "updated_at") or offered
+    if rated is None:
+        raise BadRecordError("missing created_at")
     return Rating(
         external_id=_id(raw), kind="csat", score=value, scale_min=0.0, scale_max=1.0,
-        rated_at=maybe_when(raw, "updated_at") or when(raw, "created_at"),
-        ticket_id=ref(raw.get("ticket_id")), comment=_text(raw.get("comment")) or None,
-        agent_id=ref(raw.get("assignee_id")),
+        rated_at=rated, ticket_id=ref(raw.get("ticket_id")),
+        comment=_text(raw.get("comment")) or None, agent_id=ref(raw.get("assignee_id")),
+        offered_at=offered,
     )  # fmt: skip
 
 
