@@ -44,6 +44,8 @@ KPI_KEYS: tuple[str, ...] = (
     "escalation_rate", "sla_first_response", "sla_resolution", "csat", "nps", "ces",
     "agent_replies_per_solved", "submissions_by_hour", "cost_per_ticket",
     "cost_revenue_ratio", "churn_rate",
+    # SPEC §7, kept last (cskpi/core/kpis/native.py)
+    "handle_time", "csat_response_rate",
 )  # fmt: skip
 DEFAULT_DIGEST_KPIS: tuple[str, ...] = (
     "tickets_created", "tickets_solved", "backlog", "first_response_time",

@@ -1134,9 +1134,10 @@ UNITS = {
     **dict.fromkeys(("tickets_created", "tickets_solved", "backlog", "backlog_change",
                      "backlog_age", "submissions_by_hour"), "count"),
     **dict.fromkeys(("first_response_time", "first_response_time_business", "response_time",
-                     "resolution_time", "resolution_time_business"), "s"),
+                     "resolution_time", "resolution_time_business", "handle_time"), "s"),
     **dict.fromkeys(("fcr_rate", "reopen_rate", "escalation_rate", "sla_first_response",
-                     "sla_resolution", "csat", "cost_revenue_ratio", "churn_rate"), "%"),
+                     "sla_resolution", "csat", "cost_revenue_ratio", "churn_rate",
+                     "csat_response_rate"), "%"),
     "nps": "score", "ces": "score", "agent_replies_per_solved": "ratio", "cost_per_ticket": "GBP",
 }  # fmt: skip
 
