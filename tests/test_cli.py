@@ -270,8 +270,9 @@ def test_kpis_csv_is_one_row_per_group_and_kpi(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     channels = {r["key"] for r in rows if r["dimension"] == "channel"}
-    # 21 single-figure KPIs, 4 backlog ages and 7 x 24 hours (issue 23, item 19)
-    assert len(rows) == (21 + 4 + 7 * 24) * (1 + len(channels))
+    # 23 single-figure KPIs (handle_time, csat_response_rate: issue 25), 4 backlog ages and
+    # 7 x 24 hours (issue 23, item 19)
+    assert len(rows) == (23 + 4 + 7 * 24) * (1 + len(channels))
     assert {r["kpi"] for r in rows} >= {"fcr_rate", "csat", "churn_rate"}
 
 
