@@ -82,8 +82,8 @@ def test_the_divergence_report_equals_a_count_by_hand(
     assert 0 < len(uneven) < len(solved)
 
     def expected(n: int, rounding: int) -> dict[str, object]:
-        return {"n": n, "diverging": 0,
-                "reasons": {r: rounding if r == "minute_rounding" else 0 for r in RULE_NAMES}}  # fmt: skip
+        reasons = {r: rounding if r == "minute_rounding" else 0 for r in RULE_NAMES}
+        return {"n": n, "diverging": 0, "reasons": reasons}
 
     first = kpis["first_response_time"]["native"]
     assert {k: first[k] for k in ("n", "diverging", "reasons")} == expected(
