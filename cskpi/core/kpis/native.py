@@ -11,7 +11,6 @@ that holds. docs/kpis.md "Why our number differs" is written from the same rules
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,20 +28,39 @@ Bools = NDArray[np.bool_]
 TOLERANCE_SECONDS = 60.0
 TOLERANCE_SHARE = 0.01
 
-# The reasons, in the order they are tried, each with what it means (docs/kpis.md).
-RULES: tuple[tuple[str, str], ...] = (
-    ("minute_rounding", "the figures differ by less than a minute: the vendor stores whole "
-     "minutes (Zendesk), so this is never a divergence, only explained"),
-    ("business_calendar", "only the business-hours twin diverges: the calendar figures agree, "
-     "so the business calendars differ (the vendor applies one schedule to the whole "
-     "ticket, its own holidays or office hours)"),
-    ("reopened", "the ticket was reopened: the vendor measures another solve or reply than "
-     "ours (Zendesk's first resolution, Intercom's close after a reopen)"),
-    ("agent_created", "the ticket's first message is an agent's: Zendesk then counts the "
-     "first reply from the agent's second public comment"),
-    ("unexplained", "none of the above holds"),
+# The reasons, in the order they are tried: each with what it means and a worked example.
+# docs/kpis.md's "Why our number differs" is ``why_section()`` (a test keeps them equal).
+RULES: tuple[tuple[str, str, str], ...] = (
+    ("minute_rounding",
+     "the figures differ by less than a minute. Zendesk stores whole minutes (whether it "
+     "rounds or truncates is not documented), so such a difference is never a divergence; it "
+     "is counted so that every difference is explained",
+     "A messaging ticket answered after 20 min 30 s: ours is 1,230 s (Zendesk gives "
+     "`reply_time_in_seconds` for messaging), Zendesk's `reply_time_in_minutes` is 20, "
+     "1,200 s: 30 s apart"),
+    ("business_calendar",
+     "only the business-hours twin diverges: the calendar figures agree, so the two business "
+     "calendars differ (Zendesk applies the schedule in force at the end to the whole ticket, "
+     "and its own holidays; Intercom its office hours)",
+     "Created Monday 10:00, answered 11:00 with business hours 09:00-17:00: ours is 3,600 s "
+     "calendar and business; Zendesk says 60 min calendar (agrees) but 30 min business "
+     "(1,800 s): `first_response_time_business` diverges by 1,800 s"),
+    ("reopened",
+     "the ticket was reopened: the vendor measured another solve or reply than ours",
+     "Created Monday 10:00, solved 12:00, reopened and solved again Tuesday 12:00: our "
+     "resolution_time is 93,600 s (to the latest solve); a vendor figure of 120 min "
+     "(7,200 s) measures to the first"),
+    ("agent_created",
+     "the ticket's first message (bots and system messages aside) is an agent's: Zendesk then "
+     "counts the first reply from the agent's second public comment",
+     "An agent opens a ticket at 10:00 with a public comment, replies again at 10:05 and "
+     "12:05: ours is 300 s, Zendesk's 125 min (7,500 s)"),
+    ("unexplained",
+     "none of the above holds: the figures disagree for a reason the data does not show",
+     "Created 10:00, first agent reply 11:00 in our data, Zendesk says 90 min: 1,800 s "
+     "apart, not reopened, opened by the customer"),
 )  # fmt: skip
-RULE_NAMES: tuple[str, ...] = tuple(name for name, _ in RULES)
+RULE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in RULES)
 
 
 @dataclass(frozen=True)
@@ -272,9 +290,26 @@ _NO_OFFERS = (
 )
 
 
-def rules_markdown(examples: Sequence[str]) -> str:
-    """docs/kpis.md's list of the reasons, in order, each with its worked example."""
-    lines: list[str] = []
-    for (name, meaning), example in zip(RULES, examples, strict=True):
-        lines.append(f"{len(lines) + 1}. `{name}`: {meaning}. {example}")
-    return "\n".join(lines)
+def why_section() -> str:
+    """docs/kpis.md's "Why our number differs", written from :data:`RULES` and
+    :data:`TWINS` (print it with ``python -c "from cskpi.core.kpis.native import
+    why_section; print(why_section())"``)."""
+    twins = ", ".join(f"`{t.kpi}` ↔ `{t.metric}`" for t in TWINS)
+    head = (
+        "## Why our number differs\n\n"
+        "`cskpi kpis --native` puts the vendor's own figure beside each KPI that has one: "
+        f"{twins}. "
+        "Over the KPI's own tickets, a ticket is compared when both figures exist (a ticket "
+        "without a vendor figure is not compared); `native.value` is the median of the "
+        "vendor's figures, `native.n` how many tickets were compared, and `native.diverging` "
+        "how many differ by more than max(60 s, 1 % of the vendor's figure). Every difference "
+        "gets the first of these reasons that holds (`native.reasons` counts each; "
+        "`minute_rounding` counts differences under a minute, which never diverge, the others "
+        "count diverging tickets only; a difference of a minute or more that stays within 1 % "
+        "gets no reason):\n\n"
+    )
+    items = [
+        f"{n}. `{name}`: {meaning}. *Example:* {example}."
+        for n, (name, meaning, example) in enumerate(RULES, 1)
+    ]
+    return head + "\n".join(items) + "\n"

@@ -299,3 +299,17 @@ def test_a_ticket_without_a_native_figure_is_not_compared() -> None:
     assert why.tolist() == [None, "unexplained", None]
     assert native.summary(ours, theirs, why) == {
         "value": 5000.0, "n": 1, "diverging": 1, "reasons": zero(unexplained=1)}  # fmt: skip
+
+
+def test_the_docs_section_is_generated_from_the_rules() -> None:
+    """docs/kpis.md holds ``why_section()`` as it is, and its list names exactly the rules,
+    in the order they are tried, each with a worked example."""
+    import re
+
+    docs = (Path(__file__).parents[3] / "docs" / "kpis.md").read_text(encoding="utf-8")
+    section = native.why_section()
+    assert section in docs
+    listed = re.findall(r"^\d+\. `(\w+)`: .*\*Example:\*", section, flags=re.MULTILINE)
+    assert tuple(listed) == native.RULE_NAMES == (
+        "minute_rounding", "business_calendar", "reopened", "agent_created", "unexplained",
+    )  # fmt: skip
