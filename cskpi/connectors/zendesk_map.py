@@ -372,6 +372,62 @@ def map_rating(raw: Raw) -> Rating | None:
     )  # fmt: skip
 
 
+def map_survey_response(raw: Raw, points: int = 5) -> Rating | None:
+    """A response to Zendesk's current CSAT survey (``GET /api/v2/guide/survey_responses``):
+    its ``customer_satisfaction`` rating-scale answer as csat on the survey's own scale,
+    1..``points`` (the ``survey_points`` setting: the list does not carry the options),
+    rated when the answer was last updated, for the ticket its subject names (``zen:ticket:N``
+    or ``subjects[].type`` ticket). A response with no such answer (skipped, or none yet) is
+    no rating: the list gives it no time to date an offer by.
+    https://developer.zendesk.com/api-reference/ticketing/ticket-management/csat_survey_responses/
+    """
+    answer = _satisfaction_answer(raw.get("answers"))
+    if answer is None:
+        return None
+    rating = answer.get("rating")
+    if type(rating) is not int or not 1 <= rating <= points:
+        raise BadRecordError(f"answers.rating: not 1-{points} {rating!r}")
+    comments = [a.get("value") for a in _objects(raw.get("answers"))
+                if a.get("type") == "open_ended"]  # fmt: skip
+    return Rating(
+        external_id=_id(raw), kind="csat", score=float(rating), scale_min=1.0,
+        scale_max=float(points),
+        rated_at=maybe_when(answer, "updated_at") or when(answer, "created_at"),
+        ticket_id=_subject_ticket(raw), comment=next((c for c in comments if _text(c)), None),
+    )  # fmt: skip
+
+
+def _objects(value: object) -> list[Raw]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _satisfaction_answer(answers: object) -> Raw | None:
+    """The rating-scale answer to the customer-satisfaction question (the first rating
+    answer when no question says its sub-type)."""
+    ratings = [a for a in _objects(answers) if a.get("type") == "rating_scale"]
+    for answer in ratings:
+        question = answer.get("question")
+        if isinstance(question, dict) and question.get("sub_type") == "customer_satisfaction":
+            return answer
+    untyped = [a for a in ratings if not isinstance(a.get("question"), dict)
+               or "sub_type" not in a["question"]]  # fmt: skip
+    return untyped[0] if untyped else None
+
+
+def _subject_ticket(raw: Raw) -> str | None:
+    """The ticket a response is about: ``subjects`` (current docs) or ``subject_zrns``
+    (``zen:ticket:99``; an older example wrote ``zrn:ticket:99``)."""
+    for subject in _objects(raw.get("subjects")):
+        if subject.get("type") in ("ticket", "request"):
+            return ref(subject.get("id"))
+    zrns = raw.get("subject_zrns")
+    for zrn in zrns if isinstance(zrns, list) else ():
+        parts = str(zrn).split(":")
+        if len(parts) == 3 and parts[1] in ("ticket", "request"):
+            return parts[2] or None
+    return None
+
+
 def map_user(raw: Raw) -> Person:
     role = _PERSON_ROLE.get(str(raw.get("role")))
     if role is None:

@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from responses import matchers
 from responses.registries import OrderedRegistry
 
+from cskpi.connectors import zendesk_map
 from cskpi.connectors.base import Message, Page, Person, Rating, StatusChange, Ticket
+from cskpi.connectors.fields import BadRecordError
 from cskpi.connectors.zendesk import (
     RATINGS_LOOKBACK,
     ZendeskConnector,
@@ -802,3 +804,80 @@ def test_a_request_outside_the_document_is_reported(
     check("GET", path, query, None, headers)
     [violation] = check.violations
     assert problem in violation
+
+
+# --- the current CSAT (survey responses) --------------------------------------------------
+
+# A List Survey Responses item with the fields the reference documents (the csat_survey_responses
+# page: id, answers of type rating_scale / open_ended / closed_ended / skipped, expires_at,
+# responder_id, subject_zrns, subjects, survey); values invented, shape as documented.
+SURVEY_RESPONSE = {
+    "id": "01HRQ4V9SX3Z3V0D7GS3Q0TZ8R",
+    "answers": [
+        {"type": "rating_scale", "rating": 4, "rating_category": "good",
+         "question": {"id": "01HRQ4", "type": "rating_scale_numeric",
+                      "sub_type": "customer_satisfaction", "alias": "rating"},
+         "created_at": "2025-03-06T15:25:00Z", "updated_at": "2025-03-06T15:26:40Z"},
+        {"type": "open_ended", "value": "Quick and kind",
+         "question": {"id": "01HRQ5", "type": "open_ended", "alias": "comment"},
+         "created_at": "2025-03-06T15:25:00Z", "updated_at": "2025-03-06T15:25:00Z"},
+    ],
+    "expires_at": "2025-04-05T15:25:00Z",
+    "responder_id": 10088,
+    "subject_zrns": ["zen:ticket:99"],
+    "subjects": [{"id": "99", "type": "ticket", "zrn": "zen:ticket:99"}],
+    "survey": {"id": "01HRQ3", "version": 2, "state": "enabled"},
+}  # fmt: skip
+
+
+def test_a_survey_response_is_csat_on_the_surveys_own_scale() -> None:
+    rating = zendesk_map.map_survey_response(SURVEY_RESPONSE)
+    assert rating == Rating("01HRQ4V9SX3Z3V0D7GS3Q0TZ8R", "csat", 4.0, 1.0, 5.0,
+                            at("2025-03-06T15:26:40Z"), "99", "Quick and kind")  # fmt: skip
+    older = {k: v for k, v in SURVEY_RESPONSE.items() if k != "subjects"}
+    older["subject_zrns"] = ["zrn:ticket:99"]  # an earlier rendition of the page
+    found = zendesk_map.map_survey_response(older, points=5)
+    assert found is not None
+    assert found.ticket_id == "99"
+    skipped = {**SURVEY_RESPONSE, "answers": [{"type": "skipped", "question": {"id": "q"}}]}
+    assert zendesk_map.map_survey_response(skipped) is None
+    with pytest.raises(BadRecordError, match="not 1-2 4"):
+        zendesk_map.map_survey_response(SURVEY_RESPONSE, points=2)
+
+
+def test_survey_responses_are_read_only_when_asked_and_resume_a_lookback_back(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    assert "surveys" not in [s.name for s in connector(clock).streams()]
+    stored = at("2025-03-10T00:00:00Z")
+    start_ms = int((stored - RATINGS_LOOKBACK).timestamp()) * 1000
+    second = {
+        **SURVEY_RESPONSE,
+        "id": "2",
+        "answers": [
+            {**SURVEY_RESPONSE["answers"][0], "rating": 1, "updated_at": "2025-03-08T09:00:00Z"}
+        ],
+    }
+    api.get(
+        f"{API}/guide/survey_responses",
+        json={
+            "survey_responses": [SURVEY_RESPONSE],
+            "meta": {"has_more": True, "after_cursor": "xyz"},
+        },
+        match=query(**{"page[size]": 100, "filter[created_at_start]": start_ms}),
+    )
+    api.get(f"{API}/guide/survey_responses",
+            json={"survey_responses": [second], "meta": {"has_more": False}},
+            match=query(**{"page[size]": 100, "filter[created_at_start]": start_ms,
+                           "page[after]": "xyz"}))  # fmt: skip
+
+    zd = connector(clock, survey_responses=True, survey_points=5)
+    pages = read(zd, "surveys", cursor=str(int(stored.timestamp())))
+
+    scores = [(r.external_id, r.score) for p in pages for r in p.records if isinstance(r, Rating)]
+    assert scores == [("01HRQ4V9SX3Z3V0D7GS3Q0TZ8R", 4.0), ("2", 1.0)]
+    assert [p.cursor for p in pages] == [
+        None,
+        None,
+        str(int(at("2025-03-08T09:00:00Z").timestamp())),
+    ]
