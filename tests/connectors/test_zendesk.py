@@ -881,3 +881,14 @@ def test_survey_responses_are_read_only_when_asked_and_resume_a_lookback_back(
         None,
         str(int(at("2025-03-08T09:00:00Z").timestamp())),
     ]
+
+
+def test_an_unoffered_survey_is_no_rating_and_an_offered_one_has_no_score() -> None:
+    docs = sample("satisfaction_rating_docs_example.json")
+    assert zendesk_map.map_rating({**docs, "score": "unoffered"}) is None
+    offered = zendesk_map.map_rating({**docs, "score": "offered"})
+    assert offered is not None
+    created = at(docs["created_at"])
+    assert (offered.score, offered.offered_at, offered.rated_at) == (None, created, created)
+    with pytest.raises(BadRecordError, match="score: unknown value 'meh'"):
+        zendesk_map.map_rating({**docs, "score": "meh"})
