@@ -313,3 +313,9 @@ def test_the_docs_section_is_generated_from_the_rules() -> None:
     assert tuple(listed) == native.RULE_NAMES == (
         "minute_rounding", "business_calendar", "reopened", "agent_created", "unexplained",
     )  # fmt: skip
+
+
+def test_the_native_read_takes_exactly_the_twins_metrics() -> None:
+    from cskpi.core.kpis.populations import NATIVE_READ
+
+    assert set(NATIVE_READ) == {twin.metric for twin in native.TWINS}
