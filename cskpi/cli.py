@@ -206,6 +206,14 @@ def kpis(
     limit: Annotated[
         int | None, typer.Option(min=1, help="--by groups: only the first N.", show_default=False)
     ] = None,
+    native: Annotated[
+        bool,
+        typer.Option(
+            "--native",
+            help="Beside each KPI with a vendor twin, the vendor's own figure over the same "
+            "tickets, how many diverge and why.",
+        ),
+    ] = False,
 ) -> None:
     """Compute every KPI for a window, optionally per agent, group, channel, …
 
@@ -218,7 +226,7 @@ def kpis(
     if sort.lower() not in SORTS:
         fail(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     cfg = config_or_fail(config)
-    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
+    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()), native)
     try:
         report = arrange(core.kpis(cfg, request), sort.lower(), limit)
     except (ValueError, core.UsageError) as exc:

@@ -19,7 +19,13 @@ from rich.table import Table
 from cskpi.connectors.base import ConnectorFactory
 from cskpi.core.app import CheckResult, Status
 from cskpi.core.config.secrets import RedactingFilter
-from cskpi.core.kpis.output import clipped, detail_text, duration_column, value_text
+from cskpi.core.kpis.output import (
+    clipped,
+    detail_text,
+    duration_column,
+    native_texts,
+    value_text,
+)
 from cskpi.core.kpis.report import Report
 from cskpi.core.quickstart import Summary
 from cskpi.core.store.lease import DaemonInfo
@@ -325,8 +331,14 @@ def kpi_tables(report: Report) -> list[Table]:
     table.add_column("KPI", no_wrap=True)
     table.add_column("value", no_wrap=True)
     table.add_column("detail")
+    native = any("native" in entry for entry in report.kpis.values())
+    if native:  # cskpi kpis --native
+        table.add_column("vendor", no_wrap=True)
+        table.add_column("divergence")
     for key, entry in report.kpis.items():
-        table.add_row(key, escape(value_text(key, entry)), escape(detail_text(key, entry)))
+        cells = [value_text(key, entry), detail_text(key, entry)]
+        cells += native_texts(entry) if native else ()
+        table.add_row(key, *(escape(c) for c in cells))
     tables = [table]
     if report.by is not None:
         tables.append(_board(report))

@@ -76,17 +76,22 @@ class Message:
 
 @dataclass(slots=True)
 class Rating:
-    """A satisfaction answer: CSAT, NPS, CES or eSAT on its own scale."""
+    """A satisfaction answer: CSAT, NPS, CES or eSAT on its own scale.
+
+    A survey the vendor sent and the customer has not answered (yet) is a rating with
+    ``score`` None and ``offered_at`` set; its ``rated_at`` is then the offer time. Every
+    KPI over ratings leaves such rows out; ``csat_response_rate`` counts them (SPEC §7)."""
 
     external_id: str
     kind: RatingKind
-    score: float
+    score: float | None
     scale_min: float
     scale_max: float
     rated_at: datetime
     ticket_id: str | None = None
     comment: str | None = None
     agent_id: str | None = None
+    offered_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -131,7 +136,28 @@ class StatusHistory:
     changes: Sequence[tuple[datetime, TicketStatus]]
 
 
-Record = Ticket | Message | Rating | Person | Group | Organization | StatusChange | StatusHistory
+@dataclass(slots=True)
+class VendorMetrics:
+    """The durations a ticket's vendor computes itself, as (name, whole seconds) pairs
+    (SPEC §7 ``vendor_metric``; the names are docs/kpis.md's, e.g. ``reply_time``,
+    ``reply_time_business``, ``handling_time``). The vendor's latest figures: they replace
+    every metric stored for the ticket, so one the vendor no longer gives is dropped."""
+
+    ticket_id: str
+    metrics: Sequence[tuple[str, int]]
+
+
+Record = (
+    Ticket
+    | Message
+    | Rating
+    | Person
+    | Group
+    | Organization
+    | StatusChange
+    | StatusHistory
+    | VendorMetrics
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,7 @@ from cskpi.connectors.freshdesk_map import (
     map_ticket,
     status_history,
     survey_scales,
+    vendor_metrics,
 )
 from cskpi.connectors.pagination import NextUrlPaginator, SlidingWindowPaginator
 from cskpi.connectors.rest import (
@@ -339,6 +340,7 @@ class _TicketPage:
         self.known = known
         self.tickets: list[tuple[base.Ticket, Raw]] = []
         self.history: list[base.StatusChange] = []
+        self.metrics: list[base.VendorMetrics] = []
         self.people: dict[str, base.Person] = {}
         self.thread: list[base.Record] = []
         self.skipped: list[Skipped] = []
@@ -346,13 +348,14 @@ class _TicketPage:
     @property
     def records(self) -> list[base.Record]:
         tickets = (t for t, _ in self.tickets)
-        return [*self.people.values(), *tickets, *self.history, *self.thread]
+        return [*self.people.values(), *tickets, *self.history, *self.metrics, *self.thread]
 
     def add(self, raw: Raw, agents: Container[str]) -> None:
         try:
             ticket = map_ticket(raw, self.status_map, deleted=self.deleted)
             stats = raw.get("stats")
             history = status_history(ticket, stats) if isinstance(stats, dict) else []
+            metrics = vendor_metrics(ticket, stats) if isinstance(stats, dict) else None
             requester = raw.get("requester")
             person = map_requester(requester) if isinstance(requester, dict) else None
         except (BadRecordError, TypeError, ValueError) as exc:
@@ -364,6 +367,8 @@ class _TicketPage:
         self.boundary = (self.boundary or TimeBoundary(at)).advance(at, ident)
         self.tickets.append((ticket, raw))
         self.history += history
+        if metrics is not None:
+            self.metrics.append(metrics)
         if person is None or self.deleted or person.external_id in agents:
             return
         if self.known.get(person.external_id) != person:

@@ -109,6 +109,28 @@ def apply_stats(ticket: Ticket, stats: Raw) -> None:
     ticket.closed_at = closed if ticket.status == "closed" else None
 
 
+# stats stamps -> vendor_metric names, as seconds from the ticket's created_at.
+# docs/kpis.md "Vendor-native figures".
+NATIVE = {
+    "first_responded_at": "reply_time", "resolved_at": "full_resolution_time",
+    "closed_at": "close_time",
+}  # fmt: skip
+
+
+def vendor_metrics(ticket: Ticket, stats: Raw) -> base.VendorMetrics:
+    """Freshdesk's own stamps as durations from creation (whole seconds); a stamp that is
+    missing, unparseable or before creation is left out."""
+    found: list[tuple[str, int]] = []
+    for key, name in NATIVE.items():
+        try:
+            at = maybe_when(stats, key)
+        except BadRecordError:
+            continue
+        if at is not None and at >= ticket.created_at:
+            found.append((name, int((at - ticket.created_at).total_seconds())))
+    return base.VendorMetrics(ticket.external_id, found)
+
+
 def status_history(ticket: Ticket, stats: Raw) -> list[StatusChange]:
     """The status changes ``stats`` shows (SPEC §3 ``status_change``), oldest first.
 

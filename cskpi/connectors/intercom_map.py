@@ -32,6 +32,7 @@ from cskpi.connectors.base import (
     Rating,
     StatusChange,
     Ticket,
+    VendorMetrics,
 )
 from cskpi.connectors.fields import BadRecordError, Raw, maybe_when, ref, when
 
@@ -81,10 +82,12 @@ class Conversation:
     people: list[Person] = field(default_factory=list)
     truncated: bool = False
     history: list[StatusChange] = field(default_factory=list)
+    metrics: VendorMetrics | None = None
 
     def records(self) -> list[base.Record]:
         found: list[base.Record] = [self.ticket, *self.messages, *self.people, *self.history]
-        return [*found, self.rating] if self.rating is not None else found
+        found += [r for r in (self.metrics, self.rating) if r is not None]
+        return found
 
 
 # --- fields -----------------------------------------------------------------------------
@@ -174,6 +177,31 @@ def _admin_assignee(raw: Raw) -> str | None:
     return _assigned(assignee.get("id")) if assignee.get("type") == "admin" else None
 
 
+# statistics durations (seconds, outside office hours subtracted) -> vendor_metric names;
+# handling_time only from Intercom-Version 2.13. docs/kpis.md "Vendor-native figures".
+NATIVE = {
+    "time_to_admin_reply": "reply_time", "time_to_first_close": "first_resolution_time",
+    "time_to_last_close": "full_resolution_time", "handling_time": "handling_time",
+    "time_to_assignment": "assignment_time",
+}  # fmt: skip
+
+
+def vendor_metrics(ticket_id: str, stats: Raw) -> VendorMetrics | None:
+    """Intercom's own durations from ``statistics``; None where it has no statistics. A
+    value that is not whole seconds (null: not happened yet) is left out."""
+    if not stats:
+        return None
+    found = [(name, seconds) for key, name in NATIVE.items()
+             if (seconds := _seconds(stats.get(key))) is not None]  # fmt: skip
+    return VendorMetrics(ticket_id, found)
+
+
+def _seconds(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if 0 <= value < 2**31 else None
+
+
 def apply_statistics(ticket: Ticket, stats: Raw) -> None:
     """First admin reply, first and last close, reopens and assignments, as Intercom counts
     them (from the first contact reply on). A conversation open again keeps its first close
@@ -210,6 +238,7 @@ def map_conversation(raw: Raw) -> Conversation:
     found.messages = [m for m in (opening, *_messages(parts, ticket.external_id)) if m]
     found.people = _contacts([_object(_object(raw, "source"), "author"), *_authors(parts)])
     found.rating = map_rating(raw)
+    found.metrics = vendor_metrics(ticket.external_id, _object(raw, "statistics"))
     states = state_history(raw, parts)
     found.history = [StatusChange(ticket.external_id, at, _STATUS[s]) for at, s in states]
     _apply_thread(ticket, found.messages, parts, truncated, states)

@@ -16,7 +16,10 @@ Streams, in sync order (mapping in :mod:`cskpi.connectors.zendesk_map`):
     endpoint has). Author roles come from the agent list, read once per run. The same events'
     ``Create`` and ``Change`` children on ``status`` are each ticket's status history.
 ``ratings``
-    Satisfaction ratings (legacy CSAT), cursor pagination with a ``start_time`` filter.
+    Satisfaction ratings (legacy CSAT), answered and offered, cursor pagination with a
+    ``start_time`` filter.
+``surveys`` (with ``survey_responses = true``)
+    The current CSAT's survey responses, on the survey's own 1..``survey_points`` scale.
 
 Cursor semantics, per stream:
 
@@ -43,7 +46,7 @@ import binascii
 import builtins
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 from requests.auth import AuthBase, HTTPBasicAuth
@@ -58,9 +61,11 @@ from cskpi.connectors.zendesk_map import (
     map_group,
     map_organization,
     map_rating,
+    map_survey_response,
     map_ticket,
     map_user,
     newest_position,
+    vendor_metrics,
 )
 from cskpi.core.clock import Clock, SystemClock
 from cskpi.core.config.secrets import Secret
@@ -101,6 +106,13 @@ class ZendeskSettings(ConnectorSettings):
         default=False, description="High Volume API add-on: 30 export requests/min, not 10."
     )
     per_page: int = Field(default=1000, ge=1, le=1000, description="Records per export page.")
+    survey_responses: bool = Field(
+        default=False,
+        description="Also read the current CSAT (survey responses) beside the legacy ratings.",
+    )
+    survey_points: Literal[2, 3, 5] = Field(
+        default=5, description="The points of the account's current CSAT survey: 2, 3 or 5."
+    )
 
     @model_validator(mode="after")
     def _auth_and_host(self) -> Self:
@@ -161,10 +173,18 @@ EVENTS = StreamSpec(
     lambda: CursorPaginator("end_time", "start_time"), cursor_param="start_time",
     since_param="start_time", params={"start_time": 0, "include": "comment_events"},
 )  # fmt: skip
-# `score=received` asks for answered surveys only (good and bad, with or without comment).
-RATINGS = _listing(
-    "ratings", "satisfaction_ratings.json", "satisfaction_ratings", score="received", start_time=0
-)
+# No `score` filter: answered surveys (good, bad) and offered ones not answered yet, for
+# csat_response_rate (SPEC §7); `unoffered` records are skipped in the mapping.
+RATINGS = _listing("ratings", "satisfaction_ratings.json", "satisfaction_ratings", start_time=0)
+# The current CSAT: Help Center cursor pagination (meta.has_more, meta.after_cursor), filtered
+# on creation in milliseconds.
+# https://developer.zendesk.com/api-reference/ticketing/ticket-management/csat_survey_responses/
+SURVEY_RESPONSES = StreamSpec(
+    "surveys", "guide/survey_responses", "survey_responses", _PageAfterPaginator,
+    since_param="filter[created_at_start]",
+    since_format=lambda moment: int(moment.timestamp()) * 1000,
+    params={"page[size]": _LIST_PAGE},
+)  # fmt: skip
 GROUPS = _listing("groups", "groups.json", "groups")
 ORGANIZATIONS = _listing("organizations", "organizations.json", "organizations")
 AGENTS = _listing("agents", "users.json", "users", **{"role[]": ["agent", "admin"]})
@@ -231,6 +251,7 @@ class ZendeskConnector:
             PagesStream("tickets", lambda c, s: self._exported(self._tickets, _tickets, c, s)),
             PagesStream("messages", self._messages),
             PagesStream("ratings", self._ratings),
+            *([PagesStream("surveys", self._surveys)] if self.settings.survey_responses else []),
         ]
 
     def _exported(
@@ -284,6 +305,23 @@ class ZendeskConnector:
         if newest is not None:
             yield Page((), str(int(newest.timestamp())), newest)
 
+    def _surveys(self, cursor: str | None, since: datetime | None) -> Iterator[Page]:
+        """The current CSAT's responses, read again from ``RATINGS_LOOKBACK`` before the
+        newest answer stored (an answer can be edited until the response expires); only
+        the last page checkpoints, as the list is ordered by id, not time."""
+        if since is None and cursor is not None:
+            stored = cursor_position(cursor)
+            since = None if stored is None else stored - RATINGS_LOOKBACK
+        points = self.settings.survey_points
+        newest: datetime | None = None
+        for raws, _, _, bad in fetch_pages(self.http, SURVEY_RESPONSES, None, since):
+            records, skipped = map_each(raws, lambda raw: map_survey_response(raw, points))
+            rated = (r.rated_at for r in records if isinstance(r, base.Rating))
+            newest = max(_known(newest, *rated), default=None)
+            yield Page(records, skipped=[*bad, *skipped])
+        if newest is not None:
+            yield Page((), str(int(newest.timestamp())), newest)
+
 
 def _tickets(fetched: Fetched) -> Mapped:
     """Tickets with their metric sets: nested in each ticket (as the cursor export returns
@@ -293,7 +331,13 @@ def _tickets(fetched: Fetched) -> Mapped:
     by_ticket = {
         m.get("ticket_id"): m for m in loaded or () if isinstance(m, Mapping)
     } if isinstance(loaded, list) else {}  # fmt: skip
-    return map_each(raws, lambda raw: map_ticket(raw, by_ticket.get(raw.get("id"))))
+    records, skipped = map_each(raws, lambda raw: map_ticket(raw, by_ticket.get(raw.get("id"))))
+    mapped = {r.external_id for r in records if isinstance(r, base.Ticket)}
+    for raw in raws:
+        found = vendor_metrics(raw, by_ticket.get(raw.get("id")))
+        if found is not None and found.ticket_id in mapped:
+            records.append(found)
+    return records, skipped
 
 
 def _users(fetched: Fetched) -> Mapped:

@@ -30,6 +30,7 @@ from cskpi.connectors.base import (
     Skipped,
     StatusChange,
     Ticket,
+    VendorMetrics,
 )
 from cskpi.connectors.fields import (
     BadRecordError,
@@ -63,7 +64,6 @@ _PERSON_ROLE: dict[str, base.PersonRole] = {
     "end-user": "customer", "agent": "agent", "admin": "agent",
 }  # fmt: skip
 _CSAT = {"good": 1.0, "bad": 0.0}  # legacy CSAT: two boxes, good is the top one
-_UNANSWERED = frozenset({"offered", "unoffered"})  # a survey sent (or not), no answer yet
 # Child events that set a field: Create (on a new ticket) and Change. The docs' oldest ticket
 # event example has no event_type at all (None): its status key is read the same way.
 _SETS_A_FIELD = frozenset({"Create", "Change", None})
@@ -191,6 +191,40 @@ def _first_solve(ticket: Ticket, metrics: Raw) -> datetime | None:
     return first if ticket.solved_at is None else min(first, ticket.solved_at)
 
 
+# metric_set pairs {calendar, business} in whole minutes -> vendor_metric names (the
+# business one with ``_business``). docs/kpis.md "Vendor-native figures".
+NATIVE = {
+    "reply_time_in_minutes": "reply_time",
+    "first_resolution_time_in_minutes": "first_resolution_time",
+    "full_resolution_time_in_minutes": "full_resolution_time",
+    "agent_wait_time_in_minutes": "agent_wait_time",
+    "requester_wait_time_in_minutes": "requester_wait_time",
+    "on_hold_time_in_minutes": "on_hold_time",
+}
+
+
+def vendor_metrics(raw: Raw, metrics: Raw | None = None) -> VendorMetrics | None:
+    """Zendesk's own durations from a ticket's metric set, in seconds (minutes x 60); None
+    for a ticket without one (deleted). A half that is null (not happened yet) or not a
+    whole number of minutes is left out; the reply time only once a reply counts (see
+    :func:`_first_reply`)."""
+    metric_set = metrics if metrics is not None else raw.get("metric_set")
+    ticket_id = ref(raw.get("id"))
+    if not isinstance(metric_set, dict) or ticket_id is None:
+        return None
+    replied = type(metric_set.get("replies")) is int and metric_set["replies"] > 0
+    found: list[tuple[str, int]] = []
+    for key, name in NATIVE.items():
+        pair = metric_set.get(key)
+        if not isinstance(pair, dict) or (name == "reply_time" and not replied):
+            continue
+        for half, suffix in (("calendar", ""), ("business", "_business")):
+            minutes = pair.get(half)
+            if type(minutes) is int and 0 <= minutes < 2**31 // 60:
+                found.append((name + suffix, minutes * 60))
+    return VendorMetrics(ticket_id, found)
+
+
 def newest_position(raws: Iterable[object]) -> datetime | None:
     """Where a page of an export stands: its newest ``generated_timestamp`` (moved by system
     updates too, and what the ticket export filters on), else its newest ``updated_at``."""
@@ -316,19 +350,82 @@ def author_role(author: str, channel: str | None, agents: Container[str]) -> bas
 
 def map_rating(raw: Raw) -> Rating | None:
     """A legacy CSAT rating: good 1, bad 0 on a 0..1 scale, rated on its last update (the
-    answer), for the ticket's assignee. Offered or unoffered surveys are not ratings."""
+    answer), for the ticket's assignee. The record is made when the survey is offered, so
+    its ``created_at`` is ``offered_at``; an offered survey not answered yet (``score:
+    offered``) is a rating with no score, rated (offered) at that time. ``unoffered`` is no
+    survey at all: no rating."""
     score = raw.get("score")
-    if score in _UNANSWERED:
+    if score == "unoffered":
         return None
-    value = _CSAT.get(str(score))
-    if value is None:
+    offered = maybe_when(raw, "created_at")
+    value = None if score == "offered" else _CSAT.get(str(score))
+    if value is None and score != "offered":
         raise BadRecordError(f"score: unknown value {score!r}")
+    rated = offered if value is None else maybe_when(raw, "updated_at") or offered
+    if rated is None:
+        raise BadRecordError("missing created_at")
     return Rating(
         external_id=_id(raw), kind="csat", score=value, scale_min=0.0, scale_max=1.0,
-        rated_at=maybe_when(raw, "updated_at") or when(raw, "created_at"),
-        ticket_id=ref(raw.get("ticket_id")), comment=_text(raw.get("comment")) or None,
-        agent_id=ref(raw.get("assignee_id")),
+        rated_at=rated, ticket_id=ref(raw.get("ticket_id")),
+        comment=_text(raw.get("comment")) or None, agent_id=ref(raw.get("assignee_id")),
+        offered_at=offered,
     )  # fmt: skip
+
+
+def map_survey_response(raw: Raw, points: int = 5) -> Rating | None:
+    """A response to Zendesk's current CSAT survey (``GET /api/v2/guide/survey_responses``):
+    its ``customer_satisfaction`` rating-scale answer as csat on the survey's own scale,
+    1..``points`` (the ``survey_points`` setting: the list does not carry the options),
+    rated when the answer was last updated, for the ticket its subject names (``zen:ticket:N``
+    or ``subjects[].type`` ticket). A response with no such answer (skipped, or none yet) is
+    no rating: the list gives it no time to date an offer by.
+    https://developer.zendesk.com/api-reference/ticketing/ticket-management/csat_survey_responses/
+    """
+    answer = _satisfaction_answer(raw.get("answers"))
+    if answer is None:
+        return None
+    rating = answer.get("rating")
+    if type(rating) is not int or not 1 <= rating <= points:
+        raise BadRecordError(f"answers.rating: not 1-{points} {rating!r}")
+    comments = [a.get("value") for a in _objects(raw.get("answers"))
+                if a.get("type") == "open_ended"]  # fmt: skip
+    return Rating(
+        external_id=_id(raw), kind="csat", score=float(rating), scale_min=1.0,
+        scale_max=float(points),
+        rated_at=maybe_when(answer, "updated_at") or when(answer, "created_at"),
+        ticket_id=_subject_ticket(raw), comment=next((c for c in comments if _text(c)), None),
+    )  # fmt: skip
+
+
+def _objects(value: object) -> list[Raw]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _satisfaction_answer(answers: object) -> Raw | None:
+    """The rating-scale answer to the customer-satisfaction question (the first rating
+    answer when no question says its sub-type)."""
+    ratings = [a for a in _objects(answers) if a.get("type") == "rating_scale"]
+    for answer in ratings:
+        question = answer.get("question")
+        if isinstance(question, dict) and question.get("sub_type") == "customer_satisfaction":
+            return answer
+    untyped = [a for a in ratings if not isinstance(a.get("question"), dict)
+               or "sub_type" not in a["question"]]  # fmt: skip
+    return untyped[0] if untyped else None
+
+
+def _subject_ticket(raw: Raw) -> str | None:
+    """The ticket a response is about: ``subjects`` (current docs) or ``subject_zrns``
+    (``zen:ticket:99``; an older example wrote ``zrn:ticket:99``)."""
+    for subject in _objects(raw.get("subjects")):
+        if subject.get("type") in ("ticket", "request"):
+            return ref(subject.get("id"))
+    zrns = raw.get("subject_zrns")
+    for zrn in zrns if isinstance(zrns, list) else ():
+        parts = str(zrn).split(":")
+        if len(parts) == 3 and parts[1] in ("ticket", "request"):
+            return parts[2] or None
+    return None
 
 
 def map_user(raw: Raw) -> Person:

@@ -193,6 +193,7 @@ class KpiRequest:
     now: str | None = None
     by: str | None = None
     connectors: Sequence[str] = ()
+    native: bool = False  # beside the vendors' own figures (SPEC §7)
 
 
 DEFAULT_PERIOD = "last-7d"
@@ -230,7 +231,7 @@ def kpis(config: Config, request: KpiRequest) -> Report:
         _require_synced(engine, request.connectors)
         return compute(
             engine, window, KpiContext.from_config(config),
-            connectors=request.connectors, by=request.by,
+            connectors=request.connectors, by=request.by, native=request.native,
         )  # fmt: skip
     finally:
         engine.dispose()

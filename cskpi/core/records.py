@@ -73,6 +73,10 @@ def check(record: base.Record) -> None:
         odd = [status for _, status in record.changes if status not in base.TICKET_STATUSES]
         if odd:
             raise BadRecordError(f"changes: {_shown(odd[0])} is not one of SPEC §3's values")
+    if isinstance(record, base.VendorMetrics):
+        _check_metrics(record.metrics)
+    if isinstance(record, base.Rating) and record.score is None and record.offered_at is None:
+        raise BadRecordError("score: missing, and no offered_at (a survey sent, not answered)")
     for name, allowed in _VOCABULARY.get(kind, ()):
         value = getattr(record, name)
         if value not in allowed:
@@ -84,6 +88,20 @@ def check(record: base.Record) -> None:
         test = _TESTS.get(type(value))
         if test is not None and (problem := test(value)) is not None:
             raise BadRecordError(f"{name}: {problem}")
+
+
+def _check_metrics(metrics: Sequence[tuple[str, int]]) -> None:
+    """Each metric a (name, whole non-negative seconds) pair, each name once."""
+    names: set[str] = set()
+    for pair in metrics:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], str)):
+            raise BadRecordError(f"metrics: {_shown(pair)} is not a (name, seconds) pair")
+        name, seconds = pair
+        if type(seconds) is not int or not 0 <= seconds <= LARGEST_COUNT:
+            raise BadRecordError(f"metrics: {name} = {_shown(seconds)} is not whole seconds")
+        if name in names:
+            raise BadRecordError(f"metrics: {name} given twice")
+        names.add(name)
 
 
 def _usual(value: object) -> bool:
@@ -163,6 +181,8 @@ def _name(record: object) -> str:
         return f"{record.ticket_id}@{record.at.isoformat()}"
     if isinstance(record, base.StatusHistory):
         return f"{record.ticket_id} (status history)"
+    if isinstance(record, base.VendorMetrics):
+        return f"{record.ticket_id} (vendor metrics)"
     return str(getattr(record, "external_id", type(record).__name__))
 
 

@@ -38,8 +38,8 @@ from cskpi.core.config.timespec import cron_trigger
 from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import open_engine
 from cskpi.scheduler.jobs import (
-    REPORT_GRACE,
     ALERT_GRACE,
+    REPORT_GRACE,
     AlertSender,
     DigestSender,
     JobSpec,
@@ -116,8 +116,13 @@ class Daemon:
         self._waiting: set[tuple[str, datetime]] = set()  # digests owed, waiting for a sync
         self._waiting_alerts: set[tuple[str, datetime]] = set()  # alerts waiting for a sync
         self.engine: Engine = open_engine(config.database)
-        workers = (len(config.connectors) + len(config.digests) + len(config.reports)
-                   + len(config.alerts) + 2)
+        workers = (
+            len(config.connectors)
+            + len(config.digests)
+            + len(config.reports)
+            + len(config.alerts)
+            + 2
+        )
         self.scheduler = BackgroundScheduler(
             timezone=config.timezone, executors={"default": ThreadPoolExecutor(workers)}
         )

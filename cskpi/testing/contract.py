@@ -114,6 +114,10 @@ class _Tap:
                 raise SimulatedCrashError(f"{self.name}: crashed after page {n}")
 
 
+# Records that replace what is stored for their ticket in a table.
+_REPLACING = (("status_change", base.StatusHistory), ("vendor_metric", base.VendorMetrics))
+
+
 class _Tapped:
     """A connector whose streams are tapped; the one named ``crash`` crashes after k pages."""
 
@@ -139,10 +143,11 @@ class _Tapped:
         found: Stored = {table: {} for table in TABLES}
         for tap in self.taps.values():
             for page in tap.pages:
-                gone = replaced(page, self.name)
-                changes = found["status_change"]
-                for key in [k for k, row in changes.items() if row["ticket_id"] in gone]:
-                    del changes[key]
+                for table, kind in _REPLACING:
+                    gone = replaced(page, self.name, kind)
+                    rows = found[table]
+                    for key in [k for k, row in rows.items() if row["ticket_id"] in gone]:
+                        del rows[key]
                 for table, row in rows_of(page, self.name):
                     found[table][row_id(row)] = row
         return found

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, text
 
 from cskpi.connectors import base
 
-TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "status_change")
+TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "status_change",
+          "vendor_metric")  # fmt: skip
 _TABLE_OF: dict[type, str] = {
     base.Ticket: "ticket", base.Message: "message", base.Rating: "rating",
     base.Person: "person", base.Group: "grp", base.Organization: "organization",
@@ -42,9 +43,12 @@ def stored(engine: Engine, name: str) -> Stored:
 
 
 def row_id(row: Row) -> str:
-    """A row's id; a status change, which has none, is named by its ticket, time and status."""
+    """A row's id; a status change, which has none, is named by its ticket, time and status,
+    a vendor metric by its ticket and name."""
     if "id" in row:
         return str(row["id"])
+    if "name" in row:
+        return f"{row['ticket_id']}#{row['name']}"
     return f"{row['ticket_id']}@{row['at']}:{row['status']}"
 
 
@@ -70,13 +74,28 @@ def rows_of(page: base.Page, name: str) -> Iterator[tuple[str, Row]]:
                 change = base.StatusChange(record.ticket_id, at, status)
                 yield "status_change", _stored_form("status_change", asdict(change), name)
             continue
+        if isinstance(record, base.VendorMetrics):
+            for metric, seconds in record.metrics:
+                row = {"ticket_id": f"{name}:{record.ticket_id}", "name": metric,
+                       "seconds": seconds, "connector": name}  # fmt: skip
+                yield "vendor_metric", row
+            continue
         table = _TABLE_OF[type(record)]
         yield table, _stored_form(table, asdict(record), name)
 
 
-def replaced(page: base.Page, name: str) -> set[str]:
-    """The stored ticket ids whose status changes the page's histories replace."""
-    return {f"{name}:{r.ticket_id}" for r in page.records if isinstance(r, base.StatusHistory)}
+def replaced(
+    page: base.Page,
+    name: str,
+    kind: type[base.StatusHistory | base.VendorMetrics] = base.StatusHistory,
+) -> set[str]:
+    """The stored ticket ids whose status changes the page's histories replace (with
+    ``kind`` VendorMetrics: whose vendor metrics the page's sets replace)."""
+    return {
+        f"{name}:{r.ticket_id}"
+        for r in page.records
+        if isinstance(r, base.StatusHistory | base.VendorMetrics) and isinstance(r, kind)
+    }
 
 
 def _stored_form(table: str, values: Row, name: str) -> Row:

@@ -112,7 +112,7 @@ class ZendeskSource(HttpSource):
 
     def held(self) -> Ids:
         desk = self.server.desk
-        answered = [r for r in desk.ratings if r.score in ("good", "bad")]
+        answered = [r for r in desk.ratings if r.score in ("good", "bad", "offered")]
         return {
             "ticket": [str(t) for t in desk.tickets],
             "message": [str(c.id) for t in desk.tickets.values() for c in t.comments],

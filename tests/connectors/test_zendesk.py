@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from responses import matchers
 from responses.registries import OrderedRegistry
 
+from cskpi.connectors import zendesk_map
 from cskpi.connectors.base import Message, Page, Person, Rating, StatusChange, Ticket
+from cskpi.connectors.fields import BadRecordError
 from cskpi.connectors.zendesk import (
     RATINGS_LOOKBACK,
     ZendeskConnector,
@@ -580,7 +582,7 @@ def test_ratings_are_two_point_csat_for_the_assignee_and_checkpoint_at_the_end(
     listed = sample("satisfaction_ratings_list_docs_example.json")
     offered = {**listed["satisfaction_ratings"][0], "id": 9, "score": "offered"}
     more = {"meta": {"has_more": True, "after_cursor": "next=="}, "links": {"next": "ignored"}}
-    fixed = {"score": "received", "page[size]": 100, "start_time": 0}
+    fixed = {"page[size]": 100, "start_time": 0}
     api.get(f"{API}/satisfaction_ratings.json", json={**listed, **more}, match=query(**fixed))
     api.get(f"{API}/satisfaction_ratings.json",
             json={**page, "satisfaction_ratings": [*page["satisfaction_ratings"], offered]},
@@ -589,13 +591,17 @@ def test_ratings_are_two_point_csat_for_the_assignee_and_checkpoint_at_the_end(
     pages = read(connector(clock), "ratings")
 
     ratings = [r for p in pages for r in p.records]
+    # offered_at is the record's creation (the survey's offer); the offered survey not
+    # answered yet is a rating without a score, rated (offered) then
     assert ratings == [
         Rating("35436", "csat", 1.0, 0.0, 1.0, at("2011-07-20T22:55:29Z"), "208",
-               "Awesome support!", "135"),
+               "Awesome support!", "135", at("2011-07-20T22:55:29Z")),
         Rating("120447", "csat", 1.0, 0.0, 1.0, at("2012-02-02T10:32:59Z"), "209",
-               "Awesome support!", "136"),
+               "Awesome support!", "136", at("2012-02-01T04:31:29Z")),
         Rating("35436", "csat", 1.0, 0.0, 1.0, at("2011-05-05T10:38:52Z"), "35436",
-               "Great support!", "235323"),
+               "Great support!", "235323", at("2009-07-20T22:55:29Z")),
+        Rating("9", "csat", None, 0.0, 1.0, at("2011-07-20T22:55:29Z"), "208",
+               "Awesome support!", "135", at("2011-07-20T22:55:29Z")),
     ]  # fmt: skip
     assert [p.cursor for p in pages] == [
         None,
@@ -613,7 +619,7 @@ def test_ratings_resume_a_lookback_before_their_cursor_and_bad_is_zero(
     start = int((stored - RATINGS_LOOKBACK).timestamp())
     api.get(f"{API}/satisfaction_ratings.json",
             json={"satisfaction_ratings": [bad], "meta": {"has_more": False}},
-            match=query(score="received", start_time=start, **{"page[size]": 100}))  # fmt: skip
+            match=query(start_time=start, **{"page[size]": 100}))  # fmt: skip
 
     pages = read(connector(clock), "ratings", cursor=str(int(stored.timestamp())))
 
@@ -641,7 +647,7 @@ def test_ratings_look_back_far_enough_for_an_answer_given_weeks_after_the_offer(
     assert start <= offered.timestamp()
     api.get(f"{API}/satisfaction_ratings.json",
             json={"satisfaction_ratings": [answered], "meta": {"has_more": False}},
-            match=query(score="received", start_time=start, **{"page[size]": 100}))  # fmt: skip
+            match=query(start_time=start, **{"page[size]": 100}))  # fmt: skip
 
     pages = read(connector(clock), "ratings", cursor=str(int(stored.timestamp())))
 
@@ -798,3 +804,91 @@ def test_a_request_outside_the_document_is_reported(
     check("GET", path, query, None, headers)
     [violation] = check.violations
     assert problem in violation
+
+
+# --- the current CSAT (survey responses) --------------------------------------------------
+
+# A List Survey Responses item with the fields the reference documents (the csat_survey_responses
+# page: id, answers of type rating_scale / open_ended / closed_ended / skipped, expires_at,
+# responder_id, subject_zrns, subjects, survey); values invented, shape as documented.
+SURVEY_RESPONSE = {
+    "id": "01HRQ4V9SX3Z3V0D7GS3Q0TZ8R",
+    "answers": [
+        {"type": "rating_scale", "rating": 4, "rating_category": "good",
+         "question": {"id": "01HRQ4", "type": "rating_scale_numeric",
+                      "sub_type": "customer_satisfaction", "alias": "rating"},
+         "created_at": "2025-03-06T15:25:00Z", "updated_at": "2025-03-06T15:26:40Z"},
+        {"type": "open_ended", "value": "Quick and kind",
+         "question": {"id": "01HRQ5", "type": "open_ended", "alias": "comment"},
+         "created_at": "2025-03-06T15:25:00Z", "updated_at": "2025-03-06T15:25:00Z"},
+    ],
+    "expires_at": "2025-04-05T15:25:00Z",
+    "responder_id": 10088,
+    "subject_zrns": ["zen:ticket:99"],
+    "subjects": [{"id": "99", "type": "ticket", "zrn": "zen:ticket:99"}],
+    "survey": {"id": "01HRQ3", "version": 2, "state": "enabled"},
+}  # fmt: skip
+
+
+def test_a_survey_response_is_csat_on_the_surveys_own_scale() -> None:
+    rating = zendesk_map.map_survey_response(SURVEY_RESPONSE)
+    assert rating == Rating("01HRQ4V9SX3Z3V0D7GS3Q0TZ8R", "csat", 4.0, 1.0, 5.0,
+                            at("2025-03-06T15:26:40Z"), "99", "Quick and kind")  # fmt: skip
+    older = {k: v for k, v in SURVEY_RESPONSE.items() if k != "subjects"}
+    older["subject_zrns"] = ["zrn:ticket:99"]  # an earlier rendition of the page
+    found = zendesk_map.map_survey_response(older, points=5)
+    assert found is not None
+    assert found.ticket_id == "99"
+    skipped = {**SURVEY_RESPONSE, "answers": [{"type": "skipped", "question": {"id": "q"}}]}
+    assert zendesk_map.map_survey_response(skipped) is None
+    with pytest.raises(BadRecordError, match="not 1-2 4"):
+        zendesk_map.map_survey_response(SURVEY_RESPONSE, points=2)
+
+
+def test_survey_responses_are_read_only_when_asked_and_resume_a_lookback_back(
+    api: responses.RequestsMock, clock: FakeClock
+) -> None:
+    assert "surveys" not in [s.name for s in connector(clock).streams()]
+    stored = at("2025-03-10T00:00:00Z")
+    start_ms = int((stored - RATINGS_LOOKBACK).timestamp()) * 1000
+    second = {
+        **SURVEY_RESPONSE,
+        "id": "2",
+        "answers": [
+            {**SURVEY_RESPONSE["answers"][0], "rating": 1, "updated_at": "2025-03-08T09:00:00Z"}
+        ],
+    }
+    api.get(
+        f"{API}/guide/survey_responses",
+        json={
+            "survey_responses": [SURVEY_RESPONSE],
+            "meta": {"has_more": True, "after_cursor": "xyz"},
+        },
+        match=query(**{"page[size]": 100, "filter[created_at_start]": start_ms}),
+    )
+    api.get(f"{API}/guide/survey_responses",
+            json={"survey_responses": [second], "meta": {"has_more": False}},
+            match=query(**{"page[size]": 100, "filter[created_at_start]": start_ms,
+                           "page[after]": "xyz"}))  # fmt: skip
+
+    zd = connector(clock, survey_responses=True, survey_points=5)
+    pages = read(zd, "surveys", cursor=str(int(stored.timestamp())))
+
+    scores = [(r.external_id, r.score) for p in pages for r in p.records if isinstance(r, Rating)]
+    assert scores == [("01HRQ4V9SX3Z3V0D7GS3Q0TZ8R", 4.0), ("2", 1.0)]
+    assert [p.cursor for p in pages] == [
+        None,
+        None,
+        str(int(at("2025-03-08T09:00:00Z").timestamp())),
+    ]
+
+
+def test_an_unoffered_survey_is_no_rating_and_an_offered_one_has_no_score() -> None:
+    docs = sample("satisfaction_rating_docs_example.json")
+    assert zendesk_map.map_rating({**docs, "score": "unoffered"}) is None
+    offered = zendesk_map.map_rating({**docs, "score": "offered"})
+    assert offered is not None
+    created = at(docs["created_at"])
+    assert (offered.score, offered.offered_at, offered.rated_at) == (None, created, created)
+    with pytest.raises(BadRecordError, match="score: unknown value 'meh'"):
+        zendesk_map.map_rating({**docs, "score": "meh"})

@@ -57,6 +57,8 @@ KPI_KEYS: tuple[str, ...] = (
     "resolution_distribution", "esat", "public_replies", "internal_notes", "tickets_touched",
     "active_agents", "awaiting_reply", "unique_customers", "repeat_contact_rate",
     "backlog_time_to_clear",
+    # SPEC §7, kept last (cskpi/core/kpis/native.py)
+    "handle_time", "csat_response_rate",
 )  # fmt: skip
 DEFAULT_DIGEST_KPIS: tuple[str, ...] = (
     "tickets_created", "tickets_solved", "backlog", "first_response_time",

@@ -102,6 +102,7 @@ class KpiLine:
 
     unusual: bool = False  # robust z >= 3 against the same window of the last 8 weeks
 
+
 def goal_text(line: KpiLine) -> str:
     """``target ≥ 85%: met``; "" without a target."""
     if not line.target:

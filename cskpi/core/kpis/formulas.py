@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from cskpi.core.config.file import KPI_KEYS, Config, Costs, PriorityTargets, Sla
 from cskpi.core.config.periods import Window, midnight, month_start
+from cskpi.core.kpis import native
 from cskpi.core.kpis.business_hours import BusinessCalendar
 from cskpi.core.kpis.populations import F64, Frame, Populations
 from cskpi.core.store.schema import to_epoch
@@ -76,7 +77,7 @@ def kpi_set(
         **_solved_rates(p.solved),
         "sla_first_response": _sla(p.created, w, ctx, "first_response"),
         "sla_resolution": _sla(p.created, w, ctx, "resolution"),
-        **_surveys(p.ratings),
+        **_surveys(native.answered(p.ratings, w)),
         "agent_replies_per_solved": _replies_per_solved(p.solved),
         "submissions_by_hour": _by_hour(p.created["hour_of_week"]),
         **_money(p, w, ctx, split),
@@ -87,6 +88,7 @@ def kpi_set(
         "backlog_time_to_clear": views.time_to_clear(
             len(p.backlog), p.days_created, p.days_solved, w.end, ctx.timezone
         ),
+        **native.vendor_kpis(p, w),
     }
     assert tuple(entries) == KPI_KEYS, "kpi_set must follow SPEC order"
     return {key: finite(entry) for key, entry in entries.items()}

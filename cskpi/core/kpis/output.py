@@ -26,7 +26,12 @@ def rounded(key: str, entry: Entry) -> Entry:
     places = _PLACES.get(entry["unit"], _MONEY if key == "cost_per_ticket" else {})
     if key == "nps":
         places = {"value": 1}
-    return {field: _round(v, places[field]) if field in places else v for field, v in entry.items()}
+    found = {field: _round(v, places[field]) if field in places else v
+             for field, v in entry.items()}  # fmt: skip
+    native = entry.get("native")
+    if isinstance(native, dict) and isinstance(native.get("value"), float):
+        found["native"] = {**native, "value": round(native["value"], 1)}
+    return found
 
 
 def _round(value: Any, places: int) -> Any:
@@ -128,7 +133,23 @@ def _csv_main_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
     if isinstance(value, list):  # submissions_by_hour: 7 weekdays (0 = Monday) x 24 hours
         return [{"kpi": name, "bucket": f"{_DAYS[d]} {h:02d}:00", "value": n, "unit": entry["unit"]}
                 for d, hours in enumerate(value) for h, n in enumerate(hours)]  # fmt: skip
-    return [{**entry, "kpi": name, "n": entry.get("n", entry.get("tickets_solved", ""))}]
+    rows = [{**entry, "kpi": name, "n": entry.get("n", entry.get("tickets_solved", ""))}]
+    return rows + _native_rows(name, entry)
+
+
+def _native_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
+    """With --native: the vendor's figure (bucket ``native``), the diverging tickets and each
+    reason's count (buckets ``native.diverging``, ``native.<reason>``)."""
+    native = entry.get("native")
+    if not isinstance(native, dict):
+        return []
+    counts = {"diverging": native["diverging"], **native["reasons"]}
+    return [
+        {"kpi": name, "bucket": "native", "value": native["value"], "unit": entry["unit"],
+         "n": native["n"], "reason": native.get("reason", "")},
+        *({"kpi": name, "bucket": f"native.{k}", "value": v, "unit": "count"}
+          for k, v in counts.items()),
+    ]  # fmt: skip
 
 
 # A spreadsheet reads a cell starting with one of these as a formula (`=HYPERLINK(…)` in an
@@ -231,6 +252,19 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def _busiest(matrix: list[list[int]]) -> str:
     count, day, hour = max((n, d, h) for d, row in enumerate(matrix) for h, n in enumerate(row))
     return f"busiest {_DAYS[day]} {hour:02d}:00 ({count:,})" if count else "-"
+
+
+def native_texts(entry: Entry) -> tuple[str, str]:
+    """With --native, the vendor's figure and how many tickets diverge, and why; blank for a
+    KPI without a vendor twin."""
+    native = entry.get("native")
+    if not isinstance(native, dict):
+        return "", ""
+    if native["value"] is None:
+        return "-", str(native.get("reason", "no ticket with a vendor figure"))
+    why = ", ".join(f"{k} {v:,}" for k, v in native["reasons"].items() if v)
+    detail = f"{native['diverging']:,} of {native['n']:,} diverge" + (f" ({why})" if why else "")
+    return duration_text(native["value"]), detail
 
 
 def detail_text(key: str, entry: Entry) -> str:

@@ -194,12 +194,15 @@ def load(
     prefer_arrow: bool = True,
     wall: datetime | None = None,
     repeat_window: timedelta = timedelta(days=7),
+    native: bool = False,
 ) -> Populations:
     """The window's populations, read in one snapshot; ``tz`` (default the window's) places
     submissions by hour and the local days of backlog_time_to_clear; ``wall`` is the wall
     clock that tells whether the backlog's instant is the real present (default now);
     ``repeat_window`` is ``[kpis] repeat_window``. ``prefer_arrow=False`` reads through the
-    DB-API driver."""
+    DB-API driver. The created and solved tickets carry their vendor metrics as columns
+    ``native.<name>`` (NaN where none): ``handling_time`` always, and with ``native`` every
+    twin ``native.py`` compares, with ``first_agent`` (see ``VENDOR_COLUMNS``)."""
     tz = tz or window.tz
     row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
     q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key,
@@ -218,19 +221,19 @@ def load(
         _contacts(),
         _tickets(q, "t.created_at >= :ds AND t.created_at < :de", _t("rowid", "created_at")),
         _tickets(q, _SOLVED_IN_DAYS, _t("rowid", "solved_at")),
-        _has_messages(q), _organizations(q),
+        _has_messages(q), _organizations(q), _vendor(q, native),
     ]  # fmt: skip
     results = read(engine, [q.render(sql) for sql in queries], q.params, prefer_arrow=prefer_arrow)
     (activity, replies, solved, created, ratings, backlog, threads, history, contacts,
-     days_created, days_solved, messages, organizations) = results  # fmt: skip
+     days_created, days_solved, messages, organizations, vendor) = results  # fmt: skip
     frame = _frame(created, _CREATED, keyed)
     frame.cols["hour_of_week"] = hour_of_week(frame["created_at"], tz)
     solved_frame = _frame(solved, _SOLVED, keyed)
     _derive(solved_frame, _frame(history, _HISTORY_COLS, False),
             _frame(contacts, _CONTACT_COLS, False), q)  # fmt: skip
     return Populations(
-        created=frame,
-        solved=solved_frame,
+        created=with_vendor(frame, vendor),
+        solved=with_vendor(solved_frame, vendor),
         backlog=_frame(backlog, _BACKLOG, keyed),
         ratings=_frame(ratings, _RATING_COLS, keyed),
         replies=_answers(replies),
@@ -355,7 +358,8 @@ def _backlog(q: _Query, live: bool) -> str:
 
 _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True),
                 Column("score", "r.score"),
-                Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"))  # fmt: skip
+                Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"),
+                Column("rated_at", "r.rated_at"), Column("offered_at", "r.offered_at"))  # fmt: skip
 
 
 def _ratings(q: _Query) -> str:
@@ -373,14 +377,97 @@ def _ratings(q: _Query) -> str:
     else:  # the group key is the ticket's
         source = "rating r LEFT JOIN ticket t ON t.id = r.ticket_id"
         alive = "COALESCE(t.deleted, FALSE) = FALSE"
+    # The answers given in W, and the csat surveys offered in W however answered (for
+    # csat_response_rate): a survey is answered at or after its offer, so both lie at or
+    # after the window's start on the rated_at index. A KPI over answers takes the rows
+    # rated in W with a score (``answered`` in formulas.py).
     sql = (
-        f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
-        f"FROM {source} WHERE r.rated_at >= :s AND r.rated_at < :e AND {alive} "
+        f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, "  # noqa: S608
+        f"r.rated_at, r.offered_at, {key} FROM {source} WHERE r.rated_at >= :s "
+        "AND (r.rated_at < :e OR (r.offered_at >= :s AND r.offered_at < :e AND "
+        f"r.kind = 'csat')) AND {alive} "
         # a scale without a span is no scale
         "AND r.kind IN ('csat', 'nps', 'ces', 'esat') AND r.scale_max > r.scale_min"
         f"{q.connector_filter('r')}"
     )
     return sql
+
+
+# What the vendor-metrics read gives per (ticket, metric): the ticket's row key, the
+# metric's name and seconds, the ticket's reopens, and 1 when its first message (bot and
+# system ones aside) is an agent's: the §7 reasons native.py gives a divergence.
+VENDOR_COLUMNS = ("rowid", "name", "seconds", "reopens", "first_agent", "first_solved_at", "id")
+ALWAYS_READ = ("handling_time",)  # handle_time is a KPI of every report
+# With --native: the vendor metrics native.TWINS compares (a test keeps the two equal).
+NATIVE_READ = (
+    "reply_time", "reply_time_business", "first_resolution_time",
+    "first_resolution_time_business", "full_resolution_time", "full_resolution_time_business",
+    "handling_time",
+)  # fmt: skip
+_FIRST_AGENT = (
+    "(SELECT m.author_role FROM message m WHERE m.ticket_id = t.id AND m.author_role IN "
+    "('customer', 'agent') ORDER BY m.created_at, m.id LIMIT 1) = 'agent'"
+)
+
+
+def _vendor(q: _Query, native: bool) -> str:
+    """The vendor metrics of the tickets created or solved in W: ``handling_time`` only,
+    or with ``native`` every twin's (and the first-message flag, a probe per row)."""
+    wanted = NATIVE_READ if native else ALWAYS_READ
+    names = f" AND v.name IN ({', '.join(repr(n) for n in wanted)})"
+    extra = f"{_FIRST_AGENT}, t.first_solved_at, t.id" if native else "NULL, NULL, NULL"
+    return (
+        f"SELECT {{t.rowid}}, v.name, v.seconds, t.reopens, {extra} "  # noqa: S608
+        # CROSS JOIN: SQLite keeps ticket (the window's ranges) as the outer loop and probes
+        # vendor_metric's key; PostgreSQL plans it as the join it is.
+        "FROM ticket t CROSS JOIN vendor_metric v WHERE v.ticket_id = t.id AND t.deleted = FALSE "
+        "AND "
+        f"((t.created_at >= :s AND t.created_at < :e) OR ({_SOLVED_IN_W})){names}"
+        f"{q.connector_filter('t')}"
+    )
+
+
+def with_vendor(frame: Frame, vendor: Columns) -> Frame:
+    """``frame`` with a column ``native.<name>`` per vendor metric read (seconds, NaN where
+    the ticket has none) and, when read, ``reopens``, ``first_agent`` (0/1),
+    ``first_solved_at`` and the ticket's ``id`` (None where it has no vendor metric)."""
+    rowid, name, seconds, reopens, first, first_solved, ident = vendor
+    names = _text(np.asarray(name, dtype=object))
+    cols = dict(frame.cols)
+    keys = frame["rowid"].astype(np.int64)
+    for metric in sorted({str(n) for n in names}):
+        mine = names == metric
+        cols[f"native.{metric}"] = _aligned(keys, rowid[mine], seconds[mine])
+    first_flags = np.asarray(first, dtype=np.float64)
+    if len(first_flags) and not np.isnan(first_flags).all():
+        cols.setdefault("reopens", _aligned(keys, rowid, reopens))
+        cols.setdefault("first_solved_at", _aligned(keys, rowid, first_solved))
+        cols["first_agent"] = _aligned(keys, rowid, first_flags)
+        cols["id"] = _aligned_text(keys, rowid, _text(np.asarray(ident, dtype=object)))
+    return Frame(cols, frame.key)
+
+
+def _aligned_text(keys: I64, rowid: NDArray[Any], values: Obj) -> Obj:
+    """Like ``_aligned`` for a text column (None where a key has none)."""
+    position = _aligned(keys, rowid, np.arange(len(values), dtype=np.float64))
+    found = np.full(len(keys), None, dtype=object)
+    hit = ~np.isnan(position)
+    found[hit] = values[position[hit].astype(np.intp)]
+    return found
+
+
+def _aligned(keys: I64, rowid: NDArray[Any], values: NDArray[Any]) -> F64:
+    """``values`` (given per ``rowid``) at each of ``keys``; NaN where a key has none."""
+    ids = np.asarray(rowid, dtype=np.int64)
+    found = np.full(len(keys), np.nan)
+    if len(ids) == 0:
+        return found
+    order = np.argsort(ids, kind="stable")
+    ids, picked = ids[order], np.asarray(values, dtype=np.float64)[order]
+    at = np.clip(np.searchsorted(ids, keys), 0, len(ids) - 1)
+    hit = ids[at] == keys
+    found[hit] = picked[at[hit]]
+    return found
 
 
 def _replies(q: _Query) -> str:

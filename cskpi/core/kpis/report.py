@@ -23,6 +23,7 @@ from sqlalchemy import Engine, text
 
 from cskpi.core.config.periods import Window
 from cskpi.core.kpis.formulas import Entry, KpiContext, kpi_set
+from cskpi.core.kpis.native import with_native
 from cskpi.core.kpis.populations import Frame, Populations, load, totals
 
 __all__ = [
@@ -60,14 +61,22 @@ def compute(
     connectors: Sequence[str] = (),
     by: str | None = None,
     wall: datetime | None = None,
+    native: bool = False,
 ) -> Report:
     """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension.
     ``wall`` is the wall clock that tells whether the window's ``at`` is the real present
-    (default now: see ``backlog.py``)."""
-    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall,
-                 repeat_window=ctx.repeat_window)  # fmt: skip
+    (default now: see ``backlog.py``). ``native`` adds the vendors' own figures (SPEC §7)."""
+    keyed = load(
+        engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall,
+        repeat_window=ctx.repeat_window, native=native,
+    )  # fmt: skip
     whole = totals(keyed) if by == "tag" else keyed  # one read serves both
-    report = Report(window, _connectors(engine, connectors), kpi_set(whole, window, ctx))
+
+    def entries_of(p: Populations, split: str | None = None) -> dict[str, Entry]:
+        entries = kpi_set(p, window, ctx, split)
+        return with_native(entries, p, ctx) if native else entries
+
+    report = Report(window, _connectors(engine, connectors), entries_of(whole))
     if by is None:
         return report
     keys = _keys(keyed)
@@ -75,7 +84,7 @@ def compute(
     restrict = _split(keyed)
     groups = [
         Group(k, labels.get(k, k) if k is not None else none_label(by),
-              kpi_set(restrict(k), window, ctx, split=by))
+              entries_of(restrict(k), split=by))
         for k in keys
     ]  # fmt: skip
     return Report(report.window, report.connectors, report.kpis, Grouping(by, groups))

@@ -181,6 +181,48 @@ def m008_sync_run_owner(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE sync_run ADD COLUMN host VARCHAR"))
 
 
+def m009_vendor_metric(conn: Connection) -> None:
+    """The vendors' own durations (SPEC §7 ``vendor_metric``), and surveys offered but not
+    answered: a rating may have no score, and says when it was offered. SQLite cannot drop a
+    NOT NULL, so there the rating table is copied into a new one (rows and index kept)."""
+    md = MetaData()
+    Table(
+        "vendor_metric", md, _pk("ticket_id"), _pk("name"), _req("seconds", BigInteger),
+        _req("connector", String), sqlite_with_rowid=False,
+    )  # fmt: skip
+    md.create_all(conn)
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text('ALTER TABLE vendor_metric ALTER COLUMN ticket_id TYPE VARCHAR COLLATE "C"')
+        )
+        conn.execute(text("ALTER TABLE rating ALTER COLUMN score DROP NOT NULL"))
+        conn.execute(text("ALTER TABLE rating ADD COLUMN offered_at BIGINT"))
+        return
+    _rebuild_sqlite_rating(conn)
+
+
+def _rebuild_sqlite_rating(conn: Connection) -> None:
+    """rating with a nullable score and ``offered_at``: https://www.sqlite.org/lang_altertable.html
+    (section 7, "making other kinds of table schema changes")."""
+    md = MetaData()
+    columns = (
+        "id", "ticket_id", "connector", "kind", "score", "scale_min", "scale_max", "comment",
+        "agent_id", "rated_at",
+    )  # fmt: skip
+    Table(
+        "rating_m009", md, _pk("id"), _opt("ticket_id"), _req("connector", String),
+        _req("kind", String), _opt("score", Float), _req("scale_min", Float),
+        _req("scale_max", Float), _opt("comment"), _opt("agent_id"),
+        _req("rated_at", BigInteger), _opt("offered_at", BigInteger),
+    )  # fmt: skip
+    md.create_all(conn)
+    names = ", ".join(columns)
+    conn.execute(text(f"INSERT INTO rating_m009 ({names}) SELECT {names} FROM rating"))  # noqa: S608
+    conn.execute(text("DROP TABLE rating"))
+    conn.execute(text("ALTER TABLE rating_m009 RENAME TO rating"))
+    conn.execute(text("CREATE INDEX ix_rating_rated_at ON rating (rated_at)"))
+
+
 def m010_alert_run(conn: Connection) -> None:
     """Each alert fires once per key, bucket and target (SPEC §8), as ``digest_run`` does
     for digests; the value and the usual value are kept for the report of alerts fired."""
@@ -209,8 +251,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     m006_ids_in_byte_order,
     m007_status_change,
     m008_sync_run_owner,
+    m009_vendor_metric,
     m010_alert_run,
-    m011_message_created_at_index,  # m009 is added by issue 25
+    m011_message_created_at_index,
 )
 
 _LEDGER = "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at BIGINT)"

@@ -103,12 +103,13 @@ class Rating(SQLModel, table=True):
     ticket_id: str | None = Field(default=None, sa_type=ID)
     connector: str
     kind: str
-    score: float
+    score: float | None = None  # null: a survey offered and not answered (yet)
     scale_min: float
     scale_max: float
     comment: str | None = None
     agent_id: str | None = None
     rated_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    offered_at: datetime | None = _ts()  # when the vendor sent the survey, where it says
 
 
 class StatusChange(SQLModel, table=True):
@@ -123,6 +124,18 @@ class StatusChange(SQLModel, table=True):
     ticket_id: str = Field(primary_key=True, sa_type=ID)
     at: datetime = Field(primary_key=True, sa_type=UTCDateTime)
     status: str = Field(primary_key=True)
+    connector: str
+
+
+class VendorMetric(SQLModel, table=True):
+    """A duration the ticket's vendor computes itself (SPEC §7), in seconds, under one of
+    the names docs/kpis.md lists; a sync replaces a ticket's set with the vendor's latest."""
+
+    __tablename__ = "vendor_metric"
+    __table_args__ = {"sqlite_with_rowid": False}
+    ticket_id: str = Field(primary_key=True, sa_type=ID)
+    name: str = Field(primary_key=True)
+    seconds: int = Field(sa_type=BigInteger)
     connector: str
 
 

@@ -142,7 +142,7 @@ def _message_row(m: base.Message) -> Row:
 
 def _rating_row(r: base.Rating) -> Row:
     return (r.external_id, r.ticket_id, r.kind, r.score, r.scale_min, r.scale_max, r.comment,
-            r.agent_id, to_epoch(r.rated_at))  # fmt: skip
+            r.agent_id, to_epoch(r.rated_at), to_epoch(r.offered_at))  # fmt: skip
 
 
 def _person_row(r: base.Person) -> Row:
@@ -160,6 +160,19 @@ def _organization_row(r: base.Organization) -> Row:
 
 def _status_change_row(c: base.StatusChange) -> Row:
     return (c.ticket_id, to_epoch(c.at), c.status)
+
+
+@dataclass(frozen=True, slots=True)
+class _Metric:
+    """One row of a :class:`~base.VendorMetrics`."""
+
+    ticket_id: str
+    name: str
+    seconds: int
+
+
+def _metric_row(m: _Metric) -> Row:
+    return (m.ticket_id, m.name, m.seconds)
 
 
 _REFS = frozenset({"ticket_id", "author_id", "agent_id", "requester_id", "organization_id",
@@ -188,7 +201,7 @@ UPSERTS: dict[type, UpsertSpec] = {
     ),
     base.Rating: UpsertSpec(
         "rating",
-        "external_id ticket_id kind score scale_min scale_max comment agent_id rated_at",
+        "external_id ticket_id kind score scale_min scale_max comment agent_id rated_at offered_at",
         _rating_row,
         _REFS,
         has_external_id=False,
@@ -203,6 +216,14 @@ UPSERTS: dict[type, UpsertSpec] = {
         _REFS,
         has_external_id=False,
         key=("ticket_id", "at", "status"),
+    ),
+    _Metric: UpsertSpec(
+        "vendor_metric",
+        "ticket_id name seconds",
+        _metric_row,
+        _REFS,
+        has_external_id=False,
+        key=("ticket_id", "name"),  # a changed value was deleted first: see below
     ),
 }
 
@@ -229,7 +250,10 @@ def upsert_records(conn: Connection, connector: str, records: Sequence[base.Reco
     by_type: dict[type, list[Row]] = {}
     histories = [r for r in records if isinstance(r, base.StatusHistory)]
     dropped = _drop_stale_changes(conn, connector, histories) if histories else 0
-    for record in _with_changes(records):
+    # a ticket twice in a page: its later metrics are the latest
+    latest = {r.ticket_id: r for r in records if isinstance(r, base.VendorMetrics)}
+    dropped += _drop_stale_metrics(conn, connector, list(latest.values())) if latest else 0
+    for record in _with_changes(r for r in records if _current(r, latest)):
         kind = type(record)
         by_type.setdefault(kind, []).append(UPSERTS[kind].build(record))
     changed = sum(
@@ -264,10 +288,40 @@ def _drop_stale_changes(
     return len(stale)
 
 
-def _with_changes(records: Iterable[base.Record]) -> Iterator[base.Record]:
-    """The records, each :class:`~base.StatusHistory` as its changes."""
+def _current(record: base.Record, latest: dict[str, base.VendorMetrics]) -> bool:
+    if isinstance(record, base.VendorMetrics):
+        return latest[record.ticket_id] is record
+    return True
+
+
+_STORED_METRICS = text(
+    "SELECT ticket_id, name, seconds FROM vendor_metric WHERE ticket_id IN :ids"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def _drop_stale_metrics(
+    conn: Connection, connector: str, metrics: Sequence[base.VendorMetrics]
+) -> int:
+    """A ticket's vendor metrics are the vendor's latest: delete the stored ones a new set
+    no longer has or gives another value (the same ones stay, not written again)."""
+    new = {(f"{connector}:{m.ticket_id}", n, s) for m in metrics for n, s in m.metrics}
+    ids = sorted({f"{connector}:{m.ticket_id}" for m in metrics})
+    stale = []
+    for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+        rows = conn.execute(_STORED_METRICS, {"ids": ids[start : start + 500]})
+        stale += [{"t": t, "n": n} for t, n, s in rows if (t, n, s) not in new]
+    if stale:
+        conn.execute(text("DELETE FROM vendor_metric WHERE ticket_id = :t AND name = :n"), stale)
+    return len(stale)
+
+
+def _with_changes(records: Iterable[base.Record]) -> Iterator[object]:
+    """The records, each :class:`~base.StatusHistory` as its changes and each
+    :class:`~base.VendorMetrics` as its rows."""
     for record in records:
         if isinstance(record, base.StatusHistory):
             yield from (base.StatusChange(record.ticket_id, at, s) for at, s in record.changes)
+        elif isinstance(record, base.VendorMetrics):
+            yield from (_Metric(record.ticket_id, n, s) for n, s in record.metrics)
         else:
             yield record

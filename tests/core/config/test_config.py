@@ -268,6 +268,7 @@ def test_kpi_keys_are_the_spec_section_4_table_in_order() -> None:
         "resolution_distribution", "esat", "public_replies", "internal_notes",
         "tickets_touched", "active_agents", "awaiting_reply", "unique_customers",
         "repeat_contact_rate", "backlog_time_to_clear",
+        "handle_time", "csat_response_rate",  # SPEC §7, kept last
     )  # fmt: skip
     assert set(DigestSettings.model_fields["kpis"].default) <= set(KPI_KEYS)
 

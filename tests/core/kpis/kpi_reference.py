@@ -74,6 +74,7 @@ class _Ticket:
     deleted: bool
     requester_id: str | None = None
     assignee_changes: int = 0
+    handling: int | None = None  # the vendor's handling_time (vendor_metric)
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,12 @@ class _Rating:
     connector: str
     ticket_id: str | None
     kind: str
-    score: float
+    score: float | None  # None: a survey offered, not answered
     scale_min: float
     scale_max: float
     agent_id: str | None
     at: int
+    offered: int | None = None
 
 
 @dataclass(frozen=True)
@@ -147,11 +149,12 @@ def _store_rating(c: str, r: base.Rating) -> _Rating:
         c,
         _prefix(c, r.ticket_id),
         r.kind,
-        float(r.score),
+        None if r.score is None else float(r.score),
         float(r.scale_min),
         float(r.scale_max),
         _prefix(c, r.agent_id),
         at,
+        _epoch(r.offered_at),
     )
 
 
@@ -449,11 +452,32 @@ def is_positive(score: float, scale_min: float, scale_max: float) -> bool:
     return score >= scale_max - 1 if points >= 4 else score >= scale_max
 
 
+def _answered(r: _Rating, s: _Scope) -> bool:
+    """Counted by the KPIs over ratings: a score given in W, on a scale with a span."""
+    return r.score is not None and s.in_w(r.at) and r.scale_max > r.scale_min
+
+
+def _offered(r: _Rating, s: _Scope) -> bool:
+    """A csat survey offered in W (answered at or after its offer, so never before W)."""
+    return r.kind == "csat" and s.in_w(r.offered) and r.at >= s.start and r.scale_max > r.scale_min
+
+
+def _response_rate(ratings: list[_Rating], s: _Scope) -> Entry:
+    offered = [r for r in ratings if _offered(r, s)]
+    done = [r for r in offered if r.score is not None and r.at <= s.now]
+    return _rate(len(done), len(offered), "no csat survey offered in the window is recorded")
+
+
+def _handle_time(tickets: list[_Ticket], s: _Scope) -> Entry:
+    handled = [t.handling for t in _solved(tickets, s) if t.handling is not None]
+    return _duration(handled, "no vendor handling time")
+
+
 def _ratings(ratings: list[_Rating], s: _Scope) -> dict[str, Entry]:
     # A scale without a span (scale_min >= scale_max) is no scale: such ratings count nowhere.
-    rated = [r for r in ratings if s.in_w(r.at) and r.scale_max > r.scale_min]
+    rated = [r for r in ratings if _answered(r, s)]
     csat = [r for r in rated if r.kind == "csat"]
-    nps = [r.score for r in rated if r.kind == "nps"]
+    nps = [r.score for r in rated if r.kind == "nps" and r.score is not None]
     ces = [r for r in rated if r.kind == "ces"]
     out = {
         "csat": _null("%", "no csat ratings"),
@@ -788,6 +812,8 @@ def _kpis(
     out |= _activity(activity, s)
     out["awaiting_reply"] = _awaiting(tickets, messages, s)
     out["backlog_time_to_clear"] = _time_to_clear(tickets, out["backlog"]["value"], s)
+    out["handle_time"] = _handle_time(tickets, s)
+    out["csat_response_rate"] = _response_rate(ratings, s)
     return out
 
 
@@ -837,7 +863,9 @@ def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -
     for t in _created(data.tickets, s) + _solved(data.tickets, s) + _backlog(data.tickets, s):
         keys.update(ticket_keys[t.id])
     for r, rk in zip(data.ratings, rating_keys, strict=True):
-        if r.kind in RATED_KINDS and s.in_w(r.at) and r.scale_max > r.scale_min:
+        if r.kind in RATED_KINDS and (
+            (s.in_w(r.at) and r.scale_max > r.scale_min) or _offered(r, s)
+        ):
             keys.update(rk)
     for m in messages:
         if m.role == "agent" and s.in_w(m.at):
@@ -861,11 +889,19 @@ def _load(
     ratings: PerConnector,
     organizations: PerConnector,
     connectors: Sequence[str],
+    metrics: PerConnector | None = None,
 ) -> _Data:
     data = _Data()
+    handling = {  # the latest set of a ticket wins
+        f"{c}:{m.ticket_id}": dict(m.metrics).get("handling_time")
+        for c, records in (metrics or {}).items() for m in records
+    }  # fmt: skip
     for c, records in tickets.items():
         if _wanted(c, connectors):
-            data.tickets += [t for t in (_store_ticket(c, r) for r in records) if not t.deleted]
+            data.tickets += [
+                replace(t, handling=handling.get(t.id))
+                for t in (_store_ticket(c, r) for r in records) if not t.deleted
+            ]  # fmt: skip
     kept = {t.id for t in data.tickets}
     for c, records in messages.items():
         for m in (_store_message(c, r) for r in records):
@@ -924,6 +960,7 @@ def reference_kpis(
     groups: PerConnector | None = None,
     changes: PerConnector | None = None,
     wall: datetime | None = None,
+    metrics: PerConnector | None = None,
 ) -> Report:
     """The report for ``window`` as docs/kpis.md defines it, with the wall clock at ``wall``
     (default now).
@@ -933,7 +970,7 @@ def reference_kpis(
     :class:`Account`; ``changes`` as ``StatusChange``. ``people`` and ``groups`` only provide
     labels for ``by``.
     """
-    data = _load(tickets, messages, ratings, organizations, connectors)
+    data = _load(tickets, messages, ratings, organizations, connectors, metrics)
     everyone = [t for c, records in tickets.items() for t in (_store_ticket(c, r) for r in records)
                 if not t.deleted]  # fmt: skip
     emails = {f"{c}:{p.external_id}": p.email
@@ -965,6 +1002,7 @@ class Dataset:
     people: dict[str, list[base.Person]] = field(default_factory=dict)
     groups: dict[str, list[base.Group]] = field(default_factory=dict)
     changes: dict[str, list[base.StatusChange]] = field(default_factory=dict)
+    metrics: dict[str, list[base.VendorMetrics]] = field(default_factory=dict)
 
     def reference(
         self,
@@ -987,6 +1025,7 @@ class Dataset:
             groups=self.groups,
             changes=self.changes,
             wall=wall,
+            metrics=self.metrics,
         )
 
     def store(self, engine: Engine) -> None:
@@ -1012,7 +1051,8 @@ class Dataset:
 
     def _records(self) -> dict[str, list[base.Record]]:
         out: dict[str, list[base.Record]] = {}
-        kinds = (self.people, self.groups, self.tickets, self.messages, self.ratings, self.changes)
+        kinds = (self.people, self.groups, self.tickets, self.messages, self.ratings, self.changes,
+                 self.metrics)  # fmt: skip
         for kind in kinds:
             for c, records in kind.items():
                 out.setdefault(c, []).extend(records)

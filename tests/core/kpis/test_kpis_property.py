@@ -121,19 +121,36 @@ def ratings(draw: st.DrawFn, ticket_list: list[base.Ticket]) -> list[base.Rating
     for i in range(draw(st.integers(0, 8))):
         kind: Any = draw(st.sampled_from(("csat", "nps", "ces", "esat")))
         lo, hi = (0, 10) if kind == "nps" else draw(st.sampled_from(SCALES))
+        rated = draw(moment(-5 * 24, 30 * 24))
+        # a survey's offer comes at or before its answer; an unanswered one is dated by it
+        early = draw(st.none() | st.integers(0, 72))
+        offered = None if early is None else rated - timedelta(hours=early)
+        score = draw(st.integers(lo, hi))
+        unanswered = offered is not None and draw(st.booleans())
         out.append(
             base.Rating(
                 f"r{i}",
                 kind,
-                draw(st.integers(lo, hi)),
+                None if unanswered else score,
                 lo,
                 hi,
-                draw(moment(-5 * 24, 30 * 24)),
+                offered if unanswered and offered is not None else rated,
                 ticket_id=draw(st.sampled_from(ticket_ids)),
                 agent_id=draw(st.sampled_from((*AGENTS, "a4"))),
+                offered_at=offered,
             )
         )
     return out
+
+
+@st.composite
+def handling(draw: st.DrawFn, ticket_list: list[base.Ticket]) -> list[base.VendorMetrics]:
+    """Intercom-like handling times for some tickets (handle_time)."""
+    return [
+        base.VendorMetrics(t.external_id, [("handling_time", draw(st.integers(0, 10**5)))])
+        for t in ticket_list
+        if draw(st.booleans())
+    ]
 
 
 @st.composite
@@ -159,6 +176,7 @@ def datasets(draw: st.DrawFn) -> Dataset:
         data.tickets[c] = draw(tickets())
         data.messages[c] = draw(messages(data.tickets[c]))
         data.ratings[c] = draw(ratings(data.tickets[c]))
+        data.metrics[c] = draw(handling(data.tickets[c]))
         data.organizations[c] = draw(accounts())
         data.people[c] = [
             base.Person(a, "agent", draw(st.sampled_from((None, f"Agent {a}"))))

@@ -141,6 +141,7 @@ def test_postgresql_ids_compare_byte_by_byte(request, tmp_path):
     assert found == [
         "grp.id", "message.id", "message.ticket_id", "organization.id", "person.id",
         "rating.id", "rating.ticket_id", "status_change.ticket_id", "ticket.id",
+        "vendor_metric.ticket_id",
     ]  # fmt: skip
 
 
@@ -166,3 +167,36 @@ def test_postgresql_ids_keep_their_statistics_through_the_collation_change(reque
         after = conn.execute(text(stats)).scalar_one()
     engine.dispose()
     assert (before, after) == (1, 1)
+
+
+def test_m009_keeps_the_ratings_and_lets_a_survey_go_unanswered(request, dialect, tmp_path):
+    """A store made before m009 keeps its ratings (and the rated_at index); afterwards a
+    rating may have no score and an offer time, and vendor_metric exists."""
+    engine = make_engine(empty_store(request, dialect, tmp_path))
+    before = tuple(m for m in MIGRATIONS if m.__name__ < "m009")
+    migrate(engine, before)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO rating (id, ticket_id, connector, kind, score, scale_min, scale_max, "
+            "comment, agent_id, rated_at) VALUES ('zd:7', 'zd:1', 'zd', 'csat', 1, 0, 1, "
+            "'thanks', 'zd:361', 1700000000)"
+        ))  # fmt: skip
+    assert migrate(engine) == ["m009_vendor_metric"]
+    with engine.begin() as conn:
+        kept = conn.execute(text(
+            "SELECT id, ticket_id, connector, kind, score, scale_min, scale_max, comment, "
+            "agent_id, rated_at, offered_at FROM rating"
+        )).all()  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO rating (id, connector, kind, score, scale_min, scale_max, rated_at, "
+            "offered_at) VALUES ('zd:8', 'zd', 'csat', NULL, 0, 1, 5, 5)"
+        ))  # fmt: skip
+        conn.execute(text(
+            "INSERT INTO vendor_metric (ticket_id, name, seconds, connector) "
+            "VALUES ('zd:1', 'reply_time', 120, 'zd')"
+        ))  # fmt: skip
+    assert [tuple(r) for r in kept] == [
+        ("zd:7", "zd:1", "zd", "csat", 1.0, 0.0, 1.0, "thanks", "zd:361", 1700000000, None)
+    ]
+    assert "ix_rating_rated_at" in {i["name"] for i in inspect(engine).get_indexes("rating")}
+    engine.dispose()

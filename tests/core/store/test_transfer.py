@@ -30,7 +30,7 @@ from tests.postgres import DIALECTS, empty_store, new_store
 
 END = datetime(2026, 11, 1, tzinfo=UTC)
 TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "sync_state",
-          "status_change", "sync_run", "digest_run", "alert_run")  # fmt: skip
+          "status_change", "sync_run", "digest_run", "alert_run", "vendor_metric")  # fmt: skip
 
 
 @pytest.fixture
@@ -65,6 +65,7 @@ def dump(engine: Engine, table: str) -> list[tuple[object, ...]]:
         "digest_run": "digest, target",
         "alert_run": "alert, key, target",
         "status_change": "ticket_id, at, status",
+        "vendor_metric": "ticket_id, name",
     }.get(table, "id")
     with engine.connect() as conn:
         rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY {order}")).all()
