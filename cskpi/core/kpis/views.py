@@ -27,6 +27,7 @@ from cskpi.core.kpis.formulas import (
     percentile,
     rate,
 )
+from cskpi.core.kpis.native import answered
 from cskpi.core.kpis.populations import F64, Frame, Populations, clearing_days
 from cskpi.core.store.schema import to_epoch
 
@@ -59,7 +60,7 @@ def ticket_views(p: Populations, w: Window, ctx: KpiContext) -> dict[str, Entry]
         "touches": touches(solved),
         "first_response_distribution": first_response_distribution(created, w),
         "resolution_distribution": resolution_distribution(solved),
-        "esat": esat(p.ratings),
+        "esat": esat(answered(p.ratings, w)),
         **activity(p.activity),
     }
 

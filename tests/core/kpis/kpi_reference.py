@@ -772,12 +772,13 @@ def _time_to_clear(tickets: list[_Ticket], backlog: int, s: _Scope) -> Entry:
 
 
 def _esat(ratings: list[_Rating], s: _Scope) -> Entry:
-    rated = [r for r in ratings if r.kind == "esat" and s.in_w(r.at) and r.scale_max > r.scale_min]
+    rated = [r for r in ratings if r.kind == "esat" and _answered(r, s)]
     if not rated:
         return _null("score", "no esat ratings")
-    good = sum(is_positive(r.score, r.scale_min, r.scale_max) for r in rated)
+    scores = [(r.score, r) for r in rated if r.score is not None]
+    good = sum(is_positive(score, r.scale_min, r.scale_max) for score, r in scores)
     return {
-        "value": sum(r.score for r in rated) / len(rated),
+        "value": sum(score for score, _ in scores) / len(rated),
         "n": len(rated),
         "top2": 100 * good / len(rated),
         "unit": "score",

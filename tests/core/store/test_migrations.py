@@ -181,7 +181,11 @@ def test_m009_keeps_the_ratings_and_lets_a_survey_go_unanswered(request, dialect
             "comment, agent_id, rated_at) VALUES ('zd:7', 'zd:1', 'zd', 'csat', 1, 0, 1, "
             "'thanks', 'zd:361', 1700000000)"
         ))  # fmt: skip
-    assert migrate(engine) == ["m009_vendor_metric"]
+    assert migrate(engine) == [
+        "m009_vendor_metric",
+        "m010_alert_run",
+        "m011_message_created_at_index",
+    ]
     with engine.begin() as conn:
         kept = conn.execute(text(
             "SELECT id, ticket_id, connector, kind, score, scale_min, scale_max, comment, "
