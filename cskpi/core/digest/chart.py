@@ -140,7 +140,7 @@ def forecast_figure(
     ax.bar(x, created, width=0.6, color=BACKLOG, label="forecast")
     below = [max(0.0, c - lo) for c, lo in zip(created, low, strict=True)]
     above = [max(0.0, hi - c) for c, hi in zip(created, high, strict=True)]
-    ax.errorbar(x, created, yerr=[below, above], fmt="none", ecolor=CREATED, elinewidth=1.5,
+    ax.errorbar(x, created, yerr=[below, above], fmt="none", ecolor="#1f2328", elinewidth=1.5,
                 capsize=4, label="80 % band")  # fmt: skip
     step = max(1, math.ceil(len(x) / (8 * width / WIDTH_IN)))
     ax.set_xticks(x, [f"{d:%a}\n{d.day}" if i % step == 0 else "" for i, d in enumerate(days)])

@@ -82,6 +82,7 @@ def test_forecast_figures_are_cskpi_forecasts(demo: Path, tmp_path: Path) -> Non
     for key in ("mape", "momentum", "history_days"):
         assert value(page, "forecast", key) == doc[key], key
     assert f"Backtest error (MAPE) {doc['mape']:.1f} %" in page.words
+    assert f"cskpi forecast --days 14 --now {now} --format json" in page.words
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     chart = section(html, "forecast")
     assert chart.count("<svg") == 1
@@ -107,6 +108,7 @@ def test_staffing_figures_are_cskpi_staffings(demo: Path, tmp_path: Path) -> Non
                  for h in range(24)] for d in range(7)]  # fmt: skip
         assert grid == doc[cls]["gap"]
     assert "handling time 8.0 min (default), target 80% answered in 60 s" in page.words
+    assert f"cskpi staffing --weeks 4 --now {now} --format json" in page.words
 
 
 def test_the_staffing_settings_are_the_configs(demo: Path, tmp_path: Path) -> None:

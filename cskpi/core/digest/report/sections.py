@@ -429,7 +429,8 @@ def forecast(i: Inputs) -> list[Block]:
     doc = forecast_document(report)
     head = Note(f"Tickets expected in the {FORECAST_DAYS} days from {doc['start']} (the day of "
                 f"the report's instant, {w.now.astimezone(w.tz):%Y-%m-%d %H:%M}), as cskpi "
-                f"forecast --days {FORECAST_DAYS} --now … --format json gives them.")  # fmt: skip
+                f"forecast --days {FORECAST_DAYS} --now {_instant(w)} --format json gives "
+                "them.")  # fmt: skip
     if doc["forecast"] is None:
         return [head, Missing(f"no forecast: {doc['reason']}")]
     days = doc["forecast"]
@@ -439,6 +440,11 @@ def forecast(i: Inputs) -> list[Block]:
                                 [d["hi"] for d in days], title)  # fmt: skip
     return [head, _forecast_basis(doc), Chart(chart.svg(fig, title, "forecast")),
             _forecast_table(days)]  # fmt: skip
+
+
+def _instant(w: Window) -> str:
+    """The report's instant as `--now` takes it."""
+    return w.now.astimezone(w.tz).isoformat()
 
 
 def _plan(plan: str, field: str, value: Any, **more: str) -> dict[str, str]:
@@ -502,7 +508,7 @@ def staffing(i: Inputs) -> list[Block]:
                 f"{target['share']:.0%} answered in {target['seconds']:g} s, shrinkage "
                 f"{doc['shrinkage']:.0%}, occupancy at most {doc['max_occupancy']:.0%} "
                 f"([staffing] in the config). As cskpi staffing --weeks {STAFFING_WEEKS} "
-                f"--now … --format json gives it.")  # fmt: skip
+                f"--now {_instant(w)} --format json gives it.")  # fmt: skip
     blocks: list[Block] = [head, Heading("The most understaffed hours")]
     blocks.append(_understaffed(doc) if doc["understaffed"] else
                   Note("No hour of the week had fewer agents at work than needed."))  # fmt: skip
