@@ -319,8 +319,9 @@ def forecast(
     import json
 
     from cskpi.commands.console import out
-    from cskpi.commands.planning import forecast_csv, forecast_document, forecast_table
+    from cskpi.commands.planning import forecast_csv, forecast_table
     from cskpi.core import app as core
+    from cskpi.core.workload.documents import forecast_document
 
     output = _format(output, ("table", "json", "csv"))
     cfg = config_or_fail(config)
@@ -350,8 +351,9 @@ def staffing(
     import json
 
     from cskpi.commands.console import out
-    from cskpi.commands.planning import staffing_csv, staffing_document, staffing_views
+    from cskpi.commands.planning import staffing_csv, staffing_views
     from cskpi.core import app as core
+    from cskpi.core.workload.documents import staffing_document
 
     output = _format(output, ("table", "json", "csv"))
     cfg = config_or_fail(config)

@@ -9,48 +9,19 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
-from typing import Any
 
-import numpy as np
 from rich.table import Table
 from rich.text import Text
 
 from cskpi.core.alerts.message import bucket_label, plain
 from cskpi.core.alerts.runs import AlertResult, targets_of
 from cskpi.core.config.file import AlertSettings
+from cskpi.core.workload.documents import forecast_document
+from cskpi.core.workload.documents import rounded as _r
 from cskpi.core.workload.forecast import ForecastReport
 from cskpi.core.workload.staffing import WEEKDAYS, Grid, StaffingPlan
 
-
-def _r(value: float) -> float:
-    return round(float(value), 2)
-
-
 # --- forecast ---------------------------------------------------------------------------
-
-
-def forecast_document(report: ForecastReport) -> dict[str, Any]:
-    """``{"forecast": [{"date", "created", "lo", "hi", "solved", "backlog", "hours"}], "mape"}``
-    (docs/planning.md); ``"forecast": null`` with a ``reason`` under two weeks of history."""
-    head: dict[str, Any] = {"timezone": str(report.tz), "start": report.start.isoformat(),
-                            "days": report.days, "history_days": report.history_days}  # fmt: skip
-    made, done = report.created, report.solved
-    if made is None or done is None:
-        return {**head, "forecast": None, "reason": report.reason, "mape": None}
-    days = []
-    for d in range(report.days):
-        hours = [{"hour": h, "created": _r(made.hourly[d, h]), "lo": int(made.low[d, h]),
-                  "hi": int(made.high[d, h]), "solved": _r(done.hourly[d, h])}
-                 for h in range(24)]  # fmt: skip
-        days.append({
-            "date": (report.start + timedelta(days=d)).isoformat(),
-            "created": _r(made.daily[d]), "lo": int(made.daily_low[d]),
-            "hi": int(made.daily_high[d]), "solved": _r(done.daily[d]),
-            "backlog": _r(report.backlog[d]), "hours": hours,
-        })  # fmt: skip
-    return {**head, "momentum": _r(made.momentum), "trend": _r(made.trend),
-            "solved_momentum": _r(done.momentum), "backlog_start": report.backlog_start,
-            "mape": None if report.mape is None else _r(report.mape), "forecast": days}  # fmt: skip
 
 
 def forecast_csv(report: ForecastReport) -> str:
@@ -90,33 +61,6 @@ def forecast_table(report: ForecastReport) -> Table | str:
 
 
 # --- staffing ---------------------------------------------------------------------------
-
-
-def _grid_document(grid: Grid) -> dict[str, Any]:
-    return {name: np.round(getattr(grid, name), 2).tolist()
-            for name in ("arrivals", "required", "observed", "gap")}  # fmt: skip
-
-
-def staffing_document(plan: StaffingPlan) -> dict[str, Any]:
-    """Every cell: ``live``, ``async`` and ``total``, each with 7x24 ``arrivals`` (mean per
-    hour), ``required``, ``observed`` and ``gap``, Monday 00:00 first."""
-    s = plan.settings
-    doc: dict[str, Any] = {
-        "timezone": str(plan.tz), "from": plan.start.isoformat(), "to": plan.end.isoformat(),
-        "weeks": plan.weeks, "aht": {"seconds": _r(plan.aht), "source": plan.aht_source},
-        "target": {"share": s.target.share, "seconds": s.target.seconds},
-        "shrinkage": s.shrinkage, "max_occupancy": s.max_occupancy,
-    }  # fmt: skip
-    if plan.total is None or plan.live is None or plan.async_ is None:
-        return {**doc, "live": None, "async": None, "total": None, "reason": plan.reason}
-    doc.update(live=_grid_document(plan.live), total=_grid_document(plan.total))
-    doc["async"] = _grid_document(plan.async_)
-    doc["understaffed"] = [
-        {"weekday": u.weekday, "hour": u.hour, "label": u.label, "required": _r(u.required),
-         "observed": _r(u.observed), "gap": _r(u.gap)}
-        for u in plan.understaffed()
-    ]  # fmt: skip
-    return doc
 
 
 def staffing_csv(plan: StaffingPlan) -> str:

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import html as html_lib
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from cskpi.core.alerts.evaluate import TICKET_KEY, WHOLE, Bucket, Finding, keys_of
 from cskpi.core.config.file import Config
+from cskpi.core.digest.alarm_text import change, figure, span_label
+from cskpi.core.digest.alarm_text import label_of as label_of
 from cskpi.core.digest.content import LABELS, ticket_url
-from cskpi.core.kpis.output import clipped, duration_text
+from cskpi.core.kpis.output import clipped
 
 NEWEST = 5
 _SOLVED_KPIS = {"tickets_solved", "resolution_time", "resolution_time_business", "fcr_rate",
                 "reopen_rate", "escalation_rate"}  # fmt: skip
-_DURATIONS = {"first_response_time", "first_response_time_business", "resolution_time",
-              "resolution_time_business", "response_time"}  # fmt: skip
 _SCAN_LIMIT = 5000  # rows of the bucket looked through for a key's newest tickets
 
 
@@ -49,41 +48,7 @@ class Alarm:
 
 
 def bucket_label(b: Bucket) -> str:
-    day = b.start.strftime("%a %d %b %Y").replace(" 0", " ")
-    if b.end - b.start <= timedelta(hours=2):
-        return f"{day} {b.start:%H:%M}-{b.end:%H:%M}"
-    return day
-
-
-def figure(kpi: str, value: float) -> str:
-    if kpi in _DURATIONS:
-        return duration_text(value)
-    if kpi in ("tickets_created", "tickets_solved", "backlog"):
-        return f"{value:,.0f}" if value == round(value) else f"{value:,.1f}"
-    return f"{value:.1f}%"
-
-
-def change(kpi: str, value: float, usual: float) -> str:
-    delta = value - usual
-    if kpi not in _DURATIONS and kpi not in ("tickets_created", "tickets_solved", "backlog"):
-        return f"{delta:+.1f} pts"
-    head = (("+" if delta >= 0 else "-") + duration_text(abs(delta))) if kpi in _DURATIONS \
-        else f"{delta:+,.0f}"  # fmt: skip
-    return f"{head}, {100 * delta / usual:+.0f}%" if usual else head
-
-
-_NAMED = {"agent": "person", "group": "grp", "organization": "organization"}
-
-
-def label_of(engine: Engine, dimension: str | None, key: str) -> str:
-    """An agent's, group's or organization's name for its id; the key itself otherwise."""
-    table = _NAMED.get(dimension or "")
-    if table is None:
-        return key
-    sql = f"SELECT name FROM {table} WHERE id = :k AND name IS NOT NULL"  # noqa: S608
-    with engine.connect() as conn:
-        name = conn.execute(text(sql), {"k": key}).scalar()
-    return clipped(str(name)) if name else key
+    return span_label(b.start, b.end)
 
 
 def newest_tickets(engine: Engine, config: Config, finding: Finding) -> list[Linked]:

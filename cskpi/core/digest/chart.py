@@ -11,6 +11,7 @@ import io
 import math
 import re
 from collections.abc import Sequence
+from datetime import date
 from typing import TYPE_CHECKING
 
 from cskpi.core.digest.content import Series
@@ -115,6 +116,43 @@ def bars_figure(
     for side in ("top", "right", "bottom"):
         ax.spines[side].set_visible(False)
     ax.set_title(title, fontsize=TITLE_PT, loc="left")
+    return fig
+
+
+def forecast_figure(
+    days: Sequence[date],
+    created: Sequence[float],
+    low: Sequence[int],
+    high: Sequence[int],
+    title: str,
+    width: float = REPORT_WIDTH_IN,
+) -> Figure:
+    """Forecast arrivals per day as bars, the 80 % band of each day as a whisker from its
+    low to its high count: the band is drawn by shape, not by colour alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(width, HEIGHT_IN), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = list(range(len(days)))
+    ax.bar(x, created, width=0.6, color=BACKLOG, label="forecast")
+    below = [max(0.0, c - lo) for c, lo in zip(created, low, strict=True)]
+    above = [max(0.0, hi - c) for c, hi in zip(created, high, strict=True)]
+    ax.errorbar(x, created, yerr=[below, above], fmt="none", ecolor="#1f2328", elinewidth=1.5,
+                capsize=4, label="80 % band")  # fmt: skip
+    step = max(1, math.ceil(len(x) / (8 * width / WIDTH_IN)))
+    ax.set_xticks(x, [f"{d:%a}\n{d.day}" if i % step == 0 else "" for i, d in enumerate(days)])
+    ax.tick_params(labelsize=TEXT_PT)
+    ax.set_ylabel("tickets per day", fontsize=TEXT_PT)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title, fontsize=TITLE_PT, loc="left")
+    ax.legend(fontsize=TEXT_PT, loc="lower right", bbox_to_anchor=(1, 1), ncols=2,
+              frameon=False, borderaxespad=0.2)  # fmt: skip
     return fig
 
 

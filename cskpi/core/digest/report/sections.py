@@ -2,7 +2,10 @@
 
 Every figure comes from the document `cskpi kpis --format json` prints for the same window
 (``Inputs.doc``, made by ``kpis.output.to_json``), or from the same engine run over another
-window (the previous window; the daily series until SPEC §6's ``--interval`` lands). A
+window (the previous window; the daily series until SPEC §6's ``--interval`` lands). The
+forecast and staffing sections show the documents `cskpi forecast` and `cskpi staffing
+--format json` print (``workload/documents.py``), the alerts section the ``alert_run`` rows
+sent. A
 provider whose data this version does not compute returns :class:`Missing` with the reason;
 wiring such a section is filling its provider.
 """
@@ -13,14 +16,14 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config
 from cskpi.core.config.periods import Window, midnight
-from cskpi.core.digest import chart
+from cskpi.core.digest import alarm_text, chart
 from cskpi.core.digest.content import LABELS, Series, breached, delta, unanswered
 from cskpi.core.digest.report.blocks import (
     Block,
@@ -36,6 +39,9 @@ from cskpi.core.kpis.definitions import definition
 from cskpi.core.kpis.output import detail_text, duration_text, value_text
 from cskpi.core.kpis.report import Entry, KpiContext, compute
 from cskpi.core.store.sync_state import all_states
+from cskpi.core.workload.documents import forecast_document, staffing_document
+from cskpi.core.workload.forecast import forecast_report
+from cskpi.core.workload.staffing import staffing_plan
 
 TICKETS_SHOWN = 20  # breached and waiting tickets: the oldest, so the file stays small
 GROUPS_SHOWN = 50  # rows of the --by table
@@ -408,16 +414,223 @@ def divergence(i: Inputs) -> list[Block]:
     return [Table("cskpi's figures beside the vendors' own", head, rows)]
 
 
+# --- forecast and staffing (SPEC §8) ---------------------------------------------------
+
+FORECAST_DAYS = 14  # `cskpi forecast --days 14`
+STAFFING_WEEKS = 4  # `cskpi staffing --weeks 4`, as the digest's understaffed hours
+
+
 def forecast(i: Inputs) -> list[Block]:
-    return [Missing("the arrivals forecast (SPEC §8, cskpi forecast) is not built in this version")]
+    """`cskpi forecast --days 14 --now <the report's instant> --format json`, drawn: the
+    forecast starts at the local day of the report's instant, not at the window's end (a
+    report of last month looks forward from today, where staffing decisions are made)."""
+    w = i.window
+    report = forecast_report(i.engine, w.tz, w.now, FORECAST_DAYS, i.connectors)
+    doc = forecast_document(report)
+    head = Note(f"Tickets expected in the {FORECAST_DAYS} days from {doc['start']} (the day of "
+                f"the report's instant, {w.now.astimezone(w.tz):%Y-%m-%d %H:%M}), as cskpi "
+                f"forecast --days {FORECAST_DAYS} --now {_instant(w)} --format json gives "
+                "them.")  # fmt: skip
+    if doc["forecast"] is None:
+        return [head, Missing(f"no forecast: {doc['reason']}")]
+    days = doc["forecast"]
+    dates = [date.fromisoformat(d["date"]) for d in days]
+    title = "Tickets expected per day, with the 80 % band"
+    fig = chart.forecast_figure(dates, [d["created"] for d in days], [d["lo"] for d in days],
+                                [d["hi"] for d in days], title)  # fmt: skip
+    return [head, _forecast_basis(doc), Chart(chart.svg(fig, title, "forecast")),
+            _forecast_table(days)]  # fmt: skip
+
+
+def _instant(w: Window) -> str:
+    """The report's instant as `--now` takes it."""
+    return w.now.astimezone(w.tz).isoformat()
+
+
+def _plan(plan: str, field: str, value: Any, **more: str) -> dict[str, str]:
+    """The data attributes of a forecast or staffing figure, as its JSON document has it."""
+    attrs = {"data-plan": plan, "data-field": field, "data-value": json.dumps(value)}
+    return attrs | {f"data-{k}": v for k, v in more.items()}
+
+
+def _forecast_basis(doc: dict[str, Any]) -> Table:
+    mape = doc["mape"]
+    rows = [
+        [Cell("Backtest error (MAPE)", header=True),
+         Cell("n/a (no week had two weeks of history before it)" if mape is None
+              else f"{mape:.1f} %", _plan("forecast", "mape", mape), cls="num"),
+         Cell("week-ahead forecasts of the last 4 weeks against what arrived")],
+        [Cell("Momentum", header=True),
+         Cell(f"x {doc['momentum']:.2f}", _plan("forecast", "momentum", doc["momentum"]),
+              cls="num"),
+         Cell(f"the last 4 weeks against the 4 before (x {doc['trend']:.2f} before clipping)")],
+        [Cell("History", header=True),
+         Cell(f"{doc['history_days']} days", _plan("forecast", "history_days",
+              doc["history_days"]), cls="num"),
+         Cell("read before the first day: the same hours of its last 8 weeks make the "
+              "forecast, up to 4 more the backtest")],
+    ]  # fmt: skip
+    return Table("How far to trust it", ["Measure", "Value", "Meaning"], rows)
+
+
+def _forecast_table(days: list[dict[str, Any]]) -> Table:
+    rows = []
+    for d in days:
+        day = d["date"]
+        rows.append([
+            Cell(f"{date.fromisoformat(day):%a %d %b}", header=True),
+            Cell(f"{d['created']:,.1f}", _plan("forecast", "created", d["created"], date=day),
+                 cls="num"),
+            Cell(f"{d['lo']:,} to {d['hi']:,}", _plan("forecast", "band", [d["lo"], d["hi"]],
+                 date=day), cls="num"),
+            Cell(f"{d['solved']:,.1f}", _plan("forecast", "solved", d["solved"], date=day),
+                 cls="num"),
+            Cell(f"{d['backlog']:,.0f}", _plan("forecast", "backlog", d["backlog"], date=day),
+                 cls="num"),
+        ])  # fmt: skip
+    head = ["Day", "Expected", "80 % band", "Solved", "Backlog at day end"]
+    return Table("Tickets expected per day", head, rows)
 
 
 def staffing(i: Inputs) -> list[Block]:
-    return [Missing("the staffing plan (SPEC §8, cskpi staffing) is not built in this version")]
+    """`cskpi staffing --weeks 4 --now <the report's instant> --format json`, with
+    ``[staffing]`` from the config (its defaults when the table is absent)."""
+    w = i.window
+    plan = staffing_plan(i.engine, w.tz, i.config.staffing, w.now, STAFFING_WEEKS, i.connectors)
+    doc = staffing_document(plan)
+    if doc["total"] is None:
+        return [Missing(f"no staffing plan: {doc['reason']}")]
+    target = doc["target"]
+    head = Note(f"Agents needed against agents seen at work (distinct authors of public "
+                f"replies), per hour of the week, from the {doc['weeks']} whole weeks "
+                f"{doc['from']} to {doc['to']} before the report's instant: handling time "
+                f"{doc['aht']['seconds'] / 60:.1f} min ({doc['aht']['source']}), target "
+                f"{target['share']:.0%} answered in {target['seconds']:g} s, shrinkage "
+                f"{doc['shrinkage']:.0%}, occupancy at most {doc['max_occupancy']:.0%} "
+                f"([staffing] in the config). As cskpi staffing --weeks {STAFFING_WEEKS} "
+                f"--now {_instant(w)} --format json gives it.")  # fmt: skip
+    blocks: list[Block] = [head, Heading("The most understaffed hours")]
+    blocks.append(_understaffed(doc) if doc["understaffed"] else
+                  Note("No hour of the week had fewer agents at work than needed."))  # fmt: skip
+    for name, what in (("live", "chat, messaging, phone"), ("async", "email, web, other")):
+        blocks += [Heading(f"Gap per hour, {name} ({what})"), _gap_grid(doc, name, w)]
+    return blocks
+
+
+def _understaffed(doc: dict[str, Any]) -> Table:
+    rows = []
+    for u in doc["understaffed"]:
+        d, h = u["weekday"], u["hour"]
+        at = {"day": str(d), "hour": str(h)}
+        rows.append(
+            [Cell(u["label"], _plan("staffing", "understaffed", u, **at), header=True)]
+            + [Cell(f"{doc[c][f][d][h]:,.{p}f}", _plan("staffing", f, doc[c][f][d][h],
+                    cls=c, **at), cls="num")
+               for c in ("live", "async") for f, p in (("required", 0), ("observed", 1))]
+            + [Cell(f"{u['required']:,.0f}", cls="num"), Cell(f"{u['observed']:,.1f}", cls="num"),
+               Cell(f"{u['gap']:,.1f} short", cls="num bad")]
+        )  # fmt: skip
+    head = ["Hour", "Live needed", "Live at work", "Async needed", "Async at work",
+            "Needed", "At work", "Gap"]  # fmt: skip
+    return Table("The five hours of the week with the most agents short, live and async apart; "
+                 "an agent answering both counts once in the total", head, rows)  # fmt: skip
+
+
+def _gap_grid(doc: dict[str, Any], name: str, w: Window) -> Table:
+    """Agents short (+) or spare (-) per weekday and hour: the sign says it, the shade
+    repeats it."""
+    rows = []
+    for d, gaps in enumerate(doc[name]["gap"]):
+        cells = [Cell(_gap_text(g), _plan("staffing", "gap", g, cls=name, day=str(d),
+                      hour=str(h)), cls=f"num gap {_gap_class(g)}")
+                 for h, g in enumerate(gaps)]  # fmt: skip
+        rows.append([Cell(_DAYS[d], header=True), *cells])
+    caption = (f"Agents needed minus agents at work, {name}, by weekday and hour ({w.tz}): "
+               "+2 means two agents short, -1.5 one and a half to spare, 0 even")  # fmt: skip
+    return Table(caption, ["Day", *(f"{h:02d}" for h in range(24))], rows)
+
+
+def _gap_text(gap: float) -> str:
+    if gap == 0:
+        return "0"
+    return f"{gap:+.1f}".removesuffix(".0")
+
+
+def _gap_class(gap: float) -> str:
+    return "short-2" if gap >= 1 else "short-1" if gap > 0 else "even"
+
+
+# --- alerts fired in the window ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fired:
+    alert: str
+    key: str
+    start: datetime
+    end: datetime
+    value: float | None
+    usual: float | None
+    targets: list[str]
+
+
+def fired(engine: Engine, window: Window) -> list[Fired]:
+    """The alarms sent (``alert_run`` rows with status ``sent``) whose bucket lies in the
+    window, one per alert, key and bucket with every target it reached, oldest first. A
+    dry run records no row; a failed post is not counted until a later run sends it."""
+    sql = ("SELECT alert, key, bucket_from, bucket_to, value, usual, target FROM alert_run "
+           "WHERE status = 'sent' AND bucket_from >= :s AND bucket_to <= :e "
+           "ORDER BY bucket_from, alert, key, target")  # fmt: skip
+    params = {"s": int(window.start.timestamp()), "e": int(window.end.timestamp())}
+    found: dict[tuple[str, str, int], Fired] = {}
+    with engine.connect() as conn:
+        for a, k, s, e, v, u, t in conn.execute(text(sql), params):
+            row = found.setdefault((a, k, int(s)), Fired(
+                a, k, datetime.fromtimestamp(int(s), UTC).astimezone(window.tz),
+                datetime.fromtimestamp(int(e), UTC).astimezone(window.tz), v, u, []))  # fmt: skip
+            row.targets.append(t)
+    return list(found.values())
 
 
 def alerts(i: Inputs) -> list[Block]:
-    return [Missing("alerts (SPEC §8, [alerts.NAME]) are not built in this version")]
+    if not i.config.alerts:
+        return [Missing("no [alerts.NAME] table in the config (docs/planning.md: Alarm bells)")]
+    found = fired(i.engine, i.window)
+    if not found:
+        return [Note("None fired: no alert was sent for an hour or day in the window.")]
+    rows = [_fired_row(i, f) for f in found]
+    head = ["Alert", "KPI", "Key", "Bucket", "Value", "Usual", "Change", "Sent to"]
+    return [Table("Alarms sent for an hour or day in the window, oldest first", head, rows)]
+
+
+def _fired_row(i: Inputs, f: Fired) -> list[Cell]:
+    settings = i.config.alerts.get(f.alert)
+    kpi = settings.kpi if settings else None
+    key = (
+        "all tickets"
+        if f.key == ""
+        else alarm_text.label_of(i.engine, settings.by if settings else None, f.key)
+    )
+    at = {"data-alert": f.alert, "data-key": f.key, "data-bucket": f.start.isoformat()}
+    return [
+        Cell(f.alert, at, header=True),
+        Cell(label(kpi) if kpi else "(no longer configured)"),
+        Cell(key),
+        Cell(alarm_text.span_label(f.start, f.end)),
+        Cell(_alarm_figure(kpi, f.value), at | {"data-field": "value",
+             "data-value": json.dumps(f.value)}, cls="num"),
+        Cell(_alarm_figure(kpi, f.usual), at | {"data-field": "usual",
+             "data-value": json.dumps(f.usual)}, cls="num"),
+        Cell(alarm_text.change(kpi, f.value, f.usual) if kpi and f.value is not None
+             and f.usual is not None else "", cls="num"),
+        Cell(", ".join(f.targets)),
+    ]  # fmt: skip
+
+
+def _alarm_figure(kpi: str | None, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return alarm_text.figure(kpi, value) if kpi else f"{value:,.2f}"
 
 
 # --- data freshness and definitions -----------------------------------------------------
