@@ -75,6 +75,16 @@ ConnectorsOption = Annotated[
     list[str] | None,
     typer.Option("--connector", metavar="NAME", help="Only this connector (repeatable)."),
 ]
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        metavar="DIM=VALUE",
+        help="Only tickets (and ratings) with this agent, group, channel, type, priority, tag, "
+        "connector, organization or status; an id or a unique name (repeatable: values of one "
+        "dimension OR, dimensions AND).",
+    ),
+]
 
 
 @app.command()
@@ -192,6 +202,7 @@ def kpis(
         ),
     ] = None,
     connector: ConnectorsOption = None,
+    where: WhereOption = None,
     now: Annotated[
         str | None,
         typer.Option(metavar="DATE", help="Evaluate as of this instant (reproducible reports)."),
@@ -209,7 +220,7 @@ def kpis(
 ) -> None:
     """Compute every KPI for a window, optionally per agent, group, channel, …
 
-    Example: cskpi kpis --period last-week --by agent --format csv"""
+    Example: cskpi kpis --period last-week --by agent --where channel=email --format csv"""
     from cskpi.core import app as core
     from cskpi.core.kpis.output import csv_text, json_text
     from cskpi.core.kpis.report import SORTS, arrange
@@ -218,7 +229,9 @@ def kpis(
     if sort.lower() not in SORTS:
         fail(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     cfg = config_or_fail(config)
-    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
+    request = core.KpiRequest(
+        period, start, end, now, by, tuple(connector or ()), tuple(where or ())
+    )
     try:
         report = arrange(core.kpis(cfg, request), sort.lower(), limit)
     except (ValueError, core.UsageError) as exc:

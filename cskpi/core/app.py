@@ -16,6 +16,8 @@ from cskpi.connectors.base import ConnectorFactory, close_connector
 from cskpi.core.config.file import DIMENSIONS, Config
 from cskpi.core.config.periods import Window, explicit_window, parse_instant, period_window
 from cskpi.core.config.secrets import redact
+from cskpi.core.kpis import filters
+from cskpi.core.kpis.filters import Where
 from cskpi.core.kpis.report import KpiContext, Report, compute
 from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import StoreError, check_store, open_engine, write_transaction
@@ -189,6 +191,7 @@ class KpiRequest:
     now: str | None = None
     by: str | None = None
     connectors: Sequence[str] = ()
+    where: Sequence[str] = ()  # DIM=VALUE, as typed
 
 
 DEFAULT_PERIOD = "last-7d"
@@ -223,9 +226,22 @@ def kpis(config: Config, request: KpiRequest) -> Report:
         return compute(
             engine, window, KpiContext.from_config(config),
             connectors=request.connectors, by=request.by,
+            where=where_of(engine, config, request.where),
         )  # fmt: skip
     finally:
         engine.dispose()
+
+
+def where_of(
+    engine: Engine, config: Config, typed: Sequence[str] | Mapping[str, Sequence[str]]
+) -> Where:
+    """``--where`` items (or a digest's ``where`` table) as stored values; a UsageError
+    names an unknown dimension or an unknown or ambiguous value."""
+    try:
+        raw = typed if isinstance(typed, Mapping) else filters.parse(typed)
+        return filters.resolve(engine, raw, list(config.connectors))
+    except filters.FilterError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _require_synced(engine: Engine, connectors: Sequence[str]) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
-from typing import Annotated, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     NonNegativeFloat,
@@ -59,6 +60,9 @@ Dimension = Literal[
 ]
 Compare = Literal["previous", "same-period-last-week", "none"]
 DIMENSIONS: tuple[str, ...] = get_args(Dimension)
+WhereDimension = Literal[
+    "agent", "group", "channel", "type", "priority", "tag", "connector", "organization", "status"
+]
 
 
 class _Model(BaseModel):
@@ -153,6 +157,16 @@ def _kpi_key(value: str) -> str:
     return value
 
 
+def _values(value: Any) -> Any:
+    """A ``where`` value: one string, or a list of them (OR)."""
+    return [value] if isinstance(value, str) else value
+
+
+WhereValues = Annotated[
+    tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_values), Field(min_length=1)
+]
+
+
 def _period(value: str) -> str:
     if value in (*PERIODS, "since-last") or re.fullmatch(r"[1-9]\d*d", value):
         return value
@@ -233,6 +247,8 @@ class DigestSettings(_Model):
         DEFAULT_DIGEST_KPIS
     )
     by: Dimension | None = None
+    # like --where: DIM = "VALUE" or ["VALUE", ...]; values OR, dimensions AND
+    where: dict[WhereDimension, WhereValues] = Field(default_factory=dict)
     slack: SlackTarget | None = None
     email: EmailTarget | None = None
     grace: Duration = timedelta(hours=6)

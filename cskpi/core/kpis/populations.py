@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from cskpi.core.config.periods import Window
 from cskpi.core.kpis.backlog import conditions, is_present, unindexed
+from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.store.dialect import SQLITE, Sql, sql_for
 from cskpi.core.store.reads.arrow import Columns
 from cskpi.core.store.reads.columns import read, row_key_for
@@ -118,6 +119,7 @@ class _Query:
     escalation_tags: Sequence[str]
     dialect: Sql = SQLITE
     row_key: Callable[[str], str] = SQLITE.row_key  # as the reader wants it: row_key_for
+    where: Where = EVERYTHING  # --where (filters.py)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -125,6 +127,7 @@ class _Query:
         params: dict[str, Any] = {"s": to_epoch(w.start), "e": to_epoch(w.end), "a": to_epoch(w.at)}
         params.update({f"c{i}": name for i, name in enumerate(self.connectors)})
         params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
+        params.update(self.where.params())
         return params
 
     def escalation_tag(self) -> str:
@@ -145,10 +148,14 @@ class _Query:
         return f"(({found}) AND {exact})"
 
     def connector_filter(self, alias: str) -> str:
+        """`` AND …`` keeping the rows of ``alias`` (a ticket; ``r`` a rating, ``o`` an
+        organization) that ``--connector`` and ``--where`` keep: every population query
+        calls it, so every population is filtered alike (filters.py)."""
+        where = self.where.sql(alias, self.dialect)
         if not self.connectors:
-            return ""
+            return where
         names = ", ".join(f":c{i}" for i in range(len(self.connectors)))
-        return f" AND {alias}.connector IN ({names})"
+        return f" AND {alias}.connector IN ({names}){where}"
 
     def ticket_key(self) -> str:
         """The select expression for a ticket row's group key."""
@@ -175,14 +182,15 @@ def load(
     *,
     prefer_arrow: bool = True,
     wall: datetime | None = None,
+    where: Where = EVERYTHING,
 ) -> Populations:
     """The window's populations, read in one snapshot; ``tz`` (default the window's) places
     submissions by hour; ``wall`` is the wall clock that tells whether the backlog's instant
-    is the real present (default now). ``prefer_arrow=False`` reads through the DB-API
-    driver."""
+    is the real present (default now); ``where`` is --where. ``prefer_arrow=False`` reads
+    through the DB-API driver."""
     tz = tz or window.tz
     row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
-    q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key)
+    q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key, where)
     keyed: Keyed = "tag" if dimension == "tag" else dimension is not None
     queries = [  # the longest first (see ``read``)
         _replies(q),

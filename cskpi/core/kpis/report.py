@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine, text
 
 from cskpi.core.config.periods import Window
+from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.formulas import Entry, KpiContext, kpi_set
 from cskpi.core.kpis.populations import Frame, Populations, load, totals
 
@@ -60,13 +61,16 @@ def compute(
     connectors: Sequence[str] = (),
     by: str | None = None,
     wall: datetime | None = None,
+    where: Where = EVERYTHING,
 ) -> Report:
     """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension.
     ``wall`` is the wall clock that tells whether the window's ``at`` is the real present
-    (default now: see ``backlog.py``)."""
-    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall)
+    (default now: see ``backlog.py``); ``where`` keeps only the tickets and ratings it names."""
+    keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall,
+                 where=where)  # fmt: skip
     whole = totals(keyed) if by == "tag" else keyed  # one read serves both
-    report = Report(window, _connectors(engine, connectors), kpi_set(whole, window, ctx))
+    kpis = kpi_set(whole, window, ctx, split=unsplit(where))
+    report = Report(window, _connectors(engine, connectors), kpis)
     if by is None:
         return report
     keys = _keys(keyed)
@@ -78,6 +82,12 @@ def compute(
         for k in keys
     ]  # fmt: skip
     return Report(report.window, report.connectors, report.kpis, Grouping(by, groups))
+
+
+def unsplit(where: Where) -> str | None:
+    """What the support cost and the accounts are not split by: ``--where`` on anything
+    but connectors (which ``--connector`` already restricts them to), else None."""
+    return "--where" if set(where.dimensions) - {"connector"} else None
 
 
 def none_label(dimension: str) -> str:

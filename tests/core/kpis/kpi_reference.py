@@ -100,6 +100,7 @@ class _Org:
     mrr: float | None
     created: int | None
     churned: int | None
+    id: str = ""
 
 
 def _prefix(connector: str, value: str | None) -> str | None:
@@ -659,9 +660,53 @@ def _load(
     for c, accounts in organizations.items():
         if _wanted(c, connectors):
             data.orgs += [
-                _Org(c, a.mrr, _epoch(a.created_at), _epoch(a.churned_at)) for a in accounts
+                _Org(c, a.mrr, _epoch(a.created_at), _epoch(a.churned_at), f"{c}:{a.external_id}")
+                for a in accounts
             ]
     return data
+
+
+Where = Mapping[str, Sequence[str | None]]
+
+
+def _ticket_has(t: _Ticket, dimension: str, value: str | None) -> bool:
+    if dimension == "tag":
+        return value in t.tags if value is not None else not t.tags
+    if dimension == "status":
+        return t.status == value
+    return _ticket_keys(t, dimension)[0] == value
+
+
+def _ticket_kept(t: _Ticket, where: Where) -> bool:
+    return all(any(_ticket_has(t, d, v) for v in vs) for d, vs in where.items())
+
+
+def _rating_kept(r: _Rating, where: Where, by_id: Mapping[str, _Ticket]) -> bool:
+    """Agent: the rated agent; connector: the rating's; the rest through its ticket."""
+    own = {"agent": r.agent_id, "connector": r.connector}
+    if any(own[d] not in vs for d, vs in where.items() if d in own):
+        return False
+    rest = {d: vs for d, vs in where.items() if d not in own}
+    ticket = by_id.get(r.ticket_id) if r.ticket_id is not None else None
+    return not rest or (ticket is not None and _ticket_kept(ticket, rest))
+
+
+def _filtered(data: _Data, where: Where) -> _Data:
+    """``data`` as ``--where`` leaves it (SPEC §6 Filters)."""
+    if not where:
+        return data
+    by_id = {t.id: t for t in data.tickets}
+    kept = [t for t in data.tickets if _ticket_kept(t, where)]
+    ids = {t.id for t in kept}
+    own = {"organization": lambda o: o.id, "connector": lambda o: o.connector}
+    orgs = [o for o in data.orgs
+            if all(own[d](o) in vs for d, vs in where.items() if d in own)]  # fmt: skip
+    return _Data(
+        kept,
+        {k: v for k, v in data.messages.items() if k in ids},
+        [r for r in data.ratings if _rating_kept(r, where, by_id)],
+        orgs,
+    )
 
 
 def _history(changes: PerConnector) -> dict[str, list[tuple[int, str]]]:
@@ -701,6 +746,7 @@ def reference_kpis(
     groups: PerConnector | None = None,
     changes: PerConnector | None = None,
     wall: datetime | None = None,
+    where: Where | None = None,
 ) -> Report:
     """The report for ``window`` as docs/kpis.md defines it, with the wall clock at ``wall``
     (default now).
@@ -708,12 +754,13 @@ def reference_kpis(
     Records are given per connector name (``{"zd": [Ticket, ...]}``), with their source
     ids unprefixed, exactly as they would be passed to ``upsert_records``; organizations as
     :class:`Account`; ``changes`` as ``StatusChange``. ``people`` and ``groups`` only provide
-    labels for ``by``.
+    labels for ``by``. ``where``: dimension -> stored values kept (None: no value).
     """
-    data = _load(tickets, messages, ratings, organizations, connectors)
+    data = _filtered(_load(tickets, messages, ratings, organizations, connectors), where or {})
     s = _Scope(
         window.start.timestamp(), window.end.timestamp(), window.now.timestamp(), ctx,
         (wall or datetime.now(UTC)).timestamp(), _history(changes or {}),
+        split_by="--where" if set(where or {}) - {"connector"} else None,
     )  # fmt: skip
     report: Report = {"kpis": _kpis(data.tickets, data.messages, data.ratings, data.orgs, s)}
     report["by"] = None
@@ -745,6 +792,7 @@ class Dataset:
         connectors: Sequence[str] = (),
         by: str | None = None,
         wall: datetime | None = None,
+        where: Where | None = None,
     ) -> Report:
         return reference_kpis(
             self.tickets,
@@ -759,6 +807,7 @@ class Dataset:
             groups=self.groups,
             changes=self.changes,
             wall=wall,
+            where=where,
         )
 
     def store(self, engine: Engine) -> None:
