@@ -58,3 +58,70 @@ def test_an_unknown_name_is_one_usage_line(cfg: Path) -> None:
     assert result.output.strip().splitlines() == [
         "error: --where agent=Nobody Atall: no agent with that id or name"
     ]
+
+
+def test_tickets_lists_the_rows_behind_a_rate(cfg: Path) -> None:
+    fcr = run_json(cfg, "kpis", *WINDOW)["kpis"]["fcr_rate"]
+    listed = run_json(cfg, "tickets", *WINDOW, "--kpi", "fcr_rate")
+    assert (listed["count"], listed["numerator"]) == (fcr["denominator"], fcr["numerator"])
+    assert sum(t["in_numerator"] for t in listed["tickets"]) == fcr["numerator"]
+    first = listed["tickets"][0]
+    assert set(first) >= {"id", "subject", "tags", "assignee", "organization", "mrr", "url"}
+    assert first["created_at"].endswith("+00:00")  # local time, with its offset
+
+
+def test_tickets_csv_keeps_the_formula_guard(cfg: Path) -> None:
+    import csv
+    import io
+
+    with db(cfg) as conn:
+        conn.execute("UPDATE ticket SET subject = '=HYPERLINK(\"x\")' WHERE created_at >= ?", (LO,))
+    result = runner.invoke(app, ["tickets", "-c", str(cfg), *WINDOW, "-f", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert len(rows) == run_json(cfg, "kpis", *WINDOW)["kpis"]["tickets_created"]["value"]
+    assert {r["subject"] for r in rows} == {'\'=HYPERLINK("x")'}
+
+
+def test_tickets_of_a_kpi_without_ticket_rows_is_a_usage_error(cfg: Path) -> None:
+    result = runner.invoke(app, ["tickets", "-c", str(cfg), "--kpi", "response_time"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --kpi response_time: no tickets to list; use one of")
+
+
+def test_interval_series_in_json_csv_and_table(cfg: Path) -> None:
+    import csv
+    import io
+
+    doc = run_json(cfg, "kpis", *WINDOW, "--interval", "week", "--by", "channel")
+    buckets = doc["series"]["buckets"]
+    assert doc["series"]["interval"] == "week"
+    # Monday 12 October to Sunday 1 November: three whole weeks
+    assert [b["from"][:10] for b in buckets] == ["2026-10-12", "2026-10-19", "2026-10-26"]
+    assert (
+        sum(b["kpis"]["tickets_created"]["value"] for b in buckets)
+        == (doc["kpis"]["tickets_created"]["value"])
+    )
+    assert buckets[-1]["kpis"]["backlog"] == doc["kpis"]["backlog"]
+    assert all("groups" in b for b in buckets)
+    result = runner.invoke(app, ["kpis", "-c", str(cfg), *WINDOW, "--interval", "day", "-f", "csv"])
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    per_block = 21 + 4 + 7 * 24
+    assert len(rows) == per_block * (1 + 20)  # the window, then 20 days
+    assert {r["interval"] for r in rows} == {"", "day"}
+    table = runner.invoke(app, ["kpis", "-c", str(cfg), *WINDOW, "--interval", "week",
+                                "--kpis", "tickets_created,fcr_rate"])  # fmt: skip
+    assert table.exit_code == 0, table.output
+    assert "2026-10-19" in table.output
+    assert "fcr_rate" in table.output.split("per week")[1]
+
+
+def test_a_bad_interval_or_kpis_list_is_a_usage_error(cfg: Path) -> None:
+    bad = runner.invoke(app, ["kpis", "-c", str(cfg), "--interval", "hour"])
+    assert (bad.exit_code, bad.output.strip()) == (
+        2,
+        "error: --interval 'hour': use day, week or month",
+    )
+    bad = runner.invoke(app, ["kpis", "-c", str(cfg), "--interval", "day", "--kpis", "nope"])
+    assert bad.exit_code == 2
+    assert bad.output.startswith("error: --kpis: unknown KPI 'nope'")

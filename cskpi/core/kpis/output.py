@@ -6,9 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from cskpi.core.kpis.report import Entry, Report
+import numpy as np
+from numpy.typing import NDArray
+
+from cskpi.core.config.periods import Window
+from cskpi.core.kpis.drill import Listing
+from cskpi.core.kpis.report import Entry, Group, Report
 
 # Decimal places per field of an entry, by unit; fields not listed are kept as they are.
 _PLACES: dict[str, dict[str, int]] = {
@@ -46,13 +53,22 @@ def to_json(report: Report) -> dict[str, Any]:
         "kpis": _kpis(report.kpis),
     }
     if report.by is not None:
-        doc["by"] = {
-            "dimension": report.by.dimension,
-            "groups": [
-                {"key": g.key, "label": g.label, "kpis": _kpis(g.kpis)} for g in report.by.groups
-            ],
-        }
+        doc["by"] = {"dimension": report.by.dimension, "groups": _groups(report.by.groups)}
+    if report.series is not None:
+        doc["series"] = {"interval": report.series.interval, "buckets": [
+            {"from": _local(b.window.start, w), "to": _local(b.window.end, w),
+             "kpis": _kpis(b.kpis), **({} if b.groups is None else {"groups": _groups(b.groups)})}
+            for b in report.series.buckets
+        ]}  # fmt: skip
     return doc
+
+
+def _groups(groups: list[Group]) -> list[dict[str, Any]]:
+    return [{"key": g.key, "label": g.label, "kpis": _kpis(g.kpis)} for g in groups]
+
+
+def _local(moment: datetime, w: Window) -> str:
+    return moment.astimezone(w.tz).isoformat()
 
 
 def json_text(report: Report) -> str:
@@ -62,30 +78,36 @@ def json_text(report: Report) -> str:
 
 _CSV_FIELDS = (
     "from", "to", "timezone", "dimension", "key", "label", "kpi", "bucket", "value", "unit",
-    "n", "median", "p90", "mean", "numerator", "denominator", "reason",
+    "n", "median", "p90", "mean", "numerator", "denominator", "reason", "interval",
 )  # fmt: skip
 
 
 def csv_text(report: Report) -> str:
     """One row per group x KPI, and per bucket of a matrix KPI (backlog_age by age,
     submissions_by_hour by weekday and hour); the first block (empty dimension) is the whole
-    window, and every row names the window, so rows stay meaningful when filtered or joined."""
+    window, and every row names the window, so rows stay meaningful when filtered or joined.
+    With a series, the same follows for each bucket, its rows naming the bucket's from/to
+    and the ``interval``."""
     out = io.StringIO()
     # Text quoted, numbers bare: a CR in a name stays inside its cell, a number stays a number.
     writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n",
                             quoting=csv.QUOTE_NONNUMERIC)  # fmt: skip
     writer.writeheader()
     w = report.window
-    window = {"from": w.start.astimezone(w.tz).isoformat(),
-              "to": w.end.astimezone(w.tz).isoformat(), "timezone": str(w.tz)}  # fmt: skip
-    blocks: list[tuple[str, str | None, str, dict[str, Entry]]] = [("", None, "all", report.kpis)]
-    if report.by is not None:
-        blocks += [(report.by.dimension, g.key, g.label, g.kpis) for g in report.by.groups]
-    for dimension, key, label, kpis in blocks:
-        head = {**window, "dimension": dimension, "key": key or "", "label": label}
-        for name, entry in _kpis(kpis).items():
-            for row in _csv_rows(name, entry):
-                writer.writerow({field: _cell(v) for field, v in {**head, **row}.items()})
+    dimension = report.by.dimension if report.by is not None else ""
+    sections = [(w, "", report.kpis, report.by.groups if report.by else [])]
+    if report.series is not None:
+        sections += [(b.window, report.series.interval, b.kpis, b.groups or [])
+                     for b in report.series.buckets]  # fmt: skip
+    for span, interval, kpis, groups in sections:
+        window = {"from": _local(span.start, w), "to": _local(span.end, w),
+                  "timezone": str(w.tz), "interval": interval}  # fmt: skip
+        blocks = [("", None, "all", kpis)] + [(dimension, g.key, g.label, g.kpis) for g in groups]
+        for block_dimension, key, label, entries in blocks:
+            head = {**window, "dimension": block_dimension, "key": key or "", "label": label}
+            for name, entry in _kpis(entries).items():
+                for row in _csv_rows(name, entry):
+                    writer.writerow({field: _cell(v) for field, v in {**head, **row}.items()})
     return out.getvalue()
 
 
@@ -210,3 +232,73 @@ def detail_text(key: str, entry: Entry) -> str:
     if key == "cost_revenue_ratio":
         return f"cost {entry['cost']:,.2f} / revenue {entry['revenue']:,.2f}"
     return ""
+
+
+# --- the rows behind a KPI: `cskpi tickets` (drill.py) -------------------------------------
+
+_COUNTS = ("agent_replies", "reopens")
+
+
+def iso_times(epochs: NDArray[np.float64], tz: ZoneInfo) -> list[str | None]:
+    """Epoch seconds as local ISO 8601 with their offset, None for NaN. The offset is looked
+    up once per distinct quarter hour (it changes no more often), not once per row."""
+    known = ~np.isnan(epochs)
+    seconds = np.where(known, epochs, 0).astype(np.int64)
+    quarters, index = np.unique(seconds // 900, return_inverse=True)
+    offsets = [
+        datetime.fromtimestamp(int(q) * 900, tz).utcoffset() or timedelta() for q in quarters
+    ]
+    shift = np.array([o.total_seconds() for o in offsets], dtype=np.int64)[index.ravel()]
+    names = np.array([_offset_text(o) for o in offsets], dtype=object)[index.ravel()]
+    stamps = np.datetime_as_string((seconds + shift).astype("datetime64[s]"), unit="s")
+    return [s + n if k else None for s, n, k in zip(stamps.tolist(), names, known, strict=True)]
+
+
+def _offset_text(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def listing_columns(listing: Listing, tz: ZoneInfo) -> dict[str, list[Any]]:
+    """Each column as plain values: times as local ISO text, counts as integers, no NaN."""
+    out: dict[str, list[Any]] = {}
+    for name, values in listing.columns.items():
+        if name in listing.times:
+            out[name] = iso_times(values.astype(np.float64), tz)
+        elif values.dtype.kind == "f":
+            plain = [None if v != v else v for v in values.tolist()]
+            out[name] = [None if v is None else int(v) for v in plain] if name in _COUNTS else plain
+        else:
+            out[name] = values.tolist()
+    return out
+
+
+def listing_json(listing: Listing, window: Window) -> str:
+    columns = listing_columns(listing, window.tz)
+    names = list(columns)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    doc: dict[str, Any] = {"window": _window(window), "kpi": listing.kpi, "count": len(listing)}
+    if "in_numerator" in listing.columns:
+        doc["numerator"] = int(np.count_nonzero(listing.columns["in_numerator"]))
+    doc[listing.kind] = rows
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def listing_csv(listing: Listing, window: Window) -> str:
+    """One row per ticket (or rating), tags as their JSON list; the CSV-injection guard of
+    the KPI CSV applies to every text cell."""
+    columns = listing_columns(listing, window.tz)
+    if "tags" in columns:
+        columns["tags"] = [json.dumps(tags, ensure_ascii=False) for tags in columns["tags"]]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow(list(columns))
+    for values in zip(*columns.values(), strict=True):
+        writer.writerow([_cell("" if v is None else v) for v in values])
+    return out.getvalue()
+
+
+def _window(w: Window) -> dict[str, str]:
+    return {"from": w.start.astimezone(w.tz).isoformat(), "to": w.end.astimezone(w.tz).isoformat(),
+            "timezone": str(w.tz)}  # fmt: skip

@@ -27,6 +27,7 @@ from cskpi.core.store.reads.arrow import Columns
 from cskpi.core.store.reads.columns import read, row_key_for
 from cskpi.core.store.schema import to_epoch
 
+UTC_ZONE = ZoneInfo("UTC")
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 Obj = NDArray[np.object_]
@@ -195,7 +196,7 @@ def load(
     queries = [  # the longest first (see ``read``)
         _replies(q),
         _tickets(q, _SOLVED_IN_W, _SOLVED),
-        _tickets(q, "t.created_at >= :s AND t.created_at < :e", _CREATED),
+        _tickets(q, _CREATED_IN_W, _CREATED),
         _ratings(q),
         _backlog(q, is_present(window.at, wall)),
         _has_messages(q), _organizations(q),
@@ -229,6 +230,7 @@ def _t(*names: str) -> tuple[Column, ...]:
     )
 
 
+_CREATED_IN_W = "t.created_at >= :s AND t.created_at < :e"
 _CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "solved_at")
 _SOLVED = (
     *_t("rowid", "created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
@@ -254,10 +256,10 @@ def _frame(values: Columns, columns: Sequence[Column], keyed: Keyed) -> Frame:
     if not keyed:
         return Frame(cols, None)
     frame = Frame(cols, _text(values[-1]))
-    return _by_tag(frame) if keyed == "tag" else frame
+    return by_tag(frame) if keyed == "tag" else frame
 
 
-def _by_tag(frame: Frame) -> Frame:
+def by_tag(frame: Frame) -> Frame:
     """The rows once per tag of their ticket, the tag as the key, in the order stored; once
     with the key None for a ticket without tags (or a rating without a ticket).
 
@@ -292,10 +294,10 @@ def _text(values: NDArray[Any]) -> Obj:
     return np.array([None if v != v else str(v) for v in values.tolist()], dtype=object)
 
 
-def _tickets(q: _Query, condition: str, columns: Sequence[Column]) -> str:
+def _tickets(q: _Query, condition: str, columns: Sequence[Column], joins: str = "") -> str:
     cols = ", ".join(c.sql for c in columns)
     sql = (
-        f"SELECT {cols}, {q.ticket_key()} FROM ticket t "  # noqa: S608 (constants only)
+        f"SELECT {cols}, {q.ticket_key()} FROM ticket t{joins} "  # noqa: S608 (constants only)
         f"WHERE t.deleted = FALSE AND {condition}{q.connector_filter('t')}"
     )
     return sql
@@ -307,7 +309,8 @@ def _backlog(q: _Query, live: bool) -> str:
 
 _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True),
                 Column("score", "r.score"),
-                Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"))  # fmt: skip
+                Column("scale_min", "r.scale_min"), Column("scale_max", "r.scale_max"),
+                Column("rated_at", "r.rated_at"))  # fmt: skip
 
 
 def _ratings(q: _Query) -> str:
@@ -326,7 +329,7 @@ def _ratings(q: _Query) -> str:
         source = "rating r LEFT JOIN ticket t ON t.id = r.ticket_id"
         alive = "COALESCE(t.deleted, FALSE) = FALSE"
     sql = (
-        f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, {key} "  # noqa: S608
+        f"SELECT {{r.rowid}}, r.kind, r.score, r.scale_min, r.scale_max, r.rated_at, {key} "  # noqa: S608
         f"FROM {source} WHERE r.rated_at >= :s AND r.rated_at < :e AND {alive} "
         # esat has no KPI, so it makes no group; a scale without a span is no scale
         "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
@@ -385,3 +388,124 @@ def _organizations(q: _Query) -> str:
 
 _ORGANIZATION_COLS = (Column("mrr", "o.mrr"), Column("created_at", "o.created_at"),
                       Column("churned_at", "o.churned_at"))  # fmt: skip
+
+
+# --- one population with more columns: the drill-down (drill.py) -------------------------
+
+TICKET_COLUMNS = {"created": _CREATED, "solved": _SOLVED, "backlog": _BACKLOG}
+
+
+def rows_of(
+    engine: Engine,
+    window: Window,
+    population: str,
+    extra: Sequence[Column],
+    joins: str = "",
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+    escalation_tags: Sequence[str] = (),
+    wall: datetime | None = None,
+) -> Frame:
+    """The rows of one ticket population (``created``, ``solved`` or ``backlog``) with the
+    columns its KPIs read and ``extra`` ones (which may name tables ``joins`` adds), selected
+    by the same conditions and filters as ``load``'s, so a drill-down lists the KPI's rows."""
+    q = _Query(window, connectors, None, escalation_tags, sql_for(engine),
+               row_key_for(engine), where)  # fmt: skip
+    own = TICKET_COLUMNS[population]
+    columns = [*own, *(c for c in extra if c.name not in {o.name for o in own})]
+    if population == "backlog":
+        live = is_present(window.at, wall)
+        sql = " UNION ALL ".join(_tickets(q, c, columns, joins) for c in conditions(live))
+    else:
+        sql = _tickets(q, _SOLVED_IN_W if population == "solved" else _CREATED_IN_W, columns, joins)
+    (values,) = read(engine, [q.render(sql)], q.params)
+    return _frame(values, columns, False)
+
+
+def ratings_of(
+    engine: Engine,
+    window: Window,
+    columns: Sequence[Column],
+    joins: str = "",
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+) -> Frame:
+    """The ratings given in W of the kinds with a KPI, with ``columns`` (of ``r``, its ticket
+    ``t`` and the tables ``joins`` adds), filtered as ``load``'s ratings are."""
+    q = _Query(window, connectors, None, (), sql_for(engine), row_key_for(engine), where)
+    sql = (
+        f"SELECT {', '.join(c.sql for c in columns)} "  # noqa: S608 (constants only)
+        f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{joins} "
+        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, FALSE) = FALSE "
+        "AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
+        f"{q.connector_filter('r')}"
+    )
+    (values,) = read(engine, [q.render(sql)], q.params)
+    return _frame(values, columns, False)
+
+
+# --- the backlog at many instants: the series (series.py) --------------------------------
+
+_CANDIDATE_COLS = (
+    *_t("rowid", "created_at", "status", "first_solved_at", "solved_at"),
+)  # fmt: skip
+# A ticket that can be in the backlog at some instant in [:s, :e]: created before the last,
+# and not solved for good (solved now, its latest solve) before the first.
+_CANDIDATE = (
+    "t.created_at < :e AND NOT ({+t.status} IN ('solved', 'closed') "
+    "AND t.solved_at IS NOT NULL AND t.solved_at < :s)"
+)
+_CANDIDATE_HISTORY = (
+    "SELECT {t.rowid}, s.at, s.status IN ('solved', 'closed') "
+    "FROM ticket t JOIN status_change s ON s.ticket_id = t.id "
+    "WHERE t.deleted = FALSE AND s.at <= :e AND "
+)
+
+
+def backlog_candidates(
+    engine: Engine,
+    first: datetime,
+    last: datetime,
+    dimension: str | None,
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+) -> tuple[Frame, I64, I64, NDArray[np.bool_]]:
+    """The tickets that can be in the backlog at some instant from ``first`` to ``last``,
+    once each (with ``tag``: the stored JSON list as the key, for ``by_tag``), and their
+    status history up to ``last``: each change's ticket row key, instant, and whether it
+    is a solve or close. Two queries, in one snapshot, whatever the number of instants."""
+    window = Window(first, last, UTC_ZONE, last)
+    q = _Query(window, connectors, dimension, (), sql_for(engine), row_key_for(engine), where)
+    tickets = _tickets(q, _CANDIDATE, _CANDIDATE_COLS)
+    history = _CANDIDATE_HISTORY + _CANDIDATE + q.connector_filter("t")
+    found, changes = read(engine, [q.render(history), q.render(tickets)], q.params)[::-1]
+    frame = _frame(found, _CANDIDATE_COLS, dimension is not None)
+    ticket, at, done = (np.asarray(c, dtype=np.int64) for c in changes)
+    return frame, ticket, at, done.astype(bool)
+
+
+def messages_by_bucket(
+    engine: Engine,
+    edges: Sequence[datetime],
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+) -> NDArray[np.bool_]:
+    """Per bucket between consecutive ``edges``: whether its created tickets have any
+    message (``Populations.has_messages`` of each bucket), in one query."""
+    window = Window(edges[0], edges[-1], UTC_ZONE, edges[-1])
+    q = _Query(window, connectors, None, (), sql_for(engine), row_key_for(engine), where)
+    probes = " UNION ALL ".join(
+        f"SELECT {i}, EXISTS (SELECT 1 FROM ticket t JOIN message m ON m.ticket_id = t.id "  # noqa: S608
+        f"WHERE t.deleted = FALSE AND t.created_at >= :b{i} AND t.created_at < :b{i + 1}"
+        f"{q.connector_filter('t')})"
+        for i in range(len(edges) - 1)
+    )
+    params = {**q.params, **{f"b{i}": to_epoch(e) for i, e in enumerate(edges)}}
+    (index, found) = read(engine, [q.render(probes)], params)[0]
+    flags = np.zeros(len(edges) - 1, dtype=bool)
+    flags[np.asarray(index, dtype=np.int64)] = np.asarray(found, dtype=np.float64) > 0
+    return flags

@@ -13,7 +13,7 @@ input and output, are defined there and re-exported here, the import path caller
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,8 +27,8 @@ from cskpi.core.kpis.formulas import Entry, KpiContext, kpi_set
 from cskpi.core.kpis.populations import Frame, Populations, load, totals
 
 __all__ = [
-    "SORTS", "Entry", "Group", "Grouping", "KpiContext", "Report", "arrange", "compute",
-    "kpi_set", "none_label",
+    "SORTS", "Bucket", "Entry", "Group", "Grouping", "KpiContext", "Report", "Series", "arrange",
+    "assemble", "compute", "kpi_set", "none_label",
 ]  # fmt: skip
 
 
@@ -46,11 +46,27 @@ class Grouping:
 
 
 @dataclass(frozen=True)
+class Bucket:
+    """One bucket of a series: its own window (``from``/``to``, the report's ``now``)."""
+
+    window: Window
+    kpis: dict[str, Entry]
+    groups: list[Group] | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    interval: str  # day, week or month
+    buckets: list[Bucket]
+
+
+@dataclass(frozen=True)
 class Report:
     window: Window
     connectors: list[str]
     kpis: dict[str, Entry]
     by: Grouping | None = None
+    series: Series | None = None  # with --interval (series.py)
 
 
 def compute(
@@ -68,20 +84,46 @@ def compute(
     (default now: see ``backlog.py``); ``where`` keeps only the tickets and ratings it names."""
     keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall,
                  where=where)  # fmt: skip
+    return assemble(engine, keyed, window, ctx, connectors=connectors, by=by, where=where)
+
+
+def assemble(
+    engine: Engine,
+    keyed: Populations,
+    window: Window,
+    ctx: KpiContext,
+    *,
+    connectors: Sequence[str] = (),
+    by: str | None = None,
+    where: Where = EVERYTHING,
+) -> Report:
+    """The report of populations ``load`` read (keyed by ``by``'s values when given)."""
     whole = totals(keyed) if by == "tag" else keyed  # one read serves both
     kpis = kpi_set(whole, window, ctx, split=unsplit(where))
     report = Report(window, _connectors(engine, connectors), kpis)
     if by is None:
         return report
-    keys = _keys(keyed)
-    labels = _labels(engine, by, [k for k in keys if k is not None])
+    keys = group_keys(keyed)
+    labels = group_labels(engine, by, [k for k in keys if k is not None])
+    grouping = Grouping(by, groups_of(keyed, window, ctx, by, keys, labels))
+    return replace(report, by=grouping)
+
+
+def groups_of(
+    keyed: Populations,
+    window: Window,
+    ctx: KpiContext,
+    by: str,
+    keys: Sequence[str | None],
+    labels: dict[str, str],
+) -> list[Group]:
+    """The KPIs of each group key of ``keyed`` populations, in ``keys`` order."""
     restrict = _split(keyed)
-    groups = [
+    return [
         Group(k, labels.get(k, k) if k is not None else none_label(by),
               kpi_set(restrict(k), window, ctx, split=by))
         for k in keys
     ]  # fmt: skip
-    return Report(report.window, report.connectors, report.kpis, Grouping(by, groups))
 
 
 def unsplit(where: Where) -> str | None:
@@ -120,8 +162,7 @@ def arrange(report: Report, sort: str = "volume", limit: int | None = None) -> R
     groups = sorted(
         report.by.groups, key=lambda g: (*order(g), g.label.casefold(), g.key is None, g.key or "")
     )
-    return Report(report.window, report.connectors, report.kpis,
-                  Grouping(report.by.dimension, groups[:limit]))  # fmt: skip
+    return replace(report, by=Grouping(report.by.dimension, groups[:limit]))
 
 
 def _connectors(engine: Engine, chosen: Sequence[str]) -> list[str]:
@@ -132,7 +173,7 @@ def _connectors(engine: Engine, chosen: Sequence[str]) -> list[str]:
         return [str(r[0]) for r in rows]
 
 
-def _keys(p: Populations) -> list[str | None]:
+def group_keys(p: Populations) -> list[str | None]:
     found: set[str | None] = set()
     for frame in (p.created, p.solved, p.backlog, p.ratings):
         assert frame.key is not None
@@ -200,7 +241,7 @@ def _rows_of_tickets(tickets: NDArray[np.int64]) -> Callable[[NDArray[Any]], NDA
 _LABEL_TABLES = {"agent": "person", "group": "grp", "organization": "organization"}
 
 
-def _labels(engine: Engine, dimension: str, keys: list[str]) -> dict[str, str]:
+def group_labels(engine: Engine, dimension: str, keys: list[str]) -> dict[str, str]:
     table = _LABEL_TABLES.get(dimension)
     if table is None or not keys:
         return {}

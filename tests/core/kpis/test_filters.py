@@ -176,3 +176,16 @@ def test_an_unknown_or_ambiguous_value_is_an_error_naming_it(
 def test_a_where_without_a_value_is_refused() -> None:
     with pytest.raises(FilterError, match="write DIM=VALUE"):
         parse(["agent"])
+
+
+def test_a_digest_where_table_takes_a_value_or_a_list() -> None:
+    from pydantic import ValidationError
+
+    from cskpi.core.config.file import DigestSettings
+
+    settings = DigestSettings.model_validate(
+        {"schedule": "0 9 * * *", "where": {"channel": "email", "tag": ["vip", "b2b"]}}
+    )
+    assert settings.where == {"channel": ("email",), "tag": ("vip", "b2b")}
+    with pytest.raises(ValidationError, match=r"where\.colour"):
+        DigestSettings.model_validate({"schedule": "0 9 * * *", "where": {"colour": "red"}})
