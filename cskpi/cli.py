@@ -212,11 +212,13 @@ def kpis(
     now: NowOption = None,
     output: Format = "table",
     sort: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="--by groups: volume (created + solved), created, solved, backlog or name."
+            help="--by groups: volume (created + solved; the default), created, solved, "
+            "backlog, name or mrr (the default by organization).",
+            show_default=False,
         ),
-    ] = "volume",
+    ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="--by groups: only the first N.", show_default=False)
     ] = None,
@@ -242,7 +244,7 @@ def kpis(
     from cskpi.core.kpis.report import SORTS, arrange
 
     output = _format(output, ("table", "json", "csv"))
-    if sort.lower() not in SORTS:
+    if sort is not None and sort.lower() not in SORTS:
         fail(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     cfg = config_or_fail(config)
     request = core.KpiRequest(
@@ -251,7 +253,7 @@ def kpis(
     )  # fmt: skip
     try:
         shown = _series_kpis(kpis_shown)
-        report = arrange(core.kpis(cfg, request), sort.lower(), limit)
+        report = arrange(core.kpis(cfg, request), sort.lower() if sort else None, limit)
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
     if output == "json":

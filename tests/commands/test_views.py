@@ -125,3 +125,25 @@ def test_a_bad_interval_or_kpis_list_is_a_usage_error(cfg: Path) -> None:
     bad = runner.invoke(app, ["kpis", "-c", str(cfg), "--interval", "day", "--kpis", "nope"])
     assert bad.exit_code == 2
     assert bad.output.startswith("error: --kpis: unknown KPI 'nope'")
+
+
+def test_by_organization_carries_each_account(cfg: Path) -> None:
+    import csv
+    import io
+
+    with db(cfg) as conn:
+        org = conn.execute("SELECT organization_id FROM ticket WHERE created_at >= ? AND "
+                           "organization_id IS NOT NULL LIMIT 1", (LO,)).fetchone()[0]  # fmt: skip
+        conn.execute("UPDATE organization SET mrr = 1000 WHERE id = ?", (org,))
+    doc = run_json(cfg, "kpis", *WINDOW, "--by", "organization")
+    groups = doc["by"]["groups"]
+    assert groups[0]["key"] == org  # the highest mrr first
+    assert set(groups[0]["account"]) == {"mrr", "created_at", "churned_at", "at_risk", "reasons"}
+    assert groups[0]["account"]["mrr"] == 1000
+    assert groups[-1]["key"] is None
+    assert groups[-1]["account"] is None
+    result = runner.invoke(app, ["kpis", "-c", str(cfg), *WINDOW, "--by", "organization",
+                                 "-f", "csv"])  # fmt: skip
+    rows = [r for r in csv.DictReader(io.StringIO(result.output)) if r["key"] == org]
+    assert {r["account_mrr"] for r in rows} == {"1000.0"}
+    assert {r["at_risk"] for r in rows} == {"yes" if groups[0]["account"]["at_risk"] else "no"}

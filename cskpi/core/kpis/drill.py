@@ -34,6 +34,7 @@ from cskpi.core.kpis.formulas import (
     top_two,
 )
 from cskpi.core.kpis.populations import F64, Column, Frame, Obj, ratings_of, rows_of
+from cskpi.core.kpis.report import Group, compute
 
 Select = Callable[[Frame, Window, KpiContext], Selection]
 
@@ -235,3 +236,23 @@ def unhappy(
     chosen = order[sad[order]][:limit]
     columns = {c.name: frame[c.name][chosen] for c in RATING_FIELDS}
     return Listing("ratings", None, columns, ("rated_at",))
+
+
+# --- the digest's sections ------------------------------------------------------------------
+
+
+def accounts_at_risk(
+    engine: Engine,
+    window: Window,
+    ctx: KpiContext,
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+    wall: datetime | None = None,
+) -> list[Group]:
+    """The organizations at risk in W (SPEC §6 Accounts), highest mrr first, each with its
+    KPIs and ``account`` (reasons): the digest's "accounts at risk"."""
+    report = compute(engine, window, ctx, connectors=connectors, by="organization",
+                     where=where, wall=wall)  # fmt: skip
+    assert report.by is not None
+    return [g for g in report.by.groups if g.account is not None and g.account["at_risk"]]

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from cskpi.core.config.periods import Window
 from cskpi.core.kpis.drill import Listing
-from cskpi.core.kpis.report import Entry, Group, Report
+from cskpi.core.kpis.report import Bucket, Entry, Group, Report
 
 # Decimal places per field of an entry, by unit; fields not listed are kept as they are.
 _PLACES: dict[str, dict[str, int]] = {
@@ -53,18 +53,35 @@ def to_json(report: Report) -> dict[str, Any]:
         "kpis": _kpis(report.kpis),
     }
     if report.by is not None:
-        doc["by"] = {"dimension": report.by.dimension, "groups": _groups(report.by.groups)}
+        doc["by"] = {"dimension": report.by.dimension, "groups": _groups(report.by.groups, w)}
     if report.series is not None:
-        doc["series"] = {"interval": report.series.interval, "buckets": [
-            {"from": _local(b.window.start, w), "to": _local(b.window.end, w),
-             "kpis": _kpis(b.kpis), **({} if b.groups is None else {"groups": _groups(b.groups)})}
-            for b in report.series.buckets
-        ]}  # fmt: skip
+        buckets = [_bucket(b, w) for b in report.series.buckets]
+        doc["series"] = {"interval": report.series.interval, "buckets": buckets}
     return doc
 
 
-def _groups(groups: list[Group]) -> list[dict[str, Any]]:
-    return [{"key": g.key, "label": g.label, "kpis": _kpis(g.kpis)} for g in groups]
+def _bucket(b: Bucket, w: Window) -> dict[str, Any]:
+    doc: dict[str, Any] = {"from": _local(b.window.start, w), "to": _local(b.window.end, w)}
+    doc["kpis"] = _kpis(b.kpis)
+    if b.groups is not None:
+        doc["groups"] = _groups(b.groups, w)
+    return doc
+
+
+def _groups(groups: list[Group], w: Window) -> list[dict[str, Any]]:
+    accounts = any(g.account is not None for g in groups)
+    return [{"key": g.key, "label": g.label, "kpis": _kpis(g.kpis),
+             **({"account": account_json(g.account, w)} if accounts else {})}
+            for g in groups]  # fmt: skip
+
+
+def account_json(account: dict[str, Any] | None, w: Window) -> dict[str, Any] | None:
+    """An account with its dates as local ISO text (SPEC §6 Accounts)."""
+    if account is None:
+        return None
+    dates = {k: None if account[k] is None else _local(account[k], w)
+             for k in ("created_at", "churned_at")}  # fmt: skip
+    return {**account, **dates}
 
 
 def _local(moment: datetime, w: Window) -> str:
@@ -79,6 +96,7 @@ def json_text(report: Report) -> str:
 _CSV_FIELDS = (
     "from", "to", "timezone", "dimension", "key", "label", "kpi", "bucket", "value", "unit",
     "n", "median", "p90", "mean", "numerator", "denominator", "reason", "interval",
+    "account_mrr", "at_risk", "risk_reasons",
 )  # fmt: skip
 
 
@@ -102,13 +120,24 @@ def csv_text(report: Report) -> str:
     for span, interval, kpis, groups in sections:
         window = {"from": _local(span.start, w), "to": _local(span.end, w),
                   "timezone": str(w.tz), "interval": interval}  # fmt: skip
-        blocks = [("", None, "all", kpis)] + [(dimension, g.key, g.label, g.kpis) for g in groups]
-        for block_dimension, key, label, entries in blocks:
-            head = {**window, "dimension": block_dimension, "key": key or "", "label": label}
+        blocks = [("", None, "all", kpis, None)] + [
+            (dimension, g.key, g.label, g.kpis, g.account) for g in groups
+        ]
+        for block_dimension, key, label, entries, account in blocks:
+            head = {**window, "dimension": block_dimension, "key": key or "", "label": label,
+                    **_account_cells(account)}  # fmt: skip
             for name, entry in _kpis(entries).items():
                 for row in _csv_rows(name, entry):
                     writer.writerow({field: _cell(v) for field, v in {**head, **row}.items()})
     return out.getvalue()
+
+
+def _account_cells(account: dict[str, Any] | None) -> dict[str, Any]:
+    if account is None:
+        return {}
+    return {"account_mrr": "" if account["mrr"] is None else account["mrr"],
+            "at_risk": "yes" if account["at_risk"] else "no",
+            "risk_reasons": " ".join(account["reasons"])}  # fmt: skip
 
 
 def _csv_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
@@ -294,8 +323,11 @@ def listing_csv(listing: Listing, window: Window) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
     writer.writerow(list(columns))
-    for values in zip(*columns.values(), strict=True):
-        writer.writerow([_cell("" if v is None else v) for v in values])
+    guarded = [
+        values if name in listing.times else [_cell("" if v is None else v) for v in values]
+        for name, values in columns.items()
+    ]
+    writer.writerows(zip(*guarded, strict=True))
     return out.getvalue()
 
 

@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine, text
 
 from cskpi.core.config.periods import Window
+from cskpi.core.kpis.accounts import accounts
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.formulas import Entry, KpiContext, kpi_set
 from cskpi.core.kpis.populations import Frame, Populations, load, totals
@@ -37,6 +38,7 @@ class Group:
     key: str | None
     label: str
     kpis: dict[str, Entry]
+    account: dict[str, Any] | None = None  # --by organization (accounts.py)
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,13 @@ def assemble(
         return report
     keys = group_keys(keyed)
     labels = group_labels(engine, by, [k for k in keys if k is not None])
-    grouping = Grouping(by, groups_of(keyed, window, ctx, by, keys, labels))
-    return replace(report, by=grouping)
+    groups = groups_of(keyed, window, ctx, by, keys, labels)
+    if by == "organization":
+        found = accounts(engine, window, {g.key: g.kpis for g in groups},
+                         connectors=connectors, where=where)  # fmt: skip
+        groups = [replace(g, account=found[g.key]) for g in groups]
+        return arrange(replace(report, by=Grouping(by, groups)), "mrr")
+    return replace(report, by=Grouping(by, groups))
 
 
 def groups_of(
@@ -146,19 +153,27 @@ SORTS: dict[str, Callable[[Group], tuple[Any, ...]]] = {
     "solved": lambda g: (-_count(g, "tickets_solved"),),
     "backlog": lambda g: (-_count(g, "backlog"),),
     "name": lambda g: (),
+    "mrr": lambda g: (-_mrr(g), g.key is None),
 }
+DEFAULT_SORT = {"organization": "mrr"}  # SPEC §6: accounts by mrr; every other by volume
+
+
+def _mrr(group: Group) -> float:
+    """The group's account mrr; 0 for none (an organization without, or no organization)."""
+    return float((group.account or {}).get("mrr") or 0)
 
 
 def _count(group: Group, key: str) -> int:
     return int(group.kpis[key]["value"] or 0)
 
 
-def arrange(report: Report, sort: str = "volume", limit: int | None = None) -> Report:
+def arrange(report: Report, sort: str | None = None, limit: int | None = None) -> Report:
     """``report`` with its groups in ``sort`` order (ties by name, then key), the first
-    ``limit`` of them. ``compute`` gives them by key, which reads a1, a10, a2."""
+    ``limit`` of them; by default organizations by mrr and other groups by volume.
+    ``compute`` gives them by key, which reads a1, a10, a2."""
     if report.by is None:
         return report
-    order = SORTS[sort]
+    order = SORTS[sort or DEFAULT_SORT.get(report.by.dimension, "volume")]
     groups = sorted(
         report.by.groups, key=lambda g: (*order(g), g.label.casefold(), g.key is None, g.key or "")
     )
