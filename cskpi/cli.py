@@ -428,6 +428,7 @@ def digest(
 
     from cskpi.core.config.periods import parse_past_instant
     from cskpi.core.digest import runs as digests
+    from cskpi.core.kpis.filters import FilterError
 
     cfg = config_or_fail(config, verbose)
     try:
@@ -442,7 +443,10 @@ def digest(
     ok = True
     for n in names:
         if dry_run or out_dir:
-            rendered = digests.preview(cfg, n, at)
+            try:
+                rendered = digests.preview(cfg, n, at)
+            except FilterError as exc:  # a `where` naming no agent, group or organization
+                fail(str(exc))
             if dry_run:
                 typer.echo(rendered.text)
             if out_dir:

@@ -147,3 +147,29 @@ def test_by_organization_carries_each_account(cfg: Path) -> None:
     rows = [r for r in csv.DictReader(io.StringIO(result.output)) if r["key"] == org]
     assert {r["account_mrr"] for r in rows} == {"1000.0"}
     assert {r["at_risk"] for r in rows} == {"yes" if groups[0]["account"]["at_risk"] else "no"}
+
+
+def test_a_digest_where_filters_its_kpis_and_names_its_table_when_wrong(tmp_path: Path) -> None:
+    from tests.test_cli import write
+
+    daily = '\n[digests.daily]\nschedule = "0 9 * * *"\nperiod = "last-7d"\n'
+    daily += 'kpis = ["tickets_created"]\n'
+    args = ["digest", "--dry-run", "--date", "2026-11-01T09:00"]
+    base = synced(tmp_path)
+    text = base.read_text(encoding="utf-8") + daily
+    plain = runner.invoke(app, [*args, "-c", str(write(tmp_path / "a.toml", text))])
+    email = runner.invoke(app, [*args, "-c", str(write(
+        tmp_path / "b.toml", text + 'where = { channel = "email" }\n'))])  # fmt: skip
+    bad = runner.invoke(app, [*args, "-c", str(write(
+        tmp_path / "c.toml", text + 'where = { agent = "Nobody" }\n'))])  # fmt: skip
+    assert plain.exit_code == email.exit_code == 0, plain.output + email.output
+    line = [x for x in email.output.splitlines() if x.startswith("Tickets created")]
+    sql = ("SELECT COUNT(*) FROM ticket WHERE NOT deleted AND channel = 'email' "
+           "AND created_at >= ? AND created_at < ?")  # fmt: skip
+    week = db(base).execute(sql, (HI - 7 * 86400, HI)).fetchone()[0]
+    assert line[0].split()[2] == str(week)
+    assert line != [x for x in plain.output.splitlines() if x.startswith("Tickets created")]
+    assert bad.exit_code == 2
+    assert bad.output.strip() == (
+        "error: c.toml: [digests.daily] where agent=Nobody: no agent with that id or name"
+    )

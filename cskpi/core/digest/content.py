@@ -152,7 +152,8 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
     settings = config.digests[name]
     ctx = KpiContext.from_config(config)
     window = period_window(settings.period, config.timezone, at, settings.schedule)
-    where = resolve(engine, dict(settings.where.items()), list(config.connectors))
+    where = resolve(engine, dict(settings.where.items()), list(config.connectors),
+                    f"{config.path.name}: [digests.{name}] where")  # fmt: skip
     report = compute(engine, window, ctx, by=settings.by, where=where)
     compare = compare_window(settings, config.timezone, at)
     before = compute(engine, compare, ctx, where=where).kpis if compare is not None else None

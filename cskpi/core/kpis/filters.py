@@ -127,8 +127,21 @@ def parse(items: Iterable[str]) -> dict[str, list[str]]:
     return raw
 
 
-def resolve(engine: Engine, raw: Mapping[str, Sequence[str]], connectors: Sequence[str]) -> Where:
-    """The stored values for what was typed; a FilterError names the first bad one."""
+def resolve(
+    engine: Engine,
+    raw: Mapping[str, Sequence[str]],
+    connectors: Sequence[str],
+    source: str = "--where",
+) -> Where:
+    """The stored values for what was typed; a FilterError names the first bad one, after
+    ``source`` (``--where``, or a digest's ``[digests.NAME] where``)."""
+    try:
+        return _resolve(engine, raw, connectors)
+    except FilterError as exc:
+        raise FilterError(source + str(exc).removeprefix("--where")) from None
+
+
+def _resolve(engine: Engine, raw: Mapping[str, Sequence[str]], connectors: Sequence[str]) -> Where:
     terms = []
     for dimension, typed in raw.items():
         if dimension not in WHERE_DIMENSIONS:
