@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from cskpi.core.config.file import PriorityTargets, Sla
@@ -23,6 +24,7 @@ from cskpi.core.kpis.formulas import percentile
 from cskpi.core.kpis.report import KpiContext, compute
 from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Account, Dataset
+from tests.core.kpis.test_filters import filters
 from tests.core.kpis.test_kpis import BERLIN, NINE_TO_FIVE, W1, at, rating, tk
 from tests.core.kpis.test_kpis_property import WALL, migrated, scenarios
 from tests.postgres import DIALECTS, new_store
@@ -122,16 +124,18 @@ def test_every_listing_matches_its_kpi_on_the_demo_store(tmp_path: Path) -> None
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(scenario=scenarios())
+@given(scenario=scenarios(), where=st.none() | filters())
 def test_every_listing_matches_its_kpi_on_random_stores(
-    migrated: Path, scenario: dict[str, Any]
+    migrated: Path, scenario: dict[str, Any], where: dict[str, Any] | None
 ) -> None:
+    chosen = Where(tuple((where or {}).items()))
     with tempfile.TemporaryDirectory() as folder:
         engine = open_engine(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}")
         try:
             scenario["data"].store(engine)
             problems = drill_problems(engine, scenario["window"], scenario["context"],
-                                      connectors=scenario["connectors"], wall=WALL)  # fmt: skip
+                                      connectors=scenario["connectors"], where=chosen,
+                                      wall=WALL)  # fmt: skip
         finally:
             engine.dispose()
     assert not problems, "\n".join(problems)

@@ -3,10 +3,14 @@ the independent reference, and the resolution of what a person types."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cskpi.connectors import base
 from cskpi.core.kpis.filters import FilterError, Where, parse, resolve
@@ -14,7 +18,10 @@ from cskpi.core.kpis.report import compute
 from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Account, Dataset, differences, report_as_data
 from tests.core.kpis.test_kpis import W1, at, count, ctx, null, rate, rating, tk
+from tests.core.kpis.test_kpis_property import WALL, migrated, scenarios
 from tests.postgres import DIALECTS, new_store
+
+__all__ = ["migrated"]  # the fixture, used by name
 
 FIVE = (1.0, 5.0)
 DATA = Dataset(
@@ -189,3 +196,52 @@ def test_a_digest_where_table_takes_a_value_or_a_list() -> None:
     assert settings.where == {"channel": ("email",), "tag": ("vip", "b2b")}
     with pytest.raises(ValidationError, match=r"where\.colour"):
         DigestSettings.model_validate({"schedule": "0 9 * * *", "where": {"colour": "red"}})
+
+
+# --- random stores and random filters against the reference -------------------------------
+
+VALUES: dict[str, tuple[str | None, ...]] = {
+    "agent": (None, "zd:a1", "fd:a2", "ic:a3", "zd:a4"),
+    "group": (None, "zd:g1", "fd:g2"),
+    "channel": (None, "email", "chat"),
+    "type": (None, "question", "bug"),
+    "priority": (None, "urgent", "high", "normal", "low"),
+    "tag": (None, "billing", "vip", "escalated"),
+    "connector": ("zd", "fd", "ic"),
+    "organization": (None, "zd:o1", "fd:o2", "ic:o3"),
+    "status": ("new", "open", "pending", "on_hold", "solved", "closed"),
+}
+
+
+@st.composite
+def filters(draw: st.DrawFn) -> dict[str, tuple[str | None, ...]]:
+    dimensions = draw(
+        st.lists(st.sampled_from(sorted(VALUES)), min_size=1, max_size=2, unique=True)
+    )
+    return {d: tuple(draw(st.lists(st.sampled_from(VALUES[d]), min_size=1, max_size=2,
+                                   unique=True))) for d in dimensions}  # fmt: skip
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=scenarios(), where=filters())
+def test_random_filters_equal_the_reference(
+    migrated: Path, scenario: dict[str, Any], where: dict[str, tuple[str | None, ...]]
+) -> None:
+    data: Dataset = scenario["data"]
+    window, context = scenario["window"], scenario["context"]
+    with tempfile.TemporaryDirectory() as folder:
+        engine = open_engine(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}")
+        try:
+            data.store(engine)
+            chosen = Where(tuple(where.items()))
+            report = compute(engine, window, context, connectors=scenario["connectors"],
+                             by=scenario["by"], wall=WALL, where=chosen)  # fmt: skip
+        finally:
+            engine.dispose()
+    expected = data.reference(window, context, scenario["connectors"], scenario["by"], WALL, where)
+    problems = differences(report_as_data(report), expected)
+    assert not problems, "\n".join(problems[:20])
