@@ -458,10 +458,12 @@ _CANDIDATE = (
     "t.created_at < :e AND NOT ({+t.status} IN ('solved', 'closed') "
     "AND t.solved_at IS NOT NULL AND t.solved_at < :s)"
 )
+# Only a ticket with a solve stamp is judged by its history (backlog.py).
 _CANDIDATE_HISTORY = (
     "SELECT {t.rowid}, s.at, s.status IN ('solved', 'closed') "
     "FROM ticket t JOIN status_change s ON s.ticket_id = t.id "
-    "WHERE t.deleted = FALSE AND s.at <= :e AND "
+    "WHERE t.deleted = FALSE AND s.at <= :e "
+    "AND (t.first_solved_at IS NOT NULL OR t.solved_at IS NOT NULL) AND "
 )
 
 

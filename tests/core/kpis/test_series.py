@@ -22,10 +22,16 @@ from cskpi.core.kpis.series import buckets, compute_series
 from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Dataset, differences
 from tests.core.kpis.test_kpis import HISTORY, HISTORY_TICKETS, W1, at, ctx, zd
-from tests.core.kpis.test_kpis_property import WALL, histories, migrated, scenarios
-from tests.postgres import DIALECTS, new_store
+from tests.core.kpis.test_kpis_property import (
+    WALL,
+    histories,
+    migrated,
+    pg_store,
+    scenarios,
+)
+from tests.postgres import DIALECTS, PgServer, new_store
 
-__all__ = ["migrated"]  # the fixture, used by name
+__all__ = ["migrated", "pg_store"]  # the fixtures, used by name
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -135,3 +141,16 @@ def test_daily_backlog_through_reopens_and_solves_at_midnight(
         scenario = {"data": data, "window": replace(W1, now=now), "context": ctx(),
                     "connectors": (), "by": None, "wall": wall}  # fmt: skip
         check(new_store(request, dialect, tmp_path), scenario, "day")
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=histories(), interval=st.sampled_from(("day", "week")))
+def test_each_bucket_from_random_histories_on_postgresql(
+    pg_server: PgServer, pg_store: str, scenario: dict[str, Any], interval: str
+) -> None:
+    pg_server.clear(pg_store)
+    check(pg_store, scenario, interval)
