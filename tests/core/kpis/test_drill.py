@@ -26,10 +26,10 @@ from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Account, Dataset
 from tests.core.kpis.test_filters import filters
 from tests.core.kpis.test_kpis import BERLIN, NINE_TO_FIVE, W1, at, rating, tk
-from tests.core.kpis.test_kpis_property import WALL, migrated, scenarios
-from tests.postgres import DIALECTS, new_store
+from tests.core.kpis.test_kpis_property import WALL, migrated, pg_store, scenarios
+from tests.postgres import DIALECTS, PgServer, new_store
 
-__all__ = ["migrated"]  # the fixture, used by name
+__all__ = ["migrated", "pg_store"]  # the fixtures, used by name
 
 
 def mismatches(entry: dict[str, Any], listing: drill.Listing, key: str) -> list[str]:
@@ -181,3 +181,24 @@ def test_unhappy_ratings_by_mrr_then_time(
     assert listing.columns["organization"].tolist()[:3] == ["Big", "Big", "Small"]
     assert top.columns["id"].tolist() == ["zd:ces-2", "zd:csat-bad-big"]
     assert vip.columns["id"].tolist() == ["zd:csat-3"]
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(scenario=scenarios(), where=st.none() | filters())
+def test_every_listing_matches_its_kpi_on_postgresql(
+    pg_server: PgServer, pg_store: str, scenario: dict[str, Any], where: dict[str, Any] | None
+) -> None:
+    pg_server.clear(pg_store)
+    engine = open_engine(pg_store)
+    try:
+        scenario["data"].store(engine)
+        problems = drill_problems(engine, scenario["window"], scenario["context"],
+                                  connectors=scenario["connectors"],
+                                  where=Where(tuple((where or {}).items())), wall=WALL)  # fmt: skip
+    finally:
+        engine.dispose()
+    assert not problems, "\n".join(problems)
