@@ -609,10 +609,13 @@ class _Data:
     messages: dict[str, list[_Message]] = field(default_factory=dict)
     ratings: list[_Rating] = field(default_factory=list)
     orgs: list[_Org] = field(default_factory=list)
+    # every stored ticket: a rating kept by --where (its rated agent) is grouped by its
+    # ticket even when --where leaves that ticket out
+    every_ticket: dict[str, _Ticket] = field(default_factory=dict)
 
 
 def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -> list[Entry]:
-    by_id = {t.id: t for t in data.tickets}
+    by_id = data.every_ticket or {t.id: t for t in data.tickets}
     ticket_keys = {t.id: _ticket_keys(t, dimension) for t in data.tickets}
     rating_keys = [_rating_keys(r, dimension, by_id) for r in data.ratings]
     keys: set[str | None] = set()
@@ -706,6 +709,7 @@ def _filtered(data: _Data, where: Where) -> _Data:
         {k: v for k, v in data.messages.items() if k in ids},
         [r for r in data.ratings if _rating_kept(r, where, by_id)],
         orgs,
+        by_id,
     )
 
 
