@@ -113,9 +113,9 @@ def _groups(
     assert report.by is not None
     known = [g.key for g in report.by.groups]
     labels = {g.key: g.label for g in report.by.groups if g.key is not None}
-    found = group_keys(part)
-    extra = [k for k in found if k not in set(known) and k is not None]
-    labels |= group_labels(engine, by, extra)
+    found = group_keys(part)  # by key, None last
+    extra = [k for k in found if k not in set(known)]
+    labels |= group_labels(engine, by, [k for k in extra if k is not None])
     keys = [k for k in known if k in set(found)] + extra
     return groups_of(part, w, ctx, by, keys, labels)
 

@@ -154,3 +154,26 @@ def test_each_bucket_from_random_histories_on_postgresql(
 ) -> None:
     pg_server.clear(pg_store)
     check(pg_store, scenario, interval)
+
+
+def test_a_group_only_an_earlier_bucket_has_is_listed_there(tmp_path: Path) -> None:
+    """Unassigned and open at the first day's end, solved (by its stamp) before W's end:
+    no group of W, but one of the first bucket's (found by the property test above)."""
+    from cskpi.connectors import base
+
+    created = at(3, 1, 12)
+    ticket = base.Ticket("t", created, created, "new", solved_at=at(3, 4))
+    engine = open_engine(f"sqlite:///{tmp_path / 'kpis.db'}")
+    try:
+        zd(tickets=[ticket]).store(engine)
+        report = compute_series(engine, W1, ctx(), "day", by="agent", wall=WALL)
+    finally:
+        engine.dispose()
+    assert report.by is not None
+    assert report.series is not None
+    assert report.by.groups == []
+    first = report.series.buckets[0]
+    assert first.groups is not None
+    assert [(g.key, g.label, g.kpis["backlog"]["value"]) for g in first.groups] == [
+        (None, "(unassigned)", 1)
+    ]
