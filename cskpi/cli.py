@@ -75,6 +75,16 @@ ConnectorsOption = Annotated[
     list[str] | None,
     typer.Option("--connector", metavar="NAME", help="Only this connector (repeatable)."),
 ]
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        metavar="DIM=VALUE",
+        help="Only tickets (and ratings) with this agent, group, channel, type, priority, tag, "
+        "connector, organization or status; an id or a unique name (repeatable: values of one "
+        "dimension OR, dimensions AND).",
+    ),
+]
 
 
 @app.command()
@@ -163,27 +173,33 @@ def sync(
 
 
 Format = Annotated[str, typer.Option("--format", "-f", help="table, json or csv.")]
+PeriodOption = Annotated[
+    str | None,
+    typer.Option(
+        "--period",
+        "-p",
+        help="today, yesterday, last-7d (default), last-30d, Nd, this-week, last-week, "
+        "this-month, last-month.",
+    ),
+]
+FromOption = Annotated[
+    str | None, typer.Option("--from", metavar="DATE", help="Window start: date or datetime.")
+]
+ToOption = Annotated[
+    str | None, typer.Option("--to", metavar="DATE", help="Window end (exclusive); default now.")
+]
+NowOption = Annotated[
+    str | None,
+    typer.Option(metavar="DATE", help="Evaluate as of this instant (reproducible reports)."),
+]
 
 
 @app.command()
 def kpis(
     config: ConfigOption = None,
-    period: Annotated[
-        str | None,
-        typer.Option(
-            "--period",
-            "-p",
-            help="today, yesterday, last-7d (default), last-30d, Nd, this-week, last-week, "
-            "this-month, last-month.",
-        ),
-    ] = None,
-    start: Annotated[
-        str | None, typer.Option("--from", metavar="DATE", help="Window start: date or datetime.")
-    ] = None,
-    end: Annotated[
-        str | None,
-        typer.Option("--to", metavar="DATE", help="Window end (exclusive); default now."),
-    ] = None,
+    period: PeriodOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
     by: Annotated[
         str | None,
         typer.Option(
@@ -192,17 +208,17 @@ def kpis(
         ),
     ] = None,
     connector: ConnectorsOption = None,
-    now: Annotated[
-        str | None,
-        typer.Option(metavar="DATE", help="Evaluate as of this instant (reproducible reports)."),
-    ] = None,
+    where: WhereOption = None,
+    now: NowOption = None,
     output: Format = "table",
     sort: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="--by groups: volume (created + solved), created, solved, backlog or name."
+            help="--by groups: volume (created + solved; the default), created, solved, "
+            "backlog, name or mrr (the default by organization).",
+            show_default=False,
         ),
-    ] = "volume",
+    ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="--by groups: only the first N.", show_default=False)
     ] = None,
@@ -214,21 +230,38 @@ def kpis(
             "tickets, how many diverge and why.",
         ),
     ] = False,
+    interval: Annotated[
+        str | None,
+        typer.Option(metavar="INTERVAL", help="Also per day, week or month of the window."),
+    ] = None,
+    kpis_shown: Annotated[
+        str | None,
+        typer.Option(
+            "--kpis",
+            metavar="A,B,C",
+            help="--interval table: the KPIs shown per bucket (default tickets_created, "
+            "tickets_solved, backlog, first_response_time, csat).",
+        ),
+    ] = None,
 ) -> None:
     """Compute every KPI for a window, optionally per agent, group, channel, …
 
-    Example: cskpi kpis --period last-week --by agent --format csv"""
+    Example: cskpi kpis --period last-week --by agent --where channel=email --format csv"""
     from cskpi.core import app as core
     from cskpi.core.kpis.output import csv_text, json_text
     from cskpi.core.kpis.report import SORTS, arrange
 
     output = _format(output, ("table", "json", "csv"))
-    if sort.lower() not in SORTS:
+    if sort is not None and sort.lower() not in SORTS:
         fail(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
     cfg = config_or_fail(config)
-    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()), native)
+    request = core.KpiRequest(
+        period, start, end, now, by, tuple(connector or ()), native, tuple(where or ()),
+        interval.lower() if interval else None,
+    )  # fmt: skip
     try:
-        report = arrange(core.kpis(cfg, request), sort.lower(), limit)
+        shown = _series_kpis(kpis_shown)
+        report = arrange(core.kpis(cfg, request), sort.lower() if sort else None, limit)
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
     if output == "json":
@@ -236,7 +269,65 @@ def kpis(
     elif output == "csv":
         typer.echo(csv_text(report), nl=False)
     else:
-        _print_kpis(report)
+        _print_kpis(report, shown)
+
+
+def _series_kpis(given: str | None) -> tuple[str, ...]:
+    from cskpi.core.config.file import KPI_KEYS
+
+    if given is None:
+        return SERIES_KPIS
+    keys = tuple(k.strip() for k in given.split(",") if k.strip())
+    if unknown := [k for k in keys if k not in KPI_KEYS]:
+        raise ValueError(f"--kpis: unknown KPI {unknown[0]!r}; known: {', '.join(KPI_KEYS)}")
+    return keys or SERIES_KPIS
+
+
+SERIES_KPIS = ("tickets_created", "tickets_solved", "backlog", "first_response_time", "csat")
+
+
+@app.command()
+def tickets(
+    config: ConfigOption = None,
+    period: PeriodOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    kpi: Annotated[
+        str | None,
+        typer.Option(metavar="KEY", help="The tickets (or ratings) behind this KPI."),
+    ] = None,
+    unhappy: Annotated[
+        bool, typer.Option(help="Unhappy ratings in the window, highest MRR first.")
+    ] = False,
+    connector: ConnectorsOption = None,
+    where: WhereOption = None,
+    now: NowOption = None,
+    output: Format = "table",
+) -> None:
+    """List the tickets behind a KPI (default: those created in the window), or its ratings.
+
+    Example: cskpi tickets --period last-7d --kpi sla_first_response --format csv"""
+    from cskpi.core import app as core
+    from cskpi.core.kpis.output import listing_csv, listing_json
+
+    output = _format(output, ("table", "json", "csv"))
+    cfg = config_or_fail(config)
+    window_request = core.KpiRequest(
+        period, start, end, now, None, tuple(connector or ()), where=tuple(where or ())
+    )
+    try:
+        window, found = core.tickets(cfg, core.TicketsRequest(window_request, kpi, unhappy))
+    except (ValueError, core.UsageError) as exc:
+        fail(str(exc))
+    if output == "json":
+        typer.echo(listing_json(found, window))
+    elif output == "csv":
+        typer.echo(listing_csv(found, window), nl=False)
+    else:
+        from cskpi.commands.console import out
+        from cskpi.commands.views import listing_table
+
+        out.print(listing_table(found, window))
 
 
 @app.command()
@@ -292,17 +383,14 @@ def _format(given: str, choices: tuple[str, ...]) -> str:
     return given.lower()
 
 
-def _print_kpis(report: Report) -> None:
+def _print_kpis(report: Report, series_kpis: tuple[str, ...] = ()) -> None:
     from cskpi.commands.console import kpi_tables, out
+    from cskpi.commands.views import series_table
 
     for table in kpi_tables(report):
         out.print(table)
-
-
-NowOption = Annotated[
-    str | None,
-    typer.Option("--now", metavar="DATE", help="Evaluate as of this instant (default now)."),
-]
+    if report.series is not None:
+        out.print(series_table(report, series_kpis))
 
 
 @app.command()
@@ -459,6 +547,7 @@ def digest(
 
     from cskpi.core.config.periods import parse_past_instant
     from cskpi.core.digest import runs as digests
+    from cskpi.core.kpis.filters import FilterError
 
     cfg = config_or_fail(config, verbose)
     try:
@@ -473,7 +562,10 @@ def digest(
     ok = True
     for n in names:
         if dry_run or out_dir:
-            rendered = digests.preview(cfg, n, at)
+            try:
+                rendered = digests.preview(cfg, n, at)
+            except FilterError as exc:  # a `where` naming no agent, group or organization
+                fail(str(exc))
             if dry_run:
                 typer.echo(rendered.text)
             if out_dir:

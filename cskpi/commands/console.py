@@ -357,9 +357,22 @@ def _board(report: Report) -> Table:
         else [value_text(k, g.kpis[k]) for g in groups]
         for k in _BOARD
     ]
+    accounts = any(g.account is not None for g in groups)
+    if accounts:  # --by organization: mrr, and a marker with the reasons (SPEC §6 Accounts)
+        board.add_column("mrr")
+        board.add_column("at risk")
     for g, *cells in zip(groups, *columns, strict=True):
-        board.add_row(escape(clipped(g.label)), *cells)
+        extra = _account_cells(g.account) if accounts else []
+        board.add_row(escape(clipped(g.label)), *cells, *extra)
     return board
+
+
+def _account_cells(account: dict[str, Any] | None) -> list[str]:
+    if account is None:
+        return ["-", ""]
+    mrr = "-" if account["mrr"] is None else f"{account['mrr']:,.2f}"
+    risk = "! " + ", ".join(account["reasons"]) if account["at_risk"] else ""
+    return [mrr, escape(risk)]
 
 
 _SHORT = {

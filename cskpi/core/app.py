@@ -5,20 +5,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from sqlalchemy import Engine, text
 
 from cskpi.connectors.base import ConnectorFactory, close_connector
 from cskpi.core.config.file import DIMENSIONS, Config
 from cskpi.core.config.periods import Window, explicit_window, parse_instant, period_window
 from cskpi.core.config.secrets import redact
+from cskpi.core.digest.content import ticket_url
 from cskpi.core.files import write_private
+from cskpi.core.kpis import drill, filters
+from cskpi.core.kpis.drill import Listing
+from cskpi.core.kpis.filters import Where
 from cskpi.core.kpis.report import KpiContext, Report, compute
+from cskpi.core.kpis.series import INTERVALS, compute_series
 from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import StoreError, check_store, open_engine, write_transaction
 from cskpi.core.store.lease import DaemonInfo
@@ -194,6 +200,8 @@ class KpiRequest:
     by: str | None = None
     connectors: Sequence[str] = ()
     native: bool = False  # beside the vendors' own figures (SPEC §7)
+    where: Sequence[str] = ()  # DIM=VALUE, as typed
+    interval: str | None = None  # day, week or month: a series (SPEC §6)
 
 
 DEFAULT_PERIOD = "last-7d"
@@ -217,6 +225,8 @@ def kpi_window(config: Config, request: KpiRequest) -> Window:
 def _check_request(config: Config, request: KpiRequest) -> None:
     if request.by is not None and request.by not in DIMENSIONS:
         raise UsageError(f"--by {request.by!r}: use one of {', '.join(DIMENSIONS)}")
+    if request.interval is not None and request.interval not in INTERVALS:
+        raise UsageError(f"--interval {request.interval!r}: use day, week or month")
     unknown = [n for n in request.connectors if n not in config.connectors]
     if unknown:
         raise UsageError(f"no connector named {unknown[0]!r} in {config.path.name}")
@@ -225,16 +235,84 @@ def _check_request(config: Config, request: KpiRequest) -> None:
 def kpis(config: Config, request: KpiRequest) -> Report:
     """The KPI report for a period or explicit window (SPEC §1 `cskpi kpis`)."""
     _check_request(config, request)
+    window, engine, where = _open_window(config, request)
+    ctx = KpiContext.from_config(config)
+    try:
+        if request.interval is not None:
+            return compute_series(
+                engine, window, ctx, request.interval,
+                connectors=request.connectors, by=request.by, where=where,
+                native=request.native,
+            )  # fmt: skip
+        return compute(engine, window, ctx, connectors=request.connectors, by=request.by,
+                       where=where, native=request.native)  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def where_of(
+    engine: Engine, config: Config, typed: Sequence[str] | Mapping[str, Sequence[str]]
+) -> Where:
+    """``--where`` items (or a digest's ``where`` table) as stored values; a UsageError
+    names an unknown dimension or an unknown or ambiguous value."""
+    try:
+        raw = typed if isinstance(typed, Mapping) else filters.parse(typed)
+        return filters.resolve(engine, raw, list(config.connectors))
+    except filters.FilterError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class TicketsRequest:
+    kpis: KpiRequest
+    kpi: str | None = None
+    unhappy: bool = False
+
+
+def tickets(config: Config, request: TicketsRequest) -> tuple[Window, Listing]:
+    """The rows behind a KPI, or the unhappy ratings (SPEC §6 Drill-down), each with the
+    link into its helpdesk's agent UI where the connector has one."""
+    if request.unhappy and request.kpi is not None:
+        raise UsageError("give either --kpi or --unhappy, not both")
+    _check_request(config, request.kpis)
+    window, engine, where = _open_window(config, request.kpis)
+    try:
+        if request.unhappy:
+            found = drill.unhappy(engine, window, connectors=request.kpis.connectors, where=where)
+        else:
+            found = drill.tickets(engine, window, KpiContext.from_config(config), request.kpi,
+                                  connectors=request.kpis.connectors, where=where)  # fmt: skip
+    except drill.DrillError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        engine.dispose()
+    return window, with_urls(config, found)
+
+
+def _open_window(config: Config, request: KpiRequest) -> tuple[Window, Engine, Where]:
+    """The window, an engine on a synced store and the resolved --where, for a command that
+    reads the KPI engine (the caller disposes of the engine)."""
     window = kpi_window(config, request)
     engine = open_engine(config.database, create=False)
     try:
         _require_synced(engine, request.connectors)
-        return compute(
-            engine, window, KpiContext.from_config(config),
-            connectors=request.connectors, by=request.by, native=request.native,
-        )  # fmt: skip
-    finally:
+        return window, engine, where_of(engine, config, request.where)
+    except BaseException:
         engine.dispose()
+        raise
+
+
+def with_urls(config: Config, listing: Listing) -> Listing:
+    """``listing`` with a ``url`` column: each ticket's page in its helpdesk, or None."""
+    ticket = listing.columns.get("external_id", listing.columns.get("ticket_external_id"))
+    if ticket is None:
+        return listing
+    urls = np.empty(len(listing), dtype=object)
+    urls[:] = [
+        None if ext is None else ticket_url(config, str(c), str(ext))
+        for c, ext in zip(listing.columns["connector"], ticket, strict=True)
+    ]
+    return replace(listing, columns={**listing.columns, "url": urls})
 
 
 def _require_synced(engine: Engine, connectors: Sequence[str]) -> None:

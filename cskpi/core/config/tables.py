@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import string
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NamedTuple, Self, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -74,6 +74,9 @@ Dimension = Literal[
 ]
 Compare = Literal["previous", "same-period-last-week", "none"]
 DIMENSIONS: tuple[str, ...] = get_args(Dimension)
+WhereDimension = Literal[
+    "agent", "group", "channel", "type", "priority", "tag", "connector", "organization", "status"
+]
 
 
 class _Model(BaseModel):
@@ -197,6 +200,16 @@ def _kpi_key(value: str) -> str:
     return value
 
 
+def _values(value: Any) -> Any:
+    """A ``where`` value: one string, or a list of them (OR)."""
+    return [value] if isinstance(value, str) else value
+
+
+WhereValues = Annotated[
+    tuple[Annotated[str, Field(min_length=1)], ...], BeforeValidator(_values), Field(min_length=1)
+]
+
+
 def _period(value: str) -> str:
     if value in (*PERIODS, "since-last") or re.fullmatch(r"[1-9]\d*d", value):
         return value
@@ -277,6 +290,8 @@ class DigestSettings(_Model):
         DEFAULT_DIGEST_KPIS
     )
     by: Dimension | None = None
+    # like --where: DIM = "VALUE" or ["VALUE", ...]; values OR, dimensions AND
+    where: dict[WhereDimension, WhereValues] = Field(default_factory=dict)
     slack: SlackTarget | None = None
     email: EmailTarget | None = None
     grace: Duration = timedelta(hours=6)

@@ -21,6 +21,7 @@ from cskpi.core.config.file import Config, DigestSettings
 from cskpi.core.config.periods import SINCE_LAST, Window, midnight, month_start, period_window
 from cskpi.core.config.targets import Target
 from cskpi.core.kpis.backlog import backlog_counts
+from cskpi.core.kpis.filters import resolve
 from cskpi.core.kpis.formulas import sla_judged
 from cskpi.core.kpis.output import (
     clipped,
@@ -184,9 +185,11 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
     settings = config.digests[name]
     ctx = KpiContext.from_config(config)
     window = period_window(settings.period, config.timezone, at, settings.schedule)
-    report = compute(engine, window, ctx, by=settings.by)
+    where = resolve(engine, dict(settings.where.items()), list(config.connectors),
+                    f"{config.path.name}: [digests.{name}] where")  # fmt: skip
+    report = compute(engine, window, ctx, by=settings.by, where=where)
     compare = compare_window(settings, config.timezone, at)
-    before = compute(engine, compare, ctx).kpis if compare is not None else None
+    before = compute(engine, compare, ctx, where=where).kpis if compare is not None else None
     # Waiting now, when the digest is read: at ``at``, not at the window's end.
     shown, total = unanswered(engine, config, at)
     odd = unusual(engine, config, name, at, report.kpis)

@@ -161,22 +161,28 @@ def business_seconds(calendar: BusinessCalendar, start: F64, end: F64) -> F64:
 
 
 def _calendar_and_business(
-    name: str, start: F64, end: F64, ctx: KpiContext, empty: str
+    name: str, selection: Selection, ctx: KpiContext, empty: str
 ) -> dict[str, Entry]:
-    """A duration KPI in calendar time and its ``_business`` twin over the same population."""
+    """A duration KPI in calendar time and its ``_business`` twin over the same rows."""
+    rows, seconds = selection.rows, selection.seconds
+    assert seconds is not None
     business = (
-        durations(business_seconds(ctx.business, start, end), empty)
+        durations(_seconds(in_business_time(selection, ctx))[rows], empty)
         if ctx.business is not None
         else _null("no [business_hours] in the config", "s")
     )
-    return {name: durations(end - start, empty), f"{name}_business": business}
+    return {name: durations(seconds[rows], empty), f"{name}_business": business}
+
+
+def _seconds(selection: Selection) -> F64:
+    assert selection.seconds is not None
+    return selection.seconds
 
 
 def _first_response(created: Frame, ctx: KpiContext) -> dict[str, Entry]:
-    replied = ~np.isnan(created["first_reply_at"])
-    start, end = created["created_at"][replied], created["first_reply_at"][replied]
     empty = "no ticket created in the window has a first reply"
-    return _calendar_and_business("first_response_time", start, end, ctx, empty)
+    return _calendar_and_business("first_response_time", first_response_selection(created), ctx,
+                                  empty)  # fmt: skip
 
 
 def _response_time(p: Populations) -> Entry:
@@ -186,32 +192,99 @@ def _response_time(p: Populations) -> Entry:
 
 
 def _resolution(solved: Frame, ctx: KpiContext) -> dict[str, Entry]:
-    start, end = solved["created_at"], solved["solved_at"]
     empty = "no ticket solved in the window"
-    return _calendar_and_business("resolution_time", start, end, ctx, empty)
+    return _calendar_and_business("resolution_time", resolution_selection(solved), ctx, empty)
 
 
 def _solved_rates(solved: Frame) -> dict[str, Entry]:
-    replies, reopens = solved["agent_replies"], solved["reopens"]
-    touched = replies >= 1
     empty = "no ticket solved in the window"
     return {
-        "fcr_rate": rate(
-            int(np.count_nonzero(touched & (replies == 1) & (reopens == 0))),
-            int(np.count_nonzero(touched)),
-            "no ticket solved in the window had an agent reply",
+        "fcr_rate": rate_of(
+            fcr_selection(solved), "no ticket solved in the window had an agent reply"
         ),
-        "reopen_rate": rate(int(np.count_nonzero(reopens >= 1)), len(solved), empty),
-        "escalation_rate": rate(int(np.count_nonzero(solved["escalated"] > 0)), len(solved), empty),
+        "reopen_rate": rate_of(reopen_selection(solved), empty),
+        "escalation_rate": rate_of(escalation_selection(solved), empty),
     }
 
 
 def _sla(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Entry:
     if ctx.sla is None:
         return _null("no [sla] in the config", "%")
+    empty = "no ticket created in the window has a due " + kind.replace("_", " ")
+    return rate_of(sla_selection(created, w, ctx, kind), empty)
+
+
+# --- selections: the rows behind a ticket KPI -------------------------------------------
+# Each ticket KPI of a rate or a duration is computed from its selection, and `cskpi
+# tickets` (drill.py) lists the same selection: its rows are the KPI's denominator (or n),
+# its ``in_numerator`` rows the numerator, its ``seconds`` the durations. One code path.
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Over a population's rows: which ones the KPI counts, and per row (full length) whether
+    it is in the numerator, or its duration in seconds (NaN outside ``rows``)."""
+
+    rows: NDArray[np.bool_]
+    in_numerator: NDArray[np.bool_] | None = None
+    seconds: F64 | None = None
+    start: F64 | None = None  # a duration's ends, for its business-hours twin
+    end: F64 | None = None
+
+
+def rate_of(selection: Selection, empty: str) -> Entry:
+    assert selection.in_numerator is not None
+    rows = selection.rows
+    return rate(int(np.count_nonzero(selection.in_numerator & rows)),
+                int(np.count_nonzero(rows)), empty)  # fmt: skip
+
+
+def _span(rows: NDArray[np.bool_], start: F64, end: F64) -> Selection:
+    return Selection(rows, seconds=np.where(rows, end - start, np.nan), start=start, end=end)
+
+
+def in_business_time(selection: Selection, ctx: KpiContext) -> Selection:
+    """The same rows, their durations in business time (``ctx.business`` must be set)."""
+    assert ctx.business is not None
+    assert selection.start is not None
+    assert selection.end is not None
+    rows = selection.rows
+    seconds = np.full(len(rows), np.nan)
+    seconds[rows] = business_seconds(ctx.business, selection.start[rows], selection.end[rows])
+    return Selection(rows, seconds=seconds, start=selection.start, end=selection.end)
+
+
+def everyone(frame: Frame) -> Selection:
+    """Every row: a count KPI (tickets_created, tickets_solved, backlog)."""
+    return Selection(np.ones(len(frame), dtype=bool))
+
+
+def first_response_selection(created: Frame) -> Selection:
+    replied = ~np.isnan(created["first_reply_at"])
+    return _span(replied, created["created_at"], created["first_reply_at"])
+
+
+def resolution_selection(solved: Frame) -> Selection:
+    return _span(np.ones(len(solved), dtype=bool), solved["created_at"], solved["solved_at"])
+
+
+def fcr_selection(solved: Frame) -> Selection:
+    replies, reopens = solved["agent_replies"], solved["reopens"]
+    touched = replies >= 1
+    return Selection(touched, touched & (replies == 1) & (reopens == 0))
+
+
+def reopen_selection(solved: Frame) -> Selection:
+    return Selection(np.ones(len(solved), dtype=bool), solved["reopens"] >= 1)
+
+
+def escalation_selection(solved: Frame) -> Selection:
+    return Selection(np.ones(len(solved), dtype=bool), solved["escalated"] > 0)
+
+
+def sla_selection(created: Frame, w: Window, ctx: KpiContext, kind: str) -> Selection:
     met, breached = sla_judged(created, w, ctx, kind)
-    return rate(int(np.count_nonzero(met)), int(np.count_nonzero(met | breached)),
-                "no ticket created in the window has a due " + kind.replace("_", " "))  # fmt: skip
+    return Selection(met | breached, met)
 
 
 def sla_judged(
@@ -261,6 +334,11 @@ def _positive(score: F64, low: F64, high: F64) -> NDArray[np.bool_]:
     points = np.round(high - low) + 1
     top: F64 = np.where(points >= 4, high - 1, high)
     return score >= top
+
+
+def top_two(score: F64, low: F64, high: F64) -> NDArray[np.bool_]:
+    """The ratings csat and ces count as positive (the drill-down lists them as such)."""
+    return _positive(score, low, high)
 
 
 def _surveys(ratings: Frame) -> dict[str, Entry]:

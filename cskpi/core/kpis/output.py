@@ -7,9 +7,16 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from cskpi.core.kpis.report import Entry, Report
+import numpy as np
+from numpy.typing import NDArray
+
+from cskpi.core.config.periods import Window
+from cskpi.core.kpis.drill import Listing
+from cskpi.core.kpis.report import Bucket, Entry, Group, Report
 
 # Decimal places per field of an entry, by unit; fields not listed are kept as they are.
 _PLACES: dict[str, dict[str, int]] = {
@@ -59,13 +66,39 @@ def to_json(report: Report) -> dict[str, Any]:
         "kpis": _kpis(report.kpis),
     }
     if report.by is not None:
-        doc["by"] = {
-            "dimension": report.by.dimension,
-            "groups": [
-                {"key": g.key, "label": g.label, "kpis": _kpis(g.kpis)} for g in report.by.groups
-            ],
-        }
+        doc["by"] = {"dimension": report.by.dimension, "groups": _groups(report.by.groups, w)}
+    if report.series is not None:
+        buckets = [_bucket(b, w) for b in report.series.buckets]
+        doc["series"] = {"interval": report.series.interval, "buckets": buckets}
     return doc
+
+
+def _bucket(b: Bucket, w: Window) -> dict[str, Any]:
+    doc: dict[str, Any] = {"from": _local(b.window.start, w), "to": _local(b.window.end, w)}
+    doc["kpis"] = _kpis(b.kpis)
+    if b.groups is not None:
+        doc["groups"] = _groups(b.groups, w)
+    return doc
+
+
+def _groups(groups: list[Group], w: Window) -> list[dict[str, Any]]:
+    accounts = any(g.account is not None for g in groups)
+    return [{"key": g.key, "label": g.label, "kpis": _kpis(g.kpis),
+             **({"account": account_json(g.account, w)} if accounts else {})}
+            for g in groups]  # fmt: skip
+
+
+def account_json(account: dict[str, Any] | None, w: Window) -> dict[str, Any] | None:
+    """An account with its dates as local ISO text (SPEC §6 Accounts)."""
+    if account is None:
+        return None
+    dates = {k: None if account[k] is None else _local(account[k], w)
+             for k in ("created_at", "churned_at")}  # fmt: skip
+    return {**account, **dates}
+
+
+def _local(moment: datetime, w: Window) -> str:
+    return moment.astimezone(w.tz).isoformat()
 
 
 def json_text(report: Report) -> str:
@@ -75,30 +108,40 @@ def json_text(report: Report) -> str:
 
 _CSV_FIELDS = (
     "from", "to", "timezone", "dimension", "key", "label", "kpi", "bucket", "value", "unit",
-    "n", "median", "p90", "mean", "numerator", "denominator", "reason",
+    "n", "median", "p90", "mean", "numerator", "denominator", "reason", "interval",
+    "account_mrr", "at_risk", "risk_reasons",
 )  # fmt: skip
 
 
 def csv_text(report: Report) -> str:
     """One row per group x KPI, and per bucket of a matrix KPI (backlog_age by age,
     submissions_by_hour by weekday and hour); the first block (empty dimension) is the whole
-    window, and every row names the window, so rows stay meaningful when filtered or joined."""
+    window, and every row names the window, so rows stay meaningful when filtered or joined.
+    With a series, the same follows for each bucket, its rows naming the bucket's from/to
+    and the ``interval``."""
     out = io.StringIO()
     # Text quoted, numbers bare: a CR in a name stays inside its cell, a number stays a number.
     writer = csv.DictWriter(out, _CSV_FIELDS, extrasaction="ignore", lineterminator="\n",
                             quoting=csv.QUOTE_NONNUMERIC)  # fmt: skip
     writer.writeheader()
     w = report.window
-    window = {"from": w.start.astimezone(w.tz).isoformat(),
-              "to": w.end.astimezone(w.tz).isoformat(), "timezone": str(w.tz)}  # fmt: skip
-    blocks: list[tuple[str, str | None, str, dict[str, Entry]]] = [("", None, "all", report.kpis)]
-    if report.by is not None:
-        blocks += [(report.by.dimension, g.key, g.label, g.kpis) for g in report.by.groups]
-    for dimension, key, label, kpis in blocks:
-        head = {**window, "dimension": dimension, "key": key or "", "label": label}
-        for name, entry in _kpis(kpis).items():
-            for row in _csv_rows(name, entry):
-                writer.writerow({field: _cell(v) for field, v in {**head, **row}.items()})
+    dimension = report.by.dimension if report.by is not None else ""
+    sections = [(w, "", report.kpis, report.by.groups if report.by else [])]
+    if report.series is not None:
+        sections += [(b.window, report.series.interval, b.kpis, b.groups or [])
+                     for b in report.series.buckets]  # fmt: skip
+    for span, interval, kpis, groups in sections:
+        window = {"from": _local(span.start, w), "to": _local(span.end, w),
+                  "timezone": str(w.tz), "interval": interval}  # fmt: skip
+        blocks = [("", None, "all", kpis, None)] + [
+            (dimension, g.key, g.label, g.kpis, g.account) for g in groups
+        ]
+        for block_dimension, key, label, entries, account in blocks:
+            head = {**window, "dimension": block_dimension, "key": key or "", "label": label,
+                    **_account_cells(account)}  # fmt: skip
+            for name, entry in _kpis(entries).items():
+                for row in _csv_rows(name, entry):
+                    writer.writerow({field: _cell(v) for field, v in {**head, **row}.items()})
     return out.getvalue()
 
 
@@ -110,6 +153,14 @@ _EXTRA_ROWS: dict[str, tuple[tuple[str, str], ...]] = {
     "repeat_contact_rate": (("cross_channel", "count"), ("pending", "count")),
     "backlog_time_to_clear": (("backlog", "count"), ("net_per_day", "count")),
 }
+
+
+def _account_cells(account: dict[str, Any] | None) -> dict[str, Any]:
+    if account is None:
+        return {}
+    return {"account_mrr": "" if account["mrr"] is None else account["mrr"],
+            "at_risk": "yes" if account["at_risk"] else "no",
+            "risk_reasons": " ".join(account["reasons"])}  # fmt: skip
 
 
 def _csv_rows(name: str, entry: Entry) -> list[dict[str, Any]]:
@@ -331,3 +382,76 @@ def _split_detail(key: str, entry: Entry) -> str:
         names = " / ".join(_STAGE_NAMES.get(k, k) for k in value)
         return f"{names} median; p90 {p90}; n {entry['n']:,}{unreplied}"
     return _SPLIT_LABELS.get(key, "") + " / ".join(value)
+
+
+# --- the rows behind a KPI: `cskpi tickets` (drill.py) -------------------------------------
+
+_COUNTS = ("agent_replies", "reopens")
+
+
+def iso_times(epochs: NDArray[np.float64], tz: ZoneInfo) -> list[str | None]:
+    """Epoch seconds as local ISO 8601 with their offset, None for NaN. The offset is looked
+    up once per distinct quarter hour (it changes no more often), not once per row."""
+    known = ~np.isnan(epochs)
+    seconds = np.where(known, epochs, 0).astype(np.int64)
+    quarters, index = np.unique(seconds // 900, return_inverse=True)
+    offsets = [
+        datetime.fromtimestamp(int(q) * 900, tz).utcoffset() or timedelta() for q in quarters
+    ]
+    shift = np.array([o.total_seconds() for o in offsets], dtype=np.int64)[index.ravel()]
+    names = np.array([_offset_text(o) for o in offsets], dtype=object)[index.ravel()]
+    stamps = np.datetime_as_string((seconds + shift).astype("datetime64[s]"), unit="s")
+    return [s + n if k else None for s, n, k in zip(stamps.tolist(), names, known, strict=True)]
+
+
+def _offset_text(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def listing_columns(listing: Listing, tz: ZoneInfo) -> dict[str, list[Any]]:
+    """Each column as plain values: times as local ISO text, counts as integers, no NaN."""
+    out: dict[str, list[Any]] = {}
+    for name, values in listing.columns.items():
+        if name in listing.times:
+            out[name] = iso_times(values.astype(np.float64), tz)
+        elif values.dtype.kind == "f":
+            plain = [None if v != v else v for v in values.tolist()]
+            out[name] = [None if v is None else int(v) for v in plain] if name in _COUNTS else plain
+        else:
+            out[name] = values.tolist()
+    return out
+
+
+def listing_json(listing: Listing, window: Window) -> str:
+    columns = listing_columns(listing, window.tz)
+    names = list(columns)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    doc: dict[str, Any] = {"window": _window(window), "kpi": listing.kpi, "count": len(listing)}
+    if "in_numerator" in listing.columns:
+        doc["numerator"] = int(np.count_nonzero(listing.columns["in_numerator"]))
+    doc[listing.kind] = rows
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
+
+
+def listing_csv(listing: Listing, window: Window) -> str:
+    """One row per ticket (or rating), tags as their JSON list; the CSV-injection guard of
+    the KPI CSV applies to every text cell."""
+    columns = listing_columns(listing, window.tz)
+    if "tags" in columns:
+        columns["tags"] = [json.dumps(tags, ensure_ascii=False) for tags in columns["tags"]]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow(list(columns))
+    guarded = [
+        values if name in listing.times else [_cell("" if v is None else v) for v in values]
+        for name, values in columns.items()
+    ]
+    writer.writerows(zip(*guarded, strict=True))
+    return out.getvalue()
+
+
+def _window(w: Window) -> dict[str, str]:
+    return {"from": w.start.astimezone(w.tz).isoformat(), "to": w.end.astimezone(w.tz).isoformat(),
+            "timezone": str(w.tz)}  # fmt: skip

@@ -9,6 +9,7 @@ once per tag).
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,11 +23,13 @@ from sqlalchemy import Engine
 from cskpi.core.config.periods import Window, midnight
 from cskpi.core.kpis.backlog import conditions, is_present, unindexed
 from cskpi.core.kpis.derived import repeat_contacts, status_seconds
+from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.store.dialect import SQLITE, Sql, sql_for
 from cskpi.core.store.reads.arrow import Columns
 from cskpi.core.store.reads.columns import read, row_key_for
 from cskpi.core.store.schema import to_epoch
 
+UTC_ZONE = ZoneInfo("UTC")
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
 Obj = NDArray[np.object_]
@@ -130,6 +133,7 @@ class _Query:
     escalation_tags: Sequence[str]
     dialect: Sql = SQLITE
     row_key: Callable[[str], str] = SQLITE.row_key  # as the reader wants it: row_key_for
+    where: Where = EVERYTHING  # --where (filters.py)
     repeat_window: timedelta = timedelta(days=7)
     tz: ZoneInfo | None = None  # local days of backlog_time_to_clear (default the window's)
 
@@ -142,6 +146,7 @@ class _Query:
                                   "ds": to_epoch(days[0]), "de": to_epoch(days[1])}  # fmt: skip
         params.update({f"c{i}": name for i, name in enumerate(self.connectors)})
         params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
+        params.update(self.where.params())
         return params
 
     def escalation_tag(self) -> str:
@@ -162,10 +167,14 @@ class _Query:
         return f"(({found}) AND {exact})"
 
     def connector_filter(self, alias: str) -> str:
+        """`` AND …`` keeping the rows of ``alias`` (a ticket; ``r`` a rating, ``o`` an
+        organization) that ``--connector`` and ``--where`` keep: every population query
+        calls it, so every population is filtered alike (filters.py)."""
+        where = self.where.sql(alias, self.dialect)
         if not self.connectors:
-            return ""
+            return where
         names = ", ".join(f":c{i}" for i in range(len(self.connectors)))
-        return f" AND {alias}.connector IN ({names})"
+        return f" AND {alias}.connector IN ({names}){where}"
 
     def ticket_key(self) -> str:
         """The select expression for a ticket row's group key."""
@@ -195,25 +204,27 @@ def load(
     wall: datetime | None = None,
     repeat_window: timedelta = timedelta(days=7),
     native: bool = False,
+    where: Where = EVERYTHING,
 ) -> Populations:
     """The window's populations, read in one snapshot; ``tz`` (default the window's) places
     submissions by hour and the local days of backlog_time_to_clear; ``wall`` is the wall
     clock that tells whether the backlog's instant is the real present (default now);
-    ``repeat_window`` is ``[kpis] repeat_window``. ``prefer_arrow=False`` reads through the
-    DB-API driver. The created and solved tickets carry their vendor metrics as columns
-    ``native.<name>`` (NaN where none): ``handling_time`` always, and with ``native`` every
-    twin ``native.py`` compares, with ``first_agent`` (see ``VENDOR_COLUMNS``)."""
+    ``repeat_window`` is ``[kpis] repeat_window``; ``where`` is --where. ``prefer_arrow=False``
+    reads through the DB-API driver. The created and solved tickets carry their vendor
+    metrics as columns ``native.<name>`` (NaN where none): ``handling_time`` always, and
+    with ``native`` every twin ``native.py`` compares, with ``first_agent`` (see
+    ``VENDOR_COLUMNS``)."""
     tz = tz or window.tz
     row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
     q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key,
-               repeat_window, tz)  # fmt: skip
+               where, repeat_window, tz)  # fmt: skip
     keyed: Keyed = "tag" if dimension == "tag" else dimension is not None
     live = is_present(window.at, wall)
     queries = [  # the longest first (see ``read``)
         _activity(q),
         _replies(q),
         _solved(q),
-        _tickets(q, "t.created_at >= :s AND t.created_at < :e", _CREATED),
+        _tickets(q, _CREATED_IN_W, _CREATED),
         _ratings(q),
         _backlog(q, live),
         _threads(q, live),
@@ -270,6 +281,7 @@ def _t(*names: str) -> tuple[Column, ...]:
     )
 
 
+_CREATED_IN_W = "t.created_at >= :s AND t.created_at < :e"
 _CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "solved_at",
               "requester_id")  # fmt: skip
 _SOLVED = (
@@ -280,6 +292,7 @@ _SOLVED = (
     Column("email", "p.email", text=True),  # the requester's, for repeat contacts
 )  # fmt: skip
 _BACKLOG = _t("rowid", "created_at")
+_REQUESTER = " LEFT JOIN person p ON p.id = t.requester_id"  # the solved tickets' ``email``
 # SQLite is kept off the (status, created_at) backlog index, which would walk every
 # solved ticket ever stored instead of the window's range of solved_at.
 _SOLVED_IN_W = "{+t.status} IN ('solved', 'closed') AND t.solved_at >= :s AND t.solved_at < :e"
@@ -299,10 +312,10 @@ def _frame(values: Columns, columns: Sequence[Column], keyed: Keyed) -> Frame:
     if not keyed:
         return Frame(cols, None)
     frame = Frame(cols, _text(values[-1]))
-    return _by_tag(frame) if keyed == "tag" else frame
+    return by_tag(frame) if keyed == "tag" else frame
 
 
-def _by_tag(frame: Frame) -> Frame:
+def by_tag(frame: Frame) -> Frame:
     """The rows once per tag of their ticket, the tag as the key, in the order stored; once
     with the key None for a ticket without tags (or a rating without a ticket).
 
@@ -337,10 +350,10 @@ def _text(values: NDArray[Any]) -> Obj:
     return np.array([None if v != v else str(v) for v in values.tolist()], dtype=object)
 
 
-def _tickets(q: _Query, condition: str, columns: Sequence[Column], source: str = "ticket t") -> str:
+def _tickets(q: _Query, condition: str, columns: Sequence[Column], joins: str = "") -> str:
     cols = ", ".join(c.sql for c in columns)
     sql = (
-        f"SELECT {cols}, {q.ticket_key()} FROM {source} "  # noqa: S608 (constants only)
+        f"SELECT {cols}, {q.ticket_key()} FROM ticket t{joins} "  # noqa: S608 (constants only)
         f"WHERE t.deleted = FALSE AND {condition}{q.connector_filter('t')}"
     )
     return sql
@@ -348,8 +361,7 @@ def _tickets(q: _Query, condition: str, columns: Sequence[Column], source: str =
 
 def _solved(q: _Query) -> str:
     """The tickets solved in W, with their requester's email (repeat_contact_rate)."""
-    source = "ticket t LEFT JOIN person p ON p.id = t.requester_id"
-    return _tickets(q, _SOLVED_IN_W, _SOLVED, source)
+    return _tickets(q, _SOLVED_IN_W, _SOLVED, _REQUESTER)
 
 
 def _backlog(q: _Query, live: bool) -> str:
@@ -598,3 +610,139 @@ def _contacts() -> str:
         "WHERE t.deleted = FALSE AND t.created_at >= :s AND t.created_at < :rh "
         "AND p.email IS NOT NULL"
     )
+
+
+# --- one population with more columns: the drill-down (drill.py) -------------------------
+
+TICKET_COLUMNS = {"created": _CREATED, "solved": _SOLVED, "backlog": _BACKLOG}
+
+
+def rows_of(
+    engine: Engine,
+    window: Window,
+    population: str,
+    extra: Sequence[Column],
+    joins: str = "",
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+    escalation_tags: Sequence[str] = (),
+    wall: datetime | None = None,
+) -> Frame:
+    """The rows of one ticket population (``created``, ``solved`` or ``backlog``) with the
+    columns its KPIs read and ``extra`` ones (which may name tables ``joins`` adds), selected
+    by the same conditions and filters as ``load``'s, so a drill-down lists the KPI's rows."""
+    q = _Query(window, connectors, None, escalation_tags, sql_for(engine),
+               row_key_for(engine), where)  # fmt: skip
+    own = TICKET_COLUMNS[population]
+    joins = (_REQUESTER if population == "solved" else "") + joins
+    columns = [*own, *(c for c in extra if c.name not in {o.name for o in own})]
+    if population == "backlog":
+        live = is_present(window.at, wall)
+        sql = " UNION ALL ".join(_tickets(q, c, columns, joins) for c in conditions(live))
+    else:
+        sql = _tickets(q, _SOLVED_IN_W if population == "solved" else _CREATED_IN_W, columns, joins)
+    (values,) = read(engine, [q.render(sql)], q.params)
+    return _frame(values, columns, False)
+
+
+def ratings_of(
+    engine: Engine,
+    window: Window,
+    columns: Sequence[Column],
+    joins: str = "",
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+) -> Frame:
+    """The ratings given in W of the kinds with a KPI, with ``columns`` (of ``r``, its ticket
+    ``t`` and the tables ``joins`` adds), filtered as ``load``'s ratings are."""
+    q = _Query(window, connectors, None, (), sql_for(engine), row_key_for(engine), where)
+    sql = (
+        f"SELECT {', '.join(c.sql for c in columns)} "  # noqa: S608 (constants only)
+        f"FROM rating r LEFT JOIN ticket t ON t.id = r.ticket_id{joins} "
+        "WHERE r.rated_at >= :s AND r.rated_at < :e AND COALESCE(t.deleted, FALSE) = FALSE "
+        # answered surveys only, as every KPI over ratings counts them (SPEC §7)
+        "AND r.score IS NOT NULL AND r.kind IN ('csat', 'nps', 'ces') AND r.scale_max > r.scale_min"
+        f"{q.connector_filter('r')}"
+    )
+    (values,) = read(engine, [q.render(sql)], q.params)
+    return _frame(values, columns, False)
+
+
+# --- the backlog at many instants: the series (series.py) --------------------------------
+
+_CANDIDATE_COLS = (
+    *_t("rowid", "created_at", "status", "first_solved_at", "solved_at"),
+)  # fmt: skip
+# A ticket that can be in the backlog at some instant in [:s, :e]: created before the last,
+# and not solved for good (solved now, its latest solve) before the first.
+_CANDIDATE = (
+    "t.created_at < :e AND NOT ({+t.status} IN ('solved', 'closed') "
+    "AND t.solved_at IS NOT NULL AND t.solved_at < :s)"
+)
+# Only a ticket with a solve stamp is judged by its history (backlog.py).
+_CANDIDATE_HISTORY = (
+    "SELECT {t.rowid}, s.at, s.status IN ('solved', 'closed') "
+    "FROM ticket t JOIN status_change s ON s.ticket_id = t.id "
+    "WHERE t.deleted = FALSE AND s.at <= :e "
+    "AND (t.first_solved_at IS NOT NULL OR t.solved_at IS NOT NULL) AND "
+)
+
+
+def backlog_candidates(
+    engine: Engine,
+    first: datetime,
+    last: datetime,
+    dimension: str | None,
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+) -> tuple[Frame, I64, I64, NDArray[np.bool_]]:
+    """The tickets that can be in the backlog at some instant from ``first`` to ``last``,
+    once each (with ``tag``: the stored JSON list as the key, for ``by_tag``), and their
+    status history up to ``last``: each change's ticket row key, instant, and whether it
+    is a solve or close. Two queries, in one snapshot, whatever the number of instants."""
+    window = Window(first, last, UTC_ZONE, last)
+    q = _Query(window, connectors, dimension, (), sql_for(engine), row_key_for(engine), where)
+    tickets = _tickets(q, _CANDIDATE, _CANDIDATE_COLS)
+    history = _CANDIDATE_HISTORY + _CANDIDATE + q.connector_filter("t")
+    found, changes = read(engine, [q.render(history), q.render(tickets)], q.params)[::-1]
+    frame = _frame(found, _CANDIDATE_COLS, dimension is not None)
+    ticket, at, done = (np.asarray(c, dtype=np.int64) for c in changes)
+    return frame, ticket, at, done.astype(bool)
+
+
+def messages_by_bucket(
+    engine: Engine,
+    edges: Sequence[datetime],
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+) -> NDArray[np.bool_]:
+    """Per bucket between consecutive ``edges``: whether its created tickets have any
+    message (``Populations.has_messages`` of each bucket), in one query."""
+    window = Window(edges[0], edges[-1], UTC_ZONE, edges[-1])
+    q = _Query(window, connectors, None, (), sql_for(engine), row_key_for(engine), where)
+    probes = " UNION ALL ".join(
+        f"SELECT {i}, EXISTS (SELECT 1 FROM ticket t JOIN message m ON m.ticket_id = t.id "  # noqa: S608
+        f"WHERE t.deleted = FALSE AND t.created_at >= :b{i} AND t.created_at < :b{i + 1}"
+        f"{q.connector_filter('t')})"
+        for i in range(len(edges) - 1)
+    )
+    params = {**q.params, **{f"b{i}": to_epoch(e) for i, e in enumerate(edges)}}
+    (index, found) = read(engine, [q.render(probes)], params)[0]
+    flags = np.zeros(len(edges) - 1, dtype=bool)
+    flags[np.asarray(index, dtype=np.int64)] = np.asarray(found, dtype=np.float64) > 0
+    return flags
+
+
+def created_by_organization(
+    engine: Engine, window: Window, *, connectors: Sequence[str] = (), where: Where = EVERYTHING
+) -> dict[str, int]:
+    """Tickets created in ``window`` per organization id, in one query (the accounts'
+    ticket_surge compares each with the window before)."""
+    q = _Query(window, connectors, "organization", (), sql_for(engine), row_key_for(engine), where)
+    sql = _tickets(q, _CREATED_IN_W, (Column("rowid", "{t.rowid}"),))
+    (_, key) = read(engine, [q.render(sql)], q.params)[0]
+    return dict(Counter(str(k) for k in _text(key).tolist() if k is not None))

@@ -13,7 +13,7 @@ input and output, are defined there and re-exported here, the import path caller
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,13 +22,15 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine, text
 
 from cskpi.core.config.periods import Window
+from cskpi.core.kpis.accounts import accounts
+from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.formulas import Entry, KpiContext, kpi_set
 from cskpi.core.kpis.native import with_native
 from cskpi.core.kpis.populations import Frame, Populations, load, totals
 
 __all__ = [
-    "SORTS", "Entry", "Group", "Grouping", "KpiContext", "Report", "arrange", "compute",
-    "kpi_set", "none_label",
+    "SORTS", "Bucket", "Entry", "Group", "Grouping", "KpiContext", "Report", "Series", "arrange",
+    "assemble", "compute", "kpi_set", "none_label",
 ]  # fmt: skip
 
 
@@ -37,6 +39,7 @@ class Group:
     key: str | None
     label: str
     kpis: dict[str, Entry]
+    account: dict[str, Any] | None = None  # --by organization (accounts.py)
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,27 @@ class Grouping:
 
 
 @dataclass(frozen=True)
+class Bucket:
+    """One bucket of a series: its own window (``from``/``to``, the report's ``now``)."""
+
+    window: Window
+    kpis: dict[str, Entry]
+    groups: list[Group] | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    interval: str  # day, week or month
+    buckets: list[Bucket]
+
+
+@dataclass(frozen=True)
 class Report:
     window: Window
     connectors: list[str]
     kpis: dict[str, Entry]
     by: Grouping | None = None
+    series: Series | None = None  # with --interval (series.py)
 
 
 def compute(
@@ -61,33 +80,80 @@ def compute(
     connectors: Sequence[str] = (),
     by: str | None = None,
     wall: datetime | None = None,
+    where: Where = EVERYTHING,
     native: bool = False,
 ) -> Report:
-    """Every KPI of SPEC §4 for ``window``; with ``by``, also per value of that dimension.
-    ``wall`` is the wall clock that tells whether the window's ``at`` is the real present
-    (default now: see ``backlog.py``). ``native`` adds the vendors' own figures (SPEC §7)."""
+    """Every KPI of SPEC §4 and §6 for ``window``; with ``by``, also per value of that
+    dimension. ``wall`` is the wall clock that tells whether the window's ``at`` is the real
+    present (default now: see ``backlog.py``); ``where`` keeps only the tickets and ratings it
+    names; ``native`` adds the vendors' own figures (SPEC §7)."""
     keyed = load(
         engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall,
-        repeat_window=ctx.repeat_window, native=native,
+        repeat_window=ctx.repeat_window, native=native, where=where,
     )  # fmt: skip
+    return assemble(engine, keyed, window, ctx, connectors=connectors, by=by, where=where,
+                    native=native)  # fmt: skip
+
+
+def assemble(
+    engine: Engine,
+    keyed: Populations,
+    window: Window,
+    ctx: KpiContext,
+    *,
+    connectors: Sequence[str] = (),
+    by: str | None = None,
+    where: Where = EVERYTHING,
+    native: bool = False,
+) -> Report:
+    """The report of populations ``load`` read (keyed by ``by``'s values when given)."""
     whole = totals(keyed) if by == "tag" else keyed  # one read serves both
-
-    def entries_of(p: Populations, split: str | None = None) -> dict[str, Entry]:
-        entries = kpi_set(p, window, ctx, split)
-        return with_native(entries, p, ctx) if native else entries
-
-    report = Report(window, _connectors(engine, connectors), entries_of(whole))
+    kpis = entries_of(whole, window, ctx, unsplit(where), native)
+    report = Report(window, _connectors(engine, connectors), kpis)
     if by is None:
         return report
-    keys = _keys(keyed)
-    labels = _labels(engine, by, [k for k in keys if k is not None])
+    keys = group_keys(keyed)
+    labels = group_labels(engine, by, [k for k in keys if k is not None])
+    groups = groups_of(keyed, window, ctx, by, keys, labels, native=native)
+    if by == "organization":
+        found = accounts(engine, window, {g.key: g.kpis for g in groups},
+                         connectors=connectors, where=where)  # fmt: skip
+        groups = [replace(g, account=found[g.key]) for g in groups]
+        return arrange(replace(report, by=Grouping(by, groups)), "mrr")
+    return replace(report, by=Grouping(by, groups))
+
+
+def groups_of(
+    keyed: Populations,
+    window: Window,
+    ctx: KpiContext,
+    by: str,
+    keys: Sequence[str | None],
+    labels: dict[str, str],
+    *,
+    native: bool = False,
+) -> list[Group]:
+    """The KPIs of each group key of ``keyed`` populations, in ``keys`` order."""
     restrict = _split(keyed)
-    groups = [
+    return [
         Group(k, labels.get(k, k) if k is not None else none_label(by),
-              entries_of(restrict(k), split=by))
+              entries_of(restrict(k), window, ctx, by, native))
         for k in keys
     ]  # fmt: skip
-    return Report(report.window, report.connectors, report.kpis, Grouping(by, groups))
+
+
+def entries_of(
+    p: Populations, window: Window, ctx: KpiContext, split: str | None, native: bool
+) -> dict[str, Entry]:
+    """The KPI entries of one set of populations, with the vendors' figures if ``native``."""
+    entries = kpi_set(p, window, ctx, split)
+    return with_native(entries, p, ctx) if native else entries
+
+
+def unsplit(where: Where) -> str | None:
+    """What the support cost and the accounts are not split by: ``--where`` on anything
+    but connectors (which ``--connector`` already restricts them to), else None."""
+    return "--where" if set(where.dimensions) - {"connector"} else None
 
 
 def none_label(dimension: str) -> str:
@@ -104,24 +170,31 @@ SORTS: dict[str, Callable[[Group], tuple[Any, ...]]] = {
     "solved": lambda g: (-_count(g, "tickets_solved"),),
     "backlog": lambda g: (-_count(g, "backlog"),),
     "name": lambda g: (),
+    "mrr": lambda g: (-_mrr(g), g.key is None),
 }
+DEFAULT_SORT = {"organization": "mrr"}  # SPEC §6: accounts by mrr; every other by volume
+
+
+def _mrr(group: Group) -> float:
+    """The group's account mrr; 0 for none (an organization without, or no organization)."""
+    return float((group.account or {}).get("mrr") or 0)
 
 
 def _count(group: Group, key: str) -> int:
     return int(group.kpis[key]["value"] or 0)
 
 
-def arrange(report: Report, sort: str = "volume", limit: int | None = None) -> Report:
+def arrange(report: Report, sort: str | None = None, limit: int | None = None) -> Report:
     """``report`` with its groups in ``sort`` order (ties by name, then key), the first
-    ``limit`` of them. ``compute`` gives them by key, which reads a1, a10, a2."""
+    ``limit`` of them; by default organizations by mrr and other groups by volume.
+    ``compute`` gives them by key, which reads a1, a10, a2."""
     if report.by is None:
         return report
-    order = SORTS[sort]
+    order = SORTS[sort or DEFAULT_SORT.get(report.by.dimension, "volume")]
     groups = sorted(
         report.by.groups, key=lambda g: (*order(g), g.label.casefold(), g.key is None, g.key or "")
     )
-    return Report(report.window, report.connectors, report.kpis,
-                  Grouping(report.by.dimension, groups[:limit]))  # fmt: skip
+    return replace(report, by=Grouping(report.by.dimension, groups[:limit]))
 
 
 def _connectors(engine: Engine, chosen: Sequence[str]) -> list[str]:
@@ -132,7 +205,7 @@ def _connectors(engine: Engine, chosen: Sequence[str]) -> list[str]:
         return [str(r[0]) for r in rows]
 
 
-def _keys(p: Populations) -> list[str | None]:
+def group_keys(p: Populations) -> list[str | None]:
     """The keys of the window's populations; the days before ``to`` that backlog_time_to_clear
     reads make no group of their own."""
     found: set[str | None] = set()
@@ -205,7 +278,7 @@ def _rows_of_tickets(tickets: NDArray[np.int64]) -> Callable[[NDArray[Any]], NDA
 _LABEL_TABLES = {"agent": "person", "group": "grp", "organization": "organization"}
 
 
-def _labels(engine: Engine, dimension: str, keys: list[str]) -> dict[str, str]:
+def group_labels(engine: Engine, dimension: str, keys: list[str]) -> dict[str, str]:
     table = _LABEL_TABLES.get(dimension)
     if table is None or not keys:
         return {}

@@ -20,6 +20,7 @@ from cskpi.core.kpis.derived import UNSOLVED
 from cskpi.core.kpis.formulas import (
     Entry,
     KpiContext,
+    Selection,
     _calendar_and_business,
     _count,
     _null,
@@ -90,11 +91,18 @@ def stages(parts: dict[str, F64], empty: str) -> Entry:
             "n": n, "unit": "s"}  # fmt: skip
 
 
-def first_resolution(solved: Frame, ctx: KpiContext) -> dict[str, Entry]:
+def first_resolution_selection(solved: Frame) -> Selection:
+    """Tickets solved in W with a first solve stamp: first_solved_at - created_at."""
     stamped = ~np.isnan(solved["first_solved_at"])
-    start, end = solved["created_at"][stamped], solved["first_solved_at"][stamped]
+    start, end = solved["created_at"], solved["first_solved_at"]
+    return Selection(stamped, seconds=np.where(stamped, end - start, np.nan), start=start, end=end)
+
+
+def first_resolution(solved: Frame, ctx: KpiContext) -> dict[str, Entry]:
     empty = "no ticket solved in the window has a first solve stamp"
-    return _calendar_and_business("first_resolution_time", start, end, ctx, empty)
+    return _calendar_and_business(
+        "first_resolution_time", first_resolution_selection(solved), ctx, empty
+    )
 
 
 def resolution_stages(solved: Frame) -> Entry:

@@ -105,6 +105,7 @@ class _Org:
     mrr: float | None
     created: int | None
     churned: int | None
+    id: str = ""
 
 
 def _prefix(connector: str, value: str | None) -> str | None:
@@ -848,10 +849,13 @@ class _Data:
     messages: dict[str, list[_Message]] = field(default_factory=dict)
     ratings: list[_Rating] = field(default_factory=list)
     orgs: list[_Org] = field(default_factory=list)
+    # every stored ticket: a rating kept by --where (its rated agent) is grouped by its
+    # ticket even when --where leaves that ticket out
+    every_ticket: dict[str, _Ticket] = field(default_factory=dict)
 
 
 def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -> list[Entry]:
-    by_id = {t.id: t for t in data.tickets}
+    by_id = data.every_ticket or {t.id: t for t in data.tickets}
     ticket_keys = {t.id: _ticket_keys(t, dimension) for t in data.tickets}
     rating_keys = [_rating_keys(r, dimension, by_id) for r in data.ratings]
     messages = [m for thread in data.messages.values() for m in thread]
@@ -919,9 +923,54 @@ def _load(
     for c, accounts in organizations.items():
         if _wanted(c, connectors):
             data.orgs += [
-                _Org(c, a.mrr, _epoch(a.created_at), _epoch(a.churned_at)) for a in accounts
+                _Org(c, a.mrr, _epoch(a.created_at), _epoch(a.churned_at), f"{c}:{a.external_id}")
+                for a in accounts
             ]
     return data
+
+
+Where = Mapping[str, Sequence[str | None]]
+
+
+def _ticket_has(t: _Ticket, dimension: str, value: str | None) -> bool:
+    if dimension == "tag":
+        return value in t.tags if value is not None else not t.tags
+    if dimension == "status":
+        return t.status == value
+    return _ticket_keys(t, dimension)[0] == value
+
+
+def _ticket_kept(t: _Ticket, where: Where) -> bool:
+    return all(any(_ticket_has(t, d, v) for v in vs) for d, vs in where.items())
+
+
+def _rating_kept(r: _Rating, where: Where, by_id: Mapping[str, _Ticket]) -> bool:
+    """Agent: the rated agent; connector: the rating's; the rest through its ticket."""
+    own = {"agent": r.agent_id, "connector": r.connector}
+    if any(own[d] not in vs for d, vs in where.items() if d in own):
+        return False
+    rest = {d: vs for d, vs in where.items() if d not in own}
+    ticket = by_id.get(r.ticket_id) if r.ticket_id is not None else None
+    return not rest or (ticket is not None and _ticket_kept(ticket, rest))
+
+
+def _filtered(data: _Data, where: Where) -> _Data:
+    """``data`` as ``--where`` leaves it (SPEC §6 Filters)."""
+    if not where:
+        return data
+    by_id = {t.id: t for t in data.tickets}
+    kept = [t for t in data.tickets if _ticket_kept(t, where)]
+    ids = {t.id for t in kept}
+    own = {"organization": lambda o: o.id, "connector": lambda o: o.connector}
+    orgs = [o for o in data.orgs
+            if all(own[d](o) in vs for d, vs in where.items() if d in own)]  # fmt: skip
+    return _Data(
+        kept,
+        {k: v for k, v in data.messages.items() if k in ids},
+        [r for r in data.ratings if _rating_kept(r, where, by_id)],
+        orgs,
+        by_id,
+    )
 
 
 def _history(changes: PerConnector) -> dict[str, list[tuple[int, str]]]:
@@ -962,6 +1011,7 @@ def reference_kpis(
     changes: PerConnector | None = None,
     wall: datetime | None = None,
     metrics: PerConnector | None = None,
+    where: Where | None = None,
 ) -> Report:
     """The report for ``window`` as docs/kpis.md defines it, with the wall clock at ``wall``
     (default now).
@@ -969,9 +1019,11 @@ def reference_kpis(
     Records are given per connector name (``{"zd": [Ticket, ...]}``), with their source
     ids unprefixed, exactly as they would be passed to ``upsert_records``; organizations as
     :class:`Account`; ``changes`` as ``StatusChange``. ``people`` and ``groups`` only provide
-    labels for ``by``.
+    labels for ``by``. ``where``: dimension -> stored values kept (None: no value).
     """
-    data = _load(tickets, messages, ratings, organizations, connectors, metrics)
+    data = _filtered(
+        _load(tickets, messages, ratings, organizations, connectors, metrics), where or {}
+    )
     everyone = [t for c, records in tickets.items() for t in (_store_ticket(c, r) for r in records)
                 if not t.deleted]  # fmt: skip
     emails = {f"{c}:{p.external_id}": p.email
@@ -980,6 +1032,7 @@ def reference_kpis(
         window.start.timestamp(), window.end.timestamp(), window.now.timestamp(), ctx,
         (wall or datetime.now(UTC)).timestamp(), _history(changes or {}),
         everyone=everyone, emails=emails,
+        split_by="--where" if set(where or {}) - {"connector"} else None,
     )  # fmt: skip
     report: Report = {"kpis": _kpis(data.tickets, data.messages, data.ratings, data.orgs, s)}
     report["by"] = None
@@ -1012,6 +1065,7 @@ class Dataset:
         connectors: Sequence[str] = (),
         by: str | None = None,
         wall: datetime | None = None,
+        where: Where | None = None,
     ) -> Report:
         return reference_kpis(
             self.tickets,
@@ -1027,6 +1081,7 @@ class Dataset:
             changes=self.changes,
             wall=wall,
             metrics=self.metrics,
+            where=where,
         )
 
     def store(self, engine: Engine) -> None:
