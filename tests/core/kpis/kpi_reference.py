@@ -885,6 +885,10 @@ def _groups(data: _Data, s: _Scope, dimension: str, labels: Mapping[str, str]) -
         label = none if key is None else labels.get(key) or key
         kpis = _kpis(tickets, data.messages, ratings, data.orgs, inner, activity)
         groups.append({"key": key, "label": label, "kpis": kpis})
+    if dimension == "organization":  # SPEC §6: accounts by mrr, highest first
+        mrr = {o.id: o.mrr or 0 for o in data.orgs}
+        groups.sort(key=lambda g: (-mrr.get(g["key"], 0), g["key"] is None,
+                                   str(g["label"]).casefold(), g["key"] or ""))  # fmt: skip
     return groups
 
 
