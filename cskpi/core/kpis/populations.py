@@ -136,14 +136,16 @@ class _Query:
     where: Where = EVERYTHING  # --where (filters.py)
     repeat_window: timedelta = timedelta(days=7)
     tz: ZoneInfo | None = None  # local days of backlog_time_to_clear (default the window's)
+    days_from: datetime | None = None  # a series: the first bucket's end (series.py)
 
     @property
     def params(self) -> dict[str, Any]:
         w = self.window
         days = clearing_days(w.end, self.tz or w.tz)
+        first = clearing_days(self.days_from or w.end, self.tz or w.tz)[0]
         params: dict[str, Any] = {"s": to_epoch(w.start), "e": to_epoch(w.end), "a": to_epoch(w.at),
                                   "rh": to_epoch(w.end + self.repeat_window),
-                                  "ds": to_epoch(days[0]), "de": to_epoch(days[1])}  # fmt: skip
+                                  "ds": to_epoch(first), "de": to_epoch(days[1])}  # fmt: skip
         params.update({f"c{i}": name for i, name in enumerate(self.connectors)})
         params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
         params.update(self.where.params())
@@ -205,19 +207,21 @@ def load(
     repeat_window: timedelta = timedelta(days=7),
     native: bool = False,
     where: Where = EVERYTHING,
+    days_from: datetime | None = None,
 ) -> Populations:
     """The window's populations, read in one snapshot; ``tz`` (default the window's) places
     submissions by hour and the local days of backlog_time_to_clear; ``wall`` is the wall
     clock that tells whether the backlog's instant is the real present (default now);
-    ``repeat_window`` is ``[kpis] repeat_window``; ``where`` is --where. ``prefer_arrow=False``
-    reads through the DB-API driver. The created and solved tickets carry their vendor
-    metrics as columns ``native.<name>`` (NaN where none): ``handling_time`` always, and
-    with ``native`` every twin ``native.py`` compares, with ``first_agent`` (see
-    ``VENDOR_COLUMNS``)."""
+    ``repeat_window`` is ``[kpis] repeat_window``; ``where`` is --where; ``days_from``: the
+    days of backlog_time_to_clear are read from the 14 before this instant's date on (a
+    series). ``prefer_arrow=False`` reads through the DB-API driver. The created and solved
+    tickets carry their vendor metrics as columns ``native.<name>`` (NaN where none):
+    ``handling_time`` always, and with ``native`` every twin ``native.py`` compares, with
+    ``first_agent`` (see ``VENDOR_COLUMNS``)."""
     tz = tz or window.tz
     row_key = row_key_for(engine, prefer_arrow=prefer_arrow)
     q = _Query(window, connectors, dimension, escalation_tags, sql_for(engine), row_key,
-               where, repeat_window, tz)  # fmt: skip
+               where, repeat_window, tz, days_from)  # fmt: skip
     keyed: Keyed = "tag" if dimension == "tag" else dimension is not None
     live = is_present(window.at, wall)
     queries = [  # the longest first (see ``read``)
@@ -538,7 +542,7 @@ _ORGANIZATION_COLS = (Column("mrr", "o.mrr"), Column("created_at", "o.created_at
 
 _ACTIVITY_COLS = (
     Column("rowid", "{m.rowid}"), Column("ticket", "{t.rowid}"), Column("public", "m.public"),
-    Column("author", "m.author_id", text=True),
+    Column("author", "m.author_id", text=True), Column("created_at", "m.created_at"),
 )  # fmt: skip
 
 
@@ -547,7 +551,7 @@ def _activity(q: _Query) -> str:
     author with --by agent, else by their ticket's key; a range of ix_message_created_at."""
     key = "m.author_id" if q.dimension == "agent" else q.ticket_key()
     return (
-        f"SELECT {{m.rowid}}, {{t.rowid}}, m.public, m.author_id, {key} "  # noqa: S608
+        f"SELECT {{m.rowid}}, {{t.rowid}}, m.public, m.author_id, m.created_at, {key} "  # noqa: S608
         "FROM message m JOIN ticket t ON t.id = m.ticket_id "
         "WHERE m.created_at >= :s AND m.created_at < :e AND m.author_role = 'agent' "
         f"AND t.deleted = FALSE{q.connector_filter('t')}"
@@ -690,6 +694,16 @@ _CANDIDATE_HISTORY = (
 )
 
 
+# Their public customer and agent messages up to the last instant: who is awaited at each
+# bucket's end (awaiting_reply reads only those before its instant).
+_CANDIDATE_THREADS = (
+    "SELECT {t.rowid}, m.created_at, m.author_role = 'agent' "
+    "FROM ticket t JOIN message m ON m.ticket_id = t.id "
+    "WHERE t.deleted = FALSE AND m.public = TRUE AND m.author_role IN ('customer', 'agent') "
+    "AND m.created_at < :e AND "
+)
+
+
 def backlog_candidates(
     engine: Engine,
     first: datetime,
@@ -698,19 +712,22 @@ def backlog_candidates(
     *,
     connectors: Sequence[str] = (),
     where: Where = EVERYTHING,
-) -> tuple[Frame, I64, I64, NDArray[np.bool_]]:
+) -> tuple[Frame, I64, I64, NDArray[np.bool_], Frame]:
     """The tickets that can be in the backlog at some instant from ``first`` to ``last``,
     once each (with ``tag``: the stored JSON list as the key, for ``by_tag``), and their
     status history up to ``last``: each change's ticket row key, instant, and whether it
-    is a solve or close. Two queries, in one snapshot, whatever the number of instants."""
+    is a solve or close; and their public customer and agent messages before ``last``
+    (``threads``). Three queries, in one snapshot, whatever the number of instants."""
     window = Window(first, last, UTC_ZONE, last)
     q = _Query(window, connectors, dimension, (), sql_for(engine), row_key_for(engine), where)
     tickets = _tickets(q, _CANDIDATE, _CANDIDATE_COLS)
     history = _CANDIDATE_HISTORY + _CANDIDATE + q.connector_filter("t")
-    found, changes = read(engine, [q.render(history), q.render(tickets)], q.params)[::-1]
+    threads = _CANDIDATE_THREADS + _CANDIDATE + q.connector_filter("t")
+    sqls = [q.render(threads), q.render(history), q.render(tickets)]  # the longest first
+    said, changes, found = read(engine, sqls, q.params)
     frame = _frame(found, _CANDIDATE_COLS, dimension is not None)
     ticket, at, done = (np.asarray(c, dtype=np.int64) for c in changes)
-    return frame, ticket, at, done.astype(bool)
+    return frame, ticket, at, done.astype(bool), _frame(said, _THREAD_COLS, False)
 
 
 def messages_by_bucket(

@@ -54,7 +54,12 @@ from cskpi.core.store.schema import to_epoch
 INTERVALS = ("day", "week", "month")
 # The timestamp each population is split on; a population not named here (one added later)
 # is given whole to every bucket until it is named.
-SPLIT_ON = {"created": "created_at", "solved": "solved_at", "ratings": "rated_at"}
+SPLIT_ON = {"created": "created_at", "solved": "solved_at", "ratings": "rated_at",
+            "activity": "created_at"}  # fmt: skip
+# Given whole to every bucket because their KPIs pick their rows by the bucket's own instants:
+# the days before each bucket's end (backlog_time_to_clear, read from the first bucket's on)
+# and the messages of every backlog candidate (awaiting_reply reads those before its ``at``).
+WHOLE = ("days_created", "days_solved", "threads")
 
 
 def buckets(window: Window, interval: str) -> list[Window]:
@@ -94,11 +99,12 @@ def compute_series(
 ) -> Report:
     """The report of W (as ``report.compute``) with its ``series`` of buckets; ``native``
     puts the vendors' figures beside the window's KPIs (not each bucket's)."""
+    windows = buckets(window, interval)
     keyed = load(engine, window, connectors, by, ctx.escalation_tags, ctx.timezone, wall=wall,
-                 repeat_window=ctx.repeat_window, native=native, where=where)  # fmt: skip
+                 repeat_window=ctx.repeat_window, native=native, where=where,
+                 days_from=windows[0].end)  # fmt: skip
     report = assemble(engine, keyed, window, ctx, connectors=connectors, by=by, where=where,
                       native=native)  # fmt: skip
-    windows = buckets(window, interval)
     parts = _split_by_bucket(engine, keyed, windows, by, connectors, where, wall)
     made = []
     for w, part in zip(windows, parts, strict=True):
@@ -136,7 +142,9 @@ def _split_by_bucket(
                      dtype=np.float64)  # fmt: skip
     split = {name: _by_bucket(getattr(p, name), column, edges)
              for name, column in SPLIT_ON.items()}  # fmt: skip
-    backlog = _backlogs(engine, windows, by, connectors, where, wall)
+    if "offered_at" in p.ratings.cols:  # csat_response_rate: a survey in its offer's bucket too
+        split["ratings"] = _ratings_by_bucket(p.ratings, edges)
+    backlog, threads = _backlogs(engine, windows, by, connectors, where, wall)
     messages = (
         messages_by_bucket(
             engine,
@@ -152,9 +160,10 @@ def _split_by_bucket(
     for i in range(len(windows)):
         chosen = {name: frames[i] for name, frames in split.items()}
         replies = p.replies.take(np.flatnonzero(created_bucket == i))
-        parts.append(replace(p, **chosen, backlog=backlog[i], replies=replies,
+        parts.append(replace(p, **chosen, backlog=backlog[i], replies=replies, threads=threads,
                              has_messages=bool(messages[i])))  # fmt: skip
-    assert {f.name for f in fields(p)} >= set(SPLIT_ON)
+    named = {*SPLIT_ON, *WHOLE, "backlog", "replies", "has_messages", "organizations"}
+    assert {f.name for f in fields(p)} == named, "series.py must say how to split each population"
     return parts
 
 
@@ -168,6 +177,15 @@ def _by_bucket(frame: Frame, column: str, edges: F64) -> list[Frame]:
     """``frame``'s rows per bucket of ``column``'s instant, each in row order."""
     index = np.searchsorted(edges, frame[column], side="right") - 1
     return [_take(frame, rows) for rows in _positions(index, len(edges) - 1)]
+
+
+def _ratings_by_bucket(ratings: Frame, edges: F64) -> list[Frame]:
+    """Each rating in the bucket of its answer and, when offered, of its offer (SPEC §7: the
+    response rate is over the surveys offered in the bucket), each once, in row order."""
+    n = len(edges) - 1
+    answered = _positions(np.searchsorted(edges, ratings["rated_at"], side="right") - 1, n)
+    offered = _positions(np.searchsorted(edges, ratings["offered_at"], side="right") - 1, n)
+    return [_take(ratings, np.union1d(a, o)) for a, o in zip(answered, offered, strict=True)]
 
 
 def _positions(index: NDArray[np.intp], n: int) -> list[NDArray[np.intp]]:
@@ -202,11 +220,13 @@ def _backlogs(
     connectors: Sequence[str],
     where: Where,
     wall: datetime | None,
-) -> list[Frame]:
-    """The backlog population at each bucket's ``at`` (its end, or ``now`` if sooner)."""
+) -> tuple[list[Frame], Frame]:
+    """The backlog population at each bucket's ``at`` (its end, or ``now`` if sooner), and
+    the public messages of every ticket among them (``Populations.threads`` of each)."""
     instants = [w.at for w in windows]
-    frame, ticket, at, done = backlog_candidates(engine, instants[0], instants[-1], by,
-                                                 connectors=connectors, where=where)  # fmt: skip
+    frame, ticket, at, done, threads = backlog_candidates(
+        engine, instants[0], instants[-1], by, connectors=connectors, where=where
+    )
     a = np.array([to_epoch(i) for i in instants], dtype=np.float64)
     live = np.array([is_present(i, wall) for i in instants])
     members = _members(frame, ticket, at, done, a, live)
@@ -215,7 +235,7 @@ def _backlogs(
         part = Frame({"rowid": frame["rowid"][rows], "created_at": frame["created_at"][rows]},
                      None if frame.key is None else frame.key[rows])  # fmt: skip
         out.append(by_tag(part) if by == "tag" else part)
-    return out
+    return out, threads
 
 
 def _members(
