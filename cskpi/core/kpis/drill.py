@@ -35,6 +35,7 @@ from cskpi.core.kpis.formulas import (
 )
 from cskpi.core.kpis.populations import F64, Column, Frame, Obj, ratings_of, rows_of
 from cskpi.core.kpis.report import Group, compute
+from cskpi.core.kpis.views import first_resolution_selection, reassignment_selection
 
 Select = Callable[[Frame, Window, KpiContext], Selection]
 
@@ -78,6 +79,17 @@ DRILLS: dict[str, Drill] = {
     "sla_resolution": Drill("created", lambda f, w, c: sla_selection(f, w, c, "resolution"), "sla"),
     "agent_replies_per_solved": Drill("solved", _all),
     "submissions_by_hour": Drill("created", _all),
+    # SPEC §6 (the activity KPIs count messages, the repeat and status-time ones need the
+    # history and requesters read at load: they have no listing)
+    "first_resolution_time": Drill("solved", lambda f, w, c: first_resolution_selection(f)),
+    "first_resolution_time_business": Drill(
+        "solved", _business(first_resolution_selection), "business"
+    ),
+    "reassignment_rate": Drill("solved", lambda f, w, c: reassignment_selection(f)),
+    "touches": Drill("solved", _all),
+    "first_response_distribution": Drill("created", _all),
+    "resolution_distribution": Drill("solved", _all),
+    "awaiting_reply": Drill("backlog", _all),
 }
 RATING_KPIS = ("csat", "nps", "ces")
 

@@ -27,6 +27,7 @@ from cskpi.core.kpis.formulas import (
     _positive,
     percentile,
     rate,
+    rate_of,
 )
 from cskpi.core.kpis.native import answered
 from cskpi.core.kpis.populations import F64, Frame, Populations, clearing_days
@@ -130,9 +131,14 @@ def time_in_status(solved: Frame) -> Entry:
     )
 
 
+def reassignment_selection(solved: Frame) -> Selection:
+    """Every ticket solved in W; in the numerator when it changed assignee."""
+    return Selection(np.ones(len(solved), dtype=bool), solved["assignee_changes"] >= 1)
+
+
 def reassignment_rate(solved: Frame) -> Entry:
     changes = solved["assignee_changes"]
-    entry = rate(int(np.count_nonzero(changes >= 1)), len(changes), NO_SOLVED)
+    entry = rate_of(reassignment_selection(solved), NO_SOLVED)
     if entry["value"] is not None:
         entry["mean_assignees"] = 1 + float(changes.sum()) / len(changes)
     return entry

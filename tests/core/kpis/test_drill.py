@@ -42,7 +42,13 @@ def mismatches(entry: dict[str, Any], listing: drill.Listing, key: str) -> list[
     got: dict[str, Any] = {}
     if key in ("tickets_created", "tickets_solved", "backlog"):
         want["rows"], got["rows"] = entry["value"], n
-    elif key == "backlog_age":
+    elif key in (
+        "backlog_age",
+        "touches",
+        "first_response_distribution",
+        "resolution_distribution",
+        "awaiting_reply",
+    ):  # counts split into buckets
         want["rows"], got["rows"] = sum(entry["value"].values()), n
     elif key == "submissions_by_hour":
         want["rows"], got["rows"] = sum(map(sum, entry["value"])), n
