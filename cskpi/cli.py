@@ -299,6 +299,14 @@ def tickets(
     unhappy: Annotated[
         bool, typer.Option(help="Unhappy ratings in the window, highest MRR first.")
     ] = False,
+    native: Annotated[
+        bool,
+        typer.Option(
+            "--native",
+            help="With --kpi: the tickets whose figure diverges from the vendor's own, with "
+            "both and the reason.",
+        ),
+    ] = False,
     connector: ConnectorsOption = None,
     where: WhereOption = None,
     now: NowOption = None,
@@ -316,7 +324,8 @@ def tickets(
         period, start, end, now, None, tuple(connector or ()), where=tuple(where or ())
     )
     try:
-        window, found = core.tickets(cfg, core.TicketsRequest(window_request, kpi, unhappy))
+        found_in = core.TicketsRequest(window_request, kpi, unhappy, native)
+        window, found = core.tickets(cfg, found_in)
     except (ValueError, core.UsageError) as exc:
         fail(str(exc))
     if output == "json":

@@ -267,6 +267,7 @@ class TicketsRequest:
     kpis: KpiRequest
     kpi: str | None = None
     unhappy: bool = False
+    native: bool = False  # the tickets whose figure diverges from the vendor's (SPEC §7)
 
 
 def tickets(config: Config, request: TicketsRequest) -> tuple[Window, Listing]:
@@ -274,11 +275,17 @@ def tickets(config: Config, request: TicketsRequest) -> tuple[Window, Listing]:
     link into its helpdesk's agent UI where the connector has one."""
     if request.unhappy and request.kpi is not None:
         raise UsageError("give either --kpi or --unhappy, not both")
+    if request.native and request.kpi is None:
+        raise UsageError("--native needs --kpi, e.g. --kpi first_response_time --native")
     _check_request(config, request.kpis)
     window, engine, where = _open_window(config, request.kpis)
     try:
         if request.unhappy:
             found = drill.unhappy(engine, window, connectors=request.kpis.connectors, where=where)
+        elif request.native:
+            assert request.kpi is not None
+            found = drill.diverging(engine, window, KpiContext.from_config(config), request.kpi,
+                                    connectors=request.kpis.connectors, where=where)  # fmt: skip
         else:
             found = drill.tickets(engine, window, KpiContext.from_config(config), request.kpi,
                                   connectors=request.kpis.connectors, where=where)  # fmt: skip

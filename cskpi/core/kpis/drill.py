@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine
 
 from cskpi.core.config.periods import Window
+from cskpi.core.kpis import native
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.formulas import (
     KpiContext,
@@ -33,7 +34,7 @@ from cskpi.core.kpis.formulas import (
     sla_selection,
     top_two,
 )
-from cskpi.core.kpis.populations import F64, Column, Frame, Obj, ratings_of, rows_of
+from cskpi.core.kpis.populations import F64, Column, Frame, Obj, load, ratings_of, rows_of
 from cskpi.core.kpis.report import Group, compute
 from cskpi.core.kpis.views import first_resolution_selection, reassignment_selection
 
@@ -268,3 +269,31 @@ def accounts_at_risk(
                      where=where, wall=wall)  # fmt: skip
     assert report.by is not None
     return [g for g in report.by.groups if g.account is not None and g.account["at_risk"]]
+
+
+def diverging(
+    engine: Engine,
+    window: Window,
+    ctx: KpiContext,
+    kpi: str,
+    *,
+    connectors: Sequence[str] = (),
+    where: Where = EVERYTHING,
+    wall: datetime | None = None,
+) -> Listing:
+    """`cskpi tickets --kpi KPI --native`: the tickets behind ``kpi`` whose figure diverges
+    from the vendor's, with both and the reason (SPEC §7; ``native.diverging_tickets``)."""
+    p = load(engine, window, connectors, None, ctx.escalation_tags, ctx.timezone, wall=wall,
+             repeat_window=ctx.repeat_window, native=True, where=where)  # fmt: skip
+    try:
+        rows = native.diverging_tickets(p, kpi, ctx)
+    except ValueError as exc:
+        raise DrillError(str(exc)) from None
+    names = ("id", "seconds", "native_seconds", "reason")
+    columns = {n: np.array([r[n] for r in rows], dtype=object if n in ("id", "reason")
+                           else np.float64) for n in names}  # fmt: skip
+    connector = [str(r["id"]).split(":", 1)[0] for r in rows]
+    external = [str(r["id"]).split(":", 1)[1] for r in rows]
+    columns |= {"connector": np.array(connector, dtype=object),
+                "external_id": np.array(external, dtype=object)}  # fmt: skip
+    return Listing("tickets", kpi, columns)

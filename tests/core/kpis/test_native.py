@@ -324,3 +324,21 @@ def test_the_native_read_takes_exactly_the_twins_metrics() -> None:
     from cskpi.core.kpis.populations import NATIVE_READ
 
     assert set(NATIVE_READ) == {twin.metric for twin in native.TWINS}
+
+
+def test_tickets_native_lists_the_diverging_tickets_with_links_columns(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """`cskpi tickets --kpi resolution_time --native` (drill.diverging): the one reopened
+    ticket, with both figures, its reason and the columns a link is made from."""
+    from cskpi.core.kpis import drill
+
+    engine = open_engine(new_store(request, "sqlite", tmp_path))
+    dataset().store(engine)
+    listing = drill.diverging(engine, W, CTX, "resolution_time")
+    cols = {k: v.tolist() for k, v in listing.columns.items()}
+    assert cols == {"id": ["zd:3"], "seconds": [93600.0], "native_seconds": [7200.0],
+                    "reason": ["reopened"], "connector": ["zd"], "external_id": ["3"]}  # fmt: skip
+    with pytest.raises(drill.DrillError, match="backlog has no vendor twin"):
+        drill.diverging(engine, W, CTX, "backlog")
+    engine.dispose()
