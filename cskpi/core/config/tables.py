@@ -26,6 +26,7 @@ from pydantic import (
     NonNegativeFloat,
     PositiveFloat,
     SecretStr,
+    StrictBool,
     ValidationInfo,
     create_model,
     model_validator,
@@ -296,6 +297,9 @@ class DigestSettings(_Model):
     email: EmailTarget | None = None
     grace: Duration = timedelta(hours=6)
     attach_report: str | None = None  # a [reports.NAME] to attach to the email
+    # the optional sections (SPEC §6): the top 5 unhappy ratings by mrr, the accounts at risk
+    unhappy: StrictBool = False
+    at_risk: StrictBool = False
 
 
 # --- [reports.NAME] ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """What a digest says, as data: KPI lines with their change, SLA call-outs, the oldest
-unanswered tickets, a leaderboard and the 14-day series. Rendering is ``render.py``.
+unanswered tickets, the optional unhappy customers and accounts at risk, a leaderboard and
+the 14-day series. Rendering is ``render.py``.
 
 Every number comes from the KPI engine (``kpis.compute``) except the 14-day series and the
 unanswered tickets, read here with the engine's own population rules (docs/kpis.md).
@@ -21,7 +22,8 @@ from cskpi.core.config.file import Config, DigestSettings
 from cskpi.core.config.periods import SINCE_LAST, Window, midnight, month_start, period_window
 from cskpi.core.config.targets import Target
 from cskpi.core.kpis.backlog import backlog_counts
-from cskpi.core.kpis.filters import resolve
+from cskpi.core.kpis.drill import accounts_at_risk, unhappy
+from cskpi.core.kpis.filters import Where, resolve
 from cskpi.core.kpis.formulas import sla_judged
 from cskpi.core.kpis.output import (
     clipped,
@@ -41,6 +43,9 @@ Tone = Literal["good", "bad", "neutral"]
 CHART_DAYS = 14
 UNANSWERED_SHOWN = 5
 BREACHED_SHOWN = 5
+UNHAPPY_SHOWN = 5
+AT_RISK_SHOWN = 10
+COMMENT_SHOWN = 140
 
 LABELS = {
     "tickets_created": "Tickets created", "tickets_solved": "Tickets solved",
@@ -134,6 +139,26 @@ class Breached:
 
 
 @dataclass(frozen=True)
+class Unhappy:
+    """An unhappy rating of the window (SPEC §6 ``tickets --unhappy``), as a lead reads it."""
+
+    rating: str  # "csat 2 (1-5)": the kind, the score and its scale
+    comment: str  # on one line, clipped; "" when none
+    agent: str  # "-" when none
+    organization: str  # "-" when none
+    mrr: str  # "1,200"; "-" when unknown
+    ticket_id: str  # "-" when the rating has no ticket
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class AtRisk:
+    organization: str
+    mrr: str
+    reasons: str  # "low CSAT, ticket open over 7 days"
+
+
+@dataclass(frozen=True)
 class LeaderRow:
     label: str
     solved: str
@@ -178,6 +203,9 @@ class Digest:
     breached: list[Breached] = field(default_factory=list)  # the oldest BREACHED_SHOWN
     headline: str = ""  # "backlog 12, first response 1h 05m": for the email subject
     understaffed: list[str] = field(default_factory=list)  # with [staffing]: the worst hours
+    unhappy: list[Unhappy] | None = None  # None: the digest does not ask for the section
+    at_risk: list[AtRisk] | None = None  # the first AT_RISK_SHOWN, highest mrr first
+    at_risk_total: int = 0
 
 
 def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
@@ -197,7 +225,11 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
         kpi_line(k, report.kpis[k], before[k] if before else None, config.targets.get(k))
         for k in settings.kpis
     ]
+    risky = accounts(engine, window, ctx, where) if settings.at_risk else None
     return Digest(
+        unhappy=unhappy_rows(engine, config, window, where) if settings.unhappy else None,
+        at_risk=risky[:AT_RISK_SHOWN] if risky is not None else None,
+        at_risk_total=len(risky or []),
         understaffed=understaffed(engine, config, at),
         breached=breached(engine, config, window, ctx),
         headline=headline(report.kpis),
@@ -213,6 +245,51 @@ def build(engine: Engine, config: Config, name: str, at: datetime) -> Digest:
         leaderboard=_leaderboard(report),
         series=series(engine, window),
     )
+
+
+# --- unhappy customers and accounts at risk (SPEC §6, docs/digest.md) ---------------------
+
+_REASONS = {"low_csat": "low CSAT", "stale_ticket": "ticket open over 7 days",
+            "ticket_surge": "ticket surge"}  # fmt: skip
+
+
+def mrr_text(mrr: float | None) -> str:
+    if mrr is None or not math.isfinite(mrr):
+        return "-"
+    return f"{mrr:,.0f}" if mrr == round(mrr) else f"{mrr:,.2f}"
+
+
+def rating_text(kind: str, score: float, low: float, high: float) -> str:
+    """``csat 2 (1-5)``: the score on its own scale, as the helpdesk asked it."""
+    return f"{kind} {score:g} ({low:g}-{high:g})"
+
+
+def unhappy_rows(engine: Engine, config: Config, window: Window, where: Where) -> list[Unhappy]:
+    """The UNHAPPY_SHOWN unhappy ratings of the window with the highest mrr
+    (``drill.unhappy``), restricted by the digest's ``where`` as its KPI lines are."""
+    c = unhappy(engine, window, where=where, limit=UNHAPPY_SHOWN).columns
+    return [
+        Unhappy(
+            rating=rating_text(c["kind"][i], c["score"][i], c["scale_min"][i], c["scale_max"][i]),
+            comment=clipped(" ".join(str(c["comment"][i] or "").split()), COMMENT_SHOWN),
+            agent=clipped(c["agent"][i] or "-"),
+            organization=clipped(c["organization"][i] or "-"),
+            mrr=mrr_text(c["mrr"][i]),
+            ticket_id=clipped(c["ticket"][i] or "-"),
+            url=ticket_url(config, c["connector"][i], c["ticket_external_id"][i])
+            if c["ticket"][i] else None,
+        )
+        for i in range(len(c["kind"]))
+    ]  # fmt: skip
+
+
+def accounts(engine: Engine, window: Window, ctx: KpiContext, where: Where) -> list[AtRisk]:
+    """Every organization at risk in the window, highest mrr first (``drill.accounts_at_risk``)."""
+    return [
+        AtRisk(clipped(g.label), mrr_text(g.account["mrr"] if g.account else None),
+               ", ".join(_REASONS.get(r, r) for r in (g.account or {}).get("reasons", [])))
+        for g in accounts_at_risk(engine, window, ctx, where=where)
+    ]  # fmt: skip
 
 
 # --- unusual lines and understaffed hours (SPEC §8, docs/planning.md) ---------------------

@@ -50,6 +50,10 @@ def text(d: Digest) -> str:
         goal = f"  [{goal_text(line)}]" if line.target else ""
         out.append(f"{line.label:<{width}}  {line.value:>10}  {tail}{goal}".rstrip())
     out += ["", sla_text(d), *breached_lines(d), *unanswered_lines(d)]
+    if d.unhappy is not None:
+        out += ["", *unhappy_lines(d)]
+    if d.at_risk is not None:
+        out += ["", *at_risk_lines(d)]
     if d.understaffed:
         out += ["", understaffed_text(d)]
     if d.leaderboard is not None:
@@ -108,6 +112,41 @@ def unanswered_lines(d: Digest) -> list[str]:
         for u in d.unanswered
     ]  # fmt: skip
     return [head, *_columns(rows)]
+
+
+def unhappy_head(d: Digest) -> str:
+    if not d.unhappy:
+        return "No unhappy customer in the window."
+    return "Unhappy customers (highest mrr first):"
+
+
+def unhappy_lines(d: Digest) -> list[str]:
+    rows = [["Rating", "Organization", "MRR", "Agent", "Ticket", "Comment"]] + [
+        [u.rating, u.organization, u.mrr, u.agent, u.ticket_id,
+         (u.comment or "-") + (f"  {u.url}" if u.url else "")]
+        for u in d.unhappy or []
+    ]  # fmt: skip
+    return [unhappy_head(d), *(_columns(rows) if d.unhappy else [])]
+
+
+def at_risk_head(d: Digest) -> str:
+    if not d.at_risk:
+        return "No account at risk."
+    return f"Accounts at risk: {d.at_risk_total:,} (highest mrr first)"
+
+
+def at_risk_lines(d: Digest) -> list[str]:
+    if not d.at_risk:
+        return [at_risk_head(d)]
+    rows = [["Organization", "MRR", "Reasons"]] + [
+        [a.organization, a.mrr, a.reasons] for a in d.at_risk
+    ]
+    return [at_risk_head(d), *_columns(rows), *_more_at_risk(d)]
+
+
+def _more_at_risk(d: Digest) -> list[str]:
+    more = d.at_risk_total - len(d.at_risk or [])
+    return [f"… and {more:,} more (cskpi kpis --by organization)"] if more > 0 else []
 
 
 def leaderboard_lines(d: Digest, limit: int) -> list[str]:
@@ -183,6 +222,10 @@ def blocks(d: Digest, *, sparkline: bool) -> list[Block]:
         out.append(_context(f"Changes {_escape(d.compare_label)}"))
     out += _packed([_kpi_markdown(line) for line in d.lines])
     out += [{"type": "divider"}, _breached_block(d), _unanswered_block(d)]
+    if d.unhappy is not None:
+        out.append(_unhappy_block(d))
+    if d.at_risk is not None:
+        out.append(_at_risk_block(d))
     if d.understaffed:
         out.append(_context(_escape(understaffed_text(d))))
     if d.leaderboard is not None:
@@ -231,6 +274,25 @@ def _unanswered_block(d: Digest) -> Block:
     return _section("\n".join([f"*{_escape(head)}*", *items]))
 
 
+def _unhappy_block(d: Digest) -> Block:
+    items = [
+        f"• {_ticket(u.ticket_id, u.url)}  {_text(u.rating)} · {_text(u.organization)}"
+        f" (mrr {u.mrr}) · {_text(u.agent)}" + (f" · “{_text(u.comment)}”" if u.comment else "")
+        for u in d.unhappy or []
+    ]
+    head = unhappy_head(d)
+    return _section("\n".join([f"*{_escape(head)}*" if items else _escape(head), *items]))
+
+
+def _at_risk_block(d: Digest) -> Block:
+    items = [
+        f"• {_text(a.organization)} (mrr {a.mrr}) · {_text(a.reasons)}" for a in d.at_risk or []
+    ]
+    head = at_risk_head(d)
+    lines = [f"*{_escape(head)}*" if items else _escape(head), *items, *_more_at_risk(d)]
+    return _section("\n".join(lines))
+
+
 def slack_message(d: Digest, *, sparkline: bool) -> dict[str, Any]:
     """``text`` is the notification and screen-reader fallback for the blocks."""
     return {"text": _clip(subject(d), 3000), "blocks": blocks(d, sparkline=sparkline)}
@@ -254,6 +316,9 @@ def html(d: Digest, image_src: str | None) -> str:
         goal_text=goal_text,
         sla=sla_text(d),
         unanswered_head=unanswered_lines(d)[0],
+        unhappy_head=unhappy_head(d),
+        at_risk_head=at_risk_head(d),
+        more_at_risk=_more_at_risk(d),
         understaffed=understaffed_text(d) if d.understaffed else "",
         colour=TONE_COLOUR,
         image_src=image_src,
