@@ -93,7 +93,7 @@ def test_kpis_and_their_change_against_the_previous_week(tmp_path: Path) -> None
     assert "First response (median) 30m p90 1h 42m, mean 53m 20s, n 3 - First" in words
 
 
-def test_the_daily_series_is_the_engine_per_day(tmp_path: Path) -> None:
+def test_the_daily_series_is_kpis_interval_day(tmp_path: Path) -> None:
     page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
     days = [f"2026-11-{d}" for d in range(13, 20)]
     series = {f: [int(page.find(day=d, field=f)[0]["data-value"]) for d in days]
@@ -255,6 +255,24 @@ def test_the_demo_report_has_every_kpi_as_kpis_json_gives_it(demo: Path, tmp_pat
     assert page.figures("previous") == {
         k: e["value"] for k, e in json.loads(before.output)["kpis"].items()
     }
+
+
+def test_the_daily_series_is_kpis_interval_day_json(demo: Path, tmp_path: Path) -> None:
+    """A 30-day window: each day's created, solved and backlog equal that bucket of
+    `kpis --interval day --format json`."""
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["kpis", "-c", str(demo), *args, "--interval", "day",
+                                 "--format", "json"])  # fmt: skip
+    buckets = json.loads(result.output)["series"]["buckets"]
+    assert len(buckets) == 30
+    names = {"created": "tickets_created", "solved": "tickets_solved", "backlog": "backlog"}
+    shown = {(a["data-day"], a["data-field"]): int(a["data-value"]) for a in page.find()
+             if "data-day" in a and a["data-field"] in names}  # fmt: skip
+    wanted = {(b["from"][:10], f): b["kpis"][k]["value"] for b in buckets
+              for f, k in names.items()}  # fmt: skip
+    assert shown == wanted
+    assert sum(v for (_, f), v in wanted.items() if f == "created") > 100
 
 
 def test_every_kpi_has_a_definition() -> None:

@@ -2,7 +2,8 @@
 and inline SVG charts, no script and no remote resource, so it opens the same offline, in a
 browser, attached to an email and on a phone.
 
-The figures are `cskpi kpis --format json`'s (``kpis.output.to_json`` of ``kpis.compute``);
+The figures are `cskpi kpis --interval day --format json`'s (``kpis.output.to_json`` of
+``kpis.series.compute_series``: the window's KPIs and its daily series in one engine pass);
 the previous window is the same engine over the window one period earlier (a month back for
 the month periods, the same number of days back otherwise, the span just before for
 ``--from/--to``) evaluated at the same instant, so `cskpi kpis --from … --to … --now …`
@@ -25,6 +26,7 @@ from cskpi.core.digest.report.sections import Inputs, sections
 from cskpi.core.files import write_private
 from cskpi.core.kpis.output import to_json
 from cskpi.core.kpis.report import KpiContext, arrange, compute
+from cskpi.core.kpis.series import compute_series
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def build(
     """The report of ``window``; ``period`` is what made it (for the previous window)."""
     ctx = KpiContext.from_config(config)
     chosen = tuple(connectors)
-    report = arrange(compute(engine, window, ctx, connectors=chosen, by=by), "volume")
+    report = arrange(compute_series(engine, window, ctx, "day", connectors=chosen, by=by))
     previous = previous_window(window, period)
     before = compute(engine, previous, ctx, connectors=chosen)
     doc, before_doc = to_json(report), to_json(before)
@@ -93,7 +95,7 @@ def reproduce(i: Inputs, by: str | None) -> str:
              f"--now {w.now.astimezone(w.tz).isoformat()}"]  # fmt: skip
     parts += [f"--connector {c}" for c in i.connectors]
     parts += [f"--by {by}"] if by else []
-    return " ".join([*parts, "--format json"])
+    return " ".join([*parts, "--interval day --format json"])
 
 
 def file_name(window: Window, pattern: str = "report-{from}-{to}.html", name: str = "") -> str:

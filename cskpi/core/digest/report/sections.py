@@ -1,8 +1,8 @@
 """The sections of `cskpi report` (SPEC §9), one provider each, in the order they are shown.
 
 Every figure comes from the document `cskpi kpis --format json` prints for the same window
-(``Inputs.doc``, made by ``kpis.output.to_json``), or from the same engine run over another
-window (the previous window; the daily series until SPEC §6's ``--interval`` lands). The
+(``Inputs.doc``, `cskpi kpis --interval day --format json`, whose ``series`` is the daily
+chart), or from the same engine run over another window (the previous window). The
 forecast and staffing sections show the documents `cskpi forecast` and `cskpi staffing
 --format json` print (``workload/documents.py``), the alerts section the ``alert_run`` rows
 sent. A
@@ -16,13 +16,13 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config
-from cskpi.core.config.periods import Window, midnight
+from cskpi.core.config.periods import Window
 from cskpi.core.digest import alarm_text, chart
 from cskpi.core.digest.content import LABELS, Series, breached, delta, unanswered
 from cskpi.core.digest.report.blocks import (
@@ -37,7 +37,7 @@ from cskpi.core.digest.report.blocks import (
 )
 from cskpi.core.kpis.definitions import definition
 from cskpi.core.kpis.output import detail_text, duration_text, value_text
-from cskpi.core.kpis.report import Entry, KpiContext, compute
+from cskpi.core.kpis.report import Entry, KpiContext
 from cskpi.core.store.sync_state import all_states
 from cskpi.core.workload.documents import forecast_document, staffing_document
 from cskpi.core.workload.forecast import forecast_report
@@ -45,7 +45,6 @@ from cskpi.core.workload.staffing import staffing_plan
 
 TICKETS_SHOWN = 20  # breached and waiting tickets: the oldest, so the file stays small
 GROUPS_SHOWN = 50  # rows of the --by table
-SERIES_DAYS = 92  # the stand-in daily series runs the engine once a day: a quarter at most
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _TONE_WORD = {"good": "better", "bad": "worse", "neutral": ""}
 
@@ -144,9 +143,9 @@ def _number(value: Any) -> bool:
 
 
 def daily_series(i: Inputs) -> list[Block]:
-    series = _series_of(i.doc) or _engine_series(i)
+    series = _series_of(i.doc)
     if series is None:
-        return [Missing(f"the daily chart covers windows of up to {SERIES_DAYS} days")]
+        return [Missing("the document has no daily series (cskpi kpis --interval day)")]
     title = "Tickets created and solved per day, and the backlog at each day's end"
     rows = [
         [Cell(f"{d:%a %d %b}", header=True),
@@ -174,44 +173,6 @@ def _series_of(doc: dict[str, Any]) -> Series | None:
               for k in ("tickets_created", "tickets_solved", "backlog")}  # fmt: skip
     days = [datetime.fromisoformat(b["from"]).date() for b in buckets]
     return Series(days, values["tickets_created"], values["tickets_solved"], values["backlog"])
-
-
-def _engine_series(i: Inputs) -> Series | None:
-    """STAND-IN until SPEC §6's ``--interval day`` series lands: the KPI engine run once
-    per local day of the window (that day's [from, to), the window's ``now``), so each
-    point is the figure `cskpi kpis` gives for that day. Replace it with the series in
-    ``Inputs.doc`` (see :func:`_series_of`), which computes the buckets in one pass."""
-    if _day_count(i.window) > SERIES_DAYS:
-        return None
-    days = local_days(i.window)
-    created, solved, backlog = [], [], []
-    for start, end in days:
-        day = Window(start, end, i.window.tz, i.window.now)
-        kpis = compute(i.engine, day, i.ctx, connectors=i.connectors).kpis
-        created.append(int(kpis["tickets_created"]["value"]))
-        solved.append(int(kpis["tickets_solved"]["value"]))
-        backlog.append(int(kpis["backlog"]["value"]))
-    dates = [s.astimezone(i.window.tz).date() for s, _ in days]
-    return Series(dates, created, solved, backlog)
-
-
-def _first_last(w: Window) -> tuple[date, date]:
-    return w.start.astimezone(w.tz).date(), (w.end - timedelta(microseconds=1)).astimezone(
-        w.tz
-    ).date()
-
-
-def _day_count(w: Window) -> int:
-    first, last = _first_last(w)
-    return (last - first).days + 1
-
-
-def local_days(w: Window) -> list[tuple[datetime, datetime]]:
-    """The window cut at local midnights: [from, to) of each day, the first and last clipped."""
-    first, _ = _first_last(w)
-    days = [first + timedelta(days=n) for n in range(_day_count(w))]
-    return [(max(w.start, midnight(d, w.tz)), min(w.end, midnight(d + timedelta(days=1), w.tz)))
-            for d in days]  # fmt: skip
 
 
 # --- distributions and stages -----------------------------------------------------------
