@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cskpi.cli import app as cli
@@ -26,6 +27,7 @@ from cskpi.core.config.file import KPI_KEYS, ConfigError, load_config
 from cskpi.core.config.periods import Window
 from cskpi.core.digest.report.page import file_name, previous_window
 from cskpi.core.kpis.definitions import DEFINITIONS
+from cskpi.core.store.engine import open_engine
 from tests.core.digest.test_digest import AT, CONFIG, HELPDESK, at, helpdesk
 
 runner = CliRunner()
@@ -166,7 +168,7 @@ def test_sections_without_data_say_why(tmp_path: Path) -> None:
     assert page.find(kpi="first_response_distribution")
     for reason in (
         "not available: no --by dimension given (e.g. cskpi report --by agent)",
-        "not available: accounts at risk need --by organization",
+        "No account is at risk",
         "days of history; a forecast needs at least 14",
         "not available: no [alerts.NAME] table in the config",
     ):
@@ -232,7 +234,15 @@ def test_previous_window_one_period_back_at_the_same_instant() -> None:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     path, _ = quickstart.prepare(folder / "demo", 600, 30, 1, DEMO_END)
-    assert app.sync(load_config(path, installed()), installed()).ok
+    config = load_config(path, installed())
+    assert app.sync(config, installed()).ok
+    # the demo's organizations have no MRR and its ratings no comment: give some of each, so
+    # the unhappy and accounts sections have an order and text to show
+    engine = open_engine(config.database, create=False)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE organization SET mrr = (rowid % 5) * 250.0"))
+        conn.execute(text("UPDATE rating SET comment = 'slow, ' || id WHERE score <= 3"))
+    engine.dispose()
     return path
 
 
@@ -273,6 +283,36 @@ def test_the_daily_series_is_kpis_interval_day_json(demo: Path, tmp_path: Path) 
               for f, k in names.items()}  # fmt: skip
     assert shown == wanted
     assert sum(v for (_, f), v in wanted.items() if f == "created") > 100
+
+
+def test_unhappy_customers_are_tickets_unhappy_json(demo: Path, tmp_path: Path) -> None:
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["tickets", "-c", str(demo), *args, "--unhappy",
+                                 "--format", "json"])  # fmt: skip
+    ratings = json.loads(result.output)["ratings"]
+    assert len(ratings) > 20
+    shown = [(a["data-rating"], json.loads(a["data-value"])) for a in page.find(field="mrr")
+             if "data-rating" in a]  # fmt: skip
+    assert shown == [(r["id"], r["mrr"]) for r in ratings[:20]]
+    assert f"Bad ratings in the window: {len(ratings):,}; the highest MRR first" in page.words
+    first = ratings[0]
+    assert first["mrr"] == 1000.0
+    assert (f"{first['ticket_external_id']} {first['organization']} 1,000.00 csat 3 of 1-5 "
+            f"slow, {first['id']} {first['agent']}") in page.words  # fmt: skip
+
+
+def test_accounts_at_risk_are_kpis_by_organization_json(demo: Path, tmp_path: Path) -> None:
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["kpis", "-c", str(demo), *args, "--by", "organization",
+                                 "--format", "json"])  # fmt: skip
+    groups = json.loads(result.output)["by"]["groups"]
+    risky = [g for g in groups if g["account"] and g["account"]["at_risk"]]
+    assert risky
+    shown = [(json.loads(a["data-group"]), json.loads(a["data-value"]))
+             for a in page.find(kpi="account", field="mrr")]  # fmt: skip
+    assert shown == [(g["key"], g["account"]["mrr"]) for g in risky]
 
 
 def test_every_kpi_has_a_definition() -> None:

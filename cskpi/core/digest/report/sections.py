@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 from cskpi.core.config.file import Config
 from cskpi.core.config.periods import Window
 from cskpi.core.digest import alarm_text, chart
-from cskpi.core.digest.content import LABELS, Series, breached, delta, unanswered
+from cskpi.core.digest.content import LABELS, Series, breached, delta, ticket_url, unanswered
 from cskpi.core.digest.report.blocks import (
     Block,
     Cell,
@@ -35,7 +35,9 @@ from cskpi.core.digest.report.blocks import (
     Section,
     Table,
 )
+from cskpi.core.kpis import drill
 from cskpi.core.kpis.definitions import definition
+from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.output import detail_text, duration_text, value_text
 from cskpi.core.kpis.report import Entry, KpiContext
 from cskpi.core.store.sync_state import all_states
@@ -59,8 +61,9 @@ class Inputs:
     previous: Window
     ctx: KpiContext
     connectors: tuple[str, ...]
-    doc: dict[str, Any]  # `cskpi kpis --format json` of the window
-    before: dict[str, Any]  # the same for the previous window
+    doc: dict[str, Any]  # `cskpi kpis --interval day --format json` of the window
+    before: dict[str, Any]  # `cskpi kpis --format json` of the previous window
+    where: Where = EVERYTHING  # --where: every section that reads the KPI engine takes it
 
     @property
     def kpis(self) -> dict[str, Entry]:
@@ -337,26 +340,58 @@ def _waiting(i: Inputs) -> list[Block]:
 # --- sections other work fills ----------------------------------------------------------
 
 
+UNHAPPY_SHOWN = 20  # `cskpi tickets --unhappy`'s first rows: the highest mrr first
+
+
 def unhappy(i: Inputs) -> list[Block]:
-    return [Missing("the unhappy-customer list (SPEC §6, cskpi tickets --unhappy) is not built "
-                    "in this version")]  # fmt: skip
+    """The first rows of `cskpi tickets --unhappy --format json` for the window: ratings
+    below the top two boxes (csat), detractors (nps) and the bottom two boxes (ces), the
+    customers paying most first."""
+    found = drill.unhappy(i.engine, i.window, connectors=i.connectors, where=i.where)
+    if not len(found):
+        return [Note("No customer rated a ticket badly in the window.")]
+    c = found.columns
+    rows = [_unhappy_row(i, c, n) for n in range(min(len(found), UNHAPPY_SHOWN))]
+    head = ["Ticket", "Organization", "MRR", "Rating", "Comment", "Agent"]
+    caption = f"Bad ratings in the window: {len(found):,}; the highest MRR first"
+    return [Table(caption, head, rows)]
+
+
+def _unhappy_row(i: Inputs, c: dict[str, Any], n: int) -> list[Cell]:
+    external, connector = c["ticket_external_id"][n], str(c["connector"][n])
+    url = None if external is None else ticket_url(i.config, connector, str(external))
+    mrr = None if math.isnan(c["mrr"][n]) else float(c["mrr"][n])
+    score, low, high = (float(c[k][n]) for k in ("score", "scale_min", "scale_max"))
+    at = {"data-rating": str(c["id"][n])}
+    return [
+        Cell(str(external or c["ticket"][n] or "-"), at, href=url, header=True),
+        Cell(str(c["organization"][n] or "-")),
+        Cell("-" if mrr is None else f"{mrr:,.2f}", at | {"data-field": "mrr",
+             "data-value": json.dumps(mrr)}, cls="num"),
+        Cell(f"{c['kind'][n]} {score:g} of {low:g}-{high:g}", at | {"data-field": "score",
+             "data-value": json.dumps(score)}, cls="num"),
+        Cell(str(c["comment"][n] or "-")),
+        Cell(str(c["agent"][n] or "-")),
+    ]  # fmt: skip
 
 
 def accounts(i: Inputs) -> list[Block]:
-    by = i.doc.get("by")
-    if by is None or by["dimension"] != "organization":
-        return [Missing("accounts at risk need --by organization")]
-    groups = [g for g in by["groups"] if "account" in g]
-    if not groups:
-        return [Missing("account data (SPEC §6) is not computed by this version")]
-    risky = [g for g in groups if g["account"].get("at_risk")]
+    """The organizations `cskpi kpis --by organization` marks at risk (SPEC §6 Accounts),
+    highest MRR first, as ``drill.accounts_at_risk`` gives them."""
+    risky = drill.accounts_at_risk(i.engine, i.window, i.ctx, connectors=i.connectors,
+                                   where=i.where)  # fmt: skip
     if not risky:
-        return [Note("No account is at risk.")]
-    rows = [[Cell(g["label"], header=True),
-             Cell(f"{g['account'].get('mrr') or 0:,.2f}", figure("account", g["account"].get("mrr"),
-                  "mrr", group=json.dumps(g["key"])), cls="num"),
-             Cell(", ".join(r.replace("_", " ") for r in g["account"].get("reasons", [])))]
-            for g in risky[:GROUPS_SHOWN]]  # fmt: skip
+        return [Note("No account is at risk: none with MRR has low CSAT, a stale ticket or a "
+                     "surge of tickets.")]  # fmt: skip
+    accounts = sorted(
+        ((g, g.account or {}) for g in risky),
+        key=lambda ga: (-(ga[1].get("mrr") or 0), ga[0].label.casefold()),
+    )
+    rows = [[Cell(g.label, header=True),
+             Cell(f"{a.get('mrr') or 0:,.2f}", figure("account", a.get("mrr"), "mrr",
+                  group=json.dumps(g.key)), cls="num"),
+             Cell(", ".join(r.replace("_", " ") for r in a.get("reasons", [])))]
+            for g, a in accounts[:GROUPS_SHOWN]]  # fmt: skip
     return [Table("Accounts at risk, by MRR", ["Organization", "MRR", "Why"], rows)]
 
 
