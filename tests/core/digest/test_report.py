@@ -315,6 +315,31 @@ def test_accounts_at_risk_are_kpis_by_organization_json(demo: Path, tmp_path: Pa
     assert shown == [(g["key"], g["account"]["mrr"]) for g in risky]
 
 
+def test_where_filters_the_figures_as_kpis_where(demo: Path, tmp_path: Path) -> None:
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat(), "--where", "channel=email"]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["kpis", "-c", str(demo), *args, "--interval", "day",
+                                 "--format", "json"])  # fmt: skip
+    doc = json.loads(result.output)
+    everything = runner.invoke(cli, ["kpis", "-c", str(demo), *args[:4], "--format", "json"])
+    created = doc["kpis"]["tickets_created"]["value"]
+    assert 0 < created < json.loads(everything.output)["kpis"]["tickets_created"]["value"]
+    assert page.figures() == {k: e["value"] for k, e in doc["kpis"].items()}
+    days = {a["data-day"]: int(a["data-value"]) for a in page.find(field="created")
+            if "data-day" in a}  # fmt: skip
+    assert days == {b["from"][:10]: b["kpis"]["tickets_created"]["value"]
+                    for b in doc["series"]["buckets"]}  # fmt: skip
+    words = page.words
+    assert "Only channel=email (--where): every figure, chart and table but the lists" in words
+    assert "--where channel=email --interval day --format json" in words
+    assert "The two lists below are not filtered by --where" in words
+    span = ["--from", "2026-09-24", "--to", "2026-10-24", "--now", DEMO_END.isoformat()]
+    before = runner.invoke(cli, ["kpis", "-c", str(demo), *span, *args[4:], "--format", "json"])
+    assert page.figures("previous") == {
+        k: e["value"] for k, e in json.loads(before.output)["kpis"].items()
+    }
+
+
 def test_every_kpi_has_a_definition() -> None:
     assert set(KPI_KEYS) <= set(DEFINITIONS)
 

@@ -297,6 +297,9 @@ def sla(i: Inputs) -> list[Block]:
     rows = [_sla_row(k, i.kpis[k]) for k in ("sla_first_response", "sla_resolution")]
     head = ["Target", "Met", "Judged", "Breaches"]
     blocks: list[Block] = [Table("SLA targets of tickets created in the window", head, rows)]
+    if i.where:
+        blocks.append(Note("The two lists below are not filtered by --where: they cover every "
+                           "ticket of the chosen connectors."))  # fmt: skip
     return blocks + _breached(i) + _waiting(i)
 
 
