@@ -20,7 +20,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cskpi.cli import app as cli
-from cskpi.connectors.base import Record, Ticket
+from cskpi.connectors.base import Rating, Record, Ticket
 from cskpi.connectors.registry import installed
 from cskpi.core import app, quickstart
 from cskpi.core.config.file import KPI_KEYS, ConfigError, load_config
@@ -144,6 +144,18 @@ def test_ticket_links_are_the_only_remote_addresses_and_there_is_no_script(
     }
     assert not [tag for tag, a in page.tags if tag in ("link", "iframe", "object", "embed", "img")]
     assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]
+
+
+def test_an_unhappy_customer_links_to_the_rated_ticket(tmp_path: Path) -> None:
+    rated = [Rating("r4", "csat", 2.0, 1.0, 5.0, at(18, 13), ticket_id="t4", comment="too slow",
+                    agent_id="a1"),
+             Rating("r1", "csat", 5.0, 1.0, 5.0, at(19, 11), ticket_id="t1")]  # fmt: skip
+    config = small(tmp_path, CONFIG.replace('[connectors.hd]\ntype = "demo"\n', ZENDESK),
+                   [*HELPDESK, *rated])  # fmt: skip
+    page = write(tmp_path, config, "--period", "last-7d", "--now", NOW)
+    assert [a["data-rating"] for a in page.find(field="score")] == ["hd:r4"]
+    assert "t4 - - csat 2 of 1-5 too slow Ana" in page.words
+    assert "https://acme.zendesk.com/agent/tickets/t4" in {a.get("href") for _, a in page.tags}
 
 
 def test_headings_are_in_order_and_tables_have_headers(tmp_path: Path) -> None:
