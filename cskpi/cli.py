@@ -358,6 +358,7 @@ def report(
         typer.Option(metavar="DIMENSION", help="Add a table per agent, group, channel, …"),
     ] = None,
     connector: ConnectorsOption = None,
+    where: WhereOption = None,
     now: Annotated[
         str | None,
         typer.Option(metavar="DATE", help="Evaluate as of this instant (reproducible reports)."),
@@ -371,11 +372,12 @@ def report(
     """Write one self-contained HTML report of a window: KPIs with their change, daily
     chart, distributions, heatmap, SLA breaches, data freshness (see README: Reports).
 
-    Example: cskpi report --period last-30d --by agent --out november.html"""
+    Example: cskpi report --period last-30d --by agent --where channel=email --out nov.html"""
     from cskpi.core import app as core
 
     cfg = config_or_fail(config)
-    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()))
+    request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()),
+                              where=tuple(where or ()))  # fmt: skip
     try:
         path = core.report(cfg, request, out, replace=force)
     except FileExistsError as exc:

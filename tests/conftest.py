@@ -54,12 +54,24 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Memory
     secrets.forget_secrets()
     # A CLI command sets up the "cskpi" logger (its own handler on the runner's stderr, no
     # propagation): later tests would log to a closed stream, and caplog would see nothing.
-    logger = logging.getLogger("cskpi")
-    saved = (logger.handlers[:], logger.level, logger.propagate)
+    # Reset before and after each test, since a module-scoped fixture may run a command too.
+    plain_logging()
     yield memory
-    logger.handlers[:], logger.level, logger.propagate = saved
+    plain_logging()
     keyring.set_keyring(previous)
     secrets.forget_secrets()
+
+
+def plain_logging() -> None:
+    """The loggers a CLI command configures, back as Python starts them: no handler of
+    their own, every level, records propagated to the root (where caplog listens)."""
+    from cskpi.commands.console import LIBRARY_LOGGERS
+
+    for name in ("cskpi", *LIBRARY_LOGGERS):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
 
 
 @pytest.fixture

@@ -349,8 +349,9 @@ def report(
     engine = open_engine(config.database, create=False)
     try:
         _require_synced(engine, request.connectors)
+        where = where_of(engine, config, request.where)
         page = build(engine, config, window, period=period, by=request.by,
-                     connectors=request.connectors)  # fmt: skip
+                     connectors=request.connectors, where=where)  # fmt: skip
     finally:
         engine.dispose()
     path = out or Path(file_name(window))

@@ -16,16 +16,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from cskpi.cli import app as cli
-from cskpi.connectors.base import Record, Ticket
+from cskpi.connectors.base import Rating, Record, Ticket
 from cskpi.connectors.registry import installed
 from cskpi.core import app, quickstart
 from cskpi.core.config.file import KPI_KEYS, ConfigError, load_config
 from cskpi.core.config.periods import Window
 from cskpi.core.digest.report.page import file_name, previous_window
 from cskpi.core.kpis.definitions import DEFINITIONS
+from cskpi.core.store.engine import open_engine
 from tests.core.digest.test_digest import AT, CONFIG, HELPDESK, at, helpdesk
 
 runner = CliRunner()
@@ -93,7 +95,7 @@ def test_kpis_and_their_change_against_the_previous_week(tmp_path: Path) -> None
     assert "First response (median) 30m p90 1h 42m, mean 53m 20s, n 3 - First" in words
 
 
-def test_the_daily_series_is_the_engine_per_day(tmp_path: Path) -> None:
+def test_the_daily_series_is_kpis_interval_day(tmp_path: Path) -> None:
     page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
     days = [f"2026-11-{d}" for d in range(13, 20)]
     series = {f: [int(page.find(day=d, field=f)[0]["data-value"]) for d in days]
@@ -144,6 +146,18 @@ def test_ticket_links_are_the_only_remote_addresses_and_there_is_no_script(
     assert not [a for _, a in page.tags if any(k.startswith("on") for k in a)]
 
 
+def test_an_unhappy_customer_links_to_the_rated_ticket(tmp_path: Path) -> None:
+    rated = [Rating("r4", "csat", 2.0, 1.0, 5.0, at(18, 13), ticket_id="t4", comment="too slow",
+                    agent_id="a1"),
+             Rating("r1", "csat", 5.0, 1.0, 5.0, at(19, 11), ticket_id="t1")]  # fmt: skip
+    config = small(tmp_path, CONFIG.replace('[connectors.hd]\ntype = "demo"\n', ZENDESK),
+                   [*HELPDESK, *rated])  # fmt: skip
+    page = write(tmp_path, config, "--period", "last-7d", "--now", NOW)
+    assert [a["data-rating"] for a in page.find(field="score")] == ["hd:r4"]
+    assert "t4 - - csat 2 of 1-5 too slow Ana" in page.words
+    assert "https://acme.zendesk.com/agent/tickets/t4" in {a.get("href") for _, a in page.tags}
+
+
 def test_headings_are_in_order_and_tables_have_headers(tmp_path: Path) -> None:
     page = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW)
     levels = [int(tag[1]) for tag, _ in page.tags if tag in ("h1", "h2", "h3", "h4")]
@@ -166,7 +180,7 @@ def test_sections_without_data_say_why(tmp_path: Path) -> None:
     assert page.find(kpi="first_response_distribution")
     for reason in (
         "not available: no --by dimension given (e.g. cskpi report --by agent)",
-        "not available: accounts at risk need --by organization",
+        "No account is at risk",
         "days of history; a forecast needs at least 14",
         "not available: no [alerts.NAME] table in the config",
     ):
@@ -232,7 +246,15 @@ def test_previous_window_one_period_back_at_the_same_instant() -> None:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("demo")
     path, _ = quickstart.prepare(folder / "demo", 600, 30, 1, DEMO_END)
-    assert app.sync(load_config(path, installed()), installed()).ok
+    config = load_config(path, installed())
+    assert app.sync(config, installed()).ok
+    # the demo's organizations have no MRR and its ratings no comment: give some of each, so
+    # the unhappy and accounts sections have an order and text to show
+    engine = open_engine(config.database, create=False)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE organization SET mrr = (rowid % 5) * 250.0"))
+        conn.execute(text("UPDATE rating SET comment = 'slow, ' || id WHERE score <= 3"))
+    engine.dispose()
     return path
 
 
@@ -252,6 +274,79 @@ def test_the_demo_report_has_every_kpi_as_kpis_json_gives_it(demo: Path, tmp_pat
         assert shown == {k: group["kpis"][k]["value"] for k in shown}
     window = ["--from", "2026-11-09", "--to", "2026-11-16", "--now", DEMO_END.isoformat()]
     before = runner.invoke(cli, ["kpis", "-c", str(demo), *window, "--format", "json"])
+    assert page.figures("previous") == {
+        k: e["value"] for k, e in json.loads(before.output)["kpis"].items()
+    }
+
+
+def test_the_daily_series_is_kpis_interval_day_json(demo: Path, tmp_path: Path) -> None:
+    """A 30-day window: each day's created, solved and backlog equal that bucket of
+    `kpis --interval day --format json`."""
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["kpis", "-c", str(demo), *args, "--interval", "day",
+                                 "--format", "json"])  # fmt: skip
+    buckets = json.loads(result.output)["series"]["buckets"]
+    assert len(buckets) == 30
+    names = {"created": "tickets_created", "solved": "tickets_solved", "backlog": "backlog"}
+    shown = {(a["data-day"], a["data-field"]): int(a["data-value"]) for a in page.find()
+             if "data-day" in a and a["data-field"] in names}  # fmt: skip
+    wanted = {(b["from"][:10], f): b["kpis"][k]["value"] for b in buckets
+              for f, k in names.items()}  # fmt: skip
+    assert shown == wanted
+    assert sum(v for (_, f), v in wanted.items() if f == "created") > 100
+
+
+def test_unhappy_customers_are_tickets_unhappy_json(demo: Path, tmp_path: Path) -> None:
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["tickets", "-c", str(demo), *args, "--unhappy",
+                                 "--format", "json"])  # fmt: skip
+    ratings = json.loads(result.output)["ratings"]
+    assert len(ratings) > 20
+    shown = [(a["data-rating"], json.loads(a["data-value"])) for a in page.find(field="mrr")
+             if "data-rating" in a]  # fmt: skip
+    assert shown == [(r["id"], r["mrr"]) for r in ratings[:20]]
+    assert f"Bad ratings in the window: {len(ratings):,}; the highest MRR first" in page.words
+    first = ratings[0]
+    assert first["mrr"] == 1000.0
+    assert (f"{first['ticket_external_id']} {first['organization']} 1,000.00 csat 3 of 1-5 "
+            f"slow, {first['id']} {first['agent']}") in page.words  # fmt: skip
+
+
+def test_accounts_at_risk_are_kpis_by_organization_json(demo: Path, tmp_path: Path) -> None:
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["kpis", "-c", str(demo), *args, "--by", "organization",
+                                 "--format", "json"])  # fmt: skip
+    groups = json.loads(result.output)["by"]["groups"]
+    risky = [g for g in groups if g["account"] and g["account"]["at_risk"]]
+    assert risky
+    shown = [(json.loads(a["data-group"]), json.loads(a["data-value"]))
+             for a in page.find(kpi="account", field="mrr")]  # fmt: skip
+    assert shown == [(g["key"], g["account"]["mrr"]) for g in risky]
+
+
+def test_where_filters_the_figures_as_kpis_where(demo: Path, tmp_path: Path) -> None:
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat(), "--where", "channel=email"]
+    page = write(tmp_path, demo, *args)
+    result = runner.invoke(cli, ["kpis", "-c", str(demo), *args, "--interval", "day",
+                                 "--format", "json"])  # fmt: skip
+    doc = json.loads(result.output)
+    everything = runner.invoke(cli, ["kpis", "-c", str(demo), *args[:4], "--format", "json"])
+    created = doc["kpis"]["tickets_created"]["value"]
+    assert 0 < created < json.loads(everything.output)["kpis"]["tickets_created"]["value"]
+    assert page.figures() == {k: e["value"] for k, e in doc["kpis"].items()}
+    days = {a["data-day"]: int(a["data-value"]) for a in page.find(field="created")
+            if "data-day" in a}  # fmt: skip
+    assert days == {b["from"][:10]: b["kpis"]["tickets_created"]["value"]
+                    for b in doc["series"]["buckets"]}  # fmt: skip
+    words = page.words
+    assert "Only channel=email (--where): every figure, chart and table but the lists" in words
+    assert "--where channel=email --interval day --format json" in words
+    assert "The two lists below are not filtered by --where" in words
+    span = ["--from", "2026-09-24", "--to", "2026-10-24", "--now", DEMO_END.isoformat()]
+    before = runner.invoke(cli, ["kpis", "-c", str(demo), *span, *args[4:], "--format", "json"])
     assert page.figures("previous") == {
         k: e["value"] for k, e in json.loads(before.output)["kpis"].items()
     }

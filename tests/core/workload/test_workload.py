@@ -117,19 +117,20 @@ def test_staffing_without_a_whole_week(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("aht", [None])
 def test_vendor_handle_time_is_used_when_stored(tmp_path: Path, aht: None) -> None:
-    """A store with a ``vendor_metric`` table (another migration adds it): its median
-    ``handling_time`` over the weeks' solved tickets is the AHT."""
+    """The vendors' ``handling_time`` in ``vendor_metric`` (m009): its median over the
+    weeks' solved tickets is the AHT."""
     records: list[Record] = []
     for i in range(21):
         at = MONDAY + timedelta(weeks=7, hours=i)
         records.append(Ticket(f"s{i}", at, at, "solved", solved_at=at + timedelta(minutes=5)))
     engine = store(tmp_path, records)
     with write_transaction(engine) as conn:
-        conn.exec_driver_sql("CREATE TABLE vendor_metric (ticket_id VARCHAR, name VARCHAR, "
-                             "seconds FLOAT)")  # fmt: skip
         for i in range(21):
-            conn.exec_driver_sql("INSERT INTO vendor_metric VALUES (?, 'handling_time', ?)",
-                                 (f"hd:s{i}", 100.0 + i))  # fmt: skip
+            conn.exec_driver_sql(
+                "INSERT INTO vendor_metric (ticket_id, name, seconds, connector) "
+                "VALUES (?, 'handling_time', ?, 'hd')",
+                (f"hd:s{i}", 100 + i),
+            )
     plan = staffing_plan(engine, TZ, StaffingSettings(aht=aht), NOW, 1)
     assert plan.aht == 110.0
     assert plan.aht_source == "vendor handling_time (median of 21)"

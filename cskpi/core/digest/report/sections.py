@@ -1,8 +1,8 @@
 """The sections of `cskpi report` (SPEC §9), one provider each, in the order they are shown.
 
 Every figure comes from the document `cskpi kpis --format json` prints for the same window
-(``Inputs.doc``, made by ``kpis.output.to_json``), or from the same engine run over another
-window (the previous window; the daily series until SPEC §6's ``--interval`` lands). The
+(``Inputs.doc``, `cskpi kpis --interval day --format json`, whose ``series`` is the daily
+chart), or from the same engine run over another window (the previous window). The
 forecast and staffing sections show the documents `cskpi forecast` and `cskpi staffing
 --format json` print (``workload/documents.py``), the alerts section the ``alert_run`` rows
 sent. A
@@ -16,15 +16,15 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config
-from cskpi.core.config.periods import Window, midnight
+from cskpi.core.config.periods import Window
 from cskpi.core.digest import alarm_text, chart
-from cskpi.core.digest.content import LABELS, Series, breached, delta, unanswered
+from cskpi.core.digest.content import LABELS, Series, breached, delta, ticket_url, unanswered
 from cskpi.core.digest.report.blocks import (
     Block,
     Cell,
@@ -35,9 +35,11 @@ from cskpi.core.digest.report.blocks import (
     Section,
     Table,
 )
+from cskpi.core.kpis import drill
 from cskpi.core.kpis.definitions import definition
+from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.output import detail_text, duration_text, value_text
-from cskpi.core.kpis.report import Entry, KpiContext, compute
+from cskpi.core.kpis.report import Entry, KpiContext
 from cskpi.core.store.sync_state import all_states
 from cskpi.core.workload.documents import forecast_document, staffing_document
 from cskpi.core.workload.forecast import forecast_report
@@ -45,7 +47,6 @@ from cskpi.core.workload.staffing import staffing_plan
 
 TICKETS_SHOWN = 20  # breached and waiting tickets: the oldest, so the file stays small
 GROUPS_SHOWN = 50  # rows of the --by table
-SERIES_DAYS = 92  # the stand-in daily series runs the engine once a day: a quarter at most
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _TONE_WORD = {"good": "better", "bad": "worse", "neutral": ""}
 
@@ -60,8 +61,9 @@ class Inputs:
     previous: Window
     ctx: KpiContext
     connectors: tuple[str, ...]
-    doc: dict[str, Any]  # `cskpi kpis --format json` of the window
-    before: dict[str, Any]  # the same for the previous window
+    doc: dict[str, Any]  # `cskpi kpis --interval day --format json` of the window
+    before: dict[str, Any]  # `cskpi kpis --format json` of the previous window
+    where: Where = EVERYTHING  # --where: every section that reads the KPI engine takes it
 
     @property
     def kpis(self) -> dict[str, Entry]:
@@ -144,9 +146,9 @@ def _number(value: Any) -> bool:
 
 
 def daily_series(i: Inputs) -> list[Block]:
-    series = _series_of(i.doc) or _engine_series(i)
+    series = _series_of(i.doc)
     if series is None:
-        return [Missing(f"the daily chart covers windows of up to {SERIES_DAYS} days")]
+        return [Missing("the document has no daily series (cskpi kpis --interval day)")]
     title = "Tickets created and solved per day, and the backlog at each day's end"
     rows = [
         [Cell(f"{d:%a %d %b}", header=True),
@@ -174,44 +176,6 @@ def _series_of(doc: dict[str, Any]) -> Series | None:
               for k in ("tickets_created", "tickets_solved", "backlog")}  # fmt: skip
     days = [datetime.fromisoformat(b["from"]).date() for b in buckets]
     return Series(days, values["tickets_created"], values["tickets_solved"], values["backlog"])
-
-
-def _engine_series(i: Inputs) -> Series | None:
-    """STAND-IN until SPEC §6's ``--interval day`` series lands: the KPI engine run once
-    per local day of the window (that day's [from, to), the window's ``now``), so each
-    point is the figure `cskpi kpis` gives for that day. Replace it with the series in
-    ``Inputs.doc`` (see :func:`_series_of`), which computes the buckets in one pass."""
-    if _day_count(i.window) > SERIES_DAYS:
-        return None
-    days = local_days(i.window)
-    created, solved, backlog = [], [], []
-    for start, end in days:
-        day = Window(start, end, i.window.tz, i.window.now)
-        kpis = compute(i.engine, day, i.ctx, connectors=i.connectors).kpis
-        created.append(int(kpis["tickets_created"]["value"]))
-        solved.append(int(kpis["tickets_solved"]["value"]))
-        backlog.append(int(kpis["backlog"]["value"]))
-    dates = [s.astimezone(i.window.tz).date() for s, _ in days]
-    return Series(dates, created, solved, backlog)
-
-
-def _first_last(w: Window) -> tuple[date, date]:
-    return w.start.astimezone(w.tz).date(), (w.end - timedelta(microseconds=1)).astimezone(
-        w.tz
-    ).date()
-
-
-def _day_count(w: Window) -> int:
-    first, last = _first_last(w)
-    return (last - first).days + 1
-
-
-def local_days(w: Window) -> list[tuple[datetime, datetime]]:
-    """The window cut at local midnights: [from, to) of each day, the first and last clipped."""
-    first, _ = _first_last(w)
-    days = [first + timedelta(days=n) for n in range(_day_count(w))]
-    return [(max(w.start, midnight(d, w.tz)), min(w.end, midnight(d + timedelta(days=1), w.tz)))
-            for d in days]  # fmt: skip
 
 
 # --- distributions and stages -----------------------------------------------------------
@@ -333,6 +297,9 @@ def sla(i: Inputs) -> list[Block]:
     rows = [_sla_row(k, i.kpis[k]) for k in ("sla_first_response", "sla_resolution")]
     head = ["Target", "Met", "Judged", "Breaches"]
     blocks: list[Block] = [Table("SLA targets of tickets created in the window", head, rows)]
+    if i.where:
+        blocks.append(Note("The two lists below are not filtered by --where: they cover every "
+                           "ticket of the chosen connectors."))  # fmt: skip
     return blocks + _breached(i) + _waiting(i)
 
 
@@ -376,26 +343,58 @@ def _waiting(i: Inputs) -> list[Block]:
 # --- sections other work fills ----------------------------------------------------------
 
 
+UNHAPPY_SHOWN = 20  # `cskpi tickets --unhappy`'s first rows: the highest mrr first
+
+
 def unhappy(i: Inputs) -> list[Block]:
-    return [Missing("the unhappy-customer list (SPEC §6, cskpi tickets --unhappy) is not built "
-                    "in this version")]  # fmt: skip
+    """The first rows of `cskpi tickets --unhappy --format json` for the window: ratings
+    below the top two boxes (csat), detractors (nps) and the bottom two boxes (ces), the
+    customers paying most first."""
+    found = drill.unhappy(i.engine, i.window, connectors=i.connectors, where=i.where)
+    if not len(found):
+        return [Note("No customer rated a ticket badly in the window.")]
+    c = found.columns
+    rows = [_unhappy_row(i, c, n) for n in range(min(len(found), UNHAPPY_SHOWN))]
+    head = ["Ticket", "Organization", "MRR", "Rating", "Comment", "Agent"]
+    caption = f"Bad ratings in the window: {len(found):,}; the highest MRR first"
+    return [Table(caption, head, rows)]
+
+
+def _unhappy_row(i: Inputs, c: dict[str, Any], n: int) -> list[Cell]:
+    external, connector = c["ticket_external_id"][n], str(c["connector"][n])
+    url = None if external is None else ticket_url(i.config, connector, str(external))
+    mrr = None if math.isnan(c["mrr"][n]) else float(c["mrr"][n])
+    score, low, high = (float(c[k][n]) for k in ("score", "scale_min", "scale_max"))
+    at = {"data-rating": str(c["id"][n])}
+    return [
+        Cell(str(external or c["ticket"][n] or "-"), at, href=url, header=True),
+        Cell(str(c["organization"][n] or "-")),
+        Cell("-" if mrr is None else f"{mrr:,.2f}", at | {"data-field": "mrr",
+             "data-value": json.dumps(mrr)}, cls="num"),
+        Cell(f"{c['kind'][n]} {score:g} of {low:g}-{high:g}", at | {"data-field": "score",
+             "data-value": json.dumps(score)}, cls="num"),
+        Cell(str(c["comment"][n] or "-")),
+        Cell(str(c["agent"][n] or "-")),
+    ]  # fmt: skip
 
 
 def accounts(i: Inputs) -> list[Block]:
-    by = i.doc.get("by")
-    if by is None or by["dimension"] != "organization":
-        return [Missing("accounts at risk need --by organization")]
-    groups = [g for g in by["groups"] if "account" in g]
-    if not groups:
-        return [Missing("account data (SPEC §6) is not computed by this version")]
-    risky = [g for g in groups if g["account"].get("at_risk")]
+    """The organizations `cskpi kpis --by organization` marks at risk (SPEC §6 Accounts),
+    highest MRR first, as ``drill.accounts_at_risk`` gives them."""
+    risky = drill.accounts_at_risk(i.engine, i.window, i.ctx, connectors=i.connectors,
+                                   where=i.where)  # fmt: skip
     if not risky:
-        return [Note("No account is at risk.")]
-    rows = [[Cell(g["label"], header=True),
-             Cell(f"{g['account'].get('mrr') or 0:,.2f}", figure("account", g["account"].get("mrr"),
-                  "mrr", group=json.dumps(g["key"])), cls="num"),
-             Cell(", ".join(r.replace("_", " ") for r in g["account"].get("reasons", [])))]
-            for g in risky[:GROUPS_SHOWN]]  # fmt: skip
+        return [Note("No account is at risk: none with MRR has low CSAT, a stale ticket or a "
+                     "surge of tickets.")]  # fmt: skip
+    accounts = sorted(
+        ((g, g.account or {}) for g in risky),
+        key=lambda ga: (-(ga[1].get("mrr") or 0), ga[0].label.casefold()),
+    )
+    rows = [[Cell(g.label, header=True),
+             Cell(f"{a.get('mrr') or 0:,.2f}", figure("account", a.get("mrr"), "mrr",
+                  group=json.dumps(g.key)), cls="num"),
+             Cell(", ".join(r.replace("_", " ") for r in a.get("reasons", [])))]
+            for g, a in accounts[:GROUPS_SHOWN]]  # fmt: skip
     return [Table("Accounts at risk, by MRR", ["Organization", "MRR", "Why"], rows)]
 
 
