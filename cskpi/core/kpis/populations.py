@@ -89,10 +89,10 @@ class Populations:
     days_solved: Frame
 
 
-def hour_of_week(created_at: F64, tz: ZoneInfo) -> I64:
-    """Local weekday x 24 + hour (0 = Monday 00:00). Offsets change at most every quarter
-    hour, so each distinct quarter hour is converted once instead of each ticket."""
-    seconds = created_at.astype(np.int64)
+def local_seconds(stamps: F64, tz: ZoneInfo) -> I64:
+    """Epoch seconds shifted by the zone's offset at each instant. Offsets change at most
+    every quarter hour, so each distinct quarter hour is converted once, not each row."""
+    seconds = stamps.astype(np.int64)
     if len(seconds) == 0:
         return seconds
     quarters, index = np.unique(seconds // 900, return_inverse=True)
@@ -100,7 +100,13 @@ def hour_of_week(created_at: F64, tz: ZoneInfo) -> I64:
         [datetime.fromtimestamp(int(q) * 900, tz).utcoffset() or timedelta() for q in quarters],
         dtype="timedelta64[s]",
     ).astype(np.int64)
-    local = seconds + offsets[index]
+    shifted: I64 = seconds + offsets[index]
+    return shifted
+
+
+def hour_of_week(created_at: F64, tz: ZoneInfo) -> I64:
+    """Local weekday x 24 + hour (0 = Monday 00:00)."""
+    local = local_seconds(created_at, tz)
     weekday = (local // 86400 + 3) % 7  # 1970-01-01 was a Thursday
     hours: I64 = weekday * 24 + local % 86400 // 3600
     return hours

@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
 
+from cskpi.core.kpis.populations import local_seconds  # one rule for local time
+
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 EPOCH_DAY = date(1970, 1, 1)
 
-
-def local_seconds(stamps: F64, tz: ZoneInfo) -> I64:
-    """Epoch seconds shifted by the zone's offset at each instant. Offsets change at most
-    every quarter hour, so each distinct quarter hour is converted once."""
-    seconds = stamps.astype(np.int64)
-    if len(seconds) == 0:
-        return seconds
-    quarters, index = np.unique(seconds // 900, return_inverse=True)
-    offsets = np.array(
-        [datetime.fromtimestamp(int(q) * 900, tz).utcoffset() or timedelta() for q in quarters],
-        dtype="timedelta64[s]",
-    ).astype(np.int64)
-    shifted: I64 = seconds + offsets[index]
-    return shifted
+__all__ = ["EPOCH_DAY", "day_hours", "local_seconds", "week_hours"]
 
 
 def day_hours(stamps: F64, tz: ZoneInfo, first: date, days: int, weights: F64 | None = None) -> F64:
