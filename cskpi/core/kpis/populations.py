@@ -687,9 +687,16 @@ _CANDIDATE_COLS = (
 )  # fmt: skip
 # A ticket that can be in the backlog at some instant in [:s, :e]: created before the last,
 # and not solved for good (solved now, its latest solve) before the first.
-_CANDIDATE = (
-    "t.created_at < :e AND NOT ({+t.status} IN ('solved', 'closed') "
-    "AND t.solved_at IS NOT NULL AND t.solved_at < :s)"
+# A ticket that can be in the backlog at some instant in [:s, :e]: created before the last,
+# and not solved for good (solved now, its latest solve) before the first. Three disjoint
+# parts, each a range of an index (solved_at; status and created_at), so no query reads
+# every ticket ever stored: solved since the first instant; unsolved now and not solved
+# since; solved now without a stamp.
+_CANDIDATE_PARTS = (
+    "t.solved_at >= :s AND {+t.created_at} < :e",
+    "t.status IN ('new', 'open', 'pending', 'on_hold') AND t.created_at < :e "
+    "AND (t.solved_at IS NULL OR t.solved_at < :s)",
+    "t.status IN ('solved', 'closed') AND t.created_at < :e AND t.solved_at IS NULL",
 )
 # Only a ticket with a solve stamp is judged by its history (backlog.py).
 _CANDIDATE_HISTORY = (
@@ -726,9 +733,11 @@ def backlog_candidates(
     (``threads``). Three queries, in one snapshot, whatever the number of instants."""
     window = Window(first, last, UTC_ZONE, last)
     q = _Query(window, connectors, dimension, (), sql_for(engine), row_key_for(engine), where)
-    tickets = _tickets(q, _CANDIDATE, _CANDIDATE_COLS)
-    history = _CANDIDATE_HISTORY + _CANDIDATE + q.connector_filter("t")
-    threads = _CANDIDATE_THREADS + _CANDIDATE + q.connector_filter("t")
+    tickets = " UNION ALL ".join(_tickets(q, c, _CANDIDATE_COLS) for c in _CANDIDATE_PARTS)
+    history, threads = (
+        " UNION ALL ".join(head + c + q.connector_filter("t") for c in _CANDIDATE_PARTS)
+        for head in (_CANDIDATE_HISTORY, _CANDIDATE_THREADS)
+    )
     sqls = [q.render(threads), q.render(history), q.render(tickets)]  # the longest first
     said, changes, found = read(engine, sqls, q.params)
     frame = _frame(found, _CANDIDATE_COLS, dimension is not None)

@@ -238,8 +238,8 @@ def _split(p: Populations) -> Callable[[str | None], Populations]:
              p.days_solved)  # fmt: skip
     parts = [_partition(f) for f in keyed]
     empty = np.zeros(0, dtype=np.intp)
-    replies_of = _rows_of_tickets(p.replies["ticket"])
-    threads_of = _rows_of_tickets(p.threads["ticket"])
+    replies_of = rows_of_tickets(p.replies["ticket"])
+    threads_of = rows_of_tickets(p.threads["ticket"])
 
     def restrict(key: str | None) -> Populations:
         created, solved, backlog, ratings, activity, days_created, days_solved = (
@@ -254,7 +254,7 @@ def _split(p: Populations) -> Callable[[str | None], Populations]:
     return restrict
 
 
-def _rows_of_tickets(tickets: NDArray[np.int64]) -> Callable[[NDArray[Any]], NDArray[np.intp]]:
+def rows_of_tickets(tickets: NDArray[np.int64]) -> Callable[[NDArray[Any]], NDArray[np.intp]]:
     """A function giving the positions, in order, of the ``tickets`` entries that are among
     the given row keys. One sort of ``tickets`` up front, then binary searches for each
     group's keys, where a membership scan per group (``np.isin``) would read every row once

@@ -47,6 +47,7 @@ from cskpi.core.kpis.report import (
     group_keys,
     group_labels,
     groups_of,
+    rows_of_tickets,
     unsplit,
 )
 from cskpi.core.store.schema import to_epoch
@@ -59,7 +60,7 @@ SPLIT_ON = {"created": "created_at", "solved": "solved_at", "ratings": "rated_at
 # Given whole to every bucket because their KPIs pick their rows by the bucket's own instants:
 # the days before each bucket's end (backlog_time_to_clear, read from the first bucket's on)
 # and the messages of every backlog candidate (awaiting_reply reads those before its ``at``).
-WHOLE = ("days_created", "days_solved", "threads")
+WHOLE = ("days_created", "days_solved", "threads")  # threads: those of the bucket's backlog
 
 
 def buckets(window: Window, interval: str) -> list[Window]:
@@ -145,6 +146,7 @@ def _split_by_bucket(
     if "offered_at" in p.ratings.cols:  # csat_response_rate: a survey in its offer's bucket too
         split["ratings"] = _ratings_by_bucket(p.ratings, edges)
     backlog, threads = _backlogs(engine, windows, by, connectors, where, wall)
+    threads_of = rows_of_tickets(threads["ticket"].astype(np.int64))
     messages = (
         messages_by_bucket(
             engine,
@@ -160,7 +162,8 @@ def _split_by_bucket(
     for i in range(len(windows)):
         chosen = {name: frames[i] for name, frames in split.items()}
         replies = p.replies.take(np.flatnonzero(created_bucket == i))
-        parts.append(replace(p, **chosen, backlog=backlog[i], replies=replies, threads=threads,
+        mine = threads.take(threads_of(backlog[i]["rowid"]))  # the bucket's backlog tickets'
+        parts.append(replace(p, **chosen, backlog=backlog[i], replies=replies, threads=mine,
                              has_messages=bool(messages[i])))  # fmt: skip
     named = {*SPLIT_ON, *WHOLE, "backlog", "replies", "has_messages", "organizations"}
     assert {f.name for f in fields(p)} == named, "series.py must say how to split each population"
@@ -184,7 +187,8 @@ def _ratings_by_bucket(ratings: Frame, edges: F64) -> list[Frame]:
     response rate is over the surveys offered in the bucket), each once, in row order."""
     n = len(edges) - 1
     answered = _positions(np.searchsorted(edges, ratings["rated_at"], side="right") - 1, n)
-    offered = _positions(np.searchsorted(edges, ratings["offered_at"], side="right") - 1, n)
+    offer = np.where(ratings["kind"] == "csat", ratings["offered_at"], np.nan)  # csat only
+    offered = _positions(np.searchsorted(edges, offer, side="right") - 1, n)
     return [_take(ratings, np.union1d(a, o)) for a, o in zip(answered, offered, strict=True)]
 
 
