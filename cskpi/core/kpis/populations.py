@@ -709,11 +709,11 @@ _CANDIDATE_HISTORY = (
 
 # Their public customer and agent messages up to the last instant: who is awaited at each
 # bucket's end (awaiting_reply reads only those before its instant).
-_CANDIDATE_THREADS = (
+_CANDIDATE_THREADS = (  # CROSS JOIN and +: the tickets lead, not the message index
     "SELECT {t.rowid}, m.created_at, m.author_role = 'agent' "
-    "FROM ticket t JOIN message m ON m.ticket_id = t.id "
-    "WHERE t.deleted = FALSE AND m.public = TRUE AND m.author_role IN ('customer', 'agent') "
-    "AND m.created_at < :e AND "
+    "FROM ticket t CROSS JOIN message m WHERE m.ticket_id = t.id AND "
+    "t.deleted = FALSE AND m.public = TRUE AND m.author_role IN ('customer', 'agent') "
+    "AND +m.created_at < :e AND "  # off ix_message_created_at: the tickets lead
 )
 
 
