@@ -223,7 +223,7 @@ def filters(draw: st.DrawFn) -> dict[str, tuple[str | None, ...]]:
 
 
 @settings(
-    max_examples=60,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -1209,7 +1209,7 @@ def test_a_groups_replies_are_found_by_binary_search_as_by_a_membership_scan() -
     for _ in range(300):
         tickets = rng.integers(0, 40, rng.integers(0, 200)).astype(np.int64)
         keys = rng.integers(0, 50, rng.integers(0, 30)).astype(np.float64)
-        rows = kpis._rows_of_tickets(tickets)(keys)
+        rows = kpis.rows_of_tickets(tickets)(keys)
         assert rows.tolist() == np.flatnonzero(np.isin(tickets, keys)).tolist()
 
 

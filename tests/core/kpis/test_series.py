@@ -113,7 +113,7 @@ def invariants(report: Report) -> list[str]:
 
 
 SETTINGS = settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
