@@ -169,7 +169,7 @@ def fit_to_store(t: base.Ticket) -> bool:
     )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(tickets())
 def test_generated_tickets_are_kept_exactly_when_the_rules_allow(t: base.Ticket) -> None:
     kept, skipped = screen(base.Page([t]))

@@ -126,7 +126,7 @@ def test_every_listing_matches_its_kpi_on_the_demo_store(tmp_path: Path) -> None
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
