@@ -232,7 +232,7 @@ def test_each_established_solve_followed_by_customer_mail_is_one_reopen() -> Non
 _ROLE = st.sampled_from([CUSTOMER, CUSTOMER, AGENT, AGENT, BOT, INTERNAL])
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings(max_examples=100, deadline=None, database=None)
 @given(
     shape=st.lists(st.tuples(_ROLE, st.booleans(), st.integers(1, 80)), min_size=1, max_size=12),
     seen=st.sets(st.integers(0, 600), max_size=3),
