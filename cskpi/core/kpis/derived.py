@@ -9,6 +9,8 @@ are in docs/kpis.md.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -22,14 +24,22 @@ UNSOLVED = ("new", "open", "pending", "on_hold")
 _ORDER = {"new": 0, "open": 1, "pending": 2, "on_hold": 3, "solved": 4, "closed": 5}
 
 
+def status_code_sql(column: str) -> str:
+    """SQL for a status change's number in ``_ORDER`` (any other status after them all): the
+    database turns the history's text into numbers, where a Python loop over every change of
+    a year took seconds (docs/performance.md)."""
+    cases = " ".join(f"WHEN '{name}' THEN {code}" for name, code in _ORDER.items())
+    return f"CASE {column} {cases} ELSE {len(_ORDER)} END"
+
+
 def status_seconds(
-    rowid: F64, created: F64, solved: F64, ticket: F64, at: F64, status: Obj
+    rowid: F64, created: F64, solved: F64, ticket: F64, at: F64, status: F64
 ) -> dict[str, F64]:
     """Seconds each ticket (``rowid``, ``created``, ``solved``; a ticket may come on several
     rows) spent in new, open, pending and on_hold between created_at and solved_at, from its
-    changes (``ticket``, ``at``, ``status``): new until its first change, then each change's
-    status until the next one. Columns ``in_new`` … ``in_on_hold``; NaN for a ticket without
-    any change."""
+    changes (``ticket``, ``at``, ``status`` as its number by ``status_code_sql``): new until
+    its first change, then each change's status until the next one. Columns ``in_new`` …
+    ``in_on_hold``; NaN for a ticket without any change."""
     tickets, first = np.unique(rowid, return_index=True)
     known = np.isin(ticket, tickets)
     if not known.any():
@@ -38,8 +48,7 @@ def status_seconds(
     # each history opens with new at -inf: new until the first change
     ticket = np.r_[ticket[known], heads]
     at = np.r_[at[known], np.full(len(heads), -np.inf)]
-    codes = np.r_[np.array([_ORDER.get(s, len(_ORDER)) for s in status[known]], dtype=np.int64),
-                  np.zeros(len(heads), dtype=np.int64)]  # fmt: skip
+    codes = np.r_[status[known].astype(np.int64), np.zeros(len(heads), dtype=np.int64)]
     order = np.lexsort((codes, at, ticket))
     ticket, at, codes = ticket[order], at[order], codes[order]
     where = np.searchsorted(tickets, ticket)
@@ -73,13 +82,19 @@ def repeat_contacts(
     another connector or another channel)."""
     created, solved_at, connector, channel, email = solved_rows
     l_created, l_connector, l_channel, l_email = later_rows
-    mine, theirs = _address(email), _address(l_email)
-    has = mine != ""
+    n = len(created)
+    # Numbers rather than strings: each distinct email is lower-cased once, and a route
+    # (email, connector, channel) is a number made of the three numbers.
+    raw, distinct = _factorize([*email.tolist(), *l_email.tolist()])
+    address = [_lower(e) for e in distinct]
+    people = _factorize(address)[0][raw]
+    has = ~np.array([a == "" for a in address], dtype=bool)[raw[:n]]
     pending = has & (solved_at + window > now)
     judged = has & ~pending
-    n = len(mine)
-    people = _codes(np.r_[mine, theirs])
-    routes = _codes(np.r_[_route(mine, connector, channel), _route(theirs, l_connector, l_channel)])
+    ways = _factorize([*connector.tolist(), *l_connector.tolist()])[0]
+    media = _factorize([*channel.tolist(), *l_channel.tolist()])[0]
+    route = (people * (ways.max(initial=0) + 1) + ways) * (media.max(initial=0) + 1) + media
+    routes = np.unique(route, return_inverse=True)[1].astype(np.int64)  # small for _in_span
     # the ticket itself is among the candidates when its own created_at is in the span
     itself = has & (created > solved_at) & (created <= solved_at + window)
     found = _in_span(people[n:], l_created, people[:n], solved_at, window) - itself
@@ -93,29 +108,16 @@ def repeat_contacts(
     }
 
 
-def _address(emails: Obj) -> Obj:
-    """Emails stripped and lower-cased, "" for none; each distinct one converted once."""
-    seen: dict[object, str] = {}
-    out = np.empty(len(emails), dtype=object)
-    out[:] = [seen[e] if e in seen else seen.setdefault(e, _lower(e)) for e in emails]
-    return out
-
-
 def _lower(email: object) -> str:
     return email.strip().lower() if isinstance(email, str) else ""
 
 
-def _route(email: Obj, connector: Obj, channel: Obj) -> Obj:
-    out = np.empty(len(email), dtype=object)
-    out[:] = list(zip(email.tolist(), connector.tolist(), channel.tolist(), strict=True))
-    return out
-
-
-def _codes(values: Obj) -> I64:
-    """Each value as a number, equal values alike (no sort of the values themselves)."""
-    numbers: dict[object, int] = {}
-    return np.fromiter((numbers.setdefault(v, len(numbers)) for v in values), dtype=np.int64,
-                       count=len(values))  # fmt: skip
+def _factorize(values: list[Any]) -> tuple[I64, list[Any]]:
+    """Each value's number among the distinct values (first seen first), and those values:
+    a dict built and read by C loops, a fraction of a Python loop's cost per row."""
+    index = {v: i for i, v in enumerate(dict.fromkeys(values))}
+    codes = np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
+    return codes, list(index)
 
 
 _SHIFT = 36  # seconds of a (code, instant) key: 2**36 s is over 2,000 years

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from cskpi.core.config.periods import Window, midnight
 from cskpi.core.kpis.backlog import conditions, is_present, unindexed
-from cskpi.core.kpis.derived import repeat_contacts, status_seconds
+from cskpi.core.kpis.derived import repeat_contacts, status_code_sql, status_seconds
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.store.dialect import SQLITE, Sql, sql_for
 from cskpi.core.store.reads.arrow import Columns
@@ -585,13 +585,13 @@ def _threads(q: _Query, live: bool) -> str:
 def _history(q: _Query) -> str:
     """The status changes of the tickets solved in W (time_in_status)."""
     return (
-        "SELECT {t.rowid}, s.at, s.status "  # noqa: S608
+        f"SELECT {{t.rowid}}, s.at, {status_code_sql('s.status')} "  # noqa: S608
         "FROM ticket t JOIN status_change s ON s.ticket_id = t.id "
         f"WHERE t.deleted = FALSE AND {_SOLVED_IN_W}{q.connector_filter('t')}"
     )
 
 
-_HISTORY_COLS = (Column("ticket", ""), Column("at", ""), Column("status", "", text=True))
+_HISTORY_COLS = (Column("ticket", ""), Column("at", ""), Column("status", ""))
 _CONTACT_COLS = (Column("created_at", ""), Column("connector", "", text=True),
                  Column("channel", "", text=True), Column("email", "", text=True))  # fmt: skip
 
