@@ -391,11 +391,7 @@ def _ratings(q: _Query) -> str:
         # holds just those: probing it is cheaper than reading every rating's ticket
         # (docs/performance.md).
         source = "rating r"
-        deleted = q.dialect.indexed_by("ticket d", "ix_ticket_deleted")
-        alive = (
-            f"NOT EXISTS (SELECT 1 FROM {deleted} "  # noqa: S608 (constants only)
-            "WHERE d.deleted = TRUE AND d.id = r.ticket_id)"
-        )
+        alive = _not_deleted(q, "r.ticket_id")
     else:  # the group key is the ticket's
         source = "rating r LEFT JOIN ticket t ON t.id = r.ticket_id"
         alive = "COALESCE(t.deleted, FALSE) = FALSE"
@@ -547,21 +543,34 @@ _ORGANIZATION_COLS = (Column("mrr", "o.mrr"), Column("created_at", "o.created_at
 # --- SPEC §6 ------------------------------------------------------------------------------
 
 _ACTIVITY_COLS = (
-    Column("rowid", "{m.rowid}"), Column("ticket", "{t.rowid}"), Column("public", "m.public"),
+    Column("rowid", "{m.rowid}"), Column("ticket", "m.ticket_id", text=True),
+    Column("public", "m.public"),
     Column("author", "m.author_id", text=True), Column("created_at", "m.created_at"),
 )  # fmt: skip
 
 
 def _activity(q: _Query) -> str:
     """Agent messages created in W (bots and system messages are not agents), keyed by their
-    author with --by agent, else by their ticket's key; a range of ix_message_created_at."""
+    author with --by agent, else by their ticket's key; a range of ix_message_created_at.
+    The ticket is read only where its key or a filter needs it (a lookup per message)."""
     key = "m.author_id" if q.dimension == "agent" else q.ticket_key()
-    return (
-        f"SELECT {{m.rowid}}, {{t.rowid}}, m.public, m.author_id, m.created_at, {key} "  # noqa: S608
-        "FROM message m JOIN ticket t ON t.id = m.ticket_id "
-        "WHERE m.created_at >= :s AND m.created_at < :e AND m.author_role = 'agent' "
-        f"AND t.deleted = FALSE{q.connector_filter('t')}"
-    )
+    kept = q.connector_filter("t")
+    select = f"SELECT {{m.rowid}}, m.ticket_id, m.public, m.author_id, m.created_at, {key} "
+    in_w = "m.created_at >= :s AND m.created_at < :e AND m.author_role = 'agent'"
+    if "t." in key or kept:
+        return (
+            f"{select}FROM message m JOIN ticket t ON t.id = m.ticket_id "
+            f"WHERE {in_w} AND t.deleted = FALSE{kept}"
+        )
+    return f"{select}FROM message m WHERE {in_w} AND {_not_deleted(q, 'm.ticket_id')}"
+
+
+def _not_deleted(q: _Query, ticket_id: str) -> str:
+    """SQL true unless the ticket ``ticket_id`` names is deleted. Only a deleted ticket drops
+    a row, and the partial index ix_ticket_deleted holds just those: probing it is cheaper
+    than reading every row's ticket (docs/performance.md)."""
+    deleted = q.dialect.indexed_by("ticket d", "ix_ticket_deleted")
+    return f"NOT EXISTS (SELECT 1 FROM {deleted} WHERE d.deleted = TRUE AND d.id = {ticket_id})"  # noqa: S608
 
 
 _THREAD_COLS = (Column("ticket", "{t.rowid}"), Column("at", "m.created_at"),

@@ -180,7 +180,7 @@ def activity(messages: Frame) -> dict[str, Entry]:
     return {
         "public_replies": _count(int(np.count_nonzero(public))),
         "internal_notes": _count(int(np.count_nonzero(~public))),
-        "tickets_touched": _count(len(np.unique(messages["ticket"]))),
+        "tickets_touched": _count(len(set(messages["ticket"].tolist()))),
         "active_agents": _count(len(authors)),
     }
 
