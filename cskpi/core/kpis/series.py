@@ -17,6 +17,8 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import fields, replace
 from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +35,7 @@ from cskpi.core.kpis.populations import (
     Populations,
     backlog_candidates,
     by_tag,
+    clearing_days,
     load,
     messages_by_bucket,
     totals,
@@ -47,7 +50,6 @@ from cskpi.core.kpis.report import (
     group_keys,
     group_labels,
     groups_of,
-    rows_of_tickets,
     unsplit,
 )
 from cskpi.core.store.schema import to_epoch
@@ -57,10 +59,11 @@ INTERVALS = ("day", "week", "month")
 # is given whole to every bucket until it is named.
 SPLIT_ON = {"created": "created_at", "solved": "solved_at", "ratings": "rated_at",
             "activity": "created_at"}  # fmt: skip
-# Given whole to every bucket because their KPIs pick their rows by the bucket's own instants:
-# the days before each bucket's end (backlog_time_to_clear, read from the first bucket's on)
-# and the messages of every backlog candidate (awaiting_reply reads those before its ``at``).
-WHOLE = ("days_created", "days_solved", "threads")  # threads: those of the bucket's backlog
+# Cut per bucket by the bucket's own instants: the 14 days before each bucket's end
+# (backlog_time_to_clear, read from the first bucket's on) and, of the messages of every
+# backlog candidate, the latest agent and customer message before each bucket's ``at`` for
+# the tickets in its backlog (all that awaiting_reply reads).
+BY_INSTANT = ("days_created", "days_solved", "threads")
 
 
 def buckets(window: Window, interval: str) -> list[Window]:
@@ -106,7 +109,7 @@ def compute_series(
                  days_from=windows[0].end)  # fmt: skip
     report = assemble(engine, keyed, window, ctx, connectors=connectors, by=by, where=where,
                       native=native)  # fmt: skip
-    parts = _split_by_bucket(engine, keyed, windows, by, connectors, where, wall)
+    parts = _split_by_bucket(engine, keyed, windows, by, connectors, where, wall, ctx.timezone)
     made = []
     for w, part in zip(windows, parts, strict=True):
         whole = totals(part) if by == "tag" else part
@@ -138,6 +141,7 @@ def _split_by_bucket(
     connectors: Sequence[str],
     where: Where,
     wall: datetime | None,
+    tz: ZoneInfo,
 ) -> list[Populations]:
     edges = np.array([to_epoch(w.start) for w in windows] + [to_epoch(windows[-1].end)],
                      dtype=np.float64)  # fmt: skip
@@ -146,7 +150,10 @@ def _split_by_bucket(
     if "offered_at" in p.ratings.cols:  # csat_response_rate: a survey in its offer's bucket too
         split["ratings"] = _ratings_by_bucket(p.ratings, edges)
     backlog, threads = _backlogs(engine, windows, by, connectors, where, wall)
-    threads_of = rows_of_tickets(threads["ticket"].astype(np.int64))
+    latest = _Latest(threads)
+    clearing = [clearing_days(w.end, tz) for w in windows]
+    days_created = _by_span(p.days_created, "created_at", clearing)
+    days_solved = _by_span(p.days_solved, "solved_at", clearing)
     messages = (
         messages_by_bucket(
             engine,
@@ -162,10 +169,11 @@ def _split_by_bucket(
     for i in range(len(windows)):
         chosen = {name: frames[i] for name, frames in split.items()}
         replies = p.replies.take(np.flatnonzero(created_bucket == i))
-        mine = threads.take(threads_of(backlog[i]["rowid"]))  # the bucket's backlog tickets'
+        mine = latest.before(backlog[i]["rowid"], windows[i].at)
         parts.append(replace(p, **chosen, backlog=backlog[i], replies=replies, threads=mine,
+                             days_created=days_created[i], days_solved=days_solved[i],
                              has_messages=bool(messages[i])))  # fmt: skip
-    named = {*SPLIT_ON, *WHOLE, "backlog", "replies", "has_messages", "organizations"}
+    named = {*SPLIT_ON, *BY_INSTANT, "backlog", "replies", "has_messages", "organizations"}
     assert {f.name for f in fields(p)} == named, "series.py must say how to split each population"
     return parts
 
@@ -180,6 +188,63 @@ def _by_bucket(frame: Frame, column: str, edges: F64) -> list[Frame]:
     """``frame``'s rows per bucket of ``column``'s instant, each in row order."""
     index = np.searchsorted(edges, frame[column], side="right") - 1
     return [_take(frame, rows) for rows in _positions(index, len(edges) - 1)]
+
+
+def _by_span(frame: Frame, column: str, spans: list[tuple[datetime, datetime]]) -> list[Frame]:
+    """Per span [from, to), ``frame``'s rows with ``column`` in it, in row order (one sort,
+    then two binary searches a span, where a scan a bucket read the whole year each time)."""
+    order = np.argsort(frame[column], kind="stable")
+    stamps = frame[column][order]
+    out = []
+    for first, last in spans:
+        span = np.array([to_epoch(first), to_epoch(last)], dtype=np.float64)
+        a, b = np.searchsorted(stamps, span, side="left")
+        out.append(_take(frame, np.sort(order[a:b])))
+    return out
+
+
+class _Latest:
+    """The public messages of the backlog candidates (ticket, at, agent), sorted once, so
+    that each bucket's ``threads`` can be the latest agent and the latest customer message
+    before its instant of each of its backlog's tickets: awaiting_reply (views.awaited)
+    reads nothing else, and each bucket no longer sorts the messages of its whole backlog."""
+
+    def __init__(self, threads: Frame) -> None:
+        ticket = threads["ticket"].astype(np.int64)
+        self.tickets, rank = np.unique(ticket, return_inverse=True)
+        at = threads["at"].astype(np.int64)
+        self.base = int(at.min()) if len(at) else 0
+        self.sides = []
+        for agent in (True, False):
+            mine = (threads["agent"] > 0) == agent
+            # (ticket, at) as one number: the ticket's rank above the seconds since ``base``
+            keys = np.sort((rank[mine].astype(np.int64) << _SPAN) + (at[mine] - self.base))
+            self.sides.append((agent, keys))
+
+    def before(self, rowid: F64, at: datetime) -> Frame:
+        """Per ticket of ``rowid``, its latest agent and latest customer message before
+        ``at`` (a frame as ``Populations.threads``)."""
+        moment = min(max(int(to_epoch(at) or 0) - self.base, 0), _SECONDS)
+        keys = np.unique(rowid.astype(np.int64))  # a ticket may come once per tag
+        place = np.minimum(np.searchsorted(self.tickets, keys), max(len(self.tickets) - 1, 0))
+        known = self.tickets[place] == keys if len(self.tickets) else np.zeros(len(keys), bool)
+        tickets, ranks = keys[known], place[known].astype(np.int64)
+        empty = np.zeros(0)
+        cols: dict[str, list[NDArray[Any]]] = {"ticket": [empty], "at": [empty], "agent": [empty]}
+        for agent, sorted_keys in self.sides:
+            if len(sorted_keys) == 0:
+                continue
+            # the last key below (rank, moment) is the ticket's latest message before it
+            last = np.searchsorted(sorted_keys, (ranks << _SPAN) + moment, side="left") - 1
+            hit = (last >= 0) & ((sorted_keys[np.maximum(last, 0)] >> _SPAN) == ranks)
+            cols["ticket"].append(tickets[hit].astype(np.float64))
+            cols["at"].append((sorted_keys[last[hit]] & _SECONDS) + float(self.base))
+            cols["agent"].append(np.full(int(hit.sum()), float(agent)))
+        return Frame({k: np.concatenate(v) for k, v in cols.items()}, None)
+
+
+_SPAN = 34  # bits for seconds since the earliest message: over 500 years
+_SECONDS = (1 << _SPAN) - 1
 
 
 def _ratings_by_bucket(ratings: Frame, edges: F64) -> list[Frame]:

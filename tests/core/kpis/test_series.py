@@ -7,18 +7,20 @@ from __future__ import annotations
 import shutil
 import tempfile
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cskpi.core.config.periods import Window
+from cskpi.core.kpis.populations import Frame
 from cskpi.core.kpis.report import Report
-from cskpi.core.kpis.series import buckets, compute_series
+from cskpi.core.kpis.series import _Latest, buckets, compute_series
 from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Dataset, differences
 from tests.core.kpis.test_kpis import HISTORY, HISTORY_TICKETS, W1, at, ctx, zd
@@ -183,3 +185,35 @@ def test_a_group_only_an_earlier_bucket_has_is_listed_there(tmp_path: Path) -> N
     assert [(g.key, g.label, g.kpis["backlog"]["value"]) for g in first.groups] == [
         (None, "(unassigned)", 1)
     ]
+
+
+MESSAGES = st.lists(
+    st.tuples(st.integers(1, 6), st.integers(-50, 50), st.booleans()), max_size=40
+)  # (ticket row key, second, by an agent)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=MESSAGES, tickets=st.lists(st.integers(0, 8), max_size=8),
+       second=st.integers(-60, 60))  # fmt: skip
+def test_latest_messages_before_an_instant_equal_a_plain_search(
+    messages: list[tuple[int, int, bool]], tickets: list[int], second: int
+) -> None:
+    """Each bucket's threads: per ticket asked for, its latest agent and its latest customer
+    message strictly before the instant, as a scan of every message finds them."""
+    origin = 1_790_000_000
+    threads = Frame(
+        {"ticket": np.array([float(t) for t, _, _ in messages]),
+         "at": np.array([float(origin + s) for _, s, _ in messages]),
+         "agent": np.array([float(a) for _, _, a in messages])},
+        None,
+    )  # fmt: skip
+    got = _Latest(threads).before(np.array(tickets, dtype=np.float64),
+                                  datetime.fromtimestamp(origin + second, UTC))  # fmt: skip
+    want = set()
+    for ticket in set(tickets):
+        for agent in (True, False):
+            times = [s for t, s, a in messages if t == ticket and a == agent and s < second]
+            if times:
+                want.add((float(ticket), float(origin + max(times)), float(agent)))
+    rows = zip(got["ticket"].tolist(), got["at"].tolist(), got["agent"].tolist(), strict=True)
+    assert sorted(rows) == sorted(want)
