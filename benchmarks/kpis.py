@@ -130,7 +130,9 @@ def main() -> None:
         print(f"peak RSS: {peak:.0f} MB")
     else:  # SQLite is read in a worker process (core/columnar.py): its memory counts too
         print(f"peak RSS: {peak:.0f} MB here, {peak_of(worker):.0f} MB in the SQLite reader; "
-              f"both together at most {together.peak:.0f} MB (sampled every 5 ms)")  # fmt: skip
+              f"both together at most {together.peak:.0f} MB, of which their own (not the "
+              f"store's pages the reader maps) {together.private:.0f} MB "
+              "(sampled every 5 ms)")  # fmt: skip
 
 
 class Together(threading.Thread):
@@ -142,15 +144,22 @@ class Together(threading.Thread):
         self.pids = [pid for pid in pids if pid is not None]
         self.done = threading.Event()
         self.peak = 0.0
+        self.private = 0.0
 
     def run(self) -> None:
         while not self.done.wait(0.005):
-            self.peak = max(self.peak, sum(rss_of(pid) for pid in self.pids))
+            now = [rss_of(pid) for pid in self.pids]
+            self.peak = max(self.peak, sum(total for total, _ in now))
+            self.private = max(self.private, sum(own for _, own in now))
 
 
-def rss_of(pid: int) -> float:
-    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return pages * resource.getpagesize() / 2**20
+def rss_of(pid: int) -> tuple[float, float]:
+    """A process's resident MB, and of them its own: without the file pages it maps (the
+    SQLite reader maps the store, and those pages are the kernel's page cache)."""
+    fields = Path(f"/proc/{pid}/statm").read_text().split()
+    resident, shared = int(fields[1]), int(fields[2])
+    page = resource.getpagesize() / 2**20
+    return resident * page, (resident - shared) * page
 
 
 def peak_of(pid: int) -> float:
