@@ -1,10 +1,10 @@
 """Evaluating an alert and posting each finding that fires exactly once per (alert, key,
 bucket, target), recorded in ``alert_run`` the way ``digest_run`` records digests
-(``core/digest/runs.py``): a row is claimed (``sending``) in one write transaction before
-the post and marked ``sent`` or ``failed`` after it, so a second run, a restarted daemon or
-a manual `cskpi alerts` beside the daemon finds the claim and posts nothing. A failed post is
-tried again by the next run; a claim left ``sending`` by a dead process is taken over after
-:data:`~cskpi.core.digest.runs.STALE_CLAIM`.
+through the same code (``core/digest/delivery.py``): a row is claimed (``sending``) in one
+write transaction before the post and marked ``sent`` or ``failed`` after it, so a second
+run, a restarted daemon or a manual `cskpi alerts` beside the daemon finds the claim and
+posts nothing. A failed post is tried again by the next run; a claim left ``sending`` by a
+dead process is taken over after :data:`~cskpi.core.digest.delivery.STALE_CLAIM`.
 
 Nothing is evaluated while a configured connector has not synced since the bucket ended
 (``digest.runs.unsynced``): a bucket read before its tickets arrived would look quiet, and
@@ -14,13 +14,11 @@ the one after it would then look like a spike.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from functools import partial
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from cskpi.core.alerts.evaluate import Bucket, Finding, evaluate, last_bucket
 from cskpi.core.alerts.message import (
@@ -32,15 +30,13 @@ from cskpi.core.alerts.message import (
     slack_message,
 )
 from cskpi.core.clock import Clock
-from cskpi.core.config.file import AlertSettings, Config, EmailTarget, SlackTarget
+from cskpi.core.config.file import AlertSettings, Config, EmailTarget
 from cskpi.core.config.periods import Window
-from cskpi.core.config.secrets import redact
-from cskpi.core.digest.errors import DeliveryError
-from cskpi.core.digest.runs import STALE_CLAIM, unsynced
-from cskpi.core.store.engine import open_engine, write_transaction
+from cskpi.core.digest.delivery import Claims, Status, Target, engine_of
+from cskpi.core.digest.delivery import targets_of as targets_of  # commands/planning.py uses it
+from cskpi.core.digest.runs import unsynced
 
 log = logging.getLogger("cskpi.alerts")
-Status = Literal["sent", "skipped", "failed"]
 
 
 class UnknownAlertError(KeyError):
@@ -78,23 +74,6 @@ def settings_of(config: Config, name: str) -> AlertSettings:
     return config.alerts[name]
 
 
-def targets_of(settings: AlertSettings) -> list[tuple[str, SlackTarget | EmailTarget]]:
-    pairs = [("slack", settings.slack), ("email", settings.email)]
-    return [(t, target) for t, target in pairs if target is not None]
-
-
-@contextmanager
-def _engine(config: Config, engine: Engine | None) -> Iterator[Engine]:
-    if engine is not None:
-        yield engine
-        return
-    own = open_engine(config.database)
-    try:
-        yield own
-    finally:
-        own.dispose()
-
-
 def run_alert(
     config: Config,
     name: str,
@@ -109,7 +88,7 @@ def run_alert(
     settings = settings_of(config, name)
     bucket = last_bucket(settings.interval, config.timezone, now)
     window = Window(bucket.start.astimezone(UTC), bucket.end.astimezone(UTC), config.timezone, now)
-    with _engine(config, engine) as eng:
+    with engine_of(config, engine) as eng:
         waiting = unsynced(eng, config, window)
         if waiting and not dry_run:
             return AlertResult(name, bucket, unsynced=waiting)
@@ -133,29 +112,21 @@ def run_alert(
 
 
 def _deliver(
-    runs: _Runs, name: str, alarm: Alarm, t: str, target: SlackTarget | EmailTarget,
+    runs: _Runs, name: str, alarm: Alarm, t: str, target: Target,
     clock: Clock | None,
 ) -> Delivery:  # fmt: skip
-    key = alarm.finding.key
-    if not runs.claim(alarm.finding, t):
+    key, row = alarm.finding.key, runs.row(alarm.finding, t)
+    if not runs.claim(row, runs.values(alarm.finding)):
         return Delivery(key, t, "skipped")
     where = f"alert {name}, {t}"
-    try:
-        warning = _send(where, name, alarm, target, clock)
-    except Exception as exc:  # one target failing must not stop the other
-        shown = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
-        error = redact(shown.removeprefix(f"{where}: "))
-        log.error("%s: %s", where, error)
-        runs.finish(alarm.finding, t, "failed", error)
-        return Delivery(key, t, "failed", error)
-    runs.finish(alarm.finding, t, "sent", warning)
-    log.info("%s: sent for %s %s", where, key or "all", alarm.finding.bucket.start.isoformat())
-    return Delivery(key, t, "sent", warning)
+    status, detail = runs.deliver(row, where, partial(_send, where, name, alarm, target, clock),
+                                  log)  # fmt: skip
+    if status == "sent":
+        log.info("%s: sent for %s %s", where, key or "all", alarm.finding.bucket.start.isoformat())
+    return Delivery(key, t, status, detail)
 
 
-def _send(
-    where: str, name: str, alarm: Alarm, target: SlackTarget | EmailTarget, clock: Clock | None
-) -> str | None:
+def _send(where: str, name: str, alarm: Alarm, target: Target, clock: Clock | None) -> str | None:
     from cskpi.core.digest import notify  # slack_sdk and smtplib load only when sending
 
     if isinstance(target, EmailTarget):
@@ -168,37 +139,17 @@ def _send(
     return notify.post_api(where, target, slack_message(alarm, name), None, clock)
 
 
-class _Runs:
+class _Runs(Claims):
     """The ``alert_run`` rows of one alert and bucket."""
 
     def __init__(self, engine: Engine, name: str, bucket: Bucket, clock: Clock | None) -> None:
-        self.engine, self.clock = engine, clock
-        self.key = {"a": name, "f": int(bucket.start.timestamp()), "t": int(bucket.end.timestamp())}
+        super().__init__(engine, "alert_run", ("alert", "key", "bucket_from", "target"), clock)
+        self.name, self.bucket = name, bucket
 
-    def _now(self) -> int:
-        return int(self.clock.wall() if self.clock else datetime.now(UTC).timestamp())
+    def row(self, finding: Finding, target: str) -> dict[str, str | int]:
+        return {"alert": self.name, "key": finding.key,
+                "bucket_from": int(self.bucket.start.timestamp()), "target": target}  # fmt: skip
 
-    def claim(self, finding: Finding, target: str) -> bool:
-        """Take the row; False when it is sent, or being sent right now."""
-        now = self._now()
-        sql = (
-            "INSERT INTO alert_run (alert, key, bucket_from, target, bucket_to, value, usual, "
-            "sent_at, status, error) VALUES (:a, :k, :f, :target, :t, :v, :u, :now, "
-            "'sending', NULL) ON CONFLICT (alert, key, bucket_from, target) DO UPDATE SET "
-            "status = 'sending', sent_at = :now, error = NULL WHERE alert_run.status = 'failed' "
-            "OR (alert_run.status = 'sending' AND alert_run.sent_at < :stale)"
-        )
-        params = {**self.key, "k": finding.key, "target": target, "v": finding.value,
-                  "u": finding.usual, "now": now,
-                  "stale": now - int(STALE_CLAIM.total_seconds())}  # fmt: skip
-        with write_transaction(self.engine) as conn:
-            return conn.execute(text(sql), params).rowcount == 1
-
-    def finish(self, finding: Finding, target: str, status: str, error: str | None) -> None:
-        sql = ("UPDATE alert_run SET status = :status, sent_at = :at, error = :error WHERE "
-               "alert = :a AND key = :k AND bucket_from = :f AND target = :target")  # fmt: skip
-        at = self._now() if status == "sent" else None
-        params = {**self.key, "k": finding.key, "target": target, "status": status, "at": at,
-                  "error": error}  # fmt: skip
-        with write_transaction(self.engine) as conn:
-            conn.execute(text(sql), params)
+    def values(self, finding: Finding) -> dict[str, int | float | None]:
+        return {"bucket_to": int(self.bucket.end.timestamp()), "value": finding.value,
+                "usual": finding.usual}  # fmt: skip

@@ -9,6 +9,7 @@ the config is read, not a silently missed goal in every digest.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -28,7 +29,7 @@ _PERCENT = frozenset({"csat", "cost_revenue_ratio", "churn_rate", "csat_response
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
 }  # fmt: skip
-_FORM = re.compile(r"\s*(>=|<=|>|<)\s*(\S.*?)\s*")
+_FORM = re.compile(r"\s*((?>>=|<=|>|<))\s*(\S.*?)\s*")  # atomic: "<=" is never "<" and "="
 _DURATION_FORM = 'is a duration KPI: write the target like "<= 2h" or "<= 1h30m"'
 _SIGNS = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}
 
@@ -82,7 +83,11 @@ def parse_target(key: str, text: str) -> Target:
 
 
 def _number(text: str) -> float:
+    """The number, thousands commas allowed; nan and infinity are no goal to meet."""
     try:
-        return float(text.replace(",", "").strip())
+        number = float(text.replace(",", "").strip())
     except ValueError:
-        raise ValueError('must end in a number, e.g. "<= 120"') from None
+        number = math.nan  # refused below, in the same words
+    if not math.isfinite(number):
+        raise ValueError('must end in a number, e.g. "<= 120"')
+    return number

@@ -50,7 +50,10 @@ def parse_duration(text: str) -> timedelta:
     if not compact or match is None:
         raise TimespecError(str(text), f"not a duration; {_DURATION_HINT}")
     weeks, days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    try:
+        return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
+    except OverflowError:  # longer than timedelta holds (999,999,999 days)
+        raise TimespecError(str(text), f"too long a duration; {_DURATION_HINT}") from None
 
 
 @dataclass(frozen=True)

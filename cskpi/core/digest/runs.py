@@ -4,11 +4,9 @@
 to, its row is claimed in one write transaction (status ``sending``, ``sent_at`` = the claim
 time); the send then marks it ``sent`` or ``failed``. So a second run, or a scheduler and a
 manual run at once, find the claim and skip; a failed target is tried again by the next run;
-one target failing does not stop the other. A digest is not built at all while a configured
-connector has not synced successfully since its window ended (:func:`unsynced`): an empty or
-stale store would report zeros. A claim left ``sending`` by a process that died
-mid-send is taken over after :data:`STALE_CLAIM` (a digest may then be sent twice rather
-than never: the crash may have come before the post).
+one target failing does not stop the other (``delivery.py``, which alerts share). A digest is
+not built at all while a configured connector has not synced successfully since its window
+ended (:func:`unsynced`): an empty or stale store would report zeros.
 
 The engine: pass one (the scheduler does), or ``run_digest`` opens ``config.database`` and
 disposes of it before returning.
@@ -18,26 +16,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from cskpi.core.clock import Clock
-from cskpi.core.config.file import Config, DigestSettings, EmailTarget, SlackTarget
+from cskpi.core.config.file import Config, DigestSettings, EmailTarget
 from cskpi.core.config.periods import Window, period_window
 from cskpi.core.config.secrets import redact
 from cskpi.core.digest import render
 from cskpi.core.digest.chart import chart_png
 from cskpi.core.digest.content import Digest, build, window_label
-from cskpi.core.digest.errors import DeliveryError
+from cskpi.core.digest.delivery import Claims, Status, Target, engine_of, targets_of
 from cskpi.core.files import write_private
-from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.schema import to_epoch
 from cskpi.core.store.sync_state import all_states
 
@@ -45,12 +40,9 @@ if TYPE_CHECKING:
     from cskpi.core.digest.notify import Chart  # slack_sdk and smtplib load only when sending
 
 log = logging.getLogger("cskpi.digest")
-STALE_CLAIM = timedelta(minutes=15)
 # A window still open when the digest is made (today, this-week) cannot have a sync after its
 # end; a sync this recent is fresh enough (the daemon's default sync interval).
 OPEN_WINDOW_FRESH = timedelta(minutes=15)
-Status = Literal["sent", "skipped", "failed"]
-Target = SlackTarget | EmailTarget
 
 
 class UnknownDigestError(KeyError):
@@ -122,11 +114,6 @@ def settings_of(config: Config, name: str) -> DigestSettings:
     return config.digests[name]
 
 
-def targets_of(settings: DigestSettings) -> list[tuple[str, Target]]:
-    pairs: list[tuple[str, Target | None]] = [("slack", settings.slack), ("email", settings.email)]
-    return [(name, target) for name, target in pairs if target is not None]
-
-
 def render_digest(engine: Engine, config: Config, name: str, at: datetime) -> Rendered:
     settings = settings_of(config, name)
     digest = build(engine, config, name, at)
@@ -158,21 +145,9 @@ def attached_report(
     return path.name, page.html
 
 
-@contextmanager
-def _engine(config: Config, engine: Engine | None) -> Iterator[Engine]:
-    if engine is not None:
-        yield engine
-        return
-    own = open_engine(config.database)
-    try:
-        yield own
-    finally:
-        own.dispose()
-
-
 def preview(config: Config, name: str, at: datetime, engine: Engine | None = None) -> Rendered:
     """The digest as it would be sent, without sending or recording anything."""
-    with _engine(config, engine) as eng:
+    with engine_of(config, engine) as eng:
         return render_digest(eng, config, name, at)
 
 
@@ -190,11 +165,12 @@ def run_digest(
     has not synced since the window ended (unless ``force``): see :func:`unsynced`."""
     settings = settings_of(config, name)
     window = period_window(settings.period, config.timezone, at, settings.schedule)
-    with _engine(config, engine) as eng:
+    with engine_of(config, engine) as eng:
         if not force and (waiting := unsynced(eng, config, window)):
             return DigestResult(name, window, unsynced=waiting)
         runs = _Runs(eng, name, window, clock)
-        claimed = [(t, target) for t, target in targets_of(settings) if runs.claim(t, force)]
+        claimed = [(t, target) for t, target in targets_of(settings)
+                   if runs.claim(runs.row(t), force=force)]  # fmt: skip
         skipped = [TargetResult(t, "skipped") for t, _ in targets_of(settings)
                    if t not in dict(claimed)]  # fmt: skip
         if not claimed:
@@ -204,7 +180,7 @@ def run_digest(
         except Exception as exc:
             error = redact(f"digest {name}: could not be built: {type(exc).__name__}: {exc}")
             for t, _ in claimed:
-                runs.finish(t, "failed", error)
+                runs.finish(runs.row(t), "failed", error)
             return DigestResult(name, window, [*skipped, *(TargetResult(t, "failed", error)
                                                           for t, _ in claimed)])  # fmt: skip
         sent = [_deliver(runs, name, t, target, rendered, clock) for t, target in claimed]
@@ -246,24 +222,24 @@ def _deliver(
     runs: _Runs, name: str, t: str, target: Target, rendered: Rendered, clock: Clock | None
 ) -> TargetResult:
     where = f"digest {name}, {t}"
-    try:
-        warning = _send(where, target, rendered, clock)
-    except Exception as exc:  # one target failing must not stop the other
-        # Stored and returned without the digest and target: the row and result carry them.
-        shown = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
-        error = redact(shown.removeprefix(f"{where}: "))
-        log.error("%s: %s", where, error)
-        runs.finish(t, "failed", error)
-        return TargetResult(t, "failed", error)
-    if warning:
-        warning = warning.removeprefix(f"{where}: ")
-        log.warning("%s: %s", where, warning)
-    runs.finish(t, "sent", warning)
-    log.info("%s: sent for %s", where, rendered.digest.window.start.isoformat())
-    return TargetResult(t, "sent", warning)
+    status, detail = runs.deliver(runs.row(t), where,
+                                  partial(_send, where, target, rendered, clock), log)  # fmt: skip
+    if status == "sent":
+        log.info("%s: sent for %s", where, rendered.digest.window.start.isoformat())
+    return TargetResult(t, status, detail)
 
 
 def _send(where: str, target: Target, rendered: Rendered, clock: Clock | None) -> str | None:
+    """Post or mail the digest; the warning of a send that went out (a chart that did not
+    upload, a refused recipient) is logged and returned without ``where``."""
+    warning = _post(where, target, rendered, clock)
+    if warning:
+        warning = warning.removeprefix(f"{where}: ")
+        log.warning("%s: %s", where, warning)
+    return warning
+
+
+def _post(where: str, target: Target, rendered: Rendered, clock: Clock | None) -> str | None:
     from cskpi.core.digest import notify
 
     if isinstance(target, EmailTarget):
@@ -309,42 +285,17 @@ def check_targets(config: Config) -> list[tuple[str, bool, str]]:
 # --- digest_run -------------------------------------------------------------------------
 
 
-class _Runs:
+class _Runs(Claims):
     """The ``digest_run`` rows of one digest and window."""
 
     def __init__(self, engine: Engine, name: str, window: Window, clock: Clock | None) -> None:
-        self.engine, self.clock = engine, clock
-        self.key = {"d": name, "f": to_epoch(window.start), "t": to_epoch(window.end)}
+        super().__init__(engine, "digest_run", ("digest", "window_from", "window_to", "target"),
+                         clock)  # fmt: skip
+        self.window = {"digest": name, "window_from": to_epoch(window.start),
+                       "window_to": to_epoch(window.end)}  # fmt: skip
 
-    def _now(self) -> int:
-        wall = self.clock.wall() if self.clock else datetime.now(UTC).timestamp()
-        return int(wall)
-
-    def claim(self, target: str, force: bool) -> bool:
-        """Take the row for ``target``; False when it is sent, or being sent right now."""
-        now = self._now()
-        sql = (
-            "INSERT INTO digest_run (digest, window_from, window_to, target, sent_at, status, "
-            "error) VALUES (:d, :f, :t, :target, :now, 'sending', NULL) "
-            "ON CONFLICT (digest, window_from, window_to, target) DO UPDATE SET "
-            "status = 'sending', sent_at = :now, error = NULL WHERE :force OR "
-            "digest_run.status = 'failed' OR (digest_run.status = 'sending' "
-            "AND digest_run.sent_at < :stale)"
-        )
-        params = {**self.key, "target": target, "now": now, "force": force,
-                  "stale": now - int(STALE_CLAIM.total_seconds())}  # fmt: skip
-        with write_transaction(self.engine) as conn:
-            return conn.execute(text(sql), params).rowcount == 1
-
-    def finish(self, target: str, status: str, error: str | None) -> None:
-        sql = (
-            "UPDATE digest_run SET status = :status, sent_at = :at, error = :error "
-            "WHERE digest = :d AND window_from = :f AND window_to = :t AND target = :target"
-        )
-        at = self._now() if status == "sent" else None
-        params = {**self.key, "target": target, "status": status, "at": at, "error": error}
-        with write_transaction(self.engine) as conn:
-            conn.execute(text(sql), params)
+    def row(self, target: str) -> dict[str, str | int | None]:
+        return {**self.window, "target": target}
 
 
 def write_files(rendered: Rendered, folder: Path) -> list[Path]:

@@ -52,45 +52,51 @@ class Drill:
     needs: str = ""  # "sla" or "business": the config table the KPI needs
 
 
-def _all(frame: Frame, w: Window, ctx: KpiContext) -> Selection:
-    return everyone(frame)
+def _plain(select: Callable[[Frame], Selection]) -> Select:
+    """A selection that needs only the population's rows."""
+    return lambda frame, w, ctx: select(frame)
 
 
 def _business(select: Callable[[Frame], Selection]) -> Select:
+    """The same rows, their durations in business time."""
     return lambda frame, w, ctx: in_business_time(select(frame), ctx)
 
 
+def _sla(kind: str) -> Select:
+    """The tickets judged against the ``[sla]`` target ``kind``, those met in the numerator."""
+    return lambda frame, w, ctx: sla_selection(frame, w, ctx, kind)
+
+
+_ALL = _plain(everyone)
 DRILLS: dict[str, Drill] = {
-    "tickets_created": Drill("created", _all),
-    "tickets_solved": Drill("solved", _all),
-    "backlog": Drill("backlog", _all),
-    "backlog_age": Drill("backlog", _all),
-    "first_response_time": Drill("created", lambda f, w, c: first_response_selection(f)),
+    "tickets_created": Drill("created", _ALL),
+    "tickets_solved": Drill("solved", _ALL),
+    "backlog": Drill("backlog", _ALL),
+    "backlog_age": Drill("backlog", _ALL),
+    "first_response_time": Drill("created", _plain(first_response_selection)),
     "first_response_time_business": Drill(
         "created", _business(first_response_selection), "business"
     ),
-    "resolution_time": Drill("solved", lambda f, w, c: resolution_selection(f)),
+    "resolution_time": Drill("solved", _plain(resolution_selection)),
     "resolution_time_business": Drill("solved", _business(resolution_selection), "business"),
-    "fcr_rate": Drill("solved", lambda f, w, c: fcr_selection(f)),
-    "reopen_rate": Drill("solved", lambda f, w, c: reopen_selection(f)),
-    "escalation_rate": Drill("solved", lambda f, w, c: escalation_selection(f)),
-    "sla_first_response": Drill(
-        "created", lambda f, w, c: sla_selection(f, w, c, "first_response"), "sla"
-    ),
-    "sla_resolution": Drill("created", lambda f, w, c: sla_selection(f, w, c, "resolution"), "sla"),
-    "agent_replies_per_solved": Drill("solved", _all),
-    "submissions_by_hour": Drill("created", _all),
+    "fcr_rate": Drill("solved", _plain(fcr_selection)),
+    "reopen_rate": Drill("solved", _plain(reopen_selection)),
+    "escalation_rate": Drill("solved", _plain(escalation_selection)),
+    "sla_first_response": Drill("created", _sla("first_response"), "sla"),
+    "sla_resolution": Drill("created", _sla("resolution"), "sla"),
+    "agent_replies_per_solved": Drill("solved", _ALL),
+    "submissions_by_hour": Drill("created", _ALL),
     # SPEC §6 (the activity KPIs count messages, the repeat and status-time ones need the
     # history and requesters read at load: they have no listing)
-    "first_resolution_time": Drill("solved", lambda f, w, c: first_resolution_selection(f)),
+    "first_resolution_time": Drill("solved", _plain(first_resolution_selection)),
     "first_resolution_time_business": Drill(
         "solved", _business(first_resolution_selection), "business"
     ),
-    "reassignment_rate": Drill("solved", lambda f, w, c: reassignment_selection(f)),
-    "touches": Drill("solved", _all),
-    "first_response_distribution": Drill("created", _all),
-    "resolution_distribution": Drill("solved", _all),
-    "awaiting_reply": Drill("backlog", _all),
+    "reassignment_rate": Drill("solved", _plain(reassignment_selection)),
+    "touches": Drill("solved", _ALL),
+    "first_response_distribution": Drill("created", _ALL),
+    "resolution_distribution": Drill("solved", _ALL),
+    "awaiting_reply": Drill("backlog", _ALL),
 }
 RATING_KPIS = ("csat", "nps", "ces")
 
