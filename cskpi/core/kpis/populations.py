@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -26,7 +27,7 @@ from cskpi.core.kpis.derived import repeat_contacts, status_code_sql, status_sec
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.store.dialect import SQLITE, Sql, sql_for
 from cskpi.core.store.reads.arrow import Columns
-from cskpi.core.store.reads.columns import read, row_key_for
+from cskpi.core.store.reads.columns import read, read_each, row_key_for
 from cskpi.core.store.schema import to_epoch
 
 UTC_ZONE = ZoneInfo("UTC")
@@ -230,28 +231,33 @@ def load(
                where, repeat_window, tz, days_from)  # fmt: skip
     keyed: Keyed = "tag" if dimension == "tag" else dimension is not None
     live = is_present(window.at, wall)
-    queries = [  # the longest first (see ``read``)
+    # What _derive reads comes first: cskpi derives from it while the SQLite reader reads
+    # the rest (``read_each``); then the longest first (PostgreSQL's two connections).
+    queries = [
+        _solved(q),
+        _history(q),
+        _contacts(),
         _activity(q),
         _replies(q),
-        _solved(q),
         _tickets(q, _CREATED_IN_W, _CREATED),
         _ratings(q),
         _backlog(q, live),
         _threads(q, live),
-        _history(q),
-        _contacts(),
         _tickets(q, "t.created_at >= :ds AND t.created_at < :de", _t("rowid", "created_at")),
         _tickets(q, _SOLVED_IN_DAYS, _t("rowid", "solved_at")),
         _has_messages(q), _organizations(q), _vendor(q, native),
     ]  # fmt: skip
-    results = read(engine, [q.render(sql) for sql in queries], q.params, prefer_arrow=prefer_arrow)
-    (activity, replies, solved, created, ratings, backlog, threads, history, contacts,
-     days_created, days_solved, messages, organizations, vendor) = results  # fmt: skip
+    sqls = [q.render(sql) for sql in queries]
+    with closing(read_each(engine, sqls, q.params, prefer_arrow=prefer_arrow)) as results:
+        solved, history, contacts = next(results), next(results), next(results)
+        solved_frame = _frame(solved, _SOLVED, keyed)
+        _derive(solved_frame, _frame(history, _HISTORY_COLS, False),
+                _frame(contacts, _CONTACT_COLS, False), q)  # fmt: skip
+        del history, contacts
+        (activity, replies, created, ratings, backlog, threads, days_created, days_solved,
+         messages, organizations, vendor) = results  # fmt: skip
     frame = _frame(created, _CREATED, keyed)
     frame.cols["hour_of_week"] = hour_of_week(frame["created_at"], tz)
-    solved_frame = _frame(solved, _SOLVED, keyed)
-    _derive(solved_frame, _frame(history, _HISTORY_COLS, False),
-            _frame(contacts, _CONTACT_COLS, False), q)  # fmt: skip
     return Populations(
         created=with_vendor(frame, vendor),
         solved=with_vendor(solved_frame, vendor),

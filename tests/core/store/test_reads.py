@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from sqlalchemy import text
 
 from cskpi.core.store.engine import open_engine
 from cskpi.core.store.reads import columns as columnar
-from cskpi.core.store.reads.columns import open_reader, read
+from cskpi.core.store.reads.columns import open_reader, read, read_each
 
 INSERT = (
     "INSERT INTO person (id, connector, external_id, role, name) "
@@ -175,3 +176,31 @@ def test_sqlite_is_read_by_the_adbc_driver_only_in_its_worker_process(tmp_path: 
     assert after[0].tolist() == [1]
     assert again[0].tolist() == [1]
     assert "adbc_driver_sqlite" not in sys.modules
+
+
+def test_results_come_one_by_one_and_a_request_left_early_ends_cleanly(tmp_path: Path) -> None:
+    """``read_each`` gives each result as the SQLite reader sends it. A caller that stops
+    after the first (an error in its own work) leaves the rest in the pipe: that reader is
+    ended, and the next request is answered whole and right by a new one. An error in a
+    later query comes after the results before it."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    for n in range(3):
+        add_person(url, f"zd:{n}", f"P{n}")
+    engine = open_engine(url)
+    queries = ["SELECT COUNT(*) FROM person", "SELECT name FROM person ORDER BY id"]
+    try:
+        with contextlib.closing(read_each(engine, queries, {})) as results:
+            first = next(results)
+            pid = columnar.sqlite_reader().pid
+        assert first[0].tolist() == [3]
+        assert columnar.sqlite_reader().pid is None  # ended: half an answer was left
+        whole = [c[0].tolist() for c in read(engine, queries, {})]
+        assert whole == [[3], ["P0", "P1", "P2"]]
+        assert columnar.sqlite_reader().pid not in (None, pid)
+        failing = read_each(engine, [queries[0], "SELECT no_such_column FROM person"], {})
+        assert next(failing)[0].tolist() == [3]
+        with pytest.raises(Exception, match="no_such_column"):
+            next(failing)
+        assert [c[0].tolist() for c in read(engine, queries[:1], {})] == [[3]]
+    finally:
+        engine.dispose()

@@ -22,9 +22,10 @@ SQLAlchemy's own connection instead (``RowReader``); the KPI tests run both read
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -68,6 +69,20 @@ def read(
         return read_postgres(engine, queries, params)
     with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
         return [reader.columns(sql, params) for sql in queries]
+
+
+def read_each(
+    engine: Engine, queries: Sequence[str], params: dict[str, Any], *, prefer_arrow: bool = True
+) -> Generator[Columns, None, None]:
+    """The results of ``queries`` as ``read`` gives them, one by one: from the SQLite reader
+    as each arrives, so the caller works on one while the reader reads the next (use it
+    in ``contextlib.closing``); from the other readers once all are read."""
+    if _in_reader_process(engine, prefer_arrow):
+        path = os.path.abspath(str(engine.url.database))
+        with contextlib.closing(sqlite_reader().each(path, list(queries), params)) as results:
+            yield from results
+    else:
+        yield from read(engine, queries, params, prefer_arrow=prefer_arrow)
 
 
 _worker: SqliteReader | None = None

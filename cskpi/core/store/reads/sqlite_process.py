@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -50,24 +50,46 @@ class SqliteReader:
         self._process: subprocess.Popen[bytes] | None = None
 
     def read(self, path: str, queries: list[str], params: dict[str, Any]) -> list[Columns]:
-        """The queries' results, read in one snapshot; a process that died is replaced once."""
+        """The queries' results, read in one snapshot."""
+        with contextlib.closing(self.each(path, queries, params)) as results:
+            return list(results)
+
+    def each(
+        self, path: str, queries: list[str], params: dict[str, Any]
+    ) -> Generator[Columns, None, None]:
+        """The queries' results in turn as the reader sends them, read in one snapshot: the
+        caller works on one while the reader reads the next (close the iterator when done
+        with it early). A process that died before answering is replaced once."""
         with self._lock:
-            for attempt in (1, 2):
-                process = self._running()
-                try:
-                    _send(process.stdin, (path, queries, params))  # type: ignore[arg-type]
-                    answer = _results(process.stdout)  # type: ignore[arg-type]
-                except (OSError, EOFError):  # it had died: nothing was read
+            process, (status, answer) = self._ask(path, queries, params)
+            finished = False
+            try:
+                while status == "part":
+                    yield [_unpack(column) for column in answer]
+                    status, answer = _receive(process.stdout)  # type: ignore[arg-type]
+                finished = True
+            finally:
+                if not finished:  # left mid-answer: the pipe holds the rest
                     self._stop()
-                    if attempt == 2:
-                        raise
-                    continue
-                except BaseException:  # interrupted mid-answer: the pipe holds the rest
-                    self._stop()
+            if status == "error":  # the reader's own error, its answer complete
+                raise answer
+
+    def _ask(
+        self, path: str, queries: list[str], params: dict[str, Any]
+    ) -> tuple[subprocess.Popen[bytes], tuple[str, Any]]:
+        """Send the request and receive the first message of its answer."""
+        for attempt in (1, 2):
+            process = self._running()
+            try:
+                _send(process.stdin, (path, queries, params))  # type: ignore[arg-type]
+                return process, _receive(process.stdout)  # type: ignore[arg-type]
+            except (OSError, EOFError):  # it had died: nothing was read
+                self._stop()
+                if attempt == 2:
                     raise
-                if isinstance(answer, Exception):  # the reader's own error, answer complete
-                    raise answer
-                return answer
+            except BaseException:  # interrupted mid-answer: the pipe holds the rest
+                self._stop()
+                raise
         raise AssertionError("unreachable")
 
     def _running(self) -> subprocess.Popen[bytes]:
@@ -94,19 +116,6 @@ class SqliteReader:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
-
-
-def _results(answers: IO[bytes]) -> list[Columns] | Exception:
-    """One query's result after another (so neither side holds them all twice), until
-    "done"; an error from the reader ends the answer early and is returned."""
-    results: list[Columns] = []
-    while True:
-        status, answer = _receive(answers)
-        if status == "done":
-            return results
-        if status == "error":
-            return answer  # type: ignore[no-any-return]
-        results.append([_unpack(column) for column in answer])
 
 
 def _send(stream: IO[bytes], value: object) -> None:
