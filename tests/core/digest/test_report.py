@@ -222,7 +222,17 @@ def test_long_lists_are_capped(tmp_path: Path) -> None:
     assert "Waiting 20 " not in page.words
     assert len({a["data-group"] for a in page.find(kpi="tickets_created")
                 if "data-group" in a}) == 50  # fmt: skip
-    assert "… and 10 more: cskpi kpis --by agent --format csv lists them all" in page.words
+    span = "--from 2026-11-13T00:00:00+00:00 --to 2026-11-20T00:00:00+00:00 --now " + NOW
+    assert f"10 more — run `cskpi kpis {span} --by agent --format csv` to list them all" in (
+        page.words
+    )
+    assert f"40 more — run `cskpi tickets {span} --kpi awaiting_reply` to list them all" in (
+        page.words
+    )
+    assert (
+        f"The oldest 20 are shown, of 60 first-response breaches in the window; `cskpi "
+        f"tickets {span} --kpi sla_first_response` list every ticket judged"
+    ) in page.words
 
 
 def test_previous_window_one_period_back_at_the_same_instant() -> None:
@@ -308,6 +318,9 @@ def test_unhappy_customers_are_tickets_unhappy_json(demo: Path, tmp_path: Path) 
              if "data-rating" in a]  # fmt: skip
     assert shown == [(r["id"], r["mrr"]) for r in ratings[:20]]
     assert f"Bad ratings in the window: {len(ratings):,}; the highest MRR first" in page.words
+    span = f"--from 2026-10-24T00:00:00+00:00 --to 2026-11-23T00:00:00+00:00 --now {args[3]}"
+    assert (f"{len(ratings) - 20:,} more — run `cskpi tickets {span} --unhappy` to list them "
+            "all") in page.words  # fmt: skip
     first = ratings[0]
     assert first["mrr"] == 1000.0
     assert (f"{first['ticket_external_id']} {first['organization']} 1,000.00 csat 3 of 1-5 "

@@ -13,20 +13,22 @@ reproduces both columns.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
 from cskpi.core.config.file import Config, ReportSettings
 from cskpi.core.config.periods import Window, period_window
 from cskpi.core.digest.content import one_period_back, window_label
-from cskpi.core.digest.report.sections import Inputs, sections
+from cskpi.core.digest.report.sections import Inputs, sections, where_items, window_args
 from cskpi.core.files import write_private
+from cskpi.core.kpis.drill import accounts_at_risk
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.output import to_json
-from cskpi.core.kpis.report import KpiContext, arrange, compute
+from cskpi.core.kpis.report import Group, KpiContext, arrange, compute
 from cskpi.core.kpis.series import compute_series
 
 
@@ -59,13 +61,33 @@ def build(
     ``where`` (resolved ``--where``) filters every section that reads the KPI engine."""
     ctx = KpiContext.from_config(config)
     chosen = tuple(connectors)
-    report = arrange(compute_series(engine, window, ctx, "day", connectors=chosen, by=by,
-                                    where=where))  # fmt: skip
+    doc, risky = window_figures(engine, window, ctx, by, chosen, where)
     previous = previous_window(window, period)
     before = compute(engine, previous, ctx, connectors=chosen, where=where)
-    doc, before_doc = to_json(report), to_json(before)
-    inputs = Inputs(config, engine, window, previous, ctx, chosen, doc, before_doc, where)
+    inputs = Inputs(config, engine, window, previous, ctx, chosen, doc, to_json(before), where,
+                    risky)  # fmt: skip
     return ReportPage(window, render(inputs, by, period))
+
+
+def window_figures(
+    engine: Engine, window: Window, ctx: KpiContext, by: str | None,
+    connectors: tuple[str, ...], where: Where,
+) -> tuple[dict[str, Any], list[Group]]:  # fmt: skip
+    """The window's document (`kpis --interval day [--by DIM] --format json`) and its
+    accounts at risk, with as few engine passes as the engine allows: the window's KPIs and
+    daily series come from one ``compute_series``; the --by table from one ``compute``
+    (``compute_series`` with ``by`` would also split every day by group, which the report
+    does not show); the accounts from that same pass when DIM is organization, else from
+    one ``accounts_at_risk``."""
+    report = compute_series(engine, window, ctx, "day", connectors=connectors, where=where)
+    if by is not None:
+        grouped = compute(engine, window, ctx, connectors=connectors, by=by, where=where)
+        report = arrange(replace(report, by=grouped.by))
+    if by == "organization" and report.by is not None:
+        risky = [g for g in report.by.groups if g.account is not None and g.account["at_risk"]]
+    else:
+        risky = accounts_at_risk(engine, window, ctx, connectors=connectors, where=where)
+    return to_json(report), risky
 
 
 def render(i: Inputs, by: str | None, period: str | None) -> str:
@@ -95,12 +117,7 @@ def render(i: Inputs, by: str | None, period: str | None) -> str:
 
 def reproduce(i: Inputs, by: str | None) -> str:
     """The `cskpi kpis` command that prints this report's figures."""
-    w = i.window
-    parts = ["cskpi kpis", f"--from {w.start.astimezone(w.tz).isoformat()}",
-             f"--to {w.end.astimezone(w.tz).isoformat()}",
-             f"--now {w.now.astimezone(w.tz).isoformat()}"]  # fmt: skip
-    parts += [f"--connector {c}" for c in i.connectors]
-    parts += [f"--by {by}"] if by else []
+    parts = ["cskpi kpis", *window_args(i, where=False)] + ([f"--by {by}"] if by else [])
     parts += [f"--where {item}" for item in where_items(i.where)]
     return " ".join([*parts, "--interval day --format json"])
 
@@ -108,12 +125,6 @@ def reproduce(i: Inputs, by: str | None) -> str:
 # What ``--where`` does not reach: lists and plans whose queries take no filter (yet).
 UNFILTERED = ("the lists of breached and waiting tickets", "the forecast", "the staffing gaps",
               "the alerts fired", "data freshness")  # fmt: skip
-
-
-def where_items(where: Where) -> list[str]:
-    """``where`` as ``--where DIM=VALUE`` items (stored values: ids, which --where takes)."""
-    return [f"{dim}={value}" for dim, values in where.terms for value in values
-            if value is not None]  # fmt: skip
 
 
 def file_name(window: Window, pattern: str = "report-{from}-{to}.html", name: str = "") -> str:
