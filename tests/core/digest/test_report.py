@@ -365,6 +365,41 @@ def test_where_filters_the_figures_as_kpis_where(demo: Path, tmp_path: Path) -> 
     }
 
 
+def test_a_scheduled_report_with_where_has_the_figures_of_kpis_where(
+    demo: Path, tmp_path: Path
+) -> None:
+    """[reports.NAME] where = { channel = "email" }: the figures of `kpis --where
+    channel=email` over the window its period gives (last-7d at Monday 23 Nov: 16-22 Nov)."""
+    from cskpi.core.digest.report.page import write_scheduled
+
+    table = (
+        '\n[reports.mail]\nschedule = "0 6 * * mon"\nperiod = "last-7d"\n'
+        f'out = "{tmp_path}/{{name}}-{{from}}.html"\nwhere = {{ channel = "email" }}\n'
+    )
+    path = demo.with_name("where.toml")  # beside the demo's database
+    path.write_text(demo.read_text() + table)
+    config = load_config(path, installed())
+    engine = open_engine(config.database, create=False)
+    try:
+        written = write_scheduled(engine, config, "mail", DEMO_END)
+    finally:
+        engine.dispose()
+    assert written == tmp_path / "mail-2026-11-16.html"
+    page = Parsed(written.read_text(encoding="utf-8"))
+
+    def kpis(*span: str, where: tuple[str, ...] = ("--where", "channel=email")) -> Any:
+        args = ["kpis", "-c", str(demo), *span, "--now", DEMO_END.isoformat(), *where]
+        return json.loads(runner.invoke(cli, [*args, "--format", "json"]).output)["kpis"]
+
+    mine = kpis("--from", "2026-11-16", "--to", "2026-11-23")
+    assert page.figures() == {k: e["value"] for k, e in mine.items()}
+    every = kpis("--from", "2026-11-16", "--to", "2026-11-23", where=())
+    assert 0 < mine["tickets_created"]["value"] < every["tickets_created"]["value"]
+    before = kpis("--from", "2026-11-09", "--to", "2026-11-16")
+    assert page.figures("previous") == {k: e["value"] for k, e in before.items()}
+    assert "Only channel=email (--where)" in page.words
+
+
 def test_every_kpi_has_a_definition() -> None:
     assert set(KPI_KEYS) <= set(DEFINITIONS)
 
@@ -384,6 +419,8 @@ REPORTS = '\n[reports.weekly]\nschedule = "0 6 * * mon"\n'
         ('connectors = ["zz"]',
          "[reports.weekly] connectors: no connector named 'zz'; configured: hd"),
         ("shedule = 1", "[reports.weekly] shedule: unknown key"),
+        ('where = { moon = "x" }', "[reports.weekly.where] moon: Input should be 'agent'"),
+        ('where = { channel = [] }', "[reports.weekly.where] channel: must not be empty"),
     ],
 )  # fmt: skip
 def test_report_tables_are_checked_with_one_line_errors(

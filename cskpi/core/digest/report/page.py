@@ -26,7 +26,7 @@ from cskpi.core.digest.content import one_period_back, window_label
 from cskpi.core.digest.report.sections import Inputs, sections, where_items, window_args
 from cskpi.core.files import write_private
 from cskpi.core.kpis.drill import accounts_at_risk
-from cskpi.core.kpis.filters import EVERYTHING, Where
+from cskpi.core.kpis.filters import EVERYTHING, Where, resolve
 from cskpi.core.kpis.output import to_json
 from cskpi.core.kpis.report import Group, KpiContext, arrange, compute
 from cskpi.core.kpis.series import compute_series
@@ -136,19 +136,35 @@ def file_name(window: Window, pattern: str = "report-{from}-{to}.html", name: st
 
 def scheduled(engine: Engine, config: Config, name: str, at: datetime) -> tuple[ReportPage, Path]:
     """The report ``[reports.NAME]`` for the window its period gives at ``at``, and where it
-    goes (``out``, relative to the config file's folder)."""
+    goes (``out``, relative to the config file's folder); its ``where`` filters it as
+    ``--where`` does (resolved now: a value no longer in the store is a one-line error)."""
     settings: ReportSettings = config.reports[name]
-    window = period_window(settings.period, config.timezone, at, settings.schedule)
+    window, path = scheduled_file(config, name, at)
+    where = resolve(engine, dict(settings.where.items()), list(config.connectors),
+                    f"{config.path.name}: [reports.{name}] where")  # fmt: skip
     page = build(engine, config, window, period=settings.period, by=settings.by,
-                 connectors=settings.connectors)  # fmt: skip
+                 connectors=settings.connectors, where=where)  # fmt: skip
+    return page, path
+
+
+def scheduled_file(config: Config, name: str, at: datetime) -> tuple[Window, Path]:
+    """The window report ``name`` covers when due at ``at``, and its file."""
+    settings = config.reports[name]
+    window = period_window(settings.period, config.timezone, at, settings.schedule)
     path = Path(file_name(window, settings.out, name)).expanduser()
-    return page, path if path.is_absolute() else config.path.parent / path
+    return window, path if path.is_absolute() else config.path.parent / path
 
 
-def write_scheduled(engine: Engine, config: Config, name: str, at: datetime) -> Path:
-    """Write the scheduled report, replacing the file of the same window (a rerun refreshes
-    it); 0600, as every file of customer data."""
+def write_scheduled(
+    engine: Engine, config: Config, name: str, at: datetime, *, replace: bool = True
+) -> Path | None:
+    """Write the scheduled report, 0600 as every file of customer data. ``replace``: a file
+    of the same window is rewritten (a rerun refreshes it); otherwise (the catch-up of a
+    report missed while `cskpi run` was down) it is kept, nothing is computed, and the
+    result is None."""
+    if not replace and scheduled_file(config, name, at)[1].exists():
+        return None
     page, path = scheduled(engine, config, name, at)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(path, page.html)
+    write_private(path, page.html, exclusive=not replace)
     return path
