@@ -235,6 +235,20 @@ def test_long_lists_are_capped(tmp_path: Path) -> None:
     ) in page.words
 
 
+def test_a_store_without_mrr_skips_the_pass_over_organizations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At risk needs MRR: with none stored, the per-organization pass is not run."""
+    from cskpi.core.digest.report import page
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("no organization has MRR: no account can be at risk")
+
+    monkeypatch.setattr(page, "accounts_at_risk", never)
+    words = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW).words
+    assert "No account is at risk: none with MRR" in words
+
+
 def test_previous_window_one_period_back_at_the_same_instant() -> None:
     tz = ZoneInfo("UTC")
     month = Window(datetime(2026, 10, 1, tzinfo=tz), datetime(2026, 11, 1, tzinfo=tz), tz, AT)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config, ReportSettings
 from cskpi.core.config.periods import Window, period_window
@@ -30,6 +30,7 @@ from cskpi.core.kpis.filters import EVERYTHING, Where, resolve
 from cskpi.core.kpis.output import to_json
 from cskpi.core.kpis.report import Group, KpiContext, arrange, compute
 from cskpi.core.kpis.series import compute_series
+from cskpi.core.store.schema import to_epoch
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,25 @@ def window_figures(
         report = arrange(replace(report, by=grouped.by))
     if by == "organization" and report.by is not None:
         risky = [g for g in report.by.groups if g.account is not None and g.account["at_risk"]]
-    else:
+    elif paying(engine, window, connectors):
         risky = accounts_at_risk(engine, window, ctx, connectors=connectors, where=where)
+    else:
+        risky = []
     return to_json(report), risky
+
+
+def paying(engine: Engine, window: Window, connectors: Sequence[str]) -> bool:
+    """Whether an organization could be at risk: one with MRR above 0, not churned by the
+    window's end (``kpis/accounts.py``). A store without (no CRM data) skips the pass over
+    every organization, which would find none."""
+    marks = ", ".join(f":c{n}" for n in range(len(connectors)))
+    only = f" AND connector IN ({marks})" if connectors else ""
+    sql = ("SELECT 1 FROM organization WHERE mrr > 0 "  # noqa: S608
+           f"AND (churned_at IS NULL OR churned_at >= :end){only} LIMIT 1")  # fmt: skip
+    params: dict[str, object] = {f"c{n}": c for n, c in enumerate(connectors)}
+    with engine.connect() as conn:
+        found = conn.execute(text(sql), params | {"end": to_epoch(window.end)}).first()
+    return found is not None
 
 
 def render(i: Inputs, by: str | None, period: str | None) -> str:

@@ -46,7 +46,8 @@ from cskpi.core.workload.forecast import forecast_report
 from cskpi.core.workload.staffing import staffing_plan
 
 TICKETS_SHOWN = 20  # breached and waiting tickets: the oldest, so the file stays small
-GROUPS_SHOWN = 50  # rows of the --by table
+GROUPS_SHOWN = 50  # rows of the --by table, and accounts at risk
+ALERTS_SHOWN = 50  # alarms sent in the window: the latest
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _TONE_WORD = {"good": "better", "bad": "worse", "neutral": ""}
 
@@ -639,9 +640,14 @@ def alerts(i: Inputs) -> list[Block]:
     found = fired(i.engine, i.window)
     if not found:
         return [Note("None fired: no alert was sent for an hour or day in the window.")]
-    rows = [_fired_row(i, f) for f in found]
+    rows = [_fired_row(i, f) for f in found[-ALERTS_SHOWN:]]
     head = ["Alert", "KPI", "Key", "Bucket", "Value", "Usual", "Change", "Sent to"]
-    return [Table("Alarms sent for an hour or day in the window, oldest first", head, rows)]
+    caption = "Alarms sent for an hour or day in the window, oldest first"
+    if len(found) > ALERTS_SHOWN:
+        caption += f": the latest {ALERTS_SHOWN} of {len(found):,}"
+    note = (f"{len(found) - ALERTS_SHOWN:,} earlier alarms are not shown; the alert_run table "
+            "holds every one" if len(found) > ALERTS_SHOWN else "")  # fmt: skip
+    return [Table(caption, head, rows, note)]
 
 
 def _fired_row(i: Inputs, f: Fired) -> list[Cell]:
