@@ -123,13 +123,16 @@ def where_items(where: Where) -> list[str]:
             if value is not None]  # fmt: skip
 
 
-def more(total: int, shown: int, command: str, i: Inputs, options: str, where: bool = True) -> str:
+def more(
+    total: int, shown: int, command: str, i: Inputs, options: str, where: bool = True,
+    gives: str = "to list them all",
+) -> str:  # fmt: skip
     """The line under a capped table: how many rows it leaves out and the command that lists
     them all (a big store's report stays small: SPEC §9, docs/performance.md)."""
     if total <= shown:
         return ""
     args = " ".join([f"cskpi {command}", *window_args(i, where), options])
-    return f"{total - shown:,} more — run `{args}` to list them all"
+    return f"{total - shown:,} more — run `{args}` {gives}"
 
 
 # --- the KPI table ----------------------------------------------------------------------
@@ -365,7 +368,7 @@ def _more_breaches(i: Inputs) -> str:
                             for k, _ in counts)  # fmt: skip
     return (
         f"The oldest {TICKETS_SHOWN} are shown, of {told} in the window; {commands} "
-        "list every ticket judged, with whether it met the target."
+        "list every ticket judged, with whether it met the target (in_numerator)."
     )
 
 
@@ -379,7 +382,9 @@ def _waiting(i: Inputs) -> list[Block]:
              Cell(u.subject)] for u in found]  # fmt: skip
     head = ["Ticket", "Waiting", "Priority", "First-reply SLA", "Subject"]
     caption = f"Waiting for a first reply at the window's end: {total:,}; the oldest"
-    note = more(total, TICKETS_SHOWN, "tickets", i, "--kpi awaiting_reply", where=False)
+    backlog = ("for the backlog at the window's end: those with no first_reply_at are the "
+               "ones waiting")  # fmt: skip
+    note = more(total, TICKETS_SHOWN, "tickets", i, "--kpi awaiting_reply", False, backlog)
     return [Table(caption, head, rows, note)]
 
 
