@@ -322,6 +322,44 @@ def test_the_daily_series_is_kpis_interval_day_json(demo: Path, tmp_path: Path) 
     assert sum(v for (_, f), v in wanted.items() if f == "created") > 100
 
 
+@pytest.mark.parametrize(
+    ("by", "passes"),
+    [
+        # the window and its days, the previous window, the organizations (MRR is stored)
+        (None, {"compute_series": 1, "compute": 1, "accounts_at_risk": 1}),
+        # the --by table's pass gives the accounts too
+        ("organization", {"compute_series": 1, "compute": 2, "accounts_at_risk": 0}),
+    ],
+)
+def test_each_computation_runs_once(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by: str | None,
+    passes: dict[str, int],
+) -> None:  # fmt: skip
+    from cskpi.core.digest.report import page, sections
+
+    calls: dict[str, int] = {}
+
+    def counted(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def count(*args: Any, **kwargs: Any) -> Any:
+            calls[name] = calls.get(name, 0) + 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, count)
+
+    for name in passes:
+        counted(page, name)
+    once = ("forecast_report", "staffing_plan", "breached", "unanswered")
+    for name in once:
+        counted(sections, name)
+    counted(sections.drill, "unhappy")
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()] + (["--by", by] if by else [])
+    write(tmp_path, demo, *args)
+    every = {k: v for k, v in passes.items() if v} | dict.fromkeys([*once, "unhappy"], 1)
+    assert calls == every
+
+
 def test_unhappy_customers_are_tickets_unhappy_json(demo: Path, tmp_path: Path) -> None:
     args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
     page = write(tmp_path, demo, *args)
