@@ -386,3 +386,19 @@ def test_a_report_missed_while_down_is_written_once_on_start(
     assert "report:weekly due 2026-11-23T06:00:00+01:00 was written before: its file is kept" in (
         caplog.text
     )
+
+
+def test_a_missed_report_still_unsynced_when_its_grace_ends_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [NOW]
+    d = Daemon(write_config(tmp_path, REPORTS), installed(), clock=lambda: now[0])
+    d.catch_up()  # an empty store: the 06:00 Berlin report waits
+    now[0] = NOW + timedelta(minutes=30)  # 12:00 Berlin: 06:00 + 6 h
+    d.send_waiting()  # as each heartbeat does
+    assert "report:weekly due 2026-11-23T06:00:00+01:00 not written: its grace passed" in (
+        caplog.text
+    )
+    d.run_job("sync:demo")
+    d.engine.dispose()
+    assert not (tmp_path / "reports").exists()
