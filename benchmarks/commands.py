@@ -91,7 +91,7 @@ COMMANDS: list[tuple[str, list[str], float]] = [
     ("alerts --dry-run, 5 alerts", ["alerts", "--dry-run", "--now", NOW], 2),
     ("forecast", ["forecast", "--now", NOW, "--format", "json"], 2),
     ("staffing", ["staffing", "--now", NOW, "--format", "json"], 2),
-    ("report, 30 days", ["report", *MONTH, "--out", "{out}"], 5),
+    ("report, 30 days", ["report", *MONTH, "--out", "{out}", "--force"], 5),
 ]
 
 

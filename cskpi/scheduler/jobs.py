@@ -1,5 +1,6 @@
-"""What the daemon runs, as plain functions: one connector's sync, one digest, and the rules
-for when (triggers, the missed-digest catch-up). ``service.py`` wires them to APScheduler."""
+"""What the daemon runs, as plain functions: one connector's sync, one digest, one report,
+and the rules for when (triggers, the catch-up of digests and reports missed while down).
+``service.py`` wires them to APScheduler."""
 
 from __future__ import annotations
 
@@ -115,6 +116,17 @@ def owed_digests(config: Config, now: datetime) -> list[tuple[str, datetime]]:
     return owed
 
 
+def owed_reports(config: Config, now: datetime) -> list[tuple[str, datetime]]:
+    """Reports whose time passed within ``REPORT_GRACE``: written on start unless the file of
+    that window is already there (``run_report_job`` with ``replace=False``)."""
+    owed = []
+    for name, settings in config.reports.items():
+        at = latest_fire_time(cron_trigger(settings.schedule, config.timezone), now, REPORT_GRACE)
+        if at is not None:
+            owed.append((name, at))
+    return owed
+
+
 def run_sync_job(
     engine: Engine,
     config: Config,
@@ -148,18 +160,24 @@ def run_digest_job(send: DigestSender, config: Config, name: str, at: datetime) 
     return not failed
 
 
-def run_report_job(engine: Engine, config: Config, name: str, at: datetime) -> bool:
-    """Write report ``name`` for the window its period gives at ``at`` (its ``out`` file)."""
+def run_report_job(
+    engine: Engine, config: Config, name: str, at: datetime, *, replace: bool = True
+) -> bool:
+    """Write report ``name`` for the window its period gives at ``at`` (its ``out`` file);
+    ``replace`` False keeps a file already written for that window (the catch-up)."""
     from cskpi.core.digest.report.page import write_scheduled
 
     started = time.monotonic()
     try:
-        path = write_scheduled(engine, config, name, at)
+        path = write_scheduled(engine, config, name, at, replace=replace)
     except Exception as exc:
         _log_job(f"report:{name}", started, 0, f"{type(exc).__name__}: {exc}")
         return False
-    _log_job(f"report:{name}", started, 1, None)
-    log.info("report:%s written to %s", name, path)
+    _log_job(f"report:{name}", started, int(path is not None), None)
+    if path is None:
+        log.info("report:%s due %s was written before: its file is kept", name, at.isoformat())
+    else:
+        log.info("report:%s written to %s", name, path)
     return True
 
 

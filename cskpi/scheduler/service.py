@@ -6,9 +6,12 @@
 * On start, every connector syncs at once, and digests whose time passed within their grace
   period are sent (``digest_run`` decides whether one already went out, so a restart never
   sends twice).
-* A digest waits while a connector has not synced since its window ended (an empty store
-  would report zeros): it is sent after the sync that brings the store past it, or dropped,
-  with a log line, once its grace has passed.
+* Reports whose time passed within ``REPORT_GRACE`` are written on start too, once: a file
+  already there for that window is kept, so a restart writes nothing twice.
+* A digest (or a report owed from while the daemon was down) waits while a connector has
+  not synced since its window ended (an empty store would report zeros): it is sent after
+  the sync that brings the store past it, or dropped, with a log line, once its grace has
+  passed.
 * Each ``[alerts.NAME]`` is evaluated as each hour or day ends (and on start, for the bucket
   that ended last); like a digest it waits for a sync past the bucket, and ``alert_run``
   makes sure a finding is posted once, across restarts.
@@ -46,6 +49,7 @@ from cskpi.scheduler.jobs import (
     job_specs,
     latest_fire_time,
     owed_digests,
+    owed_reports,
     run_alert_job,
     run_digest_job,
     run_report_job,
@@ -115,6 +119,7 @@ class Daemon:
         self._lock = threading.Lock()
         self._waiting: set[tuple[str, datetime]] = set()  # digests owed, waiting for a sync
         self._waiting_alerts: set[tuple[str, datetime]] = set()  # alerts waiting for a sync
+        self._waiting_reports: set[tuple[str, datetime]] = set()  # owed reports, the same
         self.engine: Engine = open_engine(config.database)
         workers = (
             len(config.connectors)
@@ -207,6 +212,30 @@ class Daemon:
                      name, due, reason)  # fmt: skip
         return False
 
+    def _owed_report(self, name: str, at: datetime) -> bool:
+        """Write report ``name`` missed at ``at`` unless its file is there, once the store is
+        synced past its window (a report of an unsynced store would be kept for good)."""
+        config = self.config
+        settings = config.reports.get(name)
+        with self._lock:
+            was_waiting = (name, at) in self._waiting_reports
+            self._waiting_reports.discard((name, at))
+        if settings is None:  # removed by a reload
+            return False
+        window = period_window(settings.period, config.timezone, at, settings.schedule)
+        reason = unsynced(self.engine, config, window)
+        if reason is None:
+            return run_report_job(self.engine, config, name, at, replace=False)
+        if self.clock() >= at + REPORT_GRACE:
+            log.error("report:%s due %s not written: its grace passed while the store was %s",
+                      name, at.isoformat(), reason)  # fmt: skip
+            return False
+        with self._lock:
+            self._waiting_reports.add((name, at))
+        if not was_waiting:
+            log.info("report:%s due %s waits: the store is %s", name, at.isoformat(), reason)
+        return False
+
     def _alert(self, name: str, at: datetime) -> bool:
         """Evaluate alert ``name`` for the bucket ended by ``at``, or keep it waiting for a
         sync until the next bucket has ended too (its evaluation then covers the present)."""
@@ -244,15 +273,24 @@ class Daemon:
             alerts = sorted(self._waiting_alerts)
         for name, at in alerts:
             self._alert(name, at)
+        with self._lock:
+            reports = sorted(self._waiting_reports)
+        for name, at in reports:
+            self._owed_report(name, at)
 
     def catch_up(self) -> list[tuple[str, datetime]]:
-        """Send the digests owed from while the daemon was down (see ``owed_digests``)."""
+        """Send the digests owed from while the daemon was down (see ``owed_digests``), judge
+        the alerts' last buckets and write the reports owed (``owed_reports``); returns the
+        digests owed."""
         owed = owed_digests(self.config, self.clock())
         for name, at in owed:
             log.info("digest:%s was due at %s while the daemon was down", name, at.isoformat())
             self.run_job(f"digest:{name}", at)
         for name in self.config.alerts:  # the bucket that ended last; alert_run dedups
             self.run_job(f"alert:{name}", self.clock())
+        for name, at in owed_reports(self.config, self.clock()):
+            log.info("report:%s was due at %s while the daemon was down", name, at.isoformat())
+            self._owed_report(name, at)
         return owed
 
     def heartbeat(self) -> None:

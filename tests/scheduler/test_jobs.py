@@ -11,7 +11,14 @@ import pytest
 
 from cskpi.connectors.registry import installed
 from cskpi.core.config.file import Config, load_config
-from cskpi.scheduler.jobs import DEFAULT_EVERY, JobSpec, job_specs, latest_fire_time, owed_digests
+from cskpi.scheduler.jobs import (
+    DEFAULT_EVERY,
+    JobSpec,
+    job_specs,
+    latest_fire_time,
+    owed_digests,
+    owed_reports,
+)
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -120,3 +127,12 @@ def test_alerts_fire_at_the_end_of_each_local_hour_or_day(tmp_path: Path) -> Non
     assert hourly.trigger.get_next_fire_time(None, now) == datetime(2026, 11, 23, 11, tzinfo=UTC)
     assert daily.trigger.get_next_fire_time(None, now) == datetime(2026, 11, 23, 23, tzinfo=UTC)
     assert (hourly.misfire_grace, daily.misfire_grace) == (timedelta(hours=1), timedelta(days=1))
+
+
+def test_a_report_is_owed_within_six_hours_of_its_time(tmp_path: Path) -> None:
+    cfg = config(tmp_path, '[reports.weekly]\nschedule = "0 6 * * mon"\n')
+    due = datetime(2026, 11, 23, 6, 0, tzinfo=BERLIN)
+    assert owed_reports(cfg, datetime(2026, 11, 23, 5, 59, tzinfo=BERLIN)) == []
+    assert owed_reports(cfg, due) == [("weekly", due)]
+    assert owed_reports(cfg, datetime(2026, 11, 23, 11, 59, tzinfo=BERLIN)) == [("weekly", due)]
+    assert owed_reports(cfg, datetime(2026, 11, 23, 12, 0, tzinfo=BERLIN)) == []

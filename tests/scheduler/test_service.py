@@ -352,3 +352,53 @@ def test_an_alert_on_an_unsynced_store_waits_for_the_sync(
     d.run_job("sync:demo")  # nothing waits any more
     assert judged == [True]
     d.engine.dispose()
+
+
+def test_a_report_missed_while_down_is_written_once_on_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Started Monday 11:30 Berlin, after the 06:00 report (within its 6 h): the catch-up
+    waits for the first sync, writes last week's file, and a restart keeps that file."""
+    cfg = write_config(tmp_path, REPORTS)
+    caplog.set_level("INFO", logger="cskpi.run")
+    first = Daemon(cfg, installed(), clock=lambda: NOW)
+    first.catch_up()  # an empty store: the report waits for the sync
+    reports = tmp_path / "reports"
+    assert not reports.exists()
+    assert "report:weekly due 2026-11-23T06:00:00+01:00 waits: the store is not synced" in (
+        caplog.text
+    )
+    assert first.run_job("sync:demo") is True  # brings the store past the window: written
+    first.run_job("sync:demo")  # nothing waits any more
+    first.engine.dispose()
+    written = reports / "weekly-2026-11-16-2026-11-22.html"
+    assert [p.name for p in reports.iterdir()] == [written.name]
+    assert "<h1>Support report · 16 Nov to 22 Nov 2026</h1>" in written.read_text()
+    assert caplog.text.count(f"report:weekly written to {written}") == 1
+    written.write_text("the first start's file")  # a second write would replace this
+
+    later = NOW + timedelta(minutes=20)  # restarted at 11:50 Berlin: still within the 6 h
+    second = Daemon(cfg, installed(), clock=lambda: later)
+    second.catch_up()
+    second.engine.dispose()
+    assert [p.name for p in reports.iterdir()] == [written.name]
+    assert written.read_text() == "the first start's file"
+    assert "report:weekly due 2026-11-23T06:00:00+01:00 was written before: its file is kept" in (
+        caplog.text
+    )
+
+
+def test_a_missed_report_still_unsynced_when_its_grace_ends_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [NOW]
+    d = Daemon(write_config(tmp_path, REPORTS), installed(), clock=lambda: now[0])
+    d.catch_up()  # an empty store: the 06:00 Berlin report waits
+    now[0] = NOW + timedelta(minutes=30)  # 12:00 Berlin: 06:00 + 6 h
+    d.send_waiting()  # as each heartbeat does
+    assert "report:weekly due 2026-11-23T06:00:00+01:00 not written: its grace passed" in (
+        caplog.text
+    )
+    d.run_job("sync:demo")
+    d.engine.dispose()
+    assert not (tmp_path / "reports").exists()

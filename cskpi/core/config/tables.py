@@ -336,6 +336,8 @@ class ReportSettings(_Model):
     out: Annotated[str, AfterValidator(_out_pattern)] = "reports/{name}-{from}.html"
     by: Dimension | None = None
     connectors: tuple[str, ...] = ()
+    # as a digest's: DIM = "VALUE" or ["VALUE", ...]; values OR, dimensions AND (--where)
+    where: dict[WhereDimension, WhereValues] = Field(default_factory=dict)
 
 
 # --- [staffing] -------------------------------------------------------------------------

@@ -222,7 +222,32 @@ def test_long_lists_are_capped(tmp_path: Path) -> None:
     assert "Waiting 20 " not in page.words
     assert len({a["data-group"] for a in page.find(kpi="tickets_created")
                 if "data-group" in a}) == 50  # fmt: skip
-    assert "… and 10 more: cskpi kpis --by agent --format csv lists them all" in page.words
+    span = "--from 2026-11-13T00:00:00+00:00 --to 2026-11-20T00:00:00+00:00 --now " + NOW
+    assert f"10 more — run `cskpi kpis {span} --by agent --format csv` to list them all" in (
+        page.words
+    )
+    assert (
+        f"40 more — run `cskpi tickets {span} --kpi awaiting_reply` for the backlog at the "
+        "window's end: those with no first_reply_at are the ones waiting"
+    ) in page.words
+    assert (
+        f"The oldest 20 are shown, of 60 first-response breaches in the window; `cskpi "
+        f"tickets {span} --kpi sla_first_response` list every ticket judged"
+    ) in page.words
+
+
+def test_a_store_without_mrr_skips_the_pass_over_organizations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At risk needs MRR: with none stored, the per-organization pass is not run."""
+    from cskpi.core.digest.report import page
+
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("no organization has MRR: no account can be at risk")
+
+    monkeypatch.setattr(page, "accounts_at_risk", never)
+    words = write(tmp_path, small(tmp_path), "--period", "last-7d", "--now", NOW).words
+    assert "No account is at risk: none with MRR" in words
 
 
 def test_previous_window_one_period_back_at_the_same_instant() -> None:
@@ -297,6 +322,44 @@ def test_the_daily_series_is_kpis_interval_day_json(demo: Path, tmp_path: Path) 
     assert sum(v for (_, f), v in wanted.items() if f == "created") > 100
 
 
+@pytest.mark.parametrize(
+    ("by", "passes"),
+    [
+        # the window and its days, the previous window, the organizations (MRR is stored)
+        (None, {"compute_series": 1, "compute": 1, "accounts_at_risk": 1}),
+        # the --by table's pass gives the accounts too
+        ("organization", {"compute_series": 1, "compute": 2, "accounts_at_risk": 0}),
+    ],
+)
+def test_each_computation_runs_once(
+    demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, by: str | None,
+    passes: dict[str, int],
+) -> None:  # fmt: skip
+    from cskpi.core.digest.report import page, sections
+
+    calls: dict[str, int] = {}
+
+    def counted(module: Any, name: str) -> None:
+        real = getattr(module, name)
+
+        def count(*args: Any, **kwargs: Any) -> Any:
+            calls[name] = calls.get(name, 0) + 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, count)
+
+    for name in passes:
+        counted(page, name)
+    once = ("forecast_report", "staffing_plan", "breached", "unanswered")
+    for name in once:
+        counted(sections, name)
+    counted(sections.drill, "unhappy")
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat()] + (["--by", by] if by else [])
+    write(tmp_path, demo, *args)
+    every = {k: v for k, v in passes.items() if v} | dict.fromkeys([*once, "unhappy"], 1)
+    assert calls == every
+
+
 def test_unhappy_customers_are_tickets_unhappy_json(demo: Path, tmp_path: Path) -> None:
     args = ["--period", "last-30d", "--now", DEMO_END.isoformat()]
     page = write(tmp_path, demo, *args)
@@ -308,6 +371,9 @@ def test_unhappy_customers_are_tickets_unhappy_json(demo: Path, tmp_path: Path) 
              if "data-rating" in a]  # fmt: skip
     assert shown == [(r["id"], r["mrr"]) for r in ratings[:20]]
     assert f"Bad ratings in the window: {len(ratings):,}; the highest MRR first" in page.words
+    span = f"--from 2026-10-24T00:00:00+00:00 --to 2026-11-23T00:00:00+00:00 --now {args[3]}"
+    assert (f"{len(ratings) - 20:,} more — run `cskpi tickets {span} --unhappy` to list them "
+            "all") in page.words  # fmt: skip
     first = ratings[0]
     assert first["mrr"] == 1000.0
     assert (f"{first['ticket_external_id']} {first['organization']} 1,000.00 csat 3 of 1-5 "
@@ -352,6 +418,41 @@ def test_where_filters_the_figures_as_kpis_where(demo: Path, tmp_path: Path) -> 
     }
 
 
+def test_a_scheduled_report_with_where_has_the_figures_of_kpis_where(
+    demo: Path, tmp_path: Path
+) -> None:
+    """[reports.NAME] where = { channel = "email" }: the figures of `kpis --where
+    channel=email` over the window its period gives (last-7d at Monday 23 Nov: 16-22 Nov)."""
+    from cskpi.core.digest.report.page import write_scheduled
+
+    table = (
+        '\n[reports.mail]\nschedule = "0 6 * * mon"\nperiod = "last-7d"\n'
+        f'out = "{tmp_path}/{{name}}-{{from}}.html"\nwhere = {{ channel = "email" }}\n'
+    )
+    path = demo.with_name("where.toml")  # beside the demo's database
+    path.write_text(demo.read_text() + table)
+    config = load_config(path, installed())
+    engine = open_engine(config.database, create=False)
+    try:
+        written = write_scheduled(engine, config, "mail", DEMO_END)
+    finally:
+        engine.dispose()
+    assert written == tmp_path / "mail-2026-11-16.html"
+    page = Parsed(written.read_text(encoding="utf-8"))
+
+    def kpis(*span: str, where: tuple[str, ...] = ("--where", "channel=email")) -> Any:
+        args = ["kpis", "-c", str(demo), *span, "--now", DEMO_END.isoformat(), *where]
+        return json.loads(runner.invoke(cli, [*args, "--format", "json"]).output)["kpis"]
+
+    mine = kpis("--from", "2026-11-16", "--to", "2026-11-23")
+    assert page.figures() == {k: e["value"] for k, e in mine.items()}
+    every = kpis("--from", "2026-11-16", "--to", "2026-11-23", where=())
+    assert 0 < mine["tickets_created"]["value"] < every["tickets_created"]["value"]
+    before = kpis("--from", "2026-11-09", "--to", "2026-11-16")
+    assert page.figures("previous") == {k: e["value"] for k, e in before.items()}
+    assert "Only channel=email (--where)" in page.words
+
+
 def test_every_kpi_has_a_definition() -> None:
     assert set(KPI_KEYS) <= set(DEFINITIONS)
 
@@ -371,6 +472,8 @@ REPORTS = '\n[reports.weekly]\nschedule = "0 6 * * mon"\n'
         ('connectors = ["zz"]',
          "[reports.weekly] connectors: no connector named 'zz'; configured: hd"),
         ("shedule = 1", "[reports.weekly] shedule: unknown key"),
+        ('where = { moon = "x" }', "[reports.weekly.where] moon: Input should be 'agent'"),
+        ('where = { channel = [] }', "[reports.weekly.where] channel: must not be empty"),
     ],
 )  # fmt: skip
 def test_report_tables_are_checked_with_one_line_errors(

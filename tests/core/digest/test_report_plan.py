@@ -209,3 +209,26 @@ def test_failed_posts_and_other_windows_are_left_out_and_agents_named(
     assert f"{row} email, slack" in page.words
     # a bucket of an alert no longer in the config: its numbers as stored, no change
     assert "gone (no longer configured) all tickets Wed 18 Nov 2026 3.00 1.00 slack" in page.words
+
+
+def test_many_alarms_show_the_latest_fifty_and_say_how_many_more(
+    tmp_path: Path, synced: Path
+) -> None:
+    config = configured(tmp_path, synced, "")
+    engine = open_engine(config.database)
+    start = int(SPIKE_DAY.timestamp())
+    with write_transaction(engine) as conn:
+        for f in range(start, start + 53 * 3600, 3600):  # 53 hourly alarms, Wed 00:00 on
+            conn.execute(
+                text("INSERT INTO alert_run (alert, key, bucket_from, target, bucket_to, value, "
+                     "usual, sent_at, status) VALUES ('tags', :k, :f, 'slack', :e, 5.0, 1.0, "
+                     ":f, 'sent')"),
+                {"k": TAG, "f": f, "e": f + 3600},
+            )  # fmt: skip
+    engine.dispose()
+    page = write(tmp_path, config.path, *WEEK)
+    buckets = [b for _, _, b, _, _ in fired(page)]
+    third = datetime.fromtimestamp(start + 3 * 3600, UTC).astimezone(SPIKE_DAY.tzinfo)
+    assert (len(buckets), buckets[0]) == (50, third.isoformat())
+    assert "oldest first: the latest 50 of 53" in page.words
+    assert "3 earlier alarms are not shown; the alert_run table holds every one" in page.words

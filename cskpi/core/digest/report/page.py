@@ -13,21 +13,24 @@ reproduces both columns.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config, ReportSettings
 from cskpi.core.config.periods import Window, period_window
 from cskpi.core.digest.content import one_period_back, window_label
-from cskpi.core.digest.report.sections import Inputs, sections
+from cskpi.core.digest.report.sections import Inputs, sections, where_items, window_args
 from cskpi.core.files import write_private
-from cskpi.core.kpis.filters import EVERYTHING, Where
+from cskpi.core.kpis.drill import accounts_at_risk
+from cskpi.core.kpis.filters import EVERYTHING, Where, resolve
 from cskpi.core.kpis.output import to_json
-from cskpi.core.kpis.report import KpiContext, arrange, compute
+from cskpi.core.kpis.report import Group, KpiContext, arrange, compute
 from cskpi.core.kpis.series import compute_series
+from cskpi.core.store.schema import to_epoch
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,49 @@ def build(
     ``where`` (resolved ``--where``) filters every section that reads the KPI engine."""
     ctx = KpiContext.from_config(config)
     chosen = tuple(connectors)
-    report = arrange(compute_series(engine, window, ctx, "day", connectors=chosen, by=by,
-                                    where=where))  # fmt: skip
+    doc, risky = window_figures(engine, window, ctx, by, chosen, where)
     previous = previous_window(window, period)
     before = compute(engine, previous, ctx, connectors=chosen, where=where)
-    doc, before_doc = to_json(report), to_json(before)
-    inputs = Inputs(config, engine, window, previous, ctx, chosen, doc, before_doc, where)
+    inputs = Inputs(config, engine, window, previous, ctx, chosen, doc, to_json(before), where,
+                    risky)  # fmt: skip
     return ReportPage(window, render(inputs, by, period))
+
+
+def window_figures(
+    engine: Engine, window: Window, ctx: KpiContext, by: str | None,
+    connectors: tuple[str, ...], where: Where,
+) -> tuple[dict[str, Any], list[Group]]:  # fmt: skip
+    """The window's document (`kpis --interval day [--by DIM] --format json`) and its
+    accounts at risk, with as few engine passes as the engine allows: the window's KPIs and
+    daily series come from one ``compute_series``; the --by table from one ``compute``
+    (``compute_series`` with ``by`` would also split every day by group, which the report
+    does not show); the accounts from that same pass when DIM is organization, else from
+    one ``accounts_at_risk``."""
+    report = compute_series(engine, window, ctx, "day", connectors=connectors, where=where)
+    if by is not None:
+        grouped = compute(engine, window, ctx, connectors=connectors, by=by, where=where)
+        report = arrange(replace(report, by=grouped.by))
+    if by == "organization" and report.by is not None:
+        risky = [g for g in report.by.groups if g.account is not None and g.account["at_risk"]]
+    elif paying(engine, window, connectors):
+        risky = accounts_at_risk(engine, window, ctx, connectors=connectors, where=where)
+    else:
+        risky = []
+    return to_json(report), risky
+
+
+def paying(engine: Engine, window: Window, connectors: Sequence[str]) -> bool:
+    """Whether an organization could be at risk: one with MRR above 0, not churned by the
+    window's end (``kpis/accounts.py``). A store without (no CRM data) skips the pass over
+    every organization, which would find none."""
+    marks = ", ".join(f":c{n}" for n in range(len(connectors)))
+    only = f" AND connector IN ({marks})" if connectors else ""
+    sql = ("SELECT 1 FROM organization WHERE mrr > 0 "  # noqa: S608
+           f"AND (churned_at IS NULL OR churned_at >= :end){only} LIMIT 1")  # fmt: skip
+    params: dict[str, object] = {f"c{n}": c for n, c in enumerate(connectors)}
+    with engine.connect() as conn:
+        found = conn.execute(text(sql), params | {"end": to_epoch(window.end)}).first()
+    return found is not None
 
 
 def render(i: Inputs, by: str | None, period: str | None) -> str:
@@ -95,12 +134,7 @@ def render(i: Inputs, by: str | None, period: str | None) -> str:
 
 def reproduce(i: Inputs, by: str | None) -> str:
     """The `cskpi kpis` command that prints this report's figures."""
-    w = i.window
-    parts = ["cskpi kpis", f"--from {w.start.astimezone(w.tz).isoformat()}",
-             f"--to {w.end.astimezone(w.tz).isoformat()}",
-             f"--now {w.now.astimezone(w.tz).isoformat()}"]  # fmt: skip
-    parts += [f"--connector {c}" for c in i.connectors]
-    parts += [f"--by {by}"] if by else []
+    parts = ["cskpi kpis", *window_args(i, where=False)] + ([f"--by {by}"] if by else [])
     parts += [f"--where {item}" for item in where_items(i.where)]
     return " ".join([*parts, "--interval day --format json"])
 
@@ -108,12 +142,6 @@ def reproduce(i: Inputs, by: str | None) -> str:
 # What ``--where`` does not reach: lists and plans whose queries take no filter (yet).
 UNFILTERED = ("the lists of breached and waiting tickets", "the forecast", "the staffing gaps",
               "the alerts fired", "data freshness")  # fmt: skip
-
-
-def where_items(where: Where) -> list[str]:
-    """``where`` as ``--where DIM=VALUE`` items (stored values: ids, which --where takes)."""
-    return [f"{dim}={value}" for dim, values in where.terms for value in values
-            if value is not None]  # fmt: skip
 
 
 def file_name(window: Window, pattern: str = "report-{from}-{to}.html", name: str = "") -> str:
@@ -125,19 +153,35 @@ def file_name(window: Window, pattern: str = "report-{from}-{to}.html", name: st
 
 def scheduled(engine: Engine, config: Config, name: str, at: datetime) -> tuple[ReportPage, Path]:
     """The report ``[reports.NAME]`` for the window its period gives at ``at``, and where it
-    goes (``out``, relative to the config file's folder)."""
+    goes (``out``, relative to the config file's folder); its ``where`` filters it as
+    ``--where`` does (resolved now: a value no longer in the store is a one-line error)."""
     settings: ReportSettings = config.reports[name]
-    window = period_window(settings.period, config.timezone, at, settings.schedule)
+    window, path = scheduled_file(config, name, at)
+    where = resolve(engine, dict(settings.where.items()), list(config.connectors),
+                    f"{config.path.name}: [reports.{name}] where")  # fmt: skip
     page = build(engine, config, window, period=settings.period, by=settings.by,
-                 connectors=settings.connectors)  # fmt: skip
+                 connectors=settings.connectors, where=where)  # fmt: skip
+    return page, path
+
+
+def scheduled_file(config: Config, name: str, at: datetime) -> tuple[Window, Path]:
+    """The window report ``name`` covers when due at ``at``, and its file."""
+    settings = config.reports[name]
+    window = period_window(settings.period, config.timezone, at, settings.schedule)
     path = Path(file_name(window, settings.out, name)).expanduser()
-    return page, path if path.is_absolute() else config.path.parent / path
+    return window, path if path.is_absolute() else config.path.parent / path
 
 
-def write_scheduled(engine: Engine, config: Config, name: str, at: datetime) -> Path:
-    """Write the scheduled report, replacing the file of the same window (a rerun refreshes
-    it); 0600, as every file of customer data."""
+def write_scheduled(
+    engine: Engine, config: Config, name: str, at: datetime, *, replace: bool = True
+) -> Path | None:
+    """Write the scheduled report, 0600 as every file of customer data. ``replace``: a file
+    of the same window is rewritten (a rerun refreshes it); otherwise (the catch-up of a
+    report missed while `cskpi run` was down) it is kept, nothing is computed, and the
+    result is None."""
+    if not replace and scheduled_file(config, name, at)[1].exists():
+        return None
     page, path = scheduled(engine, config, name, at)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_private(path, page.html)
+    write_private(path, page.html, exclusive=not replace)
     return path

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -39,14 +39,15 @@ from cskpi.core.kpis import drill
 from cskpi.core.kpis.definitions import definition
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.output import detail_text, duration_text, value_text
-from cskpi.core.kpis.report import Entry, KpiContext
+from cskpi.core.kpis.report import Entry, Group, KpiContext
 from cskpi.core.store.sync_state import all_states
 from cskpi.core.workload.documents import forecast_document, staffing_document
 from cskpi.core.workload.forecast import forecast_report
 from cskpi.core.workload.staffing import staffing_plan
 
 TICKETS_SHOWN = 20  # breached and waiting tickets: the oldest, so the file stays small
-GROUPS_SHOWN = 50  # rows of the --by table
+GROUPS_SHOWN = 50  # rows of the --by table, and accounts at risk
+ALERTS_SHOWN = 50  # alarms sent in the window: the latest
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _TONE_WORD = {"good": "better", "bad": "worse", "neutral": ""}
 
@@ -64,6 +65,7 @@ class Inputs:
     doc: dict[str, Any]  # `cskpi kpis --interval day --format json` of the window
     before: dict[str, Any]  # `cskpi kpis --format json` of the previous window
     where: Where = EVERYTHING  # --where: every section that reads the KPI engine takes it
+    at_risk: list[Group] = field(default_factory=list)  # `kpis --by organization`'s at risk
 
     @property
     def kpis(self) -> dict[str, Entry]:
@@ -102,6 +104,35 @@ def detail(key: str, entry: Entry) -> str:
         return detail_text(key, entry)
     except (KeyError, TypeError, ValueError):
         return str(entry.get("reason", ""))
+
+
+def window_args(i: Inputs, where: bool = True) -> list[str]:
+    """The options that give a command this report's window, connectors and (``where``)
+    --where filter: how to reproduce a figure or list what a capped table leaves out."""
+    w = i.window
+    parts = [f"--from {w.start.astimezone(w.tz).isoformat()}",
+             f"--to {w.end.astimezone(w.tz).isoformat()}",
+             f"--now {w.now.astimezone(w.tz).isoformat()}"]  # fmt: skip
+    parts += [f"--connector {c}" for c in i.connectors]
+    return parts + ([f"--where {item}" for item in where_items(i.where)] if where else [])
+
+
+def where_items(where: Where) -> list[str]:
+    """``where`` as ``--where DIM=VALUE`` items (stored values: ids, which --where takes)."""
+    return [f"{dim}={value}" for dim, values in where.terms for value in values
+            if value is not None]  # fmt: skip
+
+
+def more(
+    total: int, shown: int, command: str, i: Inputs, options: str, where: bool = True,
+    gives: str = "to list them all",
+) -> str:  # fmt: skip
+    """The line under a capped table: how many rows it leaves out and the command that lists
+    them all (a big store's report stays small: SPEC §9, docs/performance.md)."""
+    if total <= shown:
+        return ""
+    args = " ".join([f"cskpi {command}", *window_args(i, where), options])
+    return f"{total - shown:,} more — run `{args}` {gives}"
 
 
 # --- the KPI table ----------------------------------------------------------------------
@@ -273,9 +304,7 @@ def by_table(i: Inputs) -> list[Block]:
         return [Missing("no --by dimension given (e.g. cskpi report --by agent)")]
     groups = by["groups"]
     rows = [_group_row(g) for g in groups[:GROUPS_SHOWN]]
-    more = len(groups) - GROUPS_SHOWN
-    note = (f"… and {more:,} more: cskpi kpis --by {by['dimension']} --format csv lists them all"
-            if more > 0 else "")  # fmt: skip
+    note = more(len(groups), GROUPS_SHOWN, "kpis", i, f"--by {by['dimension']} --format csv")
     head = [by["dimension"].capitalize(), *_BY_COLUMNS.values()]
     return [Table(f"KPIs by {by['dimension']}, the busiest first", head, rows, note)]
 
@@ -322,9 +351,25 @@ def _breached(i: Inputs) -> list[Block]:
         return [Note("No ticket created in the window missed a target.")]
     rows = [[Cell(b.ticket_id, href=b.url, header=True), Cell(b.priority or "-"),
              Cell(b.missed), Cell(b.subject)] for b in found[:TICKETS_SHOWN]]  # fmt: skip
-    note = f"the oldest {TICKETS_SHOWN} are shown" if len(found) > TICKETS_SHOWN else ""
+    note = _more_breaches(i) if len(found) > TICKETS_SHOWN else ""
     head = ["Ticket", "Priority", "Missed", "Subject"]
     return [Table("Tickets that missed a target, oldest first", head, rows, note)]
+
+
+_MISSED = {"sla_first_response": "first-response", "sla_resolution": "resolution"}
+
+
+def _more_breaches(i: Inputs) -> str:
+    """The breaches the list leaves out, counted by the SLA KPIs (a ticket may miss both)."""
+    counts = [(k, int(e["denominator"]) - int(e["numerator"])) for k in ("sla_first_response",
+              "sla_resolution") if (e := i.kpis[k])["value"] is not None]  # fmt: skip
+    told = ", ".join(f"{n:,} {_MISSED[k]} breaches" for k, n in counts)
+    commands = " and ".join(f"`{' '.join(['cskpi tickets', *window_args(i, False), '--kpi', k])}`"
+                            for k, _ in counts)  # fmt: skip
+    return (
+        f"The oldest {TICKETS_SHOWN} are shown, of {told} in the window; {commands} "
+        "list every ticket judged, with whether it met the target (in_numerator)."
+    )
 
 
 def _waiting(i: Inputs) -> list[Block]:
@@ -337,7 +382,10 @@ def _waiting(i: Inputs) -> list[Block]:
              Cell(u.subject)] for u in found]  # fmt: skip
     head = ["Ticket", "Waiting", "Priority", "First-reply SLA", "Subject"]
     caption = f"Waiting for a first reply at the window's end: {total:,}; the oldest"
-    return [Table(caption, head, rows)]
+    backlog = ("for the backlog at the window's end: those with no first_reply_at are the "
+               "ones waiting")  # fmt: skip
+    note = more(total, TICKETS_SHOWN, "tickets", i, "--kpi awaiting_reply", False, backlog)
+    return [Table(caption, head, rows, note)]
 
 
 # --- sections other work fills ----------------------------------------------------------
@@ -357,7 +405,8 @@ def unhappy(i: Inputs) -> list[Block]:
     rows = [_unhappy_row(i, c, n) for n in range(min(len(found), UNHAPPY_SHOWN))]
     head = ["Ticket", "Organization", "MRR", "Rating", "Comment", "Agent"]
     caption = f"Bad ratings in the window: {len(found):,}; the highest MRR first"
-    return [Table(caption, head, rows)]
+    note = more(len(found), UNHAPPY_SHOWN, "tickets", i, "--unhappy")
+    return [Table(caption, head, rows, note)]
 
 
 def _unhappy_row(i: Inputs, c: dict[str, Any], n: int) -> list[Cell]:
@@ -380,14 +429,12 @@ def _unhappy_row(i: Inputs, c: dict[str, Any], n: int) -> list[Cell]:
 
 def accounts(i: Inputs) -> list[Block]:
     """The organizations `cskpi kpis --by organization` marks at risk (SPEC §6 Accounts),
-    highest MRR first, as ``drill.accounts_at_risk`` gives them."""
-    risky = drill.accounts_at_risk(i.engine, i.window, i.ctx, connectors=i.connectors,
-                                   where=i.where)  # fmt: skip
-    if not risky:
+    highest MRR first, as ``drill.accounts_at_risk`` gives them (``page.window_figures``)."""
+    if not i.at_risk:
         return [Note("No account is at risk: none with MRR has low CSAT, a stale ticket or a "
                      "surge of tickets.")]  # fmt: skip
     accounts = sorted(
-        ((g, g.account or {}) for g in risky),
+        ((g, g.account or {}) for g in i.at_risk),
         key=lambda ga: (-(ga[1].get("mrr") or 0), ga[0].label.casefold()),
     )
     rows = [[Cell(g.label, header=True),
@@ -395,7 +442,8 @@ def accounts(i: Inputs) -> list[Block]:
                   group=json.dumps(g.key)), cls="num"),
              Cell(", ".join(r.replace("_", " ") for r in a.get("reasons", [])))]
             for g, a in accounts[:GROUPS_SHOWN]]  # fmt: skip
-    return [Table("Accounts at risk, by MRR", ["Organization", "MRR", "Why"], rows)]
+    note = more(len(accounts), GROUPS_SHOWN, "kpis", i, "--by organization --format csv")
+    return [Table("Accounts at risk, by MRR", ["Organization", "MRR", "Why"], rows, note)]
 
 
 def divergence(i: Inputs) -> list[Block]:
@@ -597,9 +645,14 @@ def alerts(i: Inputs) -> list[Block]:
     found = fired(i.engine, i.window)
     if not found:
         return [Note("None fired: no alert was sent for an hour or day in the window.")]
-    rows = [_fired_row(i, f) for f in found]
+    rows = [_fired_row(i, f) for f in found[-ALERTS_SHOWN:]]
     head = ["Alert", "KPI", "Key", "Bucket", "Value", "Usual", "Change", "Sent to"]
-    return [Table("Alarms sent for an hour or day in the window, oldest first", head, rows)]
+    caption = "Alarms sent for an hour or day in the window, oldest first"
+    if len(found) > ALERTS_SHOWN:
+        caption += f": the latest {ALERTS_SHOWN} of {len(found):,}"
+    note = (f"{len(found) - ALERTS_SHOWN:,} earlier alarms are not shown; the alert_run table "
+            "holds every one" if len(found) > ALERTS_SHOWN else "")  # fmt: skip
+    return [Table(caption, head, rows, note)]
 
 
 def _fired_row(i: Inputs, f: Fired) -> list[Cell]:
