@@ -23,6 +23,7 @@ from cskpi.commands.common import (
     config_or_fail,
     fail,
     installed_types,
+    reading_config,
     stop_on_signal,
 )
 from cskpi.commands.groups import connectors_app, import_app, secrets_app
@@ -247,14 +248,14 @@ def kpis(
     """Compute every KPI for a window, optionally per agent, group, channel, …
 
     Example: cskpi kpis --period last-week --by agent --where channel=email --format csv"""
+    output = _format(output, ("table", "json", "csv"))
+    cfg = reading_config(config)
     from cskpi.core import app as core
     from cskpi.core.kpis.output import csv_text, json_text
     from cskpi.core.kpis.report import SORTS, arrange
 
-    output = _format(output, ("table", "json", "csv"))
     if sort is not None and sort.lower() not in SORTS:
         fail(f"--sort {sort!r}: use one of {', '.join(SORTS)}")
-    cfg = config_or_fail(config)
     request = core.KpiRequest(
         period, start, end, now, by, tuple(connector or ()), native, tuple(where or ()),
         interval.lower() if interval else None,
@@ -315,11 +316,11 @@ def tickets(
     """List the tickets behind a KPI (default: those created in the window), or its ratings.
 
     Example: cskpi tickets --period last-7d --kpi sla_first_response --format csv"""
+    output = _format(output, ("table", "json", "csv"))
+    cfg = reading_config(config)
     from cskpi.core import app as core
     from cskpi.core.kpis.output import listing_csv, listing_json
 
-    output = _format(output, ("table", "json", "csv"))
-    cfg = config_or_fail(config)
     window_request = core.KpiRequest(
         period, start, end, now, None, tuple(connector or ()), where=tuple(where or ())
     )
@@ -373,9 +374,9 @@ def report(
     chart, distributions, heatmap, SLA breaches, data freshness (see README: Reports).
 
     Example: cskpi report --period last-30d --by agent --where channel=email --out nov.html"""
+    cfg = reading_config(config)
     from cskpi.core import app as core
 
-    cfg = config_or_fail(config)
     request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()),
                               where=tuple(where or ()))  # fmt: skip
     try:

@@ -156,6 +156,16 @@ def config_or_fail(path: Path | None, verbose: bool = False) -> Config:
         fail(exc.lines[-1])
 
 
+def reading_config(path: Path | None) -> Config:
+    """``config_or_fail`` for a command that reads KPIs: the SQLite reader's process starts
+    at once, its start overlapping this process's imports (columns.start_reader)."""
+    from cskpi.core.store.reads.columns import start_reader
+
+    config = config_or_fail(path)
+    start_reader(config.database)
+    return config
+
+
 @contextlib.contextmanager
 def stop_on_signal() -> Iterator[threading.Event]:
     """An event set by the first SIGINT or SIGTERM, so a sync stops after the page it is

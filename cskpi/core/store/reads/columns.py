@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, make_url, text
 
 from cskpi.core.store.dialect import sql_for
 from cskpi.core.store.reads.arrow import Columns, tuple_id
@@ -83,6 +83,15 @@ def read_each(
             yield from results
     else:
         yield from read(engine, queries, params, prefer_arrow=prefer_arrow)
+
+
+def start_reader(database: str) -> None:
+    """Start the SQLite reader's process now when ``database`` (a URL) is a SQLite file: a
+    command that will read KPIs calls it first, so the reader's start (its own imports of
+    numpy, Arrow and the driver) runs on the other core beside this process's imports."""
+    url = make_url(database)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        sqlite_reader().start()
 
 
 _worker: SqliteReader | None = None

@@ -92,6 +92,11 @@ class SqliteReader:
                 raise
         raise AssertionError("unreachable")
 
+    def start(self) -> None:
+        """Start the process now, ahead of the first read."""
+        with self._lock:
+            self._running()
+
     def _running(self) -> subprocess.Popen[bytes]:
         """The process, started now if there is none or it died since the last read."""
         if self._process is not None and self._process.poll() is not None:
@@ -226,4 +231,6 @@ if __name__ == "__main__":
     # Ctrl-C in a terminal reaches the whole process group: the parent decides, and this
     # process ends when the parent does (its stdin closes), without a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import adbc_driver_sqlite.dbapi  # noqa: F401  (imported while the parent still imports)
+
     serve(sys.stdin.buffer, sys.stdout.buffer)
