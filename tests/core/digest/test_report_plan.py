@@ -43,6 +43,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def week(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Parsed, Path]:
+    """The demo's report of the last 7 days at END, written once for the tests that read it."""
+    folder = tmp_path_factory.mktemp("week")
+    return write(folder, demo, "--period", "last-7d", "--now", END.isoformat()), folder
+
+
 def command(config: Path, *args: str) -> dict[str, Any]:
     result = runner.invoke(cli, [*args, "-c", str(config), "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -65,9 +72,9 @@ def section(html: str, sid: str) -> str:
     return found[0]
 
 
-def test_forecast_figures_are_cskpi_forecasts(demo: Path, tmp_path: Path) -> None:
+def test_forecast_figures_are_cskpi_forecasts(demo: Path, week: tuple[Parsed, Path]) -> None:
     now = END.isoformat()
-    page = write(tmp_path, demo, "--period", "last-7d", "--now", now)
+    page, folder = week
     doc = command(demo, "forecast", "--days", "14", "--now", now)
     assert len(doc["forecast"]) == 14
     assert doc["mape"] is not None
@@ -83,15 +90,15 @@ def test_forecast_figures_are_cskpi_forecasts(demo: Path, tmp_path: Path) -> Non
         assert value(page, "forecast", key) == doc[key], key
     assert f"Backtest error (MAPE) {doc['mape']:.1f} %" in page.words
     assert f"cskpi forecast --days 14 --now {now} --format json" in page.words
-    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    html = (folder / "r.html").read_text(encoding="utf-8")
     chart = section(html, "forecast")
     assert chart.count("<svg") == 1
     assert '<title id="forecast-title">Tickets expected per day, with the 80 % band' in chart
 
 
-def test_staffing_figures_are_cskpi_staffings(demo: Path, tmp_path: Path) -> None:
+def test_staffing_figures_are_cskpi_staffings(demo: Path, week: tuple[Parsed, Path]) -> None:
     now = END.isoformat()
-    page = write(tmp_path, demo, "--period", "last-7d", "--now", now)
+    page, _ = week
     doc = command(demo, "staffing", "--weeks", "4", "--now", now)
     assert doc["weeks"] == 4
     assert len(doc["understaffed"]) == 5
