@@ -1,0 +1,144 @@
+"""An alert's values from one query equal what they were computed from before, on generated
+stores: the backlog at every bucket's end equals ``backlog_counts`` at each instant (and,
+per key, the KPI engine's backlog of each bucket); a duration or rate per bucket and key
+equals the KPI engine's report over that bucket."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from cskpi.connectors import base
+from cskpi.core.alerts.evaluate import baseline_buckets, last_bucket
+from cskpi.core.alerts.reads import (
+    ENGINE_ONLY,
+    Bucket,
+    Values,
+    backlog_values,
+    engine_values,
+    measure_values,
+)
+from cskpi.core.config.file import DIMENSIONS
+from cskpi.core.config.periods import Window
+from cskpi.core.config.tables import ALERT_MEASURES
+from cskpi.core.kpis.backlog import backlog_counts
+from cskpi.core.kpis.report import KpiContext, compute, none_label
+from cskpi.core.store.engine import open_engine
+from tests.core.kpis.kpi_reference import Dataset
+from tests.core.kpis.test_kpis_property import BASE, histories, migrated, scenarios
+
+__all__ = ["migrated"]  # the fixture, used by name
+
+FAST = settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@st.composite
+def alert_buckets(draw: st.DrawFn, tz: Any) -> tuple[list[Bucket], datetime]:
+    """An alert's buckets (the current one first) over the generated data, and ``now``."""
+    interval = draw(st.sampled_from(("hour", "day")))
+    now = BASE + draw(st.integers(0, 30 * 24 * 60)) * timedelta(minutes=1)
+    bucket = last_bucket(interval, tz, now)
+    weeks = draw(st.integers(2, 4))
+    return [bucket, *baseline_buckets(bucket, weeks, interval)], now
+
+
+@contextmanager
+def stored(migrated: Path, data: Dataset) -> Iterator[Engine]:
+    with tempfile.TemporaryDirectory() as folder:
+        engine = open_engine(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}")
+        try:
+            data.store(engine)
+            yield engine
+        finally:
+            engine.dispose()
+
+
+def engine_backlog(
+    engine: Engine, ctx: KpiContext, by: str, buckets: list[Bucket], now: datetime
+) -> Values:
+    """The KPI engine's backlog per group in each bucket's report (None: no group)."""
+    values: Values = {}
+    for i, b in enumerate(buckets):
+        report = compute(engine, Window(b.start, b.end, ctx.timezone, max(now, b.end)), ctx,
+                         by=by, wall=now)  # fmt: skip
+        assert report.by is not None
+        for g in report.by.groups:
+            key = g.key if g.key is not None else none_label(by)
+            values.setdefault(key, [None] * len(buckets))[i] = g.kpis["backlog"]["value"]
+    return values
+
+
+@FAST
+@given(scenario=histories(), data=st.data())
+def test_backlog_at_every_bucket_end_equals_the_rule_at_each_instant(
+    migrated: Path, scenario: dict[str, Any], data: st.DataObject
+) -> None:
+    ctx: KpiContext = scenario["context"]
+    buckets, now = data.draw(alert_buckets(ctx.timezone))
+    by = data.draw(st.sampled_from(("agent", "priority", "tag")))
+    with stored(migrated, scenario["data"]) as engine:
+        instants = [min(b.end, now) for b in buckets]
+        assert backlog_values(engine, None, buckets, now) == {
+            "": [float(n) for n in backlog_counts(engine, instants, wall=now)]
+        }
+        got = backlog_values(engine, by, buckets, now)
+        want = engine_backlog(engine, ctx, by, buckets, now)
+    # a key the engine has no group for in a bucket (no rows there at all) has 0 in it here;
+    # a key in no backlog at any of the instants is not judged at all
+    want = {k: [v or 0.0 for v in vs] for k, vs in want.items() if any(vs)}
+    assert got == want
+
+
+@FAST
+@given(
+    scenario=scenarios(),
+    kpi=st.sampled_from([k for k in ALERT_MEASURES if k not in ENGINE_ONLY]),
+    by=st.sampled_from((None, *DIMENSIONS)),
+    data=st.data(),
+)
+def test_a_measure_per_bucket_and_key_equals_the_kpi_engine(
+    migrated: Path, scenario: dict[str, Any], kpi: str, by: str | None, data: st.DataObject
+) -> None:
+    ctx: KpiContext = scenario["context"]
+    buckets, now = data.draw(alert_buckets(ctx.timezone))
+    with stored(migrated, scenario["data"]) as engine:
+        got = measure_values(engine, ctx, kpi, by, buckets, now)
+        want = engine_values(engine, ctx, kpi, by, buckets, now)
+    nothing = [None] * len(buckets)
+    for values, sizes in (got, want):  # a key with no value in any bucket is never judged
+        for key in [k for k, vs in values.items() if vs == nothing]:
+            del values[key], sizes[key]
+    assert got == want
+
+
+def test_instants_on_the_edges(migrated: Path) -> None:
+    """A ticket created as the bucket starts is in it; solved as it ends, it is still in the
+    backlog at its end (solved at or after the instant)."""
+    start, end = BASE + timedelta(days=13), BASE + timedelta(days=14)
+    edge = base.Ticket("edge", start, end, "solved", first_reply_at=start + timedelta(hours=1),
+                       solved_at=end)  # fmt: skip
+    ctx = KpiContext(timezone=ZoneInfo("UTC"))
+    now = end + timedelta(minutes=5)
+    buckets = [Bucket(start, end), *baseline_buckets(Bucket(start, end), 2, "day")]
+    with stored(migrated, Dataset(tickets={"zd": [edge]})) as engine:
+        assert backlog_counts(engine, [end], wall=now) == [1]
+        assert backlog_values(engine, None, buckets, now) == {"": [1.0, 0.0, 0.0]}
+        assert backlog_values(engine, "priority", buckets, now) == {"(none)": [1.0, 0.0, 0.0]}
+        assert measure_values(engine, ctx, "first_response_time", None, buckets, now) == (
+            {"": [3600.0, None, None]},
+            {"": [1, None, None]},
+        )
