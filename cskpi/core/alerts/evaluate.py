@@ -7,6 +7,7 @@ The values come from ``reads.py``: one query per alert whatever the number of bu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from cskpi.core.alerts.reads import (
     measure_values,
 )
 from cskpi.core.config.file import AlertSettings, Config
+from cskpi.core.kpis.filters import Where, resolve
 from cskpi.core.kpis.formulas import KpiContext
 from cskpi.core.plan.anomaly import count_fires, measure_fires, robust_z
 
@@ -113,11 +115,20 @@ def evaluate(
     bucket = bucket or last_bucket(settings.interval, config.timezone, now)
     buckets = [bucket, *baseline_buckets(bucket, settings.baseline_weeks, settings.interval)]
     sizes: Sizes = {}
+    where = alert_where(engine, config, name)
     if settings.kpi in ("tickets_created", "tickets_solved"):
-        values = count_values(engine, settings.kpi, settings.by, buckets)
+        values = count_values(engine, settings.kpi, settings.by, buckets, where)
     elif settings.kpi == "backlog":
-        values = backlog_values(engine, settings.by, buckets, now)
+        values = backlog_values(engine, settings.by, buckets, now, where)
     else:
         ctx = KpiContext.from_config(config)
-        values, sizes = measure_values(engine, ctx, settings.kpi, settings.by, buckets, now)
+        values, sizes = measure_values(engine, ctx, settings.kpi, settings.by, buckets, now, where)
     return judge(name, settings, bucket, values, sizes)
+
+
+def alert_where(engine: Engine, config: Config, name: str) -> Where:
+    """The alert's ``where`` as stored values; a FilterError names the alert and the first
+    dimension or value that is unknown or ambiguous."""
+    raw: dict[str, Sequence[str]] = dict(config.alerts[name].where.items())
+    return resolve(engine, raw, list(config.connectors),
+                   f"{config.path.name}: [alerts.{name}] where")  # fmt: skip

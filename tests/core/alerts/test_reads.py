@@ -32,6 +32,7 @@ from cskpi.core.config.file import DIMENSIONS
 from cskpi.core.config.periods import Window
 from cskpi.core.config.tables import ALERT_MEASURES
 from cskpi.core.kpis.backlog import backlog_counts
+from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.report import KpiContext, compute, none_label
 from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Dataset
@@ -39,6 +40,12 @@ from tests.core.kpis.test_kpis_property import BASE, histories, migrated, scenar
 
 __all__ = ["migrated"]  # the fixture, used by name
 
+WHERES = (  # an alert's `where`, resolved: stored values (None: no value)
+    EVERYTHING,
+    Where((("channel", ("email", None)),)),
+    Where((("tag", ("vip",)), ("priority", ("high", "urgent")))),
+    Where((("tag", (None,)),)),
+)
 FAST = settings(
     max_examples=10,
     deadline=None,
@@ -46,11 +53,22 @@ FAST = settings(
 )
 
 
+def anchors(data: Dataset) -> list[datetime]:
+    """The instants that put a row in a bucket: creations, solves and ratings."""
+    tickets = [t for ts in data.tickets.values() for t in ts]
+    return sorted({*(t.created_at for t in tickets), *(t.solved_at for t in tickets if t.solved_at),
+                   *(r.rated_at for rs in data.ratings.values() for r in rs)})  # fmt: skip
+
+
 @st.composite
-def alert_buckets(draw: st.DrawFn, tz: Any) -> tuple[list[Bucket], datetime]:
-    """An alert's buckets (the current one first) over the generated data, and ``now``."""
+def alert_buckets(draw: st.DrawFn, tz: Any, near: list[datetime]) -> tuple[list[Bucket], datetime]:
+    """An alert's buckets (the current one first) and ``now``: mostly the bucket holding one
+    of the ``near`` instants (so that it has rows to compare), else anywhere over the data."""
     interval = draw(st.sampled_from(("hour", "day")))
-    now = BASE + draw(st.integers(0, 30 * 24 * 60)) * timedelta(minutes=1)
+    length = timedelta(hours=1) if interval == "hour" else timedelta(days=1)
+    anywhere = st.integers(0, 30 * 24 * 60).map(lambda m: BASE + timedelta(minutes=m))
+    close = st.sampled_from(near).map(lambda at: at + length) if near else anywhere
+    now = draw(st.one_of(close, close, close, anywhere))
     bucket = last_bucket(interval, tz, now)
     weeks = draw(st.integers(2, 4))
     return [bucket, *baseline_buckets(bucket, weeks, interval)], now
@@ -68,13 +86,17 @@ def stored(migrated: Path, data: Dataset) -> Iterator[Engine]:
 
 
 def engine_backlog(
-    engine: Engine, ctx: KpiContext, by: str, buckets: list[Bucket], now: datetime
-) -> Values:
+    engine: Engine, ctx: KpiContext, by: str | None, buckets: list[Bucket], now: datetime,
+    where: Where,
+) -> Values:  # fmt: skip
     """The KPI engine's backlog per group in each bucket's report (None: no group)."""
     values: Values = {}
     for i, b in enumerate(buckets):
         report = compute(engine, Window(b.start, b.end, ctx.timezone, max(now, b.end)), ctx,
-                         by=by, wall=now)  # fmt: skip
+                         by=by, wall=now, where=where)  # fmt: skip
+        if by is None:
+            values.setdefault("", [None] * len(buckets))[i] = report.kpis["backlog"]["value"]
+            continue
         assert report.by is not None
         for g in report.by.groups:
             key = g.key if g.key is not None else none_label(by)
@@ -88,18 +110,18 @@ def test_backlog_at_every_bucket_end_equals_the_rule_at_each_instant(
     migrated: Path, scenario: dict[str, Any], data: st.DataObject
 ) -> None:
     ctx: KpiContext = scenario["context"]
-    buckets, now = data.draw(alert_buckets(ctx.timezone))
-    by = data.draw(st.sampled_from(("agent", "priority", "tag")))
+    buckets, now = data.draw(alert_buckets(ctx.timezone, anchors(scenario["data"])))
+    by = data.draw(st.sampled_from((None, "agent", "priority", "tag")))
+    where = data.draw(st.sampled_from(WHERES))
     with stored(migrated, scenario["data"]) as engine:
         instants = [min(b.end, now) for b in buckets]
-        assert backlog_values(engine, None, buckets, now) == {
-            "": [float(n) for n in backlog_counts(engine, instants, wall=now)]
-        }
-        got = backlog_values(engine, by, buckets, now)
-        want = engine_backlog(engine, ctx, by, buckets, now)
+        counts = backlog_counts(engine, instants, wall=now)
+        assert backlog_values(engine, None, buckets, now) == {"": [float(n) for n in counts]}
+        got = backlog_values(engine, by, buckets, now, where)
+        want = engine_backlog(engine, ctx, by, buckets, now, where)
     # a key the engine has no group for in a bucket (no rows there at all) has 0 in it here;
     # a key in no backlog at any of the instants is not judged at all
-    want = {k: [v or 0.0 for v in vs] for k, vs in want.items() if any(vs)}
+    want = {k: [v or 0.0 for v in vs] for k, vs in want.items() if by is None or any(vs)}
     assert got == want
 
 
@@ -108,16 +130,18 @@ def test_backlog_at_every_bucket_end_equals_the_rule_at_each_instant(
     scenario=scenarios(),
     kpi=st.sampled_from([k for k in ALERT_MEASURES if k not in ENGINE_ONLY]),
     by=st.sampled_from((None, *DIMENSIONS)),
+    where=st.sampled_from(WHERES),
     data=st.data(),
 )
 def test_a_measure_per_bucket_and_key_equals_the_kpi_engine(
-    migrated: Path, scenario: dict[str, Any], kpi: str, by: str | None, data: st.DataObject
-) -> None:
+    migrated: Path, scenario: dict[str, Any], kpi: str, by: str | None, where: Where,
+    data: st.DataObject,
+) -> None:  # fmt: skip
     ctx: KpiContext = scenario["context"]
-    buckets, now = data.draw(alert_buckets(ctx.timezone))
+    buckets, now = data.draw(alert_buckets(ctx.timezone, anchors(scenario["data"])))
     with stored(migrated, scenario["data"]) as engine:
-        got = measure_values(engine, ctx, kpi, by, buckets, now)
-        want = engine_values(engine, ctx, kpi, by, buckets, now)
+        got = measure_values(engine, ctx, kpi, by, buckets, now, where)
+        want = engine_values(engine, ctx, kpi, by, buckets, now, where)
     nothing = [None] * len(buckets)
     for values, sizes in (got, want):  # a key with no value in any bucket is never judged
         for key in [k for k, vs in values.items() if vs == nothing]:
