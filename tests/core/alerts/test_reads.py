@@ -36,9 +36,10 @@ from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.report import KpiContext, compute, none_label
 from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Dataset
-from tests.core.kpis.test_kpis_property import BASE, histories, migrated, scenarios
+from tests.core.kpis.test_kpis_property import BASE, histories, migrated, pg_store, scenarios
+from tests.postgres import PgServer
 
-__all__ = ["migrated"]  # the fixture, used by name
+__all__ = ["migrated", "pg_store"]  # the fixtures, used by name
 
 WHERES = (  # an alert's `where`, resolved: stored values (None: no value)
     EVERYTHING,
@@ -77,12 +78,19 @@ def alert_buckets(draw: st.DrawFn, tz: Any, near: list[datetime]) -> tuple[list[
 @contextmanager
 def stored(migrated: Path, data: Dataset) -> Iterator[Engine]:
     with tempfile.TemporaryDirectory() as folder:
-        engine = open_engine(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}")
-        try:
-            data.store(engine)
+        url = f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}"
+        with filled(url, data) as engine:
             yield engine
-        finally:
-            engine.dispose()
+
+
+@contextmanager
+def filled(url: str, data: Dataset) -> Iterator[Engine]:
+    engine = open_engine(url)
+    try:
+        data.store(engine)
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def engine_backlog(
@@ -104,21 +112,16 @@ def engine_backlog(
     return values
 
 
-@FAST
-@given(scenario=histories(), data=st.data())
-def test_backlog_at_every_bucket_end_equals_the_rule_at_each_instant(
-    migrated: Path, scenario: dict[str, Any], data: st.DataObject
+def check_backlog(
+    engine: Engine, ctx: KpiContext, data: st.DataObject, near: list[datetime]
 ) -> None:
-    ctx: KpiContext = scenario["context"]
-    buckets, now = data.draw(alert_buckets(ctx.timezone, anchors(scenario["data"])))
+    buckets, now = data.draw(alert_buckets(ctx.timezone, near))
     by = data.draw(st.sampled_from((None, "agent", "priority", "tag")))
     where = data.draw(st.sampled_from(WHERES))
-    with stored(migrated, scenario["data"]) as engine:
-        instants = [min(b.end, now) for b in buckets]
-        counts = backlog_counts(engine, instants, wall=now)
-        assert backlog_values(engine, None, buckets, now) == {"": [float(n) for n in counts]}
-        got = backlog_values(engine, by, buckets, now, where)
-        want = engine_backlog(engine, ctx, by, buckets, now, where)
+    counts = backlog_counts(engine, [min(b.end, now) for b in buckets], wall=now)
+    assert backlog_values(engine, None, buckets, now) == {"": [float(n) for n in counts]}
+    got = backlog_values(engine, by, buckets, now, where)
+    want = engine_backlog(engine, ctx, by, buckets, now, where)
     # a key the engine has no group for in a bucket (no rows there at all) has 0 in it here;
     # a key in no backlog at any of the instants is not judged at all
     want = {k: [v or 0.0 for v in vs] for k, vs in want.items() if by is None or any(vs)}
@@ -126,27 +129,49 @@ def test_backlog_at_every_bucket_end_equals_the_rule_at_each_instant(
 
 
 @FAST
-@given(
-    scenario=scenarios(),
-    kpi=st.sampled_from([k for k in ALERT_MEASURES if k not in ENGINE_ONLY]),
-    by=st.sampled_from((None, *DIMENSIONS)),
-    where=st.sampled_from(WHERES),
-    data=st.data(),
-)
-def test_a_measure_per_bucket_and_key_equals_the_kpi_engine(
-    migrated: Path, scenario: dict[str, Any], kpi: str, by: str | None, where: Where,
-    data: st.DataObject,
-) -> None:  # fmt: skip
-    ctx: KpiContext = scenario["context"]
-    buckets, now = data.draw(alert_buckets(ctx.timezone, anchors(scenario["data"])))
+@given(scenario=histories(), data=st.data())
+def test_backlog_at_every_bucket_end_equals_the_rule_at_each_instant(
+    migrated: Path, scenario: dict[str, Any], data: st.DataObject
+) -> None:
     with stored(migrated, scenario["data"]) as engine:
-        got = measure_values(engine, ctx, kpi, by, buckets, now, where)
-        want = engine_values(engine, ctx, kpi, by, buckets, now, where)
+        check_backlog(engine, scenario["context"], data, anchors(scenario["data"]))
+
+
+def check_measure(
+    engine: Engine, ctx: KpiContext, data: st.DataObject, near: list[datetime]
+) -> None:
+    kpi = data.draw(st.sampled_from([k for k in ALERT_MEASURES if k not in ENGINE_ONLY]))
+    by = data.draw(st.sampled_from((None, *DIMENSIONS)))
+    where = data.draw(st.sampled_from(WHERES))
+    buckets, now = data.draw(alert_buckets(ctx.timezone, near))
+    got = measure_values(engine, ctx, kpi, by, buckets, now, where)
+    want = engine_values(engine, ctx, kpi, by, buckets, now, where)
     nothing = [None] * len(buckets)
     for values, sizes in (got, want):  # a key with no value in any bucket is never judged
         for key in [k for k, vs in values.items() if vs == nothing]:
             del values[key], sizes[key]
     assert got == want
+
+
+@FAST
+@given(scenario=scenarios(), data=st.data())
+def test_a_measure_per_bucket_and_key_equals_the_kpi_engine(
+    migrated: Path, scenario: dict[str, Any], data: st.DataObject
+) -> None:
+    with stored(migrated, scenario["data"]) as engine:
+        check_measure(engine, scenario["context"], data, anchors(scenario["data"]))
+
+
+@settings(FAST, max_examples=5)  # the same SQL as on SQLite: a few find a dialect gap
+@given(histories=histories(), scenario=scenarios(), data=st.data())
+def test_both_on_postgresql(
+    pg_server: PgServer, pg_store: str, histories: dict[str, Any], scenario: dict[str, Any],
+    data: st.DataObject,
+) -> None:  # fmt: skip
+    for drawn, check in ((histories, check_backlog), (scenario, check_measure)):
+        pg_server.clear(pg_store)
+        with filled(pg_store, drawn["data"]) as engine:
+            check(engine, drawn["context"], data, anchors(drawn["data"]))
 
 
 def test_instants_on_the_edges(migrated: Path) -> None:
