@@ -8,8 +8,8 @@ be in the backlog at any of them (a past backlog read per instant walked the tic
 since that instant nine times over); a duration or rate reads its one population (the
 tickets created or solved in the buckets, or the csat ratings), split by bucket and key here
 and computed by the selection its KPI is computed from in the engine (``formulas.py``, as
-``drill.DRILLS`` names it), so the figures are the KPI report's. Only response_time, which
-needs every message of the tickets created, still goes through the KPI engine per bucket.
+``drill.DRILLS`` names it), so the figures are the KPI report's; response_time from the
+public messages of the tickets created in the buckets, by the engine's ``answered``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from cskpi.core.kpis.backlog import conditions, is_present, unindexed
 from cskpi.core.kpis.drill import DRILLS
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.formulas import KpiContext, csat_entry, durations, rate_of
-from cskpi.core.kpis.populations import Frame, by_tag
-from cskpi.core.kpis.report import compute, none_label
+from cskpi.core.kpis.populations import Frame, answered, by_tag
+from cskpi.core.kpis.report import none_label
 from cskpi.core.store.dialect import sql_for
 
 WHOLE = ""  # the key of an alert without ``by``
@@ -176,7 +176,6 @@ _POPULATIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
 }  # fmt: skip
 _TEXT = ("priority", "status", "tags")
 _SQL = {"tags": "CAST(t.tags AS TEXT)"}  # the stored JSON list, as text on every database
-ENGINE_ONLY = ("response_time",)  # read through the KPI engine per bucket
 
 
 def measure_values(
@@ -184,10 +183,12 @@ def measure_values(
     buckets: Sequence[Bucket], now: datetime, where: Where = EVERYTHING,
 ) -> tuple[Values, Sizes]:  # fmt: skip
     """A duration or rate per bucket and key, and its population (n or denominator)."""
-    if kpi in ENGINE_ONLY:
-        return engine_values(engine, ctx, kpi, dimension, buckets, now, where)
-    frame, stamps = (_ratings(engine, dimension, buckets, where) if kpi == "csat" else
-                     _tickets(engine, kpi, ctx, dimension, buckets, where))  # fmt: skip
+    if kpi == "csat":
+        frame, stamps = _ratings(engine, dimension, buckets, where)
+    elif kpi == "response_time":
+        frame, stamps = _replies(engine, dimension, buckets, where)
+    else:
+        frame, stamps = _tickets(engine, kpi, ctx, dimension, buckets, where)
     values: Values = {}
     sizes: Sizes = {}
     for i, b in enumerate(buckets):
@@ -222,6 +223,9 @@ def _entry(kpi: str, rows: Frame, w: Window, ctx: KpiContext) -> tuple[float | N
     """The KPI's value and n (or denominator) over ``rows``, as the KPI report has them."""
     if kpi == "csat":
         entry = csat_entry(rows["score"], rows["scale_min"], rows["scale_max"])
+        return entry["value"], entry.get("n")
+    if kpi == "response_time":  # no reply in a bucket without messages: null, as the engine
+        entry = durations(rows["seconds"], "")
         return entry["value"], entry.get("n")
     drill = DRILLS[kpi]
     if (drill.needs == "sla" and ctx.sla is None) or (
@@ -299,6 +303,39 @@ def _ratings(
     return frame, stamps
 
 
+def _replies(
+    engine: Engine, dimension: str | None, buckets: Sequence[Bucket], where: Where
+) -> tuple[Frame, NDArray[np.float64]]:
+    """Per customer message answered, of a ticket created in one of the buckets (one query):
+    the seconds to the agent's answer (``populations.answered``, the KPI engine's rule) and
+    the ticket's creation, which places it in its bucket."""
+    ranges, params = _ranges("t.created_at", buckets)
+    any_range = " OR ".join(f"({r})" for r in ranges)
+    key = TICKET_KEY[dimension] if dimension else "NULL"
+    # CROSS JOIN keeps SQLite on the buckets' tickets first (as JOIN it walked the messages:
+    # 3.9 -> 0.3 s on the 1M store); PostgreSQL plans it as the inner join it is
+    sql = (f"SELECT t.id, t.created_at, m.created_at, "  # noqa: S608
+           f"CASE WHEN m.author_role = 'agent' THEN 1 ELSE 0 END, {key} "
+           "FROM ticket t CROSS JOIN message m WHERE m.ticket_id = t.id AND t.deleted = FALSE "
+           f"AND ({any_range}) AND m.public = TRUE AND m.author_role IN ('customer', 'agent')"
+           f"{where.sql('t', sql_for(engine))}")  # fmt: skip
+    with engine.connect() as conn:
+        rows = conn.execute(text(sql), {**params, **where.params()}).all()
+    if not rows:
+        return _frame([], ("created_at", "seconds"), dimension), np.zeros(0)
+    ids, created, at, agent, keys = zip(*rows, strict=True)
+    # tickets numbered, each one's first row kept for its creation and key
+    _, first, ticket = np.unique(np.array(ids, dtype=str), return_index=True, return_inverse=True)
+    found = answered(ticket.astype(np.int64), np.array(at, dtype=np.int64),
+                     np.array(agent, dtype=bool))  # fmt: skip
+    of = first[found["ticket"]].tolist()
+    replies = [(created[i], float(seconds), keys[i])
+               for i, seconds in zip(of, found["seconds"].tolist(), strict=True)]  # fmt: skip
+    frame = _frame(replies, ("created_at", "seconds"), dimension)
+    stamps: NDArray[np.float64] = frame["created_at"]
+    return frame, stamps
+
+
 def _frame(rows: Sequence[Any], names: Sequence[str], dimension: str | None) -> Frame:
     """Rows (the key last) as the engine's columns: numbers as float64 with NaN for NULL,
     text as objects; with ``tag``, once per tag of the row's ticket."""
@@ -322,25 +359,3 @@ def _key(raw: object, dimension: str) -> str | None:
     if raw is None or isinstance(raw, str):
         return raw
     return json.dumps(raw) if dimension == "tag" else str(raw)
-
-
-def engine_values(
-    engine: Engine, ctx: KpiContext, kpi: str, dimension: str | None,
-    buckets: Sequence[Bucket], now: datetime, where: Where = EVERYTHING,
-) -> tuple[Values, Sizes]:  # fmt: skip
-    """A KPI per bucket and key through the whole KPI engine, one report per bucket."""
-    values: Values = {}
-    sizes: Sizes = {}
-    for i, b in enumerate(buckets):
-        window = Window(b.start, b.end, ctx.timezone, max(now, b.end))
-        # the bucket's end passes for the present: no KPI read here is the backlog
-        report = compute(engine, window, ctx, by=dimension, wall=b.end, where=where)
-        entries = {WHOLE: report.kpis[kpi]} if dimension is None else {
-            g.key if g.key is not None else none_label(dimension): g.kpis[kpi]
-            for g in (report.by.groups if report.by else [])
-        }  # fmt: skip
-        for k, entry in entries.items():
-            values.setdefault(k, [None] * len(buckets))[i] = entry["value"]
-            n = entry.get("n", entry.get("denominator"))
-            sizes.setdefault(k, [None] * len(buckets))[i] = None if n is None else int(n)
-    return values, sizes
