@@ -609,6 +609,7 @@ def alerts(
     from cskpi.commands.planning import alert_lines
     from cskpi.core.alerts import runs
     from cskpi.core.config.periods import parse_past_instant
+    from cskpi.core.kpis.filters import FilterError
 
     cfg = config_or_fail(config, verbose)
     try:
@@ -622,7 +623,10 @@ def alerts(
         fail(f"{cfg.path.name} has no [alerts.NAME] table")
     ok = True
     for n in names:
-        result = runs.run_alert(cfg, n, at, dry_run=dry_run)
+        try:
+            result = runs.run_alert(cfg, n, at, dry_run=dry_run)
+        except FilterError as exc:  # a `where` naming no agent, group or organization
+            fail(str(exc))
         typer.echo(alert_lines(result, cfg.alerts[n], dry_run=dry_run))
         ok = ok and (dry_run or result.ok)  # a dry run sends nothing that could fail
     if not ok:

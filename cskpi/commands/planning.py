@@ -9,17 +9,19 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 
-from cskpi.core.alerts.message import bucket_label, plain
-from cskpi.core.alerts.runs import AlertResult, targets_of
-from cskpi.core.config.file import AlertSettings
 from cskpi.core.workload.documents import forecast_document
 from cskpi.core.workload.documents import rounded as _r
 from cskpi.core.workload.forecast import ForecastReport
 from cskpi.core.workload.staffing import WEEKDAYS, Grid, StaffingPlan
+
+if TYPE_CHECKING:  # `cskpi forecast` and `staffing` need none of the alerts' modules
+    from cskpi.core.alerts.runs import AlertResult
+    from cskpi.core.config.file import AlertSettings
 
 # --- forecast ---------------------------------------------------------------------------
 
@@ -119,6 +121,9 @@ def staffing_views(plan: StaffingPlan) -> list[Table | str]:
 def alert_lines(result: AlertResult, settings: AlertSettings, *, dry_run: bool) -> str:
     """What `cskpi alerts` prints for one alert: the bucket, the keys judged and how many are
     unusual, each alarm's text and, when sending, what became of each target."""
+    from cskpi.core.alerts.message import bucket_label, plain
+    from cskpi.core.alerts.runs import targets_of
+
     head = f"alert {result.alert} ({bucket_label(result.bucket)})"
     if result.unsynced and not dry_run:
         return f"{head}: not evaluated: {result.unsynced}; run `cskpi sync` first"

@@ -9,35 +9,29 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import numpy as np
 from sqlalchemy import Engine, text
 
-from cskpi.connectors.base import ConnectorFactory, close_connector
 from cskpi.core.config.file import DIMENSIONS, Config
 from cskpi.core.config.periods import Window, explicit_window, parse_instant, period_window
 from cskpi.core.config.secrets import redact
-from cskpi.core.digest.content import ticket_url
 from cskpi.core.files import write_private
-from cskpi.core.kpis import drill, filters
-from cskpi.core.kpis.drill import Listing
-from cskpi.core.kpis.filters import Where
-from cskpi.core.kpis.report import KpiContext, Report, compute
-from cskpi.core.kpis.series import INTERVALS, compute_series
-from cskpi.core.store import lease as daemon
 from cskpi.core.store.engine import StoreError, check_store, open_engine, write_transaction
-from cskpi.core.store.lease import DaemonInfo
-from cskpi.core.store.sync_state import (
-    RunInfo,
-    StreamState,
-    all_states,
-    end_dead_runs,
-    last_runs,
-)
-from cskpi.core.sync import Source, SyncObserver, SyncReport, run_sync
-from cskpi.core.workload.forecast import ForecastReport, forecast_report
-from cskpi.core.workload.staffing import StaffingPlan, staffing_plan
+
+# What only some commands need is imported by them (a command's process starts for each
+# run, and `cskpi alerts`, `forecast` and `staffing` have seconds to answer in): the sync
+# with its HTTP client, the KPI engine, the digest's content, the forecast and staffing.
+if TYPE_CHECKING:
+    from cskpi.connectors.base import ConnectorFactory
+    from cskpi.core.kpis.drill import Listing
+    from cskpi.core.kpis.filters import Where
+    from cskpi.core.kpis.report import Report
+    from cskpi.core.store.lease import DaemonInfo
+    from cskpi.core.store.sync_state import RunInfo, StreamState
+    from cskpi.core.sync import Source, SyncObserver, SyncReport
+    from cskpi.core.workload.forecast import ForecastReport
+    from cskpi.core.workload.staffing import StaffingPlan
 
 
 class UsageError(ValueError):
@@ -47,6 +41,8 @@ class UsageError(ValueError):
 def build_sources(
     config: Config, types: Mapping[str, ConnectorFactory], only: Sequence[str] = ()
 ) -> list[Source]:
+    from cskpi.core.sync import Source
+
     unknown = [name for name in only if name not in config.connectors]
     if unknown:
         raise UsageError(
@@ -70,6 +66,8 @@ def sync(
     observer: SyncObserver | None = None,
     stop: Callable[[], bool] = lambda: False,
 ) -> SyncReport:
+    from cskpi.core.sync import run_sync
+
     sources = build_sources(config, types, only)
     engine = open_engine(config.database)
     try:
@@ -112,6 +110,8 @@ def check(
 
 
 def _probe(source: Source) -> list[CheckResult]:
+    from cskpi.connectors.base import close_connector
+
     try:
         source.connector.check()
     except Exception as exc:
@@ -180,12 +180,15 @@ def stored_counts(engine: Engine) -> dict[str, dict[str, int]]:
 
 
 def status(config: Config) -> Status:
+    from cskpi.core.store import lease
+    from cskpi.core.store.sync_state import all_states, end_dead_runs, last_runs
+
     engine = open_engine(config.database, create=False)
     try:
         with write_transaction(engine) as conn:
             end_dead_runs(conn)
         return Status(
-            all_states(engine), stored_counts(engine), daemon.load(engine), last_runs(engine)
+            all_states(engine), stored_counts(engine), lease.load(engine), last_runs(engine)
         )
     finally:
         engine.dispose()
@@ -223,6 +226,8 @@ def kpi_window(config: Config, request: KpiRequest) -> Window:
 
 
 def _check_request(config: Config, request: KpiRequest) -> None:
+    from cskpi.core.kpis.series import INTERVALS
+
     if request.by is not None and request.by not in DIMENSIONS:
         raise UsageError(f"--by {request.by!r}: use one of {', '.join(DIMENSIONS)}")
     if request.interval is not None and request.interval not in INTERVALS:
@@ -234,6 +239,9 @@ def _check_request(config: Config, request: KpiRequest) -> None:
 
 def kpis(config: Config, request: KpiRequest) -> Report:
     """The KPI report for a period or explicit window (SPEC §1 `cskpi kpis`)."""
+    from cskpi.core.kpis.report import KpiContext, compute
+    from cskpi.core.kpis.series import compute_series
+
     _check_request(config, request)
     window, engine, where = _open_window(config, request)
     ctx = KpiContext.from_config(config)
@@ -255,6 +263,8 @@ def where_of(
 ) -> Where:
     """``--where`` items (or a digest's ``where`` table) as stored values; a UsageError
     names an unknown dimension or an unknown or ambiguous value."""
+    from cskpi.core.kpis import filters
+
     try:
         raw = typed if isinstance(typed, Mapping) else filters.parse(typed)
         return filters.resolve(engine, raw, list(config.connectors))
@@ -273,6 +283,9 @@ class TicketsRequest:
 def tickets(config: Config, request: TicketsRequest) -> tuple[Window, Listing]:
     """The rows behind a KPI, or the unhappy ratings (SPEC §6 Drill-down), each with the
     link into its helpdesk's agent UI where the connector has one."""
+    from cskpi.core.kpis import drill
+    from cskpi.core.kpis.report import KpiContext
+
     if request.unhappy and request.kpi is not None:
         raise UsageError("give either --kpi or --unhappy, not both")
     if request.native and request.kpi is None:
@@ -311,6 +324,10 @@ def _open_window(config: Config, request: KpiRequest) -> tuple[Window, Engine, W
 
 def with_urls(config: Config, listing: Listing) -> Listing:
     """``listing`` with a ``url`` column: each ticket's page in its helpdesk, or None."""
+    import numpy as np
+
+    from cskpi.core.digest.content import ticket_url
+
     ticket = listing.columns.get("external_id", listing.columns.get("ticket_external_id"))
     if ticket is None:
         return listing
@@ -367,6 +384,8 @@ def _instant(config: Config, now: str | None) -> datetime:
 
 def forecast(config: Config, days: int, now: str | None = None) -> ForecastReport:
     """Arrivals, solves and backlog for ``days`` days from today (SPEC §8 `cskpi forecast`)."""
+    from cskpi.core.workload.forecast import forecast_report
+
     at = _instant(config, now)
     engine = open_engine(config.database, create=False)
     try:
@@ -378,6 +397,8 @@ def forecast(config: Config, days: int, now: str | None = None) -> ForecastRepor
 
 def staffing(config: Config, weeks: int, now: str | None = None) -> StaffingPlan:
     """Required and observed agents per hour of the week (SPEC §8 `cskpi staffing`)."""
+    from cskpi.core.workload.staffing import staffing_plan
+
     at = _instant(config, now)
     engine = open_engine(config.database, create=False)
     try:

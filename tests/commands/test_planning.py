@@ -153,3 +153,12 @@ def test_alerts_on_an_unsynced_store(tmp_path: Path) -> None:
     assert dry.exit_code == 0
     assert "1 key(s) judged" in dry.output
     assert "this bucket may be incomplete" in dry.output
+
+
+def test_an_alert_where_naming_nobody_is_a_usage_error(tmp_path: Path, config: Path) -> None:
+    path = tmp_path / "cskpi.toml"
+    path.write_text(CONFIG.replace("sqlite:///kpi.db", f"sqlite:///{config.parent}/kpi.db")
+                    + '[alerts.mine]\nkpi = "backlog"\nwhere = { agent = "Nobody" }\n')  # fmt: skip
+    result = runner.invoke(app, ["alerts", "-c", str(path), "--dry-run", "--now", NOW])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: cskpi.toml: [alerts.mine] where agent=Nobody")

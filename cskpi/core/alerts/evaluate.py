@@ -2,14 +2,11 @@
 the earlier weeks, per key of its ``by`` dimension, judged by ``core/plan/anomaly.py``
 (SPEC §8; docs/planning.md).
 
-Counts (tickets created or solved) come from one read of the timestamps in the nine-odd
-buckets, assigned to buckets with numpy; the backlog from the backlog rule at each bucket's
-end; durations and rates from the KPI engine (``kpis.report.compute``) once per bucket.
+The values come from ``reads.py``: one query per alert whatever the number of buckets.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,32 +14,30 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
+from cskpi.core.alerts.reads import (
+    TICKET_KEY,
+    WHOLE,
+    Bucket,
+    Sizes,
+    Values,
+    backlog_values,
+    count_values,
+    keys_of,
+    measure_values,
+)
 from cskpi.core.config.file import AlertSettings, Config
-from cskpi.core.config.periods import Window
-from cskpi.core.kpis.backlog import backlog_counts
-from cskpi.core.kpis.report import KpiContext, compute, none_label
+from cskpi.core.kpis.filters import Where, resolve
+from cskpi.core.kpis.formulas import KpiContext
 from cskpi.core.plan.anomaly import count_fires, measure_fires, robust_z
+
+__all__ = ["TICKET_KEY", "WHOLE", "Bucket", "Finding", "evaluate", "keys_of", "last_bucket"]
 
 # Higher is better for these: an alert on them fires on a drop.
 HIGHER_IS_BETTER = frozenset({"fcr_rate", "sla_first_response", "sla_resolution", "csat"})
 MIN_N = 20  # a duration or rate needs this population in the bucket (SPEC §8)
 MIN_BASELINE = 2  # baseline buckets with a value needed to judge at all
-WHOLE = ""  # the key of an alert without ``by``
-
-# Group key of a ticket row for each dimension (as the KPI engine's populations read it).
-TICKET_KEY = {
-    "agent": "t.assignee_id", "group": "t.group_id", "channel": "t.channel", "type": "t.type",
-    "priority": "t.priority", "organization": "t.organization_id", "connector": "t.connector",
-    "tag": "CAST(t.tags AS TEXT)",  # the stored JSON list, as text on every database
-}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Bucket:
-    start: datetime
-    end: datetime
 
 
 @dataclass(frozen=True)
@@ -86,90 +81,6 @@ def baseline_buckets(bucket: Bucket, weeks: int, interval: str) -> list[Bucket]:
     return found
 
 
-# --- values per bucket and key ----------------------------------------------------------
-
-
-Values = dict[str, list[float | None]]  # key -> value per bucket (the current one first)
-Sizes = dict[str, list[int | None]]  # key -> population per bucket (durations and rates)
-
-
-def _epoch(moment: datetime) -> int:
-    return int(moment.timestamp())
-
-
-def keys_of(raw: object, dimension: str | None) -> list[str]:
-    """A row's keys: its tags for ``tag`` (none: the none label), else its one value."""
-    if dimension is None:
-        return [WHOLE]
-    if dimension == "tag":
-        # the stored JSON list, read as text (a driver that parses it hands over a list)
-        tags = json.loads(raw) if isinstance(raw, str) else raw if isinstance(raw, list) else []
-        return [str(t) for t in tags] or [none_label("tag")]
-    return [none_label(dimension) if raw is None else str(raw)]
-
-
-def count_values(
-    engine: Engine, kpi: str, dimension: str | None, buckets: Sequence[Bucket]
-) -> Values:
-    """tickets_created or tickets_solved per bucket and key: one read, counted in SQL by
-    bucket and stored key (a tag list is one key there, split here: a store holds a few
-    hundred distinct lists)."""
-    column = "t.created_at" if kpi == "tickets_created" else "t.solved_at"
-    solved = " AND t.status IN ('solved', 'closed')" if kpi == "tickets_solved" else ""
-    ranges = [f"{column} >= :s{i} AND {column} < :e{i}" for i in range(len(buckets))]
-    which = " ".join(f"WHEN {r} THEN {i}" for i, r in enumerate(ranges))
-    key = TICKET_KEY[dimension] if dimension else "NULL"
-    sql = (f"SELECT CASE {which} END AS b, {key} AS k, COUNT(*) FROM ticket t "  # noqa: S608
-           f"WHERE t.deleted = FALSE{solved} AND ({' OR '.join(f'({r})' for r in ranges)}) "
-           f"GROUP BY b, k")  # fmt: skip
-    params = {f"{e}{i}": _epoch(getattr(b, n)) for i, b in enumerate(buckets)
-              for e, n in (("s", "start"), ("e", "end"))}  # fmt: skip
-    with engine.connect() as conn:
-        rows = conn.execute(text(sql), params).all()
-    values: Values = {WHOLE: [0.0] * len(buckets)} if dimension is None else {}
-    for bucket, raw, count in rows:
-        for k in keys_of(raw, dimension):
-            slots = values.setdefault(k, [0.0] * len(buckets))
-            slots[int(bucket)] = (slots[int(bucket)] or 0.0) + count
-    return values
-
-
-def backlog_values(
-    engine: Engine, config: Config, dimension: str | None, buckets: Sequence[Bucket],
-    now: datetime,
-) -> tuple[Values, Sizes]:  # fmt: skip
-    """The backlog at each bucket's end (at ``now`` if that comes first)."""
-    if dimension is None:
-        counts = backlog_counts(engine, [min(b.end, now) for b in buckets], wall=now)
-        return {WHOLE: [float(c) for c in counts]}, {}
-    return measure_values(engine, config, "backlog", dimension, buckets, now)
-
-
-def measure_values(
-    engine: Engine, config: Config, kpi: str, dimension: str | None,
-    buckets: Sequence[Bucket], now: datetime,
-) -> tuple[Values, Sizes]:  # fmt: skip
-    """A KPI per bucket and key through the KPI engine, and its population (n)."""
-    ctx = KpiContext.from_config(config)
-    values: Values = {}
-    sizes: Sizes = {}
-    for i, b in enumerate(buckets):
-        window = Window(b.start, b.end, config.timezone, max(now, b.end))
-        # Only the backlog needs the rule for a past instant (status history, the costly
-        # read); for any other KPI the bucket's end passes for the present.
-        wall = now if kpi == "backlog" else b.end
-        report = compute(engine, window, ctx, by=dimension, wall=wall)
-        entries = {WHOLE: report.kpis[kpi]} if dimension is None else {
-            g.key if g.key is not None else none_label(dimension): g.kpis[kpi]
-            for g in (report.by.groups if report.by else [])
-        }  # fmt: skip
-        for k, entry in entries.items():
-            values.setdefault(k, [None] * len(buckets))[i] = entry["value"]
-            n = entry.get("n", entry.get("denominator"))
-            sizes.setdefault(k, [None] * len(buckets))[i] = None if n is None else int(n)
-    return values, sizes
-
-
 # --- the decision -----------------------------------------------------------------------
 
 
@@ -204,10 +115,20 @@ def evaluate(
     bucket = bucket or last_bucket(settings.interval, config.timezone, now)
     buckets = [bucket, *baseline_buckets(bucket, settings.baseline_weeks, settings.interval)]
     sizes: Sizes = {}
+    where = alert_where(engine, config, name)
     if settings.kpi in ("tickets_created", "tickets_solved"):
-        values = count_values(engine, settings.kpi, settings.by, buckets)
+        values = count_values(engine, settings.kpi, settings.by, buckets, where)
     elif settings.kpi == "backlog":
-        values, sizes = backlog_values(engine, config, settings.by, buckets, now)
+        values = backlog_values(engine, settings.by, buckets, now, where)
     else:
-        values, sizes = measure_values(engine, config, settings.kpi, settings.by, buckets, now)
+        ctx = KpiContext.from_config(config)
+        values, sizes = measure_values(engine, ctx, settings.kpi, settings.by, buckets, now, where)
     return judge(name, settings, bucket, values, sizes)
+
+
+def alert_where(engine: Engine, config: Config, name: str) -> Where:
+    """The alert's ``where`` as stored values; a FilterError names the alert and the first
+    dimension or value that is unknown or ambiguous."""
+    raw: dict[str, Sequence[str]] = dict(config.alerts[name].where.items())
+    return resolve(engine, raw, list(config.connectors),
+                   f"{config.path.name}: [alerts.{name}] where")  # fmt: skip

@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from cskpi.core.alerts.evaluate import TICKET_KEY, WHOLE, Bucket, Finding, keys_of
+from cskpi.core.alerts.evaluate import TICKET_KEY, WHOLE, Bucket, Finding, alert_where, keys_of
 from cskpi.core.config.file import Config
 from cskpi.core.digest.alarm_text import change, figure, span_label
 from cskpi.core.digest.alarm_text import label_of as label_of
 from cskpi.core.digest.content import LABELS, ticket_url
 from cskpi.core.kpis.output import clipped
+from cskpi.core.store.dialect import sql_for
 
 NEWEST = 5
 _SOLVED_KPIS = {"tickets_solved", "resolution_time", "resolution_time_business", "fcr_rate",
@@ -59,12 +60,14 @@ def newest_tickets(engine: Engine, config: Config, finding: Finding) -> list[Lin
     if finding.kpi == "csat":
         source, column = "ticket t JOIN rating r ON r.ticket_id = t.id", "r.rated_at"
     key = TICKET_KEY[finding.dimension] if finding.dimension else "NULL"
+    where = alert_where(engine, config, finding.alert)
+    only = where.sql("r" if finding.kpi == "csat" else "t", sql_for(engine))
     sql = (f"SELECT t.id, t.subject, t.connector, t.external_id, {key} FROM {source} "  # noqa: S608
-           f"WHERE t.deleted = FALSE AND {column} >= :s AND {column} < :e "
+           f"WHERE t.deleted = FALSE AND {column} >= :s AND {column} < :e{only} "
            f"ORDER BY {column} DESC, t.id DESC LIMIT :n")  # fmt: skip
     limit = NEWEST if finding.key == WHOLE else _SCAN_LIMIT
     params = {"s": int(finding.bucket.start.timestamp()),
-              "e": int(finding.bucket.end.timestamp()), "n": limit}  # fmt: skip
+              "e": int(finding.bucket.end.timestamp()), "n": limit, **where.params()}  # fmt: skip
     with engine.connect() as conn:
         rows = conn.execute(text(sql), params).all()
     picked = [r for r in rows if finding.key in keys_of(r[4], finding.dimension)][:NEWEST]

@@ -399,6 +399,8 @@ def _alert_kpi(value: str) -> str:
 class AlertSettings(_Model):
     kpi: Annotated[str, AfterValidator(_alert_kpi)]
     by: Dimension | None = None
+    # as a digest's: only these tickets (and their ratings) are counted and measured
+    where: dict[WhereDimension, WhereValues] = Field(default_factory=dict)
     interval: Literal["hour", "day"] = "day"
     baseline_weeks: Annotated[int, Field(ge=2, le=52)] = 8
     z: PositiveFloat = 3.0

@@ -346,13 +346,13 @@ def _surveys(ratings: Frame) -> dict[str, Entry]:
     low, high = ratings["scale_min"], ratings["scale_max"]
     csat, nps, ces = (kind == "csat"), (kind == "nps"), (kind == "ces")
     return {
-        "csat": _csat(score[csat], low[csat], high[csat]),
+        "csat": csat_entry(score[csat], low[csat], high[csat]),
         "nps": _nps(score[nps]),
         "ces": _ces(score[ces], low[ces], high[ces]),
     }
 
 
-def _csat(score: F64, low: F64, high: F64) -> Entry:
+def csat_entry(score: F64, low: F64, high: F64) -> Entry:
     if len(score) == 0:
         return _null("no csat rating in the window", "%")
     positive = int(np.count_nonzero(_positive(score, low, high)))

@@ -152,12 +152,10 @@ def _present(worked: AgentHours, tz: ZoneInfo, mask: NDArray[np.bool_] | None) -
     hour, agent = (
         (worked.hour, worked.agent) if mask is None else (worked.hour[mask], worked.agent[mask])
     )
-    pairs = (
-        np.unique(np.stack([hour.astype(np.int64), agent]), axis=1)
-        if len(hour)
-        else np.zeros((2, 0))
-    )
-    return week_hours(pairs[0].astype(np.float64), tz)
+    # each (hour, agent) once, as one integer: unique on a 1-D array, not on pairs (axis=1)
+    agents = int(agent.max()) + 1 if len(agent) else 1
+    codes = np.unique(hour.astype(np.int64) * agents + agent)
+    return week_hours((codes // agents).astype(np.float64), tz)
 
 
 def _grid(

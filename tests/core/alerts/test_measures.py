@@ -15,6 +15,7 @@ from cskpi.core.alerts.message import label_of
 from cskpi.core.alerts.runs import run_alert
 from cskpi.core.config.file import AlertSettings, Config, SlackTarget, load_config
 from cskpi.core.digest.runs import check_targets
+from cskpi.core.kpis.filters import FilterError
 from cskpi.core.store.engine import open_engine, write_transaction
 from cskpi.core.store.sync_state import finish_stream
 from cskpi.core.store.upserts import upsert_records
@@ -96,11 +97,16 @@ def test_a_csat_drop_fires_and_a_rise_does_not(tmp_path: Path) -> None:
 
 def test_backlog_by_channel(tmp_path: Path, store_url: str) -> None:
     config = helpdesk(tmp_path, 25, timedelta(hours=1), good=20, url=store_url)
-    # every ticket solved within hours: the backlog at each midnight is 0, nothing fires;
-    # the ratings, which have no ticket, make the engine's "(none)" group
-    assert judged(config, "backlog") == [
-        ("(none)", 0.0, 0.0, None, False), ("email", 0.0, 0.0, None, False),
-    ]  # fmt: skip
+    # every ticket solved within hours: the backlog at each midnight is 0, no key to judge
+    assert judged(config, "backlog") == []
+    engine = open_engine(config.database)
+    with write_transaction(engine) as conn:  # three chats open since ten weeks before
+        upsert_records(conn, "hd", [
+            Ticket(f"c{i}", DAY - timedelta(weeks=10), DAY, "open", channel="chat")
+            for i in range(3)
+        ])  # fmt: skip
+    engine.dispose()
+    assert judged(config, "backlog") == [("chat", 3.0, 3.0, None, False)]
 
 
 def test_counts_by_tag(tmp_path: Path, store_url: str) -> None:
@@ -160,3 +166,33 @@ def test_agents_and_groups_are_named(tmp_path: Path) -> None:
     assert label_of(engine, "agent", "hd:a2") == "hd:a2"  # unknown: the id
     assert label_of(engine, "tag", "vip") == "vip"
     engine.dispose()
+
+
+def test_where_keeps_only_its_tickets(tmp_path: Path, store_url: str) -> None:
+    config = helpdesk(tmp_path, 25, timedelta(hours=1), good=20, url=store_url)
+    engine = open_engine(config.database)
+    with write_transaction(engine) as conn:  # 30 chats on the day, none before
+        upsert_records(conn, "hd", [
+            Ticket(f"c{i}", DAY + timedelta(hours=10, minutes=i), DAY, "open", channel="chat")
+            for i in range(30)
+        ])  # fmt: skip
+    engine.dispose()
+    chats = AlertSettings.model_validate({"kpi": "tickets_created", "where": {"channel": "chat"}})
+    emails = AlertSettings.model_validate({"kpi": "first_response_time",
+                                           "where": {"channel": ["email"]}})  # fmt: skip
+    config = config.model_copy(update={"alerts": {"chats": chats, "emails": emails}})
+    # 30 chats against none in each earlier week: fires; the 25 emails alone are as usual
+    assert judged(config, "chats") == [("", 30.0, 0.0, None, True)]
+    assert judged(config, "emails") == [("", 3600.0, 3600.0, 25, False)]
+    result = run_alert(config, "chats", NOW, dry_run=True)
+    assert [t.ticket_id for t in result.alarms[0].tickets] == [
+        f"hd:c{i}" for i in (29, 28, 27, 26, 25)
+    ]
+
+
+def test_an_unknown_where_value_names_the_alert(tmp_path: Path) -> None:
+    config = helpdesk(tmp_path, 1, timedelta(hours=1), good=20)
+    nobody = AlertSettings.model_validate({"kpi": "backlog", "where": {"agent": "Nobody"}})
+    config = config.model_copy(update={"alerts": {"mine": nobody}})
+    with pytest.raises(FilterError, match=r"cskpi.toml: \[alerts.mine\] where agent=Nobody"):
+        judged(config, "mine")
