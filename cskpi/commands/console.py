@@ -9,15 +9,13 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cskpi.connectors.base import ConnectorFactory
-from cskpi.core.app import CheckResult, Status
 from cskpi.core.config.secrets import RedactingFilter
 from cskpi.core.kpis.output import (
     clipped,
@@ -26,10 +24,14 @@ from cskpi.core.kpis.output import (
     native_texts,
     value_text,
 )
-from cskpi.core.kpis.report import Report
-from cskpi.core.quickstart import Summary
-from cskpi.core.store.lease import DaemonInfo
-from cskpi.core.sync import StreamResult, SyncReport
+
+if TYPE_CHECKING:  # types only: `cskpi kpis` need not import the sync's HTTP stack
+    from cskpi.connectors.base import ConnectorFactory
+    from cskpi.core.app import CheckResult, Status
+    from cskpi.core.kpis.report import Report
+    from cskpi.core.quickstart import Summary
+    from cskpi.core.store.lease import DaemonInfo
+    from cskpi.core.sync import StreamResult, SyncReport
 
 # Piped or redirected output has no terminal width to fit: rich would break every line at 80
 # columns, splitting a command in a hint. There text lines are never broken and tables get
