@@ -418,13 +418,13 @@ def forecast(
     Example: cskpi forecast --days 14 --format json"""
     import json
 
+    output = _format(output, ("table", "json", "csv"))
+    cfg = reading_config(config)
     from cskpi.commands.console import out
     from cskpi.commands.planning import forecast_csv, forecast_table
     from cskpi.core import app as core
     from cskpi.core.workload.documents import forecast_document
 
-    output = _format(output, ("table", "json", "csv"))
-    cfg = config_or_fail(config)
     try:
         report = core.forecast(cfg, days, now)
     except ValueError as exc:
@@ -450,13 +450,13 @@ def staffing(
     Example: cskpi staffing --weeks 8 --format csv"""
     import json
 
+    output = _format(output, ("table", "json", "csv"))
+    cfg = reading_config(config)
     from cskpi.commands.console import out
     from cskpi.commands.planning import staffing_csv, staffing_views
     from cskpi.core import app as core
     from cskpi.core.workload.documents import staffing_document
 
-    output = _format(output, ("table", "json", "csv"))
-    cfg = config_or_fail(config)
     try:
         plan = core.staffing(cfg, weeks, now)
     except ValueError as exc:

@@ -17,13 +17,6 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from rich.table import Table
 
 from cskpi.core.config.secrets import RedactingFilter
-from cskpi.core.kpis.output import (
-    clipped,
-    detail_text,
-    duration_column,
-    native_texts,
-    value_text,
-)
 
 if TYPE_CHECKING:  # types only: `cskpi kpis` need not import the sync's HTTP stack
     from cskpi.connectors.base import ConnectorFactory
@@ -326,6 +319,8 @@ def connector_types_table(types: Mapping[str, ConnectorFactory]) -> Table:
 
 def kpi_tables(report: Report) -> list[Table]:
     """The window's KPIs, then, with --by, one row per group of the headline KPIs."""
+    from cskpi.core.kpis.output import detail_text, native_texts, value_text  # see _board
+
     w = report.window
     span = f"{w.start.astimezone(w.tz):%Y-%m-%d %H:%M} → {w.end.astimezone(w.tz):%Y-%m-%d %H:%M}"
     title = f"KPIs {span} ({w.tz}) · {', '.join(report.connectors) or 'no connectors'}"
@@ -349,6 +344,9 @@ def kpi_tables(report: Report) -> list[Table]:
 
 def _board(report: Report) -> Table:
     """One row per group of the headline KPIs; each duration column in one format."""
+    # Imported here: the KPI engine behind them is not for every command that prints.
+    from cskpi.core.kpis.output import clipped, duration_column, value_text
+
     assert report.by is not None
     board = Table(report.by.dimension, *(_SHORT[k] for k in _BOARD), title_justify="left",
                   title=f"by {report.by.dimension}")  # fmt: skip
