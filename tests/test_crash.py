@@ -17,13 +17,14 @@ CONFIG = """\
 database = "sqlite:///cskpi.db"
 [connectors.shop]
 type = "demo"
-tickets = 12000
+tickets = 8000
 days = 60
 seed = 5
 page_size = 500
 end = 2026-11-01T00:00:00Z
 """
 
+TOTAL = 8000  # the config's tickets: enough pages (500 each) for a kill to land mid-sync
 TABLES = ("ticket", "message", "rating", "person", "grp", "organization", "status_change")
 
 
@@ -62,7 +63,7 @@ def test_kill_9_mid_sync_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     partial = stored_tickets(killed / "cskpi.db")
-    assert 1500 <= partial < 12000, "the kill must land mid-sync"
+    assert 1500 <= partial < TOTAL, "the kill must land mid-sync"
 
     assert runs(killed / "cskpi.db") == ["running"]  # what kill -9 leaves behind
     status = subprocess.run(
@@ -75,7 +76,7 @@ def test_kill_9_mid_sync_then_resume_equals_a_clean_run(tmp_path: Path) -> None:
     assert sync(killed).wait() == 0
     assert sync(clean).wait() == 0
     assert content(killed / "cskpi.db") == content(clean / "cskpi.db")
-    assert stored_tickets(killed / "cskpi.db") == 12000
+    assert stored_tickets(killed / "cskpi.db") == TOTAL
     assert runs(killed / "cskpi.db") == ["interrupted", "ok"]
 
 
@@ -106,7 +107,7 @@ def test_a_signal_mid_sync_stops_after_the_page_and_records_the_run_interrupted(
     assert b"stopping after the page being stored" in err
     assert b"Traceback" not in err
     partial = stored_tickets(stopped / "cskpi.db")
-    assert 1500 <= partial < 12000, "the signal must land mid-sync"
+    assert 1500 <= partial < TOTAL, "the signal must land mid-sync"
     assert runs(stopped / "cskpi.db") == ["interrupted"]
     with sqlite3.connect(stopped / "cskpi.db") as conn:
         cursor = conn.execute("SELECT cursor FROM sync_state WHERE stream = 'tickets'").fetchone()
@@ -156,9 +157,9 @@ def test_kill_9_mid_sync_on_postgresql_then_resume_equals_a_clean_run(
             victim.wait(timeout=0.02)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    assert 1500 <= tickets(urls[killed]) < 12000, "the kill must land mid-sync"
+    assert 1500 <= tickets(urls[killed]) < TOTAL, "the kill must land mid-sync"
 
     assert sync(killed).wait() == 0
     assert sync(clean).wait() == 0
     assert dump(urls[killed]) == dump(urls[clean])
-    assert tickets(urls[killed]) == 12000
+    assert tickets(urls[killed]) == TOTAL
