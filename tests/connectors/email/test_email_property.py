@@ -368,7 +368,7 @@ def box_server(server: Dovecot) -> Dovecot:
 
 
 @settings(
-    max_examples=20, deadline=None, database=None,
+    max_examples=15, deadline=None, database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )  # fmt: skip
 @given(box=boxes())

@@ -81,7 +81,7 @@ def test_band_of_known_means() -> None:
     assert high.tolist() == [0, 14]
 
 
-@settings(deadline=None)  # the first call loads scipy.stats
+@settings(max_examples=50, deadline=None)
 @given(arrays(np.float64, (21, 24), elements=st.integers(0, 50).map(float)), st.integers(1, 30))
 def test_band_holds_the_mean(history: np.ndarray, days: int) -> None:
     made = forecast(history, days)
