@@ -276,12 +276,18 @@ def _unanswered_block(d: Digest) -> Block:
 
 def _unhappy_block(d: Digest) -> Block:
     items = [
-        f"• {_ticket(u.ticket_id, u.url)}  {_text(u.rating)} · {_text(u.organization)}"
-        f" (mrr {u.mrr}) · {_text(u.agent)}" + (f" · “{_text(u.comment)}”" if u.comment else "")
+        f"• {_ticket(u.ticket_id, u.url)}  {_text(u.rating)} · {_account(u.organization, u.mrr)}"
+        f" · {_text(u.agent)}" + (f" · “{_text(u.comment)}”" if u.comment else "")
         for u in d.unhappy or []
     ]
     head = unhappy_head(d)
     return _section("\n".join([f"*{_escape(head)}*" if items else _escape(head), *items]))
+
+
+def _account(organization: str, mrr: str) -> str:
+    """A rating's organization with its mrr; "-" (content.py's mark for none) in words, as
+    "· - (mrr -) ·" read like a glitch in a Slack line."""
+    return "no organization" if organization == "-" else f"{_text(organization)} (mrr {mrr})"
 
 
 def _at_risk_block(d: Digest) -> Block:

@@ -88,6 +88,39 @@ def test_the_unhappy_customers_and_accounts_at_risk_in_text_slack_and_html(
     assert "Bolt" not in html.split('id="unhappy"')[1].split("</table>")[0]  # 5 of 5: happy
 
 
+def test_an_unhappy_rating_without_an_organization_says_so_in_slack(tmp_path: Path) -> None:
+    """A ticket of no organization: its Slack line says so rather than "· - (mrr -) ·", and
+    it comes after the accounts with an mrr."""
+    records = [
+        *RECORDS,
+        ticket(
+            10,
+            at(19, 8),
+            assignee_id="a1",
+            status="solved",
+            first_reply_at=at(19, 9),
+            solved_at=at(19, 9),
+        ),
+        Rating("r3", "csat", 1, 1, 5, at(19, 13), ticket_id="t10", agent_id="a1"),
+    ]
+    cfg = helpdesk(tmp_path, records, SECTIONS)
+    engine = open_engine(cfg.database)
+    try:
+        with write_transaction(engine) as conn:
+            conn.execute(text("UPDATE organization SET mrr = 1200 WHERE external_id = 'o1'"))
+    finally:
+        engine.dispose()
+    rendered = preview(cfg, "daily", AT)
+    sections = [b["text"]["text"] for b in rendered.webhook_message["blocks"]
+                if b["type"] == "section"]  # fmt: skip
+    assert sections[3].splitlines()[1:] == [
+        f"• <{T7}|hd:t7>  csat 2 (1-5) · Acme (mrr 1,200) · Ana"
+        " · “Slow answer, &lt;b&gt;twice&lt;/b&gt;”",
+        "• <https://acme.zendesk.com/agent/tickets/t10|hd:t10>  csat 1 (1-5) · no organization"
+        " · Ana",
+    ]
+
+
 def test_the_sections_follow_the_digests_where(tmp_path: Path) -> None:
     """Only Bolt's tickets: its rating is happy and it is not at risk."""
     cfg = store(tmp_path, SECTIONS + 'where = { organization = "Bolt" }\n')
