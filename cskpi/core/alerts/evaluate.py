@@ -17,7 +17,6 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine
 
 from cskpi.core.alerts.reads import (
-    TICKET_KEY,
     WHOLE,
     Bucket,
     Sizes,
@@ -32,7 +31,7 @@ from cskpi.core.kpis.filters import Where, resolve
 from cskpi.core.kpis.formulas import KpiContext
 from cskpi.core.plan.anomaly import count_fires, measure_fires, robust_z
 
-__all__ = ["TICKET_KEY", "WHOLE", "Bucket", "Finding", "evaluate", "keys_of", "last_bucket"]
+__all__ = ["WHOLE", "Bucket", "Finding", "evaluate", "keys_of", "last_bucket"]
 
 # Higher is better for these: an alert on them fires on a drop.
 HIGHER_IS_BETTER = frozenset({"fcr_rate", "sla_first_response", "sla_resolution", "csat"})

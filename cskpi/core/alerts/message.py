@@ -9,12 +9,13 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from cskpi.core.alerts.evaluate import TICKET_KEY, WHOLE, Bucket, Finding, alert_where, keys_of
+from cskpi.core.alerts.evaluate import WHOLE, Bucket, Finding, alert_where, keys_of
 from cskpi.core.config.file import Config
 from cskpi.core.digest.alarm_text import change, figure, span_label
 from cskpi.core.digest.alarm_text import label_of as label_of
 from cskpi.core.digest.content import LABELS, ticket_url
 from cskpi.core.kpis.output import clipped
+from cskpi.core.kpis.populations import TICKET_KEY
 from cskpi.core.store.dialect import sql_for
 
 NEWEST = 5

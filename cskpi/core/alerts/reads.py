@@ -30,20 +30,11 @@ from cskpi.core.kpis.backlog import conditions, is_present, unindexed
 from cskpi.core.kpis.drill import DRILLS
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.formulas import KpiContext, csat_entry, durations, rate_of
-from cskpi.core.kpis.populations import Frame, answered, by_tag
+from cskpi.core.kpis.populations import RATING_KEY, TICKET_KEY, Frame, answered, by_tag
 from cskpi.core.kpis.report import none_label
 from cskpi.core.store.dialect import sql_for
 
 WHOLE = ""  # the key of an alert without ``by``
-
-# Group key of a ticket row for each dimension (as the KPI engine's populations read it).
-TICKET_KEY = {
-    "agent": "t.assignee_id", "group": "t.group_id", "channel": "t.channel", "type": "t.type",
-    "priority": "t.priority", "organization": "t.organization_id", "connector": "t.connector",
-    "tag": "CAST(t.tags AS TEXT)",  # the stored JSON list, as text on every database
-}  # fmt: skip
-# ... and of a rating row (its ticket's, but the rated agent and its own connector)
-RATING_KEY = {**TICKET_KEY, "agent": "r.agent_id", "connector": "r.connector"}
 
 
 @dataclass(frozen=True)
@@ -143,7 +134,7 @@ def backlog_values(
     for i, at in enumerate(instants):
         rule = " OR ".join(f"({_AT.sub(f':a{i}', c)})" for c in conditions(is_present(at, now)))
         # created before the instant, as both conditions say: one comparison rules out most
-        # candidates before the status lists (0.4 -> 0.2 s of CPU on the 1M store)
+        # candidates before the status lists (docs/performance.md)
         sums.append(f"SUM(CASE WHEN t.created_at < :a{i} AND ({rule}) THEN 1 ELSE 0 END) AS n{i}")
         params[f"a{i}"] = _epoch(at)
     straddles = "".join(f" OR (t.created_at < :a{i} AND t.solved_at >= :a{i})"
@@ -312,8 +303,8 @@ def _replies(
     ranges, params = _ranges("t.created_at", buckets)
     any_range = " OR ".join(f"({r})" for r in ranges)
     key = TICKET_KEY[dimension] if dimension else "NULL"
-    # CROSS JOIN keeps SQLite on the buckets' tickets first (as JOIN it walked the messages:
-    # 3.9 -> 0.3 s on the 1M store); PostgreSQL plans it as the inner join it is
+    # CROSS JOIN keeps SQLite on the buckets' tickets first (as JOIN it walked the messages;
+    # docs/performance.md); PostgreSQL plans it as the inner join it is
     sql = (f"SELECT t.id, t.created_at, m.created_at, "  # noqa: S608
            f"CASE WHEN m.author_role = 'agent' THEN 1 ELSE 0 END, {key} "
            "FROM ticket t CROSS JOIN message m WHERE m.ticket_id = t.id AND t.deleted = FALSE "

@@ -457,8 +457,8 @@ def listing_csv(listing: Listing, window: Window) -> str:
 
 def _cells(values: list[Any], kind: str) -> list[Any]:
     """A column's CSV cells: None as empty, text through the injection guard (``_cell``).
-    A column of numbers is passed over by C loops, not a call per cell: 76K tickets' CSV
-    took 3.5 s, half of it in these calls (docs/performance.md)."""
+    A column of numbers is passed over by C loops, not a call per cell; a text column's
+    distinct values are guarded once (docs/performance.md)."""
     if kind != "O":
         return ["" if v is None else v for v in values] if None in values else values
     try:

@@ -36,7 +36,7 @@ F64 = NDArray[np.float64]
 Obj = NDArray[np.object_]
 
 # Group key of a ticket row (alias t) and of a rating row (alias r) for each dimension.
-_TICKET_KEY = {
+TICKET_KEY = {
     "agent": "t.assignee_id",
     "group": "t.group_id",
     "channel": "t.channel",
@@ -46,7 +46,7 @@ _TICKET_KEY = {
     "connector": "t.connector",
     "tag": "CAST(t.tags AS TEXT)",  # the stored JSON list: one row per tag made by _by_tag
 }
-_RATING_KEY = {**_TICKET_KEY, "agent": "r.agent_id", "connector": "r.connector"}
+RATING_KEY = {**TICKET_KEY, "agent": "r.agent_id", "connector": "r.connector"}
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class _Query:
 
     def ticket_key(self) -> str:
         """The select expression for a ticket row's group key."""
-        return "NULL" if self.dimension is None else _TICKET_KEY[self.dimension]
+        return "NULL" if self.dimension is None else TICKET_KEY[self.dimension]
 
     def render(self, sql: str) -> str:
         """Fill in the dialect's spelling of the fragments named in braces."""
@@ -391,7 +391,7 @@ _RATING_COLS = (Column("rowid", "{r.rowid}"), Column("kind", "r.kind", text=True
 
 
 def _ratings(q: _Query) -> str:
-    key = "NULL" if q.dimension is None else _RATING_KEY[q.dimension]
+    key = "NULL" if q.dimension is None else RATING_KEY[q.dimension]
     if key.startswith("r."):
         # Only a deleted ticket can drop a rating, and the partial index ix_ticket_deleted
         # holds just those: probing it is cheaper than reading every rating's ticket

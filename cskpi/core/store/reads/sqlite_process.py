@@ -166,10 +166,10 @@ def _connection(path: str) -> Any:
         conn = adbc_sqlite.connect(f"file:{quote(path)}?mode=ro")
         with conn.cursor() as cursor:
             # Read the file through a memory map rather than a read() call per page: the
-            # KPI reads look up tickets by id at random, and on the 1M-ticket store this
-            # took a 30-day report's reads from 5.3 s to 3.1 s (docs/performance.md). The
-            # mapped pages are the kernel's page cache, shared and given back under memory
-            # pressure, not this process's own memory. SQLite caps it (2 GB in this build).
+            # KPI reads look up tickets by id at random, a page each (docs/performance.md has
+            # the figures). The mapped pages are the kernel's page cache, shared and given
+            # back under memory pressure, not this process's own memory. SQLite caps the
+            # size at its compile-time limit.
             cursor.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
     _open[key] = conn
     while len(_open) > _KEEP_OPEN:
