@@ -35,6 +35,7 @@ from cskpi.core.kpis.output import (
 from cskpi.core.kpis.populations import Frame
 from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
 from cskpi.core.plan.anomaly import robust_z
+from cskpi.core.store.dialect import connector_condition
 from cskpi.core.store.reads.hourly import first_arrival
 from cskpi.core.store.schema import from_epoch, to_epoch
 from cskpi.core.workload.staffing import staffing_plan
@@ -497,7 +498,7 @@ def unanswered(
     """The ``limit`` oldest tickets with no first reply at ``at`` (and not solved by then),
     and how many there are; judged from the stored timestamps, so a past ``at`` is
     reproducible. ``connectors``: only theirs (default every connector)."""
-    only, params = _only(connectors)
+    only, params = connector_condition(connectors)
     where = (
         "FROM ticket WHERE NOT deleted AND created_at < :at "
         "AND (first_reply_at IS NULL OR first_reply_at >= :at) "
@@ -515,14 +516,6 @@ def unanswered(
             params,
         ).all()
     return [_unanswered_row(config, at, *row) for row in rows], total
-
-
-def _only(connectors: Sequence[str]) -> tuple[str, dict[str, Any]]:
-    """The SQL condition (and its parameters) keeping the tickets of ``connectors``."""
-    if not connectors:
-        return "", {}
-    marks = ", ".join(f":c{n}" for n in range(len(connectors)))
-    return f" AND connector IN ({marks})", {f"c{n}": c for n, c in enumerate(connectors)}
 
 
 def _unanswered_row(
@@ -549,7 +542,7 @@ def breached(
     resolution target: the tickets the SLA KPIs count as breaches (``formulas.sla_judged``)."""
     if ctx.sla is None:
         return []
-    only, params = _only(connectors)
+    only, params = connector_condition(connectors)
     sql = ("SELECT id, created_at, first_reply_at, priority, status, solved_at FROM ticket "  # noqa: S608
            "WHERE NOT deleted AND created_at >= :s AND created_at < :e "
            f"AND priority IS NOT NULL{only} ORDER BY created_at, id")  # fmt: skip

@@ -38,6 +38,18 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def connector_condition(
+    connectors: Sequence[str], alias: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """`` AND …connector IN (…)`` keeping the rows of ``connectors`` (of table ``alias``),
+    with its parameters; nothing when every connector counts."""
+    if not connectors:
+        return "", {}
+    marks = ", ".join(f":c{n}" for n in range(len(connectors)))
+    column = f"{alias}.connector" if alias else "connector"
+    return f" AND {column} IN ({marks})", {f"c{n}": c for n, c in enumerate(connectors)}
+
+
 def make_engine(url: str) -> Engine:
     """An engine set up for its dialect: SQLite for one writer and many readers (WAL, busy
     timeout, writers take the lock at BEGIN); PostgreSQL as it comes (row locks suffice)."""

@@ -30,6 +30,7 @@ from cskpi.core.kpis.filters import EVERYTHING, Where, resolve
 from cskpi.core.kpis.output import to_json
 from cskpi.core.kpis.report import Group, KpiContext, arrange, compute
 from cskpi.core.kpis.series import compute_series
+from cskpi.core.store.dialect import connector_condition
 from cskpi.core.store.schema import to_epoch
 
 
@@ -97,11 +98,9 @@ def paying(engine: Engine, window: Window, connectors: Sequence[str]) -> bool:
     """Whether an organization could be at risk: one with MRR above 0, not churned by the
     window's end (``kpis/accounts.py``). A store without (no CRM data) skips the pass over
     every organization, which would find none."""
-    marks = ", ".join(f":c{n}" for n in range(len(connectors)))
-    only = f" AND connector IN ({marks})" if connectors else ""
+    only, params = connector_condition(connectors)
     sql = ("SELECT 1 FROM organization WHERE mrr > 0 "  # noqa: S608
            f"AND (churned_at IS NULL OR churned_at >= :end){only} LIMIT 1")  # fmt: skip
-    params: dict[str, object] = {f"c{n}": c for n, c in enumerate(connectors)}
     with engine.connect() as conn:
         found = conn.execute(text(sql), params | {"end": to_epoch(window.end)}).first()
     return found is not None

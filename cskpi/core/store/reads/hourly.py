@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Engine, inspect, text
 
+from cskpi.core.store.dialect import connector_condition
 from cskpi.core.store.reads.columns import read
 
 F64 = NDArray[np.float64]
@@ -40,16 +40,9 @@ class Counts:
     n: F64  # how many
 
 
-def _only(connectors: Sequence[str], alias: str = "t") -> tuple[str, dict[str, Any]]:
-    if not connectors:
-        return "", {}
-    marks = ", ".join(f":c{i}" for i in range(len(connectors)))
-    return f" AND {alias}.connector IN ({marks})", {f"c{i}": c for i, c in enumerate(connectors)}
-
-
 def _counts(engine: Engine, column: str, where: str, start: int, end: int,
             connectors: Sequence[str]) -> Counts:  # fmt: skip
-    only, params = _only(connectors)
+    only, params = connector_condition(connectors, "t")
     sql = (f"SELECT {column} / 900 AS q, {_LIVE} AS live, COUNT(*) FROM ticket t "  # noqa: S608
            f"WHERE t.deleted = FALSE{where} AND {column} >= :s AND {column} < :e{only} "
            "GROUP BY q, live")  # fmt: skip
@@ -81,7 +74,7 @@ class AgentHours:
 
 def agent_hours(engine: Engine, start: int, end: int, connectors: Sequence[str] = ()) -> AgentHours:
     """The agents who wrote a public reply in each hour of [start, end)."""
-    only, params = _only(connectors)
+    only, params = connector_condition(connectors, "t")
     sql = (
         f"SELECT DISTINCT m.author_id, m.created_at / 3600, {_LIVE} "  # noqa: S608
         "FROM ticket t JOIN message m ON m.ticket_id = t.id "
@@ -98,7 +91,7 @@ def agent_hours(engine: Engine, start: int, end: int, connectors: Sequence[str] 
 
 def first_arrival(engine: Engine, connectors: Sequence[str] = ()) -> int | None:
     """The oldest stored ticket's created_at: how much history there is."""
-    only, params = _only(connectors)
+    only, params = connector_condition(connectors, "t")
     sql = f"SELECT MIN(t.created_at) FROM ticket t WHERE t.deleted = FALSE{only}"  # noqa: S608
     with engine.connect() as conn:
         found = conn.execute(text(sql), params).scalar()
