@@ -374,7 +374,7 @@ def report(
     chart, distributions, heatmap, SLA breaches, data freshness (see README: Reports).
 
     Example: cskpi report --period last-30d --by agent --where channel=email --out nov.html"""
-    cfg = reading_config(config)
+    cfg = reading_config(config, readers=2)
     from cskpi.core import app as core
 
     request = core.KpiRequest(period, start, end, now, by, tuple(connector or ()),

@@ -156,13 +156,14 @@ def config_or_fail(path: Path | None, verbose: bool = False) -> Config:
         fail(exc.lines[-1])
 
 
-def reading_config(path: Path | None) -> Config:
-    """``config_or_fail`` for a command that reads KPIs: the SQLite reader's process starts
-    at once, its start overlapping this process's imports (columns.start_reader)."""
+def reading_config(path: Path | None, readers: int = 1) -> Config:
+    """``config_or_fail`` for a command that reads KPIs: the SQLite readers' processes
+    start at once, their start overlapping this process's imports (columns.start_reader);
+    ``readers``: how many of its threads read at once."""
     from cskpi.core.store.reads.columns import start_reader
 
     config = config_or_fail(path)
-    start_reader(config.database)
+    start_reader(config.database, readers)
     return config
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
@@ -163,6 +164,7 @@ def png(fig: Figure) -> bytes:
     return out.getvalue()
 
 
+_SAVING = threading.Lock()
 _SVG_START = re.compile(r"^.*?(?=<svg)", re.DOTALL)  # the XML prolog and its DOCTYPE
 _SVG_DROP = re.compile(r"<metadata>.*?</metadata>|<style[^>]*>.*?</style>", re.DOTALL)
 _SVG_ID = re.compile(r'(id="|url\(#|href="#)([^")]+)')
@@ -176,7 +178,9 @@ def svg(fig: Figure, label: str, prefix: str) -> str:
     from matplotlib import rc_context
 
     out = io.StringIO()
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": prefix}):
+    # rc_context changes matplotlib's global settings: one chart is saved at a time, so a
+    # report's sections, drawn in threads of their own, each get their own ids
+    with _SAVING, rc_context({"svg.fonttype": "none", "svg.hashsalt": prefix}):
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
     text = _SVG_DROP.sub("", _SVG_START.sub("", out.getvalue(), count=1))
     text = _SVG_ID.sub(lambda m: f"{m[1]}{prefix}-{m[2]}", text)

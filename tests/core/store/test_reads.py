@@ -204,3 +204,35 @@ def test_results_come_one_by_one_and_a_request_left_early_ends_cleanly(tmp_path:
         assert [c[0].tolist() for c in read(engine, queries[:1], {})] == [[3]]
     finally:
         engine.dispose()
+
+
+def test_two_threads_reading_at_once_each_get_a_reader_and_one_thread_keeps_the_first(
+    tmp_path: Path,
+) -> None:
+    """`cskpi report` reads the previous window beside this one: a thread that reads while
+    the reader is busy gets a second process, and both answer in full. A read while none
+    is busy is the first reader's (the one benchmarks and the tests above look at)."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    for n in range(3):
+        add_person(url, f"zd:{n}", f"P{n}")
+    engine = open_engine(url)
+    queries = ["SELECT COUNT(*) FROM person", "SELECT name FROM person ORDER BY id"]
+    held: list[int | None] = []
+    try:
+        first = columnar.sqlite_reader()
+        # two requests left open at once: each holds its reader until closed
+        with (
+            contextlib.closing(read_each(engine, queries, {})) as one,
+            contextlib.closing(read_each(engine, queries, {})) as two,
+        ):
+            answers = [next(one)[0].tolist(), next(two)[0].tolist()]
+            held = [r.pid for r in columnar._readers._made]
+            rest = [next(one)[0].tolist(), next(two)[0].tolist()]
+        alone = [c[0].tolist() for c in read(engine, queries, {})]
+        assert columnar.sqlite_reader() is first
+    finally:
+        engine.dispose()
+    assert answers == [[3], [3]]
+    assert rest == [["P0", "P1", "P2"]] * 2
+    assert alone == [[3], ["P0", "P1", "P2"]]
+    assert len(held) == 2 and None not in held and held[0] != held[1]

@@ -13,22 +13,31 @@ reproduces both columns.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Engine, text
 
 from cskpi.core.config.file import Config, ReportSettings
 from cskpi.core.config.periods import Window, period_window
 from cskpi.core.digest.content import one_period_back, window_label
-from cskpi.core.digest.report.sections import Inputs, sections, where_items, window_args
+from cskpi.core.digest.report.blocks import Section
+from cskpi.core.digest.report.sections import (
+    SECTIONS,
+    Figures,
+    Inputs,
+    sections,
+    start,
+    where_items,
+    window_args,
+)
 from cskpi.core.files import write_private
 from cskpi.core.kpis.drill import accounts_at_risk
 from cskpi.core.kpis.filters import EVERYTHING, Where, resolve
 from cskpi.core.kpis.output import to_json
-from cskpi.core.kpis.report import Group, KpiContext, arrange, compute
+from cskpi.core.kpis.report import KpiContext, arrange, compute
 from cskpi.core.kpis.series import compute_series
 from cskpi.core.store.dialect import connector_condition
 from cskpi.core.store.schema import to_epoch
@@ -60,21 +69,33 @@ def build(
     where: Where = EVERYTHING,
 ) -> ReportPage:
     """The report of ``window``; ``period`` is what made it (for the previous window);
-    ``where`` (resolved ``--where``) filters every section that reads the KPI engine."""
+    ``where`` (resolved ``--where``) filters every section that reads the KPI engine.
+
+    The engine's pass over the window runs in this thread; the previous window's and every
+    section's reads run in threads beside it (each on a connection or SQLite reader of its
+    own), so the store is read on both cores while this thread waits for its reader."""
     ctx = KpiContext.from_config(config)
     chosen = tuple(connectors)
-    doc, risky = window_figures(engine, window, ctx, by, chosen, where)
     previous = previous_window(window, period)
-    before = compute(engine, previous, ctx, connectors=chosen, where=where)
-    inputs = Inputs(config, engine, window, previous, ctx, chosen, doc, to_json(before), where,
-                    risky)  # fmt: skip
-    return ReportPage(window, render(inputs, by, period))
+    figures: Future[Figures] = Future()
+    with ThreadPoolExecutor(len(SECTIONS) + 1) as pool:
+        earlier = pool.submit(
+            lambda: to_json(compute(engine, previous, ctx, connectors=chosen, where=where))
+        )
+        inputs = Inputs(config, engine, window, previous, ctx, chosen, figures, earlier, where)
+        started = start(inputs, pool)
+        try:
+            figures.set_result(window_figures(engine, window, ctx, by, chosen, where))
+        except BaseException as exc:  # the sections waiting for it end with it
+            figures.set_exception(exc)
+            raise
+        return ReportPage(window, render(inputs, by, period, sections(started)))
 
 
 def window_figures(
     engine: Engine, window: Window, ctx: KpiContext, by: str | None,
     connectors: tuple[str, ...], where: Where,
-) -> tuple[dict[str, Any], list[Group]]:  # fmt: skip
+) -> Figures:  # fmt: skip
     """The window's document (`kpis --interval day [--by DIM] --format json`) and its
     accounts at risk, with as few engine passes as the engine allows: the window's KPIs and
     daily series come from one ``compute_series``; the --by table from one ``compute``
@@ -91,7 +112,7 @@ def window_figures(
         risky = accounts_at_risk(engine, window, ctx, connectors=connectors, where=where)
     else:
         risky = []
-    return to_json(report), risky
+    return Figures(to_json(report), risky)
 
 
 def paying(engine: Engine, window: Window, connectors: Sequence[str]) -> bool:
@@ -106,7 +127,7 @@ def paying(engine: Engine, window: Window, connectors: Sequence[str]) -> bool:
     return found is not None
 
 
-def render(i: Inputs, by: str | None, period: str | None) -> str:
+def render(i: Inputs, by: str | None, period: str | None, drawn: list[Section]) -> str:
     import jinja2
 
     env = jinja2.Environment(
@@ -127,7 +148,7 @@ def render(i: Inputs, by: str | None, period: str | None) -> str:
         where=where_items(i.where),
         unfiltered=UNFILTERED,
         command=reproduce(i, by),
-        sections=sections(i),
+        sections=drawn,
     )
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -53,8 +54,17 @@ _TONE_WORD = {"good": "better", "bad": "worse", "neutral": ""}
 
 
 @dataclass(frozen=True)
+class Figures:
+    """The engine's figures of the window (``page.window_figures``)."""
+
+    doc: dict[str, Any]  # `cskpi kpis --interval day --format json` of the window
+    at_risk: list[Group]  # `kpis --by organization`'s accounts at risk
+
+
+@dataclass(frozen=True)
 class Inputs:
-    """What every provider may read."""
+    """What every provider may read. The engine's figures are futures: the providers run
+    while the engine computes them (``start``), and one that reads them waits for them."""
 
     config: Config
     engine: Engine
@@ -62,10 +72,21 @@ class Inputs:
     previous: Window
     ctx: KpiContext
     connectors: tuple[str, ...]
-    doc: dict[str, Any]  # `cskpi kpis --interval day --format json` of the window
-    before: dict[str, Any]  # `cskpi kpis --format json` of the previous window
+    figures: Future[Figures]
+    earlier: Future[dict[str, Any]]  # `cskpi kpis --format json` of the previous window
     where: Where = EVERYTHING  # --where: every section that reads the KPI engine takes it
-    at_risk: list[Group] = field(default_factory=list)  # `kpis --by organization`'s at risk
+
+    @property
+    def doc(self) -> dict[str, Any]:
+        return self.figures.result().doc
+
+    @property
+    def at_risk(self) -> list[Group]:
+        return self.figures.result().at_risk
+
+    @property
+    def before(self) -> dict[str, Any]:
+        return self.earlier.result()
 
     @property
     def kpis(self) -> dict[str, Entry]:
@@ -323,13 +344,14 @@ def _group_row(group: dict[str, Any]) -> list[Cell]:
 
 
 def sla(i: Inputs) -> list[Block]:
+    lists = _breached(i) + _waiting(i)  # read first: the store, while the engine computes
     rows = [_sla_row(k, i.kpis[k]) for k in ("sla_first_response", "sla_resolution")]
     head = ["Target", "Met", "Judged", "Breaches"]
     blocks: list[Block] = [Table("SLA targets of tickets created in the window", head, rows)]
     if i.where:
         blocks.append(Note("The two lists below are not filtered by --where: they cover every "
                            "ticket of the chosen connectors."))  # fmt: skip
-    return blocks + _breached(i) + _waiting(i)
+    return blocks + lists
 
 
 def _sla_row(key: str, entry: Entry) -> list[Cell]:
@@ -751,6 +773,17 @@ SECTIONS: tuple[tuple[str, str, Provider], ...] = (
 )
 
 
-def sections(i: Inputs, only: Sequence[str] = ()) -> list[Section]:
-    return [Section(sid, title, provider(i)) for sid, title, provider in SECTIONS
+Started = list[tuple[str, str, "Future[list[Block]]"]]
+
+
+def start(i: Inputs, pool: ThreadPoolExecutor, only: Sequence[str] = ()) -> Started:
+    """Every section's provider, started in ``pool`` (a thread each): those that read the
+    store alone (the SLA lists, the unhappy ratings, the forecast and staffing) read it
+    while the engine computes the window, and those that need its figures wait for them."""
+    return [(sid, title, pool.submit(provider, i)) for sid, title, provider in SECTIONS
             if not only or sid in only]  # fmt: skip
+
+
+def sections(started: Started) -> list[Section]:
+    """The sections ``start`` started, in SPEC §9's order, once each is drawn."""
+    return [Section(sid, title, drawn.result()) for sid, title, drawn in started]

@@ -64,7 +64,8 @@ def read(
     if _in_reader_process(engine, prefer_arrow):
         # absolute: the worker keeps the directory it started in
         path = os.path.abspath(str(engine.url.database))
-        return sqlite_reader().read(path, list(queries), params)
+        with _readers.lease() as reader:
+            return reader.read(path, list(queries), params)
     if prefer_arrow and engine.url.get_backend_name() == "postgresql" and len(queries) > 1:
         return read_postgres(engine, queries, params)
     with open_reader(engine, prefer_arrow=prefer_arrow) as reader:
@@ -79,34 +80,80 @@ def read_each(
     in ``contextlib.closing``); from the other readers once all are read."""
     if _in_reader_process(engine, prefer_arrow):
         path = os.path.abspath(str(engine.url.database))
-        with contextlib.closing(sqlite_reader().each(path, list(queries), params)) as results:
+        with (
+            _readers.lease() as reader,
+            contextlib.closing(reader.each(path, list(queries), params)) as results,
+        ):
             yield from results
     else:
         yield from read(engine, queries, params, prefer_arrow=prefer_arrow)
 
 
-def start_reader(database: str) -> None:
-    """Start the SQLite reader's process now when ``database`` (a URL) is a SQLite file: a
-    command that will read KPIs calls it first, so the reader's start (its own imports of
-    numpy, Arrow and the driver) runs on the other core beside this process's imports."""
+def start_reader(database: str, count: int = 1) -> None:
+    """Start ``count`` SQLite readers' processes now when ``database`` (a URL) is a SQLite
+    file: a command that will read KPIs calls it first, so the readers' start (their own
+    imports of numpy, Arrow and the driver) runs on the other core beside this process's
+    imports. A command whose threads read at once (`cskpi report`) asks for two."""
     url = make_url(database)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        sqlite_reader().start()
+        _readers.start(count)
 
 
-_worker: SqliteReader | None = None
-_worker_made = threading.Lock()
+class _Readers:
+    """This process's SQLite readers, each serving one read at a time: a read takes the
+    first reader that is free, a thread that reads while every reader is busy gets a new
+    one, up to ``MOST_READERS``, and then waits for one. A command reading from one thread
+    only ever has one."""
+
+    def __init__(self) -> None:
+        self._made: list[SqliteReader] = []
+        self._busy: set[int] = set()  # id() of the readers reading now
+        self._changed = threading.Condition()
+
+    def first(self) -> SqliteReader:
+        with self._changed:
+            return self._made[0] if self._made else self._new()
+
+    def start(self, count: int) -> None:
+        with self._changed:
+            while len(self._made) < min(count, MOST_READERS):
+                self._new()
+            made = list(self._made)
+        for reader in made:
+            reader.start()
+
+    @contextmanager
+    def lease(self) -> Iterator[SqliteReader]:
+        with self._changed:
+            while not (free := [r for r in self._made if id(r) not in self._busy]):
+                if len(self._made) < MOST_READERS:
+                    free = [self._new()]
+                    break
+                self._changed.wait()
+            reader = free[0]
+            self._busy.add(id(reader))
+        try:
+            yield reader
+        finally:
+            with self._changed:
+                self._busy.discard(id(reader))
+                self._changed.notify()
+
+    def _new(self) -> SqliteReader:
+        from cskpi.core.store.reads.sqlite_process import SqliteReader
+
+        reader = SqliteReader()
+        self._made.append(reader)
+        return reader
+
+
+MOST_READERS = 2  # as many as a report's threads read at once; this machine kind has 2 cores
+_readers = _Readers()
 
 
 def sqlite_reader() -> SqliteReader:
-    """This process's SQLite reader (its process starts on the first read)."""
-    global _worker
-    with _worker_made:
-        if _worker is None:
-            from cskpi.core.store.reads.sqlite_process import SqliteReader
-
-            _worker = SqliteReader()
-        return _worker
+    """This process's first SQLite reader (its process starts on the first read)."""
+    return _readers.first()
 
 
 def _in_reader_process(engine: Engine, prefer_arrow: bool) -> bool:
