@@ -235,4 +235,6 @@ def test_two_threads_reading_at_once_each_get_a_reader_and_one_thread_keeps_the_
     assert answers == [[3], [3]]
     assert rest == [["P0", "P1", "P2"]] * 2
     assert alone == [[3], ["P0", "P1", "P2"]]
-    assert len(held) == 2 and None not in held and held[0] != held[1]
+    assert len(held) == 2
+    assert None not in held
+    assert held[0] != held[1]
