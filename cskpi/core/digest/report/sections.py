@@ -25,7 +25,16 @@ from sqlalchemy import Engine, text
 from cskpi.core.config.file import Config
 from cskpi.core.config.periods import Window
 from cskpi.core.digest import alarm_text, chart
-from cskpi.core.digest.content import LABELS, Series, breached, delta, ticket_url, unanswered
+from cskpi.core.digest.content import (
+    LABELS,
+    Breached,
+    Series,
+    Unanswered,
+    breached,
+    delta,
+    ticket_url,
+    unanswered,
+)
 from cskpi.core.digest.report.blocks import (
     Block,
     Cell,
@@ -344,14 +353,16 @@ def _group_row(group: dict[str, Any]) -> list[Cell]:
 
 
 def sla(i: Inputs) -> list[Block]:
-    lists = _breached(i) + _waiting(i)  # read first: the store, while the engine computes
+    # the store first, while the engine computes the window; then its figures
+    found = breached(i.engine, i.config, i.window, i.ctx, TICKETS_SHOWN + 1, i.connectors)
+    waiting = unanswered(i.engine, i.config, i.window.at, TICKETS_SHOWN, i.connectors)
     rows = [_sla_row(k, i.kpis[k]) for k in ("sla_first_response", "sla_resolution")]
     head = ["Target", "Met", "Judged", "Breaches"]
     blocks: list[Block] = [Table("SLA targets of tickets created in the window", head, rows)]
     if i.where:
         blocks.append(Note("The two lists below are not filtered by --where: they cover every "
                            "ticket of the chosen connectors."))  # fmt: skip
-    return blocks + lists
+    return blocks + _breached(i, found) + _waiting(i, *waiting)
 
 
 def _sla_row(key: str, entry: Entry) -> list[Cell]:
@@ -367,8 +378,7 @@ def _sla_row(key: str, entry: Entry) -> list[Cell]:
     ]
 
 
-def _breached(i: Inputs) -> list[Block]:
-    found = breached(i.engine, i.config, i.window, i.ctx, TICKETS_SHOWN + 1, i.connectors)
+def _breached(i: Inputs, found: list[Breached]) -> list[Block]:
     if not found:
         return [Note("No ticket created in the window missed a target.")]
     rows = [[Cell(b.ticket_id, href=b.url, header=True), Cell(b.priority or "-"),
@@ -394,9 +404,7 @@ def _more_breaches(i: Inputs) -> str:
     )
 
 
-def _waiting(i: Inputs) -> list[Block]:
-    at = i.window.at
-    found, total = unanswered(i.engine, i.config, at, TICKETS_SHOWN, i.connectors)
+def _waiting(i: Inputs, found: list[Unanswered], total: int) -> list[Block]:
     if not total:
         return [Note("No ticket was waiting for a first reply at the window's end.")]
     rows = [[Cell(u.ticket_id, href=u.url, header=True), Cell(u.age, cls="num"),
