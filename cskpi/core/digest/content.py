@@ -36,6 +36,7 @@ from cskpi.core.kpis.populations import Frame
 from cskpi.core.kpis.report import Entry, KpiContext, Report, compute
 from cskpi.core.plan.anomaly import robust_z
 from cskpi.core.store.dialect import connector_condition
+from cskpi.core.store.reads.columns import read
 from cskpi.core.store.reads.hourly import first_arrival
 from cskpi.core.store.schema import from_epoch, to_epoch
 from cskpi.core.workload.staffing import staffing_plan
@@ -547,18 +548,16 @@ def breached(
            "WHERE NOT deleted AND created_at >= :s AND created_at < :e "
            f"AND priority IS NOT NULL{only} ORDER BY created_at, id")  # fmt: skip
     params |= {"s": to_epoch(window.start), "e": to_epoch(window.end)}
-    with engine.connect() as conn:
-        rows = conn.execute(text(sql), params)
-        columns = list(zip(*rows, strict=False)) or [()] * 6
-    stamps = [np.array([np.nan if v is None else v for v in c], dtype=np.float64)
-              for c in (columns[1], columns[2], columns[5])]  # fmt: skip
-    frame = Frame({"created_at": stamps[0], "first_reply_at": stamps[1], "solved_at": stamps[2],
-                   "priority": np.array(columns[3], dtype=object),
-                   "status": np.array(columns[4], dtype=object)}, None)  # fmt: skip
+    # as columns, the KPI engine's reader: a month holds tens of thousands of tickets
+    (ids, created, replied, priority, status, solved) = read(engine, [sql], params)[0]
+    frame = Frame({"created_at": created.astype(np.float64),
+                   "first_reply_at": replied.astype(np.float64),
+                   "solved_at": solved.astype(np.float64), "priority": priority,
+                   "status": status}, None)  # fmt: skip
     kinds = ("first_response", "resolution")
     missed = [sla_judged(frame, window, ctx, kind)[1] for kind in kinds]
     shown = np.flatnonzero(missed[0] | missed[1])[:limit]
-    what = {str(columns[0][i]): ", ".join(k.replace("_", " ") for k, m in zip(kinds, missed,
+    what = {str(ids[i]): ", ".join(k.replace("_", " ") for k, m in zip(kinds, missed,
             strict=True) if m[i]) for i in shown}  # fmt: skip
     return _breached_rows(engine, config, what)
 
