@@ -211,7 +211,8 @@ def test_two_threads_reading_at_once_each_get_a_reader_and_one_thread_keeps_the_
 ) -> None:
     """`cskpi report` reads the previous window beside this one: a thread that reads while
     the reader is busy gets a second process, and both answer in full. A read while none
-    is busy is the first reader's (the one benchmarks and the tests above look at)."""
+    is busy is the first reader's (the one benchmarks and the tests above look at), and
+    the spare one ends when asked."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
     for n in range(3):
         add_person(url, f"zd:{n}", f"P{n}")
@@ -228,13 +229,21 @@ def test_two_threads_reading_at_once_each_get_a_reader_and_one_thread_keeps_the_
             answers = [next(one)[0].tolist(), next(two)[0].tolist()]
             held = [r.pid for r in columnar._readers._made]
             rest = [next(one)[0].tolist(), next(two)[0].tolist()]
+            ends = [next(one, None), next(two, None)]  # answered whole: the readers stay
         alone = [c[0].tolist() for c in read(engine, queries, {})]
         assert columnar.sqlite_reader() is first
+        spare = columnar._readers._made[1]
+        columnar.end_spare_readers()  # as a report written by `cskpi run` does
+        kept = list(columnar._readers._made)
     finally:
         engine.dispose()
     assert answers == [[3], [3]]
     assert rest == [["P0", "P1", "P2"]] * 2
+    assert ends == [None, None]
     assert alone == [[3], ["P0", "P1", "P2"]]
     assert len(held) == 2
     assert None not in held
     assert held[0] != held[1]
+    assert kept == [first]
+    assert first.pid == held[0]
+    assert spare.pid is None

@@ -40,6 +40,7 @@ from cskpi.core.kpis.output import to_json
 from cskpi.core.kpis.report import KpiContext, arrange, compute
 from cskpi.core.kpis.series import compute_series
 from cskpi.core.store.dialect import connector_condition
+from cskpi.core.store.reads.columns import end_spare_readers
 from cskpi.core.store.schema import to_epoch
 
 
@@ -78,18 +79,22 @@ def build(
     chosen = tuple(connectors)
     previous = previous_window(window, period)
     figures: Future[Figures] = Future()
-    with ThreadPoolExecutor(len(SECTIONS) + 1) as pool:
-        earlier = pool.submit(
-            lambda: to_json(compute(engine, previous, ctx, connectors=chosen, where=where))
-        )
-        inputs = Inputs(config, engine, window, previous, ctx, chosen, figures, earlier, where)
-        started = start(inputs, pool)
-        try:
-            figures.set_result(window_figures(engine, window, ctx, by, chosen, where))
-        except BaseException as exc:  # the sections waiting for it end with it
-            figures.set_exception(exc)
-            raise
-        return ReportPage(window, render(inputs, by, period, sections(started)))
+    try:
+        with ThreadPoolExecutor(len(SECTIONS) + 1) as pool:
+            earlier = pool.submit(
+                lambda: to_json(compute(engine, previous, ctx, connectors=chosen, where=where))
+            )
+            inputs = Inputs(config, engine, window, previous, ctx, chosen, figures, earlier,
+                            where)  # fmt: skip
+            started = start(inputs, pool)
+            try:
+                figures.set_result(window_figures(engine, window, ctx, by, chosen, where))
+            except BaseException as exc:  # the sections waiting for it end with it
+                figures.set_exception(exc)
+                raise
+            return ReportPage(window, render(inputs, by, period, sections(started)))
+    finally:
+        end_spare_readers()  # `cskpi run` keeps the one reader it had
 
 
 def window_figures(

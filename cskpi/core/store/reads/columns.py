@@ -139,6 +139,14 @@ class _Readers:
                 self._busy.discard(id(reader))
                 self._changed.notify()
 
+    def end_spare(self) -> None:
+        """End every free reader but the first."""
+        with self._changed:
+            spare = [r for r in self._made[1:] if id(r) not in self._busy]
+            self._made = [r for r in self._made if r not in spare]
+        for reader in spare:
+            reader.stop()
+
     def _new(self) -> SqliteReader:
         from cskpi.core.store.reads.sqlite_process import SqliteReader
 
@@ -149,6 +157,12 @@ class _Readers:
 
 MOST_READERS = 2  # as many as a report's threads read at once; this machine kind has 2 cores
 _readers = _Readers()
+
+
+def end_spare_readers() -> None:
+    """End the SQLite readers a command's threads started beside the first, when they are
+    done: a report written by `cskpi run` leaves the daemon with the one reader it had."""
+    _readers.end_spare()
 
 
 def sqlite_reader() -> SqliteReader:

@@ -112,6 +112,11 @@ class SqliteReader:
             )
         return self._process
 
+    def stop(self) -> None:
+        """End the process (the next read starts another)."""
+        with self._lock:
+            self._stop()
+
     def _stop(self) -> None:
         if self._process is not None:
             self._process.kill()
