@@ -13,7 +13,7 @@ reproduces both columns.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -80,7 +80,8 @@ def build(
     previous = previous_window(window, period)
     figures: Future[Figures] = Future()
     try:
-        with ThreadPoolExecutor(len(SECTIONS) + 1) as pool:
+        # a thread each: the sections, the previous window, the --by table, the accounts
+        with ThreadPoolExecutor(len(SECTIONS) + 3) as pool:
             earlier = pool.submit(
                 lambda: to_json(compute(engine, previous, ctx, connectors=chosen, where=where))
             )
@@ -88,7 +89,7 @@ def build(
                             where)  # fmt: skip
             started = start(inputs, pool)
             try:
-                figures.set_result(window_figures(engine, window, ctx, by, chosen, where))
+                figures.set_result(window_figures(engine, window, ctx, by, chosen, where, pool))
             except BaseException as exc:  # the sections waiting for it end with it
                 figures.set_exception(exc)
                 raise
@@ -99,24 +100,29 @@ def build(
 
 def window_figures(
     engine: Engine, window: Window, ctx: KpiContext, by: str | None,
-    connectors: tuple[str, ...], where: Where,
+    connectors: tuple[str, ...], where: Where, pool: Executor,
 ) -> Figures:  # fmt: skip
     """The window's document (`kpis --interval day [--by DIM] --format json`) and its
     accounts at risk, with as few engine passes as the engine allows: the window's KPIs and
     daily series come from one ``compute_series``; the --by table from one ``compute``
     (``compute_series`` with ``by`` would also split every day by group, which the report
     does not show); the accounts from that same pass when DIM is organization, else from
-    one ``accounts_at_risk``."""
-    report = compute_series(engine, window, ctx, "day", connectors=connectors, where=where)
+    one ``accounts_at_risk``. The last two run in ``pool``, beside the series."""
+    grouped = None
     if by is not None:
-        grouped = compute(engine, window, ctx, connectors=connectors, by=by, where=where)
-        report = arrange(replace(report, by=grouped.by))
+        grouped = pool.submit(compute, engine, window, ctx, connectors=connectors, by=by,
+                              where=where)  # fmt: skip
+    accounts = None
+    if by != "organization" and paying(engine, window, connectors):
+        accounts = pool.submit(accounts_at_risk, engine, window, ctx, connectors=connectors,
+                               where=where)  # fmt: skip
+    report = compute_series(engine, window, ctx, "day", connectors=connectors, where=where)
+    if grouped is not None:
+        report = arrange(replace(report, by=grouped.result().by))
     if by == "organization" and report.by is not None:
         risky = [g for g in report.by.groups if g.account is not None and g.account["at_risk"]]
-    elif paying(engine, window, connectors):
-        risky = accounts_at_risk(engine, window, ctx, connectors=connectors, where=where)
     else:
-        risky = []
+        risky = [] if accounts is None else accounts.result()
     return Figures(to_json(report), risky)
 
 
