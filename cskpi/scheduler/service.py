@@ -55,10 +55,25 @@ from cskpi.scheduler.jobs import (
     run_report_job,
     run_sync_job,
 )
+from cskpi.scheduler.waiting import Due, Waiting, Words
 
 log = logging.getLogger("cskpi.run")
 
 STOP_TIMEOUT = 8.0  # seconds to let running jobs commit their page; the issue allows 10
+
+
+DIGEST_WORDS = Words(
+    waits="{job} due {due} waits: the store is {reason}; it goes out after that sync",
+    dropped="{job} due {due} not sent: its grace passed while the store was {reason}",
+)
+REPORT_WORDS = Words(
+    waits="{job} due {due} waits: the store is {reason}",
+    dropped="{job} due {due} not written: its grace passed while the store was {reason}",
+)
+ALERT_WORDS = Words(
+    waits="{job} waits: the store is {reason}",
+    dropped="{job} for the bucket ended by {due} dropped: the store was {reason}",
+)
 
 
 def _now() -> datetime:
@@ -117,9 +132,7 @@ class Daemon:
         self.reload_wanted = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
-        self._waiting: set[tuple[str, datetime]] = set()  # digests owed, waiting for a sync
-        self._waiting_alerts: set[tuple[str, datetime]] = set()  # alerts waiting for a sync
-        self._waiting_reports: set[tuple[str, datetime]] = set()  # owed reports, the same
+        self.waiting = Waiting(clock, lambda window: unsynced(self.engine, self.config, window))
         self.engine: Engine = open_engine(config.database)
         workers = (
             len(config.connectors)
@@ -189,94 +202,59 @@ class Daemon:
         return self._digest(name, at)
 
     def _digest(self, name: str, at: datetime) -> bool:
-        """Send digest ``name`` due ``at``, or keep it waiting for a sync (within its grace)."""
+        """Send digest ``name`` due ``at`` once the store is synced past its window."""
         config = self.config
         settings = config.digests.get(name)
         if settings is None:  # removed by a reload
-            self._waiting.discard((name, at))
+            self.waiting.forget(f"digest:{name}", at)
             return False
         window = period_window(settings.period, config.timezone, at, settings.schedule)
-        reason = unsynced(self.engine, config, window)
-        if reason is None:
-            with self._lock:
-                self._waiting.discard((name, at))
-            return run_digest_job(self.send_digest, config, name, at)
-        due = at.isoformat()
-        if self.clock() >= at + settings.grace:
-            self._waiting.discard((name, at))
-            log.error("digest:%s due %s not sent: its grace passed while the store was %s",
-                      name, due, reason)  # fmt: skip
-        elif (name, at) not in self._waiting:
-            self._waiting.add((name, at))
-            log.info("digest:%s due %s waits: the store is %s; it goes out after that sync",
-                     name, due, reason)  # fmt: skip
-        return False
+        return self.waiting.run(
+            Due(f"digest:{name}", at, window, settings.grace, DIGEST_WORDS),
+            lambda: run_digest_job(self.send_digest, config, name, at),
+            again=lambda: self._digest(name, at),
+        )
 
     def _owed_report(self, name: str, at: datetime) -> bool:
         """Write report ``name`` missed at ``at`` unless its file is there, once the store is
         synced past its window (a report of an unsynced store would be kept for good)."""
         config = self.config
         settings = config.reports.get(name)
-        with self._lock:
-            was_waiting = (name, at) in self._waiting_reports
-            self._waiting_reports.discard((name, at))
         if settings is None:  # removed by a reload
+            self.waiting.forget(f"report:{name}", at)
             return False
         window = period_window(settings.period, config.timezone, at, settings.schedule)
-        reason = unsynced(self.engine, config, window)
-        if reason is None:
-            return run_report_job(self.engine, config, name, at, replace=False)
-        if self.clock() >= at + REPORT_GRACE:
-            log.error("report:%s due %s not written: its grace passed while the store was %s",
-                      name, at.isoformat(), reason)  # fmt: skip
-            return False
-        with self._lock:
-            self._waiting_reports.add((name, at))
-        if not was_waiting:
-            log.info("report:%s due %s waits: the store is %s", name, at.isoformat(), reason)
-        return False
+        return self.waiting.run(
+            Due(f"report:{name}", at, window, REPORT_GRACE, REPORT_WORDS),
+            lambda: run_report_job(self.engine, config, name, at, replace=False),
+            again=lambda: self._owed_report(name, at),
+        )
 
     def _alert(self, name: str, at: datetime) -> bool:
-        """Evaluate alert ``name`` for the bucket ended by ``at``, or keep it waiting for a
-        sync until the next bucket has ended too (its evaluation then covers the present)."""
-        settings = self.config.alerts.get(name)
-        with self._lock:
-            was_waiting = (name, at) in self._waiting_alerts
-            self._waiting_alerts.discard((name, at))
+        """Evaluate alert ``name`` for the bucket ended by ``at`` once the store is synced past
+        it; it waits until the next bucket has ended too (its evaluation then covers the
+        present)."""
+        config = self.config
+        settings = config.alerts.get(name)
         if settings is None:  # removed by a reload
+            self.waiting.forget(f"alert:{name}", at)
             return False
-        reason = unsynced(self.engine, self.config, alert_window(self.config, name, at))
-        if reason is None:
-            result = run_alert_job(self.send_alert, self.config, name, at)
+
+        def evaluate() -> bool:
+            result = run_alert_job(self.send_alert, config, name, at)
             return result is not None and bool(getattr(result, "ok", True))
-        if self.clock() >= at + ALERT_GRACE[settings.interval]:
-            log.error("alert:%s for the bucket ended by %s dropped: the store was %s",
-                      name, at.isoformat(), reason)  # fmt: skip
-            return False
-        with self._lock:
-            self._waiting_alerts.add((name, at))
-        if not was_waiting:
-            log.info("alert:%s waits: the store is %s", name, reason)
-        return False
+
+        return self.waiting.run(
+            Due(f"alert:{name}", at, alert_window(config, name, at),
+                ALERT_GRACE[settings.interval], ALERT_WORDS),
+            evaluate,
+            again=lambda: self._alert(name, at),
+        )  # fmt: skip
 
     def send_waiting(self) -> None:
-        """The digests waiting for a sync: sent once the store is synced past their window,
-        dropped once their grace has passed."""
-        with self._lock:
-            waiting = sorted(self._waiting)
-        for name, at in waiting:
-            with self._lock:
-                if (name, at) not in self._waiting:
-                    continue  # another sync's thread sent it just now
-            self._digest(name, at)
-        with self._lock:
-            alerts = sorted(self._waiting_alerts)
-        for name, at in alerts:
-            self._alert(name, at)
-        with self._lock:
-            reports = sorted(self._waiting_reports)
-        for name, at in reports:
-            self._owed_report(name, at)
+        """The digests, owed reports and alerts waiting for a sync: run once the store is
+        synced past their window, dropped once their grace has passed."""
+        self.waiting.retry()
 
     def catch_up(self) -> list[tuple[str, datetime]]:
         """Send the digests owed from while the daemon was down (see ``owed_digests``), judge

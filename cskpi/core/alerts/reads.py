@@ -30,7 +30,15 @@ from cskpi.core.kpis.backlog import conditions, is_present, unindexed
 from cskpi.core.kpis.drill import DRILLS
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.formulas import KpiContext, csat_entry, durations, rate_of
-from cskpi.core.kpis.populations import RATING_KEY, TICKET_KEY, Frame, answered, by_tag
+from cskpi.core.kpis.populations import (
+    RATING_KEY,
+    TICKET_KEY,
+    Frame,
+    answered,
+    by_tag,
+    escalated,
+    escalation_params,
+)
 from cskpi.core.kpis.report import none_label
 from cskpi.core.store.dialect import sql_for
 
@@ -163,10 +171,9 @@ _POPULATIONS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "created": ("created_at", ("created_at", "first_reply_at", "solved_at", "priority",
                                "status"), ""),
     "solved": ("solved_at", ("created_at", "solved_at", "agent_replies", "reopens",
-                             "group_changes", "tags"), " AND {+t.status} IN ('solved', 'closed')"),
+                             "escalated"), " AND {+t.status} IN ('solved', 'closed')"),
 }  # fmt: skip
-_TEXT = ("priority", "status", "tags")
-_SQL = {"tags": "CAST(t.tags AS TEXT)"}  # the stored JSON list, as text on every database
+_TEXT = ("priority", "status")
 
 
 def measure_values(
@@ -240,37 +247,18 @@ def _tickets(
     population = DRILLS[kpi].population
     column, names, only = _POPULATIONS[population]
     ranges, params = _ranges(f"t.{column}", buckets)
-    selected = ", ".join(_SQL.get(n, f"t.{n}") for n in names)
-    key = TICKET_KEY[dimension] if dimension else "NULL"
     dialect = sql_for(engine)
+    escalation = escalated(ctx.escalation_tags, dialect)  # the KPI engine's rule, as it reads it
+    selected = ", ".join(escalation if n == "escalated" else f"t.{n}" for n in names)
+    key = TICKET_KEY[dimension] if dimension else "NULL"
     sql = (f"SELECT {selected}, {key} FROM ticket t WHERE t.deleted = FALSE{only} "  # noqa: S608
            f"AND ({' OR '.join(f'({r})' for r in ranges)}){where.sql('t', dialect)}")  # fmt: skip
+    bound = {**params, **escalation_params(ctx.escalation_tags), **where.params()}
     with engine.connect() as conn:
-        rows = conn.execute(text(unindexed(sql, dialect)), {**params, **where.params()}).all()
+        rows = conn.execute(text(unindexed(sql, dialect)), bound).all()
     frame = _frame(rows, names, dimension)
-    if population == "solved":
-        frame.cols["escalated"] = _escalated(frame, ctx.escalation_tags)
     stamps: NDArray[np.float64] = frame[column]
     return frame, stamps
-
-
-def _escalated(solved: Frame, tags: Sequence[str]) -> NDArray[np.float64]:
-    """1 where a solved ticket changed groups or carries an escalation tag (as the
-    populations' ``escalated`` column)."""
-    wanted = set(tags)
-    lists: dict[str, bool] = {}
-
-    def escalating(stored: str | None) -> bool:
-        if stored is None:
-            return False
-        if stored not in lists:
-            lists[stored] = any(isinstance(t, str) and t in wanted for t in json.loads(stored))
-        return lists[stored]
-
-    tagged = np.fromiter((escalating(t) for t in solved["tags"]), dtype=bool, count=len(solved))
-    changed: NDArray[np.bool_] = solved["group_changes"] > 0
-    escalated: NDArray[np.float64] = (changed | tagged).astype(np.float64)
-    return escalated
 
 
 def _ratings(

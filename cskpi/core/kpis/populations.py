@@ -128,6 +128,34 @@ def totals(p: Populations) -> Populations:
     )  # fmt: skip
 
 
+def escalated(escalation_tags: Sequence[str], dialect: Sql) -> str:
+    """SQL true when the ticket ``t`` is escalated: it changed groups, or one of its tags is
+    one of ``escalation_tags`` (bound as ``escalation_params`` names them). The one rule,
+    which the KPI engine's solved tickets and an alert's read alike."""
+    return f"(t.group_changes > 0 OR {_escalation_tag(escalation_tags, dialect)})"
+
+
+def escalation_params(escalation_tags: Sequence[str]) -> dict[str, str]:
+    return {f"x{i}": tag for i, tag in enumerate(escalation_tags)}
+
+
+def _escalation_tag(escalation_tags: Sequence[str], dialect: Sql) -> str:
+    """SQL true when the ticket ``t`` has an escalation tag. Without any configured it is a
+    constant: the tags of every solved ticket would be parsed to find none."""
+    if not escalation_tags:
+        return "FALSE"
+    marks = ", ".join(f":x{i}" for i in range(len(escalation_tags)))
+    elements = dialect.tag_table("t.tags", "x")
+    exact = f"EXISTS (SELECT 1 FROM {elements} WHERE x.value IN ({marks}))"  # noqa: S608
+    if not all(_plain(tag) for tag in escalation_tags):
+        return exact
+    # Parsing every solved ticket's tags is a noticeable share of a report (see
+    # docs/performance.md); a plain tag (ASCII, nothing JSON escapes) stands in the stored
+    # JSON text as it is, so a substring search rules out most tickets first.
+    found = " OR ".join(dialect.contains("t.tags", f":x{i}") for i in range(len(escalation_tags)))
+    return f"(({found}) AND {exact})"
+
+
 def _plain(tag: str) -> bool:
     return tag.isascii() and tag.isprintable() and '"' not in tag and "\\" not in tag
 
@@ -154,26 +182,9 @@ class _Query:
                                   "rh": to_epoch(w.end + self.repeat_window),
                                   "ds": to_epoch(first), "de": to_epoch(days[1])}  # fmt: skip
         params.update({f"c{i}": name for i, name in enumerate(self.connectors)})
-        params.update({f"x{i}": tag for i, tag in enumerate(self.escalation_tags)})
+        params.update(escalation_params(self.escalation_tags))
         params.update(self.where.params())
         return params
-
-    def escalation_tag(self) -> str:
-        """SQL true when the ticket ``t`` has an escalation tag. Without any configured it
-        is a constant: the tags of every solved ticket would be parsed to find none."""
-        if not self.escalation_tags:
-            return "FALSE"
-        marks = ", ".join(f":x{i}" for i in range(len(self.escalation_tags)))
-        exact = f"EXISTS (SELECT 1 FROM {{tags}} WHERE x.value IN ({marks}))"  # noqa: S608
-        if not all(_plain(tag) for tag in self.escalation_tags):
-            return exact
-        # Parsing every solved ticket's tags is a noticeable share of a report (see
-        # docs/performance.md); a plain tag (ASCII, nothing JSON escapes) stands in the
-        # stored JSON text as it is, so a substring search rules out most tickets first.
-        found = " OR ".join(
-            self.dialect.contains("t.tags", f":x{i}") for i in range(len(self.escalation_tags))
-        )
-        return f"(({found}) AND {exact})"
 
     def connector_filter(self, alias: str) -> str:
         """`` AND …`` keeping the rows of ``alias`` (a ticket; ``r`` a rating, ``o`` an
@@ -192,8 +203,7 @@ class _Query:
     def render(self, sql: str) -> str:
         """Fill in the dialect's spelling of the fragments named in braces."""
         return unindexed(
-            sql.replace("{escalation_tag}", self.escalation_tag())
-            .replace("{tags}", self.dialect.tag_table("t.tags", "x"))
+            sql.replace("{escalated}", escalated(self.escalation_tags, self.dialect))
             .replace("{t.rowid}", self.row_key("t"))
             .replace("{r.rowid}", self.row_key("r"))
             .replace("{m.rowid}", self.row_key("m")),
@@ -302,8 +312,7 @@ _CREATED = _t("rowid", "created_at", "first_reply_at", "priority", "status", "so
               "requester_id")  # fmt: skip
 _SOLVED = (
     *_t("rowid", "created_at", "solved_at", "agent_replies", "reopens", "group_changes"),
-    # 1 when a tag is one of the escalation tags (bound as :x0, :x1, …)
-    Column("escalated", "t.group_changes > 0 OR {escalation_tag}"),
+    Column("escalated", "{escalated}"),
     *_t("first_solved_at", "first_reply_at", "assignee_changes", "connector", "channel"),
     Column("email", "p.email", text=True),  # the requester's, for repeat contacts
 )  # fmt: skip

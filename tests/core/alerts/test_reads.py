@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import JSON, Engine, bindparam, text
 
 from cskpi.connectors import base
 from cskpi.core.alerts.evaluate import baseline_buckets, last_bucket
@@ -27,7 +27,7 @@ from cskpi.core.config.tables import ALERT_MEASURES
 from cskpi.core.kpis.backlog import backlog_counts
 from cskpi.core.kpis.filters import EVERYTHING, Where
 from cskpi.core.kpis.report import KpiContext, compute, none_label
-from cskpi.core.store.engine import open_engine
+from cskpi.core.store.engine import open_engine, write_transaction
 from tests.core.kpis.kpi_reference import Dataset
 from tests.core.kpis.test_kpis_property import BASE, histories, migrated, pg_store, scenarios
 from tests.postgres import PgServer
@@ -216,3 +216,51 @@ def test_instants_on_the_edges(migrated: Path) -> None:
             {"": [1800.0, None, None]},
             {"": [1, None, None]},
         )
+
+
+# A solved ticket's stored tags, and whether it is escalated by the escalation tags of
+# ESCALATION_TAGS (the first only: plain tags, searched in the stored text before they are
+# matched; the others are matched only exactly). As everywhere in the engine (by_tag), an
+# entry that is no string is the tag its JSON text spells.
+ESCALATION_TAGS = (("escalated",), ("escalated", "über"), ("escalated", '["escalated"]'))
+TAGGED: tuple[tuple[object, tuple[bool, bool, bool]], ...] = (
+    (["escalated"], (True, True, True)),
+    (["Escalated"], (False, False, False)),  # compared as stored: case counts
+    (["escalate"], (False, False, False)),  # a prefix of an escalation tag
+    (["escalated-by-bot"], (False, False, False)),  # an escalation tag is a prefix of it
+    (["vip", "escalated"], (True, True, True)),
+    ([1, "escalated"], (True, True, True)),  # a number before the tag: the search goes on
+    ([["escalated"]], (False, False, True)),  # a list in the list is its JSON text
+    ([{"escalated": "escalated"}], (False, False, False)),
+    ([None], (False, False, False)),
+    ([], (False, False, False)),
+    (["über"], (False, True, False)),  # a store writes it escaped (\u00fc): matched exactly
+    (["Über"], (False, False, False)),
+)
+
+
+def test_escalation_by_tag_is_the_kpi_engines_on_every_tag_case(store_url: str) -> None:
+    """An alert's escalation_rate, one ticket per hour's bucket, against each ticket's case
+    and against the KPI engine's report of each bucket (SQLite and PostgreSQL)."""
+    start = BASE + timedelta(days=13)
+    buckets = [Bucket(start + timedelta(hours=i), start + timedelta(hours=i + 1))
+               for i in range(len(TAGGED) + 1)]  # fmt: skip
+    tickets = [
+        base.Ticket(f"t{i}", b.start, b.end, "solved", solved_at=b.start + timedelta(minutes=30),
+                    group_changes=int(i == len(TAGGED)))  # the last ticket changed groups
+        for i, b in enumerate(buckets)
+    ]  # fmt: skip
+    now = buckets[-1].end
+    with filled(store_url, Dataset(tickets={"zd": tickets})) as engine:
+        stored_tags = text("UPDATE ticket SET tags = :tags WHERE id = :id").bindparams(
+            bindparam("tags", type_=JSON)
+        )
+        with write_transaction(engine) as conn:
+            for i, (tags, _) in enumerate(TAGGED):
+                conn.execute(stored_tags, {"tags": tags, "id": f"zd:t{i}"})
+        for i, escalation_tags in enumerate(ESCALATION_TAGS):
+            ctx = KpiContext(timezone=ZoneInfo("UTC"), escalation_tags=escalation_tags)
+            got = measure_values(engine, ctx, "escalation_rate", None, buckets, now)
+            rates = [100.0 * escalated[i] for _, escalated in TAGGED] + [100.0]  # changed groups
+            assert got == ({WHOLE: rates}, {WHOLE: [1] * len(buckets)})
+            assert got == engine_values(engine, ctx, "escalation_rate", None, buckets, now)
