@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -362,6 +363,12 @@ def report(
 
     _check_request(config, request)
     window = kpi_window(config, request)
+    path = out or Path(file_name(window))
+    # before the work: a file that would not be written is said at once
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {path}: the folder {path.parent} does not exist")
+    if path.exists() and not replace:
+        raise FileExistsError(errno.EEXIST, "exists", str(path))
     period = None if request.start else (request.period or DEFAULT_PERIOD)
     engine = open_engine(config.database, create=False)
     try:
@@ -371,8 +378,12 @@ def report(
                      connectors=request.connectors, where=where)  # fmt: skip
     finally:
         engine.dispose()
-    path = out or Path(file_name(window))
-    write_private(path, page.html, exclusive=not replace)
+    try:
+        write_private(path, page.html, exclusive=not replace)
+    except FileExistsError:
+        raise
+    except OSError as exc:  # a folder it may not write in, a full disk
+        raise UsageError(f"--out {path}: cannot write it: {exc.strerror}") from exc
     return path
 
 

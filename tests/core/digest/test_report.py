@@ -543,3 +543,55 @@ def test_a_report_that_fails_is_left_out_and_the_digest_still_goes(
     assert rendered.report is None
     assert rendered.text.startswith("daily digest · Thu 19 Nov 2026")
     assert "report weekly not attached: OSError: disk full" in caplog.text
+
+
+def test_the_report_on_postgresql_is_the_sqlite_report(
+    demo: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The report's threads (the previous window, the --by table and the accounts beside
+    the series, every section's reads meanwhile) on the other dialect, whose reads share
+    the engine's connection pool: the same store copied to PostgreSQL gives the same file."""
+    from cskpi.core.store.transfer import copy_store
+    from tests.postgres import new_store
+
+    source = load_config(demo, installed()).database
+    url = new_store(request, "postgresql", tmp_path)
+    copy_store(source, url)
+    written = demo.read_text(encoding="utf-8")
+    line = 'database = "sqlite:///cskpi.db"'  # beside the config, as `cskpi demo` writes it
+    assert written.count(line) == 1
+    other = demo.with_name("postgresql.toml")
+    other.write_text(written.replace(line, f'database = "{url}"'), encoding="utf-8")
+    args = ["--period", "last-30d", "--now", DEMO_END.isoformat(), "--by", "organization"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    on_sqlite = write(tmp_path / "a", demo, *args)
+    on_postgresql = write(tmp_path / "b", other, *args)
+    assert on_postgresql.figures() == on_sqlite.figures()
+    assert on_postgresql.words == on_sqlite.words
+    assert len(on_sqlite.find(field="mrr")) > 0  # the accounts section has rows
+
+
+def test_an_out_file_that_cannot_be_written_is_said_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing folder or a file that is there without --force: one line naming the
+    file, exit 2, and the report is not computed first (it would be thrown away)."""
+    from cskpi.core.digest.report import page
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the report was computed")
+
+    config = small(tmp_path)
+    monkeypatch.setattr(page, "build", refuse)
+    there = tmp_path / "there.html"
+    there.write_text("kept", encoding="utf-8")
+    for out, said in [
+        (tmp_path / "no" / "r.html", f"error: --out {tmp_path / 'no' / 'r.html'}: the folder "
+                                     f"{tmp_path / 'no'} does not exist\n"),
+        (there, f"error: {there} already exists; --force replaces it\n"),
+    ]:  # fmt: skip
+        result = runner.invoke(cli, ["report", "-c", str(config), "--out", str(out), "--now", NOW])
+        assert (result.exit_code, result.output) == (2, said)
+    assert there.read_text(encoding="utf-8") == "kept"
+    assert not (tmp_path / "no").exists()
