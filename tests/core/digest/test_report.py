@@ -595,3 +595,22 @@ def test_an_out_file_that_cannot_be_written_is_said_before_any_work(
         assert (result.exit_code, result.output) == (2, said)
     assert there.read_text(encoding="utf-8") == "kept"
     assert not (tmp_path / "no").exists()
+
+
+def test_a_failing_engine_pass_ends_every_section_waiting_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sections run in threads and wait for the window's figures: when the pass that
+    makes them fails, the report fails with its error (no thread left waiting, no file)."""
+    from cskpi.core.digest.report import page
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the engine broke")
+
+    monkeypatch.setattr(page, "compute_series", broken)
+    out = tmp_path / "r.html"
+    result = runner.invoke(cli, ["report", "-c", str(small(tmp_path)), "--out", str(out),
+                                 "--now", NOW])  # fmt: skip
+    assert isinstance(result.exception, RuntimeError)
+    assert str(result.exception) == "the engine broke"
+    assert not out.exists()
