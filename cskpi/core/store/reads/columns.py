@@ -155,7 +155,7 @@ class _Readers:
         return reader
 
 
-MOST_READERS = 2  # as many as a report's threads read at once; this machine kind has 2 cores
+MOST_READERS = 2  # the report reads two windows at once; more would outnumber two cores
 _readers = _Readers()
 
 
