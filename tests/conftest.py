@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,13 @@ from cskpi.core.config import secrets
 
 # The throwaway PostgreSQL server and the `store_url` fixture (SQLite and PostgreSQL).
 pytest_plugins = ["tests.postgres"]
+
+# The consoles of `cskpi.commands.console` take their width from COLUMNS once, when first
+# imported, and the tests expect the width of piped output. An inherited terminal size would
+# wrap and cut their tables: pytest-xdist's workers inherit COLUMNS=80 and LINES=24, which
+# readline (which pytest imports early) writes into the controller's C environment.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):

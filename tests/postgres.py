@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL for the store's second dialect: one server per test session.
+"""A throwaway PostgreSQL for the store's second dialect: one server per test session (per
+worker under pytest-xdist).
 
 The server comes from Debian's ``postgresql`` package (``scripts/test`` installs it when
 missing): ``initdb`` into a temporary folder, ``pg_ctl start`` on 127.0.0.1 and a free port,
@@ -28,7 +29,10 @@ import pytest
 
 from cskpi.core.store.engine import open_engine
 
-TEMPLATE = "cskpi_template"
+# One template per pytest-xdist worker ("gw0", "gw1", ...): on a server given by
+# CSKPI_TEST_POSTGRES the workers share one server, and each drops and re-creates its own.
+# (The databases and roles the tests make are named after the process id already.)
+TEMPLATE = "_".join(filter(None, ["cskpi_template", os.environ.get("PYTEST_XDIST_WORKER")]))
 USER = "cskpi"
 DIALECTS = ("sqlite", "postgresql")
 PG_ENV = "CSKPI_TEST_POSTGRES"  # a URL of a server to use instead of starting one

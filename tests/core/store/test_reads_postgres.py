@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 import math
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,14 +159,24 @@ def test_both_connections_read_one_snapshot_while_another_commits(
     assert after.tolist() == [7]
 
 
-def _backends(url: str) -> list[int]:
+def _backends(url: str, until: Callable[[list[int]], bool] = lambda pids: True) -> list[int]:
+    """The server processes connected to ``url``'s database, once ``until`` holds of them
+    (asked again for up to 10 s). A backend leaves pg_stat_activity a moment after its client
+    hangs up or it is terminated; on a busy machine (pytest-xdist runs the suite on every
+    core) that moment can outlast the next query, so a check of closed connections waits."""
     database = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres") as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-            (database,),
-        ).fetchall()
-    return [row[0] for row in rows]
+    deadline = time.monotonic() + 10
+    server = url.replace("+psycopg", "").rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(server, autocommit=True) as conn:  # a fresh snapshot each query
+        while True:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchall()
+            pids = [row[0] for row in rows]
+            if until(pids) or time.monotonic() > deadline:
+                return pids
+            conn.execute("SELECT pg_sleep(0.01)")
 
 
 def test_connections_are_kept_and_one_the_server_closed_is_replaced(pg_engine: Engine) -> None:
@@ -182,7 +193,7 @@ def test_connections_are_kept_and_one_the_server_closed_is_replaced(pg_engine: E
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     results = read(pg_engine, queries, {})
     assert [c[0].tolist() for c in results] == [[1], [2], [3]]
-    again = _backends(url)
+    again = _backends(url, until=lambda pids: not set(pids) & set(kept))
     assert len(again) == 2
     assert not set(again) & set(kept)
 
@@ -192,7 +203,7 @@ def test_a_failed_query_is_raised_and_its_connection_not_kept(pg_engine: Engine)
     pg_engine.dispose()
     with pytest.raises(Exception, match="no_such_table"):
         read(pg_engine, ["SELECT 1", "SELECT * FROM no_such_table", "SELECT 3"], {})
-    assert len(_backends(url)) <= 1  # the failed one was closed
+    assert len(_backends(url, until=lambda pids: len(pids) <= 1)) <= 1  # the failed one closed
     ((value,),) = read(pg_engine, ["SELECT 41 + 1"], {})
     assert value.tolist() == [42]
 
@@ -209,4 +220,4 @@ def test_reading_another_store_closes_the_last_ones_connections(
         read(other, ["SELECT 1", "SELECT 2"], {})
     finally:
         other.dispose()
-    assert _backends(first) == []
+    assert _backends(first, until=lambda pids: not pids) == []
