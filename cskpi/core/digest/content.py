@@ -506,17 +506,14 @@ def unanswered(
         "AND (COALESCE(first_solved_at, solved_at) IS NULL OR "
         f"COALESCE(first_solved_at, solved_at) >= :at){only}"
     )
-    params |= {"at": to_epoch(at), "n": limit}
+    params |= {"at": to_epoch(at), "n": max(limit, 1)}
+    # one scan gives both: the count over every row, before the LIMIT
+    sql = ("SELECT id, subject, created_at, priority, connector, external_id, "
+           f"COUNT(*) OVER () {where} ORDER BY created_at, id LIMIT :n")  # fmt: skip
     with engine.connect() as conn:
-        total = int(conn.execute(text(f"SELECT COUNT(*) {where}"), params).scalar_one())
-        rows = conn.execute(
-            text(
-                "SELECT id, subject, created_at, priority, connector, external_id "
-                f"{where} ORDER BY created_at, id LIMIT :n"
-            ),
-            params,
-        ).all()
-    return [_unanswered_row(config, at, *row) for row in rows], total
+        rows = conn.execute(text(sql), params).all()
+    total = int(rows[0][-1]) if rows else 0
+    return [_unanswered_row(config, at, *row[:-1]) for row in rows[:limit]], total
 
 
 def _unanswered_row(
