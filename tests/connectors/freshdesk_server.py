@@ -9,7 +9,7 @@ update), more than a page holds. Tests change it through :meth:`Desk.change_tick
 :meth:`Desk.delete_ticket` and :attr:`FreshdeskImitation.on_list` (called on every ticket-list
 request, to change tickets while a sync reads the list).
 
-What it imitates (shapes from ../shared/samples/freshdesk and https://developers.freshdesk.com/api/):
+What it imitates (shapes from tests/samples/freshdesk and https://developers.freshdesk.com/api/):
 the ticket list (``updated_since`` inclusive, default "created in the last 30 days",
 ``order_by=updated_at``, ``order_type``, ``per_page`` ≤ 100, offset ``page`` ≤ ``page_cap``
 else 400, ``filter=deleted|spam``, ``include=requester,stats``), conversations, agents, groups,

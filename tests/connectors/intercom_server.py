@@ -6,7 +6,7 @@ data is generated deterministically from ``seed``: admins, teams, companies, con
 conversations whose parts (comments, notes, assignments, closes, reopens) follow a timeline,
 with ``statistics`` computed from that same timeline as Intercom computes them.
 
-What it imitates (shapes from ../shared/samples/intercom and the 2.16 reference):
+What it imitates (shapes from tests/samples/intercom and the 2.16 reference):
 ``POST /conversations/search`` with nested AND/OR filters where ``>`` and ``<`` on dates are
 inclusive ("greater (or equal)"), ``sort``, ``pagination.per_page`` (at most 150) and
 ``starting_after`` (base64 of ``[updated_at, id]``); ``GET /conversations/{id}`` with the 500

@@ -1,12 +1,11 @@
 """The freshdesk connector against scripted responses built from real recorded payloads
-(../shared/samples/freshdesk), and the shared-layer pieces it added."""
+(tests/samples/freshdesk), and the shared-layer pieces it added."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,13 +41,9 @@ from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError
 from cskpi.core.http.ratelimit import Budget, RateLimiter
 from tests.connectors.openapi.freshdesk_documented import freshdesk_violation
+from tests.sample_data import SAMPLES as ALL_SAMPLES
 
-# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
-SAMPLES = next(
-    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
-     if (up / "shared" / "samples").is_dir()),
-    Path(__file__).resolve().parents[3] / "shared" / "samples",
-) / "freshdesk"  # fmt: skip
+SAMPLES = ALL_SAMPLES / "freshdesk"
 API = "https://acme.freshdesk.com/api/v2"
 KEY = "s3cret-freshdesk-key"
 LIST_QUERY = {"order_by": "updated_at", "order_type": "asc", "per_page": "100",
@@ -60,8 +55,6 @@ pytestmark = pytest.mark.usefixtures("no_real_sleep")
 
 def sample(name: str) -> Any:
     path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
     return json.loads(path.read_text())
 
 

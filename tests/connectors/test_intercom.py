@@ -26,13 +26,9 @@ from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, RetriableAPIError
 from tests.connectors.openapi import INTERCOM, document, schema_errors
 from tests.connectors.openapi.check import INTERCOM_DEVIATIONS, RequestCheck
+from tests.sample_data import SAMPLES as ALL_SAMPLES
 
-# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
-SAMPLES = next(
-    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
-     if (up / "shared" / "samples").is_dir()),
-    Path(__file__).resolve().parents[3] / "shared" / "samples",
-) / "intercom"  # fmt: skip
+SAMPLES = ALL_SAMPLES / "intercom"
 API = "https://api.intercom.io"
 SEARCH = f"{API}/conversations/search"
 TOKEN = "s3cret-intercom-token"
@@ -41,8 +37,6 @@ NOW = 1_800_000_000  # the fake clock's wall time: after every sample
 
 def sample(name: str) -> Any:
     path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
     return json.loads(path.read_text())
 
 

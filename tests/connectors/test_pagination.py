@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,19 +18,13 @@ from cskpi.connectors.pagination import (
     StartingAfterPaginator,
     dig,
 )
+from tests.sample_data import SAMPLES as ALL_SAMPLES
 
-# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
-SAMPLES = next(
-    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
-     if (up / "shared" / "samples").is_dir()),
-    Path(__file__).resolve().parents[3] / "shared" / "samples",
-)  # fmt: skip
+SAMPLES = ALL_SAMPLES
 
 
 def sample(name: str) -> Any:
     path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
     return json.loads(path.read_text())
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +22,9 @@ from cskpi.connectors.pagination import (
 from cskpi.connectors.rest import StreamSpec, fetch_pages, iso_utc, unix_seconds
 from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import FatalAPIError, HttpClient
+from tests.sample_data import SAMPLES as ALL_SAMPLES
 
-# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
-SAMPLES = next(
-    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
-     if (up / "shared" / "samples").is_dir()),
-    Path(__file__).resolve().parents[3] / "shared" / "samples",
-)  # fmt: skip
+SAMPLES = ALL_SAMPLES
 ZENDESK = "https://z3n-jteitelbaum.zendesk.com/api/v2"
 EXPORT = f"{ZENDESK}/incremental/tickets/cursor.json"
 FRESHDESK = "https://acme.freshdesk.com/api/v2"
@@ -49,8 +44,6 @@ TICKETS = StreamSpec(
 
 def sample(name: str) -> Any:
     path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
     return json.loads(path.read_text())
 
 

@@ -1,25 +1,19 @@
 """Each vendor's own durations (SPEC §7 ``vendor_metric``) from the payloads the connectors
-already fetch: the documented examples in ../shared/samples, mapped by hand here."""
+already fetch: the documented examples in tests/samples, mapped by hand here."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import pytest
-
 from cskpi.connectors import freshdesk_map, intercom_map, zendesk_map
 from cskpi.connectors.base import Page, VendorMetrics
 from cskpi.core.records import screen
-from tests.connectors.test_zendesk import SAMPLES as ZENDESK_SAMPLES
-
-SAMPLES = ZENDESK_SAMPLES.parent
+from tests.sample_data import SAMPLES
 
 
 def sample(vendor: str, name: str) -> Any:
     path = SAMPLES / vendor / name
-    if not path.exists():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
     return json.loads(path.read_text())
 
 

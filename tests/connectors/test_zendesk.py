@@ -8,7 +8,6 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,13 +31,9 @@ from cskpi.core.clock import FakeClock
 from cskpi.core.http.client import AuthError, FatalAPIError
 from tests.connectors.openapi import ZENDESK, document, example
 from tests.connectors.openapi.check import ZENDESK_DEVIATIONS, RequestCheck
+from tests.sample_data import SAMPLES as ALL_SAMPLES
 
-# ../shared/samples beside the checkout: /work/main or a worktree one level deeper.
-SAMPLES = next(
-    (up / "shared" / "samples" for up in Path(__file__).resolve().parents[2:5]
-     if (up / "shared" / "samples").is_dir()),
-    Path(__file__).resolve().parents[3] / "shared" / "samples",
-) / "zendesk"  # fmt: skip
+SAMPLES = ALL_SAMPLES / "zendesk"
 API = "https://acme.zendesk.com/api/v2"
 EXPORT = f"{API}/incremental/tickets/cursor.json"
 EVENTS = f"{API}/incremental/ticket_events.json"
@@ -63,8 +58,6 @@ DOCS_COMMENT = {
 
 def sample(name: str) -> Any:
     path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"shared samples not found at {SAMPLES}")
     return json.loads(path.read_text())
 
 

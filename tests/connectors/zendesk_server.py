@@ -7,7 +7,7 @@ and tickets whose comments, solves, reopens and closes follow a timeline, with m
 ticket events computed from that same timeline, as Zendesk computes them. Tests change it
 through :meth:`ZendeskImitation.change_tickets` and :meth:`ZendeskImitation.delete_ticket`.
 
-What it imitates (shapes from ../shared/samples/zendesk and the API reference):
+What it imitates (shapes from tests/samples/zendesk and the API reference):
 cursor exports (``after_cursor`` = base64 ``"<generated_timestamp>.0||<id>|"``, kept at
 ``end_of_stream``), the time-based ticket events export (``end_time``, every event of the
 last second on the same page, ``include=comment_events``), cursor pagination for lists

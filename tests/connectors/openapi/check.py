@@ -75,7 +75,7 @@ ZENDESK_DEVIATIONS = (
         "IncrementalUnixTime (start_time, required: true) on every request, yet documents "
         "IncrementalCursor as 'The cursor pointer to work with for all subsequent exports after "
         "the initial request', and Zendesk's own after_url omits start_time: the real recording "
-        "in ../shared/samples/zendesk/incremental_tickets_cursor_page_per_page1.json has after_url "
+        "in tests/samples/zendesk/incremental_tickets_cursor_page_per_page1.json has after_url "
         ".../incremental/tickets/cursor.json?cursor=MTY5NTA1MjY2My4wfHwyOHw%3D&per_page=1. "
         "Resending start_time with the cursor lost tickets for Airbyte "
         "(https://github.com/airbytehq/airbyte/issues/28173). The z4j project corrected its copy "

@@ -2,7 +2,7 @@
 handle_time and csat_response_rate, on both store dialects and against counts by hand.
 
 The vendor figures are built from the vendors' documented payloads (Zendesk's Ticket Metric
-and satisfaction rating examples in ../shared/samples, Intercom's statistics) with known
+and satisfaction rating examples in tests/samples, Intercom's statistics) with known
 offsets from our own times, one ticket per reason."""
 
 from __future__ import annotations
