@@ -29,7 +29,7 @@ _PERCENT = frozenset({"csat", "cost_revenue_ratio", "churn_rate", "csat_response
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt,
 }  # fmt: skip
-_FORM = re.compile(r"\s*((?>>=|<=|>|<))\s*(\S.*?)\s*")  # atomic: "<=" is never "<" and "="
+_FORM = re.compile(r"\s*((?>>=|<=|>|<))\s*(\S.*?)\s*", re.DOTALL)  # atomic: "<=" never "<", "="
 _DURATION_FORM = 'is a duration KPI: write the target like "<= 2h" or "<= 1h30m"'
 _SIGNS = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}
 
