@@ -1,13 +1,15 @@
 """`kpis --interval` (SPEC §6 Series): the buckets' edges by hand; every bucket equal to the
-reference run over that bucket alone, on random stores (backlog histories included); and the
-invariants Σ buckets' tickets_created = W's, the last bucket's backlog = W's."""
+reference run over that bucket alone, on random stores (backlog histories included) with
+public messages seconds either side of the buckets' instants, so each bucket's awaiting_reply
+is judged from its own latest messages; and the invariants Σ buckets' tickets_created = W's,
+the last bucket's backlog = W's."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cskpi.connectors import base
 from cskpi.core.config.periods import Window
 from cskpi.core.kpis.populations import Frame
 from cskpi.core.kpis.report import Report
@@ -25,6 +28,7 @@ from cskpi.core.store.engine import open_engine
 from tests.core.kpis.kpi_reference import Dataset, differences
 from tests.core.kpis.test_kpis import HISTORY, HISTORY_TICKETS, W1, at, ctx, zd
 from tests.core.kpis.test_kpis_property import (
+    AGENTS,
     WALL,
     histories,
     migrated,
@@ -114,6 +118,67 @@ def invariants(report: Report) -> list[str]:
     return problems
 
 
+def instants(window: Window, interval: str) -> list[datetime]:
+    """The instants the buckets are judged at, found without ``buckets``: each local midnight
+    (day) or Monday midnight (week) inside W, and W's end, each capped at ``now``."""
+    edges, day = [window.end], window.start.astimezone(window.tz).date()
+    while (edge := datetime.combine(day, time(), window.tz)) < window.end:
+        if edge > window.start and (interval == "day" or day.weekday() == 0):
+            edges.append(edge)
+        day += timedelta(days=1)
+    return sorted({min(e, window.now) for e in edges})
+
+
+# Seconds from an instant: at it (not before it, so not read), a second or a minute either
+# side, and an hour before (the first wait bucket's edge).
+OFFSETS = (-3600, -60, -1, -1, 0, 0, 1, 60)
+OPEN = ("new", "open", "pending", "on_hold")
+
+
+@st.composite
+def around_instants(
+    draw: st.DrawFn, scenarios: st.SearchStrategy[dict[str, Any]]
+) -> tuple[dict[str, Any], str]:
+    """A scenario and an interval, with tickets open all along and, on its tickets and those,
+    public agent and customer messages seconds either side of some buckets' instants: latest
+    messages just before and just after a bucket's end, an agent's answer after the
+    customer's and the other way round, both in one second. The plain generators seldom put
+    a message near an instant while its ticket is in that backlog, so a bucket given another
+    bucket's threads, or a message at its instant, went unseen."""
+    scenario, interval = draw(scenarios), draw(st.sampled_from(("day", "week")))
+    window, data = scenario["window"], scenario["data"]
+    near = instants(window, interval)
+    tickets, messages = {}, {}
+    for c, listed in data.tickets.items():
+        tickets[c] = list(listed)
+        for i in range(draw(st.integers(1, 2))):
+            created = window.start - timedelta(minutes=draw(st.integers(1, 3 * 24 * 60)))
+            tickets[c].append(base.Ticket(
+                f"open{i}", created, created, draw(st.sampled_from(OPEN)),
+                priority=draw(st.sampled_from((None, *base.PRIORITIES))),
+                assignee_id=draw(st.sampled_from(AGENTS)),
+            ))  # fmt: skip
+        messages[c] = list(data.messages.get(c, []))
+        for t in tickets[c]:
+            for a in draw(st.lists(st.sampled_from(near), min_size=1, max_size=3, unique=True)):
+                for second, role in draw(st.lists(
+                    st.tuples(st.sampled_from(OFFSETS), st.sampled_from(("agent", "customer"))),
+                    min_size=1, max_size=4,
+                )):  # fmt: skip
+                    at = a + timedelta(seconds=second)
+                    said = [(at, role)]
+                    if draw(st.integers(0, 3)) == 0:  # the other side in the same second
+                        said.append((at, "customer" if role == "agent" else "agent"))
+                    messages[c] += [
+                        base.Message(f"{t.external_id}-near{len(messages[c]) + k}",
+                                     t.external_id, when, who,  # type: ignore[arg-type]
+                                     public=draw(st.integers(0, 5)) > 0,
+                                     author_id=draw(st.sampled_from((None, "a1", "u1"))))
+                        for k, (when, who) in enumerate(said)
+                    ]  # fmt: skip
+    return {**scenario, "data": replace(data, tickets=tickets, messages=messages)}, interval
+
+
 SETTINGS = settings(
     max_examples=25,
     deadline=None,
@@ -122,21 +187,21 @@ SETTINGS = settings(
 
 
 @SETTINGS
-@given(scenario=scenarios(), interval=st.sampled_from(("day", "week")))
+@given(case=around_instants(scenarios()))
 def test_each_bucket_equals_the_reference_over_that_bucket(
-    migrated: Path, scenario: dict[str, Any], interval: str
+    migrated: Path, case: tuple[dict[str, Any], str]
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        check(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}", scenario, interval)
+        check(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}", *case)
 
 
 @SETTINGS
-@given(scenario=histories(), interval=st.sampled_from(("day", "week")))
+@given(case=around_instants(histories()))
 def test_each_bucket_backlog_from_random_histories_equals_the_reference(
-    migrated: Path, scenario: dict[str, Any], interval: str
+    migrated: Path, case: tuple[dict[str, Any], str]
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        check(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}", scenario, interval)
+        check(f"sqlite:///{shutil.copy(migrated, Path(folder) / 'kpis.db')}", *case)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -156,19 +221,17 @@ def test_daily_backlog_through_reopens_and_solves_at_midnight(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(scenario=histories(), interval=st.sampled_from(("day", "week")))
+@given(case=around_instants(histories()))
 def test_each_bucket_from_random_histories_on_postgresql(
-    pg_server: PgServer, pg_store: str, scenario: dict[str, Any], interval: str
+    pg_server: PgServer, pg_store: str, case: tuple[dict[str, Any], str]
 ) -> None:
     pg_server.clear(pg_store)
-    check(pg_store, scenario, interval)
+    check(pg_store, *case)
 
 
 def test_a_group_only_an_earlier_bucket_has_is_listed_there(tmp_path: Path) -> None:
     """Unassigned and open at the first day's end, solved (by its stamp) before W's end:
     no group of W, but one of the first bucket's (found by the property test above)."""
-    from cskpi.connectors import base
-
     created = at(3, 1, 12)
     ticket = base.Ticket("t", created, created, "new", solved_at=at(3, 4))
     engine = open_engine(f"sqlite:///{tmp_path / 'kpis.db'}")
